@@ -1,0 +1,1 @@
+"""Command-line faces: argv in, API calls, one-line errors and exit codes out."""

@@ -1,0 +1,115 @@
+"""A small parser for runc-style command lines (urfave/cli and Go ``flag`` conventions).
+
+runc's callers (podman's conmon, containerd's go-runc, kubelet tooling) write flags as
+``--bundle X``, ``--bundle=X``, ``-bundle X``, ``-b X``, booleans as ``--detach`` or
+``--detach=true``; flags end at the first positional argument or ``--``. ``argparse``
+behaves differently on several of these and costs ~12 ms to import here, on a path that
+must beat runc's whole run, so this module parses exactly that grammar from a table.
+"""
+
+from __future__ import annotations
+
+from tsubo.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+FLAG = "flag"  # boolean
+VALUE = "value"  # takes one value
+LIST = "list"  # takes one value, may repeat
+
+
+class Option:
+    __slots__ = ("default", "help", "kind", "names")
+
+    def __init__(self, names: str, kind: str, help_text: str, default: object = None) -> None:
+        self.names = names.split(",")  # first one is canonical, e.g. "bundle,b"
+        self.kind = kind
+        self.help = help_text
+        self.default = default if default is not None else (
+            False if kind == FLAG else [] if kind == LIST else "")
+
+    @property
+    def key(self) -> str:
+        return self.names[0].replace("-", "_")
+
+
+class Parsed:
+    """Values by option key, plus positional arguments."""
+
+    def __init__(self, values: dict[str, object], positional: list[str]) -> None:
+        self.values = values
+        self.positional = positional
+
+    def flag(self, key: str) -> bool:
+        return bool(self.values[key])
+
+    def text(self, key: str) -> str:
+        value = self.values[key]
+        return value if isinstance(value, str) else ""
+
+    def texts(self, key: str) -> list[str]:
+        value = self.values[key]
+        return list(value) if isinstance(value, list) else []
+
+
+def parse(args: Sequence[str], options: Sequence[Option], where: str,
+          stop_at_positional: bool = True) -> Parsed:
+    """Parse *args* against *options*; ``InvalidArgument`` names the bad flag."""
+    by_name = {name: option for option in options for name in option.names}
+    values: dict[str, object] = {option.key: option.default for option in options}
+    for option in options:
+        if option.kind == LIST:
+            values[option.key] = []
+    positional: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":
+            positional.extend(args[index:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            positional.append(arg)
+            if stop_at_positional:
+                positional.extend(args[index:])
+                break
+            continue
+        name, has_value, inline = arg.lstrip("-").partition("=")
+        found = by_name.get(name)
+        if found is None:
+            raise InvalidArgument(where, arg, detail="unknown flag",
+                                  hint=f"'{where} --help' lists the flags")
+        option = found
+        if option.kind == FLAG:
+            if has_value:
+                if inline not in ("true", "false", "1", "0"):
+                    raise InvalidArgument(where, arg, detail="expects true or false")
+                values[option.key] = inline in ("true", "1")
+            else:
+                values[option.key] = True
+            continue
+        if not has_value:
+            if index >= len(args):
+                raise InvalidArgument(where, arg, detail="needs a value")
+            inline = args[index]
+            index += 1
+        if option.kind == LIST:
+            values_list = values[option.key]
+            assert isinstance(values_list, list)
+            values_list.append(inline)
+        else:
+            values[option.key] = inline
+    return Parsed(values, positional)
+
+
+def usage(options: Sequence[Option]) -> str:
+    """The flag table for ``--help``."""
+    lines = []
+    for option in options:
+        names = ", ".join(("-" if len(n) == 1 else "--") + n for n in option.names)
+        if option.kind != FLAG:
+            names += " value"
+        lines.append(f"   {names:<28} {option.help}")
+    return "\n".join(lines)

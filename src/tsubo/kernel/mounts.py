@@ -1,0 +1,285 @@
+"""Mounts of a container root: safe mount points, binds, remounts, pivot_root, masking.
+
+Every path inside the container root is resolved with openat2(2) and ``RESOLVE_IN_ROOT``
+from a directory fd of the root, so ``..`` and symlinks planted by an image stay inside it
+(CVE-2019-19921, CVE-2025-31133 class). The resolved object is then mounted on through its
+``/proc/self/fd/N`` magic link, never by a path string that could be swapped between check
+and use — the technique runc uses.
+
+Functions raise :class:`tsubo.errors.TsuboError` naming the operation and object.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from tsubo.errors import TsuboError
+from tsubo.kernel import syscalls
+from tsubo.kernel.flags import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SLAVE,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    STATVFS_LOCKED_FLAGS,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tsubo.runtime.plan import DeviceNode, MountStep
+
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+
+def fd_path(fd: int) -> str:
+    """The magic link that names the object behind *fd*."""
+    return f"/proc/self/fd/{fd}"
+
+
+def open_in_root(root_fd: int, path: str, flags: int = O_PATH) -> int:
+    """openat2(root_fd, path, RESOLVE_IN_ROOT): symlinks and ``..`` cannot leave the root."""
+    return syscalls.openat2(root_fd, path.lstrip("/") or ".", flags,
+                            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+
+def make_mount_point(root_fd: int, path: str, directory: bool) -> int:
+    """Create *path* inside the root (a directory, or an empty file for a file bind mount)
+    with its missing parents, and return an O_PATH fd of it."""
+    parts = [part for part in path.split("/") if part]
+    parent_fd = os.dup(root_fd)
+    try:
+        for index, part in enumerate(parts):
+            # Resolve each prefix from the root, so a symlink in the image is followed the
+            # way the container will see it, and never out of the root.
+            prefix = "/".join(parts[: index + 1])
+            try:
+                child = open_in_root(root_fd, prefix)
+            except FileNotFoundError:
+                if index == len(parts) - 1 and not directory:
+                    os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
+                                     0o644, dir_fd=parent_fd))
+                else:
+                    os.mkdir(part, 0o755, dir_fd=parent_fd)
+                child = open_in_root(root_fd, prefix)
+            os.close(parent_fd)
+            parent_fd = child
+    except OSError as error:
+        os.close(parent_fd)
+        raise TsuboError.from_os_error("create mount point", path, error) from None
+    return parent_fd
+
+
+def locked_flags(path: str) -> int:
+    """Mount flags of the mount at *path* that a remount must keep (else EPERM in a
+    user namespace): nosuid, nodev, noexec, noatime... as statvfs(3) reports them."""
+    vfs_flags = os.statvfs(path).f_flag
+    return sum(mount_flag for vfs_flag, mount_flag in STATVFS_LOCKED_FLAGS
+               if vfs_flags & vfs_flag)
+
+
+def prepare_root(rootfs: str, propagation: int) -> None:
+    """Set the new mount namespace's propagation, then make *rootfs* a mount point (a
+    recursive bind on itself) so pivot_root(2) accepts it."""
+    try:
+        syscalls.mount(None, "/", None, propagation)
+    except OSError as error:
+        raise TsuboError.from_os_error("set propagation of", "/", error) from None
+    try:
+        syscalls.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    except OSError as error:
+        raise TsuboError.from_os_error("bind mount rootfs", rootfs, error,
+                                       hint="does root.path exist?") from None
+    if propagation & (MS_SLAVE | MS_PRIVATE) == 0:
+        # pivot_root refuses a shared parent: make the root's own mount private.
+        syscalls.mount(None, rootfs, None, MS_PRIVATE)
+
+
+def mount_step(root_fd: int, step: MountStep) -> None:
+    """Carry out one planned mount inside the root."""
+    directory = True
+    if step.is_bind:
+        try:
+            directory = stat.S_ISDIR(os.stat(step.source).st_mode)
+        except OSError as error:
+            raise TsuboError.from_os_error("bind mount", step.source, error) from None
+    target_fd = make_mount_point(root_fd, step.destination, directory)
+    target = fd_path(target_fd)
+    try:
+        try:
+            syscalls.mount(step.source or step.fstype, target, step.fstype or None, step.flags,
+                           step.data or None)
+        except OSError as error:
+            if step.fstype == "sysfs" and error.errno == 1:
+                # No network namespace of our own: sysfs cannot be mounted fresh; bind the
+                # host's read-only instead, as runc does.
+                syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
+                _remount(target, MS_RDONLY)
+            else:
+                raise TsuboError.from_os_error(
+                    f"mount {step.fstype or 'bind'} {step.source or ''}".rstrip() + " on",
+                    step.destination, error) from None
+        if step.remount_flags:
+            # Re-open: the fd we hold names the mount point under the new mount.
+            os.close(target_fd)
+            target_fd = open_in_root(root_fd, step.destination)
+            target = fd_path(target_fd)
+            _remount(target, step.remount_flags)
+        for propagation in step.propagation:
+            syscalls.mount(None, target, None, propagation)
+    except OSError as error:
+        raise TsuboError.from_os_error("mount", step.destination, error) from None
+    finally:
+        os.close(target_fd)
+
+
+def mount_entries(root_fd: int, destination: str,
+                  entries: list[tuple[str, str, str, int, str]]) -> None:
+    """Carry out raw ``(source, target, fstype, flags, data)`` mount calls below
+    *destination* in order (the shape :meth:`Cgroup.mount_plan` returns)."""
+    for source, relative, fstype, flags, data in entries:
+        path = f"{destination}/{relative}" if relative else destination
+        target_fd = make_mount_point(root_fd, path, True)
+        try:
+            syscalls.mount(source or None, fd_path(target_fd), fstype or None, flags,
+                           data or None)
+        except OSError as error:
+            raise TsuboError.from_os_error(f"mount {fstype or 'bind'} {source} on".replace(
+                "  ", " "), path, error) from None
+        finally:
+            os.close(target_fd)
+
+
+def _remount(target: str, flags: int) -> None:
+    syscalls.mount(None, target, None, MS_REMOUNT | MS_BIND | flags | locked_flags(target))
+
+
+def create_device(root_fd: int, node: DeviceNode, bind_from_host: bool) -> None:
+    """Create a device node inside the root; in a user namespace (no mknod there) bind the
+    host's node onto an empty file instead."""
+    parent, _, name = node.path.rpartition("/")
+    parent_fd = make_mount_point(root_fd, parent, True)
+    try:
+        try:
+            os.unlink(name, dir_fd=parent_fd)
+        except FileNotFoundError:
+            pass
+        if bind_from_host:
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o000,
+                             dir_fd=parent_fd))
+            file_fd = open_in_root(parent_fd, name)
+            try:
+                syscalls.mount(node.path, fd_path(file_fd), None, MS_BIND)
+            finally:
+                os.close(file_fd)
+            return
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+        os.mknod(name, kind[node.type] | node.mode, os.makedev(node.major, node.minor),
+                 dir_fd=parent_fd)
+        # mknod obeys the umask: set the exact mode and owner afterwards.
+        os.chmod(name, node.mode, dir_fd=parent_fd, follow_symlinks=False)
+        os.chown(name, node.uid, node.gid, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError as error:
+        raise TsuboError.from_os_error("create device", node.path, error) from None
+    finally:
+        os.close(parent_fd)
+
+
+def create_symlink(root_fd: int, target: str, link: str) -> None:
+    """Create *link* -> *target* inside the root unless something is there already."""
+    parent, _, name = link.rpartition("/")
+    parent_fd = make_mount_point(root_fd, parent, True)
+    try:
+        os.symlink(target, name, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise TsuboError.from_os_error("create symlink", link, error) from None
+    finally:
+        os.close(parent_fd)
+
+
+def pivot_into(rootfs: str) -> None:
+    """Make *rootfs* the root: pivot_root(".", ".") then detach the old root stacked on top
+    (runc's way: no temporary directory inside the container root is needed)."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new_root)
+        syscalls.pivot_root(".", ".")
+        os.fchdir(old_root)
+        # The old root may be shared with the host: make it a slave before detaching so the
+        # unmount does not propagate back.
+        syscalls.mount(None, ".", None, MS_SLAVE | MS_REC)
+        syscalls.umount2(".", MNT_DETACH)
+        os.chdir("/")
+    except OSError as error:
+        raise TsuboError.from_os_error("pivot_root into", rootfs, error) from None
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def chroot_into(rootfs: str) -> None:
+    """``--no-pivot``: move the root mount over / and chroot (for ramfs roots)."""
+    try:
+        os.chdir(rootfs)
+        syscalls.mount(rootfs, "/", None, 8192)  # MS_MOVE
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as error:
+        raise TsuboError.from_os_error("chroot into", rootfs, error) from None
+
+
+def mask_path(path: str) -> None:
+    """Hide *path*: /dev/null over a file, an empty read-only tmpfs over a directory.
+    Runs after pivot_root, so the path is resolved inside the container."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        if stat.S_ISDIR(info.st_mode):
+            syscalls.mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0k,mode=0555")
+        else:
+            null_fd = _open_dev_null()
+            try:
+                syscalls.mount(fd_path(null_fd), path, None, MS_BIND)
+            finally:
+                os.close(null_fd)
+    except OSError as error:
+        raise TsuboError.from_os_error("mask path", path, error) from None
+
+
+def _open_dev_null() -> int:
+    """/dev/null, checked to be the real character device 1:3 (an image could have made it a
+    symlink to a host file; binding that over a masked path would expose it)."""
+    fd = os.open("/dev/null", O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not stat.S_ISCHR(info.st_mode) or info.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise TsuboError("mask path", "/dev/null", detail="is not the null device (1:3)")
+    return fd
+
+
+def make_readonly(path: str) -> None:
+    """Bind *path* onto itself and remount it read-only (``readonlyPaths``)."""
+    try:
+        syscalls.mount(path, path, None, MS_BIND | MS_REC)
+        _remount(path, MS_RDONLY | MS_REC)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise TsuboError.from_os_error("make read-only", path, error) from None
+
+
+def make_root_readonly() -> None:
+    """``root.readonly``: remount the new / read-only."""
+    try:
+        _remount("/", MS_RDONLY)
+    except OSError as error:
+        raise TsuboError.from_os_error("remount read-only", "/", error) from None

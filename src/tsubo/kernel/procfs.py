@@ -1,0 +1,70 @@
+"""Reading processes from /proc: liveness, start time, namespaces.
+
+A container's status is never trusted from its state file alone: the recorded pid is
+checked against /proc, and the recorded start time (field 22 of ``/proc/PID/stat``, in
+clock ticks since boot) must match, so a reused pid reads as stopped, as does a zombie.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class ProcessStat:
+    """The parts of ``/proc/PID/stat`` we use."""
+
+    __slots__ = ("pid", "ppid", "start_time", "state")
+
+    def __init__(self, pid: int, state: str, ppid: int, start_time: int) -> None:
+        self.pid = pid
+        self.state = state
+        self.ppid = ppid
+        self.start_time = start_time
+
+    @property
+    def is_dead(self) -> bool:
+        """Zombie or dead: the process has exited even if nobody reaped it."""
+        return self.state in ("Z", "X", "x")
+
+
+def read_stat(pid: int, proc: str = "/proc") -> ProcessStat | None:
+    """Parse ``/proc/PID/stat``; None when there is no such process."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as stat_file:
+            raw = stat_file.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rindex(b")") + 2:].split()
+    return ProcessStat(pid, fields[0].decode(), int(fields[1]), int(fields[19]))
+
+
+def is_alive(pid: int, start_time: int) -> bool:
+    """True when *pid* is running (not a zombie) and is the process started at *start_time*."""
+    if pid <= 0:
+        return False
+    stat = read_stat(pid)
+    return stat is not None and not stat.is_dead and stat.start_time == start_time
+
+
+def wait_until_gone(pid: int, start_time: int, timeout: float) -> bool:
+    """Poll until *pid* is dead (or a zombie) for at most *timeout* seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while is_alive(pid, start_time):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return True
+
+
+def reap_if_child(pid: int) -> int | None:
+    """Reap *pid* if it is our exited child; returns its wait status or None."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return status if reaped == pid else None

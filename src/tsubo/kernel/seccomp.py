@@ -1,0 +1,707 @@
+"""Compile an OCI ``linux.seccomp`` object into a libseccomp filter, and load it.
+
+This module owns the container's seccomp filter. It works in two steps, the way the
+runtime's child needs them:
+
+1. :func:`compile_filter` validates the raw runtime-spec object (pure Python, so every
+   mistake is reported with the JSON path of the bad value, before any kernel work) and
+   builds a libseccomp filter context from it. It runs before ``pivot_root``, while the
+   host's ``libseccomp.so.2`` can still be loaded.
+2. :meth:`SeccompFilter.load` hands the filter to the kernel just before ``execve``. It
+   makes one call through a function pointer bound at compile time: no import, no file
+   access, so it is safe inside the container's root.
+
+libseccomp is bound with ctypes in :class:`_LibSeccomp` (small typed wrappers, one per C
+function we use); nothing else in tsubo talks to it. Every constant below is copied from
+``/usr/include/seccomp.h`` of libseccomp 2.5.4 (Debian 12, package ``libseccomp-dev``),
+not guessed. libseccomp reports failure as a negative errno *return value*, never through
+``errno``; we raise :class:`~tsubo.errors.TsuboError` with ``operation="seccomp <function>"``.
+
+Behaviour follows runc (``libcontainer/seccomp/seccomp_linux.go``) and crun
+(``src/libcrun/seccomp.c``):
+
+- a syscall name libseccomp does not know for any architecture in the filter is skipped
+  (Docker's default profile names syscalls newer than the library); the names are kept in
+  :attr:`SeccompFilter.skipped_syscalls` for debug logs;
+- a rule whose action equals the default action is skipped (libseccomp rejects it);
+- when two conditions of one rule test the same argument, each condition becomes a rule
+  of its own (runc's "old behaviour"): libseccomp can only AND conditions on *different*
+  arguments;
+- ``SCMP_FLTATR_CTL_NNP`` is off: the runtime sets no_new_privs itself when
+  ``process.noNewPrivileges`` asks, so loading needs CAP_SYS_ADMIN otherwise;
+- more than 32 rules switch on libseccomp's binary-tree layout (what runc does);
+- ``SCMP_ACT_NOTIFY``, ``listenerPath`` and ``listenerMetadata`` raise
+  :class:`~tsubo.errors.Unsupported` (no seccomp agent support yet). Nothing in the spec is
+  ignored silently: unknown keys, actions, operators, architectures and flags raise
+  :class:`~tsubo.errors.InvalidArgument` naming the JSON path.
+
+Not done (see runc's ``patchbpf``): runc patches the generated BPF so that syscalls newer
+than every one the profile names return ENOSYS instead of the default errno, which helps
+old profiles with new libcs. Profiles should list such syscalls (Docker's lists ``clone3``
+with ``errnoRet`` 38).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from tsubo.errors import InvalidArgument, TsuboError, Unsupported, WrongState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from ctypes import _FuncPointer
+
+# --- libseccomp 2.5.4, /usr/include/seccomp.h -------------------------------------------
+# Actions ("seccomp actions" block). ERRNO and TRACE carry 16 bits of data:
+# SCMP_ACT_ERRNO(x) = 0x00050000U | ((x) & 0x0000ffffU), SCMP_ACT_TRACE(x) likewise.
+SCMP_ACT_KILL_PROCESS = 0x80000000
+SCMP_ACT_KILL_THREAD = 0x00000000
+SCMP_ACT_KILL = SCMP_ACT_KILL_THREAD
+SCMP_ACT_TRAP = 0x00030000
+SCMP_ACT_NOTIFY = 0x7FC00000
+SCMP_ACT_ERRNO = 0x00050000
+SCMP_ACT_TRACE = 0x7FF00000
+SCMP_ACT_LOG = 0x7FFC0000
+SCMP_ACT_ALLOW = 0x7FFF0000
+_ACTION_DATA_MASK = 0x0000FFFF
+
+# enum scmp_compare
+SCMP_CMP_NE = 1
+SCMP_CMP_LT = 2
+SCMP_CMP_LE = 3
+SCMP_CMP_EQ = 4
+SCMP_CMP_GE = 5
+SCMP_CMP_GT = 6
+SCMP_CMP_MASKED_EQ = 7
+
+# enum scmp_filter_attr
+SCMP_FLTATR_CTL_NNP = 3
+SCMP_FLTATR_CTL_TSYNC = 4
+SCMP_FLTATR_CTL_LOG = 6
+SCMP_FLTATR_CTL_SSB = 7
+SCMP_FLTATR_CTL_OPTIMIZE = 8
+SCMP_FLTATR_API_SYSRAWRC = 9
+_ATTRIBUTE_NAMES = {
+    SCMP_FLTATR_CTL_NNP: "SCMP_FLTATR_CTL_NNP",
+    SCMP_FLTATR_CTL_TSYNC: "SCMP_FLTATR_CTL_TSYNC",
+    SCMP_FLTATR_CTL_LOG: "SCMP_FLTATR_CTL_LOG",
+    SCMP_FLTATR_CTL_SSB: "SCMP_FLTATR_CTL_SSB",
+    SCMP_FLTATR_CTL_OPTIMIZE: "SCMP_FLTATR_CTL_OPTIMIZE",
+    SCMP_FLTATR_API_SYSRAWRC: "SCMP_FLTATR_API_SYSRAWRC",
+}
+
+# seccomp_syscall_resolve_name*() return __NR_SCMP_ERROR for a name libseccomp does not
+# know at all; a name it knows but the architecture lacks resolves to a negative pseudo
+# number (__PNR_*, <= -10000) that seccomp_rule_add*() translates per architecture.
+NR_SCMP_ERROR = -1  # __NR_SCMP_ERROR
+
+# Linux system calls take at most six arguments (struct seccomp_data.args[6]).
+_MAX_SYSCALL_ARGS = 6
+
+# Above this many rules, ask libseccomp for a binary tree sorted by syscall number instead
+# of a linear list (runc's threshold; libseccomp <= 2.5.4 misbehaves with 0 rules).
+_BINARY_TREE_MIN_RULES = 32
+
+_ERRNO_EPERM = 1
+_ERRNO_EACCES = 13
+_ERRNO_EEXIST = 17
+
+# --- the runtime-spec vocabulary (config-linux.md#seccomp) --------------------------------
+_ACTIONS = {
+    "SCMP_ACT_KILL": SCMP_ACT_KILL,
+    "SCMP_ACT_KILL_PROCESS": SCMP_ACT_KILL_PROCESS,
+    "SCMP_ACT_KILL_THREAD": SCMP_ACT_KILL_THREAD,
+    "SCMP_ACT_TRAP": SCMP_ACT_TRAP,
+    "SCMP_ACT_ERRNO": SCMP_ACT_ERRNO,
+    "SCMP_ACT_TRACE": SCMP_ACT_TRACE,
+    "SCMP_ACT_ALLOW": SCMP_ACT_ALLOW,
+    "SCMP_ACT_LOG": SCMP_ACT_LOG,
+    "SCMP_ACT_NOTIFY": SCMP_ACT_NOTIFY,
+}
+# Only these actions carry an errno; the spec says a runtime MUST fail on errnoRet for others.
+_ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+
+_OPERATORS = {
+    "SCMP_CMP_NE": SCMP_CMP_NE,
+    "SCMP_CMP_LT": SCMP_CMP_LT,
+    "SCMP_CMP_LE": SCMP_CMP_LE,
+    "SCMP_CMP_EQ": SCMP_CMP_EQ,
+    "SCMP_CMP_GE": SCMP_CMP_GE,
+    "SCMP_CMP_GT": SCMP_CMP_GT,
+    "SCMP_CMP_MASKED_EQ": SCMP_CMP_MASKED_EQ,
+}
+
+# The spec's list (as of libseccomp 2.5.0) plus the architectures libseccomp 2.6 added;
+# a name here that the installed libseccomp cannot resolve is Unsupported, not invalid.
+_ARCHITECTURES = frozenset(
+    "SCMP_ARCH_" + name
+    for name in (
+        *("X86", "X86_64", "X32", "ARM", "AARCH64"),
+        *("MIPS", "MIPS64", "MIPS64N32", "MIPSEL", "MIPSEL64", "MIPSEL64N32"),
+        *("PPC", "PPC64", "PPC64LE", "S390", "S390X", "PARISC", "PARISC64", "RISCV64"),
+        *("LOONGARCH64", "M68K", "SH", "SHEB"),
+    )
+)
+
+# seccomp(2) filter flags -> the libseccomp attribute that sets them at load time.
+_FLAG_ATTRIBUTES = {
+    "SECCOMP_FILTER_FLAG_TSYNC": SCMP_FLTATR_CTL_TSYNC,
+    "SECCOMP_FILTER_FLAG_LOG": SCMP_FLTATR_CTL_LOG,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": SCMP_FLTATR_CTL_SSB,
+}
+# Known flags we cannot honour: it only matters for SCMP_ACT_NOTIFY, and libseccomp 2.5
+# has no attribute for it (SCMP_FLTATR_CTL_WAITKILL arrived in 2.6).
+_UNSUPPORTED_FLAGS = ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",)
+
+_PROFILE_KEYS = frozenset(
+    (
+        "defaultAction",
+        "defaultErrnoRet",
+        "architectures",
+        "flags",
+        "listenerPath",
+        "listenerMetadata",
+        "syscalls",
+    )
+)
+_SYSCALL_KEYS = frozenset(("names", "action", "errnoRet", "args", "comment"))
+_ARG_KEYS = frozenset(("index", "value", "valueTwo", "op"))
+# Keys of Docker's profile format, which is not the runtime-spec format: they change which
+# rules apply, so a profile carrying them must be converted first (Docker does that).
+_DOCKER_PROFILE_KEYS = frozenset(("archMap", "includes", "excludes"))
+
+_SPEC_PATH = "linux.seccomp"
+_COMPILE = "compile seccomp filter"
+
+_UINT64_MAX = (1 << 64) - 1
+
+
+class SeccompFilter:
+    """A compiled filter: built before pivot_root (libseccomp is loaded from the host),
+    loaded just before execve."""
+
+    __slots__ = ("_ctx", "_lib", "_load", "rule_count", "skipped_syscalls")
+
+    def __init__(
+        self, lib: _LibSeccomp, ctx: int, rule_count: int, skipped_syscalls: tuple[str, ...]
+    ) -> None:
+        self._lib = lib
+        self._ctx: int | None = ctx
+        # Bound now so that load() does no attribute lookup or symbol resolution later.
+        self._load = lib.load
+        #: how many libseccomp rules were added
+        self.rule_count = rule_count
+        #: syscall names skipped because libseccomp does not know them, in spec order
+        self.skipped_syscalls = skipped_syscalls
+
+    def load(self) -> None:
+        """Install the filter on the calling thread (all threads with TSYNC): seccomp_load.
+
+        Imports nothing and touches no file, so it can run after pivot_root. Without
+        no_new_privs set, the caller needs CAP_SYS_ADMIN (seccomp(2)).
+        """
+        ctx = self._ctx
+        if ctx is None:
+            raise WrongState("seccomp load", detail="the filter was released")
+        rc = self._load(ctx)
+        if rc < 0:
+            # (TsuboError names the errno through the built-in errno module: no file read.)
+            hint = ""
+            if -rc in (_ERRNO_EPERM, _ERRNO_EACCES):
+                hint = "set no_new_privs first, or keep CAP_SYS_ADMIN until the filter is loaded"
+            raise TsuboError("seccomp load", errno=-rc, hint=hint)
+
+    def export_bpf(self) -> bytes:
+        """The BPF program as the kernel would get it (``struct sock_filter`` array)."""
+        ctx = self._require_ctx("seccomp export_bpf")
+        fd = os.memfd_create("tsubo-seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            rc = self._lib.export_bpf(ctx, fd)
+            if rc < 0:
+                raise TsuboError("seccomp export_bpf", errno=-rc)
+            return _read_all(fd)
+        finally:
+            os.close(fd)
+
+    def export_pfc(self) -> str:
+        """The filter as libseccomp's human-readable pseudo filter code (for debugging)."""
+        ctx = self._require_ctx("seccomp export_pfc")
+        fd = os.memfd_create("tsubo-seccomp-pfc", os.MFD_CLOEXEC)
+        try:
+            rc = self._lib.export_pfc(ctx, fd)
+            if rc < 0:
+                raise TsuboError("seccomp export_pfc", errno=-rc)
+            return _read_all(fd).decode()
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Free the libseccomp context (seccomp_release); calling it twice is harmless."""
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            self._lib.release(ctx)
+
+    def _require_ctx(self, operation: str) -> int:
+        if self._ctx is None:
+            raise WrongState(operation, detail="the filter was released")
+        return self._ctx
+
+
+def compile_filter(spec: dict[str, object]) -> SeccompFilter:
+    """Validate the runtime-spec ``linux.seccomp`` object and build its filter.
+
+    Raises InvalidArgument (naming the JSON path) for malformed input, Unsupported for
+    settings tsubo or the installed libseccomp cannot honour, TsuboError for libseccomp
+    failures.
+    """
+    profile = _parse_profile(spec)
+    return _build(_libseccomp(), profile)
+
+
+# --- step 1: the spec, validated into plain values (no libseccomp) -----------------------
+
+
+class _Rule:
+    """One ``syscalls[]`` entry: the action as libseccomp's value, args as comparisons."""
+
+    __slots__ = ("action", "args", "location", "names")
+
+    def __init__(
+        self,
+        location: str,
+        names: tuple[str, ...],
+        action: int,
+        args: tuple[tuple[int, int, int, int], ...],
+    ) -> None:
+        self.location = location
+        self.names = names
+        self.action = action
+        #: (argument index, SCMP_CMP_*, datum_a, datum_b)
+        self.args = args
+
+
+class _Profile:
+    __slots__ = ("architectures", "attributes", "default_action", "rules")
+
+    def __init__(
+        self,
+        default_action: int,
+        architectures: tuple[str, ...],
+        attributes: tuple[int, ...],
+        rules: tuple[_Rule, ...],
+    ) -> None:
+        self.default_action = default_action
+        #: libseccomp architecture names ("x86_64"), in spec order
+        self.architectures = architectures
+        #: SCMP_FLTATR_* attributes to switch on
+        self.attributes = attributes
+        self.rules = rules
+
+
+def _parse_profile(spec: object) -> _Profile:
+    if not isinstance(spec, dict):
+        raise _invalid(_SPEC_PATH, f"expected an object, got {_type_name(spec)}")
+    _check_keys(spec, _PROFILE_KEYS, _SPEC_PATH)
+    for key in ("listenerPath", "listenerMetadata"):
+        if spec.get(key) not in (None, ""):
+            raise Unsupported(
+                _COMPILE,
+                f"{_SPEC_PATH}.{key}",
+                detail="seccomp agents (SCMP_ACT_NOTIFY listeners) are not supported yet",
+            )
+    if "defaultAction" not in spec:
+        raise _invalid(f"{_SPEC_PATH}.defaultAction", "missing (it is required)")
+    default_action = _action(
+        spec["defaultAction"],
+        spec.get("defaultErrnoRet"),
+        f"{_SPEC_PATH}.defaultAction",
+        f"{_SPEC_PATH}.defaultErrnoRet",
+    )
+
+    architectures = []
+    for i, arch in enumerate(_list(spec.get("architectures"), f"{_SPEC_PATH}.architectures")):
+        where = f"{_SPEC_PATH}.architectures[{i}]"
+        if arch not in _ARCHITECTURES:
+            raise _invalid(
+                where, f"unknown architecture {_quote(arch)}", hint="e.g. SCMP_ARCH_X86_64"
+            )
+        architectures.append(str(arch)[len("SCMP_ARCH_") :].lower())
+
+    attributes = []
+    for i, flag in enumerate(_list(spec.get("flags"), f"{_SPEC_PATH}.flags")):
+        where = f"{_SPEC_PATH}.flags[{i}]"
+        if flag in _UNSUPPORTED_FLAGS:
+            raise Unsupported(_COMPILE, where, detail=f"flag {flag} is not supported")
+        attribute = _FLAG_ATTRIBUTES.get(flag) if isinstance(flag, str) else None
+        if attribute is None:
+            raise _invalid(
+                where, f"unknown flag {_quote(flag)}", hint="one of " + ", ".join(_FLAG_ATTRIBUTES)
+            )
+        attributes.append(attribute)
+
+    rules = tuple(
+        _parse_rule(entry, f"{_SPEC_PATH}.syscalls[{i}]")
+        for i, entry in enumerate(_list(spec.get("syscalls"), f"{_SPEC_PATH}.syscalls"))
+    )
+    return _Profile(default_action, tuple(architectures), tuple(attributes), rules)
+
+
+def _parse_rule(entry: object, where: str) -> _Rule:
+    if not isinstance(entry, dict):
+        raise _invalid(where, f"expected an object, got {_type_name(entry)}")
+    _check_keys(entry, _SYSCALL_KEYS, where)
+    names = _list(entry.get("names"), f"{where}.names")
+    if not names:
+        raise _invalid(f"{where}.names", "must list at least one syscall")
+    for j, name in enumerate(names):
+        if not isinstance(name, str) or not name:
+            raise _invalid(f"{where}.names[{j}]", f"expected a syscall name, got {_quote(name)}")
+    if "action" not in entry:
+        raise _invalid(f"{where}.action", "missing (it is required)")
+    action = _action(entry["action"], entry.get("errnoRet"), f"{where}.action", f"{where}.errnoRet")
+
+    args = []
+    for k, arg in enumerate(_list(entry.get("args"), f"{where}.args")):
+        arg_where = f"{where}.args[{k}]"
+        if not isinstance(arg, dict):
+            raise _invalid(arg_where, f"expected an object, got {_type_name(arg)}")
+        _check_keys(arg, _ARG_KEYS, arg_where)
+        index = _uint(arg.get("index"), f"{arg_where}.index", _MAX_SYSCALL_ARGS - 1, required=True)
+        value = _uint(arg.get("value"), f"{arg_where}.value", _UINT64_MAX, required=True)
+        value_two = _uint(arg.get("valueTwo"), f"{arg_where}.valueTwo", _UINT64_MAX)
+        op_name = arg.get("op")
+        op = _OPERATORS.get(op_name) if isinstance(op_name, str) else None
+        if op is None:
+            raise _invalid(
+                f"{arg_where}.op",
+                f"unknown operator {_quote(op_name)}",
+                hint="one of " + ", ".join(_OPERATORS),
+            )
+        args.append((index, op, value, value_two))
+    return _Rule(where, tuple(str(name) for name in names), action, tuple(args))
+
+
+def _action(name: object, errno_ret: object, where: str, errno_where: str) -> int:
+    """The libseccomp action value for an action name and its optional errnoRet."""
+    action = _ACTIONS.get(name) if isinstance(name, str) else None
+    if action is None:
+        hint = "one of " + ", ".join(_ACTIONS)
+        raise _invalid(where, f"unknown action {_quote(name)}", hint=hint)
+    if action == SCMP_ACT_NOTIFY:
+        detail = "SCMP_ACT_NOTIFY needs a seccomp agent, which is not supported yet"
+        raise Unsupported(_COMPILE, where, detail=detail)
+    if name in _ACTIONS_WITH_ERRNO:
+        # The kernel keeps 16 bits (SECCOMP_RET_DATA); larger values would be truncated.
+        errno = _uint(errno_ret, errno_where, _ACTION_DATA_MASK)
+        return action | (_ERRNO_EPERM if errno_ret is None else errno)
+    if errno_ret is not None:
+        detail = f"{name} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)"
+        raise _invalid(errno_where, detail)
+    return action
+
+
+def _uint(value: object, where: str, maximum: int, *, required: bool = False) -> int:
+    if value is None:
+        if required:
+            raise _invalid(where, "missing (it is required)")
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise _invalid(where, f"expected an integer from 0 to {maximum}, got {_quote(value)}")
+    return value
+
+
+def _list(value: object, where: str) -> list[object]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid(where, f"expected an array, got {_type_name(value)}")
+    return value
+
+
+def _check_keys(obj: dict[object, object], known: frozenset[str], where: str) -> None:
+    for key in obj:
+        if key in known:
+            continue
+        hint = ""
+        if key in _DOCKER_PROFILE_KEYS:
+            hint = "this is Docker's profile format; convert it to the runtime-spec format first"
+        raise _invalid(f"{where}.{key}", "unknown key", hint=hint)
+
+
+def _invalid(where: str, detail: str, hint: str = "") -> InvalidArgument:
+    return InvalidArgument(_COMPILE, where, detail=detail, hint=hint)
+
+
+def _quote(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return repr(value)
+
+
+# --- step 2: the libseccomp context --------------------------------------------------------
+
+
+def _build(lib: _LibSeccomp, profile: _Profile) -> SeccompFilter:
+    ctx = lib.init(profile.default_action)
+    if ctx is None:
+        # seccomp_init returns NULL without a reason: a bad action or no memory.
+        raise TsuboError(
+            "seccomp init",
+            detail=f"libseccomp refused default action {profile.default_action:#010x}",
+        )
+    try:
+        # The runtime sets no_new_privs itself, only when process.noNewPrivileges says so.
+        _attr_set(lib, ctx, SCMP_FLTATR_CTL_NNP, 0)
+        # Make seccomp_load report the kernel's errno instead of ECANCELED.
+        _attr_set(lib, ctx, SCMP_FLTATR_API_SYSRAWRC, 1)
+        for attribute in profile.attributes:
+            _attr_set(lib, ctx, attribute, 1)
+
+        tokens = []
+        for i, arch in enumerate(profile.architectures):
+            token = lib.arch_resolve_name(arch)
+            if token == 0:
+                raise Unsupported(
+                    _COMPILE,
+                    f"{_SPEC_PATH}.architectures[{i}]",
+                    detail=f"the installed libseccomp does not know architecture {arch}",
+                )
+            rc = lib.arch_add(ctx, token)
+            if rc < 0 and rc != -_ERRNO_EEXIST:  # the native architecture is always there
+                raise TsuboError("seccomp arch_add", arch, errno=-rc)
+            tokens.append(token)
+
+        resolve = _Resolver(lib, tokens)
+        skipped: dict[str, None] = {}  # ordered set
+        rule_count = 0
+        for rule in profile.rules:
+            if rule.action == profile.default_action:
+                continue  # redundant, and libseccomp rejects it
+            for name in rule.names:
+                number = resolve(name)
+                if number is None:
+                    skipped[name] = None
+                    continue
+                for conditions in _condition_sets(rule.args):
+                    rc = lib.rule_add_array(ctx, rule.action, number, conditions)
+                    if rc < 0:
+                        raise TsuboError(
+                            "seccomp rule_add_array", f'"{name}" ({rule.location})', errno=-rc
+                        )
+                    rule_count += 1
+
+        if rule_count > _BINARY_TREE_MIN_RULES:
+            # Only the BPF layout changes; an old libseccomp without it still works.
+            lib.attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)
+    except BaseException:
+        lib.release(ctx)
+        raise
+    return SeccompFilter(lib, ctx, rule_count, tuple(skipped))
+
+
+def _attr_set(lib: _LibSeccomp, ctx: int, attribute: int, value: int) -> None:
+    rc = lib.attr_set(ctx, attribute, value)
+    if rc < 0:
+        name = _ATTRIBUTE_NAMES.get(attribute, str(attribute))
+        raise TsuboError("seccomp attr_set", f"{name}={value}", errno=-rc)
+
+
+def _condition_sets(
+    args: tuple[tuple[int, int, int, int], ...],
+) -> list[ctypes.Array[_ArgCmp] | None]:
+    """The argument arrays to add one rule each for.
+
+    libseccomp ANDs the conditions of one rule only when they test different arguments;
+    like runc, when two test the same one we add every condition as a rule of its own.
+    """
+    if not args:
+        return [None]
+    indices = [index for index, _, _, _ in args]
+    if len(set(indices)) == len(indices):
+        return [(_ArgCmp * len(args))(*(_ArgCmp(*arg) for arg in args))]
+    return [(_ArgCmp * 1)(_ArgCmp(*arg)) for arg in args]
+
+
+class _Resolver:
+    """Syscall name -> number for rule_add, or None when no filter architecture has it."""
+
+    __slots__ = ("_cache", "_lib", "_tokens")
+
+    def __init__(self, lib: _LibSeccomp, tokens: Sequence[int]) -> None:
+        self._lib = lib
+        self._tokens = tokens
+        self._cache: dict[str, int | None] = {}
+
+    def __call__(self, name: str) -> int | None:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        raw = name.encode()
+        number: int | None = self._lib.syscall_resolve_name(raw)
+        if number == NR_SCMP_ERROR:
+            number = None  # unknown to this libseccomp on every architecture
+        elif number is not None and number < 0 and not self._on_added_architecture(raw):
+            number = None
+        self._cache[name] = number
+        return number
+
+    def _on_added_architecture(self, raw_name: bytes) -> bool:
+        """For a pseudo number (the native architecture lacks the syscall): does an added
+        architecture have it? libseccomp translates the pseudo number there."""
+        return any(self._lib.syscall_resolve_name_arch(t, raw_name) >= 0 for t in self._tokens)
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- ctypes binding --------------------------------------------------------------------
+
+
+class _ArgCmp(ctypes.Structure):
+    """struct scmp_arg_cmp (seccomp.h): argument index, comparison, two 64-bit data."""
+
+    _fields_ = (
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    )
+
+
+class _LibSeccomp:
+    """Typed wrappers over the libseccomp functions we use; each returns what C returns."""
+
+    __slots__ = (
+        "_arch_add",
+        "_arch_resolve_name",
+        "_attr_set",
+        "_export_bpf",
+        "_export_pfc",
+        "_init",
+        "_load",
+        "_release",
+        "_resolve_name",
+        "_resolve_name_arch",
+        "_rule_add_array",
+    )
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        ctx, u32, c_int = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
+        self._init = _bind(lib.seccomp_init, ctx, [u32])
+        self._release = _bind(lib.seccomp_release, None, [ctx])
+        self._arch_resolve_name = _bind(lib.seccomp_arch_resolve_name, u32, [ctypes.c_char_p])
+        self._arch_add = _bind(lib.seccomp_arch_add, c_int, [ctx, u32])
+        self._attr_set = _bind(lib.seccomp_attr_set, c_int, [ctx, c_int, u32])
+        self._resolve_name = _bind(lib.seccomp_syscall_resolve_name, c_int, [ctypes.c_char_p])
+        self._resolve_name_arch = _bind(
+            lib.seccomp_syscall_resolve_name_arch, c_int, [u32, ctypes.c_char_p]
+        )
+        self._rule_add_array = _bind(
+            lib.seccomp_rule_add_array, c_int, [ctx, u32, c_int, ctypes.c_uint, ctypes.c_void_p]
+        )
+        self._load = _bind(lib.seccomp_load, c_int, [ctx])
+        self._export_bpf = _bind(lib.seccomp_export_bpf, c_int, [ctx, c_int])
+        self._export_pfc = _bind(lib.seccomp_export_pfc, c_int, [ctx, c_int])
+
+    def init(self, default_action: int) -> int | None:
+        """seccomp_init: a filter context, or None."""
+        ctx: int | None = self._init(default_action)
+        return ctx
+
+    def release(self, ctx: int) -> None:
+        self._release(ctx)
+
+    def arch_resolve_name(self, name: str) -> int:
+        """seccomp_arch_resolve_name: the SCMP_ARCH_* token for "x86_64", or 0."""
+        token: int = self._arch_resolve_name(name.encode())
+        return token
+
+    def arch_add(self, ctx: int, token: int) -> int:
+        rc: int = self._arch_add(ctx, token)
+        return rc
+
+    def attr_set(self, ctx: int, attribute: int, value: int) -> int:
+        rc: int = self._attr_set(ctx, attribute, value)
+        return rc
+
+    def syscall_resolve_name(self, name: bytes) -> int:
+        number: int = self._resolve_name(name)
+        return number
+
+    def syscall_resolve_name_arch(self, token: int, name: bytes) -> int:
+        number: int = self._resolve_name_arch(token, name)
+        return number
+
+    def rule_add_array(
+        self, ctx: int, action: int, syscall: int, conditions: ctypes.Array[_ArgCmp] | None
+    ) -> int:
+        count = 0 if conditions is None else len(conditions)
+        rc: int = self._rule_add_array(ctx, action, syscall, count, conditions)
+        return rc
+
+    @property
+    def load(self) -> _FuncPointer:
+        """seccomp_load itself (int (*)(ctx)), so SeccompFilter.load calls it directly."""
+        return self._load
+
+    def export_bpf(self, ctx: int, fd: int) -> int:
+        rc: int = self._export_bpf(ctx, fd)
+        return rc
+
+    def export_pfc(self, ctx: int, fd: int) -> int:
+        rc: int = self._export_pfc(ctx, fd)
+        return rc
+
+
+def _bind(function: _FuncPointer, restype: type | None, argtypes: list[type]) -> _FuncPointer:
+    function.restype = restype
+    function.argtypes = argtypes
+    return function
+
+
+_library: _LibSeccomp | None = None
+
+
+def _libseccomp() -> _LibSeccomp:
+    """Load libseccomp.so.2 once (about 1 ms); Unsupported when it is not installed."""
+    global _library
+    if _library is None:
+        try:
+            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+            _library = _LibSeccomp(lib)
+        except (OSError, AttributeError) as error:
+            raise Unsupported(
+                "load libseccomp",
+                "libseccomp.so.2",
+                detail=str(error),
+                hint="install libseccomp2 (>= 2.5)",
+            ) from error
+    return _library
+
+
+def features() -> dict[str, object]:
+    """The ``linux.seccomp`` part of ``tsubo-runtime features``."""
+    return {
+        "enabled": True,
+        "actions": sorted(name for name in _ACTIONS if name != "SCMP_ACT_NOTIFY"),
+        "operators": sorted(_OPERATORS),
+        "archs": sorted(_ARCHITECTURES),
+        "knownFlags": sorted([*_FLAG_ATTRIBUTES, *_UNSUPPORTED_FLAGS]),
+        "supportedFlags": sorted(_FLAG_ATTRIBUTES),
+    }

@@ -1,0 +1,1 @@
+"""Wire formats of the OCI specs (runtime config and state): pure, no side effects."""

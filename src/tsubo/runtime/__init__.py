@@ -1,0 +1,1 @@
+"""The OCI runtime: bundle -> running container (plan, spawn, init, status, hooks)."""

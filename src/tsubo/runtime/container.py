@@ -1,0 +1,435 @@
+"""The runtime's operations on containers: create, start, run, state, kill, delete, exec, ...
+
+Each operation is refresh -> check -> act -> save: the record is loaded, its status
+derived from /proc (``runtime/status.py``), the operation checked against it, then carried
+out under the container's lock. ``create`` registers an undo for every step the moment it
+succeeds, so a failure at any step leaves no state folder, cgroup or process behind.
+This is the Python API behind ``tsubo-runtime`` (``cli/runtime.py`` is a thin shell).
+"""
+
+from __future__ import annotations
+
+import os
+
+from tsubo import OCI_VERSION
+from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
+from tsubo.kernel import procfs
+from tsubo.runtime import status as status_rules
+from tsubo.runtime.store import DEFAULT_ROOT, ContainerRecord, StateStore, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from tsubo.kernel.cgroups import Cgroup
+    from tsubo.oci.runtime_spec import Hook, Spec
+    from tsubo.runtime.init import SetupContext
+    from tsubo.runtime.plan import LaunchPlan
+
+#: how long ``start`` waits for a created container's init to answer on the exec fifo
+START_TIMEOUT = 10.0
+#: how long ``delete --force`` / ``kill`` wait for a killed init to go away
+KILL_TIMEOUT = 10.0
+
+
+class ExitInfo:
+    """How a container's process ended."""
+
+    __slots__ = ("exit_code", "oom_killed")
+
+    def __init__(self, exit_code: int, oom_killed: bool) -> None:
+        self.exit_code = exit_code
+        self.oom_killed = oom_killed
+
+
+class Runtime:
+    """All containers under one state root (runc's ``--root``)."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.store = StateStore(root)
+
+    # --- create / start / run -----------------------------------------------------------
+
+    def create(self, container_id: str, bundle: str, *, pid_file: str = "",
+               console_socket: str = "", no_pivot: bool = False,
+               preserve_fds: int = 0) -> ContainerRecord:
+        """Set the container up and leave its init waiting on the exec fifo."""
+        from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
+        from tsubo.oci.runtime_spec import parse_spec
+        from tsubo.runtime.init import SetupContext
+        from tsubo.runtime.plan import cgroup_resources, make_plan
+        from tsubo.runtime.spawn import spawn
+        from tsubo.runtime.store import rfc3339_now
+        from tsubo.undo import UndoStack
+
+        bundle = os.path.abspath(bundle)
+        spec = parse_spec(_read_config(bundle))
+        plan = make_plan(spec, bundle, no_pivot=no_pivot)
+        if not os.path.isdir(plan.rootfs):
+            raise NotFound("create container", container_id,
+                           detail=f"root.path {plan.rootfs} is not a directory")
+        if preserve_fds < 0:
+            raise InvalidArgument("create container", container_id,
+                                  detail="--preserve-fds must not be negative")
+        with UndoStack("create container", container_id) as undo:
+            self.store.reserve(container_id)
+            undo.push(lambda: self.store.remove(container_id))
+            cgroup = Cgroup(CgroupLayout.detect(),
+                            resolve_cgroup_path(spec.linux.cgroups_path, container_id))
+            record = ContainerRecord(container_id, bundle, plan.rootfs, spec.raw,
+                                     cgroup.to_json(), rfc3339_now(), _owner())
+            # Recorded before it is created: a crash from here on leaves a record that
+            # ``delete --force`` can clean up exactly.
+            self.store.save(record)
+            cgroup.create()
+            undo.push(cgroup.destroy)
+            cgroup.apply(cgroup_resources(spec.linux.resources, plan.devices))
+            fifo = self.store.fifo_path(container_id)
+            os.mkfifo(fifo, 0o600)
+            context = SetupContext(-1, -1, cgroup, fifo, console_socket, preserve_fds)
+            spawned = spawn(plan, context, container_id,
+                            lambda pid: self._run_create_hooks(spec, record, pid))
+            undo.push(lambda: _kill_and_wait(spawned.pid))
+            stat = procfs.read_stat(spawned.pid)
+            if stat is None or stat.is_dead:
+                raise TsuboError("create container", container_id,
+                                 detail="the container's init exited during setup")
+            record.pid = spawned.pid
+            record.start_time = stat.start_time
+            self.store.save(record)
+            if pid_file:
+                _write_pid_file(pid_file, spawned.pid)
+            undo.commit()
+        return record
+
+    def _run_create_hooks(self, spec: Spec, record: ContainerRecord, pid: int) -> str:
+        from tsubo.runtime import hooks
+
+        state_json = self._state_json(record, status_rules.CREATING, pid)
+        for name in ("prestart", "createRuntime"):
+            entries = spec.hooks.get(name)
+            if entries:
+                hooks.run_hooks(name, entries, state_json)
+        return state_json
+
+    def start(self, container_id: str) -> None:
+        """Let the created container's init exec the user's program."""
+        lock = self.store.lock(container_id)
+        try:
+            record = self.store.load(container_id)
+            status = status_rules.current_status(self.store, record)
+            status_rules.check("start", container_id, status)
+            _open_exec_fifo(self.store.fifo_path(container_id), record)
+            _run_runtime_hooks(record, "poststart",
+                               self._state_json(record, status_rules.RUNNING, record.pid))
+        finally:
+            os.close(lock)
+
+    def run(self, container_id: str, bundle: str, *, detach: bool = False, pid_file: str = "",
+            console_socket: str = "", no_pivot: bool = False,
+            preserve_fds: int = 0) -> ExitInfo:
+        """create + start, then (unless *detach*) wait for the process, delete the
+        container and return how it ended. Signals to us are forwarded to it."""
+        record = self.create(container_id, bundle, pid_file=pid_file,
+                             console_socket=console_socket, no_pivot=no_pivot,
+                             preserve_fds=preserve_fds)
+        try:
+            forwarder = None if detach else _SignalForwarder(record.pid)
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+        if forwarder is None:
+            return ExitInfo(0, False)
+        try:
+            wait_status = _wait_child(record.pid)
+        finally:
+            forwarder.restore()
+        info = ExitInfo(os.waitstatus_to_exitcode(wait_status), False)
+        if info.exit_code < 0:
+            info.exit_code = 128 - info.exit_code
+        info.oom_killed = self._oom_killed(record)
+        self.delete(container_id, force=True)
+        return info
+
+    # --- inspect --------------------------------------------------------------------------
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        """The OCI state of the container (plus runc's extra fields)."""
+        record = self.store.load(container_id)
+        status = status_rules.current_status(self.store, record)
+        return self._state(record, status)
+
+    def _state(self, record: ContainerRecord, status: str) -> dict[str, Any]:
+        alive = status not in (status_rules.STOPPED, status_rules.CREATING)
+        state: dict[str, Any] = {
+            "ociVersion": OCI_VERSION, "id": record.id, "pid": record.pid if alive else 0,
+            "status": status, "bundle": record.bundle, "rootfs": record.rootfs,
+            "created": record.created, "owner": record.owner,
+        }
+        if record.annotations:
+            state["annotations"] = record.annotations
+        if status == status_rules.STOPPED and self._oom_killed(record):
+            state["oomKilled"] = True
+        return state
+
+    def _state_json(self, record: ContainerRecord, status: str, pid: int) -> str:
+        from tsubo.oci import jsonwire
+
+        state = self._state(record, status)
+        state["pid"] = pid
+        state["status"] = status
+        return jsonwire.dumps(state)
+
+    def states(self) -> list[dict[str, Any]]:
+        """The state of every container; a corrupt record is listed, not fatal."""
+        states = []
+        for container_id in self.store.ids():
+            try:
+                states.append(self.state(container_id))
+            except TsuboError as error:
+                states.append({"id": container_id, "pid": 0, "status": "unknown",
+                               "bundle": "", "created": "", "owner": "",
+                               "error": error.message()})
+        return states
+
+    def pids(self, container_id: str) -> list[int]:
+        """Host pids of every process in the container's cgroup."""
+        record = self.store.load(container_id)
+        status = status_rules.current_status(self.store, record)
+        if status in (status_rules.STOPPED, status_rules.CREATING):
+            return []
+        return _cgroup_of(record).pids()
+
+    # --- signals, pause, delete ---------------------------------------------------------
+
+    def kill(self, container_id: str, signal: int, *, all_processes: bool = False) -> None:
+        """Send *signal* to the init (or, with *all_processes*, to every process)."""
+        record = self.store.load(container_id)
+        status = status_rules.current_status(self.store, record)
+        status_rules.check("kill", container_id, status)
+        targets = _cgroup_of(record).pids() if all_processes else [record.pid]
+        for pid in targets:
+            try:
+                os.kill(pid, signal)
+            except ProcessLookupError:
+                pass
+            except OSError as error:
+                raise TsuboError.from_os_error("kill", f"{container_id} pid {pid}",
+                                               error) from None
+        if status == status_rules.PAUSED and signal == 9:
+            _cgroup_of(record).thaw()
+
+    def pause(self, container_id: str) -> None:
+        record = self.store.load(container_id)
+        status_rules.check("pause", container_id,
+                           status_rules.current_status(self.store, record))
+        _cgroup_of(record).freeze()
+
+    def resume(self, container_id: str) -> None:
+        record = self.store.load(container_id)
+        status_rules.check("resume", container_id,
+                           status_rules.current_status(self.store, record))
+        _cgroup_of(record).thaw()
+
+    def delete(self, container_id: str, *, force: bool = False) -> None:
+        """Remove every trace of the container. A running one needs *force*; a created
+        one is killed (as runc does)."""
+        from tsubo.errors import TeardownErrors
+
+        lock = self.store.lock(container_id)
+        try:
+            try:
+                record = self.store.load(container_id)
+            except TsuboError:
+                if not force:
+                    raise
+                self.store.remove(container_id)  # corrupt record: nothing else is known
+                return
+            status = status_rules.current_status(self.store, record)
+            if status in (status_rules.RUNNING, status_rules.PAUSED) and not force:
+                raise WrongState("delete container", container_id,
+                                 detail=f"container is {status}",
+                                 hint="stop it first, or use --force")
+            errors: list[BaseException] = []
+            if status in (status_rules.CREATED, status_rules.RUNNING, status_rules.PAUSED):
+                cgroup = _cgroup_of(record)
+                if status == status_rules.PAUSED:
+                    _collect(errors, cgroup.thaw)
+                _collect(errors, lambda: _kill_and_wait(record.pid, record.start_time))
+            _collect(errors, _cgroup_of(record).destroy)
+            _collect(errors, lambda: _run_runtime_hooks(
+                record, "poststop", self._state_json(record, status_rules.STOPPED, 0)))
+            self.store.remove(container_id)
+            if errors:
+                raise TeardownErrors("delete container", container_id, errors)
+        finally:
+            os.close(lock)
+
+    def _oom_killed(self, record: ContainerRecord) -> bool:
+        try:
+            return _cgroup_of(record).oom_kill_count() > 0
+        except (OSError, TsuboError):
+            return False
+
+    # --- exec -----------------------------------------------------------------------------
+
+    def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
+             pid_file: str = "", console_socket: str = "", preserve_fds: int = 0) -> ExitInfo:
+        """Run another process in the container's namespaces and cgroup."""
+        from tsubo.runtime.exec import exec_in_container
+
+        record = self.store.load(container_id)
+        status_rules.check("exec", container_id,
+                           status_rules.current_status(self.store, record))
+        pid = exec_in_container(record, _cgroup_of(record), process,
+                                console_socket=console_socket, preserve_fds=preserve_fds)
+        if pid_file:
+            _write_pid_file(pid_file, pid)
+        if detach:
+            return ExitInfo(0, False)
+        forwarder = _SignalForwarder(pid)
+        try:
+            wait_status = _wait_child(pid)
+        finally:
+            forwarder.restore()
+        code = os.waitstatus_to_exitcode(wait_status)
+        return ExitInfo(128 - code if code < 0 else code, False)
+
+
+def _read_config(bundle: str) -> bytes:
+    path = f"{bundle}/config.json"
+    try:
+        with open(path, "rb") as config_file:
+            return config_file.read()
+    except FileNotFoundError:
+        raise NotFound("load config", path, detail="no config.json in the bundle") from None
+    except OSError as error:
+        raise TsuboError.from_os_error("load config", path, error) from None
+
+
+def _owner() -> str:
+    return "" if os.geteuid() == 0 else str(os.geteuid())
+
+
+def _cgroup_of(record: ContainerRecord) -> Cgroup:
+    from tsubo.kernel.cgroups import Cgroup
+
+    return Cgroup.from_json(record.cgroup)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    try:
+        write_atomic(path, str(pid).encode(), 0o644)
+    except OSError as error:
+        raise TsuboError.from_os_error("write pid file", path, error) from None
+
+
+def _open_exec_fifo(fifo: str, record: ContainerRecord) -> None:
+    """Open the exec fifo for reading: the init, blocked opening it for writing, proceeds,
+    writes one byte and execs. Polls so a dead init cannot hang us."""
+    import select
+
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise WrongState("start container", record.id,
+                         detail="container was started already") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        waited = 0.0
+        while not poller.poll(100):
+            waited += 0.1
+            if not procfs.is_alive(record.pid, record.start_time) or waited >= START_TIMEOUT:
+                raise TsuboError("start container", record.id,
+                                 detail="the container's init did not answer on the exec fifo")
+        if os.read(fd, 1) != b"0":
+            raise TsuboError("start container", record.id,
+                             detail="the container's init exited before it could start")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def _run_runtime_hooks(record: ContainerRecord, name: str, state_json: str) -> None:
+    entries: list[Hook] = []
+    raw = (record.config.get("hooks") or {}).get(name) or []
+    if not raw:
+        return
+    from tsubo.oci.runtime_spec import Hook
+    from tsubo.runtime import hooks
+
+    entries = [Hook(item, f"hooks.{name}[{index}]") for index, item in enumerate(raw)]
+    hooks.run_hooks(name, entries, state_json)
+
+
+def _kill_and_wait(pid: int, start_time: int | None = None) -> None:
+    """SIGKILL the init (which takes its whole pid namespace with it) and wait until it is
+    gone; reaps it if it is our child."""
+    if start_time is None:
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            return
+        start_time = stat.start_time
+    if not procfs.is_alive(pid, start_time):
+        procfs.reap_if_child(pid)
+        return
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    if procfs.reap_if_child(pid) is None and not procfs.wait_until_gone(pid, start_time,
+                                                                         KILL_TIMEOUT):
+        raise TsuboError("kill container init", str(pid),
+                         detail=f"still alive {KILL_TIMEOUT:.0f} s after SIGKILL")
+    procfs.reap_if_child(pid)
+
+
+def _collect(errors: list[BaseException], step: Any) -> None:
+    try:
+        step()
+    except Exception as error:
+        errors.append(error)
+
+
+def _wait_child(pid: int) -> int:
+    """waitpid for our child *pid*, riding out EINTR from forwarded signals."""
+    while True:
+        try:
+            reaped, wait_status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            raise TsuboError("wait for container", str(pid),
+                             detail="the container's init is not our child") from None
+        if reaped == pid:
+            return wait_status
+
+
+class _SignalForwarder:
+    """While we wait for the container, signals sent to us go to its init instead."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+               "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU")
+
+    def __init__(self, pid: int) -> None:
+        import _signal  # builtin: ``signal`` would import enum (~5 ms) for nothing we use
+
+        self._signal = _signal
+        self.pid = pid
+        self.previous: dict[int, Any] = {}
+        for name in self.SIGNALS:
+            number = getattr(_signal, name)
+            self.previous[number] = _signal.signal(number, self._forward)
+
+    def _forward(self, number: int, frame: object) -> None:
+        try:
+            os.kill(self.pid, number)
+        except ProcessLookupError:
+            pass
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            self._signal.signal(number, handler)
+
+
+__all__ = ["ExitInfo", "LaunchPlan", "Runtime", "SetupContext"]

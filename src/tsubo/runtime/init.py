@@ -1,0 +1,401 @@
+"""Inside the fork chain: the intermediate process and the container's init.
+
+Process chain (``runtime/spawn.py`` starts it)::
+
+    runtime (parent)                      stays a child subreaper while it waits
+     └─ intermediate  joins the cgroup and namespaces by path, unshares the new ones
+         └─ init      PID 1 of the new pid namespace: builds the root, pivots, drops
+                      privileges, reports "ready", waits on the exec fifo, execs
+
+The intermediate exists because a new pid namespace applies to children only: after
+unshare(CLONE_NEWPID) it forks the init and exits; the init is re-parented to the runtime
+(a child subreaper) or, after ``create`` returns, to the caller's subreaper.
+
+Both run single-threaded in a forked copy of the runtime, so every module they need is
+imported before the fork; nothing is imported, and no user or host lookup is made, after
+pivot_root (an image must never be able to supply code or NSS modules to this process:
+CVE-2019-14271 class). Errors go back to the parent through the handshake and the process
+exits with status 1 — it never returns into the runtime's own code.
+"""
+
+from __future__ import annotations
+
+import _signal  # builtin; ``signal`` would pull in enum (~5 ms) for the same two calls
+import os
+import resource
+import stat
+
+from tsubo.errors import TsuboError
+from tsubo.kernel import capabilities, mounts, syscalls
+from tsubo.kernel.flags import (
+    CLONE_FLAGS,
+    CLONE_NEWUSER,
+    MS_RDONLY,
+    NAMESPACE_FILES,
+    PR_SET_DUMPABLE,
+    PR_SET_KEEPCAPS,
+    PR_SET_NO_NEW_PRIVS,
+    RLIMIT_NUMBERS,
+)
+from tsubo.runtime import handshake, hooks
+from tsubo.runtime.plan import DEFAULT_PATH
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tsubo.kernel.cgroups import Cgroup
+    from tsubo.kernel.console import ConsoleSocket
+    from tsubo.kernel.seccomp import SeccompFilter
+    from tsubo.runtime.plan import LaunchPlan
+
+
+class SetupContext:
+    """What the children get from the runtime besides the plan: fds and paths."""
+
+    __slots__ = ("cgroup", "child_to_parent", "console_socket", "fifo_path", "parent_to_child",
+                 "preserve_fds", "state_json")
+
+    def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
+                 fifo_path: str | None, console_socket: str, preserve_fds: int) -> None:
+        self.child_to_parent = child_to_parent
+        self.parent_to_child = parent_to_child
+        self.cgroup = cgroup
+        self.fifo_path = fifo_path  # None for exec: start right away
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.state_json = ""
+
+
+def run_intermediate(plan: LaunchPlan, context: SetupContext,
+                     child_main: Callable[[LaunchPlan, SetupContext], int] | None = None) -> int:
+    """The intermediate process: join, unshare, fork the init (or, for exec, the new
+    process: *child_main*), report its pid. Returns the exit status for ``os._exit``."""
+    try:
+        # Never dumpable: a process in the container must not reach our /proc/PID/exe, the
+        # host's Python interpreter (CVE-2019-5736).
+        syscalls.prctl(PR_SET_DUMPABLE, 0)
+        if context.cgroup is not None:
+            context.cgroup.join(0)
+        join_namespaces(plan.join_namespaces)
+        new = plan.new_namespaces
+        if new & CLONE_NEWUSER:
+            syscalls.unshare(CLONE_NEWUSER)
+            handshake.send(context.child_to_parent, handshake.USERNS_READY)
+            handshake.wait_for_resume(context.parent_to_child, handshake.MAPPED)
+            become_root_in_userns()
+        if new & ~CLONE_NEWUSER:
+            try:
+                syscalls.unshare(new & ~CLONE_NEWUSER)
+            except OSError as error:
+                raise TsuboError.from_os_error("unshare namespaces", _names(new), error) from None
+        pid = os.fork()
+        if pid == 0:
+            os._exit((child_main or run_init)(plan, context))
+        handshake.send(context.child_to_parent, handshake.PID, str(pid))
+        return 0
+    except BaseException as error:
+        handshake.send_error(context.child_to_parent, error)
+        return 1
+
+
+def _names(flags: int) -> str:
+    return ",".join(name for name, flag in CLONE_FLAGS.items() if flags & flag)
+
+
+def join_namespaces(joins: list[tuple[str, str]]) -> None:
+    """setns(2) into each (type, path); every fd is opened first, while the paths still
+    resolve in our own mount namespace, and the user namespace is joined first."""
+    opened: list[tuple[str, str, int]] = []
+    try:
+        for kind, path in joins:
+            try:
+                opened.append((kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as error:
+                raise TsuboError.from_os_error(f"open {kind} namespace", path, error) from None
+        for kind, path, fd in opened:
+            try:
+                syscalls.setns(fd, CLONE_FLAGS[kind])
+            except OSError as error:
+                raise TsuboError.from_os_error(f"join {kind} namespace", path, error,
+                                               hint="is it a namespace of that type?") from None
+    finally:
+        for _, _, fd in opened:
+            os.close(fd)
+
+
+def become_root_in_userns() -> None:
+    """After the maps are written: take uid/gid 0 of the new user namespace."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as error:
+        raise TsuboError.from_os_error("become root in", "user namespace", error,
+                                       hint="do uidMappings/gidMappings map id 0?") from None
+
+
+def run_init(plan: LaunchPlan, context: SetupContext) -> int:
+    """The container's init until execve. Returns an exit status only on failure."""
+    write_fd = context.child_to_parent
+    try:
+        os.setsid()
+        seccomp_filter = prepare_seccomp(plan)
+        keep = close_inherited_fds(context)
+        fifo_fd = (os.open(context.fifo_path, mounts.O_PATH | os.O_CLOEXEC)
+                   if context.fifo_path else -1)
+        console = connect_console(plan, context)
+        setup_root(plan, context)
+        executable = setup_process(plan, seccomp_filter, console)
+        handshake.send(write_fd, handshake.READY)
+        os.close(write_fd)
+        os.close(context.parent_to_child)
+        del keep
+        if fifo_fd >= 0:
+            wait_for_start(fifo_fd)
+        run_in_container_hooks(plan, "startContainer", context)
+        if seccomp_filter is not None and plan.process.no_new_privileges:
+            # As late as possible, so our own few remaining syscalls are not filtered.
+            seccomp_filter.load()
+        exec_process(executable, plan.process.args, plan.process.env)
+    except BaseException as error:
+        handshake.send_error(write_fd, error)
+        return 1
+    return 1  # not reached: exec_process does not return
+
+
+def run_exec_init(plan: LaunchPlan, context: SetupContext) -> int:
+    """``exec``: the new process, already in the container's namespaces and cgroup."""
+    write_fd = context.child_to_parent
+    try:
+        if plan.process.terminal:
+            os.setsid()
+        seccomp_filter = prepare_seccomp(plan)
+        close_inherited_fds(context)
+        console = connect_console(plan, context)
+        executable = setup_process(plan, seccomp_filter, console)
+        handshake.send(write_fd, handshake.READY)
+        os.close(write_fd)
+        os.close(context.parent_to_child)
+        if seccomp_filter is not None and plan.process.no_new_privileges:
+            seccomp_filter.load()
+        exec_process(executable, plan.process.args, plan.process.env)
+    except BaseException as error:
+        handshake.send_error(write_fd, error)
+    return 1
+
+
+def prepare_seccomp(plan: LaunchPlan) -> SeccompFilter | None:
+    """Compile the filter while libseccomp can still be loaded from the host."""
+    if plan.seccomp is None:
+        return None
+    from tsubo.kernel import seccomp
+
+    return seccomp.compile_filter(plan.seccomp)
+
+
+def close_inherited_fds(context: SetupContext) -> set[int]:
+    """Close every fd but stdio, the preserved ones and our two pipes, so nothing of the
+    host is reachable from the container (CVE-2016-9962, CVE-2024-21626)."""
+    keep = {0, 1, 2, context.child_to_parent, context.parent_to_child}
+    keep.update(range(3, 3 + context.preserve_fds))
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the fd of the listing itself, already closed
+    return keep
+
+
+def connect_console(plan: LaunchPlan, context: SetupContext) -> ConsoleSocket | None:
+    """Connect to the console socket while its host path is still reachable."""
+    if not plan.process.terminal:
+        return None
+    if not context.console_socket:
+        raise TsuboError("set up terminal", "process.terminal",
+                         detail="a terminal needs --console-socket")
+    from tsubo.kernel.console import ConsoleSocket
+
+    return ConsoleSocket(context.console_socket)
+
+
+def setup_root(plan: LaunchPlan, context: SetupContext) -> None:
+    """Build the container's file system view and switch into it."""
+    mounts.prepare_root(plan.rootfs, plan.root_propagation)
+    root_fd = os.open(plan.rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for step in plan.mounts:
+            if step.fstype == "cgroup" and context.cgroup is not None:
+                # A v1-style "cgroup" entry becomes the per-hierarchy tree of this host.
+                entries = context.cgroup.mount_plan(plan.cgroupns,
+                                                    read_only=bool(step.flags & MS_RDONLY))
+                mounts.mount_entries(root_fd, step.destination, entries)
+            else:
+                mounts.mount_step(root_fd, step)
+        bind_devices = plan.userns
+        for node in plan.devices:
+            mounts.create_device(root_fd, node, bind_devices)
+        for target, link in plan.dev_symlinks:
+            mounts.create_symlink(root_fd, target, link)
+    finally:
+        os.close(root_fd)
+    if plan.hooks.get("createRuntime") or plan.hooks.get("prestart") or plan.hooks.get(
+            "createContainer"):
+        handshake.send(context.child_to_parent, handshake.HOOKS_DUE)
+        fields = handshake.wait_for_resume(context.parent_to_child, handshake.RESUME)
+        context.state_json = fields[0] if fields else ""
+        run_in_container_hooks(plan, "createContainer", context)
+    if plan.hostname:
+        syscalls.sethostname(plan.hostname)
+    if plan.domainname:
+        syscalls.setdomainname(plan.domainname)
+    if plan.no_pivot:
+        mounts.chroot_into(plan.rootfs)
+    else:
+        mounts.pivot_into(plan.rootfs)
+
+
+def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | None,
+                  console: ConsoleSocket | None) -> str:
+    """Everything after pivot_root, in the order the kernel needs it: sysctls and masks
+    while we still hold CAP_SYS_ADMIN, then identity, capabilities and no_new_privs."""
+    process = plan.process
+    for key, value in plan.sysctl.items():
+        write_proc_file("/proc/sys/" + key.replace(".", "/"), value, f"sysctl {key}")
+    if console is not None:
+        console.attach_new_pty(process.console_size)
+    for path in plan.masked_paths:
+        mounts.mask_path(path)
+    for path in plan.readonly_paths:
+        mounts.make_readonly(path)
+    if plan.root_readonly:
+        mounts.make_root_readonly()
+    if process.oom_score_adj is not None:
+        write_proc_file("/proc/self/oom_score_adj", str(process.oom_score_adj),
+                        "set oomScoreAdj",
+                        hint="lowering it needs CAP_SYS_RESOURCE, which this host's root "
+                        "may lack")
+    if process.apparmor_profile:
+        write_proc_file("/proc/self/attr/apparmor/exec", f"exec {process.apparmor_profile}",
+                        "set apparmor profile")
+    for number, soft, hard in process.rlimits:
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (OSError, ValueError) as error:
+            raise TsuboError("set rlimit", _rlimit_name(number),
+                             errno=getattr(error, "errno", 0) or 1,
+                             detail=f"soft {soft}, hard {hard}",
+                             hint="raising a hard limit needs CAP_SYS_RESOURCE, which this "
+                             "host's root lacks") from None
+    caps = process.capabilities
+    highest = capabilities.last_cap()
+    if seccomp_filter is not None and not process.no_new_privileges:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the
+        # capabilities are dropped (runc's order).
+        seccomp_filter.load()
+    _step("drop bounding capabilities", "", capabilities.drop_bounding, caps.bounding, highest)
+    syscalls.prctl(PR_SET_KEEPCAPS, 1)
+    _step("set additional groups", str(process.additional_gids), os.setgroups,
+          process.additional_gids)
+    _step("set gid", str(process.gid), os.setresgid, process.gid, process.gid, process.gid)
+    _step("set uid", str(process.uid), os.setresuid, process.uid, process.uid, process.uid)
+    syscalls.prctl(PR_SET_KEEPCAPS, 0)
+    _step("set capabilities", "", capabilities.set_process_capabilities, caps)
+    os.umask(process.umask)
+    if process.no_new_privileges:
+        syscalls.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    try:
+        os.chdir(process.cwd)
+    except OSError as error:
+        raise TsuboError.from_os_error("change to working directory", process.cwd,
+                                       error) from None
+    if os.getcwd().startswith("(unreachable)"):
+        raise TsuboError("change to working directory", process.cwd,
+                         detail="it is outside the container root")
+    return resolve_executable(plan.process.args[0], plan.process.env)
+
+
+def _step(operation: str, obj: str, function: Callable[..., object], *args: object) -> None:
+    try:
+        function(*args)
+    except OSError as error:
+        raise TsuboError.from_os_error(operation, obj, error) from None
+
+
+def _rlimit_name(number: int) -> str:
+    return next((name for name, value in RLIMIT_NUMBERS.items() if value == number),
+                str(number))
+
+
+def write_proc_file(path: str, value: str, operation: str, hint: str = "") -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise TsuboError.from_os_error(operation, path, error, hint=hint) from None
+
+
+def resolve_executable(program: str, env: dict[str, str]) -> str:
+    """Find *program* on the container's PATH now, so a missing program fails ``create``
+    (as in runc), with the words podman and containerd look for."""
+    if "/" in program:
+        candidates = [program]
+    else:
+        path = env.get("PATH") or DEFAULT_PATH
+        candidates = [f"{directory or '.'}/{program}" for directory in path.split(":")]
+    denied = False
+    for candidate in candidates:
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+        denied = True
+    if denied:
+        raise TsuboError("exec", program, errno=13, detail="permission denied")
+    detail = "no such file or directory" if "/" in program else \
+        "executable file not found in $PATH"
+    raise TsuboError("exec", program, errno=2, detail=detail)
+
+
+def wait_for_start(fifo_fd: int) -> None:
+    """Block until ``start`` opens the exec fifo, then tell it we are going."""
+    fd = os.open(mounts.fd_path(fifo_fd), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+
+
+def run_in_container_hooks(plan: LaunchPlan, name: str, context: SetupContext) -> None:
+    """Run createContainer / startContainer hooks from inside the container's namespaces."""
+    entries = plan.hooks.get(name)
+    if entries:
+        hooks.run_hooks(name, entries, context.state_json)
+
+
+def exec_process(executable: str, args: list[str], env: dict[str, str]) -> None:
+    """Replace this process with the container's program."""
+    restore_default_signals()
+    try:
+        os.execve(executable, args, env)
+    except OSError as error:
+        raise TsuboError.from_os_error("exec", executable, error) from None
+
+
+def restore_default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so put them back
+    to their defaults or the container's program would inherit them."""
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(number, _signal.SIG_DFL)
+
+
+def namespace_file(pid: int, kind: str) -> str:
+    """/proc/PID/ns/<name> for an OCI namespace type."""
+    return f"/proc/{pid}/ns/{NAMESPACE_FILES[kind]}"
+
+

@@ -1,0 +1,116 @@
+"""The parent side of the fork chain: start the container's init and see it ready.
+
+:func:`spawn` forks the intermediate process (``runtime/init.py`` has the child side),
+answers its requests over the handshake (uid/gid maps, createRuntime hooks) and returns
+once the init reports "ready" — set up and blocked on the exec fifo — or raises the
+child's own error. On failure nothing it started survives: the init is killed and reaped.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tsubo.errors import TsuboError
+from tsubo.kernel import syscalls
+from tsubo.kernel.flags import PR_SET_CHILD_SUBREAPER
+from tsubo.runtime import handshake, init
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tsubo.runtime.plan import LaunchPlan
+
+
+class Spawned:
+    """The init process of a container that is set up and waiting."""
+
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
+          on_hooks_due: Callable[[int], str],
+          child_main: Callable[[LaunchPlan, init.SetupContext], int] | None = None) -> Spawned:
+    """Fork the chain and wait until the container's init is ready.
+
+    *on_hooks_due(pid)* runs the runtime-side hooks and returns the state JSON handed to the
+    in-container ones. The caller becomes a child subreaper so the init, orphaned when the
+    intermediate exits, is re-parented to it (and can be waited for by ``run``).
+    """
+    syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    child_read, child_write = os.pipe2(os.O_CLOEXEC)
+    parent_read, parent_write = os.pipe2(os.O_CLOEXEC)
+    context.child_to_parent = child_write
+    context.parent_to_child = parent_read
+    intermediate = os.fork()
+    if intermediate == 0:
+        os.close(child_read)
+        os.close(parent_write)
+        os._exit(init.run_intermediate(plan, context, child_main))
+    os.close(child_write)
+    os.close(parent_read)
+    channel = handshake.Channel(child_read, container_id)
+    init_pid = 0
+    try:
+        while True:
+            message = channel.receive()
+            if message is None:
+                raise TsuboError("create container", container_id,
+                                 detail="the container's init exited during setup")
+            kind, fields = message
+            if kind == handshake.USERNS_READY:
+                write_id_maps(intermediate, plan)
+                handshake.send(parent_write, handshake.MAPPED)
+            elif kind == handshake.PID:
+                init_pid = int(fields[0])
+                _reap(intermediate)
+            elif kind == handshake.HOOKS_DUE:
+                state_json = on_hooks_due(init_pid)
+                handshake.send(parent_write, handshake.RESUME, state_json)
+            elif kind == handshake.READY:
+                return Spawned(init_pid)
+            else:
+                raise TsuboError("create container", container_id,
+                                 detail=f"unexpected message {kind!r} from the container")
+    except BaseException:
+        if init_pid:
+            _kill(init_pid)
+        _reap(intermediate)  # after this the init is our child (we are its subreaper)
+        if init_pid:
+            _reap(init_pid)
+        raise
+    finally:
+        os.close(child_read)
+        os.close(parent_write)
+
+
+def write_id_maps(pid: int, plan: LaunchPlan) -> None:
+    """Write the user namespace's uid and gid maps for the intermediate process *pid*."""
+    for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
+        path = f"/proc/{pid}/{name}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise TsuboError.from_os_error("write", path, error,
+                                           hint="check linux.uidMappings/gidMappings") from None
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
