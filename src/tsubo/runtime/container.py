@@ -75,7 +75,8 @@ class Runtime:
             self.store.reserve(container_id)
             undo.push(lambda: self.store.remove(container_id))
             cgroup = Cgroup(CgroupLayout.detect(),
-                            resolve_cgroup_path(spec.linux.cgroups_path, container_id))
+                            resolve_cgroup_path(spec.linux.cgroups_path, container_id),
+                            with_unified=needs_unified_cgroup(spec))
             record = ContainerRecord(container_id, bundle, plan.rootfs, spec.raw,
                                      cgroup.to_json(), rfc3339_now(), _owner())
             # Recorded before it is created: a crash from here on leaves a record that
@@ -295,6 +296,16 @@ class Runtime:
             forwarder.restore()
         code = os.waitstatus_to_exitcode(wait_status)
         return ExitInfo(128 - code if code < 0 else code, False)
+
+
+def needs_unified_cgroup(spec: Spec) -> bool:
+    """On a hybrid host the v2 tree holds only what v1 lacks (hugetlb here). Joining it
+    costs an RCU grace period (~20 ms, see Cgroup.join_self), so a container joins it only
+    when its config limits something there or asks for a cgroup namespace (whose view
+    should be complete); everything else is governed by the v1 hierarchies."""
+    resources = spec.linux.resources
+    return bool(resources.get("hugepageLimits") or resources.get("unified")
+                or spec.linux.namespace_path("cgroup") == "")
 
 
 def _read_config(bundle: str) -> bytes:

@@ -76,7 +76,7 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
         # host's Python interpreter (CVE-2019-5736).
         syscalls.prctl(PR_SET_DUMPABLE, 0)
         if context.cgroup is not None:
-            context.cgroup.join(0)
+            context.cgroup.join_self()
         join_namespaces(plan.join_namespaces)
         new = plan.new_namespaces
         if new & CLONE_NEWUSER:
