@@ -72,6 +72,10 @@ _LIST_OPTIONS = (
     Option("quiet,q", FLAG, "print only the IDs"),
 )
 _PS_OPTIONS = (Option("format,f", VALUE, "table or json", "table"),)
+_SPEC_OPTIONS = (
+    Option("bundle,b", VALUE, "directory to write config.json in", "."),
+    Option("rootless", FLAG, "a config for running as an unprivileged user"),
+)
 _NO_OPTIONS: tuple[Option, ...] = ()
 
 
@@ -234,6 +238,24 @@ def _exec(runtime: Runtime, parsed: Parsed) -> int:
     return info.exit_code
 
 
+def _spec(runtime: Runtime, parsed: Parsed) -> int:
+    from tsubo.oci.default_spec import default_spec
+
+    path = os.path.join(parsed.text("bundle"), "config.json")
+    rootless = parsed.flag("rootless")
+    config = default_spec(rootless_uid=os.geteuid() if rootless else None,
+                          rootless_gid=os.getegid() if rootless else None)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        raise InvalidArgument("spec", path, detail="exists already; remove it first") from None
+    except OSError as error:
+        raise TsuboError.from_os_error("spec", path, error) from None
+    with os.fdopen(fd, "w") as config_file:
+        config_file.write(_indent_json(config) + "\n")
+    return 0
+
+
 def _features(runtime: Runtime, parsed: Parsed) -> int:
     from tsubo.runtime.features import features
 
@@ -262,6 +284,8 @@ COMMANDS: dict[str, Command] = {
                   "list the container's processes", 1, None),
     "pause": Command(_pause, _NO_OPTIONS, "pause <container-id>", "freeze all processes"),
     "resume": Command(_resume, _NO_OPTIONS, "resume <container-id>", "thaw all processes"),
+    "spec": Command(_spec, _SPEC_OPTIONS, "spec [--bundle DIR] [--rootless]",
+                    "write a default config.json to start from", 0, 0),
     "features": Command(_features, _NO_OPTIONS, "features",
                         "print what this runtime supports as JSON", 0, 0),
 }

@@ -87,6 +87,8 @@ class Runtime:
             cgroup.apply(cgroup_resources(spec.linux.resources, plan.devices))
             fifo = self.store.fifo_path(container_id)
             os.mkfifo(fifo, 0o600)
+            # The init writes to it after changing to the process's uid (runc: 0622).
+            os.chmod(fifo, 0o622)
             context = SetupContext(-1, -1, cgroup, fifo, console_socket, preserve_fds)
             spawned = spawn(plan, context, container_id,
                             lambda pid: self._run_create_hooks(spec, record, pid))

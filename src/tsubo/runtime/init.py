@@ -149,6 +149,7 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
         handshake.send(write_fd, handshake.READY)
         os.close(write_fd)
         os.close(context.parent_to_child)
+        write_fd = -1  # nobody reads the handshake any more: report on the container's stderr
         del keep
         if fifo_fd >= 0:
             wait_for_start(fifo_fd)
@@ -158,7 +159,7 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
             seccomp_filter.load()
         exec_process(executable, plan.process.args, plan.process.env)
     except BaseException as error:
-        handshake.send_error(write_fd, error)
+        report_failure(write_fd, error)
         return 1
     return 1  # not reached: exec_process does not return
 
@@ -176,12 +177,25 @@ def run_exec_init(plan: LaunchPlan, context: SetupContext) -> int:
         handshake.send(write_fd, handshake.READY)
         os.close(write_fd)
         os.close(context.parent_to_child)
+        write_fd = -1
         if seccomp_filter is not None and plan.process.no_new_privileges:
             seccomp_filter.load()
         exec_process(executable, plan.process.args, plan.process.env)
     except BaseException as error:
-        handshake.send_error(write_fd, error)
+        report_failure(write_fd, error)
     return 1
+
+
+def report_failure(fd: int, error: BaseException) -> None:
+    """To the parent through the handshake (*fd*); once that is closed (-1), on stderr."""
+    if fd >= 0:
+        handshake.send_error(fd, error)
+        return
+    text = error.message() if isinstance(error, TsuboError) else str(error)
+    try:
+        os.write(2, f"tsubo-runtime: {text}\n".encode())
+    except OSError:
+        pass
 
 
 def prepare_seccomp(plan: LaunchPlan) -> SeccompFilter | None:

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The seed's part 1, done by tsubo-runtime: a busybox shell isolated by namespaces, cgroups
+# and pivot_root, from an OCI bundle — then the create/start/state/kill/delete lifecycle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runtime=$PWD/.venv/bin/tsubo-runtime
+work=$(mktemp -d /tmp/tsubo-demo.XXXXXX)
+state=$work/state
+trap '"$runtime" --root "$state" delete --force demo-sleeper >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+# 1. A root folder: busybox-static and one symlink per applet (the seed's $ROOTFS).
+mkdir -p "$work/bundle/rootfs/bin"
+cp /bin/busybox "$work/bundle/rootfs/bin/"
+for applet in $(/bin/busybox --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$work/bundle/rootfs/bin/$applet"
+done
+mkdir -p "$work/bundle/rootfs/"{proc,sys,dev,tmp,etc}
+
+# 2. A config: tsubo-runtime writes runc's default, we set a command, a hostname and limits
+#    (the seed's `cgexec -g cpu,memory`).
+step tsubo-runtime spec --bundle "$work/bundle"
+"$runtime" spec --bundle "$work/bundle"
+.venv/bin/python - "$work/bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["process"]["terminal"] = False
+config["process"]["args"] = ["sh", "-c", """
+echo "pid of this shell: $$ (PID 1 of its own pid namespace)"
+echo "hostname: $(hostname)"
+echo "processes it can see:"; ps
+echo "root folder: $(ls /)"
+echo "memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) bytes"
+echo "cpu quota: $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) / $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us) us"
+echo "capabilities: $(grep CapEff /proc/self/status)"
+"""]
+config["hostname"] = "container1"
+config["linux"]["namespaces"].append({"type": "cgroup"})
+config["linux"]["resources"].update({
+    "memory": {"limit": 64 * 1024 * 1024},
+    "cpu": {"quota": 50000, "period": 100000},
+    "pids": {"limit": 64},
+})
+json.dump(config, open(path, "w"), indent=2)
+PY
+
+step tsubo-runtime run --bundle bundle container1
+"$runtime" --root "$state" run --bundle "$work/bundle" container1
+
+# 3. The lifecycle, split as the OCI spec describes it.
+.venv/bin/python - "$work/bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["process"]["args"] = ["sleep", "600"]
+json.dump(config, open(path, "w"), indent=2)
+PY
+step tsubo-runtime create --bundle bundle demo-sleeper
+"$runtime" --root "$state" create --bundle "$work/bundle" demo-sleeper
+step tsubo-runtime state demo-sleeper
+"$runtime" --root "$state" state demo-sleeper
+step tsubo-runtime start demo-sleeper '&&' tsubo-runtime list
+"$runtime" --root "$state" start demo-sleeper
+"$runtime" --root "$state" list
+step tsubo-runtime exec demo-sleeper ps
+"$runtime" --root "$state" exec demo-sleeper ps
+step tsubo-runtime kill demo-sleeper KILL '&&' tsubo-runtime delete demo-sleeper
+"$runtime" --root "$state" kill demo-sleeper KILL
+for _ in $(seq 50); do
+  "$runtime" --root "$state" state demo-sleeper | grep -q '"stopped"' && break
+  sleep 0.1
+done
+"$runtime" --root "$state" delete demo-sleeper
+"$runtime" --root "$state" list
+echo
+echo "demo done: every namespace, mount, cgroup and state file is gone again."
