@@ -4,7 +4,8 @@ pip's wrapper starts Python with ``site`` (~3 ms, plus the editable install's ``
 finder hook) and honours PYTHON* variables (``PYTHONDONTWRITEBYTECODE=1`` alone costs
 ~10 ms a start: every module is recompiled). ``tsubo-runtime run`` competes with runc's
 ~17-27 ms, so the launchers start the venv's interpreter with ``-IS`` (isolated: no PYTHON*
-variables, no user site, no site import) and put tsubo's own import path first. Measured effect: see docs/performance.md.
+variables, no user site, no site import) and put tsubo's own import path first.
+Measured effect: see docs/performance.md.
 """
 
 from __future__ import annotations
