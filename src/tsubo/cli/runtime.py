@@ -106,7 +106,8 @@ def _create(runtime: Runtime, parsed: Parsed) -> int:
     runtime.create(parsed.positional[0], parsed.text("bundle"), pid_file=parsed.text("pid_file"),
                    console_socket=parsed.text("console_socket"),
                    no_pivot=parsed.flag("no_pivot"),
-                   preserve_fds=_int_flag(parsed, "preserve_fds"))
+                   preserve_fds=_int_flag(parsed, "preserve_fds"),
+                   new_keyring=not parsed.flag("no_new_keyring"))
     return 0
 
 
@@ -115,7 +116,8 @@ def _run(runtime: Runtime, parsed: Parsed) -> int:
                        detach=parsed.flag("detach"), pid_file=parsed.text("pid_file"),
                        console_socket=parsed.text("console_socket"),
                        no_pivot=parsed.flag("no_pivot"),
-                       preserve_fds=_int_flag(parsed, "preserve_fds"))
+                       preserve_fds=_int_flag(parsed, "preserve_fds"),
+                       new_keyring=not parsed.flag("no_new_keyring"))
     if info.oom_killed:
         _warn(f"container {parsed.positional[0]} was killed by the OOM killer "
               "(memory limit reached)")

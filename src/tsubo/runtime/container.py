@@ -52,8 +52,10 @@ class Runtime:
 
     def create(self, container_id: str, bundle: str, *, pid_file: str = "",
                console_socket: str = "", no_pivot: bool = False,
-               preserve_fds: int = 0) -> ContainerRecord:
-        """Set the container up and leave its init waiting on the exec fifo."""
+               preserve_fds: int = 0, new_keyring: bool = True,
+               start_now: bool = False) -> ContainerRecord:
+        """Set the container up and leave its init waiting on the exec fifo; with
+        *start_now* (``run``), start it right away through the handshake instead."""
         from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
         from tsubo.oci.runtime_spec import parse_spec
         from tsubo.runtime.init import SetupContext
@@ -85,14 +87,20 @@ class Runtime:
             cgroup.create()
             undo.push(cgroup.destroy)
             cgroup.apply(cgroup_resources(spec.linux.resources, plan.devices))
-            fifo = self.store.fifo_path(container_id)
-            os.mkfifo(fifo, 0o600)
-            # The init writes to it after changing to the process's uid (runc: 0622).
-            os.chmod(fifo, 0o622)
+            fifo = None
+            if not start_now:
+                fifo = self.store.fifo_path(container_id)
+                os.mkfifo(fifo, 0o600)
+                # The init writes to it after changing to the process's uid (runc: 0622).
+                os.chmod(fifo, 0o622)
             context = SetupContext(-1, -1, cgroup, fifo, console_socket, preserve_fds)
+            context.start_by_handshake = start_now
+            if new_keyring:
+                context.keyring = f"_ses.{container_id}"
             spawned = spawn(plan, context, container_id,
                             lambda pid: self._run_create_hooks(spec, record, pid))
             undo.push(lambda: _kill_and_wait(spawned.pid))
+            undo.push(spawned.close)
             stat = procfs.read_stat(spawned.pid)
             if stat is None or stat.is_dead:
                 raise TsuboError("create container", container_id,
@@ -102,7 +110,12 @@ class Runtime:
             self.store.save(record)
             if pid_file:
                 _write_pid_file(pid_file, spawned.pid)
+            if start_now:
+                spawned.start()
             undo.commit()
+        if start_now:
+            _run_runtime_hooks(record, "poststart",
+                               self._state_json(record, status_rules.RUNNING, record.pid))
         return record
 
     def _run_create_hooks(self, spec: Spec, record: ContainerRecord, pid: int) -> str:
@@ -129,21 +142,17 @@ class Runtime:
             os.close(lock)
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, pid_file: str = "",
-            console_socket: str = "", no_pivot: bool = False,
-            preserve_fds: int = 0) -> ExitInfo:
+            console_socket: str = "", no_pivot: bool = False, preserve_fds: int = 0,
+            new_keyring: bool = True) -> ExitInfo:
         """create + start, then (unless *detach*) wait for the process, delete the
         container and return how it ended. Signals to us are forwarded to it."""
         record = self.create(container_id, bundle, pid_file=pid_file,
                              console_socket=console_socket, no_pivot=no_pivot,
-                             preserve_fds=preserve_fds)
-        try:
-            forwarder = None if detach else _SignalForwarder(record.pid)
-            self.start(container_id)
-        except BaseException:
-            self.delete(container_id, force=True)
-            raise
-        if forwarder is None:
+                             preserve_fds=preserve_fds, new_keyring=new_keyring,
+                             start_now=True)
+        if detach:
             return ExitInfo(0, False)
+        forwarder = _SignalForwarder(record.pid)
         try:
             wait_status = _wait_child(record.pid)
         finally:
@@ -260,6 +269,10 @@ class Runtime:
                 if status == status_rules.PAUSED:
                     _collect(errors, cgroup.thaw)
                 _collect(errors, lambda: _kill_and_wait(record.pid, record.start_time))
+            elif status == status_rules.CREATING:
+                # A create that died midway: its init's pid was never recorded, but any
+                # process it left is in the container's cgroup (it joined before forking).
+                _collect(errors, lambda: _kill_cgroup_members(record))
             _collect(errors, _cgroup_of(record).destroy)
             _collect(errors, lambda: _run_runtime_hooks(
                 record, "poststop", self._state_json(record, status_rules.STOPPED, 0)))
@@ -397,6 +410,17 @@ def _kill_and_wait(pid: int, start_time: int | None = None) -> None:
         raise TsuboError("kill container init", str(pid),
                          detail=f"still alive {KILL_TIMEOUT:.0f} s after SIGKILL")
     procfs.reap_if_child(pid)
+
+
+def _kill_cgroup_members(record: ContainerRecord) -> None:
+    try:
+        members = _cgroup_of(record).pids()
+    except (OSError, TsuboError):
+        return
+    for pid in members:
+        stat = procfs.read_stat(pid)
+        if stat is not None:
+            _kill_and_wait(pid, stat.start_time)
 
 
 def _collect(errors: list[BaseException], step: Any) -> None:

@@ -28,6 +28,7 @@ ERROR = "error"
 # Message kinds (parent -> child)
 MAPPED = "mapped"
 RESUME = "resume"
+START = "start"  # `run` only: exec now (create + start without the exec fifo)
 
 
 def send(fd: int, kind: str, *fields: str) -> None:

@@ -53,18 +53,22 @@ if TYPE_CHECKING:
 class SetupContext:
     """What the children get from the runtime besides the plan: fds and paths."""
 
-    __slots__ = ("cgroup", "child_to_parent", "console_socket", "fifo_path", "parent_to_child",
-                 "preserve_fds", "state_json")
+    __slots__ = ("cgroup", "child_to_parent", "console_socket", "fifo_path", "keyring",
+                 "parent_to_child", "preserve_fds", "start_by_handshake", "state_json")
 
     def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
                  fifo_path: str | None, console_socket: str, preserve_fds: int) -> None:
         self.child_to_parent = child_to_parent
         self.parent_to_child = parent_to_child
         self.cgroup = cgroup
-        self.fifo_path = fifo_path  # None for exec: start right away
+        self.fifo_path = fifo_path  # None: no exec fifo (exec, or `run`)
+        #: with no fifo: wait for START on the handshake (run) instead of exec'ing at once
+        self.start_by_handshake = False
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.state_json = ""
+        #: name of the new session keyring to join ("" keeps the caller's: --no-new-keyring)
+        self.keyring = ""
 
 
 def run_intermediate(plan: LaunchPlan, context: SetupContext,
@@ -139,6 +143,8 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
     write_fd = context.child_to_parent
     try:
         os.setsid()
+        if context.keyring:
+            join_keyring(context.keyring)
         seccomp_filter = prepare_seccomp(plan)
         keep = close_inherited_fds(context)
         fifo_fd = (os.open(context.fifo_path, mounts.O_PATH | os.O_CLOEXEC)
@@ -147,6 +153,9 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
         setup_root(plan, context)
         executable = setup_process(plan, seccomp_filter, console)
         handshake.send(write_fd, handshake.READY)
+        if context.start_by_handshake:
+            # `run`: the runtime starts us through the handshake, not the exec fifo.
+            handshake.wait_for_resume(context.parent_to_child, handshake.START)
         os.close(write_fd)
         os.close(context.parent_to_child)
         write_fd = -1  # nobody reads the handshake any more: report on the container's stderr
@@ -196,6 +205,15 @@ def report_failure(fd: int, error: BaseException) -> None:
         os.write(2, f"tsubo-runtime: {text}\n".encode())
     except OSError:
         pass
+
+
+def join_keyring(name: str) -> None:
+    try:
+        syscalls.join_session_keyring(name)
+    except OSError as error:
+        if error.errno != 38:  # ENOSYS: a kernel without keys; nothing to isolate
+            raise TsuboError.from_os_error("join session keyring", name, error,
+                                           hint="--no-new-keyring skips it") from None
 
 
 def prepare_seccomp(plan: LaunchPlan) -> SeccompFilter | None:

@@ -25,10 +25,25 @@ if TYPE_CHECKING:
 class Spawned:
     """The init process of a container that is set up and waiting."""
 
-    __slots__ = ("pid",)
+    __slots__ = ("pid", "start_fd")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, start_fd: int) -> None:
         self.pid = pid
+        #: the handshake's write end, kept open when the init waits for START (else -1)
+        self.start_fd = start_fd
+
+    def start(self) -> None:
+        """Tell an init that waits on the handshake (not the exec fifo) to exec now."""
+        try:
+            handshake.send(self.start_fd, handshake.START)
+        finally:
+            os.close(self.start_fd)
+            self.start_fd = -1
+
+    def close(self) -> None:
+        if self.start_fd >= 0:
+            os.close(self.start_fd)
+            self.start_fd = -1
 
 
 def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
@@ -71,7 +86,11 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
                 state_json = on_hooks_due(init_pid)
                 handshake.send(parent_write, handshake.RESUME, state_json)
             elif kind == handshake.READY:
-                return Spawned(init_pid)
+                if context.fifo_path is None and context.start_by_handshake:
+                    spawned = Spawned(init_pid, parent_write)
+                    parent_write = -1  # handed over: closed by Spawned.start
+                    return spawned
+                return Spawned(init_pid, -1)
             else:
                 raise TsuboError("create container", container_id,
                                  detail=f"unexpected message {kind!r} from the container")
@@ -84,7 +103,8 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
         raise
     finally:
         os.close(child_read)
-        os.close(parent_write)
+        if parent_write >= 0:
+            os.close(parent_write)
 
 
 def write_id_maps(pid: int, plan: LaunchPlan) -> None:
