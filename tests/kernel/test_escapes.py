@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -426,8 +427,18 @@ def test_symlinked_image_paths_confined(
             if case.startswith("proc"):
                 assert one(facts, "pid") == "1"
                 assert one(facts, "nprocs") == "1"
+            if case.startswith("mnt"):
+                # the mount happened, inside the root
+                inside = f"/escape-{u}" if "escape" in case else f"/tmp/tsubo-esc-{u}"
+                assert inside in [mp for mp, _ in mounts(facts)], facts.get("mount")
+                assert (b.rootfs / inside.lstrip("/")).is_dir()
         else:
-            one_line_error(proc)
+            line = one_line_error(proc)
+            top = "/" + case.split("->", 1)[0]
+            if "/" not in top[1:]:
+                # /proc, /sys or /dev is itself the symlink: the error must name it
+                assert re.search(re.escape(top) + r"(?![\w/])", line), f"does not name {top}: {line}"
+            assert cgroup_dirs(b.cgroups_path) == []
     finally:
         for p in must_not_exist:
             assert not os.path.lexists(p), f"{case}: created on the host: {p}"

@@ -292,9 +292,6 @@ def test_empty_unsupported_settings_are_fine() -> None:
     assert spec.process is not None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: runtime_spec.Process reads `\"umask\": null` as "
-                   "umask 0 (`\"umask\" in user` then _int(None) -> default 0) instead of "
-                   "unset, so the plan uses 0 rather than the 0o022 default")
 def test_null_umask_is_unset() -> None:
     spec = Spec(with_process(user={"uid": 0, "gid": 0, "umask": None}))
     assert spec.process is not None

@@ -153,9 +153,19 @@ def test_reserve_twice_is_already_exists_and_keeps_the_first(store: StateStore) 
 def test_reserve_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(TsuboError) as caught:
-        StateStore(str(tmp_path / "file")).reserve("web")
+        StateStore(str(tmp_path / "file" / "root")).reserve("web")
+    assert type(caught.value) is TsuboError
     assert caught.value.operation == "create state directory"
+    assert caught.value.object == f"{tmp_path}/file/root"  # the root could not be made
     assert caught.value.errno != 0
+
+
+def test_reserve_with_a_root_that_is_a_file_is_not_already_exists(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(TsuboError) as caught:
+        StateStore(str(tmp_path / "file")).reserve("web")
+    assert not isinstance(caught.value, AlreadyExists)
+    assert caught.value.operation == "create state directory"
 
 
 def test_save_then_load(store: StateStore) -> None:
@@ -198,9 +208,6 @@ def test_corrupt_state_file_is_a_clear_error(store: StateStore, content: bytes) 
     assert error.hint == "'delete --force' removes it"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: store.load lets AttributeError escape when the "
-                   "state file's config is not an object (ContainerRecord.__init__ calls "
-                   "config.get); should be the 'state file ... is corrupt' TsuboError")
 def test_state_file_with_a_non_object_config_is_a_clear_error(store: StateStore) -> None:
     store.reserve("web")
     data = record().to_json()

@@ -340,8 +340,6 @@ def test_parse_signal_number_out_of_range_says_the_range() -> None:
         parse_signal("0")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: str.isdigit() accepts '²', int() then raises "
-                   "ValueError instead of InvalidArgument (kernel/signals.py parse_signal)")
 def test_parse_signal_unicode_digits_are_invalid_argument() -> None:
     with pytest.raises(InvalidArgument):
         parse_signal("\u00b2")

@@ -17,7 +17,7 @@ _NAMES = {name: getattr(_signal, name) for name in dir(_signal)
 
 def parse_signal(text: str) -> int:
     """Signal number for a name or number; InvalidArgument for anything else."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         number = int(text)
         if 0 < number < _signal.NSIG:
             return number

@@ -143,7 +143,8 @@ class Process:
             _int(user.get("uid"), f"{path}.user.uid", minimum=0),
             _int(user.get("gid"), f"{path}.user.gid", minimum=0),
             [_int(g, f"{path}.user.additionalGids[{i}]", minimum=0) for i, g in enumerate(gids)],
-            _int(user["umask"], f"{path}.user.umask", minimum=0) if "umask" in user else None,
+            _int(user["umask"], f"{path}.user.umask", minimum=0)
+            if user.get("umask") is not None else None,
         )
         if user.get("username"):
             raise Unsupported("load config", f"{path}.user.username",

@@ -95,6 +95,9 @@ class StateStore:
         path = self.directory(container_id)
         try:
             os.makedirs(self.root, mode=0o711, exist_ok=True)
+        except OSError as error:
+            raise TsuboError.from_os_error("create state directory", self.root, error) from None
+        try:
             os.mkdir(path, 0o711)
         except FileExistsError:
             raise AlreadyExists("create container", container_id,
@@ -123,8 +126,9 @@ class StateStore:
                            detail="container does not exist") from None
         try:
             data = jsonwire.loads(raw)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
+            if not isinstance(data, dict) or not isinstance(data.get("config"), dict) \
+                    or not isinstance(data.get("cgroup"), dict):
+                raise ValueError("not a container record")
             return ContainerRecord.from_json(data)
         except (ValueError, KeyError, TypeError) as error:
             raise TsuboError("load container", container_id,
