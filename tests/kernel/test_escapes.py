@@ -132,9 +132,7 @@ def test_masked_paths_read_empty(runtime: RuntimeCLI, make_bundle: MakeBundle) -
         assert one(facts, f"masked.{path}") == expected, path
 
 
-def test_masked_paths_read_empty_for_non_root(
-    runtime: RuntimeCLI, make_bundle: MakeBundle
-) -> None:
+def test_masked_paths_read_empty_for_non_root(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     b = make_bundle(["/probe"], process={"user": {"uid": 1000, "gid": 1000}})
     facts = probe(runtime, b)
     for path in MASKED_PATHS:
@@ -205,9 +203,7 @@ def test_dev_pts_is_a_new_instance(runtime: RuntimeCLI, make_bundle: MakeBundle)
 # leaked fds (CVE-2016-9962)
 
 
-def test_only_stdio_open_in_container_process(
-    runtime: RuntimeCLI, make_bundle: MakeBundle
-) -> None:
+def test_only_stdio_open_in_container_process(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     facts = probe(runtime, make_bundle(["/probe"]))
     assert sorted(fds(facts)) == [0, 1, 2]
     assert one(facts, "fd.script").endswith(" /probe")
@@ -272,9 +268,7 @@ def _host_hostname_file() -> str:
         return ""
 
 
-def _check_no_host_view(
-    proc: subprocess.CompletedProcess[str], secret: str, rootfs: Path
-) -> None:
+def _check_no_host_view(proc: subprocess.CompletedProcess[str], secret: str, rootfs: Path) -> None:
     text = proc.stdout + proc.stderr
     assert secret not in text
     host_hostname = _host_hostname_file()
@@ -296,7 +290,9 @@ def test_cwd_proc_self_fd_run(
     runtime: RuntimeCLI, make_bundle: MakeBundle, host_marker: tuple[Path, str], fd: int
 ) -> None:
     marker, secret = host_marker
-    b = make_bundle(["/bin/sh", "-c", _escape_script(marker)], process={"cwd": f"/proc/self/fd/{fd}"})
+    b = make_bundle(
+        ["/bin/sh", "-c", _escape_script(marker)], process={"cwd": f"/proc/self/fd/{fd}"}
+    )
     proc = runtime.run("run", "--bundle", str(b.path), runtime.container_id())
     _check_no_host_view(proc, secret, b.rootfs)
     assert runtime.list_ids() == []
@@ -374,8 +370,12 @@ def _mnt_to_root_bind(b: Bundle, u: str, tmp: Path) -> list[Path]:
     (src / "f").write_text("bind source\n")
     _replace_with_symlink(b.rootfs, "mnt", "/")
     b.config["mounts"].append(
-        {"destination": f"/mnt/escape-{u}", "type": "bind", "source": str(src),
-         "options": ["rbind"]}
+        {
+            "destination": f"/mnt/escape-{u}",
+            "type": "bind",
+            "source": str(src),
+            "options": ["rbind"],
+        }
     )
     b.write()
     return [Path(f"/escape-{u}")]
@@ -384,8 +384,12 @@ def _mnt_to_root_bind(b: Bundle, u: str, tmp: Path) -> list[Path]:
 def _mnt_to_dotdot_tmpfs(b: Bundle, u: str, _tmp: Path) -> list[Path]:
     _replace_with_symlink(b.rootfs, "mnt", "../../../../../../../../tmp")
     b.config["mounts"].append(
-        {"destination": f"/mnt/tsubo-esc-{u}", "type": "tmpfs", "source": "tmpfs",
-         "options": ["size=64k"]}
+        {
+            "destination": f"/mnt/tsubo-esc-{u}",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["size=64k"],
+        }
     )
     b.write()
     return [Path(f"/tmp/tsubo-esc-{u}")]
@@ -437,7 +441,9 @@ def test_symlinked_image_paths_confined(
             top = "/" + case.split("->", 1)[0]
             if "/" not in top[1:]:
                 # /proc, /sys or /dev is itself the symlink: the error must name it
-                assert re.search(re.escape(top) + r"(?![\w/])", line), f"does not name {top}: {line}"
+                assert re.search(re.escape(top) + r"(?![\w/])", line), (
+                    f"does not name {top}: {line}"
+                )
             assert cgroup_dirs(b.cgroups_path) == []
     finally:
         for p in must_not_exist:
@@ -463,7 +469,12 @@ def test_created_init_exe_not_readable_from_container(
     host_exe = os.readlink(f"/proc/{pid}/exe")
     assert "python" in Path(host_exe).name, host_exe
     proc = runtime.run(
-        "exec", "--user", user, cid, "/bin/sh", "-c",
+        "exec",
+        "--user",
+        user,
+        cid,
+        "/bin/sh",
+        "-c",
         "readlink /proc/1/exe; echo rc=$?; ls /proc/1/root/ >/dev/null; echo root.rc=$?",
     )
     assert proc.returncode == 0, proc.stderr
@@ -471,6 +482,18 @@ def test_created_init_exe_not_readable_from_container(
     assert "rc=1" in proc.stdout.splitlines()
     assert "root.rc=1" in proc.stdout.splitlines()
     assert state_of(runtime, cid)["status"] == "created"
+
+
+def test_started_init_exe_readable_control(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
+    """Control for the test above: once PID 1 has exec'd (busybox sleep, dumpable again),
+    the same readlink works, so the denial above is the non-dumpable flag."""
+    b = make_bundle(["sleep", "300"])
+    cid = runtime.container_id()
+    create(runtime, b, cid)
+    assert runtime.run("start", cid).returncode == 0
+    proc = runtime.run("exec", "--user", "0:0", cid, "readlink", "/proc/1/exe")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "/bin/busybox"
 
 
 # ---------------------------------------------------------------------------------------------

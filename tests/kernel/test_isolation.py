@@ -12,8 +12,8 @@ import json
 import os
 import resource
 import secrets
-import socket
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -153,9 +153,7 @@ def test_hostname_is_the_bundles_and_host_unchanged(
     assert host_before != name
 
 
-def test_sees_only_the_rootfs(
-    runtime: RuntimeCLI, make_bundle: MakeBundle, tmp_path: Path
-) -> None:
+def test_sees_only_the_rootfs(runtime: RuntimeCLI, make_bundle: MakeBundle, tmp_path: Path) -> None:
     host_dir = tmp_path / "host-only"
     host_dir.mkdir()
     marker = host_dir / f"marker-{secrets.token_hex(4)}"
@@ -280,9 +278,7 @@ def test_no_new_privileges(runtime: RuntimeCLI, make_bundle: MakeBundle, nnp: bo
 def test_user_uid_gid_groups_umask(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     b = make_bundle(
         ["/probe"],
-        process={
-            "user": {"uid": 1000, "gid": 1000, "additionalGids": [10, 65534], "umask": 0o027}
-        },
+        process={"user": {"uid": 1000, "gid": 1000, "additionalGids": [10, 65534], "umask": 0o027}},
     )
     facts = probe(runtime, b)
     assert (one(facts, "uid"), one(facts, "euid")) == ("1000", "1000")
@@ -319,9 +315,7 @@ def test_rlimits_lower_than_host(runtime: RuntimeCLI, make_bundle: MakeBundle) -
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (host_soft, host_hard)
 
 
-def test_rlimit_above_host_hard_fails_cleanly(
-    runtime: RuntimeCLI, make_bundle: MakeBundle
-) -> None:
+def test_rlimit_above_host_hard_fails_cleanly(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     """This host's root lacks CAP_SYS_RESOURCE: raising the hard limit must fail clearly."""
     status = Path("/proc/self/status").read_text()
     capeff = next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff"))
@@ -330,9 +324,7 @@ def test_rlimit_above_host_hard_fails_cleanly(
     _soft, host_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     b = make_bundle(
         ["/probe"],
-        process={
-            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": host_hard + 1000}]
-        },
+        process={"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": host_hard + 1000}]},
     )
     cid = runtime.container_id()
     line = one_line_error(runtime.run("run", "--bundle", str(b.path), cid))
@@ -378,8 +370,9 @@ def test_cwd_missing_is_created_inside(runtime: RuntimeCLI, make_bundle: MakeBun
     """A cwd that does not exist in the image: runc creates it (in the root, never on the
     host); an error naming it would also be acceptable."""
     top = f"cwd-{secrets.token_hex(4)}"
-    b = make_bundle(["/bin/sh", "-c", "pwd -P"], process={"cwd": f"/{top}/dir"},
-                    root={"readonly": False})
+    b = make_bundle(
+        ["/bin/sh", "-c", "pwd -P"], process={"cwd": f"/{top}/dir"}, root={"readonly": False}
+    )
     proc = runtime.run("run", "--bundle", str(b.path), runtime.container_id())
     if proc.returncode == 0:
         assert proc.stdout.strip() == f"/{top}/dir"
@@ -396,15 +389,9 @@ def test_cwd_missing_is_created_inside(runtime: RuntimeCLI, make_bundle: MakeBun
 def userns_overrides() -> dict[str, Any]:
     return {
         "linux": {
-            "namespaces": [
-                {"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user")
-            ],
-            "uidMappings": [
-                {"containerID": 0, "hostID": USERNS_HOST_ID, "size": USERNS_SIZE}
-            ],
-            "gidMappings": [
-                {"containerID": 0, "hostID": USERNS_HOST_ID, "size": USERNS_SIZE}
-            ],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user")],
+            "uidMappings": [{"containerID": 0, "hostID": USERNS_HOST_ID, "size": USERNS_SIZE}],
+            "gidMappings": [{"containerID": 0, "hostID": USERNS_HOST_ID, "size": USERNS_SIZE}],
         }
     }
 
@@ -480,9 +467,17 @@ def test_user_namespace_with_private_state_root(
     state root only root can enter (runc's /run/runc is 0700; here the fixture's --root,
     inside pytest's 0700 tmp dir) works with a user namespace whose root is not host root."""
     area, _cli = userns_area
-    b = userns_bundle(make_bundle, ["/bin/sh", "-c", "id -u"], area)
     assert runtime.root.stat().st_mode & 0o777 == 0o700
+    b = userns_bundle(make_bundle, ["/bin/sh", "-c", "id -u"], area)
     assert run_ok(runtime, b).stdout.strip() == "0"
+    # create + start: the init waits on the exec fifo in the state root
+    b2 = userns_bundle(make_bundle, ["sleep", "300"], area)
+    cid = runtime.container_id()
+    created = runtime.run("create", "--bundle", str(b2.path), cid)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(runtime.run("state", cid, check=True).stdout)["status"] == "created"
+    assert runtime.run("start", cid).returncode == 0
+    assert json.loads(runtime.run("state", cid, check=True).stdout)["status"] == "running"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,18 +60,54 @@ def make_mount_point(root_fd: int, path: str, directory: bool) -> int:
             try:
                 child = open_in_root(root_fd, prefix)
             except FileNotFoundError:
-                if index == len(parts) - 1 and not directory:
-                    os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC,
-                                     0o644, dir_fd=parent_fd))
-                else:
-                    os.mkdir(part, 0o755, dir_fd=parent_fd)
+                try:
+                    if index == len(parts) - 1 and not directory:
+                        os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                                         | os.O_CLOEXEC, 0o644, dir_fd=parent_fd))
+                    else:
+                        os.mkdir(part, 0o755, dir_fd=parent_fd)
+                except FileExistsError:
+                    raise TsuboError("create mount point", path,
+                                     detail=f"{prefix} is a dangling symlink in the image"
+                                     ) from None
                 child = open_in_root(root_fd, prefix)
             os.close(parent_fd)
             parent_fd = child
     except OSError as error:
         os.close(parent_fd)
         raise TsuboError.from_os_error("create mount point", path, error) from None
+    except TsuboError:
+        os.close(parent_fd)
+        raise
+    if _same_file(parent_fd, root_fd):
+        os.close(parent_fd)
+        raise TsuboError("create mount point", path,
+                         detail="resolves to the container root itself (a symlink in the "
+                         "image?): refusing to mount over the root")
     return parent_fd
+
+
+def _same_file(first_fd: int, second_fd: int) -> bool:
+    first, second = os.fstat(first_fd), os.fstat(second_fd)
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def _refuse_symlink(root_fd: int, path: str) -> None:
+    """proc and sysfs must be mounted on an ordinary directory, never through a symlink
+    the image planted (runc's rule): masking and read-only paths rely on their location."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    if not name:
+        return
+    parent_fd = open_in_root(root_fd, parent or "/")
+    try:
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(parent_fd)
+    if stat.S_ISLNK(info.st_mode):
+        raise TsuboError("mount", path, detail="the destination is a symlink in the image; "
+                         "proc and sysfs must be mounted on an ordinary directory")
 
 
 def locked_flags(path: str) -> int:
@@ -102,6 +138,8 @@ def prepare_root(rootfs: str, propagation: int) -> None:
 def mount_step(root_fd: int, step: MountStep) -> None:
     """Carry out one planned mount inside the root."""
     directory = True
+    if step.fstype in ("proc", "sysfs"):
+        _refuse_symlink(root_fd, step.destination)
     if step.is_bind:
         try:
             directory = stat.S_ISDIR(os.stat(step.source).st_mode)

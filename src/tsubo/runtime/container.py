@@ -17,6 +17,8 @@ from tsubo.kernel import procfs
 from tsubo.runtime import status as status_rules
 from tsubo.runtime.store import DEFAULT_ROOT, ContainerRecord, StateStore, write_atomic
 
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -87,13 +89,15 @@ class Runtime:
             cgroup.create()
             undo.push(cgroup.destroy)
             cgroup.apply(cgroup_resources(spec.linux.resources, plan.devices))
-            fifo = None
+            fifo_fd = -1
             if not start_now:
                 fifo = self.store.fifo_path(container_id)
                 os.mkfifo(fifo, 0o600)
                 # The init writes to it after changing to the process's uid (runc: 0622).
                 os.chmod(fifo, 0o622)
-            context = SetupContext(-1, -1, cgroup, fifo, console_socket, preserve_fds)
+                fifo_fd = os.open(fifo, O_PATH | os.O_CLOEXEC)
+                undo.push(lambda: os.close(fifo_fd))
+            context = SetupContext(-1, -1, cgroup, fifo_fd, console_socket, preserve_fds)
             context.start_by_handshake = start_now
             if new_keyring:
                 context.keyring = f"_ses.{container_id}"
@@ -112,6 +116,8 @@ class Runtime:
                 _write_pid_file(pid_file, spawned.pid)
             if start_now:
                 spawned.start()
+            if fifo_fd >= 0:
+                os.close(fifo_fd)
             undo.commit()
         if start_now:
             _run_runtime_hooks(record, "poststart",

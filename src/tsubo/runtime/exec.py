@@ -66,7 +66,7 @@ def exec_in_container(record: ContainerRecord, cgroup: Cgroup, process: dict[str
     plan = ExecPlan(record, process)
     if plan.process.terminal and not console_socket:
         raise InvalidArgument("exec", record.id, detail="a terminal needs --console-socket")
-    context = init.SetupContext(-1, -1, cgroup, None, console_socket, preserve_fds)
+    context = init.SetupContext(-1, -1, cgroup, -1, console_socket, preserve_fds)
     spawned = spawn(plan, context, record.id,  # type: ignore[arg-type]
                     lambda pid: "", child_main=init.run_exec_init)
     return spawned.pid

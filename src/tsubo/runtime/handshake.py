@@ -42,8 +42,7 @@ def send_error(fd: int, error: BaseException) -> None:
     if isinstance(error, TsuboError):
         fields = (str(error.errno), error.operation, error.object, error.detail, error.hint)
     elif isinstance(error, OSError):
-        fields = (str(error.errno or 0), "container setup", error.filename or "",
-                  error.strerror or "", "")
+        fields = (str(error.errno or 0), "container setup", str(error.filename or ""), "", "")
     else:
         fields = ("0", "container setup", "", f"{type(error).__name__}: {error}", "")
     try:

@@ -53,15 +53,17 @@ if TYPE_CHECKING:
 class SetupContext:
     """What the children get from the runtime besides the plan: fds and paths."""
 
-    __slots__ = ("cgroup", "child_to_parent", "console_socket", "fifo_path", "keyring",
+    __slots__ = ("cgroup", "child_to_parent", "console_socket", "fifo_fd", "keyring",
                  "parent_to_child", "preserve_fds", "start_by_handshake", "state_json")
 
     def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
-                 fifo_path: str | None, console_socket: str, preserve_fds: int) -> None:
+                 fifo_fd: int, console_socket: str, preserve_fds: int) -> None:
         self.child_to_parent = child_to_parent
         self.parent_to_child = parent_to_child
         self.cgroup = cgroup
-        self.fifo_path = fifo_path  # None: no exec fifo (exec, or `run`)
+        #: O_PATH fd of the exec fifo, opened by the runtime (a user namespace's root may
+        #: not be able to reach the state folder); -1: none (exec, or `run`)
+        self.fifo_fd = fifo_fd
         #: with no fifo: wait for START on the handshake (run) instead of exec'ing at once
         self.start_by_handshake = False
         self.console_socket = console_socket
@@ -147,8 +149,7 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
             join_keyring(context.keyring)
         seccomp_filter = prepare_seccomp(plan)
         keep = close_inherited_fds(context)
-        fifo_fd = (os.open(context.fifo_path, mounts.O_PATH | os.O_CLOEXEC)
-                   if context.fifo_path else -1)
+        fifo_fd = context.fifo_fd
         console = connect_console(plan, context)
         setup_root(plan, context)
         executable = setup_process(plan, seccomp_filter, console)
@@ -230,6 +231,8 @@ def close_inherited_fds(context: SetupContext) -> set[int]:
     host is reachable from the container (CVE-2016-9962, CVE-2024-21626). Uses
     close_range(2) over the gaps (``os.closerange``), no /proc listing."""
     keep = {0, 1, 2, context.child_to_parent, context.parent_to_child}
+    if context.fifo_fd >= 0:
+        keep.add(context.fifo_fd)
     keep.update(range(3, 3 + context.preserve_fds))
     low = 0
     for fd in sorted(keep):

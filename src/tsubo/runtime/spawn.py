@@ -86,7 +86,7 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
                 state_json = on_hooks_due(init_pid)
                 handshake.send(parent_write, handshake.RESUME, state_json)
             elif kind == handshake.READY:
-                if context.fifo_path is None and context.start_by_handshake:
+                if context.fifo_fd < 0 and context.start_by_handshake:
                     spawned = Spawned(init_pid, parent_write)
                     parent_write = -1  # handed over: closed by Spawned.start
                     return spawned
