@@ -11,9 +11,14 @@ module is imported here, never later); :meth:`ConsoleSocket.attach_new_pty` runs
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import struct
 
 from tsubo.errors import TsuboError
+from tsubo.kernel import syscalls
+from tsubo.kernel.flags import MS_BIND
 
 _TIOCSCTTY = 0x540E
 _TIOCSWINSZ = 0x5414
@@ -23,12 +28,6 @@ class ConsoleSocket:
     """A connected console socket, ready to receive the pty master."""
 
     def __init__(self, path: str) -> None:
-        import fcntl
-        import socket
-        import struct
-
-        self._fcntl = fcntl
-        self._struct = struct
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -36,7 +35,6 @@ class ConsoleSocket:
         except OSError as error:
             self.sock.close()
             raise TsuboError.from_os_error("connect to console socket", path, error) from None
-        self._send_fds = socket.send_fds
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -46,12 +44,12 @@ class ConsoleSocket:
         try:
             master, slave = os.openpty()
             if size:
-                self._fcntl.ioctl(slave, _TIOCSWINSZ,
-                                  self._struct.pack("HHHH", size[0], size[1], 0, 0))
-            self._send_fds(self.sock, [b"/dev/ptmx"], [master])
+                fcntl.ioctl(slave, _TIOCSWINSZ,
+                            struct.pack("HHHH", size[0], size[1], 0, 0))
+            socket.send_fds(self.sock, [b"/dev/ptmx"], [master])
             os.close(master)
             self.sock.close()
-            self._fcntl.ioctl(slave, _TIOCSCTTY, 0)
+            fcntl.ioctl(slave, _TIOCSCTTY, 0)
             for target in (0, 1, 2):
                 os.dup2(slave, target)
             self._bind_console(slave)
@@ -61,9 +59,6 @@ class ConsoleSocket:
 
     @staticmethod
     def _bind_console(slave: int) -> None:
-        from tsubo.kernel import syscalls
-        from tsubo.kernel.flags import MS_BIND
-
         try:
             os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
         except OSError:

@@ -161,11 +161,13 @@ def mount_step(root_fd: int, step: MountStep) -> None:
                 raise TsuboError.from_os_error(
                     f"mount {step.fstype or 'bind'} {step.source or ''}".rstrip() + " on",
                     step.destination, error) from None
-        if step.remount_flags:
-            # Re-open: the fd we hold names the mount point under the new mount.
+        if step.remount_flags or step.propagation:
+            # Re-open: the fd we hold names the mount point under the new mount, and a
+            # remount or a propagation change must name the new mount itself.
             os.close(target_fd)
             target_fd = open_in_root(root_fd, step.destination)
             target = fd_path(target_fd)
+        if step.remount_flags:
             _remount(target, step.remount_flags)
         for propagation in step.propagation:
             syscalls.mount(None, target, None, propagation)

@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 class SetupContext:
     """What the children get from the runtime besides the plan: fds and paths."""
 
-    __slots__ = ("cgroup", "child_to_parent", "console_socket", "fifo_fd", "keyring",
-                 "parent_to_child", "preserve_fds", "start_by_handshake", "state_json")
+    __slots__ = ("cgroup", "child_to_parent", "console", "console_socket", "fifo_fd", "keyring",
+                 "parent_to_child", "preserve_fds", "seccomp_filter", "start_by_handshake",
+                 "state_json")
 
     def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
                  fifo_fd: int, console_socket: str, preserve_fds: int) -> None:
@@ -69,6 +70,9 @@ class SetupContext:
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.state_json = ""
+        #: compiled / connected by :func:`load_host_code` in the runtime, before any fork
+        self.seccomp_filter: SeccompFilter | None = None
+        self.console: ConsoleSocket | None = None
         #: name of the new session keyring to join ("" keeps the caller's: --no-new-keyring)
         self.keyring = ""
 
@@ -147,12 +151,11 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
         os.setsid()
         if context.keyring:
             join_keyring(context.keyring)
-        seccomp_filter = prepare_seccomp(plan)
+        seccomp_filter = context.seccomp_filter
         keep = close_inherited_fds(context)
         fifo_fd = context.fifo_fd
-        console = connect_console(plan, context)
         setup_root(plan, context)
-        executable = setup_process(plan, seccomp_filter, console)
+        executable = setup_process(plan, seccomp_filter, context.console)
         handshake.send(write_fd, handshake.READY)
         if context.start_by_handshake:
             # `run`: the runtime starts us through the handshake, not the exec fifo.
@@ -180,10 +183,9 @@ def run_exec_init(plan: LaunchPlan, context: SetupContext) -> int:
     try:
         if plan.process.terminal:
             os.setsid()
-        seccomp_filter = prepare_seccomp(plan)
+        seccomp_filter = context.seccomp_filter
         close_inherited_fds(context)
-        console = connect_console(plan, context)
-        executable = setup_process(plan, seccomp_filter, console)
+        executable = setup_process(plan, seccomp_filter, context.console)
         handshake.send(write_fd, handshake.READY)
         os.close(write_fd)
         os.close(context.parent_to_child)
@@ -217,13 +219,24 @@ def join_keyring(name: str) -> None:
                                            hint="--no-new-keyring skips it") from None
 
 
-def prepare_seccomp(plan: LaunchPlan) -> SeccompFilter | None:
-    """Compile the filter while libseccomp can still be loaded from the host."""
-    if plan.seccomp is None:
-        return None
-    from tsubo.kernel import seccomp
+def load_host_code(plan: LaunchPlan, context: SetupContext) -> None:
+    """In the runtime, before anything forks: load all the host code and host objects the
+    children need beyond this module's imports — the seccomp filter (compiled through
+    libseccomp), the console module (``socket``) and the connection to the console socket
+    (a host path). After the fork the children change namespaces (``exec`` joins the
+    container's mount namespace before its process is set up); an import, dlopen or path
+    lookup there would reach into the container's image from a privileged process."""
+    if plan.seccomp is not None:
+        from tsubo.kernel import seccomp
 
-    return seccomp.compile_filter(plan.seccomp)
+        context.seccomp_filter = seccomp.compile_filter(plan.seccomp)
+    if plan.process.terminal:
+        if not context.console_socket:
+            raise TsuboError("set up terminal", "process.terminal",
+                             detail="a terminal needs --console-socket")
+        from tsubo.kernel.console import ConsoleSocket
+
+        context.console = ConsoleSocket(context.console_socket)
 
 
 def close_inherited_fds(context: SetupContext) -> set[int]:
@@ -233,6 +246,8 @@ def close_inherited_fds(context: SetupContext) -> set[int]:
     keep = {0, 1, 2, context.child_to_parent, context.parent_to_child}
     if context.fifo_fd >= 0:
         keep.add(context.fifo_fd)
+    if context.console is not None:
+        keep.add(context.console.fileno())
     keep.update(range(3, 3 + context.preserve_fds))
     low = 0
     for fd in sorted(keep):
@@ -248,18 +263,6 @@ def _max_fd() -> int:
     soft limit was lowered may lie above it), capped at the kernel's nr_open default."""
     limit = max(resource.getrlimit(resource.RLIMIT_NOFILE))
     return limit if 0 < limit < 1 << 20 else 1 << 20
-
-
-def connect_console(plan: LaunchPlan, context: SetupContext) -> ConsoleSocket | None:
-    """Connect to the console socket while its host path is still reachable."""
-    if not plan.process.terminal:
-        return None
-    if not context.console_socket:
-        raise TsuboError("set up terminal", "process.terminal",
-                         detail="a terminal needs --console-socket")
-    from tsubo.kernel.console import ConsoleSocket
-
-    return ConsoleSocket(context.console_socket)
 
 
 def setup_root(plan: LaunchPlan, context: SetupContext) -> None:

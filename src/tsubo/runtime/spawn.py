@@ -55,6 +55,7 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
     in-container ones. The caller becomes a child subreaper so the init, orphaned when the
     intermediate exits, is re-parented to it (and can be waited for by ``run``).
     """
+    init.load_host_code(plan, context)
     syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
     child_read, child_write = os.pipe2(os.O_CLOEXEC)
     parent_read, parent_write = os.pipe2(os.O_CLOEXEC)
@@ -69,8 +70,11 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
     os.close(parent_read)
     channel = handshake.Channel(child_read, container_id)
     init_pid = 0
+    ready = False
     try:
-        while True:
+        # The intermediate's "pid" and the init's "ready" share the pipe in either order:
+        # a quick init (exec) can report before its parent is scheduled again.
+        while not (ready and init_pid):
             message = channel.receive()
             if message is None:
                 raise TsuboError("create container", container_id,
@@ -86,14 +90,15 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
                 state_json = on_hooks_due(init_pid)
                 handshake.send(parent_write, handshake.RESUME, state_json)
             elif kind == handshake.READY:
-                if context.fifo_fd < 0 and context.start_by_handshake:
-                    spawned = Spawned(init_pid, parent_write)
-                    parent_write = -1  # handed over: closed by Spawned.start
-                    return spawned
-                return Spawned(init_pid, -1)
+                ready = True
             else:
                 raise TsuboError("create container", container_id,
                                  detail=f"unexpected message {kind!r} from the container")
+        if context.fifo_fd < 0 and context.start_by_handshake:
+            spawned = Spawned(init_pid, parent_write)
+            parent_write = -1  # handed over: closed by Spawned.start
+            return spawned
+        return Spawned(init_pid, -1)
     except BaseException:
         if init_pid:
             _kill(init_pid)
