@@ -379,6 +379,13 @@ def _open_exec_fifo(fifo: str, record: ContainerRecord) -> None:
         if os.read(fd, 1) != b"0":
             raise TsuboError("start container", record.id,
                              detail="the container's init exited before it could start")
+        # The init keeps its end open (O_CLOEXEC) until execve: EOF means the program runs
+        # (or the init died), and only then may the poststart hooks run.
+        while True:
+            if poller.poll(100) and not os.read(fd, 64):
+                break
+            if not procfs.is_alive(record.pid, record.start_time):
+                break
     finally:
         os.close(fd)
     os.unlink(fifo)

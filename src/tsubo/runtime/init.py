@@ -158,14 +158,17 @@ def run_init(plan: LaunchPlan, context: SetupContext) -> int:
         executable = setup_process(plan, seccomp_filter, context.console)
         handshake.send(write_fd, handshake.READY)
         if context.start_by_handshake:
-            # `run`: the runtime starts us through the handshake, not the exec fifo.
+            # `run`: the runtime starts us through the handshake, not the exec fifo, and
+            # keeps reading it: our end is O_CLOEXEC, so its EOF tells the runtime that we
+            # exec'd (poststart hooks wait for that), and a failing hook is reported on it.
             handshake.wait_for_resume(context.parent_to_child, handshake.START)
-        os.close(write_fd)
-        os.close(context.parent_to_child)
-        write_fd = -1  # nobody reads the handshake any more: report on the container's stderr
-        del keep
-        if fifo_fd >= 0:
+            os.close(context.parent_to_child)
+        else:
+            os.close(write_fd)
+            os.close(context.parent_to_child)
+            write_fd = -1  # nobody reads the handshake any more: report on our stderr
             wait_for_start(fifo_fd)
+        del keep
         run_in_container_hooks(plan, "startContainer", context)
         if seccomp_filter is not None and plan.process.no_new_privileges:
             # As late as possible, so our own few remaining syscalls are not filtered.
@@ -285,8 +288,8 @@ def setup_root(plan: LaunchPlan, context: SetupContext) -> None:
             mounts.create_symlink(root_fd, target, link)
     finally:
         os.close(root_fd)
-    if plan.hooks.get("createRuntime") or plan.hooks.get("prestart") or plan.hooks.get(
-            "createContainer"):
+    if any(plan.hooks.get(name) for name in ("prestart", "createRuntime", "createContainer",
+                                             "startContainer")):
         handshake.send(context.child_to_parent, handshake.HOOKS_DUE)
         fields = handshake.wait_for_resume(context.parent_to_child, handshake.RESUME)
         context.state_json = fields[0] if fields else ""
@@ -409,11 +412,12 @@ def resolve_executable(program: str, env: dict[str, str]) -> str:
 
 
 def wait_for_start(fifo_fd: int) -> None:
-    """Block until ``start`` opens the exec fifo, then tell it we are going."""
+    """Block until ``start`` opens the exec fifo, then tell it we are going. The write end
+    stays open (O_CLOEXEC) until execve closes it: ``start`` reads to EOF before it runs
+    the poststart hooks, which the spec orders after the program has been executed."""
     fd = os.open(mounts.fd_path(fifo_fd), os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
-    os.close(fd)
-    os.close(fifo_fd)
+    os.close(fifo_fd)  # `fd` itself is left open on purpose (see above)
 
 
 def run_in_container_hooks(plan: LaunchPlan, name: str, context: SetupContext) -> None:

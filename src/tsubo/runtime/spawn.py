@@ -25,25 +25,38 @@ if TYPE_CHECKING:
 class Spawned:
     """The init process of a container that is set up and waiting."""
 
-    __slots__ = ("pid", "start_fd")
+    __slots__ = ("channel", "pid", "start_fd")
 
-    def __init__(self, pid: int, start_fd: int) -> None:
+    def __init__(self, pid: int, start_fd: int = -1,
+                 channel: handshake.Channel | None = None) -> None:
         self.pid = pid
-        #: the handshake's write end, kept open when the init waits for START (else -1)
+        #: the handshake, kept open when the init waits for START (``run``), else unused
         self.start_fd = start_fd
+        self.channel = channel
 
     def start(self) -> None:
-        """Tell an init that waits on the handshake (not the exec fifo) to exec now."""
+        """Tell an init that waits on the handshake to exec, and return once it has: its
+        end of the pipe is O_CLOEXEC, so EOF means execve happened (or the init died);
+        an error frame means a startContainer hook or the exec itself failed."""
+        assert self.channel is not None
         try:
             handshake.send(self.start_fd, handshake.START)
-        finally:
             os.close(self.start_fd)
             self.start_fd = -1
+            message = self.channel.receive()
+            if message is not None:
+                raise TsuboError("start container", self.channel.peer,
+                                 detail=f"unexpected message {message[0]!r} from the init")
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self.start_fd >= 0:
             os.close(self.start_fd)
             self.start_fd = -1
+        if self.channel is not None:
+            os.close(self.channel.read_fd)
+            self.channel = None
 
 
 def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
@@ -94,11 +107,11 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
             else:
                 raise TsuboError("create container", container_id,
                                  detail=f"unexpected message {kind!r} from the container")
-        if context.fifo_fd < 0 and context.start_by_handshake:
-            spawned = Spawned(init_pid, parent_write)
-            parent_write = -1  # handed over: closed by Spawned.start
+        if context.start_by_handshake:
+            spawned = Spawned(init_pid, parent_write, channel)
+            parent_write = child_read = -1  # handed over: closed by Spawned.start/close
             return spawned
-        return Spawned(init_pid, -1)
+        return Spawned(init_pid)
     except BaseException:
         if init_pid:
             _kill(init_pid)
@@ -107,7 +120,8 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
             _reap(init_pid)
         raise
     finally:
-        os.close(child_read)
+        if child_read >= 0:
+            os.close(child_read)
         if parent_write >= 0:
             os.close(parent_write)
 
