@@ -99,10 +99,18 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
                 syscalls.unshare(new & ~CLONE_NEWUSER)
             except OSError as error:
                 raise TsuboError.from_os_error("unshare namespaces", _names(new), error) from None
+        # The child waits until its pid has been reported, so the runtime always learns it
+        # first and can kill and reap the child whatever happens next.
+        gate_read, gate_write = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
-            os._exit((child_main or run_init)(plan, context))
+            os.close(gate_write)
+            reported = os.read(gate_read, 1)
+            os.close(gate_read)
+            os._exit((child_main or run_init)(plan, context) if reported else 1)
+        os.close(gate_read)
         handshake.send(context.child_to_parent, handshake.PID, str(pid))
+        os.write(gate_write, b"1")
         return 0
     except BaseException as error:
         handshake.send_error(context.child_to_parent, error)

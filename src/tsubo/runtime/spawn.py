@@ -85,8 +85,8 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
     init_pid = 0
     ready = False
     try:
-        # The intermediate's "pid" and the init's "ready" share the pipe in either order:
-        # a quick init (exec) can report before its parent is scheduled again.
+        # The intermediate's "pid" always comes first (the init waits for it to be sent),
+        # so a failure reported by the init can always be followed by kill and reap.
         while not (ready and init_pid):
             message = channel.receive()
             if message is None:
