@@ -12,6 +12,7 @@ packages=(
   libseccomp2                # linux.seccomp is applied through libseccomp
   iproute2 procps nftables   # ip/ps/nft: used by tests (leak checks) and `tsubo-runtime ps`
   runc crun hyperfine        # peers and the timer for bench/
+  podman conmon              # a real OCI client of tsubo-runtime (tests/e2e) and a peer
   tini catatonit             # real inits for containers (engine --init)
 )
 missing=()

@@ -153,10 +153,21 @@ def test_dots_inside_a_name_are_fine() -> None:
     assert step([], destination="/a..b/...").destination == "/a..b/..."
 
 
-@pytest.mark.parametrize("option", ["idmap", "ridmap", "tmpcopyup"])
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
 def test_unsupported_mount_options(option: str) -> None:
     with pytest.raises(Unsupported) as caught:
         step([option])
+    assert caught.value.object == "mounts[3].options"
+
+
+def test_tmpcopyup_marks_a_tmpfs_for_copy_up() -> None:
+    assert step(["tmpcopyup", "nosuid"], fstype="tmpfs").copy_up is True
+    assert step(["nosuid"], fstype="tmpfs").copy_up is False
+
+
+def test_tmpcopyup_only_on_tmpfs() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        step(["tmpcopyup"], fstype="proc")
     assert caught.value.object == "mounts[3].options"
 
 

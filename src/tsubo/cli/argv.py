@@ -55,14 +55,16 @@ class Parsed:
 
 
 def parse(args: Sequence[str], options: Sequence[Option], where: str,
-          stop_at_positional: bool = True) -> Parsed:
-    """Parse *args* against *options*; ``InvalidArgument`` names the bad flag."""
+          stop_at_positional: bool = True, combine_short: bool = False) -> Parsed:
+    """Parse *args* against *options*; ``InvalidArgument`` names the bad flag.
+    *combine_short* accepts grouped one-letter flags (``-it``) as Docker's CLI does."""
     by_name = {name: option for option in options for name in option.names}
     values: dict[str, object] = {option.key: option.default for option in options}
     for option in options:
         if option.kind == LIST:
             values[option.key] = []
     positional: list[str] = []
+    args = list(args)
     index = 0
     while index < len(args):
         arg = args[index]
@@ -76,6 +78,13 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
                 positional.extend(args[index:])
                 break
             continue
+        if not arg.startswith("--") and len(arg) > 2 and combine_short:
+            # Docker's grouped short flags: `-it`, `-dit`, `-ti`; the last may take a value.
+            expanded = _expand_group(arg, by_name)
+            if expanded is not None:
+                args = [*args[:index - 1], *expanded, *args[index:]]
+                index -= 1
+                continue
         name, has_value, inline = arg.lstrip("-").partition("=")
         found = by_name.get(name)
         if found is None:
@@ -102,6 +111,18 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
         else:
             values[option.key] = inline
     return Parsed(values, positional)
+
+
+def _expand_group(arg: str, by_name: dict[str, Option]) -> list[str] | None:
+    letters = arg[1:]
+    if "=" in letters or letters in by_name:
+        return None
+    options = [by_name.get(letter) for letter in letters]
+    if any(option is None for option in options):
+        return None
+    if any(option.kind != FLAG for option in options[:-1] if option is not None):
+        return None
+    return [f"-{letter}" for letter in letters]
 
 
 def usage(options: Sequence[Option]) -> str:

@@ -147,6 +147,9 @@ def mount_step(root_fd: int, step: MountStep) -> None:
             raise TsuboError.from_os_error("bind mount", step.source, error) from None
     target_fd = make_mount_point(root_fd, step.destination, directory)
     target = fd_path(target_fd)
+    # For tmpcopyup: this fd keeps naming the image's directory under the new tmpfs.
+    below_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
+        if step.copy_up else -1
     try:
         try:
             syscalls.mount(step.source or step.fstype, target, step.fstype or None, step.flags,
@@ -167,6 +170,12 @@ def mount_step(root_fd: int, step: MountStep) -> None:
             os.close(target_fd)
             target_fd = open_in_root(root_fd, step.destination)
             target = fd_path(target_fd)
+        if step.copy_up:
+            top_fd = open_in_root(root_fd, step.destination, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                copy_tree(below_fd, top_fd)
+            finally:
+                os.close(top_fd)
         if step.remount_flags:
             _remount(target, step.remount_flags)
         for propagation in step.propagation:
@@ -175,6 +184,50 @@ def mount_step(root_fd: int, step: MountStep) -> None:
         raise TsuboError.from_os_error("mount", step.destination, error) from None
     finally:
         os.close(target_fd)
+        if below_fd >= 0:
+            os.close(below_fd)
+
+
+def copy_tree(source_fd: int, target_fd: int) -> None:
+    """Copy a directory's contents (files, directories, symlinks; modes and owners) from
+    one directory fd to another, never following a symlink."""
+    for entry in os.scandir(source_fd):
+        info = entry.stat(follow_symlinks=False)
+        name = entry.name
+        if stat.S_ISDIR(info.st_mode):
+            os.mkdir(name, stat.S_IMODE(info.st_mode), dir_fd=target_fd)
+            child_source = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                   | os.O_CLOEXEC, dir_fd=source_fd)
+            child_target = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                   | os.O_CLOEXEC, dir_fd=target_fd)
+            try:
+                copy_tree(child_source, child_target)
+            finally:
+                os.close(child_source)
+                os.close(child_target)
+        elif stat.S_ISLNK(info.st_mode):
+            os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
+        elif stat.S_ISREG(info.st_mode):
+            _copy_file(source_fd, target_fd, name, stat.S_IMODE(info.st_mode))
+        else:
+            continue  # devices, fifos, sockets: not copied up (runc does the same)
+        os.chown(name, info.st_uid, info.st_gid, dir_fd=target_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(info.st_mode):
+            os.chmod(name, stat.S_IMODE(info.st_mode), dir_fd=target_fd)
+
+
+def _copy_file(source_fd: int, target_fd: int, name: str, mode: int) -> None:
+    reader = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
+    try:
+        writer = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode,
+                         dir_fd=target_fd)
+        try:
+            while os.sendfile(writer, reader, None, 1 << 20):
+                pass
+        finally:
+            os.close(writer)
+    finally:
+        os.close(reader)
 
 
 def mount_entries(root_fd: int, destination: str,

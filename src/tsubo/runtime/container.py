@@ -255,7 +255,12 @@ class Runtime:
         one is killed (as runc does)."""
         from tsubo.errors import TeardownErrors
 
-        lock = self.store.lock(container_id)
+        try:
+            lock = self.store.lock(container_id)
+        except NotFound:
+            if force:
+                return  # runc: `delete --force` of a missing container succeeds
+            raise
         try:
             try:
                 record = self.store.load(container_id)

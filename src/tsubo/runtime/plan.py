@@ -60,8 +60,8 @@ _NAMESPACED_SYSCTLS = (
 class MountStep:
     """One mount to make inside the new root, flags already parsed."""
 
-    __slots__ = ("data", "destination", "flags", "fstype", "is_bind", "propagation",
-                 "remount_flags", "source")
+    __slots__ = ("copy_up", "data", "destination", "flags", "fstype", "is_bind",
+                 "propagation", "remount_flags", "source")
 
     def __init__(self, source: str, destination: str, fstype: str, flags: int, data: str,
                  propagation: list[int], is_bind: bool, remount_flags: int) -> None:
@@ -74,6 +74,9 @@ class MountStep:
         self.is_bind = is_bind
         #: flags that need a second, MS_REMOUNT|MS_BIND call (ro, nosuid, ... on binds)
         self.remount_flags = remount_flags
+        #: ``tmpcopyup`` (runc's extension, used by podman): seed the new tmpfs with what
+        #: the image has at the destination
+        self.copy_up = False
 
     def __repr__(self) -> str:
         return (f"MountStep({self.source!r} -> {self.destination!r}, {self.fstype!r}, "
@@ -255,6 +258,7 @@ def mount_step(source: str, destination: str, fstype: str, options: list[str], b
     data: list[str] = []
     propagation: list[int] = []
     is_bind = fstype == "bind"
+    copy_up = False
     for option in options:
         if option in ("bind", "rbind"):
             is_bind = True
@@ -268,8 +272,7 @@ def mount_step(source: str, destination: str, fstype: str, options: list[str], b
             raise Unsupported("load config", f"{where}.options",
                               detail="id-mapped mounts are not supported")
         elif option == "tmpcopyup":
-            raise Unsupported("load config", f"{where}.options",
-                              detail="tmpcopyup is not supported")
+            copy_up = True
         else:
             data.append(option)
     if is_bind:
@@ -280,8 +283,13 @@ def mount_step(source: str, destination: str, fstype: str, options: list[str], b
     remount = flags & ~(MS_BIND | MS_REC) if is_bind else 0
     if is_bind and remount:
         remount |= flags & MS_RDONLY
-    return MountStep(source, destination, "" if is_bind else fstype, flags, ",".join(data),
+    step = MountStep(source, destination, "" if is_bind else fstype, flags, ",".join(data),
                      propagation, is_bind, remount)
+    if copy_up and fstype != "tmpfs":
+        raise InvalidArgument("load config", f"{where}.options",
+                              detail="tmpcopyup applies to tmpfs mounts only")
+    step.copy_up = copy_up
+    return step
 
 
 def device_nodes(devices: list[Device]) -> list[DeviceNode]:

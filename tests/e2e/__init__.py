@@ -1,0 +1,1 @@
+"""End-to-end tests: real clients (podman) driving tsubo-runtime (root only)."""

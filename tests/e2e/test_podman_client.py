@@ -1,0 +1,538 @@
+"""podman (a real OCI client) drives tsubo-runtime end to end (root only).
+
+Everything podman keeps lives in one temp dir: containers.conf / storage.conf (vfs driver,
+so no overlay mounts), graphroot, runroot, tmpdir, network config dir, image-copy temp dir.
+The same root flags are passed on every call. `podman import` (the only call that uses
+containers/image's blob-info cache, hard-wired to /var/lib/containers/cache for root) runs in
+a private mount namespace with that directory shadowed by one in the temp dir, so the host's
+podman state is never written. Every container runs with `--network none`.
+
+Per test: podman's helper processes (conmon, `podman container cleanup`) must be gone shortly
+after the test; the autouse leak check then compares host state. Per module: no container,
+mount or process mentioning the temp dir and no new runtime state entry may remain.
+
+CI needs the Debian packages podman, conmon, busybox-static, util-linux (unshare) and, for the
+timing comparison only, runc.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import shlex
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import leakcheck
+from tests.conftest import BUSYBOX, runtime_binary
+
+IMAGE = "localhost/tsubo-test-busybox:latest"
+TIMEOUT = 30.0
+SETTLE_TIMEOUT = 15.0
+RUNTIME_NAME = "tsubo"
+# default state roots of the runtimes podman calls (podman passes no --root)
+RUNTIME_STATE_ROOTS = (Path("/run/tsubo-runtime"), Path("/run/runc"))
+RUNTIME_COMMANDS = frozenset(
+    ("create", "start", "state", "kill", "delete", "exec", "pause", "resume", "ps", "update")
+)
+HOST_BLOB_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
+
+
+# ---------------------------------------------------------------------------------------------
+# podman in a sandboxed configuration
+
+
+@dataclass
+class Podman:
+    """`podman <root flags> ARGV...` with the temp dir's config; see the module docstring."""
+
+    binary: str
+    tmp: Path
+    runtime: Path
+    wrapper: Path
+    wrapper_log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CONTAINER", "PODMAN", "REGISTRY_AUTH"))
+        }
+        env["CONTAINERS_CONF"] = str(self.tmp / "containers.conf")
+        env["CONTAINERS_STORAGE_CONF"] = str(self.tmp / "storage.conf")
+        env["TMPDIR"] = str(self.tmp / "vartmp")
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        t = self.tmp
+        return [
+            self.binary,
+            "--root", str(t / "graph"),
+            "--runroot", str(t / "run"),
+            "--tmpdir", str(t / "libpod-tmp"),
+            "--network-config-dir", str(t / "networks"),
+            "--storage-driver", "vfs",
+            "--cgroup-manager", "cgroupfs",
+            "--events-backend", "file",
+            *args,
+        ]  # fmt: skip
+
+    def run(
+        self, *args: str, timeout: float = TIMEOUT, wrap: list[str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run podman (stdin /dev/null); stdout/stderr captured as text. Output goes to
+        unlinked temp files, not pipes: a detached container's conmon must not hold our pipe.
+        `wrap` is a command prefix (e.g. unshare)."""
+        cmd = [*(wrap or []), *self.argv(*args)]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=self.env,
+                cwd=self.tmp,  # conmon writes files (e.g. `oom`) into its working directory
+                timeout=timeout,
+                check=False,
+            )
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(
+                cmd,
+                proc.returncode,
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
+
+    def ok(self, *args: str, timeout: float = TIMEOUT) -> str:
+        """Run podman, assert exit 0, return stdout."""
+        proc = self.run(*args, timeout=timeout)
+        assert proc.returncode == 0, _describe(proc)
+        return proc.stdout
+
+    def wrapper_lines(self) -> list[list[str]]:
+        if not self.wrapper_log.exists():
+            return []
+        return [line.split() for line in self.wrapper_log.read_text().splitlines()]
+
+
+def _describe(proc: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"{shlex.join(proc.args)}\n  exit {proc.returncode}\n  stdout: {proc.stdout!r}"
+        f"\n  stderr: {proc.stderr!r}"
+    )
+
+
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "{name}"
+image_copy_tmp_dir = "{tmp}/vartmp"
+
+[engine.runtimes]
+{name} = ["{runtime}"]
+"""
+
+STORAGE_CONF = """\
+[storage]
+driver = "vfs"
+graphroot = "{tmp}/graph"
+runroot = "{tmp}/run"
+"""
+
+WRAPPER = """\
+#!/bin/sh
+printf '%s\\n' "$*" >> {log}
+exec {runtime} "$@"
+"""
+
+
+def _make_busybox_tar(tmp: Path) -> Path:
+    """A busybox rootfs tarball: /bin/busybox + one symlink per applet, /etc/passwd+group."""
+    root = tmp / "rootfs"
+    for d in ("bin", "proc", "sys", "dev", "etc", "root", "tmp"):
+        (root / d).mkdir(parents=True, mode=0o755)
+    (root / "tmp").chmod(0o1777)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    (root / "bin" / "busybox").chmod(0o755)
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True, timeout=TIMEOUT
+    ).stdout.split()
+    for applet in applets:
+        if "/" in applet or applet == "busybox":
+            continue
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    tar = tmp / "busybox.tar"
+    subprocess.run(
+        ["tar", "-C", str(root), "--numeric-owner", "-cf", str(tar), "."],
+        check=True,
+        timeout=TIMEOUT,
+    )
+    shutil.rmtree(root)
+    return tar
+
+
+# ---------------------------------------------------------------------------------------------
+# processes / mounts attributable to the temp dir
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def _processes_mentioning(text: str) -> dict[int, str]:
+    """Every live process (not us) whose cmdline mentions `text`: pid -> cmdline."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        line = _cmdline(int(name))
+        st = leakcheck._stat(int(name))
+        if text in line and st is not None and st[1] != "Z":
+            out[int(name)] = line
+    return out
+
+
+def _our_podman_children(tmp: Path) -> dict[int, str]:
+    """Our live children that belong to podman's machinery: conmon, or anything whose cmdline
+    mentions the temp dir (`podman container cleanup`, the runtime wrapper, ...)."""
+    out = {}
+    for pid, (comm, state) in leakcheck.child_processes().items():
+        if state == "Z":
+            continue
+        line = _cmdline(pid)
+        if comm == "conmon" or str(tmp) in line:
+            out[pid] = f"{comm}: {line}"
+    return out
+
+
+def wait_settled(tmp: Path, timeout: float = SETTLE_TIMEOUT) -> dict[int, str]:
+    """Reap zombies until no podman helper (see above) is our child; returns the survivors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leakcheck.reap_zombie_children()
+        left = _our_podman_children(tmp)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _mounts_under(tmp: Path) -> list[str]:
+    return [mp for mp, _fs in leakcheck.mounts() if mp == str(tmp) or mp.startswith(f"{tmp}/")]
+
+
+def _state_entries() -> set[str]:
+    out = set()
+    for root in RUNTIME_STATE_ROOTS:
+        if root.is_dir():
+            out |= {str(root / name) for name in os.listdir(root)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def podman(subreaper: None) -> Iterator[Podman]:
+    """Sandboxed podman with IMAGE imported; see the module docstring. Teardown removes every
+    container and image, then fails if a process, mount or runtime state entry is left."""
+    if os.geteuid() != 0:
+        pytest.skip("podman e2e tests need root")
+    binary = shutil.which("podman")
+    if binary is None:
+        pytest.skip("podman not installed: install Debian packages podman and conmon")
+    if shutil.which("conmon") is None:
+        pytest.skip("conmon not installed: install Debian package conmon")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare not installed: install Debian package util-linux")
+    if not BUSYBOX.is_file() or b"/ld-linux" in BUSYBOX.read_bytes()[:4096]:
+        pytest.skip(f"{BUSYBOX} missing or not static: install Debian package busybox-static")
+    runtime = runtime_binary()
+    if not (runtime.is_file() and os.access(runtime, os.X_OK)):
+        pytest.skip(f"runtime under test not found: {runtime}")
+
+    tmp = Path(tempfile.mkdtemp(prefix="tsubo-e2e-podman-"))
+    tmp.chmod(0o700)
+    for d in ("graph", "run", "libpod-tmp", "networks", "vartmp", "shadow"):
+        (tmp / d).mkdir(mode=0o700)
+    (tmp / "containers.conf").write_text(
+        CONTAINERS_CONF.format(name=RUNTIME_NAME, tmp=tmp, runtime=runtime)
+    )
+    (tmp / "storage.conf").write_text(STORAGE_CONF.format(tmp=tmp))
+    wrapper = tmp / "tsubo-runtime-wrapper"
+    wrapper_log = tmp / "wrapper.log"
+    wrapper.write_text(
+        WRAPPER.format(log=shlex.quote(str(wrapper_log)), runtime=shlex.quote(str(runtime)))
+    )
+    wrapper.chmod(0o755)
+    pm = Podman(binary=binary, tmp=tmp, runtime=runtime, wrapper=wrapper, wrapper_log=wrapper_log)
+
+    states_before = _state_entries()
+    cache_before = HOST_BLOB_CACHE.stat().st_mtime_ns if HOST_BLOB_CACHE.exists() else None
+    problems: list[str] = []
+    try:
+        tar = _make_busybox_tar(tmp)
+        # containers/image writes its blob-info cache to /var/lib/containers/cache for root,
+        # whatever --root says: shadow that (or /var/lib if it is absent) in a private mount
+        # namespace that dies with the import.
+        target = "/var/lib/containers" if Path("/var/lib/containers").is_dir() else "/var/lib"
+        shadow = f'mount --bind {shlex.quote(str(tmp / "shadow"))} {target} && exec "$@"'
+        imported = pm.run(
+            "import",
+            str(tar),
+            IMAGE,
+            wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", shadow, "sh"],
+        )
+        assert imported.returncode == 0, _describe(imported)
+        cache_after = HOST_BLOB_CACHE.stat().st_mtime_ns if HOST_BLOB_CACHE.exists() else None
+        assert cache_after == cache_before, f"the import wrote the host's {HOST_BLOB_CACHE}"
+        yield pm
+    finally:
+        for args in (("rm", "-af", "-t", "0"), ("rmi", "-af")):
+            try:
+                proc = pm.run(*args)
+                if proc.returncode != 0:
+                    problems.append(_describe(proc))
+            except subprocess.TimeoutExpired:
+                problems.append(f"podman {' '.join(args)} timed out")
+        try:
+            left = pm.run("ps", "-aq").stdout.split()
+            if left:
+                problems.append(f"containers left after rm -af: {left}")
+        except subprocess.TimeoutExpired:
+            problems.append("podman ps -aq timed out")
+        survivors = wait_settled(tmp)
+        if survivors:
+            problems.append(f"podman helpers still running (killed, ours): {survivors}")
+            problems += leakcheck.kill_pids(survivors)
+        strays = _processes_mentioning(str(tmp))
+        if strays:  # not our descendants: reported, never killed by pattern
+            problems.append(f"processes mentioning {tmp} remain: {strays}")
+        mounts = _mounts_under(tmp)
+        if mounts:
+            problems.append(f"mounts left under {tmp} (temp dir NOT removed): {mounts}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        new_states = sorted(_state_entries() - states_before)
+        if new_states:
+            problems.append(f"runtime state entries left: {new_states}")
+        leakcheck.reap_zombie_children()
+        if problems:
+            pytest.fail("podman teardown:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def settled(podman: Podman) -> Iterator[None]:
+    """After each test: podman's helpers (conmon, cleanup) must exit within SETTLE_TIMEOUT;
+    runs before the conftest leak check takes its 'after' snapshot."""
+    yield
+    left = wait_settled(podman.tmp)
+    if left:
+        pytest.fail(f"podman helpers still running {SETTLE_TIMEOUT}s after the test: {left}")
+
+
+def _name() -> str:
+    return f"tsubo-e2e-{secrets.token_hex(4)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+
+
+def test_run_uses_tsubo_runtime(podman: Podman) -> None:
+    info = podman.ok("info", "--format", "{{.Host.OCIRuntime.Name}}|{{.Host.OCIRuntime.Path}}")
+    assert info.strip() == f"{RUNTIME_NAME}|{podman.runtime}"
+
+    script = "echo hello; cat /proc/1/cmdline; hostname"
+    proc = podman.run(
+        "--runtime", str(podman.wrapper),
+        "run", "--rm", "--network", "none", IMAGE, "sh", "-c", script,
+    )  # fmt: skip
+    assert proc.returncode == 0, _describe(proc)
+    assert wait_settled(podman.tmp) == {}
+
+    lines = podman.wrapper_lines()
+    creates = [line for line in lines if "create" in line]
+    assert len(creates) == 1, lines
+    create = creates[0]
+    cid = create[-1]
+    assert len(cid) == 64, create
+    assert "--bundle" in create, create
+    calls = [next(t for t in line if t in RUNTIME_COMMANDS) for line in lines if cid in line]
+    # create, start, ..., delete (podman may query state / kill / delete again in between)
+    assert calls[:2] == ["create", "start"] and calls[-1] == "delete", lines
+    assert set(calls[2:]) <= {"state", "kill", "delete"}, lines
+
+    # pid 1 is our sh, the hostname is podman's default: the short container id
+    assert proc.stdout == f"hello\nsh\0-c\0{script}\0{cid[:12]}\n", _describe(proc)
+
+
+def test_exit_code_passes_through(podman: Podman) -> None:
+    proc = podman.run("run", "--rm", "--network", "none", IMAGE, "sh", "-c", "exit 3")
+    assert proc.returncode == 3, _describe(proc)
+    assert proc.stdout == ""
+
+
+def test_detached_exec_top_stop_rm(podman: Podman) -> None:
+    name = _name()
+    try:
+        cid = podman.ok("run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "100")
+        cid = cid.strip()
+        assert len(cid) == 64, cid
+
+        ps = podman.ok("ps", "--filter", f"name=^{name}$", "--format", "{{.ID}}|{{.Status}}")
+        short, _, status = ps.strip().partition("|")
+        assert short == cid[:12] and status.startswith("Up "), ps
+        assert podman.ok("inspect", "--format", "{{.OCIRuntime}}", name).strip() == RUNTIME_NAME
+
+        assert podman.ok("exec", name, "sh", "-c", "echo $((1+2))") == "3\n"
+
+        rows = [line.split(None, 1) for line in podman.ok("top", name, "pid", "args").splitlines()]
+        assert rows[0] == ["PID", "COMMAND"], rows
+        assert [r[0] for r in rows[1:]] == ["1"] and rows[1][1].strip() == "sleep 100", rows
+
+        listed = podman.ok("exec", name, "ls", "/proc").split()
+        pids = sorted(int(p) for p in listed if p.isdigit())
+        assert pids[0] == 1, listed  # the exec'd ls is the other one
+        assert len(pids) == 2, listed
+
+        # busybox sleep as pid 1 has no TERM handler: stop escalates to KILL after 1 s
+        started = time.monotonic()
+        assert podman.ok("stop", "-t", "1", name).strip() == name
+        assert time.monotonic() - started >= 0.9
+        state = podman.ok("inspect", "--format", "{{.State.Status}}|{{.State.ExitCode}}", name)
+        assert state.strip() == "exited|137"
+
+        assert podman.ok("rm", name).strip() == name
+        assert podman.ok("ps", "-aq", "--filter", f"name=^{name}$") == ""
+    finally:
+        podman.run("rm", "-f", "-t", "0", "--ignore", name)
+
+
+def _run_in_pty(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str]:
+    """Run argv with a fresh pseudo-terminal as stdin/stdout/stderr; (exit code, output)."""
+    master, slave = os.openpty()
+    chunks: list[bytes] = []
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        os.close(slave)
+        slave = -1
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if ready:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: every slave fd is closed
+                        break
+                    if not data:
+                        break
+                    chunks.append(data)
+                    quiet_since = None
+                elif proc.poll() is not None:
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since > 0.5:
+                        break
+            code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+def test_tty(podman: Podman) -> None:
+    argv = podman.argv("run", "--rm", "-t", "--network", "none", IMAGE, "sh", "-c", "tty")
+    code, out = _run_in_pty(argv, podman.env, podman.tmp, TIMEOUT)
+    assert code == 0, out
+    assert out.replace("\r\n", "\n") == "/dev/pts/0\n", repr(out)
+
+
+def test_memory_and_pids_limits(podman: Podman) -> None:
+    if Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():  # v1 / hybrid
+        files = ["/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/pids/pids.max"]
+    else:  # unified
+        files = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max"]
+    proc = podman.run(
+        "run", "--rm", "--network", "none", "--memory", "64m", "--pids-limit", "32",
+        IMAGE, "sh", "-c", f"cat {' '.join(files)} && cat /proc/self/cgroup >&2",
+    )  # fmt: skip
+    assert proc.returncode == 0, _describe(proc)
+    assert proc.stdout.split() == ["67108864", "32"], _describe(proc)
+
+
+def test_capabilities(podman: Podman) -> None:
+    proc = podman.run(
+        "run", "--rm", "--network", "none", "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE",
+        IMAGE, "grep", "^Cap", "/proc/self/status",
+    )  # fmt: skip
+    assert proc.returncode == 0, _describe(proc)
+    caps = dict(line.split(":\t") for line in proc.stdout.splitlines())
+    net_bind_service = f"{1 << 10:016x}"
+    assert net_bind_service == "0000000000000400"
+    assert caps == {
+        "CapInh": "0" * 16,
+        "CapPrm": net_bind_service,
+        "CapEff": net_bind_service,
+        "CapBnd": net_bind_service,
+        "CapAmb": "0" * 16,
+    }
+
+
+def test_timing_tsubo_vs_runc(podman: Podman) -> None:
+    """Five `podman run --rm ... true` per runtime, interleaved; medians printed (see -s)."""
+    runtimes = {"tsubo-runtime": str(podman.runtime)}
+    runc = shutil.which("runc")
+    if runc is not None:
+        runtimes["runc"] = runc
+    times: dict[str, list[float]] = {name: [] for name in runtimes}
+    for _ in range(5):
+        for name, path in runtimes.items():
+            started = time.perf_counter()
+            proc = podman.run("--runtime", path, "run", "--rm", "--network", "none", IMAGE, "true")
+            times[name].append(time.perf_counter() - started)
+            assert proc.returncode == 0, _describe(proc)
+    print()
+    for name, samples in times.items():
+        print(
+            f"podman run --rm true via {name}: median {statistics.median(samples):.3f}s"
+            f" (min {min(samples):.3f}s, max {max(samples):.3f}s, n={len(samples)})"
+        )
+    if runc is None:
+        print("runc not installed (Debian package runc): no comparison")
