@@ -1,8 +1,25 @@
 """tsubo: a daemonless container engine and OCI runtime for Linux.
 
-The package namespace stays import-light: the runtime CLI's hot path imports only the
-modules it needs. The engine API arrives with the engine (``tsubo.api``).
+``tsubo.Engine`` is the Python API (see :mod:`tsubo.api`). The package namespace stays
+import-light: ``Engine`` is loaded on first access, so the runtime CLI's hot path, which
+imports ``tsubo.cli.runtime``, never pays for the engine.
 """
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
 OCI_VERSION = "1.2.0"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tsubo.api import Container, Engine, ExecResult
+
+__all__ = ["OCI_VERSION", "Container", "Engine", "ExecResult", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("Engine", "Container", "ExecResult"):
+        from tsubo import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tsubo' has no attribute {name!r}")

@@ -38,9 +38,12 @@ class Option:
 class Parsed:
     """Values by option key, plus positional arguments."""
 
-    def __init__(self, values: dict[str, object], positional: list[str]) -> None:
+    def __init__(self, values: dict[str, object], positional: list[str],
+                 given: set[str] | None = None) -> None:
         self.values = values
         self.positional = positional
+        #: keys of the options that appeared on the command line (even with empty values)
+        self.given = given or set()
 
     def flag(self, key: str) -> bool:
         return bool(self.values[key])
@@ -60,6 +63,7 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
     *combine_short* accepts grouped one-letter flags (``-it``) as Docker's CLI does."""
     by_name = {name: option for option in options for name in option.names}
     values: dict[str, object] = {option.key: option.default for option in options}
+    given: set[str] = set()
     for option in options:
         if option.kind == LIST:
             values[option.key] = []
@@ -91,6 +95,7 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
             raise InvalidArgument(where, arg, detail="unknown flag",
                                   hint=f"'{where} --help' lists the flags")
         option = found
+        given.add(option.key)
         if option.kind == FLAG:
             if has_value:
                 if inline not in ("true", "false", "1", "0"):
@@ -110,7 +115,7 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
             values_list.append(inline)
         else:
             values[option.key] = inline
-    return Parsed(values, positional)
+    return Parsed(values, positional, given)
 
 
 def _expand_group(arg: str, by_name: dict[str, Option]) -> list[str] | None:

@@ -1,42 +1,482 @@
-"""``tsubo``: the Docker-like engine command line.
+"""``tsubo``: the Docker-like engine command line, a thin shell over :class:`tsubo.Engine`.
 
-The engine (containers by name, images, networks) is built on the runtime in later
-milestones; today this face offers ``version`` and hands ``tsubo runtime ...`` to the OCI
-runtime so one binary reaches both.
+Flags, output and exit codes follow Docker's conventions so muscle memory works: 125 when
+the engine fails, 126 when the command cannot be executed, 127 when it is not found, the
+container's own status otherwise. Errors are one line on stderr. ``tsubo runtime ...`` is
+the OCI runtime (``tsubo-runtime``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+
+from tsubo.cli.argv import FLAG, LIST, VALUE, Option, Parsed, parse, usage
+from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-_USAGE = """usage: tsubo <command> [arguments]
+    from tsubo.engine.containers import Engine
+    from tsubo.engine.db import ContainerRow
 
-commands:
-   version    print the version
-   runtime    the OCI runtime (same as tsubo-runtime): tsubo runtime --help
-"""
+PROGRAM = "tsubo"
+EXIT_ENGINE = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+GLOBAL_OPTIONS = (
+    Option("root", VALUE, "data root (default /var/lib/tsubo, or $TSUBO_ROOT)"),
+    Option("help,h", FLAG, "show help"),
+    Option("version,v", FLAG, "print the version"),
+)
+
+_CREATE_OPTIONS = (
+    Option("name", VALUE, "assign a name to the container"),
+    Option("rootfs", VALUE, "use this directory as the (read-only) root, under an overlay"),
+    Option("interactive,i", FLAG, "keep stdin open"),
+    Option("tty,t", FLAG, "allocate a pseudo-TTY"),
+    Option("env,e", LIST, "set an environment variable"),
+    Option("env-file", LIST, "read environment variables from a file"),
+    Option("workdir,w", VALUE, "working directory inside the container"),
+    Option("user,u", VALUE, "user (name|uid[:group|gid])"),
+    Option("hostname,h", VALUE, "container host name"),
+    Option("entrypoint", VALUE, "overwrite the default entrypoint"),
+    Option("volume,v", LIST, "bind mount or volume: SRC:DST[:ro]"),
+    Option("tmpfs", LIST, "mount a tmpfs: DST[:OPTIONS]"),
+    Option("read-only", FLAG, "mount the root read-only"),
+    Option("memory,m", VALUE, "memory limit (e.g. 512m)"),
+    Option("memory-swap", VALUE, "memory + swap limit (-1: unlimited)"),
+    Option("cpus", VALUE, "number of CPUs (e.g. 1.5)"),
+    Option("cpu-shares,c", VALUE, "CPU shares (relative weight)"),
+    Option("pids-limit", VALUE, "process limit"),
+    Option("ulimit", LIST, "ulimit: NAME=SOFT[:HARD]"),
+    Option("cap-add", LIST, "add a capability"),
+    Option("cap-drop", LIST, "drop a capability"),
+    Option("security-opt", LIST, "no-new-privileges, seccomp=unconfined|PROFILE"),
+    Option("init", FLAG, "run an init (tini) as PID 1 that reaps zombies"),
+    Option("restart", VALUE, "no | on-failure[:N] | always | unless-stopped", "no"),
+    Option("stop-signal", VALUE, "signal to stop the container", "SIGTERM"),
+    Option("stop-timeout", VALUE, "seconds to wait before SIGKILL on stop", "10"),
+    Option("label,l", LIST, "set metadata (KEY=VALUE)"),
+    Option("network,net", VALUE, "network: none (bridges arrive with tsubo network)", "none"),
+)
+_RUN_OPTIONS = (
+    *_CREATE_OPTIONS,
+    Option("detach,d", FLAG, "run in the background and print the container ID"),
+    Option("rm", FLAG, "remove the container when it exits"),
+)
+
+
+class Command:
+    __slots__ = ("handler", "options", "summary", "usage")
+
+    def __init__(self, handler: Callable[[Engine, Parsed], int], options: Sequence[Option],
+                 usage_text: str, summary: str) -> None:
+        self.handler = handler
+        self.options = options
+        self.usage = usage_text
+        self.summary = summary
+
+
+# --- run / create / start -------------------------------------------------------------------
+
+def _run_options(parsed: Parsed, *, needs_image: bool = True) -> object:
+    from tsubo.engine import options as opts
+
+    run = opts.RunOptions()
+    positional = parsed.positional
+    run.rootfs = parsed.text("rootfs")
+    if not run.rootfs:
+        if not positional:
+            raise InvalidArgument("run", "", detail="requires an image or --rootfs DIR",
+                                  hint="tsubo run [OPTIONS] IMAGE [COMMAND] [ARG...]")
+        run.image, positional = positional[0], positional[1:]
+    run.command = list(positional)
+    if "entrypoint" in parsed.given:
+        run.entrypoint = [parsed.text("entrypoint")] if parsed.text("entrypoint") else []
+    env: list[str] = []
+    for path in parsed.texts("env_file"):
+        env += opts.parse_env_file(path)
+    run.env = env + opts.parse_env(parsed.texts("env"))
+    run.workdir = parsed.text("workdir")
+    run.user = parsed.text("user")
+    run.hostname = parsed.text("hostname")
+    run.read_only = parsed.flag("read_only")
+    run.tty = parsed.flag("tty")
+    run.interactive = parsed.flag("interactive")
+    run.tmpfs = [opts.parse_tmpfs(text) for text in parsed.texts("tmpfs")]
+    run.volumes = [opts.parse_volume(text) for text in parsed.texts("volume")]
+    if parsed.text("memory"):
+        run.memory = opts.parse_size(parsed.text("memory"), "--memory")
+    if parsed.text("memory_swap"):
+        run.memory_swap = opts.parse_memory_swap(parsed.text("memory_swap"), run.memory)
+    if parsed.text("cpus"):
+        run.cpus = opts.parse_cpus(parsed.text("cpus"))
+    if parsed.text("cpu_shares"):
+        run.cpu_shares = _positive_int(parsed.text("cpu_shares"), "--cpu-shares")
+    if parsed.text("pids_limit"):
+        run.pids_limit = _int(parsed.text("pids_limit"), "--pids-limit")
+    run.ulimits = [opts.parse_ulimit(text) for text in parsed.texts("ulimit")]
+    run.cap_add = [opts.parse_capability(name) for name in parsed.texts("cap_add")]
+    run.cap_drop = [opts.parse_capability(name) for name in parsed.texts("cap_drop")]
+    for security in parsed.texts("security_opt"):
+        if security in ("no-new-privileges", "no-new-privileges:true",
+                        "no-new-privileges=true"):
+            run.no_new_privileges = True
+        elif security.startswith(("seccomp=", "seccomp:")):
+            run.seccomp = security[8:]
+        else:
+            raise InvalidArgument("parse --security-opt", security,
+                                  detail="supported: no-new-privileges, seccomp=...")
+    run.init = parsed.flag("init")
+    run.restart = opts.parse_restart(parsed.text("restart"))
+    run.stop_signal = opts.parse_signal_name(parsed.text("stop_signal"))
+    run.stop_timeout = _int(parsed.text("stop_timeout"), "--stop-timeout")
+    run.labels = opts.parse_labels(parsed.texts("label"))
+    network = parsed.text("network")
+    if network not in ("none", "host"):
+        raise InvalidArgument("parse --network", network,
+                              detail="only none and host exist until tsubo network lands")
+    run.network = network
+    run.remove = parsed.values.get("rm") is True
+    if run.remove and run.restart.name != "no":
+        raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
+    return run
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f"parse {flag}", text, detail="expected an integer") from None
+
+
+def _positive_int(text: str, flag: str) -> int:
+    value = _int(text, flag)
+    if value <= 0:
+        raise InvalidArgument(f"parse {flag}", text, detail="must be positive")
+    return value
+
+
+def _create(engine: Engine, parsed: Parsed) -> int:
+    row = engine.create(_run_options(parsed), name=parsed.text("name") or None)  # type: ignore[arg-type]
+    _print(row.id)
+    return 0
+
+
+def _run(engine: Engine, parsed: Parsed) -> int:
+    options = _run_options(parsed)
+    name = parsed.text("name") or None
+    if parsed.flag("detach"):
+        row = engine.run_detached(options, name=name)  # type: ignore[arg-type]
+        _print(row.id)
+        return 0
+    row, client = engine.run_attached(options, name=name)  # type: ignore[arg-type]
+    return _attach(client, row)
+
+
+def _attach(client: object, row: ContainerRow) -> int:
+    from tsubo.engine.attach import AttachClient
+
+    assert isinstance(client, AttachClient)
+    try:
+        client.wait_started()
+        code = client.relay()
+    finally:
+        os.close(client.sock_fd)
+    if code is None:
+        raise TsuboError("attach", row.name, detail="lost the container's monitor")
+    return code
+
+
+def _start(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.engine.attach import AttachClient
+
+    if not parsed.positional:
+        raise InvalidArgument("start", "", detail="requires at least one container")
+    if parsed.flag("attach"):
+        from tsubo.engine.options import RunOptions
+
+        row, fd = engine.start(parsed.positional[0])
+        options = RunOptions.from_json_text(row.options)
+        client = AttachClient(fd, stdin=parsed.flag("interactive"), tty=options.tty)
+        return _attach(client, row)
+    status = 0
+    for ref in parsed.positional:
+        try:
+            engine.start_detached(ref)
+            _print(ref)
+        except TsuboError as error:
+            _error(error.message())
+            status = 1
+    return status
+
+
+# --- stop / kill / rm / wait / pause ---------------------------------------------------------
+
+def _each(parsed: Parsed, action: Callable[[str], object], verb: str) -> int:
+    if not parsed.positional:
+        raise InvalidArgument(verb, "", detail="requires at least one container")
+    status = 0
+    for ref in parsed.positional:
+        try:
+            action(ref)
+            _print(ref)
+        except TsuboError as error:
+            _error(error.message())
+            status = 1
+    return status
+
+
+def _stop(engine: Engine, parsed: Parsed) -> int:
+    timeout = float(_int(parsed.text("time"), "--time")) if parsed.text("time") else None
+    return _each(parsed, lambda ref: engine.stop(ref, timeout), "stop")
+
+
+def _restart(engine: Engine, parsed: Parsed) -> int:
+    timeout = float(_int(parsed.text("time"), "--time")) if parsed.text("time") else None
+    return _each(parsed, lambda ref: engine.restart(ref, timeout), "restart")
+
+
+def _kill(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.kernel.signals import parse_signal
+
+    signal = parse_signal(parsed.text("signal") or "KILL")
+    return _each(parsed, lambda ref: engine.kill(ref, signal), "kill")
+
+
+def _rm(engine: Engine, parsed: Parsed) -> int:
+    return _each(parsed, lambda ref: engine.remove(ref, force=parsed.flag("force"),
+                                                   volumes=parsed.flag("volumes")), "rm")
+
+
+def _pause(engine: Engine, parsed: Parsed) -> int:
+    return _each(parsed, engine.pause, "pause")
+
+
+def _unpause(engine: Engine, parsed: Parsed) -> int:
+    return _each(parsed, engine.unpause, "unpause")
+
+
+def _wait(engine: Engine, parsed: Parsed) -> int:
+    if not parsed.positional:
+        raise InvalidArgument("wait", "", detail="requires at least one container")
+    for ref in parsed.positional:
+        _print(str(engine.wait(ref)))
+    return 0
+
+
+# --- exec / logs / inspect / ps ----------------------------------------------------------------
+
+def _exec(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.engine import options as opts
+
+    if len(parsed.positional) < 2:
+        raise InvalidArgument("exec", "", detail="requires a container and a command")
+    ref, command = parsed.positional[0], parsed.positional[1:]
+    env = opts.parse_env(parsed.texts("env"))
+    if parsed.flag("tty"):
+        from tsubo.cli.terminal import exec_with_tty
+
+        return exec_with_tty(engine, ref, command, env=env, workdir=parsed.text("workdir"),
+                             user=parsed.text("user"), stdin=parsed.flag("interactive"))
+    if not parsed.flag("interactive") and not parsed.flag("detach"):
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    return engine.exec(ref, command, env=env, workdir=parsed.text("workdir"),
+                       user=parsed.text("user"), detach=parsed.flag("detach"))
+
+
+def _logs(engine: Engine, parsed: Parsed) -> int:
+    import time
+
+    from tsubo.engine.logs import parse_since
+
+    if len(parsed.positional) != 1:
+        raise InvalidArgument("logs", "", detail="requires exactly one container")
+    tail_text = parsed.text("tail")
+    tail = None if tail_text in ("", "all") else _int(tail_text, "--tail")
+    since = parse_since(parsed.text("since"), time.time()) if parsed.text("since") else None
+    for stream, data in engine.logs(parsed.positional[0], follow=parsed.flag("follow"),
+                                    tail=tail, since=since,
+                                    timestamps=parsed.flag("timestamps")):
+        target = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+        target.write(data)
+        target.flush()
+    return 0
+
+
+def _inspect(engine: Engine, parsed: Parsed) -> int:
+    import json
+
+    if not parsed.positional:
+        raise InvalidArgument("inspect", "", detail="requires at least one container")
+    _print(json.dumps([engine.inspect(ref) for ref in parsed.positional], indent=4))
+    return 0
+
+
+def _ps(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.render import container_table, filter_rows, format_rows
+
+    rows = engine.containers(all_states=parsed.flag("all") or bool(parsed.texts("filter")))
+    rows = filter_rows(rows, parsed.texts("filter"), all_states=parsed.flag("all"))
+    if parsed.flag("quiet"):
+        _print("".join(f"{row.id[:12]}\n" for row in rows), end="")
+    elif parsed.text("format"):
+        _print(format_rows(rows, parsed.text("format")), end="")
+    else:
+        _print(container_table(rows))
+    return 0
+
+
+# --- volumes, system ---------------------------------------------------------------------------
+
+def _volume(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.render import volume_command
+
+    return volume_command(engine, parsed.positional)
+
+
+def _system(engine: Engine, parsed: Parsed) -> int:
+    if parsed.positional[:1] != ["prune"]:
+        raise InvalidArgument("system", " ".join(parsed.positional),
+                              detail="supported: system prune")
+    removed = engine.prune()
+    for container_id in removed:
+        _print(f"deleted container {container_id}")
+    _print(f"Total reclaimed: {len(removed)} containers")
+    return 0
+
+
+def _version(engine: Engine | None = None, parsed: Parsed | None = None) -> int:
+    from tsubo import OCI_VERSION, __version__
+
+    _print(f"tsubo version {__version__} (OCI runtime spec {OCI_VERSION})")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(_run, _RUN_OPTIONS, "run [OPTIONS] IMAGE|--rootfs DIR [COMMAND] [ARG...]",
+                   "create and start a container"),
+    "create": Command(_create, _CREATE_OPTIONS, "create [OPTIONS] IMAGE|--rootfs DIR [CMD...]",
+                      "create a container without starting it"),
+    "start": Command(_start, (Option("attach,a", FLAG, "attach stdout/stderr"),
+                              Option("interactive,i", FLAG, "attach stdin")),
+                     "start [-a] [-i] CONTAINER...", "start containers"),
+    "stop": Command(_stop, (Option("time,t", VALUE, "seconds before SIGKILL"),),
+                    "stop [-t N] CONTAINER...", "stop containers (signal, then SIGKILL)"),
+    "restart": Command(_restart, (Option("time,t", VALUE, "seconds before SIGKILL"),),
+                       "restart [-t N] CONTAINER...", "restart containers"),
+    "kill": Command(_kill, (Option("signal,s", VALUE, "signal (default KILL)"),),
+                    "kill [-s SIGNAL] CONTAINER...", "send a signal to containers"),
+    "rm": Command(_rm, (Option("force,f", FLAG, "kill a running container first"),
+                        Option("volumes,v", FLAG, "remove its anonymous volumes")),
+                  "rm [-f] [-v] CONTAINER...", "remove containers"),
+    "ps": Command(_ps, (Option("all,a", FLAG, "show all containers"),
+                        Option("quiet,q", FLAG, "only IDs"),
+                        Option("filter,f", LIST, "status=, name=, id=, label="),
+                        Option("format", VALUE, "table, json, or a {{.Field}} template")),
+                  "ps [-a] [-q] [--filter K=V] [--format F]", "list containers"),
+    "logs": Command(_logs, (Option("follow,f", FLAG, "follow new output"),
+                            Option("tail,n", VALUE, "number of lines from the end", "all"),
+                            Option("since", VALUE, "show logs since a time or duration"),
+                            Option("timestamps,t", FLAG, "show timestamps")),
+                    "logs [-f] [--tail N] [--since T] [-t] CONTAINER", "show a container's logs"),
+    "exec": Command(_exec, (Option("interactive,i", FLAG, "keep stdin open"),
+                            Option("tty,t", FLAG, "allocate a pseudo-TTY"),
+                            Option("detach,d", FLAG, "run in the background"),
+                            Option("env,e", LIST, "set an environment variable"),
+                            Option("workdir,w", VALUE, "working directory"),
+                            Option("user,u", VALUE, "user (name|uid[:group|gid])")),
+                    "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+                    "run a command in a running container"),
+    "inspect": Command(_inspect, (), "inspect CONTAINER...", "show containers as JSON"),
+    "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
+    "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
+    "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),
+    "volume": Command(_volume, (), "volume create|ls|inspect|rm [NAME...]", "manage volumes"),
+    "system": Command(_system, (), "system prune", "remove stopped containers"),
+    "version": Command(_version, (), "version", "print the version"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        sys.stdout.write(_USAGE)
-        return 0 if args else 1
-    if args[0] in ("version", "--version", "-v"):
-        from tsubo import OCI_VERSION, __version__
-
-        sys.stdout.write(f"tsubo version {__version__} (OCI runtime spec {OCI_VERSION})\n")
-        return 0
-    if args[0] == "runtime":
+    if args[:1] == ["runtime"]:
         from tsubo.cli import runtime
 
         return runtime.main(args[1:])
-    sys.stderr.write(f"tsubo: unknown command {args[0]!r} (see 'tsubo --help')\n")
-    return 125
+    try:
+        global_flags = parse(args, GLOBAL_OPTIONS, PROGRAM)
+        if global_flags.flag("version"):
+            return _version()
+        if global_flags.flag("help") or not global_flags.positional:
+            _print(_help())
+            return 0 if global_flags.flag("help") else 1
+        name, *rest = global_flags.positional
+        command = COMMANDS.get(name)
+        if command is None:
+            raise InvalidArgument(PROGRAM, name, detail="unknown command",
+                                  hint=f"'{PROGRAM} --help' lists the commands")
+        if rest[:1] in (["--help"], ["-h"]) and name not in ("run", "create"):
+            _print(f"usage: {PROGRAM} {command.usage}\n\n{command.summary}\n\n"
+                   f"{usage(command.options)}")
+            return 0
+        if rest[:1] == ["--help"]:
+            _print(f"usage: {PROGRAM} {command.usage}\n\n{usage(command.options)}")
+            return 0
+        parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True)
+        if name == "version":
+            return _version()
+        from tsubo.engine.containers import Engine
+
+        engine = Engine(global_flags.text("root") or None)
+        try:
+            return command.handler(engine, parsed)
+        finally:
+            engine.close()
+    except TsuboError as error:
+        _error(error.message())
+        return _exit_code(error)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _exit_code(error: TsuboError) -> int:
+    text = error.message()
+    if "executable file not found" in text or ("no such file or directory" in text and \
+            error.operation == "exec"):
+        return EXIT_NOT_FOUND
+    if error.operation == "exec" and error.errno == 13:
+        return EXIT_CANNOT_EXECUTE
+    return EXIT_ENGINE
+
+
+def _help() -> str:
+    commands = "\n".join(f"   {name:<9} {command.summary}" for name, command in COMMANDS.items())
+    return (f"usage: {PROGRAM} [--root DIR] COMMAND [OPTIONS]\n\n"
+            "A daemonless container engine.\n\n"
+            f"commands:\n{commands}\n   runtime   the OCI runtime (tsubo runtime --help)\n")
+
+
+def _print(text: str, end: str = "\n") -> None:
+    sys.stdout.write(text + end)
+    sys.stdout.flush()
+
+
+def _error(text: str) -> None:
+    sys.stderr.write(f"{PROGRAM}: {text}\n")
+
+
+def _json(text: str) -> dict[str, object]:
+    from tsubo.oci import jsonwire
+
+    value = jsonwire.loads(text)
+    assert isinstance(value, dict)
+    return value
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class Runtime:
                 undo.push(lambda: os.close(fifo_fd))
             context = SetupContext(-1, -1, cgroup, fifo_fd, console_socket, preserve_fds)
             context.start_by_handshake = start_now
+            context.seccomp_cache = self.store.seccomp_cache
             if new_keyring:
                 context.keyring = f"_ses.{container_id}"
             spawned = spawn(plan, context, container_id,
@@ -310,7 +311,8 @@ class Runtime:
         status_rules.check("exec", container_id,
                            status_rules.current_status(self.store, record))
         pid = exec_in_container(record, _cgroup_of(record), process,
-                                console_socket=console_socket, preserve_fds=preserve_fds)
+                                console_socket=console_socket, preserve_fds=preserve_fds,
+                                seccomp_cache=self.store.seccomp_cache)
         if pid_file:
             _write_pid_file(pid_file, pid)
         if detach:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from tsubo.kernel.cgroups import Cgroup
     from tsubo.kernel.console import ConsoleSocket
-    from tsubo.kernel.seccomp import SeccompFilter
+    from tsubo.kernel.seccomp import BpfFilter, SeccompFilter
     from tsubo.runtime.plan import LaunchPlan
 
 
@@ -54,8 +54,8 @@ class SetupContext:
     """What the children get from the runtime besides the plan: fds and paths."""
 
     __slots__ = ("cgroup", "child_to_parent", "console", "console_socket", "fifo_fd", "keyring",
-                 "parent_to_child", "preserve_fds", "seccomp_filter", "start_by_handshake",
-                 "state_json")
+                 "parent_to_child", "preserve_fds", "seccomp_cache", "seccomp_filter",
+                 "start_by_handshake", "state_json")
 
     def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
                  fifo_fd: int, console_socket: str, preserve_fds: int) -> None:
@@ -71,7 +71,9 @@ class SetupContext:
         self.preserve_fds = preserve_fds
         self.state_json = ""
         #: compiled / connected by :func:`load_host_code` in the runtime, before any fork
-        self.seccomp_filter: SeccompFilter | None = None
+        self.seccomp_filter: SeccompFilter | BpfFilter | None = None
+        #: where generated seccomp BPF is cached ("" = no cache)
+        self.seccomp_cache = ""
         self.console: ConsoleSocket | None = None
         #: name of the new session keyring to join ("" keeps the caller's: --no-new-keyring)
         self.keyring = ""
@@ -240,7 +242,11 @@ def load_host_code(plan: LaunchPlan, context: SetupContext) -> None:
     if plan.seccomp is not None:
         from tsubo.kernel import seccomp
 
-        context.seccomp_filter = seccomp.compile_filter(plan.seccomp)
+        if context.seccomp_cache:
+            context.seccomp_filter = seccomp.compile_filter_cached(plan.seccomp,
+                                                                   context.seccomp_cache)
+        else:
+            context.seccomp_filter = seccomp.compile_filter(plan.seccomp)
     if plan.process.terminal:
         if not context.console_socket:
             raise TsuboError("set up terminal", "process.terminal",
@@ -312,7 +318,7 @@ def setup_root(plan: LaunchPlan, context: SetupContext) -> None:
         mounts.pivot_into(plan.rootfs)
 
 
-def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | None,
+def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | None,
                   console: ConsoleSocket | None) -> str:
     """Everything after pivot_root, in the order the kernel needs it: sysctls and masks
     while we still hold CAP_SYS_ADMIN, then identity, capabilities and no_new_privs."""

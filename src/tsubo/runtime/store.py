@@ -84,6 +84,11 @@ class StateStore:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = root
 
+    @property
+    def seccomp_cache(self) -> str:
+        """Generated seccomp BPF, keyed by profile (beside the root: never a container ID)."""
+        return f"{self.root}.cache/seccomp"
+
     def directory(self, container_id: str) -> str:
         return f"{self.root}/{validate_id(container_id)}"
 

@@ -1,0 +1,176 @@
+"""What ``tsubo ps`` and ``tsubo volume`` print: Docker's tables, JSON and ``{{.Field}}``
+templates, and the status words ("Up 5 seconds", "Exited (0) 3 minutes ago")."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tsubo.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from tsubo.engine.containers import Engine
+    from tsubo.engine.db import ContainerRow
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    import calendar
+
+    main, _, fraction = text.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return seconds + float(f"0.{fraction or 0}")
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's go-units HumanDuration."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return "1 second" if int(seconds) == 1 else f"{int(seconds)} seconds"
+    minutes = seconds / 60
+    if minutes < 60:
+        return "About a minute" if int(minutes) == 1 else f"{int(minutes)} minutes"
+    hours = minutes / 60
+    if hours < 48:
+        return "About an hour" if int(hours) == 1 else f"{int(hours)} hours"
+    days = hours / 24
+    if days < 14:
+        return f"{int(days)} days"
+    return f"{int(days / 7)} weeks"
+
+
+def status_text(row: ContainerRow, now: float) -> str:
+    started = _parse_time(row.started_at)
+    finished = _parse_time(row.finished_at)
+    if row.state in ("running", "paused") and started:
+        text = f"Up {human_duration(now - started)}"
+        return text + " (Paused)" if row.state == "paused" else text
+    if row.state == "restarting" and finished:
+        return f"Restarting ({row.exit_code}) {human_duration(now - finished)} ago"
+    if row.state == "exited" and finished:
+        return f"Exited ({row.exit_code}) {human_duration(now - finished)} ago"
+    return row.state.capitalize()
+
+
+def _fields(row: ContainerRow, now: float) -> dict[str, str]:
+    from tsubo.oci import jsonwire
+
+    options = jsonwire.loads(row.options)
+    assert isinstance(options, dict)
+    command = " ".join([*(options.get("entrypoint") or []), *(options.get("command") or [])])
+    created = _parse_time(row.created_at) or now
+    return {
+        "ID": row.id[:12], "Image": row.image or row.rootfs, "Command": command,
+        "CreatedAt": row.created_at, "RunningFor": f"{human_duration(now - created)} ago",
+        "Status": status_text(row, now), "State": row.state, "Names": row.name,
+        "Ports": "", "Labels": row.labels,
+    }
+
+
+def container_table(rows: list[ContainerRow]) -> str:
+    now = time.time()
+    table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    for row in rows:
+        fields = _fields(row, now)
+        command = fields["Command"]
+        command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
+        table.append([fields["ID"], fields["Image"][:30], command, fields["RunningFor"],
+                      fields["Status"], fields["Ports"], fields["Names"]])
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    return "\n".join("   ".join(cell.ljust(width) for cell, width in
+                                zip(line, widths, strict=True)).rstrip() for line in table)
+
+
+def format_rows(rows: list[ContainerRow], template: str) -> str:
+    now = time.time()
+    if template == "json":
+        import json
+
+        return "".join(json.dumps(_fields(row, now)) + "\n" for row in rows)
+    if template == "table":
+        return container_table(rows) + "\n"
+    if template.startswith("table "):
+        template = template[6:]
+    out = []
+    for row in rows:
+        fields = _fields(row, now)
+        line = template
+        for key, value in fields.items():
+            line = line.replace("{{." + key + "}}", value).replace("{{ ." + key + " }}", value)
+        if "{{" in line:
+            raise InvalidArgument("parse --format", template,
+                                  detail=f"unknown field; known: {', '.join(fields)}")
+        out.append(line.replace("\\t", "\t") + "\n")
+    return "".join(out)
+
+
+def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: bool
+                ) -> list[ContainerRow]:
+    from tsubo.oci import jsonwire
+
+    wanted: dict[str, list[str]] = {}
+    for text in filters:
+        key, sep, value = text.partition("=")
+        if not sep or key not in ("status", "name", "id", "label"):
+            raise InvalidArgument("parse --filter", text,
+                                  detail="expected status=, name=, id= or label=")
+        wanted.setdefault(key, []).append(value)
+    if "status" not in wanted and not all_states:
+        rows = [row for row in rows if row.state in ("running", "paused", "restarting")]
+    result = []
+    for row in rows:
+        labels = jsonwire.loads(row.labels)
+        assert isinstance(labels, dict)
+        if "status" in wanted and row.state not in wanted["status"]:
+            continue
+        if "name" in wanted and not any(v in row.name for v in wanted["name"]):
+            continue
+        if "id" in wanted and not any(row.id.startswith(v) for v in wanted["id"]):
+            continue
+        if "label" in wanted and not all(
+                (label.partition("=")[0] in labels and
+                 (not label.partition("=")[1] or
+                  labels[label.partition("=")[0]] == label.partition("=")[2]))
+                for label in wanted["label"]):
+            continue
+        result.append(row)
+    return result
+
+
+def volume_command(engine: Engine, args: list[str]) -> int:
+    import json
+
+    from tsubo.engine.volumes import ensure_volume, remove_volume
+
+    if not args:
+        raise InvalidArgument("volume", "", detail="expected create, ls, inspect or rm")
+    verb, names = args[0], args[1:]
+    out = sys.stdout
+    if verb == "create":
+        from tsubo.engine.db import new_container_id
+
+        name = ensure_volume(engine, names[0] if names else new_container_id())
+        out.write(name + "\n")
+    elif verb in ("ls", "list"):
+        out.write("DRIVER    VOLUME NAME\n")
+        for volume in engine.db.list_volumes():
+            out.write(f"local     {volume.name}\n")
+    elif verb == "inspect":
+        records = []
+        for name in names:
+            volume = engine.db.get_volume(name)
+            records.append({"Name": volume.name, "Driver": "local",
+                            "Mountpoint": f"{engine.paths.volume_dir(name)}/_data",
+                            "CreatedAt": volume.created_at,
+                            "Labels": json.loads(volume.labels), "Scope": "local"})
+        out.write(json.dumps(records, indent=4) + "\n")
+    elif verb in ("rm", "remove"):
+        for name in names:
+            remove_volume(engine, name)
+            out.write(name + "\n")
+    else:
+        raise InvalidArgument("volume", verb, detail="expected create, ls, inspect or rm")
+    return 0

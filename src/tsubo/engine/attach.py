@@ -1,0 +1,210 @@
+"""The attach stream between a container's monitor and a client (the CLI or the API).
+
+One socket, framed messages: a kind byte, a 4-byte big-endian length, the payload.
+
+monitor -> client: ``o`` stdout bytes, ``e`` stderr bytes, ``s`` started (payload: pid),
+``x`` exited (payload: exit code), ``!`` error (payload: a one-line message).
+client -> monitor: ``g`` the container to start (sent once, first), ``i`` stdin bytes,
+``c`` close stdin, ``k`` signal (payload: number),
+``w`` window size (payload: "rows cols").
+
+:class:`AttachClient` is the client side: it relays our stdin/stdout/stderr (in raw mode
+for a TTY, with window-size changes), forwards INT/TERM/HUP to the container as Docker's
+sig-proxy does, and returns the exit code. Killing the client never touches the
+container: the monitor simply loses a reader.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+STDIN = b"i"
+STDOUT = b"o"
+STDERR = b"e"
+CLOSE_STDIN = b"c"
+SIGNAL = b"k"
+RESIZE = b"w"
+STARTED = b"s"
+EXITED = b"x"
+ERROR = b"!"
+GO = b"g"  # client -> monitor, first: the container to start (payload: its ID)
+
+_HEADER = 5
+
+
+def encode(kind: bytes, payload: bytes = b"") -> bytes:
+    return kind + len(payload).to_bytes(4, "big") + payload
+
+
+class FrameReader:
+    """Reassembles frames from a byte stream."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= _HEADER:
+            length = int.from_bytes(self._buffer[1:_HEADER], "big")
+            if len(self._buffer) < _HEADER + length:
+                break
+            frames.append((self._buffer[:1], self._buffer[_HEADER:_HEADER + length]))
+            self._buffer = self._buffer[_HEADER + length:]
+        return frames
+
+
+def send_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class AttachClient:
+    """Relay between our stdio and a monitor's attach socket until the container exits."""
+
+    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool) -> None:
+        self.sock_fd = sock_fd
+        self.stdin = stdin
+        self.tty = tty
+        self.started_pid = 0
+        self._reader = FrameReader()
+        #: frames that arrived together with "started"
+        self._backlog: list[tuple[bytes, bytes]] = []
+
+    def wait_started(self) -> int:
+        """Block until the monitor reports the container started (its pid); raises the
+        monitor's error if it could not start it."""
+        from tsubo.errors import TsuboError
+
+        reader = FrameReader()
+        while True:
+            data = os.read(self.sock_fd, 65536)
+            if not data:
+                raise TsuboError("start container", "", detail="the monitor exited early")
+            frames = reader.feed(data)
+            for index, (kind, payload) in enumerate(frames):
+                if kind == STARTED:
+                    self.started_pid = int(payload)
+                    self._reader = reader
+                    self._backlog = frames[index + 1:]
+                    return self.started_pid
+                if kind == ERROR:
+                    raise TsuboError("start container", "", detail=payload.decode())
+                if kind == EXITED:
+                    raise TsuboError("start container", "", detail="exited before starting")
+
+    def relay(self) -> int | None:
+        """Relay until the container exits; returns its exit code (None: monitor gone)."""
+        import _signal
+        import select
+
+        reader = self._reader
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        pending_signals: list[int] = []
+        forwarded = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+
+        def on_signal(number: int, frame: object) -> None:
+            pending_signals.append(number)
+
+        previous = {number: _signal.signal(number, on_signal) for number in forwarded}
+        winch_previous = None
+        if self.tty:
+            winch_previous = _signal.signal(_signal.SIGWINCH, on_signal)
+        old_wakeup = _signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        terminal_state = _enter_raw_mode(0) if self.tty and os.isatty(0) else None
+        poller = select.poll()
+        poller.register(self.sock_fd, select.POLLIN)
+        poller.register(wake_read, select.POLLIN)
+        stdin_open = self.stdin
+        if stdin_open:
+            poller.register(0, select.POLLIN)
+        if self.tty:
+            self._send_window_size()
+        try:
+            code = self._output(self._backlog)
+            if code is not None:
+                return code
+            while True:
+                for fd, _ in poller.poll():
+                    if fd == wake_read:
+                        _drain(wake_read)
+                        while pending_signals:
+                            number = pending_signals.pop(0)
+                            if number == _signal.SIGWINCH:
+                                self._send_window_size()
+                            else:
+                                send_all(self.sock_fd, encode(SIGNAL, str(number).encode()))
+                    elif fd == 0:
+                        data = os.read(0, 65536)
+                        if data:
+                            send_all(self.sock_fd, encode(STDIN, data))
+                        else:
+                            send_all(self.sock_fd, encode(CLOSE_STDIN))
+                            poller.unregister(0)
+                            stdin_open = False
+                    else:
+                        data = os.read(self.sock_fd, 65536)
+                        if not data:
+                            return None
+                        code = self._output(reader.feed(data))
+                        if code is not None:
+                            return code
+        finally:
+            if terminal_state is not None:
+                _restore_mode(0, terminal_state)
+            _signal.set_wakeup_fd(old_wakeup)
+            for number, handler in previous.items():
+                _signal.signal(number, handler)
+            if winch_previous is not None:
+                _signal.signal(_signal.SIGWINCH, winch_previous)
+            os.close(wake_read)
+            os.close(wake_write)
+
+    @staticmethod
+    def _output(frames: list[tuple[bytes, bytes]]) -> int | None:
+        """Write output frames to our stdout/stderr; the exit code once it arrives."""
+        for kind, payload in frames:
+            if kind == STDOUT:
+                send_all(1, payload)
+            elif kind == STDERR:
+                send_all(2, payload)
+            elif kind == EXITED:
+                return int(payload)
+        return None
+
+    def _send_window_size(self) -> None:
+        try:
+            size = os.get_terminal_size(1)
+        except OSError:
+            return
+        send_all(self.sock_fd, encode(RESIZE, f"{size.lines} {size.columns}".encode()))
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _enter_raw_mode(fd: int) -> list[Any]:
+    import termios
+    import tty
+
+    state = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    return state
+
+
+def _restore_mode(fd: int, state: list[Any]) -> None:
+    import termios
+
+    termios.tcsetattr(fd, termios.TCSADRAIN, state)

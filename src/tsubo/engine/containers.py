@@ -1,0 +1,455 @@
+"""Engine operations on named containers: create, start, run, stop, kill, restart, remove,
+wait, pause, exec, logs, inspect, list, prune.
+
+State lives in SQLite (``engine/db.py``); each running container has a monitor process
+(``engine/monitor.py``) that owns its lifetime; the runtime is used in-process
+(:class:`tsubo.runtime.container.Runtime`), never as a subprocess. Every operation reads the
+container's row, refreshes it against the kernel where it matters (a dead monitor means the
+container's state must be reconciled), then acts. No transaction is held across kernel work.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tsubo.engine.paths import EnginePaths
+from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+    from tsubo.engine.db import ContainerRow, Database
+    from tsubo.engine.options import RunOptions
+    from tsubo.runtime.container import Runtime
+
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit")
+RUNNING_STATES = ("running", "paused", "restarting")
+
+
+class Engine:
+    """All containers and volumes under one data root."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.paths = EnginePaths(root)
+        self._db: Database | None = None
+        self._runtime: Runtime | None = None
+
+    @property
+    def db(self) -> Database:
+        """The database, opened on first use (so ``run`` can fork its monitor first)."""
+        if self._db is None:
+            from tsubo.engine.db import Database
+
+            self._db = Database(self.paths.database)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            from tsubo.runtime.container import Runtime
+
+            self._runtime = Runtime(self.paths.runtime_root)
+        return self._runtime
+
+    # --- create / start / run -------------------------------------------------------------
+
+    def create(self, options: RunOptions, *, name: str | None = None) -> ContainerRow:
+        """Create a container (not started): its row, folder, overlay dirs and bundle."""
+        from tsubo.engine import db as dbmod
+        from tsubo.engine.ocispec import ImageConfig, build_config
+        from tsubo.engine.storage import (
+            ContainerFiles,
+            check_lower_dir,
+            lookup_group,
+            make_passwd_lookup,
+        )
+        from tsubo.oci import jsonwire
+        from tsubo.undo import UndoStack
+
+        if not options.rootfs:
+            if options.image:
+                raise NotFound("find image", options.image, detail="no such image",
+                               hint="images arrive with `tsubo pull`; use --rootfs DIR")
+            raise InvalidArgument("create container", "", detail="no image or --rootfs given")
+        lower = check_lower_dir(options.rootfs)
+        container_id = dbmod.new_container_id()
+        if name is not None:
+            dbmod.validate_name(name)
+        else:
+            name = dbmod.generate_name(self.db.name_in_use)
+        files = ContainerFiles(self.paths.container_dir(container_id))
+        with UndoStack("create container", name) as undo:
+            row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
+                                         labels=jsonwire.dumps(options.labels))
+            self.db.insert_container(row)  # AlreadyExists for a taken name: nothing made yet
+            undo.push(lambda: self.db.delete_container(container_id))
+            files.create()
+            undo.push(files.remove)
+            hostname = options.hostname or container_id[:12]
+            etc_files = files.write_etc_files(hostname)
+            volume_mounts = self._volume_mounts(container_id, options, undo)
+            config = build_config(
+                options, ImageConfig.from_json(None), container_id=container_id,
+                rootfs=files.merged, etc_files=etc_files, volume_mounts=volume_mounts,
+                init_path=_init_binary() if options.init else None,
+                passwd_lookup=make_passwd_lookup(lower),
+                group_lookup=lambda group: lookup_group(lower, group),
+                host_nofile_hard=_hard_limit("RLIMIT_NOFILE"),
+                host_nproc_hard=_hard_limit("RLIMIT_NPROC"),
+            )
+            with open(files.config, "w", encoding="utf-8") as config_file:
+                config_file.write(jsonwire.dumps(config))
+            undo.commit()
+        return self.db.get_container(container_id)
+
+    def _volume_mounts(self, container_id: str, options: RunOptions,
+                       undo: Any) -> list[tuple[str, str, list[str]]]:
+        mounts = []
+        for volume in options.volumes:
+            flags = ["rbind", "rprivate", "ro" if volume.read_only else "rw"]
+            if volume.is_named or not volume.source:
+                from tsubo.engine.volumes import ensure_volume
+
+                name = ensure_volume(self, volume.source, anonymous=not volume.source)
+                self.db.attach_volume(container_id, name, volume.destination)
+                source = f"{self.paths.volume_dir(name)}/_data"
+            else:
+                source = volume.source
+                if not os.path.exists(source):
+                    raise NotFound("bind mount", source, detail="no such file or directory")
+            mounts.append((source, volume.destination, flags))
+        return mounts
+
+    def spawn_monitor(self) -> int:
+        """Fork a monitor now (it preloads what it needs while we prepare the container)
+        and return our end of its attach socket; :meth:`launch` tells it which container.
+        SQLite must not cross a fork (its per-process lock table would be shared with the
+        child), so an open database is closed first and reopened on next use."""
+        import _socket  # the C core of ``socket``, which costs ~10 ms to import here
+
+        from tsubo.engine.monitor import spawn_monitor
+
+        self.close()
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            spawn_monitor(self.paths, theirs.fileno())
+        finally:
+            theirs.close()
+        return int(ours.detach())
+
+    def launch(self, monitor_fd: int, container_id: str) -> None:
+        """Hand a spawned monitor its container: it starts it and reports on the socket."""
+        from tsubo.engine import attach
+
+        self.db.update_container(container_id, state="starting", stopped_by_user=0,
+                                 monitor_pid=0)
+        attach.send_all(monitor_fd, attach.encode(attach.GO, container_id.encode()))
+
+    def start(self, ref: str) -> tuple[ContainerRow, int]:
+        """Start a created or exited container under a new monitor; returns the row and
+        our end of the monitor's attach socket (wait for "started" on it)."""
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state in RUNNING_STATES or row.state == "starting":
+            raise WrongState("start container", row.name, detail=f"container is {row.state}")
+        fd = self.spawn_monitor()
+        try:
+            self.launch(fd, row.id)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self.db.get_container(row.id), fd
+
+    def start_detached(self, ref: str) -> ContainerRow:
+        """start, returning once the container runs (or raising why it could not)."""
+        from tsubo.engine.attach import AttachClient
+
+        row, fd = self.start(ref)
+        try:
+            AttachClient(fd, stdin=False, tty=False).wait_started()
+        finally:
+            os.close(fd)
+        return self.db.get_container(row.id)
+
+    def run_attached(self, options: RunOptions, *, name: str | None = None,
+                     ) -> tuple[ContainerRow, Any]:
+        """create + start with the caller attached; returns the row and an AttachClient
+        (``wait_started()`` then ``relay()`` gives the exit code). The monitor is forked
+        first, so its imports overlap with our creating the container."""
+        from tsubo.engine.attach import AttachClient
+
+        fd = self.spawn_monitor()
+        try:
+            row = self.create(options, name=name)
+            self.launch(fd, row.id)
+        except BaseException:
+            os.close(fd)  # the monitor sees EOF instead of a container and exits
+            raise
+        return row, AttachClient(fd, stdin=options.interactive, tty=options.tty)
+
+    def run_detached(self, options: RunOptions, *, name: str | None = None) -> ContainerRow:
+        """create + start, returning once the container runs (or raising why it could not)."""
+        row, client = self.run_attached(options, name=name)
+        try:
+            client.wait_started()
+        except TsuboError:
+            if options.remove:
+                self._wait_monitor_gone(row.id)
+            raise
+        finally:
+            os.close(client.sock_fd)
+        return self.db.get_container(row.id)
+
+    # --- stop / kill / restart / pause ----------------------------------------------------
+
+    def kill(self, ref: str, signal: int = 9) -> ContainerRow:
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state not in ("running", "paused"):
+            raise WrongState("kill container", row.name,
+                             detail=f"container {row.name} is not running")
+        self.db.update_container(row.id, stopped_by_user=1)
+        self.runtime.kill(row.id, signal)
+        if row.state == "paused" and signal == 9:
+            self.unpause(row.id)
+        return row
+
+    def stop(self, ref: str, timeout: float | None = None) -> ContainerRow:
+        """Stop signal, then SIGKILL after *timeout* s (the container's --stop-timeout by
+        default); waits until it has exited. Stopping a stopped container is a no-op."""
+        from tsubo.engine.options import RunOptions
+        from tsubo.kernel.signals import parse_signal
+
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state not in RUNNING_STATES:
+            return row
+        options = RunOptions.from_json_text(row.options)
+        self.db.update_container(row.id, stopped_by_user=1)
+        wait_for = options.stop_timeout if timeout is None else timeout
+        if row.state == "restarting":
+            self._wait_monitor_gone(row.id, timeout=wait_for + 10)
+            return self.db.get_container(row.id)
+        try:
+            if row.state == "paused":
+                self.runtime.resume(row.id)
+            self.runtime.kill(row.id, parse_signal(options.stop_signal))
+        except TsuboError:
+            pass  # it exited meanwhile
+        if not self._wait_exited(row.id, wait_for):
+            try:
+                self.runtime.kill(row.id, 9)
+            except TsuboError:
+                pass
+        self._wait_monitor_gone(row.id)
+        return self.db.get_container(row.id)
+
+    def restart(self, ref: str, timeout: float | None = None) -> ContainerRow:
+        row = self.stop(ref, timeout)
+        return self.start_detached(row.id)
+
+    def pause(self, ref: str) -> None:
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state != "running":
+            raise WrongState("pause container", row.name, detail=f"container is {row.state}")
+        self.runtime.pause(row.id)
+        self.db.update_container(row.id, state="paused")
+
+    def unpause(self, ref: str) -> None:
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state != "paused":
+            raise WrongState("unpause container", row.name,
+                             detail=f"container is {row.state}, not paused")
+        self.runtime.resume(row.id)
+        self.db.update_container(row.id, state="running")
+
+    # --- wait / remove --------------------------------------------------------------------
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """Block until the container is not running; its exit code."""
+        row = self.db.resolve_container(ref)
+        if not self._wait_exited(row.id, timeout):
+            raise TsuboError("wait for container", row.name, detail="timed out")
+        final = self.db.get_container(row.id)
+        return final.exit_code if final.exit_code is not None else -1
+
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state in RUNNING_STATES:
+            if not force:
+                raise WrongState("remove container", row.name,
+                                 detail=f"container is {row.state}",
+                                 hint="stop it first, or use -f")
+            self.kill(row.id, 9)
+            self._wait_monitor_gone(row.id)
+        remove_container_files(self.paths, self.db, row.id, volumes=volumes)
+        return row.id
+
+    # --- exec, logs, inspect, list -----------------------------------------------------------
+
+    def exec(self, ref: str, command: list[str], *, env: list[str] | None = None,
+             workdir: str = "", user: str = "", tty: bool = False, detach: bool = False,
+             console_socket: str = "") -> int:
+        """Run *command* in the running container; returns its exit code (0 when detached).
+        Its stdio are ours (the caller's)."""
+        from tsubo.engine.ocispec import resolve_user
+        from tsubo.engine.storage import lookup_group, make_passwd_lookup
+
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state not in ("running",):
+            raise WrongState("exec in container", row.name,
+                             detail=f"container {row.name} is not running")
+        if not command:
+            raise InvalidArgument("exec in container", row.name, detail="no command given")
+        record = self.runtime.store.load(row.id)
+        process: dict[str, Any] = dict(record.config.get("process") or {})
+        process["args"] = command
+        process["terminal"] = tty
+        if env:
+            process["env"] = [*process.get("env", []), *env]
+        if workdir:
+            process["cwd"] = workdir
+        if user:
+            uid, gid, groups = resolve_user(user, make_passwd_lookup(row.rootfs),
+                                            lambda name: lookup_group(row.rootfs, name))
+            process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+        info = self.runtime.exec(row.id, process, detach=detach, console_socket=console_socket)
+        return info.exit_code
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
+             since: float | None = None, timestamps: bool = False
+             ) -> Iterator[tuple[str, bytes]]:
+        from tsubo.engine import logs
+        from tsubo.engine.storage import ContainerFiles
+
+        row = self.db.resolve_container(ref)
+        path = ContainerFiles(self.paths.container_dir(row.id)).log
+        if not follow:
+            return logs.read_logs(path, tail=tail, since=since, timestamps=timestamps)
+
+        def is_running() -> bool:
+            return self.refresh(self.db.get_container(row.id)).state in RUNNING_STATES
+
+        return logs.follow_logs(path, is_running=is_running, tail=tail, since=since,
+                                timestamps=timestamps)
+
+    def containers(self, *, all_states: bool = False) -> list[ContainerRow]:
+        rows = [self.refresh(row) for row in self.db.list_containers(True)]
+        if all_states:
+            return rows
+        return [row for row in rows if row.state in RUNNING_STATES]
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        from tsubo.engine.inspect import inspect_container
+
+        row = self.refresh(self.db.resolve_container(ref))
+        return inspect_container(self, row)
+
+    def prune(self) -> list[str]:
+        """Remove every stopped container; their IDs."""
+        removed = []
+        for row in self.containers(all_states=True):
+            if row.state not in RUNNING_STATES and row.state != "starting":
+                remove_container_files(self.paths, self.db, row.id)
+                removed.append(row.id)
+        return removed
+
+    # --- reconciling -------------------------------------------------------------------------
+
+    def refresh(self, row: ContainerRow) -> ContainerRow:
+        """A row whose state says a monitor owns it, but whose monitor is gone (killed, or a
+        crash), is reconciled with the runtime: exited, and its leftovers cleaned."""
+        from tsubo.kernel.procfs import is_alive
+
+        if row.state not in (*RUNNING_STATES, "starting"):
+            return row
+        if row.monitor_pid and is_alive(row.monitor_pid, row.monitor_start_time):
+            return row
+        if row.state == "starting" and not row.monitor_pid:
+            return row  # a monitor that has not registered itself yet
+        from tsubo.engine.db import now_rfc3339
+        from tsubo.engine.storage import unmount_root
+
+        try:
+            self.runtime.delete(row.id, force=True)
+        except NotFound:
+            pass
+        unmount_root(f"{self.paths.container_dir(row.id)}/merged")
+        self.db.update_container(row.id, state="exited", pid=0, monitor_pid=0,
+                                 exit_code=row.exit_code if row.exit_code is not None else 255,
+                                 finished_at=row.finished_at or now_rfc3339())
+        return self.db.get_container(row.id)
+
+    def _wait_exited(self, container_id: str, timeout: float | None) -> bool:
+        return _poll(lambda: self.refresh(self.db.get_container(container_id)).state
+                     not in (*RUNNING_STATES, "starting"), timeout)
+
+    def _wait_monitor_gone(self, container_id: str, timeout: float = 20.0) -> None:
+        from tsubo.kernel.procfs import is_alive
+
+        def gone() -> bool:
+            try:
+                row = self.db.get_container(container_id)
+            except NotFound:
+                return True
+            return not (row.monitor_pid and is_alive(row.monitor_pid, row.monitor_start_time))
+
+        _poll(gone, timeout)
+
+
+def remove_container_files(paths: EnginePaths, db: Database, container_id: str, *,
+                           volumes: bool = True) -> None:
+    """Remove a stopped container's runtime state, root mount, folder, anonymous volumes
+    and row (each "already gone" is fine)."""
+    from tsubo.engine.storage import ContainerFiles
+    from tsubo.runtime.container import Runtime
+
+    try:
+        Runtime(paths.runtime_root).delete(container_id, force=True)
+    except NotFound:
+        pass
+    ContainerFiles(paths.container_dir(container_id)).remove()
+    anonymous = db.anonymous_volumes_of(container_id) if volumes else []
+    db.delete_container(container_id)
+    for name in anonymous:
+        from tsubo.engine.volumes import remove_volume_files
+
+        db.delete_volume(name)
+        remove_volume_files(paths, name)
+
+
+def _poll(condition: Callable[[], bool], timeout: float | None) -> bool:
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.002
+    while not condition():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+    return True
+
+
+def _init_binary() -> str:
+    for path in INIT_BINARIES:
+        if os.access(path, os.X_OK):
+            return path
+    raise NotFound("find init", INIT_BINARIES[0],
+                   detail="--init needs Debian's tini (tini-static) or catatonit")
+
+
+def _hard_limit(name: str) -> int:
+    import resource
+
+    return int(resource.getrlimit(getattr(resource, name))[1])

@@ -1,0 +1,589 @@
+"""The engine's state store: one SQLite database of containers, volumes and their links.
+
+Owns the schema (versioned with ``PRAGMA user_version``; migrations run in order inside
+``BEGIN IMMEDIATE``, so two engines starting at once never both migrate), container IDs
+and names (Docker's rules for generating, validating and resolving them), and the
+encoding of rows. Nothing else opens the database file.
+
+Concurrency: tsubo has no daemon, so several engine processes (a CLI, monitors) share
+the file. It is in WAL mode (readers never block the writer), every connection waits up
+to 5 s for a lock (``busy_timeout``), and read-modify-write sequences run in
+:meth:`Database.transaction`, which takes the write lock up front (``BEGIN IMMEDIATE``)
+instead of upgrading a read lock, the upgrade being what deadlocks two writers. A
+transaction must never be held across kernel work (mounts, spawning, netlink): other
+engines would wait on it, and a crash half-way would leave the kernel and the database
+disagreeing. Read or reserve in one transaction, do the work, record the result in another.
+
+Each :class:`Database` is one connection: open it in the process (and thread) that uses
+it; never carry one across ``fork``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
+from tsubo.oci import jsonwire
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any
+
+#: Container states: Docker's, plus "starting" (``start`` has handed the container to a
+#: monitor that has not yet reported it running).
+STATES = ("created", "starting", "running", "paused", "restarting", "exited", "removing",
+          "dead")
+#: What ``ps`` shows without ``--all`` (Docker counts paused and restarting as running).
+ACTIVE_STATES = ("running", "paused", "restarting")
+
+#: Migration N (1-based) brings the schema from user_version N-1 to N. Each is a tuple of
+#: single statements: ``executescript`` would COMMIT the migration transaction first.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE containers (
+            id TEXT PRIMARY KEY,                 -- 64 hex digits
+            name TEXT UNIQUE NOT NULL,           -- without Docker's leading "/"
+            created_at TEXT NOT NULL,            -- RFC 3339, UTC, nanoseconds
+            options TEXT NOT NULL,               -- JSON of the RunOptions
+            image TEXT NOT NULL DEFAULT '',
+            rootfs TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL,                 -- one of STATES
+            pid INTEGER NOT NULL DEFAULT 0,
+            monitor_pid INTEGER NOT NULL DEFAULT 0,
+            monitor_start_time INTEGER NOT NULL DEFAULT 0,  -- /proc/PID/stat field 22
+            exit_code INTEGER,
+            started_at TEXT,
+            finished_at TEXT,
+            oom_killed INTEGER NOT NULL DEFAULT 0,
+            restart_count INTEGER NOT NULL DEFAULT 0,
+            stopped_by_user INTEGER NOT NULL DEFAULT 0,
+            labels TEXT NOT NULL DEFAULT '{}'    -- JSON object
+        )""",
+        "CREATE INDEX containers_by_created_at ON containers (created_at)",
+        """CREATE TABLE volumes (
+            name TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            driver TEXT NOT NULL DEFAULT 'local',
+            labels TEXT NOT NULL DEFAULT '{}',
+            anonymous INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE container_volumes (
+            container_id TEXT NOT NULL REFERENCES containers (id) ON DELETE CASCADE,
+            volume TEXT NOT NULL REFERENCES volumes (name),
+            destination TEXT NOT NULL,
+            PRIMARY KEY (container_id, destination)
+        )""",
+        # volume_users() and the foreign key check on deleting a volume look up by volume.
+        "CREATE INDEX container_volumes_by_volume ON container_volumes (volume)",
+    ),
+)
+
+CONTAINER_COLUMNS = (
+    "id", "name", "created_at", "options", "image", "rootfs", "state", "pid", "monitor_pid",
+    "monitor_start_time", "exit_code", "started_at", "finished_at", "oom_killed",
+    "restart_count", "stopped_by_user", "labels",
+)
+_CONTAINER_SELECT = f"SELECT {', '.join(CONTAINER_COLUMNS)} FROM containers"
+_UPDATABLE_COLUMNS = frozenset(CONTAINER_COLUMNS) - {"id"}
+_JSON_COLUMNS = frozenset(("options", "labels"))
+_BOOL_COLUMNS = frozenset(("oom_killed", "stopped_by_user"))
+
+VOLUME_COLUMNS = ("name", "created_at", "driver", "labels", "anonymous")
+_VOLUME_SELECT = f"SELECT {', '.join(VOLUME_COLUMNS)} FROM volumes"
+
+ID_LENGTH = 64
+_BUSY_TIMEOUT_MS = 5000
+SHORT_ID_LENGTH = 12
+MAX_NAME_LENGTH = 128
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
+
+
+class ContainerRow:
+    """One row of ``containers``, as stored: ``options`` and ``labels`` are JSON text (the
+    owners of RunOptions and labels decode them), ``oom_killed`` / ``stopped_by_user`` are
+    0 or 1, times RFC 3339 text."""
+
+    __slots__ = CONTAINER_COLUMNS
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        created_at: str,
+        options: str,
+        image: str = "",
+        rootfs: str = "",
+        state: str = "created",
+        pid: int = 0,
+        monitor_pid: int = 0,
+        monitor_start_time: int = 0,
+        exit_code: int | None = None,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+        oom_killed: int = 0,
+        restart_count: int = 0,
+        stopped_by_user: int = 0,
+        labels: str = "{}",
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.created_at = created_at
+        self.options = options
+        self.image = image
+        self.rootfs = rootfs
+        self.state = state
+        self.pid = pid
+        self.monitor_pid = monitor_pid
+        self.monitor_start_time = monitor_start_time
+        self.exit_code = exit_code
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.oom_killed = oom_killed
+        self.restart_count = restart_count
+        self.stopped_by_user = stopped_by_user
+        self.labels = labels
+
+    @classmethod
+    def new(cls, container_id: str, name: str, options: str | dict[str, Any],
+            rootfs: str = "", *, image: str = "", labels: str | dict[str, str] = "{}",
+            state: str = "created") -> ContainerRow:
+        """A row for a container being created now (``created_at`` = :func:`now_rfc3339`);
+        *options* and *labels* as JSON text, or as dicts to be encoded."""
+        return cls(container_id, name, now_rfc3339(), _json_text(options), image=image,
+                   rootfs=rootfs, state=state, labels=_json_text(labels))
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> ContainerRow:
+        """The row selected as :data:`CONTAINER_COLUMNS`, in that order."""
+        return cls(*tuple(row))
+
+    def to_params(self) -> tuple[Any, ...]:
+        """The column values to store, in :data:`CONTAINER_COLUMNS` order."""
+        return tuple(_encode_column(column, getattr(self, column))
+                     for column in CONTAINER_COLUMNS)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:SHORT_ID_LENGTH]
+
+    def __repr__(self) -> str:
+        return f"<ContainerRow {self.short_id} {self.name!r} {self.state}>"
+
+
+class VolumeRow:
+    """One row of ``volumes``, as stored (``labels`` JSON text, ``anonymous`` 0 or 1)."""
+
+    __slots__ = VOLUME_COLUMNS
+
+    def __init__(self, name: str, created_at: str, driver: str = "local",
+                 labels: str = "{}", anonymous: int = 0) -> None:
+        self.name = name
+        self.created_at = created_at
+        self.driver = driver
+        self.labels = labels
+        self.anonymous = anonymous
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> VolumeRow:
+        return cls(*tuple(row))
+
+    def __repr__(self) -> str:
+        return f"<VolumeRow {self.name!r}>"
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises.
+
+    Entered while a transaction is already open on the connection, it joins that one
+    (commits nothing, rolls back nothing): the outermost block decides.
+    """
+
+    __slots__ = ("_connection", "_outermost")
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._outermost = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self._connection.in_transaction:
+            self._connection.execute("BEGIN IMMEDIATE")
+            self._outermost = True
+        return self._connection
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if not self._outermost:
+            return
+        if kind is None:
+            self._connection.execute("COMMIT")
+        elif self._connection.in_transaction:  # SQLite may have rolled back on its own
+            self._connection.execute("ROLLBACK")
+
+
+class Database:
+    """The engine's SQLite database at *path*, opened and migrated to the latest schema."""
+
+    __slots__ = ("_connection", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        # Create the file ourselves so it is 0600 from the start (SQLite would use 0644);
+        # SQLite gives the -wal and -shm files the main file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        self._connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _configure(self) -> None:
+        execute = self._connection.execute
+        execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS:d}")  # before anything that locks
+        # Setting the journal mode writes the file header, so only when it is needed: WAL
+        # mode is persistent, and after the first open this is a plain read.
+        self._enable_wal()
+        # NORMAL is durable against process crashes in WAL mode; only a power cut can lose
+        # the last transactions, and it saves an fsync per commit.
+        execute("PRAGMA synchronous = NORMAL")
+        execute("PRAGMA foreign_keys = ON")  # per connection, and a no-op inside a transaction
+
+    def _enable_wal(self) -> None:
+        """Switch a new database to WAL mode. Engines opening a fresh file at once race
+        here, and SQLite answers the switch with "database is locked" at once, without
+        the busy handler, when another connection holds a lock: so retry (for up to the
+        busy timeout), reading the mode again as the other engine may have switched it."""
+        execute = self._connection.execute
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        delay = 0.001
+        while True:
+            (mode,) = execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() == "wal":
+                return
+            try:
+                execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _migrate(self) -> None:
+        if self.schema_version() >= len(MIGRATIONS):
+            return
+        with self.transaction() as connection:
+            version = self.schema_version()  # again, under the write lock: we may have lost
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number]:
+                    connection.execute(statement)
+            # PRAGMA takes no parameters; the value is our own integer.
+            connection.execute(f"PRAGMA user_version = {len(MIGRATIONS):d}")
+
+    def schema_version(self) -> int:
+        (version,) = self._connection.execute("PRAGMA user_version").fetchone()
+        return int(version)
+
+    def transaction(self) -> _Transaction:
+        """``with db.transaction():`` runs the block in one ``BEGIN IMMEDIATE`` transaction.
+
+        The write lock is taken at the start, so a read-modify-write (check a name, then
+        insert) cannot interleave with another engine's. Keep the block short and never do
+        kernel work inside it. Nested blocks join the outermost one.
+        """
+        return _Transaction(self._connection)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # --- containers -----------------------------------------------------------------------
+
+    def insert_container(self, row: ContainerRow) -> None:
+        """Store a new container; AlreadyExists when its name (or ID) is taken."""
+        _check_state(row.state)
+        placeholders = ", ".join("?" * len(CONTAINER_COLUMNS))
+        try:
+            self._connection.execute(
+                f"INSERT INTO containers ({', '.join(CONTAINER_COLUMNS)}) "
+                f"VALUES ({placeholders})", row.to_params())
+        except sqlite3.IntegrityError as error:
+            if "containers.name" in str(error):
+                holder = self._connection.execute(
+                    "SELECT id FROM containers WHERE name = ?", (row.name,)).fetchone()
+                owner = holder[0][:SHORT_ID_LENGTH] if holder else "(removed meanwhile)"
+                raise AlreadyExists(
+                    "create container", row.name,
+                    detail=f'the name "{row.name}" is already in use by container {owner}',
+                    hint="remove it or pick another --name") from None
+            if "containers.id" in str(error):
+                raise AlreadyExists("create container", row.id,
+                                    detail="a container with this id exists") from None
+            raise
+
+    def get_container(self, container_id: str) -> ContainerRow:
+        """The container with exactly this full ID; NotFound if there is none."""
+        found = self._connection.execute(
+            f"{_CONTAINER_SELECT} WHERE id = ?", (container_id,)).fetchone()
+        if found is None:
+            raise NotFound("find container", container_id, detail="no such container")
+        return ContainerRow.from_row(found)
+
+    def resolve_container(self, ref: str) -> ContainerRow:
+        """The container *ref* names, by Docker's rules: the full ID, else the exact name
+        (a leading "/" is accepted), else a unique ID prefix."""
+        if not ref:
+            raise InvalidArgument("find container", '""',
+                                  detail="empty container name or id")
+        execute = self._connection.execute
+        if len(ref) == ID_LENGTH:
+            found = execute(f"{_CONTAINER_SELECT} WHERE id = ?", (ref,)).fetchone()
+            if found is not None:
+                return ContainerRow.from_row(found)
+        name = ref[1:] if ref.startswith("/") else ref
+        found = execute(f"{_CONTAINER_SELECT} WHERE name = ?", (name,)).fetchone()
+        if found is not None:
+            return ContainerRow.from_row(found)
+        if _HEX_DIGITS.issuperset(ref):
+            # Every ID is lower-case hex, and each hex digit sorts before "g": the IDs
+            # starting with ref are exactly those in [ref, ref + "g"), an index range scan.
+            matches = execute(f"{_CONTAINER_SELECT} WHERE id >= ? AND id < ? LIMIT 2",
+                              (ref, ref + "g")).fetchall()
+            if len(matches) == 1:
+                return ContainerRow.from_row(matches[0])
+            if matches:
+                raise InvalidArgument(
+                    "find container", ref,
+                    detail=f"multiple containers match prefix {ref}",
+                    hint="give more characters of the id, or the name")
+        raise NotFound("find container", ref, detail="no such container")
+
+    def list_containers(self, all_states: bool = False) -> list[ContainerRow]:
+        """Containers, newest first; only running, paused and restarting ones unless
+        *all_states* (like ``docker ps`` and ``docker ps --all``)."""
+        query = _CONTAINER_SELECT
+        params: tuple[str, ...] = ()
+        if not all_states:
+            query += f" WHERE state IN ({', '.join('?' * len(ACTIVE_STATES))})"
+            params = ACTIVE_STATES
+        # created_at is fixed-width UTC, so it sorts as text; rowid breaks ties.
+        rows = self._connection.execute(
+            f"{query} ORDER BY created_at DESC, rowid DESC", params).fetchall()
+        return [ContainerRow.from_row(row) for row in rows]
+
+    def update_container(self, container_id: str, **fields: Any) -> None:
+        """Set the given columns of one container; ValueError for an unknown column or
+        state, NotFound if there is no such container."""
+        unknown = sorted(set(fields) - _UPDATABLE_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown container column(s): {', '.join(unknown)}")
+        if not fields:
+            return
+        if "state" in fields:
+            _check_state(fields["state"])
+        columns = list(fields)
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        params = [_encode_column(column, fields[column]) for column in columns]
+        cursor = self._connection.execute(
+            f"UPDATE containers SET {assignments} WHERE id = ?", (*params, container_id))
+        if cursor.rowcount == 0:
+            raise NotFound("update container", container_id, detail="no such container")
+
+    def delete_container(self, container_id: str) -> bool:
+        """Forget a container (and its volume links); False if it was already gone."""
+        cursor = self._connection.execute("DELETE FROM containers WHERE id = ?",
+                                          (container_id,))
+        return cursor.rowcount > 0
+
+    def name_in_use(self, name: str) -> bool:
+        name = name[1:] if name.startswith("/") else name
+        return self._connection.execute(
+            "SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone() is not None
+
+    # --- volumes ------------------------------------------------------------------------
+
+    def insert_volume(self, name: str, *, labels: str | dict[str, str] = "{}",
+                      anonymous: bool = False, driver: str = "local") -> VolumeRow:
+        """Record a new volume (created now); AlreadyExists if the name is taken."""
+        volume = VolumeRow(name, now_rfc3339(), driver, _json_text(labels), int(anonymous))
+        try:
+            self._connection.execute(
+                f"INSERT INTO volumes ({', '.join(VOLUME_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+                (volume.name, volume.created_at, volume.driver, volume.labels,
+                 volume.anonymous))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists("create volume", name,
+                                detail=f'a volume named "{name}" exists') from None
+        return volume
+
+    def get_volume(self, name: str) -> VolumeRow:
+        """The volume *name*; NotFound if there is none."""
+        found = self._connection.execute(f"{_VOLUME_SELECT} WHERE name = ?",
+                                         (name,)).fetchone()
+        if found is None:
+            raise NotFound("find volume", name, detail="no such volume")
+        return VolumeRow.from_row(found)
+
+    def list_volumes(self) -> list[VolumeRow]:
+        """All volumes, by name."""
+        rows = self._connection.execute(f"{_VOLUME_SELECT} ORDER BY name").fetchall()
+        return [VolumeRow.from_row(row) for row in rows]
+
+    def volume_users(self, name: str) -> list[str]:
+        """IDs of the containers that mount volume *name* (sorted)."""
+        rows = self._connection.execute(
+            "SELECT DISTINCT container_id FROM container_volumes WHERE volume = ? "
+            "ORDER BY container_id", (name,)).fetchall()
+        return [row[0] for row in rows]
+
+    def delete_volume(self, name: str) -> None:
+        """Forget a volume; NotFound if there is none, WrongState while containers use it."""
+        with self.transaction() as connection:
+            users = connection.execute(
+                "SELECT DISTINCT c.name, c.id FROM container_volumes AS v "
+                "JOIN containers AS c ON c.id = v.container_id "
+                "WHERE v.volume = ? ORDER BY c.name", (name,)).fetchall()
+            if users:
+                listed = ", ".join(f"{user} ({cid[:SHORT_ID_LENGTH]})" for user, cid in users)
+                raise WrongState("remove volume", name,
+                                 detail=f"volume is in use by container(s) {listed}",
+                                 hint="remove those containers first")
+            cursor = connection.execute("DELETE FROM volumes WHERE name = ?", (name,))
+            if cursor.rowcount == 0:
+                raise NotFound("remove volume", name, detail="no such volume")
+
+    def attach_volume(self, container_id: str, volume: str, destination: str) -> None:
+        """Record that *container_id* mounts *volume* at *destination*."""
+        try:
+            self._connection.execute(
+                "INSERT INTO container_volumes (container_id, volume, destination) "
+                "VALUES (?, ?, ?)", (container_id, volume, destination))
+        except sqlite3.IntegrityError as error:
+            if "FOREIGN KEY" in str(error):
+                raise NotFound("attach volume", volume,
+                               detail=f"no such volume, or no container {container_id}"
+                               ) from None
+            raise AlreadyExists("attach volume", volume,
+                                detail=f"container {container_id[:SHORT_ID_LENGTH]} "
+                                f"already has a volume at {destination}") from None
+
+    def anonymous_volumes_of(self, container_id: str) -> list[str]:
+        """Names of the anonymous volumes *container_id* mounts (removed with it by
+        ``rm -v`` / ``--rm``), sorted."""
+        rows = self._connection.execute(
+            "SELECT DISTINCT v.name FROM container_volumes AS cv "
+            "JOIN volumes AS v ON v.name = cv.volume "
+            "WHERE cv.container_id = ? AND v.anonymous ORDER BY v.name",
+            (container_id,)).fetchall()
+        return [row[0] for row in rows]
+
+    def container_volumes(self, container_id: str) -> list[tuple[str, str]]:
+        """``(volume, destination)`` pairs mounted by one container, by destination."""
+        rows = self._connection.execute(
+            "SELECT volume, destination FROM container_volumes WHERE container_id = ? "
+            "ORDER BY destination", (container_id,)).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+
+def _encode_column(column: str, value: Any) -> Any:
+    if column in _JSON_COLUMNS:
+        return _json_text(value)
+    if column in _BOOL_COLUMNS:
+        return int(bool(value))
+    return value
+
+
+def _json_text(value: object) -> str:
+    """*value* if it is already JSON text (checked), else *value* encoded."""
+    if isinstance(value, str):
+        jsonwire.loads(value)  # ValueError now rather than a corrupt row later
+        return value
+    return jsonwire.dumps(value)
+
+
+def _check_state(state: object) -> None:
+    if state not in STATES:
+        raise ValueError(f"unknown container state {state!r}")
+
+
+# --- IDs, names and times ----------------------------------------------------------------
+
+
+def new_container_id() -> str:
+    """64 random hex digits, as Docker's container IDs."""
+    return os.urandom(ID_LENGTH // 2).hex()
+
+
+def validate_name(name: str) -> str:
+    """*name* without a leading "/" if it obeys Docker's rule ``[a-zA-Z0-9][a-zA-Z0-9_.-]+``
+    (so at least two characters) and has at most 128; InvalidArgument otherwise."""
+    bare = name[1:] if name.startswith("/") else name
+    if (len(bare) < 2 or len(bare) > MAX_NAME_LENGTH or bare[0] not in _NAME_FIRST
+            or not _NAME_REST.issuperset(bare)):
+        raise InvalidArgument(
+            "check container name", repr(name),
+            detail="only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
+            f"2 to {MAX_NAME_LENGTH} characters")
+    return bare
+
+
+_ADJECTIVES = (
+    "admiring", "agitated", "amazing", "angry", "awesome", "blissful", "bold", "boring",
+    "brave", "busy", "charming", "clever", "cool", "compassionate", "competent", "dazzling",
+    "determined", "eager", "ecstatic", "elastic", "elegant", "epic", "festive", "focused",
+    "friendly", "gallant", "gifted", "happy", "hopeful", "jolly", "keen", "kind", "laughing",
+    "loving", "modest", "nifty", "optimistic", "quirky", "serene", "zealous",
+)
+_SURNAMES = (
+    "agnesi", "babbage", "bell", "bohr", "cerf", "curie", "darwin", "dijkstra", "einstein",
+    "euler", "fermat", "feynman", "gauss", "goldberg", "hamilton", "hopper", "hypatia",
+    "johnson", "kepler", "knuth", "lamarr", "lovelace", "mccarthy", "meitner", "noether",
+    "pasteur", "perlman", "ritchie", "shannon", "sinoussi", "tesla", "thompson", "torvalds",
+    "turing", "wilson", "wing", "wozniak", "yalow", "yonath", "zhukovsky",
+)
+_PLAIN_ATTEMPTS = 5
+_MAX_ATTEMPTS = 1000
+
+
+def _random_below(limit: int) -> int:
+    # os.urandom instead of importing random (which pulls in hashlib and more); the
+    # modulo bias of 32 bits over a few dozen choices is irrelevant for names.
+    return int.from_bytes(os.urandom(4), "little") % limit
+
+
+def generate_name(taken: Callable[[str], bool]) -> str:
+    """A free Docker-style ``adjective_surname``; after a few collisions a digit is added
+    (``jolly_turing7``), and later a larger number, until ``taken(name)`` is False."""
+    for attempt in range(_MAX_ATTEMPTS):
+        name = f"{_ADJECTIVES[_random_below(len(_ADJECTIVES))]}_" \
+               f"{_SURNAMES[_random_below(len(_SURNAMES))]}"
+        if name == "boring_wozniak":  # Steve Wozniak is not boring (Docker's rule)
+            continue
+        if attempt >= _PLAIN_ATTEMPTS:
+            name += str(_random_below(10 if attempt < 100 else 1_000_000))
+        if not taken(name):
+            return name
+    raise AlreadyExists("generate container name", detail="every name tried is in use",
+                        hint="pick one with --name")
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as RFC 3339 with nanoseconds (fixed width, so it sorts)."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"

@@ -1,0 +1,75 @@
+"""``tsubo inspect``: a container as Docker's JSON shape (the fields tools read)."""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from tsubo.engine.containers import Engine
+    from tsubo.engine.db import ContainerRow
+
+
+def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
+    from tsubo.engine.options import RunOptions
+    from tsubo.engine.storage import ContainerFiles
+    from tsubo.oci import jsonwire
+
+    options = RunOptions.from_json(_dict(jsonwire.loads(row.options)))
+    files = ContainerFiles(engine.paths.container_dir(row.id))
+    try:
+        with open(files.config, "rb") as config_file:
+            config = _dict(jsonwire.loads(config_file.read()))
+    except (OSError, ValueError):
+        config = {}
+    process = _dict(config.get("process") or {})
+    running = row.state in ("running", "paused", "restarting")
+    return {
+        "Id": row.id,
+        "Created": row.created_at,
+        "Path": (process.get("args") or [""])[0],
+        "Args": (process.get("args") or [""])[1:],
+        "State": {
+            "Status": row.state, "Running": running, "Paused": row.state == "paused",
+            "Restarting": row.state == "restarting", "OOMKilled": bool(row.oom_killed),
+            "Dead": row.state == "dead", "Pid": row.pid if running else 0,
+            "ExitCode": row.exit_code if row.exit_code is not None else 0,
+            "StartedAt": row.started_at or "0001-01-01T00:00:00Z",
+            "FinishedAt": row.finished_at or "0001-01-01T00:00:00Z",
+        },
+        "Image": row.image,
+        "Name": f"/{row.name}",
+        "RestartCount": row.restart_count,
+        "LogPath": files.log,
+        "Driver": "overlay",
+        "Config": {
+            "Hostname": config.get("hostname", ""), "User": options.user,
+            "Tty": options.tty, "OpenStdin": options.interactive,
+            "Env": process.get("env", []), "Cmd": options.command,
+            "Image": row.image or row.rootfs, "WorkingDir": process.get("cwd", "/"),
+            "Entrypoint": options.entrypoint, "Labels": options.labels,
+            "StopSignal": options.stop_signal, "StopTimeout": options.stop_timeout,
+        },
+        "HostConfig": {
+            "Memory": options.memory or 0, "MemorySwap": options.memory_swap or 0,
+            "NanoCpus": int((options.cpus or 0) * 1e9), "CpuShares": options.cpu_shares or 0,
+            "PidsLimit": options.pids_limit, "ReadonlyRootfs": options.read_only,
+            "CapAdd": options.cap_add, "CapDrop": options.cap_drop, "Init": options.init,
+            "AutoRemove": options.remove, "NetworkMode": options.network,
+            "RestartPolicy": {"Name": options.restart.name,
+                              "MaximumRetryCount": options.restart.max_retries},
+            "Binds": [f"{v.source}:{v.destination}{':ro' if v.read_only else ''}"
+                      for v in options.volumes],
+            "Ulimits": [{"Name": name, "Soft": soft, "Hard": hard}
+                        for name, soft, hard in options.ulimits],
+        },
+        "Mounts": [m for m in config.get("mounts", []) if m.get("type") == "bind"
+                   and not str(m.get("destination", "")).startswith("/etc/")],
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": row.rootfs,
+                                                   "UpperDir": f"{files.directory}/upper",
+                                                   "MergedDir": files.merged}},
+    }
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,725 @@
+"""What ``docker run`` flags mean: parsed, validated, and kept as :class:`RunOptions`.
+
+Every parser takes the flag's text and returns a plain value, or raises
+:class:`~tsubo.errors.InvalidArgument` naming the flag and the bad value in one line
+(``parse --memory abc: expected a size like 512m or 2g``). The rules are Docker's (docker/cli
+``opts/``, go-units, moby ``volume/mounts/linux_parser.go``, ``daemon/daemon_unix.go``); where
+tsubo differs, the function says so.
+
+:class:`RunOptions` is what the engine stores (``to_json``/``from_json``) and what
+:mod:`tsubo.engine.ocispec` turns into a ``config.json``.
+
+Hot path: no typing/re/json/dataclasses imports (see ``docs/runtime.md``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from tsubo.errors import InvalidArgument, TsuboError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+#: Docker's minimum --memory (daemon/daemon_unix.go linuxMinMemory)
+MIN_MEMORY = 6 * 1024 * 1024
+
+#: docker --ulimit names (go-units ulimit.go) -> OCI rlimit type
+ULIMIT_NAMES = {
+    name: "RLIMIT_" + name.upper()
+    for name in ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+                 "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+}
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+#: -v mode words (moby volume/mounts/linux_parser.go)
+_ACCESS_MODES = ("rw", "ro")
+_LABEL_MODES = ("z", "Z")
+_PROPAGATION_MODES = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+_CONSISTENCY_MODES = ("consistent", "cached", "delegated")  # macOS-only; Docker ignores them
+DEFAULT_PROPAGATION = "rprivate"
+
+#: tmpfs flag words: (key, word); a later word with the same key replaces an earlier one
+#: (moby/sys/mount MergeTmpfsOptions: "exec" cancels the default "noexec")
+_TMPFS_FLAGS = {
+    "ro": "rdonly", "rw": "rdonly", "nosuid": "suid", "suid": "suid", "nodev": "dev",
+    "dev": "dev", "noexec": "exec", "exec": "exec", "sync": "sync", "async": "sync",
+    "dirsync": "dirsync", "noatime": "atime", "atime": "atime", "nodiratime": "diratime",
+    "diratime": "diratime", "relatime": "relatime", "norelatime": "relatime",
+    "strictatime": "strictatime", "nostrictatime": "strictatime",
+    "private": "propagation", "rprivate": "propagation", "shared": "propagation",
+    "rshared": "propagation", "slave": "propagation", "rslave": "propagation",
+    "unbindable": "propagation", "runbindable": "propagation",
+}
+_TMPFS_DATA = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol")
+#: what Docker gives every --tmpfs before the user's options
+TMPFS_DEFAULT_OPTIONS = ("noexec", "nosuid", "nodev", DEFAULT_PROPAGATION)
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def _bad(flag: str, text: str, detail: str, hint: str = "") -> InvalidArgument:
+    return InvalidArgument(f"parse {flag}", text if text else '""', detail=detail, hint=hint)
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+# --- sizes and resources ------------------------------------------------------------------
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Bytes in ``512m``, ``1g``, ``1.5g``, ``100k``, ``1024``, ``2GiB`` (binary units b, k, m,
+    g, t, p; case-insensitive; an optional ``b``/``ib`` suffix), as go-units RAMInBytes."""
+    detail = "expected a size like 512m or 2g"
+    word = text.strip().lower()
+    if word.endswith("b"):
+        word = word[:-1]
+        if word.endswith("i"):
+            word = word[:-1]
+    unit = ""
+    if word and word[-1] in _SIZE_UNITS:
+        unit = word[-1]
+        word = word[:-1].rstrip(" ")
+    whole, dot, fraction = word.partition(".")
+    if not _is_digits(whole) or (dot and not _is_digits(fraction)):
+        raise _bad(flag, text, detail)
+    multiplier = _SIZE_UNITS[unit]
+    size = int(whole) * multiplier
+    if fraction:
+        size += int(fraction) * multiplier // 10 ** len(fraction)
+    return size
+
+
+def parse_memory(text: str) -> int:
+    """``--memory``: a size of at least 6 MiB (Docker's minimum)."""
+    size = parse_size(text, "--memory")
+    if size < MIN_MEMORY:
+        raise _bad("--memory", text, "the minimum memory limit is 6m")
+    return size
+
+
+def parse_memory_swap(text: str, memory: int | None) -> int:
+    """``--memory-swap`` (memory plus swap, Docker's meaning): ``-1`` is unlimited (-1),
+    ``0`` is unset (0: the engine then uses twice ``--memory``, as Docker); otherwise a size
+    of at least ``--memory``, which must be set."""
+    if text.strip() == "-1":
+        return -1
+    size = parse_size(text, "--memory-swap")
+    if size == 0:
+        return 0
+    if memory is None:
+        raise _bad("--memory-swap", text, "needs --memory as well",
+                   hint="--memory-swap is memory plus swap, e.g. --memory 1g --memory-swap 2g")
+    if size < memory:
+        raise _bad("--memory-swap", text, f"must be at least --memory ({memory} bytes)")
+    return size
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (Docker's sysinfo.NumCPU: the affinity mask)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:  # pragma: no cover - only without /proc
+        return os.cpu_count() or 1
+
+
+def parse_cpus(text: str) -> float:
+    """``--cpus``: a decimal number of CPUs from 0.01 to the number available (Docker's
+    range; tsubo refuses ``0`` rather than reading it as "no limit")."""
+    word = text.strip()
+    whole, dot, fraction = word.partition(".")
+    if not (_is_digits(whole) or (dot and not whole)) or (dot and not _is_digits(fraction)):
+        raise _bad("--cpus", text, "expected a number of CPUs like 1.5")
+    cpus = float(word)
+    limit = available_cpus()
+    if not 0.01 <= cpus <= limit:
+        raise _bad("--cpus", text, f"must be from 0.01 to {limit} (the CPUs available)")
+    return cpus
+
+
+def parse_cpu_shares(text: str) -> int:
+    """``--cpu-shares``: a relative weight from 2 to 262144 (the cgroup v1 range runc uses)."""
+    word = text.strip()
+    if not _is_digits(word) or not 2 <= int(word) <= 262144:
+        raise _bad("--cpu-shares", text, "expected a weight from 2 to 262144 (default 1024)")
+    return int(word)
+
+
+def parse_pids_limit(text: str) -> int | None:
+    """``--pids-limit``: a positive number of tasks; ``0`` or ``-1`` mean unlimited (None)."""
+    word = text.strip()
+    if word == "-1":
+        return None
+    if not _is_digits(word):
+        raise _bad("--pids-limit", text, "expected a number of processes, or -1 for no limit")
+    return int(word) or None
+
+
+def parse_ulimit(text: str) -> tuple[str, int, int]:
+    """``nofile=1024:2048`` -> ``("RLIMIT_NOFILE", 1024, 2048)``; ``nproc=512`` sets soft and
+    hard; ``-1`` is unlimited. The names are Docker's (``ULIMIT_NAMES``)."""
+    name, equals, values = text.partition("=")
+    if not equals:
+        raise _bad("--ulimit", text, "expected NAME=SOFT[:HARD], e.g. nofile=1024:2048")
+    rlimit = ULIMIT_NAMES.get(name.strip().lower())
+    if rlimit is None:
+        raise _bad("--ulimit", text, f"unknown ulimit {name!r}",
+                   hint="one of " + ", ".join(ULIMIT_NAMES))
+    soft_text, colon, hard_text = values.partition(":")
+    limits = []
+    for value in (soft_text, hard_text if colon else soft_text):
+        word = value.strip()
+        if word == "-1":
+            limits.append(-1)
+        elif _is_digits(word):
+            limits.append(int(word))
+        else:
+            raise _bad("--ulimit", text, "limits must be whole numbers or -1 (unlimited)")
+    soft, hard = limits
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise _bad("--ulimit", text, "the soft limit must not exceed the hard limit")
+    return rlimit, soft, hard
+
+
+# --- lifecycle ----------------------------------------------------------------------------
+
+
+class RestartPolicy:
+    """``--restart``: ``no``, ``always``, ``unless-stopped`` or ``on-failure[:N]`` (N = 0 is
+    no maximum)."""
+
+    __slots__ = ("max_retries", "name")
+
+    def __init__(self, name: str = "no", max_retries: int = 0) -> None:
+        self.name = name
+        self.max_retries = max_retries
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, RestartPolicy) and self.name == other.name
+                and self.max_retries == other.max_retries)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.max_retries))
+
+    def __repr__(self) -> str:
+        return f"RestartPolicy({self.name!r}, {self.max_retries})"
+
+    def __str__(self) -> str:
+        if self.name == "on-failure" and self.max_retries:
+            return f"on-failure:{self.max_retries}"
+        return self.name
+
+
+def parse_restart(text: str) -> RestartPolicy:
+    """``--restart``; a maximum retry count only with ``on-failure`` (Docker's rule)."""
+    name, colon, count = text.strip().partition(":")
+    if not name:
+        name = "no"
+    if name not in RESTART_POLICIES:
+        raise _bad("--restart", text, f"unknown restart policy {name!r}",
+                   hint="one of no, always, unless-stopped, on-failure[:N]")
+    if not colon:
+        return RestartPolicy(name, 0)
+    if name != "on-failure":
+        raise _bad("--restart", text,
+                   f"a maximum retry count cannot be used with restart policy {name!r}")
+    if not _is_digits(count):
+        raise _bad("--restart", text, "the maximum retry count must be a whole number >= 0")
+    return RestartPolicy(name, int(count))
+
+
+def parse_signal_name(text: str, flag: str = "--stop-signal") -> str:
+    """``TERM``, ``sigterm``, ``15`` -> ``SIGTERM`` (``RTMIN+3`` stays numeric)."""
+    from tsubo.kernel.signals import parse_signal, signal_name
+
+    try:
+        return signal_name(parse_signal(text.strip()))
+    except InvalidArgument as error:
+        raise _bad(flag, text, error.detail) from None
+
+
+# --- security -----------------------------------------------------------------------------
+
+
+def parse_capability(name: str) -> str:
+    """``NET_ADMIN``, ``net_admin``, ``CAP_NET_ADMIN`` -> ``CAP_NET_ADMIN``; ``ALL`` stays."""
+    from tsubo.kernel.capabilities import CAPABILITY_NUMBERS
+
+    word = name.strip().upper()
+    if word == "ALL":
+        return word
+    if not word.startswith("CAP_"):
+        word = "CAP_" + word
+    if word not in CAPABILITY_NUMBERS:
+        raise _bad("--cap-add/--cap-drop", name, f"unknown capability {word}",
+                   hint="see capabilities(7); ALL means every capability")
+    return word
+
+
+def parse_security_opt(text: str) -> tuple[str, str]:
+    """``--security-opt`` -> ``(key, value)``:
+
+    - ``no-new-privileges[:true|false]`` (or ``=``) -> ``("no-new-privileges", "true"|"false")``
+    - ``seccomp=unconfined`` / ``seccomp=PATH`` -> ``("seccomp", "unconfined"|PATH)``
+    - ``apparmor=...``, ``label=...`` -> returned as is; AppArmor and SELinux are off on
+      the hosts tsubo supports, and Docker ignores them there too.
+    """
+    word = text.strip()
+    key, sep, value = word.partition("=")
+    if not sep:
+        key, sep, value = word.partition(":")
+    if key == "no-new-privileges":
+        value = value or "true"
+        if value not in ("true", "false"):
+            raise _bad("--security-opt", text, "no-new-privileges takes true or false")
+        return key, value
+    if key == "seccomp" and value:
+        if value != "unconfined" and not value.startswith("/"):
+            value = os.path.abspath(value)
+        return key, value
+    if key in ("apparmor", "label") and value:
+        return key, value
+    raise _bad("--security-opt", text, "unknown security option",
+               hint="no-new-privileges, seccomp=unconfined|PROFILE.json, apparmor=, label=")
+
+
+# --- environment and labels ---------------------------------------------------------------
+
+
+def parse_env(entries: list[str]) -> list[str]:
+    """``-e KEY=VAL`` as is; ``-e KEY`` takes ``KEY``'s value from this process's environment,
+    and is left out when it has none."""
+    env = []
+    for entry in entries:
+        name, equals, _ = entry.partition("=")
+        if not name:
+            raise _bad("--env", entry, "expected KEY=VALUE or KEY")
+        if equals:
+            env.append(entry)
+        elif name in os.environ:
+            env.append(f"{name}={os.environ[name]}")
+    return env
+
+
+def parse_env_file(path: str) -> list[str]:
+    """Docker's env-file format: ``KEY=VALUE`` lines taken literally (no quotes, no
+    expansion), ``#`` comment lines and blank lines skipped, a bare ``KEY`` takes its value
+    from this process's environment (left out when unset)."""
+    try:
+        with open(path, "rb") as env_file:
+            data = env_file.read()
+    except OSError as error:
+        raise TsuboError.from_os_error("read --env-file", path, error) from None
+    env = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument("read --env-file", path,
+                                  detail=f"line {number} is not valid UTF-8") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        line = line.rstrip("\r").lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        if not name:
+            raise InvalidArgument("read --env-file", path,
+                                  detail=f"line {number} has no variable name")
+        if any(char.isspace() for char in name):
+            raise InvalidArgument("read --env-file", path,
+                                  detail=f"line {number}: variable {name!r} contains "
+                                  "whitespace")
+        if equals:
+            env.append(f"{name}={value}")
+        elif name in os.environ:
+            env.append(f"{name}={os.environ[name]}")
+    return env
+
+
+def parse_labels(entries: list[str]) -> dict[str, str]:
+    """``--label k=v`` (``--label k`` is ``k=""``); a later label wins."""
+    labels = {}
+    for entry in entries:
+        key, _, value = entry.partition("=")
+        if not key.strip():
+            raise _bad("--label", entry, "expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+# --- volumes and tmpfs --------------------------------------------------------------------
+
+
+def _container_path(path: str, flag: str, text: str) -> str:
+    """An absolute path in the container without ``..``, cleaned (``//`` and ``.``)."""
+    if not path.startswith("/"):
+        raise _bad(flag, text, f"the container path {path!r} must be absolute")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise _bad(flag, text, f"the container path {path!r} must not contain '..'")
+    if not parts:
+        raise _bad(flag, text, "the container path cannot be '/'")
+    return "/" + "/".join(parts)
+
+
+def _is_volume_name(name: str) -> bool:
+    """Docker's local volume names: ``[a-zA-Z0-9][a-zA-Z0-9_.-]+`` (two characters or more)."""
+    return (len(name) >= 2 and name.isascii() and name[0].isalnum()
+            and all(char.isalnum() or char in "_.-" for char in name))
+
+
+class VolumeSpec:
+    """One ``-v``: a bind mount (``source`` is an absolute host path), a named volume
+    (``is_named``), or an anonymous volume (no source; the engine makes one)."""
+
+    __slots__ = ("destination", "is_named", "options", "propagation", "read_only", "source")
+
+    def __init__(self, source: str, destination: str, *, read_only: bool = False,
+                 is_named: bool = False, propagation: str = DEFAULT_PROPAGATION,
+                 options: list[str] | None = None) -> None:
+        self.source = source
+        self.destination = destination
+        self.read_only = read_only
+        self.is_named = is_named
+        self.propagation = propagation
+        #: the mode words as given (``ro``, ``z``, ``nocopy``, ...), validated
+        self.options = list(options or [])
+
+    @property
+    def is_anonymous(self) -> bool:
+        return not self.source
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source.startswith("/")
+
+    def mount_options(self) -> list[str]:
+        """OCI mount options for the bind of the host directory, as Docker writes them."""
+        return ["rbind", *(["ro"] if self.read_only else []), self.propagation]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "destination": self.destination,
+                "read_only": self.read_only, "is_named": self.is_named,
+                "propagation": self.propagation, "options": list(self.options)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VolumeSpec:
+        return cls(str(data["source"]), str(data["destination"]),
+                   read_only=bool(data.get("read_only")), is_named=bool(data.get("is_named")),
+                   propagation=str(data.get("propagation") or DEFAULT_PROPAGATION),
+                   options=[str(o) for o in data.get("options") or []])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VolumeSpec) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"VolumeSpec({self.source!r} -> {self.destination!r}, {self.options})"
+
+
+def parse_volume(text: str) -> VolumeSpec:
+    """``-v``: ``/host:/ctr[:MODE]``, ``NAME:/ctr[:MODE]``, ``/ctr`` (anonymous volume).
+
+    MODE is comma-separated: ``ro``/``rw``, a propagation (``rprivate`` default, ``shared``,
+    ``slave``, ...; bind mounts only), ``nocopy`` (named volumes only), ``z``/``Z`` (SELinux
+    relabelling: accepted and ignored, as Docker does with SELinux off), and Docker Desktop's
+    ``consistent``/``cached``/``delegated`` (ignored). A relative host path is refused: a
+    bare word is a volume name.
+    """
+    parts = text.split(":")
+    if len(parts) > 3 or not all(parts):
+        raise _bad("--volume", text, "expected [SOURCE:]CONTAINER_PATH[:MODE]")
+    mode = ""
+    if len(parts) == 1:
+        source, destination = "", parts[0]
+    elif len(parts) == 2:
+        source, destination = parts
+    else:
+        source, destination, mode = parts
+    if len(parts) == 2 and not destination.startswith("/") and _is_mode(destination):
+        raise _bad("--volume", text, "an anonymous volume takes no mode")
+    destination = _container_path(destination, "--volume", text)
+    is_named = False
+    if source.startswith("/"):
+        if ".." in source.split("/"):
+            raise _bad("--volume", text, f"the host path {source!r} must not contain '..'")
+        source = "/" + "/".join(p for p in source.split("/") if p not in ("", "."))
+    elif source:
+        if not _is_volume_name(source):
+            raise _bad("--volume", text,
+                       f"{source!r} is neither an absolute host path nor a volume name "
+                       "([a-zA-Z0-9][a-zA-Z0-9_.-]+)",
+                       hint="use an absolute path to mount a host directory")
+        is_named = True
+    options = mode.split(",") if mode else []
+    read_only = False
+    propagation = ""
+    seen: set[str] = set()
+    for option in options:
+        group = _mode_group(option)
+        if group is None:
+            raise _bad("--volume", text, f"unknown mode {option!r}",
+                       hint="ro, rw, z, Z, nocopy, or a propagation such as rslave")
+        if group in seen:
+            raise _bad("--volume", text, f"conflicting modes in {mode!r}")
+        seen.add(group)
+        if group == "access":
+            read_only = option == "ro"
+        elif group == "propagation":
+            propagation = option
+        elif group == "nocopy" and not is_named:
+            raise _bad("--volume", text, "nocopy is only for named volumes")
+    if propagation and not source.startswith("/"):
+        raise _bad("--volume", text, "a propagation mode is only for host directories")
+    return VolumeSpec(source, destination, read_only=read_only, is_named=is_named,
+                      propagation=propagation or DEFAULT_PROPAGATION, options=options)
+
+
+def _mode_group(option: str) -> str | None:
+    if option in _ACCESS_MODES:
+        return "access"
+    if option in _LABEL_MODES:
+        return "label"
+    if option in _PROPAGATION_MODES:
+        return "propagation"
+    if option in _CONSISTENCY_MODES:
+        return "consistency"
+    if option == "nocopy":
+        return "nocopy"
+    return None
+
+
+def _is_mode(text: str) -> bool:
+    return all(_mode_group(option) is not None for option in text.split(","))
+
+
+class TmpfsSpec:
+    """One ``--tmpfs PATH[:OPTIONS]``; ``options`` are the user's, validated."""
+
+    __slots__ = ("destination", "options")
+
+    def __init__(self, destination: str, options: list[str] | None = None) -> None:
+        self.destination = destination
+        self.options = list(options or [])
+
+    def mount_options(self) -> list[str]:
+        """Docker's defaults (noexec, nosuid, nodev, rprivate) merged with the user's
+        options: a later word of the same kind wins (``exec`` cancels ``noexec``)."""
+        return merge_tmpfs_options([*TMPFS_DEFAULT_OPTIONS, *self.options])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"destination": self.destination, "options": list(self.options)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TmpfsSpec:
+        return cls(str(data["destination"]), [str(o) for o in data.get("options") or []])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TmpfsSpec) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TmpfsSpec({self.destination!r}, {self.options})"
+
+
+def parse_tmpfs(text: str) -> TmpfsSpec:
+    """``--tmpfs /run`` or ``--tmpfs /run:rw,size=64m,mode=1777``."""
+    path, _, option_text = text.partition(":")
+    destination = _container_path(path, "--tmpfs", text)
+    options = [option.strip() for option in option_text.split(",") if option.strip()]
+    for option in options:
+        key, equals, value = option.partition("=")
+        if equals:
+            if key not in _TMPFS_DATA or not value:
+                raise _bad("--tmpfs", text, f"unknown tmpfs option {option!r}",
+                           hint="size=64m, mode=1777, uid=, gid=, nr_inodes=, or a flag")
+            if key == "mode" and not (_is_digits(value) and set(value) <= set("01234567")):
+                raise _bad("--tmpfs", text, f"mode {value!r} must be octal, e.g. 1777")
+            if key == "size" and not _is_tmpfs_size(value):
+                raise _bad("--tmpfs", text, f"size {value!r} must be like 64m or 50%")
+        elif option not in _TMPFS_FLAGS and option != "defaults":
+            raise _bad("--tmpfs", text, f"unknown tmpfs option {option!r}",
+                       hint="size=64m, mode=1777, uid=, gid=, nr_inodes=, or a flag")
+    return TmpfsSpec(destination, options)
+
+
+def _is_tmpfs_size(value: str) -> bool:
+    number = value[:-1] if value[-1:].lower() in ("k", "m", "g", "%") else value
+    return _is_digits(number)
+
+
+def merge_tmpfs_options(options: list[str]) -> list[str]:
+    """moby/sys/mount MergeTmpfsOptions: keep the last word of each kind, in order."""
+    seen: set[str] = set()
+    merged: list[str] = []
+    for option in reversed(options):
+        if option == "defaults":
+            continue
+        key = _TMPFS_FLAGS.get(option) or "data:" + option.partition("=")[0]
+        if key in seen:
+            continue
+        seen.add(key)
+        merged.append(option)
+    merged.reverse()
+    return merged
+
+
+# --- the whole request --------------------------------------------------------------------
+
+
+class RunOptions:
+    """Everything ``tsubo create/run`` was asked for (Docker's flags), validated.
+
+    ``entrypoint`` None means the image's; ``[]`` means cleared (``--entrypoint ""``).
+    ``memory_swap`` is Docker's memory+swap total: None or 0 unset, -1 unlimited.
+    ``seccomp`` is ``"default"``, ``"unconfined"`` or the path of a JSON profile.
+    """
+
+    __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "entrypoint", "env",
+                 "hostname", "image", "init", "interactive", "labels", "memory",
+                 "memory_swap", "network", "no_new_privileges", "pids_limit", "read_only",
+                 "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
+                 "tmpfs", "tty", "ulimits", "user", "volumes", "workdir")
+
+    def __init__(
+        self,
+        *,
+        image: str = "",
+        rootfs: str = "",
+        command: list[str] | None = None,
+        entrypoint: list[str] | None = None,
+        env: list[str] | None = None,
+        workdir: str = "",
+        user: str = "",
+        hostname: str = "",
+        read_only: bool = False,
+        tmpfs: list[TmpfsSpec] | None = None,
+        volumes: list[VolumeSpec] | None = None,
+        memory: int | None = None,
+        memory_swap: int | None = None,
+        cpus: float | None = None,
+        cpu_shares: int | None = None,
+        pids_limit: int | None = None,
+        ulimits: list[tuple[str, int, int]] | None = None,
+        cap_add: list[str] | None = None,
+        cap_drop: list[str] | None = None,
+        no_new_privileges: bool = False,
+        seccomp: str = "default",
+        init: bool = False,
+        tty: bool = False,
+        interactive: bool = False,
+        labels: dict[str, str] | None = None,
+        stop_signal: str = "SIGTERM",
+        stop_timeout: int = 10,
+        restart: RestartPolicy | None = None,
+        network: str = "none",
+        remove: bool = False,
+    ) -> None:
+        self.image = image
+        self.rootfs = rootfs
+        self.command = list(command or [])
+        self.entrypoint = None if entrypoint is None else list(entrypoint)
+        self.env = list(env or [])
+        self.workdir = workdir
+        self.user = user
+        self.hostname = hostname
+        self.read_only = read_only
+        self.tmpfs = list(tmpfs or [])
+        self.volumes = list(volumes or [])
+        self.memory = memory
+        self.memory_swap = memory_swap
+        self.cpus = cpus
+        self.cpu_shares = cpu_shares
+        self.pids_limit = pids_limit
+        self.ulimits = list(ulimits or [])
+        self.cap_add = list(cap_add or [])
+        self.cap_drop = list(cap_drop or [])
+        self.no_new_privileges = no_new_privileges
+        self.seccomp = seccomp
+        self.init = init
+        self.tty = tty
+        self.interactive = interactive
+        self.labels = dict(labels or {})
+        self.stop_signal = stop_signal
+        self.stop_timeout = stop_timeout
+        self.restart = restart if restart is not None else RestartPolicy("no", 0)
+        self.network = network
+        self.remove = remove
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (what the engine stores in its database)."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        data["command"] = list(self.command)
+        data["entrypoint"] = None if self.entrypoint is None else list(self.entrypoint)
+        data["env"] = list(self.env)
+        data["tmpfs"] = [t.to_json() for t in self.tmpfs]
+        data["volumes"] = [v.to_json() for v in self.volumes]
+        data["ulimits"] = [[name, soft, hard] for name, soft, hard in self.ulimits]
+        data["cap_add"] = list(self.cap_add)
+        data["cap_drop"] = list(self.cap_drop)
+        data["labels"] = dict(self.labels)
+        data["restart"] = {"name": self.restart.name, "max_retries": self.restart.max_retries}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunOptions:
+        """The inverse of :meth:`to_json`; missing keys take their defaults (older records),
+        unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise InvalidArgument("load run options", "", detail="expected a JSON object")
+        unknown = sorted(set(data) - set(cls.__slots__))
+        if unknown:
+            raise InvalidArgument("load run options", ", ".join(unknown),
+                                  detail="unknown field")
+        fields = dict(data)
+        try:
+            if "tmpfs" in fields:
+                fields["tmpfs"] = [TmpfsSpec.from_json(t) for t in fields["tmpfs"] or []]
+            if "volumes" in fields:
+                fields["volumes"] = [VolumeSpec.from_json(v) for v in fields["volumes"] or []]
+            if "ulimits" in fields:
+                fields["ulimits"] = [(str(n), int(s), int(h)) for n, s, h in
+                                     fields["ulimits"] or []]
+            if "restart" in fields:
+                restart = fields["restart"] or {}
+                fields["restart"] = RestartPolicy(str(restart.get("name") or "no"),
+                                                  int(restart.get("max_retries") or 0))
+            return cls(**fields)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise InvalidArgument("load run options", "",
+                                  detail=f"malformed record: {error}") from None
+
+    def to_json_text(self) -> str:
+        """:meth:`to_json` serialised (compact JSON)."""
+        from tsubo.oci import jsonwire
+
+        return jsonwire.dumps(self.to_json())
+
+    @classmethod
+    def from_json_text(cls, text: str | bytes) -> RunOptions:
+        """The inverse of :meth:`to_json_text`."""
+        from tsubo.oci import jsonwire
+
+        try:
+            data = jsonwire.loads(text)
+        except ValueError as error:
+            raise InvalidArgument("load run options", "",
+                                  detail=f"not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise InvalidArgument("load run options", "", detail="expected a JSON object")
+        return cls.from_json(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunOptions) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RunOptions(image={self.image!r}, rootfs={self.rootfs!r}, command={self.command})"
