@@ -387,11 +387,15 @@ def test_masked_and_readonly_paths() -> None:
         "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
+CGROUPNS = [{"type": "cgroup"}] if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else []
+
+
 def test_namespaces_network_none_is_a_new_namespace() -> None:
     linux = build()["linux"]
+    # Docker's default: a private cgroup namespace only on cgroup v2 hosts
     assert linux["namespaces"] == [
         {"type": "mount"}, {"type": "network"}, {"type": "uts"}, {"type": "pid"},
-        {"type": "ipc"}, {"type": "cgroup"}]
+        {"type": "ipc"}, *CGROUPNS]
     assert linux["sysctl"] == {"net.ipv4.ping_group_range": "0 2147483647",
                                "net.ipv4.ip_unprivileged_port_start": "0"}
 
@@ -399,7 +403,7 @@ def test_namespaces_network_none_is_a_new_namespace() -> None:
 def test_namespaces_network_host() -> None:
     linux = build(RunOptions(command=["sh"], network="host"))["linux"]
     assert [ns["type"] for ns in linux["namespaces"]] == [
-        "mount", "uts", "pid", "ipc", "cgroup"]
+        "mount", "uts", "pid", "ipc", *(ns["type"] for ns in CGROUPNS)]
     assert "sysctl" not in linux
 
 
