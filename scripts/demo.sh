@@ -6,7 +6,16 @@ cd "$(dirname "$0")/.."
 runtime=$PWD/.venv/bin/tsubo-runtime
 work=$(mktemp -d /tmp/tsubo-demo.XXXXXX)
 state=$work/state
-trap '"$runtime" --root "$state" delete --force demo-sleeper >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+cleanup() {
+  "$runtime" --root "$state" delete --force demo-sleeper >/dev/null 2>&1 || true
+  if [ -d "$work/engine" ]; then
+    for id in $(.venv/bin/tsubo --root "$work/engine" ps -aq 2>/dev/null); do
+      .venv/bin/tsubo --root "$work/engine" rm -f "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
@@ -74,5 +83,21 @@ for _ in $(seq 50); do
 done
 "$runtime" --root "$state" delete demo-sleeper
 "$runtime" --root "$state" list
+# 4. The engine: named containers with a monitor each, a root overlaid on the folder.
+tsubo="$PWD/.venv/bin/tsubo --root $work/engine"
+step tsubo run --rm --rootfs rootfs sh -c "'echo hello from \$(hostname)'"
+$tsubo run --rm --rootfs "$work/bundle/rootfs" sh -c 'echo hello from $(hostname)'
+step tsubo run -d --name web --memory 64m --rootfs rootfs sh -c "'while :; do date; sleep 1; done'"
+$tsubo run -d --name web --memory 64m --rootfs "$work/bundle/rootfs" sh -c 'while :; do date; sleep 1; done'
+step tsubo ps '&&' tsubo exec web ps
+$tsubo ps -a
+$tsubo exec web ps
+sleep 1.2
+step tsubo logs --tail 2 web
+$tsubo logs --tail 2 web
+step tsubo stop -t 1 web '&&' tsubo rm web
+$tsubo stop -t 1 web
+$tsubo ps -a
+$tsubo rm web
 echo
 echo "demo done: every namespace, mount, cgroup and state file is gone again."

@@ -27,6 +27,8 @@ from tsubo.engine import attach
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import select
+
     from tsubo.engine.db import ContainerRow, Database
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
@@ -50,10 +52,25 @@ def spawn_monitor(paths: EnginePaths, client_fd: int) -> None:
             _preload()
             container_id = _wait_for_go(client_fd)
             status = Monitor(paths, container_id, client_fd).run() if container_id else 0
-        except BaseException:
+        except BaseException as error:  # a monitor must never unwind into the CLI's code
+            _record_crash(paths, error)
             status = 1
         os._exit(status)
     os.waitpid(pid, 0)
+
+
+def _record_crash(paths: EnginePaths, error: BaseException) -> None:
+    """A monitor that fails unexpectedly leaves its traceback in ``<run root>/monitor.log``
+    (the container itself is reconciled by the next engine command)."""
+    try:
+        import traceback
+
+        os.makedirs(paths.run, mode=0o700, exist_ok=True)
+        with open(f"{paths.run}/monitor.log", "a", encoding="utf-8") as log:
+            log.write(f"monitor {os.getpid()} failed:\n")
+            traceback.print_exception(error, file=log)
+    except OSError:
+        pass
 
 
 def _preload() -> None:
@@ -114,6 +131,7 @@ class Monitor:
         self.runtime: Runtime = Runtime(paths.runtime_root)
         self.stdin_write = -1
         self.console_master = -1
+        self.poller: select.poll | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -240,6 +258,7 @@ class Monitor:
             streams[err_read] = ("stderr", attach.STDERR)
         for fd in (*streams, wake_read, *self.clients):
             poller.register(fd, select.POLLIN)
+        self.poller = poller
         readers = {fd: attach.FrameReader() for fd in self.clients}
         exit_code: int | None = None
         open_streams = set(streams)
@@ -257,7 +276,7 @@ class Monitor:
                 for fd, _ in events:
                     if fd == wake_read:
                         _drain(wake_read)
-                    elif fd in streams:
+                    elif fd in streams and fd in open_streams:
                         data = _read(fd)
                         if not data:
                             poller.unregister(fd)
@@ -266,9 +285,10 @@ class Monitor:
                         name, kind = streams[fd]
                         log.write(name, data)
                         self._broadcast(attach.encode(kind, data))
-                    else:
-                        self._client_input(fd, readers, poller, pid)
+                    elif fd in self.clients:
+                        self._client_input(fd, readers, pid)
         finally:
+            self.poller = None
             log.close()
             _signal.set_wakeup_fd(-1)
             os.close(wake_read)
@@ -281,13 +301,10 @@ class Monitor:
             self.console_master = -1
         return exit_code
 
-    def _client_input(self, fd: int, readers: dict[int, attach.FrameReader], poller: object,
-                      pid: int) -> None:
+    def _client_input(self, fd: int, readers: dict[int, attach.FrameReader], pid: int) -> None:
         data = _read(fd)
         if not data:
-            poller.unregister(fd)  # type: ignore[attr-defined]
-            self.clients.remove(fd)
-            os.close(fd)
+            self._drop_client(fd)
             return
         for kind, payload in readers[fd].feed(data):
             if kind == attach.STDIN and self.stdin_write >= 0:
@@ -310,8 +327,20 @@ class Monitor:
             try:
                 attach.send_all(fd, frame)
             except OSError:
-                self.clients.remove(fd)
-                os.close(fd)
+                self._drop_client(fd)
+
+    def _drop_client(self, fd: int) -> None:
+        """Forget a client that went away: unregistered before its fd number is closed
+        (and possibly reused), so no later event can be mistaken for it."""
+        if fd not in self.clients:
+            return
+        if self.poller is not None:
+            try:
+                self.poller.unregister(fd)
+            except KeyError:
+                pass
+        self.clients.remove(fd)
+        os.close(fd)
 
     def _final_state(self) -> dict[str, object]:
         try:

@@ -1,0 +1,140 @@
+"""Benchmark: engine `run --rm --network none ... true` of busybox, tsubo vs podman.
+
+Rows (interleaved in one run: each round runs every row once, in rotating order):
+
+- ``tsubo --root R run --rm --network none --rootfs ROOTFS true`` (an overlay over ROOTFS);
+- ``podman run --rm --network none --runtime runc IMAGE true`` (podman's default runtime,
+  crun, refuses hybrid cgroup hosts; runc is the baseline of the ratio column);
+- ``podman run ... --runtime <venv>/bin/tsubo-runtime IMAGE true``.
+
+ROOTFS and IMAGE hold the same busybox tree. podman is fully isolated from the host's podman
+state (everything under one temp dir, cgroupfs, file events; overlay storage when it works
+there, else vfs: the output says which); see bench/common.py. The "command" columns time the
+CLI from spawn to exit; the "+ helpers" column times until the engine's detached helpers
+(tsubo's monitor finishing the `--rm` removal; conmon and `podman container cleanup`) are
+gone too; each run waits for them before the next starts. Reports medians, p90 and the ratio
+of medians to podman (runc). Leaves nothing behind (checked; exit 1 if something was).
+
+    sudo .venv/bin/python bench/engine_run.py [--rounds 30] [--warmup 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from common import (
+    IMAGE,
+    TSUBO,
+    TSUBO_RUNTIME,
+    BenchError,
+    Case,
+    Podman,
+    Sandbox,
+    interleaved,
+    make_busybox_rootfs,
+    make_tar,
+    markdown_table,
+    median_p90,
+    require,
+    run_command,
+    tool_version,
+)
+
+BASELINE = "podman (runc)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog="Needs root, podman, conmon, runc, unshare and busybox-static.",
+    )
+    parser.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.warmup < 0:
+        parser.error("--rounds must be >= 1 and --warmup >= 0")
+    try:
+        tools = require("podman", "conmon", "runc", "unshare", "tar")
+    except BenchError as error:
+        print(f"engine_run: {error}", file=sys.stderr)
+        return 2
+
+    sandbox = Sandbox("tsubo-bench-engine-run-")
+    problems: list[str] = []
+    podman: Podman | None = None
+    tsubo_root = sandbox.tmp / "tsubo"
+    try:
+        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
+        tar = make_tar(rootfs, sandbox.tmp / "busybox.tar")
+        podman = Podman(tools["podman"], tools["runc"], sandbox.tmp)
+        podman.setup(tar)
+        sandbox.expected_mounts |= podman.expected_mounts
+        pm = podman
+
+        def tsubo_argv(_round: int) -> list[str]:
+            return [str(TSUBO), "--root", str(tsubo_root), "run", "--rm", "--network", "none",
+                    "--rootfs", str(rootfs), "true"]
+
+        def podman_argv(runtime: str) -> Case:
+            def argv(_round: int) -> list[str]:
+                return pm.argv("--runtime", runtime, "run", "--rm", "--pull", "never",
+                               "--network", "none", IMAGE, "true")
+            return Case(f"podman ({os.path.basename(runtime)})", argv, pm.env, sandbox.tmp)
+
+        cases = [
+            Case("tsubo", tsubo_argv, cwd=sandbox.tmp),
+            podman_argv(tools["runc"]),
+            podman_argv(str(TSUBO_RUNTIME)),
+        ]
+        timings = interleaved(cases, args.rounds, args.warmup, settle=sandbox.settle)
+        driver, driver_note = podman.driver, podman.driver_note
+        versions = {
+            "podman": tool_version([tools["podman"], "--version"]),
+            "runc": tool_version([tools["runc"], "--version"]),
+            "conmon": tool_version([tools["conmon"], "--version"]),
+            "tsubo": tool_version([str(TSUBO), "--version"]),
+        }
+    except BenchError as error:
+        problems.append(str(error))
+        timings = None
+    finally:
+        if tsubo_root.exists():
+            left = run_command([str(TSUBO), "--root", str(tsubo_root), "ps", "-aq"])
+            ids = left.stdout.split()
+            if ids:
+                problems.append(f"tsubo containers left (removed): {ids}")
+                run_command([str(TSUBO), "--root", str(tsubo_root), "rm", "-f", *ids])
+        if podman is not None and podman.driver:
+            problems += podman.teardown()
+        problems += sandbox.close()
+
+    if timings is not None:
+        print(f"`ENGINE run --rm --network none busybox true`, {args.rounds} interleaved rounds "
+              f"(+{args.warmup} warmup), {os.cpu_count()} cores; podman storage: {driver}"
+              + (f" ({driver_note})" if driver_note else "") + "\n")
+        print(f"versions: {'; '.join(f'{k} {v}' for k, v in versions.items())}\n")
+        base = timings.samples[BASELINE]
+        base_median = median_p90(base)[0] if base else None
+        rows: list[list[object]] = []
+        for case in cases:
+            if case.name in timings.errors:
+                rows.append([case.name, f"fails here: {timings.errors[case.name]}", "", "", ""])
+                continue
+            median, p90 = median_p90(timings.samples[case.name])
+            settled, _ = median_p90(timings.settled[case.name])
+            ratio = f"{median / base_median:.2f}" if base_median else "-"
+            rows.append([case.name, f"{median:.1f}", f"{p90:.1f}", ratio, f"{settled:.1f}"])
+        print(markdown_table(
+            ["engine", "command median ms", "p90 ms", f"/ {BASELINE}", "+ helpers median ms"],
+            rows,
+        ))
+    if problems:
+        print("\nPROBLEMS:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
