@@ -204,10 +204,14 @@ class Timings:
 
 
 def interleaved(cases: Sequence[Case], rounds: int, warmup: int, *,
-                settle: Callable[[], object] | None = None, progress: bool = True) -> Timings:
+                settle: Callable[[], object] | None = None, progress: bool | None = None,
+                ) -> Timings:
     """Each round runs every case once, in rotating order, then *settle()* (untimed in
     `samples`, so one engine's background work does not land on the next command); a case
-    that fails once is reported with its error and not run again."""
+    that fails once is reported with its error and not run again. *progress* (default: when
+    stderr is a terminal) shows the round number on stderr."""
+    if progress is None:
+        progress = sys.stderr.isatty()
     timings = Timings(samples={case.name: [] for case in cases},
                       settled={case.name: [] for case in cases})
     total = warmup + rounds
@@ -448,7 +452,8 @@ class Sandbox:
         self.blob_cache_before = _blob_cache_mtime()
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.tmp.chmod(0o700)
-        self.container_ids: set[str] = set()  # every id an engine printed: ours to clean
+        # every id an engine printed (or listed): its cgroups and state entries are ours
+        self.container_ids: set[str] = set()
         self.expected_mounts: set[str] = set()  # unmounted at close without complaint
 
     def mounts_under_tmp(self) -> list[str]:
@@ -500,20 +505,20 @@ class Sandbox:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if self.tmp.exists():
                 problems.append(f"could not remove {self.tmp}")
-        new_cgroups = engine_cgroups() - self.cgroups_before
+        # Other users of this host (tests) may create and remove tsubo/libpod cgroups and
+        # runtime state at the same time: only those named by one of our container ids count.
+        new_cgroups = [path for path in engine_cgroups() - self.cgroups_before if self._ours(path)]
         for path in sorted(new_cgroups, key=lambda p: len(p.parts), reverse=True):
-            if self._ours(path):
-                try:
-                    path.rmdir()
-                    problems.append(f"cgroup left (removed): {path}")
-                except OSError as error:
-                    problems.append(f"cgroup left: {path} ({error.strerror})")
-        left = sorted(str(p) for p in engine_cgroups() - self.cgroups_before)
-        if left:
-            problems.append(f"new cgroups remain: {left}")
-        states = sorted(str(p) for p in runtime_state_entries() - self.states_before)
+            try:
+                path.rmdir()
+                problems.append(f"cgroup left (removed now): {path}")
+            except OSError as error:
+                problems.append(f"cgroup left: {path} ({error.strerror})")
+        states = sorted(
+            str(p) for p in runtime_state_entries() - self.states_before if self._ours(p)
+        )
         if states:
-            problems.append(f"new runtime state entries remain: {states}")
+            problems.append(f"runtime state entries left: {states}")
         if _blob_cache_mtime() != self.blob_cache_before:
             problems.append(f"the host's {HOST_BLOB_CACHE} was written")
         reap_zombie_children()
@@ -644,6 +649,12 @@ class Podman:
                 subprocess.run(["umount", mountpoint], capture_output=True)
         for name in PODMAN_DIRS:
             shutil.rmtree(self.tmp / name, ignore_errors=True)
+
+    def container_ids(self) -> set[str]:
+        """Every container id in this podman's event log (containers already removed too)."""
+        result = self.run("events", "--stream=false", "--filter", "type=container",
+                          "--format", "{{.ID}}")
+        return {line for line in result.stdout.split() if len(line) == 64} if result.ok else set()
 
     def teardown(self) -> list[str]:
         """Remove every container and image; returns problems."""

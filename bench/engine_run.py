@@ -13,7 +13,14 @@ there, else vfs: the output says which); see bench/common.py. The "command" colu
 CLI from spawn to exit; the "+ helpers" column times until the engine's detached helpers
 (tsubo's monitor finishing the `--rm` removal; conmon and `podman container cleanup`) are
 gone too; each run waits for them before the next starts. Reports medians, p90 and the ratio
-of medians to podman (runc). Leaves nothing behind (checked; exit 1 if something was).
+of medians to podman (runc).
+
+Leaves nothing behind, checked at the end (exit 1 and a PROBLEMS list if something was):
+processes, mounts and files under the temp dir, tsubo containers and container folders,
+podman containers, and the cgroups / runc state entries of every container in podman's event
+log. (tsubo's `--rm` containers print no id, and other users of this host may be creating
+`tsubo/<id>` cgroups meanwhile, so their cgroups are not attributed here; bench/engine_memory.py
+checks them by id.)
 
     sudo .venv/bin/python bench/engine_run.py [--rounds 30] [--warmup 3]
 """
@@ -106,7 +113,13 @@ def main() -> int:
             if ids:
                 problems.append(f"tsubo containers left (removed): {ids}")
                 run_command([str(TSUBO), "--root", str(tsubo_root), "rm", "-f", *ids])
+            sandbox.settle()
+            containers_dir = tsubo_root / "containers"
+            dirs = sorted(os.listdir(containers_dir)) if containers_dir.is_dir() else []
+            if dirs:
+                problems.append(f"tsubo container folders left in {containers_dir}: {dirs}")
         if podman is not None and podman.driver:
+            sandbox.container_ids |= podman.container_ids()  # its cgroups are ours to check
             problems += podman.teardown()
         problems += sandbox.close()
 
@@ -114,7 +127,7 @@ def main() -> int:
         print(f"`ENGINE run --rm --network none busybox true`, {args.rounds} interleaved rounds "
               f"(+{args.warmup} warmup), {os.cpu_count()} cores; podman storage: {driver}"
               + (f" ({driver_note})" if driver_note else "") + "\n")
-        print(f"versions: {'; '.join(f'{k} {v}' for k, v in versions.items())}\n")
+        print(f"versions: {'; '.join(versions.values())}\n")
         base = timings.samples[BASELINE]
         base_median = median_p90(base)[0] if base else None
         rows: list[list[object]] = []
