@@ -134,21 +134,15 @@ class Engine:
         return mounts
 
     def spawn_monitor(self) -> int:
-        """Fork a monitor now (it preloads what it needs while we prepare the container)
-        and return our end of its attach socket; :meth:`launch` tells it which container.
-        SQLite must not cross a fork (its per-process lock table would be shared with the
-        child), so an open database is closed first and reopened on next use."""
-        import _socket  # the C core of ``socket``, which costs ~10 ms to import here
-
-        from tsubo.engine.monitor import spawn_monitor
+        """Connect to the engine's monitor (forking one if none runs: it preloads what it
+        needs while we prepare the container) and return the socket; :meth:`launch` tells
+        it which container to start, and the socket becomes that container's attach
+        stream. SQLite must not cross a fork (its per-process lock table would be shared
+        with the child), so an open database is closed first and reopened on next use."""
+        from tsubo.engine.monitor import connect_monitor
 
         self.close()
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            spawn_monitor(self.paths, theirs.fileno())
-        finally:
-            theirs.close()
-        return int(ours.detach())
+        return connect_monitor(self.paths)
 
     def launch(self, monitor_fd: int, container_id: str) -> None:
         """Hand a spawned monitor its container: it starts it and reports on the socket."""
@@ -206,7 +200,7 @@ class Engine:
             client.wait_started()
         except TsuboError:
             if options.remove:
-                self._wait_monitor_gone(row.id)
+                self._wait_exited(row.id, 10.0)
             raise
         finally:
             os.close(client.sock_fd)
@@ -238,7 +232,7 @@ class Engine:
         self.db.update_container(row.id, stopped_by_user=1)
         wait_for = options.stop_timeout if timeout is None else timeout
         if row.state == "restarting":
-            self._wait_monitor_gone(row.id, timeout=wait_for + 10)
+            self._wait_exited(row.id, wait_for + 10)
             return self.db.get_container(row.id)
         try:
             if row.state == "paused":
@@ -251,7 +245,7 @@ class Engine:
                 self.runtime.kill(row.id, 9)
             except TsuboError:
                 pass
-        self._wait_monitor_gone(row.id)
+            self._wait_exited(row.id, 20.0)
         return self.db.get_container(row.id)
 
     def restart(self, ref: str, timeout: float | None = None) -> ContainerRow:
@@ -291,7 +285,7 @@ class Engine:
                                  detail=f"container is {row.state}",
                                  hint="stop it first, or use -f")
             self.kill(row.id, 9)
-            self._wait_monitor_gone(row.id)
+            self._wait_exited(row.id, 20.0)
         remove_container_files(self.paths, self.db, row.id, volumes=volumes)
         return row.id
 
@@ -393,18 +387,6 @@ class Engine:
     def _wait_exited(self, container_id: str, timeout: float | None) -> bool:
         return _poll(lambda: self.refresh(self.db.get_container(container_id)).state
                      not in (*RUNNING_STATES, "starting"), timeout)
-
-    def _wait_monitor_gone(self, container_id: str, timeout: float = 20.0) -> None:
-        from tsubo.kernel.procfs import is_alive
-
-        def gone() -> bool:
-            try:
-                row = self.db.get_container(container_id)
-            except NotFound:
-                return True
-            return not (row.monitor_pid and is_alive(row.monitor_pid, row.monitor_start_time))
-
-        _poll(gone, timeout)
 
 
 def remove_container_files(paths: EnginePaths, db: Database, container_id: str, *,
