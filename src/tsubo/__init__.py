@@ -13,8 +13,9 @@ OCI_VERSION = "1.2.0"
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tsubo.api import Container, Engine, ExecResult
+    from tsubo.errors import TsuboError
 
-__all__ = ["OCI_VERSION", "Container", "Engine", "ExecResult", "__version__"]
+__all__ = ["OCI_VERSION", "Container", "Engine", "ExecResult", "TsuboError", "__version__"]
 
 
 def __getattr__(name: str) -> object:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> object:
         from tsubo import api
 
         return getattr(api, name)
+    if name == "TsuboError":
+        from tsubo.errors import TsuboError
+
+        return TsuboError
     raise AttributeError(f"module 'tsubo' has no attribute {name!r}")

@@ -440,19 +440,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine.close()
     except TsuboError as error:
         _error(error.message())
-        return _exit_code(error)
+        return _exit_code(error, args)
     except KeyboardInterrupt:
         return 130
 
 
-def _exit_code(error: TsuboError) -> int:
-    text = error.message()
-    if "executable file not found" in text or ("no such file or directory" in text and \
-            error.operation == "exec"):
+def _exit_code(error: TsuboError, args: list[str]) -> int:
+    """Docker's: 126 the command cannot be executed, 127 it was not found (both only when
+    the runtime's exec step failed), 125 any other failure of ``run``/``create``, and 1
+    for the other commands (the docker CLI's generic error status)."""
+    if error.operation == "exec" and error.errno == 2:
         return EXIT_NOT_FOUND
-    if error.operation == "exec" and error.errno == 13:
+    if error.operation == "exec" and error.errno in (13, 8, 21):  # EACCES, ENOEXEC, EISDIR
         return EXIT_CANNOT_EXECUTE
-    return EXIT_ENGINE
+    command = next((arg for arg in args if arg in COMMANDS), "")
+    return EXIT_ENGINE if command in ("run", "create", "") else 1
 
 
 def _help() -> str:

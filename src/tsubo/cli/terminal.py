@@ -1,8 +1,10 @@
 """``tsubo exec -t``: a pseudo-terminal for a process started in a running container.
 
 We listen on a console socket (a filesystem socket, mode 0600, in a private 0700 folder),
-the runtime hands us the pty master from inside the container, and we relay it to our own
-terminal in raw mode, with window-size changes, until the process exits.
+the runtime hands us the pty master from inside the container, and a relay thread copies
+it to our terminal (raw mode, our window size) while the main thread runs the exec and
+waits for the process — signal handlers, which the runtime installs to forward signals,
+only work in the main thread.
 """
 
 from __future__ import annotations
@@ -18,12 +20,9 @@ if TYPE_CHECKING:
 
 def exec_with_tty(engine: Engine, ref: str, command: list[str], *, env: list[str],
                   workdir: str, user: str, stdin: bool) -> int:
-    import select
     import socket
     import tempfile
     import threading
-
-    from tsubo.engine.attach import send_all
 
     folder = tempfile.mkdtemp(prefix="tsubo-console-")
     path = f"{folder}/console.sock"
@@ -31,63 +30,66 @@ def exec_with_tty(engine: Engine, ref: str, command: list[str], *, env: list[str
     listener.bind(path)
     os.chmod(path, 0o600)
     listener.listen(1)
-    master: list[int] = []
-
-    def receive() -> None:
-        connection, _ = listener.accept()
-        _, fds, _, _ = socket.recv_fds(connection, 1024, 1)
-        connection.close()
-        master.extend(fds)
-
-    receiver = threading.Thread(target=receive, daemon=True)
-    receiver.start()
-    result: list[int] = []
-
-    def run() -> None:
-        result.append(engine.exec(ref, command, env=env, workdir=workdir, user=user, tty=True,
-                                  console_socket=path))
-
-    runner = threading.Thread(target=run, daemon=True)
+    engine.db  # noqa: B018 - open the database here, in the main thread that uses it
+    finished = threading.Event()
+    relay = threading.Thread(target=_relay, args=(listener, stdin, finished), daemon=True)
+    relay.start()
     try:
-        runner.start()
-        receiver.join(30)
-        if not master:
-            runner.join()
-            return result[0] if result else 1
-        fd = master[0]
-        _copy_window_size(fd)
-        state = _raw(0) if stdin and os.isatty(0) else None
-        try:
-            while True:
-                watched = [fd, 0] if stdin else [fd]
-                readable, _, _ = select.select(watched, [], [], 0.1)
-                if fd in readable:
-                    try:
-                        data = os.read(fd, 65536)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        break
-                    send_all(1, data)
-                if 0 in readable:
-                    data = os.read(0, 65536)
-                    if data:
-                        send_all(fd, data)
-                    else:
-                        stdin = False
-                if not runner.is_alive() and fd not in readable:
-                    break
-        finally:
-            if state is not None:
-                import termios
-
-                termios.tcsetattr(0, termios.TCSADRAIN, state)
-        runner.join()
-        return result[0] if result else 1
+        code = engine.exec(ref, command, env=env, workdir=workdir, user=user, tty=True,
+                           console_socket=path)
     finally:
+        finished.set()
+        relay.join(5)
         listener.close()
         os.unlink(path)
         os.rmdir(folder)
+    return code
+
+
+def _relay(listener: Any, stdin: bool, finished: Any) -> None:
+    import select
+    import socket
+
+    from tsubo.engine.attach import send_all
+
+    listener.settimeout(30)
+    try:
+        connection, _ = listener.accept()
+    except OSError:
+        return
+    _, fds, _, _ = socket.recv_fds(connection, 1024, 1)
+    connection.close()
+    if not fds:
+        return
+    master = fds[0]
+    _copy_window_size(master)
+    state = _raw(0) if stdin and os.isatty(0) else None
+    try:
+        while True:
+            watched = [master, 0] if stdin else [master]
+            readable, _, _ = select.select(watched, [], [], 0.1)
+            if master in readable:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                send_all(1, data)
+            elif finished.is_set():
+                break
+            if 0 in readable:
+                data = os.read(0, 65536)
+                if data:
+                    send_all(master, data)
+                else:
+                    stdin = False
+    finally:
+        if state is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, state)
+        os.close(master)
 
 
 def _raw(fd: int) -> list[Any]:

@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from tsubo.errors import TsuboError
+
 STDIN = b"i"
 STDOUT = b"o"
 STDERR = b"e"
@@ -38,6 +40,31 @@ _HEADER = 5
 
 def encode(kind: bytes, payload: bytes = b"") -> bytes:
     return kind + len(payload).to_bytes(4, "big") + payload
+
+
+def error_frame(error: TsuboError) -> bytes:
+    """An ``!`` frame carrying the error's fields, so the client re-raises it whole
+    (its errno decides between Docker's exit codes 126 and 127)."""
+    from tsubo.oci import jsonwire
+
+    fields = {"operation": error.operation, "object": error.object, "errno": error.errno,
+              "detail": error.detail, "hint": error.hint}
+    return encode(ERROR, jsonwire.dumps(fields).encode())
+
+
+def raise_error_frame(payload: bytes) -> None:
+    from tsubo.errors import ChildFailed
+    from tsubo.oci import jsonwire
+
+    try:
+        fields = jsonwire.loads(payload)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        raise ChildFailed("start container", "", detail=payload.decode("utf-8", "replace"))
+    raise ChildFailed(str(fields.get("operation") or "start container"),
+                      str(fields.get("object") or ""), errno=int(fields.get("errno") or 0),
+                      detail=str(fields.get("detail") or ""), hint=str(fields.get("hint") or ""))
 
 
 class FrameReader:
@@ -96,7 +123,7 @@ class AttachClient:
                     self._backlog = frames[index + 1:]
                     return self.started_pid
                 if kind == ERROR:
-                    raise TsuboError("start container", "", detail=payload.decode())
+                    raise_error_frame(payload)
                 if kind == EXITED:
                     raise TsuboError("start container", "", detail="exited before starting")
 

@@ -96,7 +96,7 @@ class Engine:
                                          labels=jsonwire.dumps(options.labels))
             self.db.insert_container(row)  # AlreadyExists for a taken name: nothing made yet
             undo.push(lambda: self.db.delete_container(container_id))
-            files.create()
+            files.create(lower)
             undo.push(files.remove)
             hostname = options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname)

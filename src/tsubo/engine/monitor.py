@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from tsubo.engine.logs import LogWriter
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
+    from tsubo.errors import TsuboError
     from tsubo.runtime.container import Runtime
 
 _RESTART_DELAY_START = 0.1
@@ -110,7 +111,6 @@ def _fork_monitor(paths: EnginePaths, ready_fd: int) -> None:
             if os.fork() != 0:
                 os._exit(0)
             _close_fds_except(ready_fd)
-            _preload()
             status = MonitorService(paths).serve(ready_fd)
         except BaseException as error:  # a monitor must never unwind into the CLI's code
             _record_crash(paths, error)
@@ -119,7 +119,8 @@ def _fork_monitor(paths: EnginePaths, ready_fd: int) -> None:
 
 
 def _preload() -> None:
-    """Import everything starting a container needs, once, before the first request."""
+    """Import everything starting a container needs, once, while the first client is busy
+    creating its container."""
     import ctypes  # noqa: F401 - the seccomp filter loader
     import fcntl  # noqa: F401
     import select  # noqa: F401
@@ -191,12 +192,9 @@ class MonitorService:
     def __init__(self, paths: EnginePaths) -> None:
         import select
 
-        from tsubo.engine.db import Database
-        from tsubo.runtime.container import Runtime
-
         self.paths = paths
-        self.db: Database = Database(paths.database)
-        self.runtime: Runtime = Runtime(paths.runtime_root)
+        self.db: Database  # opened in serve(), after we listen (see there)
+        self.runtime: Runtime
         self.poller: select.poll = select.poll()
         self.containers: dict[str, Supervised] = {}
         self.by_pid: dict[int, Supervised] = {}
@@ -216,6 +214,14 @@ class MonitorService:
         self._listen()
         os.write(ready_fd, b"1")
         os.close(ready_fd)
+        # The client that started us prepares its container now; meanwhile, load the code
+        # that starting it will need (its GO waits in the socket's backlog).
+        _preload()
+        from tsubo.engine.db import Database
+        from tsubo.runtime.container import Runtime
+
+        self.db = Database(self.paths.database)
+        self.runtime = Runtime(self.paths.runtime_root)
         self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.signal(_signal.SIGCHLD, lambda number, frame: None)
         _signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -364,10 +370,11 @@ class MonitorService:
         try:
             self._launch(supervised, row)
         except TsuboError as error:
-            self._start_failed(supervised, error.message())
+            self._start_failed(supervised, error)
         except Exception as error:
             _record_crash(self.paths, error, f"starting container {container_id}")
-            self._start_failed(supervised, f"start container {container_id}: {error}")
+            self._start_failed(supervised, TsuboError("start container", container_id,
+                                                      detail=str(error)))
 
     def _forget_unregistered(self, fd: int) -> None:
         os.close(fd)
@@ -458,12 +465,12 @@ class MonitorService:
             out_read = fds[0]
         return record.pid, out_read, err_read
 
-    def _start_failed(self, supervised: Supervised, message: str) -> None:
+    def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
         from tsubo.engine.db import now_rfc3339
 
         self.db.update_container(supervised.id, state="exited", exit_code=125, pid=0,
                                  finished_at=now_rfc3339())
-        self._broadcast(supervised, attach.encode(attach.ERROR, message.encode()))
+        self._broadcast(supervised, attach.error_frame(error))
         self._finish(supervised)
 
     # --- running ------------------------------------------------------------------------------
@@ -609,8 +616,6 @@ class MonitorService:
                 self._restart(supervised)
 
     def _restart(self, supervised: Supervised) -> None:
-        from tsubo.errors import TsuboError
-
         row = self.db.get_container(supervised.id)
         if row.stopped_by_user:
             self.db.update_container(supervised.id, state="exited")
@@ -619,10 +624,11 @@ class MonitorService:
         try:
             self._launch(supervised, row)
         except TsuboError as error:
-            self._start_failed(supervised, error.message())
+            self._start_failed(supervised, error)
         except Exception as error:
             _record_crash(self.paths, error, f"restarting container {supervised.id}")
-            self._start_failed(supervised, str(error))
+            self._start_failed(supervised, TsuboError("restart container", supervised.id,
+                                                      detail=str(error)))
 
     def _close_stdin(self, supervised: Supervised) -> None:
         if supervised.stdin_write >= 0:

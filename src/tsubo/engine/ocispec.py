@@ -218,7 +218,8 @@ def resolve_user(spec: str, passwd_lookup: PasswdLookup | None,
     """``uid``, ``uid:gid``, ``name``, ``name:group``, ``uid:group`` -> (uid, gid,
     additional gids), with runc's GetExecUser rules.
 
-    A numeric uid is used as it is (gid 0 unless a group is given). A user name goes to
+    A numeric uid is used as it is, with the groups its passwd entry gives (gid 0 when it
+    has none) unless a group is given; *passwd_lookup* is asked for ``#UID``. A name goes to
     *passwd_lookup* (the container's ``/etc/passwd`` and ``/etc/group``), which returns
     (uid, primary gid, supplementary gids). An explicit group replaces the primary gid and
     drops the supplementary ones; a group name goes to *group_lookup*. The additional gids
@@ -237,6 +238,13 @@ def resolve_user(spec: str, passwd_lookup: PasswdLookup | None,
                                   detail=f"unable to find user {user_text}: no matching "
                                   "entries in passwd file")
         uid, gid, groups = passwd_lookup(user_text)
+    elif passwd_lookup is not None:
+        # A numeric uid listed in the image's passwd takes its primary and supplementary
+        # groups from there (runc's GetExecUser, so `-u 1000` matches `-u tsubotest`).
+        try:
+            _, gid, groups = passwd_lookup(f"#{uid}")
+        except TsuboError:
+            pass
     if colon:
         groups = []
         number = _numeric_id(group_text)

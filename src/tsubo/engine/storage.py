@@ -46,10 +46,15 @@ class ContainerFiles:
     def etc_file(self, name: str) -> str:
         return f"{self.directory}/etc/{name}"
 
-    def create(self) -> None:
+    def create(self, lower_dir: str) -> None:
         os.makedirs(self.directory, mode=0o700)
         for sub in ("upper", "work", "merged", "etc"):
             os.mkdir(f"{self.directory}/{sub}", 0o700 if sub != "merged" else 0o755)
+        # The merged root takes the upper directory's mode and owner: give it the image
+        # root's, or every non-root user in the container would find / closed (0700).
+        info = os.stat(lower_dir)
+        os.chmod(f"{self.directory}/upper", info.st_mode & 0o7777)
+        os.chown(f"{self.directory}/upper", info.st_uid, info.st_gid)
 
     def write_etc_files(self, hostname: str, host_resolv_conf: str = "/etc/resolv.conf"
                         ) -> dict[str, str]:
@@ -129,15 +134,17 @@ def unmount_root(merged: str) -> None:
 
 
 def make_passwd_lookup(rootfs: str) -> Callable[[str], tuple[int, int, list[int]]]:
-    """A lookup of user names in the container's own /etc/passwd and /etc/group, read
-    through fd-safe paths (an image may make them symlinks to host files): ``name`` ->
-    (uid, primary gid, supplementary gids). Never NSS: the host's users are irrelevant."""
+    """A lookup of users in the container's own /etc/passwd and /etc/group, read through
+    fd-safe paths (an image may make them symlinks to host files): ``name`` (or ``#uid``)
+    -> (uid, primary gid, supplementary gids). Never NSS: the host's users are irrelevant."""
 
     def lookup(name: str) -> tuple[int, int, list[int]]:
         passwd = _read_in_root(rootfs, "/etc/passwd")
+        by_uid = name[1:] if name.startswith("#") else None  # "#1000": look up by uid
         for line in passwd.splitlines():
             fields = line.split(":")
-            if len(fields) >= 4 and fields[0] == name:
+            if len(fields) >= 4 and (fields[2] == by_uid if by_uid else fields[0] == name):
+                name = fields[0]
                 uid, gid = int(fields[2]), int(fields[3])
                 groups = [int(group_fields[2]) for group_fields in
                           (entry.split(":") for entry in
