@@ -464,14 +464,18 @@ class Sandbox:
         tmp = str(self.tmp)
         return live_processes_where(lambda _pid, argv: any(tmp in arg for arg in argv))
 
-    def settle(self, timeout: float = SETTLE_TIMEOUT) -> dict[int, str]:
+    def settle(self, timeout: float = SETTLE_TIMEOUT,
+               keep: Callable[[str], bool] | None = None) -> dict[int, str]:
         """Reap zombies until no helper of ours runs (no live child, no process whose argv
-        mentions the temp dir: monitors, conmon, `podman container cleanup`); returns the
-        survivors after *timeout*."""
+        mentions the temp dir: monitors, conmon, `podman container cleanup`); helpers whose
+        command line *keep* accepts may stay (a long-lived monitor). Returns the survivors
+        after *timeout*."""
         deadline = time.monotonic() + timeout
         while True:
             reap_zombie_children()
             left = {**live_children(), **self.processes_mentioning_tmp()}
+            if keep is not None:
+                left = {pid: argv for pid, argv in left.items() if not keep(argv)}
             if not left or time.monotonic() >= deadline:
                 return left
             time.sleep(0.005)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from common import (
     IMAGE,
@@ -59,6 +60,10 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    parser.add_argument("--cold-monitor", action="store_true",
+                        help="wait for tsubo's monitor to exit after each run, so every run "
+                        "starts a new one (default: runs find it up, as back-to-back "
+                        "commands do; the --rm removal is still awaited)")
     args = parser.parse_args()
     if args.rounds < 1 or args.warmup < 0:
         parser.error("--rounds must be >= 1 and --warmup >= 0")
@@ -95,7 +100,21 @@ def main() -> int:
             podman_argv(tools["runc"]),
             podman_argv(str(TSUBO_RUNTIME)),
         ]
-        timings = interleaved(cases, args.rounds, args.warmup, settle=sandbox.settle)
+        containers_dir = tsubo_root / "containers"
+
+        def settle() -> None:
+            if args.cold_monitor:
+                sandbox.settle()
+                return
+            # The monitor stays up between runs (it exits ~2 s after its last container);
+            # wait for everything else, and for the --rm removal to be done.
+            sandbox.settle(keep=lambda argv: str(tsubo_root) in argv)
+            deadline = time.monotonic() + 10
+            while containers_dir.is_dir() and os.listdir(containers_dir) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.002)
+
+        timings = interleaved(cases, args.rounds, args.warmup, settle=settle)
         driver, driver_note = podman.driver, podman.driver_note
         versions = {
             "podman": tool_version([tools["podman"], "--version"]),
@@ -125,7 +144,9 @@ def main() -> int:
 
     if timings is not None:
         print(f"`ENGINE run --rm --network none busybox true`, {args.rounds} interleaved rounds "
-              f"(+{args.warmup} warmup), {os.cpu_count()} cores; podman storage: {driver}"
+              f"(+{args.warmup} warmup), {os.cpu_count()} cores; tsubo's monitor "
+              f"{'started for every run' if args.cold_monitor else 'already up'}; "
+              f"podman storage: {driver}"
               + (f" ({driver_note})" if driver_note else "") + "\n")
         print(f"versions: {'; '.join(versions.values())}\n")
         base = timings.samples[BASELINE]

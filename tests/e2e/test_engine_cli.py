@@ -355,6 +355,32 @@ def test_run_with_tty(engine_cli: EngineCLI) -> None:
     assert re.fullmatch(rb"/dev/pts/\d+\r?\ndone\r?\n", out), out
 
 
+def test_detach_keys_leave_the_container_running(engine_cli: EngineCLI) -> None:
+    """ctrl-p ctrl-q on an attached TTY detaches (exit 0); the container runs on."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        argv = engine_cli.argv("run", "-it", "--name", "detachme", "--rootfs",
+                               str(engine_cli.rootfs), "sh")
+        try:
+            os.execve(argv[0], argv, engine_env())
+        finally:
+            os._exit(127)
+    try:
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"#" not in out and time.monotonic() < deadline:  # the shell's prompt
+            readable, _, _ = select.select([fd], [], [], 0.5)
+            if readable:
+                out += os.read(fd, 4096)
+        assert b"#" in out, out
+        os.write(fd, b"\x10\x11")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert engine_cli.inspect("detachme")["State"]["Running"] is True
+
+
 # ---------------------------------------------------------------------------------------------
 # stop, kill, restart, pause, wait, rm
 

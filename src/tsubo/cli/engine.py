@@ -186,6 +186,9 @@ def _attach(client: object, row: ContainerRow) -> int:
         code = client.relay()
     finally:
         os.close(client.sock_fd)
+    if client.detached:
+        sys.stderr.write(f"\r\ndetached from {row.name} (it keeps running)\r\n")
+        return 0
     if code is None:
         raise TsuboError("attach", row.name, detail="lost the container's monitor")
     return code

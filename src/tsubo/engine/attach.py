@@ -35,6 +35,9 @@ EXITED = b"x"
 ERROR = b"!"
 GO = b"g"  # client -> monitor, first: the container to start (payload: its ID)
 
+#: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
+DETACH_KEYS = b"\x10\x11"
+
 _HEADER = 5
 
 
@@ -102,6 +105,9 @@ class AttachClient:
         self.tty = tty
         self.started_pid = 0
         self._reader = FrameReader()
+        self._last_input = b""
+        #: the user pressed the detach keys (the container keeps running)
+        self.detached = False
         #: frames that arrived together with "started"
         self._backlog: list[tuple[bytes, bytes]] = []
 
@@ -170,6 +176,11 @@ class AttachClient:
                                 send_all(self.sock_fd, encode(SIGNAL, str(number).encode()))
                     elif fd == 0:
                         data = os.read(0, 65536)
+                        if self.tty and DETACH_KEYS in self._last_input + data:
+                            # Docker's ctrl-p ctrl-q: leave, the container runs on.
+                            self.detached = True
+                            return None
+                        self._last_input = data[-1:]
                         if data:
                             send_all(self.sock_fd, encode(STDIN, data))
                         else:
