@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tsubo.engine.containers import Engine
-    from tsubo.engine.db import ContainerRow
 
 PROGRAM = "tsubo"
 EXIT_ENGINE = 125
@@ -173,11 +172,11 @@ def _run(engine: Engine, parsed: Parsed) -> int:
         row = engine.run_detached(options, name=name)  # type: ignore[arg-type]
         _print(row.id)
         return 0
-    row, client = engine.run_attached(options, name=name)  # type: ignore[arg-type]
-    return _attach(client, row)
+    _, client = engine.run_attached(options, name=name)  # type: ignore[arg-type]
+    return _attach(client)
 
 
-def _attach(client: object, row: ContainerRow) -> int:
+def _attach(client: object) -> int:
     from tsubo.engine.attach import AttachClient
 
     assert isinstance(client, AttachClient)
@@ -187,10 +186,12 @@ def _attach(client: object, row: ContainerRow) -> int:
     finally:
         os.close(client.sock_fd)
     if client.detached:
-        sys.stderr.write(f"\r\ndetached from {row.name} (it keeps running)\r\n")
+        sys.stderr.write(f"\r\ndetached from {client.container_id[:12]} (it keeps "
+                         "running)\r\n")
         return 0
     if code is None:
-        raise TsuboError("attach", row.name, detail="lost the container's monitor")
+        raise TsuboError("attach", client.container_id[:12],
+                         detail="lost the container's monitor")
     return code
 
 
@@ -205,7 +206,7 @@ def _start(engine: Engine, parsed: Parsed) -> int:
         row, fd = engine.start(parsed.positional[0])
         options = RunOptions.from_json_text(row.options)
         client = AttachClient(fd, stdin=parsed.flag("interactive"), tty=options.tty)
-        return _attach(client, row)
+        return _attach(client)
     status = 0
     for ref in parsed.positional:
         try:

@@ -2,9 +2,10 @@
 
 One socket, framed messages: a kind byte, a 4-byte big-endian length, the payload.
 
-monitor -> client: ``o`` stdout bytes, ``e`` stderr bytes, ``s`` started (payload: pid),
+monitor -> client: ``o`` stdout bytes, ``e`` stderr bytes, ``s`` started (payload: "PID ID"),
 ``x`` exited (payload: exit code), ``!`` error (payload: a one-line message).
-client -> monitor: ``g`` the container to start (sent once, first), ``i`` stdin bytes,
+client -> monitor: ``g`` the container to start, or ``r`` one to create and start (sent
+once, first), ``i`` stdin bytes,
 ``c`` close stdin, ``k`` signal (payload: number),
 ``w`` window size (payload: "rows cols").
 
@@ -34,6 +35,7 @@ STARTED = b"s"
 EXITED = b"x"
 ERROR = b"!"
 GO = b"g"  # client -> monitor, first: the container to start (payload: its ID)
+RUN = b"r"  # client -> monitor, first: create and start (payload: {"options", "name"})
 
 #: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
 DETACH_KEYS = b"\x10\x11"
@@ -50,13 +52,15 @@ def error_frame(error: TsuboError) -> bytes:
     (its errno decides between Docker's exit codes 126 and 127)."""
     from tsubo.oci import jsonwire
 
-    fields = {"operation": error.operation, "object": error.object, "errno": error.errno,
-              "detail": error.detail, "hint": error.hint}
+    fields = {"type": type(error).__name__, "operation": error.operation,
+              "object": error.object, "errno": error.errno, "detail": error.detail,
+              "hint": error.hint}
     return encode(ERROR, jsonwire.dumps(fields).encode())
 
 
 def raise_error_frame(payload: bytes) -> None:
-    from tsubo.errors import ChildFailed
+    """Re-raise the monitor's error as the same TsuboError subclass with the same fields."""
+    from tsubo import errors
     from tsubo.oci import jsonwire
 
     try:
@@ -64,10 +68,15 @@ def raise_error_frame(payload: bytes) -> None:
     except ValueError:
         fields = None
     if not isinstance(fields, dict):
-        raise ChildFailed("start container", "", detail=payload.decode("utf-8", "replace"))
-    raise ChildFailed(str(fields.get("operation") or "start container"),
-                      str(fields.get("object") or ""), errno=int(fields.get("errno") or 0),
-                      detail=str(fields.get("detail") or ""), hint=str(fields.get("hint") or ""))
+        raise errors.ChildFailed("start container", "",
+                                 detail=payload.decode("utf-8", "replace"))
+    kind = getattr(errors, str(fields.get("type")), errors.ChildFailed)
+    if not (isinstance(kind, type) and issubclass(kind, errors.TsuboError)) or \
+            kind is errors.TeardownErrors:
+        kind = errors.ChildFailed
+    raise kind(str(fields.get("operation") or "start container"),
+               str(fields.get("object") or ""), errno=int(fields.get("errno") or 0),
+               detail=str(fields.get("detail") or ""), hint=str(fields.get("hint") or ""))
 
 
 class FrameReader:
@@ -104,6 +113,8 @@ class AttachClient:
         self.stdin = stdin
         self.tty = tty
         self.started_pid = 0
+        #: the container's ID, as the monitor reports it with "started"
+        self.container_id = ""
         self._reader = FrameReader()
         self._last_input = b""
         #: the user pressed the detach keys (the container keeps running)
@@ -124,7 +135,8 @@ class AttachClient:
             frames = reader.feed(data)
             for index, (kind, payload) in enumerate(frames):
                 if kind == STARTED:
-                    self.started_pid = int(payload)
+                    pid_text, _, self.container_id = payload.decode().partition(" ")
+                    self.started_pid = int(pid_text)
                     self._reader = reader
                     self._backlog = frames[index + 1:]
                     return self.started_pid

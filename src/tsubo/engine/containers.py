@@ -31,8 +31,8 @@ RUNNING_STATES = ("running", "paused", "restarting")
 class Engine:
     """All containers and volumes under one data root."""
 
-    def __init__(self, root: str | None = None) -> None:
-        self.paths = EnginePaths(root)
+    def __init__(self, root: str | None = None, *, paths: EnginePaths | None = None) -> None:
+        self.paths = paths or EnginePaths(root)
         self._db: Database | None = None
         self._runtime: Runtime | None = None
 
@@ -178,33 +178,33 @@ class Engine:
         return self.db.get_container(row.id)
 
     def run_attached(self, options: RunOptions, *, name: str | None = None,
-                     ) -> tuple[ContainerRow, Any]:
-        """create + start with the caller attached; returns the row and an AttachClient
-        (``wait_started()`` then ``relay()`` gives the exit code). The monitor is forked
-        first, so its imports overlap with our creating the container."""
-        from tsubo.engine.attach import AttachClient
+                     ) -> tuple[str, Any]:
+        """create + start with the caller attached: the monitor creates the container
+        (it has SQLite and the engine loaded already; we never open the database on this
+        path). Returns the name asked for and an AttachClient: ``wait_started()`` (then
+        ``client.container_id`` is set, or the create/start error is raised as it was),
+        then ``relay()`` for the exit code."""
+        from tsubo.engine import attach
+        from tsubo.oci import jsonwire
 
         fd = self.spawn_monitor()
+        request = {"options": options.to_json(), "name": name}
         try:
-            row = self.create(options, name=name)
-            self.launch(fd, row.id)
+            attach.send_all(fd, attach.encode(attach.RUN, jsonwire.dumps(request).encode()))
         except BaseException:
-            os.close(fd)  # the monitor sees EOF instead of a container and exits
+            os.close(fd)
             raise
-        return row, AttachClient(fd, stdin=options.interactive, tty=options.tty)
+        client = attach.AttachClient(fd, stdin=options.interactive, tty=options.tty)
+        return name or "", client
 
     def run_detached(self, options: RunOptions, *, name: str | None = None) -> ContainerRow:
         """create + start, returning once the container runs (or raising why it could not)."""
-        row, client = self.run_attached(options, name=name)
+        _, client = self.run_attached(options, name=name)
         try:
             client.wait_started()
-        except TsuboError:
-            if options.remove:
-                self._wait_exited(row.id, 10.0)
-            raise
         finally:
             os.close(client.sock_fd)
-        return self.db.get_container(row.id)
+        return self.db.get_container(client.container_id)
 
     # --- stop / kill / restart / pause ----------------------------------------------------
 

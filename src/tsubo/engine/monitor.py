@@ -42,6 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import select
 
+    from tsubo.engine.containers import Engine
     from tsubo.engine.db import ContainerRow, Database
     from tsubo.engine.logs import LogWriter
     from tsubo.engine.options import RunOptions
@@ -93,12 +94,18 @@ def connect_monitor(paths: EnginePaths) -> int:
 def _try_connect(paths: EnginePaths) -> int:
     import _socket  # the C core of ``socket``, which costs ~10 ms to import here
 
+    from tsubo.engine.paths import socket_address
+
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    address, folder_fd = socket_address(f"{paths.run}/{_SOCKET_NAME}")
     try:
-        sock.connect(f"{paths.run}/{_SOCKET_NAME}")
+        sock.connect(address)
     except OSError:
         sock.close()
         return -1
+    finally:
+        if folder_fd >= 0:
+            os.close(folder_fd)
     return int(sock.detach())
 
 
@@ -193,7 +200,8 @@ class MonitorService:
         import select
 
         self.paths = paths
-        self.db: Database  # opened in serve(), after we listen (see there)
+        self.engine: Engine  # opened in serve(), after we listen (see there)
+        self.db: Database
         self.runtime: Runtime
         self.poller: select.poll = select.poll()
         self.containers: dict[str, Supervised] = {}
@@ -217,11 +225,11 @@ class MonitorService:
         # The client that started us prepares its container now; meanwhile, load the code
         # that starting it will need (its GO waits in the socket's backlog).
         _preload()
-        from tsubo.engine.db import Database
-        from tsubo.runtime.container import Runtime
+        from tsubo.engine.containers import Engine
 
-        self.db = Database(self.paths.database)
-        self.runtime = Runtime(self.paths.runtime_root)
+        self.engine = Engine(paths=self.paths)
+        self.db = self.engine.db
+        self.runtime = self.engine.runtime
         self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.signal(_signal.SIGCHLD, lambda number, frame: None)
         _signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -244,12 +252,17 @@ class MonitorService:
         path = f"{self.paths.run}/{_SOCKET_NAME}"
         if os.path.exists(path):
             os.unlink(path)  # a stale socket: connecting to it failed under the lock
+        from tsubo.engine.paths import socket_address
+
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        address, folder_fd = socket_address(path)
         old_umask = os.umask(0o177)
         try:
-            sock.bind(path)
+            sock.bind(address)
         finally:
             os.umask(old_umask)
+            if folder_fd >= 0:
+                os.close(folder_fd)
         sock.listen(64)
         sock.setblocking(False)
         self.listener_sock = sock
@@ -336,6 +349,37 @@ class MonitorService:
                 reader = self.pending.pop(fd)
                 self._start(payload.decode(), fd, reader)
                 return
+            if kind == attach.RUN:
+                reader = self.pending.pop(fd)
+                self._create_and_start(payload, fd, reader)
+                return
+
+    def _create_and_start(self, payload: bytes, client_fd: int,
+                          reader: attach.FrameReader) -> None:
+        """``run``: the client sent its options; create the container here (this process
+        has SQLite and the engine code loaded already), then start it."""
+        from tsubo.engine.options import RunOptions
+        from tsubo.errors import TsuboError
+        from tsubo.oci import jsonwire
+
+        try:
+            request = jsonwire.loads(payload)
+            assert isinstance(request, dict)
+            options = RunOptions.from_json(request["options"])
+            row = self.engine.create(options, name=request.get("name"))
+            self.db.update_container(row.id, state="starting", stopped_by_user=0,
+                                     monitor_pid=0)
+        except TsuboError as error:
+            _send_quietly(client_fd, attach.error_frame(error))
+            self._forget(client_fd)
+            return
+        except Exception as error:
+            _record_crash(self.paths, error, "creating a container")
+            _send_quietly(client_fd, attach.error_frame(
+                TsuboError("create container", "", detail=str(error))))
+            self._forget(client_fd)
+            return
+        self._start(row.id, client_fd, reader)
 
     def _forget(self, fd: int) -> None:
         try:
@@ -405,7 +449,8 @@ class MonitorService:
         self.db.update_container(supervised.id, state="running", pid=pid,
                                  started_at=now_rfc3339(), exit_code=None, finished_at=None,
                                  oom_killed=0)
-        self._broadcast(supervised, attach.encode(attach.STARTED, str(pid).encode()))
+        self._broadcast(supervised, attach.encode(attach.STARTED,
+                                                  f"{pid} {supervised.id}".encode()))
 
     def _create(self, supervised: Supervised, bundle: str) -> tuple[int, int, int]:
         """The runtime's create + start with our pipes (or a pty) as the container's stdio;
@@ -413,6 +458,7 @@ class MonitorService:
         options = supervised.options
         console_path = ""
         listener = None
+        folder_fd = -1
         out_read = err_read = -1
         if options.tty:
             import socket
@@ -422,10 +468,16 @@ class MonitorService:
             console_path = f"{run_dir}/console.sock"
             if os.path.exists(console_path):
                 os.unlink(console_path)
+            from tsubo.engine.paths import socket_address
+
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(console_path)
+            address, folder_fd = socket_address(console_path)
+            listener.bind(address)
             os.chmod(console_path, 0o600)
             listener.listen(1)
+            # The runtime connects in this process: the short address stays valid while
+            # folder_fd is open (closed below, once the pty has arrived).
+            console_path = address
         else:
             out_read, out_write = os.pipe2(os.O_CLOEXEC)
             err_read, err_write = os.pipe2(os.O_CLOEXEC)
@@ -445,14 +497,17 @@ class MonitorService:
                 if fd >= 0:
                     os.close(fd)
             supervised.stdin_write = -1
+            if listener is not None:
+                listener.close()
+                os.unlink(console_path)
+                if folder_fd >= 0:
+                    os.close(folder_fd)
             raise
         finally:
             null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             for target in (0, 1, 2):
                 os.dup2(null, target)
             os.close(null)
-            if listener is not None and not os.path.exists(console_path):
-                listener.close()
         if listener is not None:
             import socket
 
@@ -461,6 +516,8 @@ class MonitorService:
             connection.close()
             listener.close()
             os.unlink(console_path)
+            if folder_fd >= 0:
+                os.close(folder_fd)
             supervised.console_master = fds[0]
             out_read = fds[0]
         return record.pid, out_read, err_read

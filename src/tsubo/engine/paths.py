@@ -43,3 +43,18 @@ class EnginePaths:
 
     def volume_dir(self, name: str) -> str:
         return f"{self.data}/volumes/{name}"
+
+
+#: sun_path holds 108 bytes with the NUL; longer socket paths fail with "path too long"
+_SUN_PATH_MAX = 107
+
+
+def socket_address(path: str) -> tuple[str, int]:
+    """An address for the unix socket at *path* that fits sun_path: *path* itself when
+    short enough, else ``/proc/self/fd/N/NAME`` through an O_PATH fd of its folder (close
+    the returned fd, or -1, once bound or connected)."""
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        return path, -1
+    folder, _, name = path.rpartition("/")
+    fd = os.open(folder, getattr(os, "O_PATH", 0o10000000) | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{name}", fd
