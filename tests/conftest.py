@@ -16,6 +16,7 @@ Tests marked `root`, and every test under tests/kernel and tests/e2e, skip unles
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -414,3 +415,25 @@ def leak_check(
                 f" up here too; ${leakcheck.IGNORE_ENV}=REGEX drops matching items)"
             )
         pytest.fail(msg, pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cgroup_parent() -> Iterator[str]:
+    """The engine's containers go under a cgroup parent of this session's own
+    (``$TSUBO_CGROUP_PARENT``), removed from every hierarchy when the session ends, so the
+    suite leaves no cgroup behind, not even the engine's shared parent."""
+    parent = f"tsubo-test-session-{secrets.token_hex(4)}"
+    previous = os.environ.get("TSUBO_CGROUP_PARENT")
+    os.environ["TSUBO_CGROUP_PARENT"] = parent
+    try:
+        yield parent
+    finally:
+        if previous is None:
+            os.environ.pop("TSUBO_CGROUP_PARENT", None)
+        else:
+            os.environ["TSUBO_CGROUP_PARENT"] = previous
+        for hierarchy in leakcheck.cgroup_hierarchies():
+            directory = hierarchy / parent
+            if directory.is_dir():
+                with contextlib.suppress(OSError):
+                    directory.rmdir()

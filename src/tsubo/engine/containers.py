@@ -109,6 +109,7 @@ class Engine:
                 group_lookup=lambda group: lookup_group(lower, group),
                 host_nofile_hard=_hard_limit("RLIMIT_NOFILE"),
                 host_nproc_hard=_hard_limit("RLIMIT_NPROC"),
+                cgroups_path=f"/{cgroup_parent()}/{container_id}",
             )
             with open(files.config, "w", encoding="utf-8") as config_file:
                 config_file.write(jsonwire.dumps(config))
@@ -421,6 +422,17 @@ def _poll(condition: Callable[[], bool], timeout: float | None) -> bool:
         time.sleep(delay)
         delay = min(delay * 1.5, 0.05)
     return True
+
+
+def cgroup_parent() -> str:
+    """The cgroup every container of this engine goes under: ``tsubo``, or
+    ``$TSUBO_CGROUP_PARENT`` (Docker's ``--cgroup-parent`` as an engine setting; the test
+    suite uses it to keep its cgroups apart and remove them afterwards)."""
+    parent = os.environ.get("TSUBO_CGROUP_PARENT", "tsubo").strip("/")
+    if not parent or any(part in ("", ".", "..") for part in parent.split("/")):
+        raise InvalidArgument("use cgroup parent", parent, detail="must be a relative path "
+                              "without . or .. (set by $TSUBO_CGROUP_PARENT)")
+    return parent
 
 
 def _init_binary() -> str:
