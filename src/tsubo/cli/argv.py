@@ -13,7 +13,7 @@ from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 FLAG = "flag"  # boolean
 VALUE = "value"  # takes one value
@@ -33,6 +33,21 @@ class Option:
     @property
     def key(self) -> str:
         return self.names[0].replace("-", "_")
+
+
+class Command:
+    """One subcommand of a CLI: its handler, flags, usage line and arity."""
+
+    __slots__ = ("handler", "max_args", "min_args", "options", "summary", "usage")
+
+    def __init__(self, handler: Callable[..., int], options: Sequence[Option], usage_text: str,
+                 summary: str, min_args: int = 0, max_args: int | None = None) -> None:
+        self.handler = handler
+        self.options = options
+        self.usage = usage_text
+        self.summary = summary
+        self.min_args = min_args
+        self.max_args = max_args
 
 
 class Parsed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tsubo.cli.argv import FLAG, LIST, VALUE, Option, Parsed, parse, usage
+from tsubo.cli.argv import FLAG, LIST, VALUE, Command, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
@@ -66,17 +66,6 @@ _RUN_OPTIONS = (
     Option("detach,d", FLAG, "run in the background and print the container ID"),
     Option("rm", FLAG, "remove the container when it exits"),
 )
-
-
-class Command:
-    __slots__ = ("handler", "options", "summary", "usage")
-
-    def __init__(self, handler: Callable[[Engine, Parsed], int], options: Sequence[Option],
-                 usage_text: str, summary: str) -> None:
-        self.handler = handler
-        self.options = options
-        self.usage = usage_text
-        self.summary = summary
 
 
 # --- run / create / start -------------------------------------------------------------------

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import sys
 
-from tsubo.cli.argv import FLAG, LIST, VALUE, Option, Parsed, parse, usage
+from tsubo.cli.argv import FLAG, LIST, VALUE, Command, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from tsubo.runtime.container import Runtime
 
@@ -77,20 +77,6 @@ _SPEC_OPTIONS = (
     Option("rootless", FLAG, "a config for running as an unprivileged user"),
 )
 _NO_OPTIONS: tuple[Option, ...] = ()
-
-
-class Command:
-    __slots__ = ("handler", "max_args", "min_args", "options", "summary", "usage")
-
-    def __init__(self, handler: Callable[[Runtime, Parsed], int], options: Sequence[Option],
-                 usage_text: str, summary: str, min_args: int = 1,
-                 max_args: int | None = 1) -> None:
-        self.handler = handler
-        self.options = options
-        self.usage = usage_text
-        self.summary = summary
-        self.min_args = min_args
-        self.max_args = max_args
 
 
 def _int_flag(parsed: Parsed, key: str) -> int:
@@ -267,25 +253,27 @@ def _features(runtime: Runtime, parsed: Parsed) -> int:
 
 COMMANDS: dict[str, Command] = {
     "create": Command(_create, _CREATE_OPTIONS, "create [flags] <container-id>",
-                      "create a container (its init waits for start)"),
+                      "create a container (its init waits for start)", 1, 1),
     "start": Command(_start, _NO_OPTIONS, "start <container-id>",
-                     "run the user's program in a created container"),
+                     "run the user's program in a created container", 1, 1),
     "run": Command(_run, _RUN_OPTIONS, "run [flags] <container-id>",
-                   "create and start a container, wait for it, delete it"),
+                   "create and start a container, wait for it, delete it", 1, 1),
     "state": Command(_state, _NO_OPTIONS, "state <container-id>",
-                     "print the container's OCI state as JSON"),
+                     "print the container's OCI state as JSON", 1, 1),
     "kill": Command(_kill, _KILL_OPTIONS, "kill [--all] <container-id> [signal]",
                     "send a signal (name or number, default SIGTERM)", 1, 2),
     "delete": Command(_delete, _DELETE_OPTIONS, "delete [--force] <container-id>",
-                      "delete a stopped (or, with --force, any) container"),
+                      "delete a stopped (or, with --force, any) container", 1, 1),
     "exec": Command(_exec, _EXEC_OPTIONS, "exec [flags] <container-id> [command args...]",
                     "run a new process in a running container", 1, None),
     "list": Command(_list, _LIST_OPTIONS, "list [--format table|json] [-q]",
                     "list containers", 0, 0),
     "ps": Command(_ps, _PS_OPTIONS, "ps [--format table|json] <container-id> [ps args]",
                   "list the container's processes", 1, None),
-    "pause": Command(_pause, _NO_OPTIONS, "pause <container-id>", "freeze all processes"),
-    "resume": Command(_resume, _NO_OPTIONS, "resume <container-id>", "thaw all processes"),
+    "pause": Command(_pause, _NO_OPTIONS, "pause <container-id>", "freeze all processes",
+                     1, 1),
+    "resume": Command(_resume, _NO_OPTIONS, "resume <container-id>", "thaw all processes",
+                      1, 1),
     "spec": Command(_spec, _SPEC_OPTIONS, "spec [--bundle DIR] [--rootless]",
                     "write a default config.json to start from", 0, 0),
     "features": Command(_features, _NO_OPTIONS, "features",

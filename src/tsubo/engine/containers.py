@@ -100,7 +100,7 @@ class Engine:
             undo.push(files.remove)
             hostname = options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname)
-            volume_mounts = self._volume_mounts(container_id, options, undo)
+            volume_mounts = self._volume_mounts(container_id, options)
             config = build_config(
                 options, ImageConfig.from_json(None), container_id=container_id,
                 rootfs=files.merged, etc_files=etc_files, volume_mounts=volume_mounts,
@@ -116,8 +116,8 @@ class Engine:
             undo.commit()
         return self.db.get_container(container_id)
 
-    def _volume_mounts(self, container_id: str, options: RunOptions,
-                       undo: Any) -> list[tuple[str, str, list[str]]]:
+    def _volume_mounts(self, container_id: str, options: RunOptions
+                       ) -> list[tuple[str, str, list[str]]]:
         mounts = []
         for volume in options.volumes:
             flags = ["rbind", "rprivate", "ro" if volume.read_only else "rw"]

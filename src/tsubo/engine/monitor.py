@@ -401,7 +401,7 @@ class MonitorService:
             row = self.db.get_container(container_id)
         except NotFound as error:
             _send_quietly(client_fd, attach.encode(attach.ERROR, error.message().encode()))
-            self._forget_unregistered(client_fd)
+            os.close(client_fd)
             return
         supervised = self.containers.get(container_id)
         if supervised is None:
@@ -419,9 +419,6 @@ class MonitorService:
             _record_crash(self.paths, error, f"starting container {container_id}")
             self._start_failed(supervised, TsuboError("start container", container_id,
                                                       detail=str(error)))
-
-    def _forget_unregistered(self, fd: int) -> None:
-        os.close(fd)
 
     def _launch(self, supervised: Supervised, row: ContainerRow) -> None:
         """Mount, create + start through the runtime, register the streams."""
