@@ -99,5 +99,9 @@ step tsubo stop -t 1 web '&&' tsubo rm web
 $tsubo stop -t 1 web
 $tsubo ps -a
 $tsubo rm web
+
+# 5. The same through the Python API (examples/api.py).
+step python examples/api.py rootfs
+.venv/bin/python examples/api.py "$work/bundle/rootfs" "$work/engine"
 echo
 echo "demo done: every namespace, mount, cgroup and state file is gone again."
