@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 runtime=$PWD/.venv/bin/tsubo-runtime
 work=$(mktemp -d /tmp/tsubo-demo.XXXXXX)
 state=$work/state
+# The demo's cgroups go under a parent of its own, removed at the end like everything else.
+export TSUBO_CGROUP_PARENT="tsubo-demo-$$"
 cleanup() {
   "$runtime" --root "$state" delete --force demo-sleeper >/dev/null 2>&1 || true
   if [ -d "$work/engine" ]; then
@@ -14,6 +16,10 @@ cleanup() {
     done
   fi
   rm -rf "$work"
+  for hierarchy in /sys/fs/cgroup/*/; do
+    [ -d "$hierarchy$TSUBO_CGROUP_PARENT" ] && rmdir "$hierarchy$TSUBO_CGROUP_PARENT" 2>/dev/null
+  done
+  true
 }
 trap cleanup EXIT
 
@@ -32,7 +38,7 @@ mkdir -p "$work/bundle/rootfs/"{proc,sys,dev,tmp,etc}
 step tsubo-runtime spec --bundle "$work/bundle"
 "$runtime" spec --bundle "$work/bundle"
 .venv/bin/python - "$work/bundle/config.json" <<'PY'
-import json, sys
+import json, os, sys
 path = sys.argv[1]
 config = json.load(open(path))
 config["process"]["terminal"] = False
@@ -46,6 +52,7 @@ echo "cpu quota: $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) / $(cat /sys/fs/cgro
 echo "capabilities: $(grep CapEff /proc/self/status)"
 """]
 config["hostname"] = "container1"
+config["linux"]["cgroupsPath"] = f"/{os.environ['TSUBO_CGROUP_PARENT']}/container1"
 config["linux"]["namespaces"].append({"type": "cgroup"})
 config["linux"]["resources"].update({
     "memory": {"limit": 64 * 1024 * 1024},
@@ -60,10 +67,11 @@ step tsubo-runtime run --bundle bundle container1
 
 # 3. The lifecycle, split as the OCI spec describes it.
 .venv/bin/python - "$work/bundle/config.json" <<'PY'
-import json, sys
+import json, os, sys
 path = sys.argv[1]
 config = json.load(open(path))
 config["process"]["args"] = ["sleep", "600"]
+config["linux"]["cgroupsPath"] = f"/{os.environ['TSUBO_CGROUP_PARENT']}/demo-sleeper"
 json.dump(config, open(path, "w"), indent=2)
 PY
 step tsubo-runtime create --bundle bundle demo-sleeper
