@@ -59,7 +59,9 @@ _CREATE_OPTIONS = (
     Option("stop-signal", VALUE, "signal to stop the container", "SIGTERM"),
     Option("stop-timeout", VALUE, "seconds to wait before SIGKILL on stop", "10"),
     Option("label,l", LIST, "set metadata (KEY=VALUE)"),
-    Option("network,net", VALUE, "network: none (bridges arrive with tsubo network)", "none"),
+    Option("network,net", LIST, "network: none, host, or a network name (repeatable)"),
+    Option("ip", VALUE, "IPv4 address on the first network"),
+    Option("mac-address", VALUE, "MAC address on the first network"),
 )
 _RUN_OPTIONS = (
     *_CREATE_OPTIONS,
@@ -123,11 +125,20 @@ def _run_options(parsed: Parsed, *, needs_image: bool = True) -> object:
     run.stop_signal = opts.parse_signal_name(parsed.text("stop_signal"))
     run.stop_timeout = _int(parsed.text("stop_timeout"), "--stop-timeout")
     run.labels = opts.parse_labels(parsed.texts("label"))
-    network = parsed.text("network")
-    if network not in ("none", "host"):
-        raise InvalidArgument("parse --network", network,
-                              detail="only none and host exist until tsubo network lands")
-    run.network = network
+    networks = parsed.texts("network") or ["none"]
+    if any(name in ("none", "host") for name in networks):
+        if len(networks) > 1:
+            raise InvalidArgument("parse --network", ",".join(networks),
+                                  detail="none and host cannot be combined with networks")
+        run.network = networks[0]
+    else:
+        run.network = "bridge"
+        run.networks = networks
+    run.ip = parsed.text("ip")
+    run.mac_address = parsed.text("mac_address")
+    if (run.ip or run.mac_address) and run.network != "bridge":
+        raise InvalidArgument("parse --ip", run.ip or run.mac_address,
+                              detail="--ip and --mac-address need a network (--network NAME)")
     run.remove = parsed.values.get("rm") is True
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
@@ -333,6 +344,12 @@ def _volume(engine: Engine, parsed: Parsed) -> int:
     return volume_command(engine, parsed.positional)
 
 
+def _network(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.network import network_command
+
+    return network_command(engine, parsed)
+
+
 def _system(engine: Engine, parsed: Parsed) -> int:
     if parsed.positional[:1] != ["prune"]:
         raise InvalidArgument("system", " ".join(parsed.positional),
@@ -391,6 +408,17 @@ COMMANDS: dict[str, Command] = {
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
     "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),
     "volume": Command(_volume, (), "volume create|ls|inspect|rm [NAME...]", "manage volumes"),
+    "network": Command(_network, (
+        Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),
+        Option("gateway", VALUE, "gateway address (default: the subnet's first)"),
+        Option("ip-range", VALUE, "allocate container addresses from this range"),
+        Option("internal", FLAG, "no route out of the network"),
+        Option("mtu", VALUE, "MTU of the bridge and its veths", "0"),
+        Option("bridge-name", VALUE, "bridge interface name (at most 15 bytes)"),
+        Option("label", LIST, "set metadata (KEY=VALUE)"),
+        Option("ip", VALUE, "connect: the container's address"),
+        Option("quiet,q", FLAG, "ls: only names"),
+    ), "network create|ls|inspect|rm|prune [OPTIONS] [NAME...]", "manage networks"),
     "system": Command(_system, (), "system prune", "remove stopped containers"),
     "version": Command(_version, (), "version", "print the version"),
 }

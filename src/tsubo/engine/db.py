@@ -80,6 +80,50 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # volume_users() and the foreign key check on deleting a volume look up by volume.
         "CREATE INDEX container_volumes_by_volume ON container_volumes (volume)",
     ),
+    # 2: networking (tsubo.network.store owns these tables and documents them).
+    (
+        """CREATE TABLE networks (
+            id TEXT PRIMARY KEY,                 -- 64 hex digits
+            name TEXT UNIQUE NOT NULL,
+            driver TEXT NOT NULL DEFAULT 'bridge',
+            subnet TEXT NOT NULL,                -- IPv4 CIDR without host bits
+            gateway TEXT NOT NULL,               -- dotted quad, the bridge's address
+            ip_range TEXT NOT NULL DEFAULT '',   -- CIDR inside subnet; '' = the whole subnet
+            internal INTEGER NOT NULL DEFAULT 0,
+            mtu INTEGER NOT NULL DEFAULT 0,      -- 0 = the uplink route's
+            bridge_name TEXT UNIQUE NOT NULL,
+            labels TEXT NOT NULL DEFAULT '{}',   -- JSON object
+            created_at TEXT NOT NULL,            -- RFC 3339, UTC, nanoseconds
+            alloc_hint INTEGER NOT NULL DEFAULT 0  -- IPAM: allocation range below is all leased
+        )""",
+        """CREATE TABLE leases (
+            network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+            address INTEGER NOT NULL,            -- IPv4 as an integer: SQL can find gaps
+            container_id TEXT NOT NULL,          -- '' for the gateway's own lease
+            PRIMARY KEY (network_id, address)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX leases_by_container ON leases (container_id)",
+        """CREATE TABLE endpoints (
+            container_id TEXT NOT NULL,
+            network_id TEXT NOT NULL REFERENCES networks (id),
+            ifname TEXT NOT NULL,                -- inside the container: eth0, eth1, ...
+            host_ifname TEXT UNIQUE NOT NULL,    -- host end of the veth pair
+            mac TEXT NOT NULL,
+            address TEXT NOT NULL,               -- dotted quad
+            prefix_len INTEGER NOT NULL,
+            PRIMARY KEY (container_id, network_id),
+            UNIQUE (container_id, ifname)
+        )""",
+        "CREATE INDEX endpoints_by_network ON endpoints (network_id)",
+        """CREATE TABLE ledger (
+            kind TEXT NOT NULL,                  -- 'link', 'netns', 'nft-chain'
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,                 -- the container or network ID it belongs to
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (kind, name)
+        )""",
+        "CREATE INDEX ledger_by_owner ON ledger (owner)",
+    ),
 )
 
 CONTAINER_COLUMNS = (
@@ -289,6 +333,13 @@ class Database:
                     connection.execute(statement)
             # PRAGMA takes no parameters; the value is our own integer.
             connection.execute(f"PRAGMA user_version = {len(MIGRATIONS):d}")
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection, for the stores of other packages (``tsubo.network.store``)
+        that keep their tables in this database. Same rules: this process and thread only,
+        read-modify-write inside :meth:`transaction`."""
+        return self._connection
 
     def schema_version(self) -> int:
         (version,) = self._connection.execute("PRAGMA user_version").fetchone()

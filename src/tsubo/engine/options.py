@@ -583,8 +583,9 @@ class RunOptions:
     """
 
     __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "entrypoint", "env",
-                 "hostname", "image", "init", "interactive", "labels", "memory",
-                 "memory_swap", "network", "no_new_privileges", "pids_limit", "read_only",
+                 "hostname", "image", "init", "interactive", "ip", "labels", "mac_address",
+                 "memory", "memory_swap", "network", "networks", "no_new_privileges",
+                 "pids_limit", "read_only",
                  "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
                  "tmpfs", "tty", "ulimits", "user", "volumes", "workdir")
 
@@ -620,6 +621,9 @@ class RunOptions:
         stop_timeout: int = 10,
         restart: RestartPolicy | None = None,
         network: str = "none",
+        networks: list[str] | None = None,
+        ip: str = "",
+        mac_address: str = "",
         remove: bool = False,
     ) -> None:
         self.image = image
@@ -650,7 +654,12 @@ class RunOptions:
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
         self.restart = restart if restart is not None else RestartPolicy("no", 0)
+        #: "none" (own netns, lo only), "host", or "bridge": attached to ``networks``
         self.network = network
+        #: named networks in order (the first gives the default route)
+        self.networks = list(networks or [])
+        self.ip = ip
+        self.mac_address = mac_address
         self.remove = remove
 
     def to_json(self) -> dict[str, Any]:
@@ -665,6 +674,7 @@ class RunOptions:
         data["cap_add"] = list(self.cap_add)
         data["cap_drop"] = list(self.cap_drop)
         data["labels"] = dict(self.labels)
+        data["networks"] = list(self.networks)
         data["restart"] = {"name": self.restart.name, "max_retries": self.restart.max_retries}
         return data
 

@@ -1,0 +1,480 @@
+"""The firewall of tsubo's bridge networks: one nftables table, ``inet tsubo``, plus one
+marked-accept rule in each host forward chain that could drop our traffic.
+
+What it owns
+    The table ``inet tsubo`` (everything in it), and the *accept-mark rules* it puts in
+    other tables' forward chains (comment :data:`ACCEPT_MARK_COMMENT`). Plans are pure
+    (:func:`ruleset_for`, :func:`setup_batch`, :func:`teardown_batch`); :func:`setup_network`,
+    :func:`teardown_network`, :func:`reload` and :func:`remove_all` apply them through
+    :mod:`tsubo.kernel.nftables`. Nothing here writes a sysctl or changes a chain's policy.
+
+The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 12 hex)::
+
+    table inet tsubo {
+      set bridges      { type ifname }              BR            one element per network
+      map from_bridge  { type ifname : verdict }    BR : jump nw-X-out
+      map to_bridge    { type ifname : verdict }    BR : jump nw-X-in
+      chain forward { type filter hook forward priority filter - 10; policy accept;
+        iifname vmap @from_bridge                   traffic leaving a tsubo bridge
+        oifname vmap @to_bridge                     traffic entering one from elsewhere
+      }
+      chain nw-X-out {
+        oifname "BR" meta mark set mark | M accept  same network (also br_netfilter frames,
+                                                    whose iifname and oifname are both BR)
+        oifname @bridges drop                       isolation: another tsubo network
+        meta mark set mark | M accept               out of the host   (internal: drop)
+      }
+      chain nw-X-in {
+        ct state established,related mark | M accept   replies      (not for internal)
+        ct status dnat mark | M accept                 published ports (not for internal)
+        drop                                           unsolicited traffic from elsewhere
+      }
+      chain nw-X-nat { type nat hook postrouting priority srcnat; policy accept;
+        ip saddr SUBNET oifname != "BR" masquerade                  (not for internal)
+      }
+    }
+
+Each network's objects are its own chains and map/set elements: adding or removing a network
+adds or removes those and touches no other network (no rebuild, nothing per container), and
+the forward path costs two hash lookups whatever the number of networks. Every rule and
+element carries the comment ``tsubo network NAME ID12`` (:func:`owner_comment`); the two
+dispatch rules carry ``tsubo``. Setup and teardown are each one transaction and idempotent
+(setup flushes and refills the network's chains; teardown first *adds* what it deletes, the
+nft idiom for "delete if present"), so "already gone" is success and a retry is harmless.
+
+A host forward policy of drop
+    In nftables an ``accept`` only ends the base chain it is in: the packet still goes through
+    every other base chain on the hook, and any of them may drop it (nft(8) "VERDICT
+    STATEMENT"; Docker's nftables docs, "FORWARD policy in iptables": "An iptables chain with
+    FORWARD policy DROP will drop packets that have been accepted by Docker's nftables
+    rules"; netavark issue #977, podman issue #28973 — netavark's own table has this hole;
+    firewalld #527). So no rule in a table of our own can get past ``iptables -P FORWARD
+    DROP`` or an ``inet filter forward { policy drop; }`` in someone else's table; only a rule
+    in *that* chain can. What tsubo does (what Docker did with iptables, where its rules live
+    in ``filter FORWARD``, and what Docker's nftables backend asks of the user with
+    ``--bridge-accept-fwmark``):
+
+    1. Our ``forward`` chain runs first (priority ``filter - 10``) and decides. Whatever it
+       accepts it also marks: ``meta mark | 0x01000000`` (:data:`ACCEPT_MARK`, one bit; the
+       bits used by kube-proxy 0x4000/0x8000, netavark 0x2000, Tailscale 0xff0000, Cilium
+       0xf00 are left alone). Its drops are final.
+    2. Every other forward base chain of type filter that runs after ours gets ONE rule at
+       its top, ``meta mark & M == M accept`` with comment :data:`ACCEPT_MARK_COMMENT`:
+       * native nft chains (families ip, ip6, inet; any table but ours), in the same nft
+         transaction as our table;
+       * iptables-nft's ``filter FORWARD`` (ip and ip6) through ``iptables-nft -I FORWARD 1 -m
+         mark --mark M/M -m comment --comment ... -j ACCEPT`` (a rule written by nft would
+         make iptables-nft reject the whole table, breaking Docker and the admin's tools);
+       * iptables-legacy's ``filter FORWARD`` when that table exists, the same way.
+       The rule is the same for all networks: it is added once (checked before adding),
+       network setup and teardown never touch it again, and :func:`remove_all` deletes
+       exactly these rules (by handle, or ``-D`` with the same spec). Policies are never
+       changed; the host's chains keep their other rules and order.
+
+    Covered (``tests/kernel/test_network_firewall.py``, in throwaway netns): with
+    ``br_netfilter`` loaded and ``bridge-nf-call-iptables=1``, a drop policy in a separate
+    nft table's forward chain and ``iptables -P FORWARD DROP`` (iptables-nft, and
+    iptables-legacy when the kernel has it): same-network traffic flows only after setup,
+    networks are isolated, teardown removes one network exactly, ``reload`` repairs a flushed
+    ruleset. Not covered:
+
+    * chains that run BEFORE ours (priority < ``filter - 10``): their drops win, on purpose
+      (that is where an admin restricts containers; there is no DOCKER-USER chain);
+    * drop rules in non-forward hooks: ``bridge``-family chains (``nft ... bridge filter
+      forward`` sees the L2 frames), and the host's INPUT policy (container -> host
+      services such as DNS on the gateway address) — not ours to open;
+    * a host firewall that rebuilds its tables later (``systemctl restart nftables``,
+      ``firewall-cmd --reload``, ``iptables-restore``) drops our accept-mark rules, and a
+      ``flush ruleset`` our table too: run ``tsubo network reload`` (:func:`reload`)
+      afterwards. firewalld hosts are better served by firewalld's own API (a trusted zone or
+      a policy, as netavark's firewalld integration and Docker's ``docker`` zone do); that is
+      not implemented;
+    * the mark bit stays set on forwarded packets (a host that routes, shapes or matches on
+      bit 0x01000000 of the mark would see it).
+
+An IPv6 subnet gets the same rules (``ip6 saddr`` for masquerade). Published ports (DNAT,
+``route_localnet``, hairpin) belong to the port publishing code; ``nw-X-in`` already accepts
+DNAT'ed traffic so only their NAT rules are needed.
+"""
+
+from __future__ import annotations
+
+from tsubo.kernel import nftables
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Protocol
+
+    class FirewallNetwork(Protocol):
+        """What the firewall reads of a network: :class:`tsubo.network.models.Network`."""
+
+        @property
+        def id(self) -> str: ...
+        @property
+        def name(self) -> str: ...
+        @property
+        def subnet(self) -> str: ...  # CIDR text ("" = none)
+        @property
+        def bridge_name(self) -> str: ...
+        @property
+        def internal(self) -> bool: ...
+
+    Command = dict[str, object]
+    Batch = dict[str, list[Command]]
+
+
+FAMILY = "inet"
+TABLE = "tsubo"
+#: the bit our forward chain sets on what it accepts; the host chains' rules accept it
+ACCEPT_MARK = 0x01000000
+ACCEPT_MARK_COMMENT = "tsubo: accept what table inet tsubo accepted"
+#: before the usual filter chains (0: iptables, inet filter; +10: firewalld)
+FORWARD_PRIORITY = -10
+NAT_PRIORITY = 100  # srcnat
+DISPATCH_COMMENT = "tsubo"
+COMMENT_MAX = 128  # nft's limit for a comment (NFT_USERDATA_MAXLEN is per attribute)
+
+BRIDGES_SET = "bridges"
+FROM_BRIDGE_MAP = "from_bridge"
+TO_BRIDGE_MAP = "to_bridge"
+FORWARD_CHAIN = "forward"
+
+#: the xtables binaries for the host's ``filter FORWARD`` chains, per backend and family
+XTABLES = {("nft", "ip"): "iptables-nft", ("nft", "ip6"): "ip6tables-nft",
+           ("legacy", "ip"): "iptables-legacy", ("legacy", "ip6"): "ip6tables-legacy"}
+XTABLES_RULE = ("-m", "mark", "--mark", f"{ACCEPT_MARK:#x}/{ACCEPT_MARK:#x}",
+                "-m", "comment", "--comment", ACCEPT_MARK_COMMENT, "-j", "ACCEPT")
+
+
+# ---------------------------------------------------------------------------------------------
+# names
+
+
+def owner_comment(net: FirewallNetwork) -> str:
+    """``tsubo network NAME ID12``: on every rule and element of the network."""
+    return f"tsubo network {net.name} {net.id[:12]}"[:COMMENT_MAX]
+
+
+def chain_names(net: FirewallNetwork) -> tuple[str, str, str]:
+    """(out, in, nat) chain names of the network."""
+    prefix = f"nw-{net.id[:12]}"
+    return f"{prefix}-out", f"{prefix}-in", f"{prefix}-nat"
+
+
+# ---------------------------------------------------------------------------------------------
+# nft JSON building blocks (schema: libnftables-json(5))
+
+
+def _obj(**fields: object) -> dict[str, object]:
+    return {"family": FAMILY, "table": TABLE, **fields}
+
+
+def _add(kind: str, body: dict[str, object]) -> Command:
+    return {"add": {kind: body}}
+
+
+def _rule(chain: str, comment: str, *expr: object) -> Command:
+    return _add("rule", _obj(chain=chain, expr=list(expr), comment=comment))
+
+
+def _meta(key: str) -> dict[str, object]:
+    return {"meta": {"key": key}}
+
+
+def _match(left: object, right: object, op: str = "==") -> dict[str, object]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+_MARK_ACCEPTED: tuple[object, ...] = (
+    {"mangle": {"key": _meta("mark"), "value": {"|": [_meta("mark"), ACCEPT_MARK]}}},
+    {"accept": None},
+)
+_DROP = {"drop": None}
+
+
+def _skeleton() -> list[Command]:
+    """The table, its sets and maps, and the forward base chain with its two dispatch rules
+    (flushed and refilled: idempotent; the chain holds nothing else)."""
+    return [
+        _add("table", {"family": FAMILY, "name": TABLE}),
+        _add("set", _obj(name=BRIDGES_SET, type="ifname")),
+        _add("map", _obj(name=FROM_BRIDGE_MAP, type="ifname", map="verdict")),
+        _add("map", _obj(name=TO_BRIDGE_MAP, type="ifname", map="verdict")),
+        _add("chain", _obj(name=FORWARD_CHAIN, type="filter", hook="forward",
+                           prio=FORWARD_PRIORITY, policy="accept")),
+        {"flush": {"chain": _obj(name=FORWARD_CHAIN)}},
+        _rule(FORWARD_CHAIN, DISPATCH_COMMENT,
+              {"vmap": {"key": _meta("iifname"), "data": f"@{FROM_BRIDGE_MAP}"}}),
+        _rule(FORWARD_CHAIN, DISPATCH_COMMENT,
+              {"vmap": {"key": _meta("oifname"), "data": f"@{TO_BRIDGE_MAP}"}}),
+    ]
+
+
+def _nat_chain(name: str) -> dict[str, object]:
+    return _obj(name=name, type="nat", hook="postrouting", prio=NAT_PRIORITY, policy="accept")
+
+
+def _elements(net: FirewallNetwork) -> list[tuple[str, object]]:
+    """(set or map name, element) of the network, comments included."""
+    out_chain, in_chain, _ = chain_names(net)
+    key = {"elem": {"val": net.bridge_name, "comment": owner_comment(net)}}
+    return [
+        (BRIDGES_SET, key),
+        (FROM_BRIDGE_MAP, [key, {"jump": {"target": out_chain}}]),
+        (TO_BRIDGE_MAP, [key, {"jump": {"target": in_chain}}]),
+    ]
+
+
+def _subnet_match(subnet: str) -> dict[str, object]:
+    address, _, length = subnet.partition("/")
+    protocol = "ip6" if ":" in address else "ip"
+    if not length:
+        length = "128" if protocol == "ip6" else "32"
+    prefix = {"prefix": {"addr": address, "len": int(length)}}
+    return _match({"payload": {"protocol": protocol, "field": "saddr"}}, prefix)
+
+
+def _network_commands(net: FirewallNetwork) -> list[Command]:
+    """Create (or refill) the network's chains and elements."""
+    out_chain, in_chain, nat_chain = chain_names(net)
+    comment = owner_comment(net)
+    bridge = net.bridge_name
+    commands: list[Command] = []
+    for chain in (out_chain, in_chain):
+        commands += [_add("chain", _obj(name=chain)), {"flush": {"chain": _obj(name=chain)}}]
+
+    # leaving BR: same bridge (routed, or bridged under br_netfilter: iifname == oifname ==
+    # BR), then isolation from the other tsubo bridges, then the way out (or not)
+    commands.append(_rule(out_chain, comment, _match(_meta("oifname"), bridge), *_MARK_ACCEPTED))
+    commands.append(_rule(out_chain, comment,
+                          _match(_meta("oifname"), f"@{BRIDGES_SET}"), _DROP))
+    if net.internal:
+        commands.append(_rule(out_chain, comment, _DROP))
+    else:
+        commands.append(_rule(out_chain, comment, *_MARK_ACCEPTED))
+
+    # entering BR from a non-tsubo interface: replies and DNAT'ed (published) traffic only
+    if not net.internal:
+        commands.append(_rule(in_chain, comment,
+                              _match({"ct": {"key": "state"}}, ["established", "related"],
+                                     op="in"), *_MARK_ACCEPTED))
+        commands.append(_rule(in_chain, comment,
+                              _match({"ct": {"key": "status"}}, "dnat", op="in"),
+                              *_MARK_ACCEPTED))
+    commands.append(_rule(in_chain, comment, _DROP))
+
+    if not net.internal and net.subnet:
+        commands += [_add("chain", _nat_chain(nat_chain)),
+                     {"flush": {"chain": _obj(name=nat_chain)}},
+                     _rule(nat_chain, comment, _subnet_match(net.subnet),
+                           _match(_meta("oifname"), bridge, op="!="), {"masquerade": None})]
+
+    for name, element in _elements(net):
+        commands.append(_add("element", _obj(name=name, elem=[element])))
+    return commands
+
+
+def _accept_mark_rules(chains: Iterable[HostChain]) -> list[Command]:
+    """One ``meta mark & M == M accept`` at the top of each given host chain."""
+    expr = [_match({"&": [_meta("mark"), ACCEPT_MARK]}, ACCEPT_MARK), {"accept": None}]
+    return [{"insert": {"rule": {"family": c.family, "table": c.table, "chain": c.name,
+                                 "expr": expr, "comment": ACCEPT_MARK_COMMENT}}}
+            for c in chains]
+
+
+# ---------------------------------------------------------------------------------------------
+# plans (pure)
+
+
+def ruleset_for(
+    networks: Iterable[FirewallNetwork], host_chains: Iterable[HostChain] = ()
+) -> Batch:
+    """The whole table for NETWORKS, replacing whatever ``inet tsubo`` holds now (``add`` +
+    ``delete`` table first: one transaction), plus the accept-mark rule for each chain of
+    HOST_CHAINS (the ones that lack it; see :func:`survey`)."""
+    commands: list[Command] = [
+        _add("table", {"family": FAMILY, "name": TABLE}),
+        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
+        *_skeleton(),
+    ]
+    for net in networks:
+        commands += _network_commands(net)
+    commands += _accept_mark_rules(host_chains)
+    return {"nftables": commands}
+
+
+def setup_batch(net: FirewallNetwork, host_chains: Iterable[HostChain] = ()) -> Batch:
+    """Add (or refill) one network, leaving the others alone; idempotent."""
+    return {"nftables": [*_skeleton(), *_network_commands(net), *_accept_mark_rules(host_chains)]}
+
+
+def teardown_batch(net: FirewallNetwork) -> Batch:
+    """Delete exactly the network's chains and elements (present or not: each is added
+    first, so deleting it cannot fail with ENOENT)."""
+    out_chain, in_chain, nat_chain = chain_names(net)
+    commands: list[Command] = [
+        _add("table", {"family": FAMILY, "name": TABLE}),
+        _add("set", _obj(name=BRIDGES_SET, type="ifname")),
+        _add("map", _obj(name=FROM_BRIDGE_MAP, type="ifname", map="verdict")),
+        _add("map", _obj(name=TO_BRIDGE_MAP, type="ifname", map="verdict")),
+        _add("chain", _obj(name=out_chain)),
+        _add("chain", _obj(name=in_chain)),
+        _add("chain", _nat_chain(nat_chain)),
+    ]
+    elements = _elements(net)
+    for name, element in elements:
+        commands.append(_add("element", _obj(name=name, elem=[element])))
+    for name, _ in elements:  # elements before chains: a map element holds its jump target
+        commands.append({"delete": {"element": _obj(name=name, elem=[net.bridge_name])}})
+    for chain in (out_chain, in_chain, nat_chain):
+        commands += [{"flush": {"chain": _obj(name=chain)}},
+                     {"delete": {"chain": _obj(name=chain)}}]
+    return {"nftables": commands}
+
+
+# ---------------------------------------------------------------------------------------------
+# the host's forward chains
+
+
+class HostChain:
+    """A forward base chain of someone else's nft table, or a ``filter FORWARD`` chain of
+    iptables (``xtables`` names the binary that must edit it)."""
+
+    __slots__ = ("family", "has_rule", "name", "rule_handles", "table", "xtables")
+
+    def __init__(self, family: str, table: str, name: str, *, xtables: str = "",
+                 rule_handles: Sequence[int] = (), has_rule: bool = False) -> None:
+        self.family = family
+        self.table = table
+        self.name = name
+        self.xtables = xtables
+        self.rule_handles = list(rule_handles)  # our accept-mark rules in it (nft chains)
+        self.has_rule = has_rule or bool(rule_handles)
+
+    def __repr__(self) -> str:
+        via = f" via {self.xtables}" if self.xtables else ""
+        return f"HostChain({self.family} {self.table} {self.name}{via})"
+
+
+def survey(ruleset: Sequence[dict[str, object]], legacy: Iterable[str] = ()) -> list[HostChain]:
+    """The host forward chains that need (or hold) our accept-mark rule, from ``nft -j list
+    ruleset`` (pure). LEGACY: ``"ip"``/``"ip6"`` when iptables-legacy has a filter table.
+
+    Native chains: type filter, hook forward, family ip/ip6/inet, not our table, priority
+    >= ours (a chain that runs before ours cannot see the mark). ``ip filter FORWARD`` and
+    ``ip6 filter FORWARD`` are iptables-nft's and are edited through it."""
+    chains: dict[tuple[str, str, str], HostChain] = {}
+    for item in ruleset:
+        chain = item.get("chain")
+        if isinstance(chain, dict):
+            family, table, name = chain.get("family"), chain.get("table"), chain.get("name")
+            if (
+                family not in ("ip", "ip6", "inet")
+                or chain.get("hook") != "forward"
+                or chain.get("type") != "filter"
+                or (family == FAMILY and table == TABLE)
+                or not isinstance(chain.get("prio"), int)
+                or chain["prio"] < FORWARD_PRIORITY
+            ):
+                continue
+            key = (str(family), str(table), str(name))
+            via = ""
+            if family in ("ip", "ip6") and table == "filter" and name == "FORWARD":
+                via = XTABLES[("nft", str(family))]
+            chains[key] = HostChain(*key, xtables=via)
+    for item in ruleset:
+        rule = item.get("rule")
+        if isinstance(rule, dict) and rule.get("comment") == ACCEPT_MARK_COMMENT:
+            key = (str(rule.get("family")), str(rule.get("table")), str(rule.get("chain")))
+            if key in chains and isinstance(rule.get("handle"), int):
+                chains[key].rule_handles.append(rule["handle"])
+                chains[key].has_rule = True
+    found = list(chains.values())
+    for family in legacy:
+        found.append(HostChain(family, "filter", "FORWARD", xtables=XTABLES[("legacy", family)]))
+    return found
+
+
+def _survey_host(netns: str | None) -> list[HostChain]:
+    legacy = [f for f in ("ip", "ip6") if "filter" in nftables.legacy_tables(f, netns=netns)]
+    chains = survey(nftables.list_ruleset(netns=netns), legacy)
+    usable = []
+    for chain in chains:
+        if chain.xtables and not nftables.has_tool(chain.xtables):
+            if chain.xtables.endswith("-legacy"):
+                continue  # legacy tables without the legacy binary: nothing can edit them
+            chain.xtables = ""  # no iptables-nft binary: a native rule will do
+        usable.append(chain)
+    return usable
+
+
+def _xtables_ensure(chain: HostChain, netns: str | None) -> None:
+    check = nftables.xtables(chain.xtables, ["-C", chain.name, *XTABLES_RULE], netns=netns)
+    if check.exit_code == 0:
+        return
+    insert = nftables.xtables(chain.xtables, ["-I", chain.name, "1", *XTABLES_RULE],
+                              netns=netns)
+    if insert.exit_code != 0:
+        raise insert.error(chain.xtables)
+
+
+def _xtables_remove(chain: HostChain, netns: str | None) -> None:
+    for _ in range(64):  # one per call; a bound instead of trusting the exit code forever
+        result = nftables.xtables(chain.xtables, ["-D", chain.name, *XTABLES_RULE],
+                                  netns=netns)
+        if result.exit_code != 0:
+            return
+
+
+# ---------------------------------------------------------------------------------------------
+# apply
+
+
+def setup_network(net: FirewallNetwork, *, netns: str | None = None) -> None:
+    """Add NET's rules (one nft transaction) and make sure every host forward chain lets
+    what they accept through. Idempotent; other networks are not touched."""
+    host = _survey_host(netns)
+    native = [c for c in host if not c.xtables and not c.has_rule]
+    nftables.apply(setup_batch(net, native), netns=netns)
+    for chain in host:
+        if chain.xtables:
+            _xtables_ensure(chain, netns)
+
+
+def teardown_network(net: FirewallNetwork, *, netns: str | None = None) -> None:
+    """Remove exactly NET's chains and elements; success when they (or the table) are gone
+    already. The accept-mark rules stay for the other networks (see :func:`remove_all`)."""
+    if nftables.list_table(FAMILY, TABLE, netns=netns) is None:
+        return
+    nftables.apply(teardown_batch(net), netns=netns)
+
+
+def reload(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> None:
+    """Rebuild the table for NETWORKS in one transaction and restore the accept-mark rules,
+    e.g. after ``nft flush ruleset`` or a host firewall restart."""
+    host = _survey_host(netns)
+    native = [c for c in host if not c.xtables and not c.has_rule]
+    nftables.apply(ruleset_for(networks, native), netns=netns)
+    for chain in host:
+        if chain.xtables:
+            _xtables_ensure(chain, netns)
+
+
+def remove_all(*, netns: str | None = None) -> None:
+    """Delete the table and every accept-mark rule (nft ones by handle, xtables ones with
+    ``-D``): tsubo's whole firewall footprint, nothing else."""
+    host = _survey_host(netns)
+    commands: list[Command] = [
+        _add("table", {"family": FAMILY, "name": TABLE}),
+        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
+    ]
+    for chain in host:
+        if not chain.xtables:
+            commands += [{"delete": {"rule": {"family": chain.family, "table": chain.table,
+                                              "chain": chain.name, "handle": handle}}}
+                         for handle in chain.rule_handles]
+    nftables.apply({"nftables": commands}, netns=netns)
+    for chain in host:
+        if chain.xtables:
+            _xtables_remove(chain, netns)

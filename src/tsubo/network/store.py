@@ -1,0 +1,433 @@
+"""The networking tables of the engine's SQLite database: networks, leases, endpoints and
+the ledger. The schema is migration 2 in ``tsubo.engine.db.MIGRATIONS``; this module is the
+only code that reads or writes these tables.
+
+- ``networks``: one row per network (:class:`~tsubo.network.models.Network`), plus
+  ``alloc_hint`` for :func:`tsubo.network.ipam.allocate` (see there).
+- ``leases``: which address of which network is taken, and by which container. Addresses
+  are integers so SQL can order them and find gaps. The gateway holds a lease of its own
+  (container ``""``), taken with the network and gone with it (ON DELETE CASCADE). A lease
+  is taken before the kernel work of an attach, the endpoint row is written after it.
+- ``endpoints``: one row per (container, network) attachment
+  (:class:`~tsubo.network.models.Endpoint`). A network with endpoints cannot be deleted.
+- ``ledger``: every kernel object tsubo creates -- ``link`` (bridges, veths), ``netns``
+  (pins under /run/netns), ``nft-chain`` -- recorded *before* it is created and forgotten
+  after it is removed, so gc (and the next command after a crash) removes exactly what is
+  ours, never by name pattern alone. A recorded object may not exist (the crash came
+  between record and create): removing it is then a no-op.
+
+``network`` sits below ``engine`` in the layers, so this module does not import
+``tsubo.engine.db``: it takes any object with ``connection`` and ``transaction()`` (a
+:class:`tsubo.engine.db.Database`). Rules are the database's: one store per process and
+thread, read-modify-write inside :meth:`NetworkStore.transaction` (``BEGIN IMMEDIATE``),
+never across kernel work.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
+from tsubo.network.models import NETWORK_FIELDS, Endpoint, Network, now_rfc3339
+from tsubo.oci import jsonwire
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from typing import Any, Protocol
+
+    class DatabaseLike(Protocol):
+        """What the store needs of :class:`tsubo.engine.db.Database`."""
+
+        @property
+        def connection(self) -> sqlite3.Connection: ...
+
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+#: What the ledger records (``link``: bridges and veths; ``netns``: pins under /run/netns;
+#: ``nft-chain``: chains of the ``inet tsubo`` table).
+LEDGER_KINDS = ("link", "netns", "nft-chain")
+#: The holder of the gateway's lease.
+GATEWAY_HOLDER = ""
+
+_NETWORK_SELECT = f"SELECT {', '.join(NETWORK_FIELDS)} FROM networks"
+_ENDPOINT_SELECT = ("SELECT container_id, network_id, ifname, host_ifname, mac, address, "
+                    "prefix_len FROM endpoints")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_SHORT = 12
+
+
+class LedgerEntry:
+    """One row of the ledger: a kernel object tsubo created (or is about to)."""
+
+    __slots__ = ("created_at", "kind", "name", "owner")
+
+    def __init__(self, kind: str, name: str, owner: str, created_at: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.owner = owner
+        self.created_at = created_at
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LedgerEntry) and (
+            (self.kind, self.name, self.owner, self.created_at)
+            == (other.kind, other.name, other.owner, other.created_at))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<LedgerEntry {self.kind} {self.name!r} owner={self.owner[:_SHORT]}>"
+
+
+class NetworkStore:
+    """Typed access to the networking tables of one open database."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: DatabaseLike) -> None:
+        self._db = db
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        return self._db.connection
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The database's ``BEGIN IMMEDIATE`` transaction (nested blocks join it)."""
+        return self._db.transaction()
+
+    # --- networks -------------------------------------------------------------------------
+
+    def insert_network(self, network: Network) -> None:
+        """Record a new network and the gateway's lease. AlreadyExists when its name,
+        bridge name, subnet or ID is taken (naming the network that has it);
+        InvalidArgument when its subnet overlaps another network's."""
+        from tsubo.network.ipam import cidr_bounds, ip_to_int
+
+        first, last = cidr_bounds(network.subnet)
+        with self.transaction() as connection:
+            execute = connection.execute
+            holder = execute("SELECT name FROM networks WHERE name = ?",
+                             (network.name,)).fetchone()
+            if holder is not None:
+                raise AlreadyExists("create network", network.name,
+                                    detail=f'a network named "{network.name}" exists')
+            holder = execute("SELECT name FROM networks WHERE bridge_name = ?",
+                             (network.bridge_name,)).fetchone()
+            if holder is not None:
+                raise AlreadyExists("create network", network.name,
+                                    detail=f"bridge {network.bridge_name} is already the "
+                                    f"bridge of network {holder[0]}",
+                                    hint="pick another --bridge-name")
+            for other_name, other_subnet in execute(
+                    "SELECT name, subnet FROM networks ORDER BY name").fetchall():
+                if other_subnet == network.subnet:
+                    raise AlreadyExists("create network", network.name,
+                                        detail=f"subnet {network.subnet} is already the "
+                                        f"subnet of network {other_name}",
+                                        hint="pick another --subnet")
+                other_first, other_last = cidr_bounds(other_subnet)
+                if first <= other_last and other_first <= last:
+                    raise InvalidArgument("create network", network.name,
+                                          detail=f"subnet {network.subnet} overlaps subnet "
+                                          f"{other_subnet} of network {other_name}",
+                                          hint="pick another --subnet")
+            try:
+                execute(f"INSERT INTO networks ({', '.join(NETWORK_FIELDS)}) "
+                        f"VALUES ({', '.join('?' * len(NETWORK_FIELDS))})",
+                        _network_params(network))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists("create network", network.name,
+                                    detail=f"a network with id {network.short_id} exists"
+                                    ) from None
+            execute("INSERT INTO leases (network_id, address, container_id) VALUES (?, ?, ?)",
+                    (network.id, ip_to_int(network.gateway), GATEWAY_HOLDER))
+
+    def get_network(self, ref: str) -> Network:
+        """The network *ref* names, by Docker's rules: the full ID, else the exact name,
+        else a unique ID prefix; NotFound (InvalidArgument if a prefix is ambiguous)."""
+        if not ref:
+            raise InvalidArgument("find network", '""', detail="empty network name or id")
+        execute = self._connection.execute
+        found = execute(f"{_NETWORK_SELECT} WHERE id = ?", (ref,)).fetchone()
+        if found is None:
+            found = execute(f"{_NETWORK_SELECT} WHERE name = ?", (ref,)).fetchone()
+        if found is not None:
+            return _network_from_row(found)
+        if _HEX_DIGITS.issuperset(ref):
+            # IDs are lower-case hex and every hex digit sorts before "g": an index range.
+            matches = execute(f"{_NETWORK_SELECT} WHERE id >= ? AND id < ? LIMIT 2",
+                              (ref, ref + "g")).fetchall()
+            if len(matches) == 1:
+                return _network_from_row(matches[0])
+            if matches:
+                raise InvalidArgument("find network", ref,
+                                      detail=f"multiple networks match prefix {ref}",
+                                      hint="give more characters of the id, or the name")
+        raise NotFound("find network", ref, detail="no such network")
+
+    def list_networks(self) -> list[Network]:
+        """All networks, by name."""
+        rows = self._connection.execute(f"{_NETWORK_SELECT} ORDER BY name").fetchall()
+        return [_network_from_row(row) for row in rows]
+
+    def delete_network(self, ref: str) -> Network:
+        """Forget a network (its leases go with it) and return it; NotFound if there is
+        none, WrongState while containers are attached (naming them). Removing its bridge
+        is the caller's work, after this succeeds."""
+        with self.transaction() as connection:
+            network = self.get_network(ref)
+            users = connection.execute(
+                "SELECT e.container_id, c.name FROM endpoints AS e "
+                "LEFT JOIN containers AS c ON c.id = e.container_id "
+                "WHERE e.network_id = ? ORDER BY c.name, e.container_id",
+                (network.id,)).fetchall()
+            if users:
+                listed = ", ".join(f"{name} ({cid[:_SHORT]})" if name else cid[:_SHORT]
+                                   for cid, name in users)
+                raise WrongState("remove network", network.name,
+                                 detail=f"network has active endpoints: container(s) {listed}",
+                                 hint="disconnect or remove those containers first")
+            connection.execute("DELETE FROM networks WHERE id = ?", (network.id,))
+        return network
+
+    # --- leases (used by tsubo.network.ipam, inside its transactions) ----------------------
+
+    def allocation_hint(self, network_id: str) -> int:
+        """The network's ``alloc_hint``: every allocation-range address below it is leased."""
+        found = self._connection.execute("SELECT alloc_hint FROM networks WHERE id = ?",
+                                         (network_id,)).fetchone()
+        if found is None:
+            raise NotFound("allocate address", network_id, detail="no such network")
+        return int(found[0])
+
+    def set_allocation_hint(self, network_id: str, value: int) -> None:
+        self._connection.execute("UPDATE networks SET alloc_hint = ? WHERE id = ?",
+                                 (value, network_id))
+
+    def lease_holder(self, network_id: str, address: int) -> str | None:
+        """The container holding *address* (``""`` for the gateway), None if it is free."""
+        found = self._connection.execute(
+            "SELECT container_id FROM leases WHERE network_id = ? AND address = ?",
+            (network_id, address)).fetchone()
+        return None if found is None else str(found[0])
+
+    def first_free_address(self, network_id: str, low: int, high: int) -> int | None:
+        """The lowest unleased address in [low, high], or None.
+
+        If *low* is leased, the answer is one above the first lease (from *low* up) whose
+        successor is free: SQLite walks the primary-key index from *low* in address order
+        and stops there (``ORDER BY`` matches the index, ``LIMIT 1``), one probe per leased
+        address passed -- no Python loop, no full scan.
+        """
+        if low > high:
+            return None
+        if self.lease_holder(network_id, low) is None:
+            return low
+        found = self._connection.execute(
+            "SELECT l.address + 1 FROM leases AS l "
+            "WHERE l.network_id = ?1 AND l.address >= ?2 AND l.address < ?3 "
+            "AND NOT EXISTS (SELECT 1 FROM leases AS m "
+            "                WHERE m.network_id = ?1 AND m.address = l.address + 1) "
+            "ORDER BY l.address LIMIT 1", (network_id, low, high)).fetchone()
+        return None if found is None else int(found[0])
+
+    def lease_count(self, network_id: str, low: int = 0, high: int = 0xFFFFFFFF) -> int:
+        """How many addresses in [low, high] of the network containers hold (the gateway's
+        lease not counted)."""
+        (count,) = self._connection.execute(
+            "SELECT count(*) FROM leases WHERE network_id = ? AND address BETWEEN ? AND ? "
+            "AND container_id != ?", (network_id, low, high, GATEWAY_HOLDER)).fetchone()
+        return int(count)
+
+    def add_lease(self, network_id: str, address: int, container_id: str) -> None:
+        """Lease *address*; AlreadyExists if it is taken, NotFound if the network is gone."""
+        try:
+            self._connection.execute(
+                "INSERT INTO leases (network_id, address, container_id) VALUES (?, ?, ?)",
+                (network_id, address, container_id))
+        except sqlite3.IntegrityError as error:
+            from tsubo.network.ipam import int_to_ip
+
+            if "FOREIGN KEY" in str(error):
+                raise NotFound("allocate address", int_to_ip(address),
+                               detail=f"network {network_id[:_SHORT]} was removed") from None
+            raise AlreadyExists("allocate address", int_to_ip(address),
+                                detail="address is already leased") from None
+
+    def remove_lease(self, network_id: str, address: int) -> bool:
+        """Give a container's lease back (the gateway's is kept); False if there was none."""
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "DELETE FROM leases WHERE network_id = ? AND address = ? AND container_id != ?",
+                (network_id, address, GATEWAY_HOLDER))
+            if cursor.rowcount == 0:
+                return False
+            connection.execute("UPDATE networks SET alloc_hint = min(alloc_hint, ?) "
+                               "WHERE id = ?", (address, network_id))
+        return True
+
+    def leases(self, network_id: str) -> list[tuple[str, str]]:
+        """``(address, container_id)`` of a network's leases, by address (the gateway's
+        holder is ``""``)."""
+        from tsubo.network.ipam import int_to_ip
+
+        rows = self._connection.execute(
+            "SELECT address, container_id FROM leases WHERE network_id = ? ORDER BY address",
+            (network_id,)).fetchall()
+        return [(int_to_ip(row[0]), row[1]) for row in rows]
+
+    def container_leases(self, container_id: str) -> list[tuple[str, str]]:
+        """``(network_id, address)`` of every lease *container_id* holds."""
+        from tsubo.network.ipam import int_to_ip
+
+        if not container_id:
+            raise ValueError("container_leases: empty container id")
+        rows = self._connection.execute(
+            "SELECT network_id, address FROM leases WHERE container_id = ? "
+            "ORDER BY network_id, address", (container_id,)).fetchall()
+        return [(row[0], int_to_ip(row[1])) for row in rows]
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    def insert_endpoint(self, endpoint: Endpoint) -> None:
+        """Record an attachment; AlreadyExists if the container is already on the network
+        or the interface names are taken, NotFound if the network is gone."""
+        try:
+            self._connection.execute(
+                "INSERT INTO endpoints (container_id, network_id, ifname, host_ifname, mac, "
+                "address, prefix_len) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (endpoint.container_id, endpoint.network_id, endpoint.ifname,
+                 endpoint.host_ifname, endpoint.mac, endpoint.address, endpoint.prefix_len))
+        except sqlite3.IntegrityError as error:
+            message = str(error)
+            short = endpoint.container_id[:_SHORT]
+            if "FOREIGN KEY" in message:
+                raise NotFound("connect container", short,
+                               detail=f"no network {endpoint.network_id[:_SHORT]}") from None
+            if "host_ifname" in message:
+                detail = f"host interface {endpoint.host_ifname} is taken by another endpoint"
+            elif "ifname" in message:
+                detail = f"the container already has an interface {endpoint.ifname}"
+            else:
+                detail = (f"the container is already connected to network "
+                          f"{endpoint.network_id[:_SHORT]}")
+            raise AlreadyExists("connect container", short, detail=detail) from None
+
+    def get_endpoint(self, container_id: str, network_id: str) -> Endpoint | None:
+        found = self._connection.execute(
+            f"{_ENDPOINT_SELECT} WHERE container_id = ? AND network_id = ?",
+            (container_id, network_id)).fetchone()
+        return None if found is None else Endpoint(*found)
+
+    def network_endpoints(self, network_id: str) -> list[Endpoint]:
+        """A network's endpoints, in the order they were attached."""
+        rows = self._connection.execute(
+            f"{_ENDPOINT_SELECT} WHERE network_id = ? ORDER BY rowid", (network_id,)).fetchall()
+        return [Endpoint(*row) for row in rows]
+
+    def container_endpoints(self, container_id: str) -> list[Endpoint]:
+        """A container's endpoints, in the order they were attached (eth0 first)."""
+        rows = self._connection.execute(
+            f"{_ENDPOINT_SELECT} WHERE container_id = ? ORDER BY rowid",
+            (container_id,)).fetchall()
+        return [Endpoint(*row) for row in rows]
+
+    def delete_endpoint(self, container_id: str, network_id: str) -> Endpoint | None:
+        """Forget one attachment and give back the container's lease(s) on that network,
+        in one transaction; the endpoint removed, or None if there was none."""
+        with self.transaction():
+            endpoint = self.get_endpoint(container_id, network_id)
+            self._connection.execute(
+                "DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
+                (container_id, network_id))
+            self._release_leases(container_id, network_id)
+        return endpoint
+
+    def forget_container(self, container_id: str) -> list[Endpoint]:
+        """Forget all endpoints and leases of a container (``rm``; gc of a container whose
+        attach was cut short holds leases without endpoints); the endpoints removed."""
+        if not container_id:
+            raise ValueError("forget_container: empty container id")
+        with self.transaction() as connection:
+            endpoints = self.container_endpoints(container_id)
+            connection.execute("DELETE FROM endpoints WHERE container_id = ?", (container_id,))
+            self._release_leases(container_id, None)
+        return endpoints
+
+    def _release_leases(self, container_id: str, network_id: str | None) -> None:
+        """Delete *container_id*'s leases (on one network, or all) and lower the hints."""
+        query = "SELECT network_id, address FROM leases WHERE container_id = ?"
+        params: tuple[str, ...] = (container_id,)
+        if network_id is not None:
+            query += " AND network_id = ?"
+            params = (container_id, network_id)
+        for lease_network, address in self._connection.execute(query, params).fetchall():
+            self.remove_lease(lease_network, address)
+
+    # --- the ledger -----------------------------------------------------------------------
+
+    def record(self, kind: str, name: str, owner: str) -> None:
+        """Record that tsubo is about to create *kind* *name* for *owner* (a container or
+        network ID). Commit this before creating the object. Recording again for the same
+        owner is a no-op (a retried step); for another owner it is AlreadyExists."""
+        _check_kind(kind)
+        with self.transaction() as connection:
+            found = connection.execute("SELECT owner FROM ledger WHERE kind = ? AND name = ?",
+                                       (kind, name)).fetchone()
+            if found is not None:
+                if found[0] == owner:
+                    return
+                raise AlreadyExists(f"record {kind}", name,
+                                    detail=f"already recorded for {found[0][:_SHORT]}")
+            connection.execute(
+                "INSERT INTO ledger (kind, name, owner, created_at) VALUES (?, ?, ?, ?)",
+                (kind, name, owner, now_rfc3339()))
+
+    def forget(self, kind: str, name: str) -> bool:
+        """Drop the record of *kind* *name* (after the object is removed); False if there
+        was none."""
+        _check_kind(kind)
+        cursor = self._connection.execute("DELETE FROM ledger WHERE kind = ? AND name = ?",
+                                          (kind, name))
+        return cursor.rowcount > 0
+
+    def ledger_entries(self, kind: str | None = None, owner: str | None = None,
+                       ) -> list[LedgerEntry]:
+        """Recorded objects, oldest first; of one *kind* and/or *owner* if given."""
+        clauses: list[str] = []
+        params: list[str] = []
+        if kind is not None:
+            _check_kind(kind)
+            clauses.append("kind = ?")
+            params.append(kind)
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._connection.execute(
+            f"SELECT kind, name, owner, created_at FROM ledger{where} "
+            "ORDER BY created_at, kind, name", params).fetchall()
+        return [LedgerEntry(*row) for row in rows]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in LEDGER_KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r} (one of {', '.join(LEDGER_KINDS)})")
+
+
+def _network_params(network: Network) -> tuple[Any, ...]:
+    values = network.to_json()
+    values["internal"] = int(bool(network.internal))
+    values["labels"] = jsonwire.dumps(dict(network.labels))
+    return tuple(values[name] for name in NETWORK_FIELDS)
+
+
+def _network_from_row(row: tuple[Any, ...]) -> Network:
+    fields = dict(zip(NETWORK_FIELDS, row, strict=True))
+    labels = jsonwire.loads(fields["labels"] or "{}")
+    return Network(fields["id"], fields["name"], fields["subnet"], fields["gateway"],
+                   fields["bridge_name"], driver=fields["driver"],
+                   ip_range=fields["ip_range"], internal=bool(fields["internal"]),
+                   mtu=int(fields["mtu"]), labels=labels if isinstance(labels, dict) else {},
+                   created_at=fields["created_at"])

@@ -1,0 +1,221 @@
+"""The nft JSON batches of tsubo.network.firewall: pure, no root, no kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tsubo.network import firewall
+from tsubo.network.models import Network
+
+ID1 = "a1" * 32
+ID2 = "b2" * 32
+MARK = firewall.ACCEPT_MARK
+T = {"family": "inet", "table": "tsubo"}
+
+
+def net(nid: str = ID1, name: str = "web", subnet: str = "10.88.1.0/24",
+        bridge: str = "tsbweb", internal: bool = False) -> Network:
+    gateway = subnet.rpartition(".")[0] + ".1"
+    return Network(nid, name, subnet, gateway, bridge, internal=internal)
+
+
+def commands(batch: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    assert list(batch) == ["nftables"]
+    return batch["nftables"]
+
+
+def rules(batch: dict[str, list[dict[str, Any]]], chain: str) -> list[list[Any]]:
+    return [c["add"]["rule"]["expr"] for c in commands(batch)
+            if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain]
+
+
+def meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+MARK_ACCEPT = [{"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), MARK]}}},
+               {"accept": None}]
+
+
+def test_owner_comment_and_chain_names() -> None:
+    n = net()
+    assert firewall.owner_comment(n) == f"tsubo network web {ID1[:12]}"
+    assert firewall.chain_names(n) == (f"nw-{ID1[:12]}-out", f"nw-{ID1[:12]}-in",
+                                       f"nw-{ID1[:12]}-nat")
+    assert len(firewall.owner_comment(net(name="n" * 200))) <= 128
+
+
+def test_setup_batch_skeleton_is_exact() -> None:
+    batch = firewall.setup_batch(net())
+    head = commands(batch)[:8]
+    assert head == [
+        {"add": {"table": {"family": "inet", "name": "tsubo"}}},
+        {"add": {"set": {**T, "name": "bridges", "type": "ifname"}}},
+        {"add": {"map": {**T, "name": "from_bridge", "type": "ifname", "map": "verdict"}}},
+        {"add": {"map": {**T, "name": "to_bridge", "type": "ifname", "map": "verdict"}}},
+        {"add": {"chain": {**T, "name": "forward", "type": "filter", "hook": "forward",
+                           "prio": -10, "policy": "accept"}}},
+        {"flush": {"chain": {**T, "name": "forward"}}},
+        {"add": {"rule": {**T, "chain": "forward", "comment": "tsubo",
+                          "expr": [{"vmap": {"key": meta("iifname"), "data": "@from_bridge"}}]}}},
+        {"add": {"rule": {**T, "chain": "forward", "comment": "tsubo",
+                          "expr": [{"vmap": {"key": meta("oifname"), "data": "@to_bridge"}}]}}},
+    ]
+
+
+def test_setup_batch_network_rules_are_exact() -> None:
+    n = net()
+    out, into, nat = firewall.chain_names(n)
+    batch = firewall.setup_batch(n)
+    assert rules(batch, out) == [
+        [match(meta("oifname"), "tsbweb"), *MARK_ACCEPT],
+        [match(meta("oifname"), "@bridges"), {"drop": None}],
+        MARK_ACCEPT,
+    ]
+    assert rules(batch, into) == [
+        [match({"ct": {"key": "state"}}, ["established", "related"], "in"), *MARK_ACCEPT],
+        [match({"ct": {"key": "status"}}, "dnat", "in"), *MARK_ACCEPT],
+        [{"drop": None}],
+    ]
+    assert rules(batch, nat) == [[
+        match({"payload": {"protocol": "ip", "field": "saddr"}},
+              {"prefix": {"addr": "10.88.1.0", "len": 24}}),
+        match(meta("oifname"), "tsbweb", "!="),
+        {"masquerade": None},
+    ]]
+    nat_chain = [c["add"]["chain"] for c in commands(batch)
+                 if "add" in c and c["add"].get("chain", {}).get("name") == nat]
+    assert nat_chain == [{**T, "name": nat, "type": "nat", "hook": "postrouting", "prio": 100,
+                          "policy": "accept"}]
+    # chains are flushed before they are filled: setup is idempotent
+    flushed = [c["flush"]["chain"]["name"] for c in commands(batch) if "flush" in c]
+    assert flushed == ["forward", out, into, nat]
+
+
+def test_every_rule_and_element_names_its_owner() -> None:
+    n = net()
+    batch = firewall.setup_batch(n)
+    owner = firewall.owner_comment(n)
+    for c in commands(batch):
+        body = c.get("add", {})
+        if "rule" in body:
+            expected = "tsubo" if body["rule"]["chain"] == "forward" else owner
+            assert body["rule"]["comment"] == expected
+    elements = [c["add"]["element"] for c in commands(batch) if "element" in c.get("add", {})]
+    assert elements == [
+        {**T, "name": "bridges", "elem": [{"elem": {"val": "tsbweb", "comment": owner}}]},
+        {**T, "name": "from_bridge", "elem": [[{"elem": {"val": "tsbweb", "comment": owner}},
+                                               {"jump": {"target": f"nw-{ID1[:12]}-out"}}]]},
+        {**T, "name": "to_bridge", "elem": [[{"elem": {"val": "tsbweb", "comment": owner}},
+                                             {"jump": {"target": f"nw-{ID1[:12]}-in"}}]]},
+    ]
+
+
+def test_internal_network_has_no_way_out_and_no_masquerade() -> None:
+    n = net(internal=True)
+    out, into, nat = firewall.chain_names(n)
+    batch = firewall.setup_batch(n)
+    assert rules(batch, out) == [
+        [match(meta("oifname"), "tsbweb"), *MARK_ACCEPT],
+        [match(meta("oifname"), "@bridges"), {"drop": None}],
+        [{"drop": None}],
+    ]
+    assert rules(batch, into) == [[{"drop": None}]]
+    assert rules(batch, nat) == []
+    assert "masquerade" not in str(batch)
+    assert nat not in str(batch)
+
+
+def test_ipv6_subnet_masquerades_with_ip6_saddr() -> None:
+    batch = firewall.setup_batch(net(subnet="fd00:1::/64"))
+    nat = firewall.chain_names(net())[2]
+    assert rules(batch, nat)[0][0] == match({"payload": {"protocol": "ip6", "field": "saddr"}},
+                                            {"prefix": {"addr": "fd00:1::", "len": 64}})
+
+
+def test_two_networks_are_isolated_through_the_shared_bridge_set() -> None:
+    one, two = net(), net(ID2, "db", "10.88.2.0/24", "tsbdb")
+    batch = firewall.ruleset_for([one, two])
+    cmds = commands(batch)
+    # the whole ruleset replaces the table in the same transaction
+    assert cmds[0] == {"add": {"table": {"family": "inet", "name": "tsubo"}}}
+    assert cmds[1] == {"delete": {"table": {"family": "inet", "name": "tsubo"}}}
+    bridges = [c["add"]["element"]["elem"][0]["elem"]["val"] for c in cmds
+               if c.get("add", {}).get("element", {}).get("name") == "bridges"]
+    assert bridges == ["tsbweb", "tsbdb"]
+    for n in (one, two):
+        out = firewall.chain_names(n)[0]
+        # same bridge first, then any other tsubo bridge is dropped, then the way out
+        assert rules(batch, out)[0] == [match(meta("oifname"), n.bridge_name), *MARK_ACCEPT]
+        assert rules(batch, out)[1] == [match(meta("oifname"), "@bridges"), {"drop": None}]
+    # the two networks' objects do not overlap: adding one never touches the other
+    setup_one = str(firewall.setup_batch(one))
+    assert ID2[:12] not in setup_one and "tsbdb" not in setup_one
+
+
+def test_teardown_batch_deletes_only_that_network() -> None:
+    one, two = net(), net(ID2, "db", "10.88.2.0/24", "tsbdb")
+    out, into, nat = firewall.chain_names(one)
+    cmds = commands(firewall.teardown_batch(one))
+    deletes = [c["delete"] for c in cmds if "delete" in c]
+    assert deletes == [
+        {"element": {**T, "name": "bridges", "elem": ["tsbweb"]}},
+        {"element": {**T, "name": "from_bridge", "elem": ["tsbweb"]}},
+        {"element": {**T, "name": "to_bridge", "elem": ["tsbweb"]}},
+        {"chain": {**T, "name": out}},
+        {"chain": {**T, "name": into}},
+        {"chain": {**T, "name": nat}},
+    ]
+    text = str(cmds)
+    assert ID2[:12] not in text and "tsbdb" not in text and two.name not in text.split("'")
+    # no table, chain or rule of anyone else is deleted or flushed
+    assert all(d.get("chain", {"name": out})["name"] in (out, into, nat) for d in deletes)
+    flushed = [c["flush"]["chain"]["name"] for c in cmds if "flush" in c]
+    assert flushed == [out, into, nat]
+    # each deleted object is added first in the same batch: "already gone" cannot fail
+    added = [c["add"] for c in cmds if "add" in c]
+    assert {"chain": {**T, "name": out}} in added
+    assert not any("rule" in a for a in added)
+
+
+def test_survey_finds_host_forward_chains_that_run_after_ours() -> None:
+    ruleset: list[dict[str, Any]] = [
+        {"metainfo": {"version": "1.0.6"}},
+        {"chain": {"family": "inet", "table": "hostfilter", "name": "forward", "handle": 1,
+                   "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+        {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1,
+                   "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+        {"chain": {"family": "inet", "table": "early", "name": "fw", "handle": 1,
+                   "type": "filter", "hook": "forward", "prio": -200, "policy": "drop"}},
+        {"chain": {"family": "inet", "table": "hostfilter", "name": "input", "handle": 2,
+                   "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
+        {"chain": {"family": "bridge", "table": "b", "name": "fw", "handle": 1,
+                   "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+        {"chain": {"family": "inet", "table": "tsubo", "name": "forward", "handle": 3,
+                   "type": "filter", "hook": "forward", "prio": -10, "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "hostfilter", "chain": "forward", "handle": 7,
+                  "comment": firewall.ACCEPT_MARK_COMMENT, "expr": []}},
+    ]
+    found = firewall.survey(ruleset, legacy=["ip"])
+    summary = [(c.family, c.table, c.name, c.xtables, c.rule_handles) for c in found]
+    assert summary == [
+        ("inet", "hostfilter", "forward", "", [7]),
+        ("ip", "filter", "FORWARD", "iptables-nft", []),
+        ("ip", "filter", "FORWARD", "iptables-legacy", []),
+    ]
+
+
+def test_accept_mark_rule_goes_to_the_top_of_host_chains() -> None:
+    chain = firewall.HostChain("inet", "hostfilter", "forward")
+    cmds = commands(firewall.setup_batch(net(), [chain]))
+    assert cmds[-1] == {"insert": {"rule": {
+        "family": "inet", "table": "hostfilter", "chain": "forward",
+        "expr": [match({"&": [meta("mark"), MARK]}, MARK), {"accept": None}],
+        "comment": firewall.ACCEPT_MARK_COMMENT}}}
+    assert firewall.XTABLES_RULE == ("-m", "mark", "--mark", "0x1000000/0x1000000", "-m",
+                                     "comment", "--comment", firewall.ACCEPT_MARK_COMMENT,
+                                     "-j", "ACCEPT")
