@@ -449,7 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == ["--help"]:
             _print(f"usage: {PROGRAM} {command.usage}\n\n{usage(command.options)}")
             return 0
-        parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True)
+        # `network create NAME --subnet X`: flags may follow the verb's arguments
+        parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
+                       stop_at_positional=name not in ("network", "volume"))
         if name == "version":
             return _version()
         from tsubo.engine.containers import Engine

@@ -91,6 +91,9 @@ class Engine:
         else:
             name = dbmod.generate_name(self.db.name_in_use)
         files = ContainerFiles(self.paths.container_dir(container_id))
+        netns_path = None
+        if options.network == "bridge":
+            netns_path = self._check_networks(options, name)
         with UndoStack("create container", name) as undo:
             row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
                                          labels=jsonwire.dumps(options.labels))
@@ -110,11 +113,27 @@ class Engine:
                 host_nofile_hard=_hard_limit("RLIMIT_NOFILE"),
                 host_nproc_hard=_hard_limit("RLIMIT_NPROC"),
                 cgroups_path=f"/{cgroup_parent()}/{container_id}",
+                netns_path=netns_path,
             )
             with open(files.config, "w", encoding="utf-8") as config_file:
                 config_file.write(jsonwire.dumps(config))
             undo.commit()
         return self.db.get_container(container_id)
+
+    def _check_networks(self, options: RunOptions, name: str) -> str:
+        """The networks exist (the default one is made on first use); the container's
+        network namespace will be pinned at /run/netns/NAME (made when it starts)."""
+        from tsubo.engine.networks import DEFAULT_NETWORK, NetworkManager
+
+        manager = NetworkManager(self)
+        for network in options.networks:
+            if network == DEFAULT_NETWORK:
+                manager.ensure_default()
+            else:
+                manager.get(network)
+        if len(name) > 200:
+            raise InvalidArgument("create container", name, detail="name too long for a netns")
+        return f"/run/netns/{name}"
 
     def _volume_mounts(self, container_id: str, options: RunOptions
                        ) -> list[tuple[str, str, list[str]]]:
@@ -401,6 +420,7 @@ def remove_container_files(paths: EnginePaths, db: Database, container_id: str, 
         Runtime(paths.runtime_root).delete(container_id, force=True)
     except NotFound:
         pass
+    detach_networks(paths, db, container_id)
     ContainerFiles(paths.container_dir(container_id)).remove()
     anonymous = db.anonymous_volumes_of(container_id) if volumes else []
     db.delete_container(container_id)
@@ -409,6 +429,23 @@ def remove_container_files(paths: EnginePaths, db: Database, container_id: str, 
 
         db.delete_volume(name)
         remove_volume_files(paths, name)
+
+
+def detach_networks(paths: EnginePaths, db: Database, container_id: str) -> None:
+    """Take a container off its networks (netns pin, veths, leases), if it has any."""
+    from tsubo.network.store import NetworkStore
+
+    store = NetworkStore(db)
+    pinned = [entry.name for entry in store.ledger_entries("netns", owner=container_id)]
+    if not pinned and not store.container_endpoints(container_id):
+        return
+    from tsubo.network import bridge
+
+    for name in pinned:
+        bridge.delete_netns(name)
+        store.forget("netns", name)
+    for endpoint in store.forget_container(container_id):
+        store.forget("link", endpoint.host_ifname)
 
 
 def _poll(condition: Callable[[], bool], timeout: float | None) -> bool:

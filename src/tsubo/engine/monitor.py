@@ -432,7 +432,18 @@ class MonitorService:
         self.db.update_container(supervised.id, monitor_pid=os.getpid(),
                                  monitor_start_time=me.start_time if me else 0)
         mount_root(files, [row.rootfs], volatile=supervised.options.remove)
-        pid, out_read, err_read = self._create(supervised, files.bundle)
+        options = supervised.options
+        if options.network == "bridge":
+            from tsubo.engine.networks import NetworkManager
+
+            NetworkManager(self.engine).attach(supervised.id, row.name, options.networks,
+                                               requested_ip=options.ip,
+                                               mac_address=options.mac_address)
+        try:
+            pid, out_read, err_read = self._create(supervised, files.bundle)
+        except BaseException:
+            self._detach(supervised)
+            raise
         supervised.pid = pid
         supervised.exit_code = None
         supervised.streams = {out_read: ("stdout", attach.STDOUT)}
@@ -636,6 +647,7 @@ class MonitorService:
             supervised.log.close()
             supervised.log = None
         self._close_stdin(supervised)
+        self._detach(supervised)
         try:
             self.db.update_container(supervised.id, state="exited", exit_code=code, pid=0,
                                      finished_at=now_rfc3339(), oom_killed=int(oom))
@@ -683,6 +695,17 @@ class MonitorService:
             _record_crash(self.paths, error, f"restarting container {supervised.id}")
             self._start_failed(supervised, TsuboError("restart container", supervised.id,
                                                       detail=str(error)))
+
+    def _detach(self, supervised: Supervised) -> None:
+        """Off its networks: netns pin (and with it the veths), leases, endpoints."""
+        if supervised.options.network != "bridge":
+            return
+        from tsubo.engine.containers import detach_networks
+
+        try:
+            detach_networks(self.paths, self.db, supervised.id)
+        except Exception as error:
+            _record_crash(self.paths, error, f"detaching container {supervised.id}")
 
     def _close_stdin(self, supervised: Supervised) -> None:
         if supervised.stdin_write >= 0:

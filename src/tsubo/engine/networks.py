@@ -67,7 +67,10 @@ class NetworkManager:
         self.store.delete_network(network.id)  # refuses while endpoints exist
         errors: list[BaseException] = []
         try:
-            firewall.teardown_network(network)
+            if self.store.list_networks():
+                firewall.teardown_network(network)
+            else:  # the last one: the table and our accept rules in host chains go too
+                firewall.remove_all()
         except Exception as error:  # teardown goes on and reports everything
             errors.append(error)
         try:

@@ -1,0 +1,166 @@
+"""The seed's part 2 replayed with tsubo: a bridge, two containers that ping each other.
+
+Everything runs inside a throwaway "host" network namespace (the `netns` fixture) entered
+with nsenter (network namespace only: the engine needs the real /sys/fs/cgroup), so no
+link, rule or packet ever reaches the machine's own network. Pings go only to addresses
+inside namespaces the test made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TSUBO = Path(os.environ.get("TSUBO_TEST_ENGINE", Path(__import__("sys").executable).parent
+                            / "tsubo"))
+
+
+class NetEngine:
+    """The tsubo CLI, run inside the test's throwaway network namespace."""
+
+    def __init__(self, netns: str, root: Path, rootfs: Path) -> None:
+        self.netns = netns
+        self.root = root
+        self.rootfs = rootfs
+
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.netns}"]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.prefix(), str(TSUBO), "--root", str(self.root), *args],
+                              capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    def host(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """A command in the throwaway host namespace."""
+        return subprocess.run([*self.prefix(), *argv], capture_output=True, text=True,
+                              timeout=30)
+
+    def ping_from_host(self, address: str) -> bool:
+        return self.host("busybox", "ping", "-c", "1", "-W", "2", address).returncode == 0
+
+    def start(self, name: str, network: str, address: str) -> None:
+        self.run("run", "-d", "--name", name, "--network", network, "--ip", address,
+                 "--rootfs", str(self.rootfs), "sleep", "300")
+
+
+@pytest.fixture
+def net_engine(netns: Any, tmp_path: Path, busybox_rootfs: Path) -> Iterator[NetEngine]:
+    engine = NetEngine(netns.name, tmp_path / "root", busybox_rootfs)
+    engine.host("ip", "link", "set", "lo", "up")
+    try:
+        yield engine
+    finally:
+        ids = engine.run("ps", "-aq", check=False).stdout.split()
+        if ids:
+            engine.run("rm", "-f", *ids, check=False)
+        for name in engine.run("network", "ls", "-q", check=False).stdout.split():
+            engine.run("network", "rm", name, check=False)
+        _wait_monitor_gone(engine.root)
+
+
+def _wait_monitor_gone(root: Path, timeout: float = 10.0) -> None:
+    """The engine's monitor exits ~2 s after its last container; wait for it (by the
+    socket it owns), so the leak check sees no process of ours."""
+    deadline = time.monotonic() + timeout
+    while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_seed_replay_two_containers_ping_each_other(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "docker1", "--subnet", "192.168.10.0/24",
+               "--gateway", "192.168.10.100", "--bridge-name", "docker1")
+    engine.start("container1", "docker1", "192.168.10.1")
+    engine.start("container2", "docker1", "192.168.10.2")
+
+    through_exec = engine.run("exec", "container1", "ping", "-c", "1", "-W", "2",
+                              "192.168.10.2", check=False)
+    assert through_exec.returncode == 0, through_exec.stdout + through_exec.stderr
+    # the seed's own habit: the container's netns is pinned under /run/netns by name
+    through_netns = engine.host("ip", "netns", "exec", "container1", "busybox", "ping",
+                                "-c", "1", "-W", "2", "192.168.10.2")
+    assert through_netns.returncode == 0, through_netns.stdout + through_netns.stderr
+    assert engine.ping_from_host("192.168.10.1")
+    assert engine.ping_from_host("192.168.10.2")
+
+    info = json.loads(engine.run("network", "inspect", "docker1").stdout)[0]
+    addresses = sorted(c["IPv4Address"] for c in info["Containers"].values())
+    assert addresses == ["192.168.10.1/24", "192.168.10.2/24"]
+    assert {c["Interface"] for c in info["Containers"].values()} == {"eth0"}
+    assert all(len(c["HostInterface"]) <= 15 for c in info["Containers"].values())
+
+    # removal takes everything along: veths, pins, leases, then bridge and rules
+    engine.run("rm", "-f", "container1", "container2")
+    assert not Path("/run/netns/container1").exists()
+    engine.run("network", "rm", "docker1")
+    links = engine.host("ip", "-o", "link").stdout
+    assert "docker1" not in links and "tsv" not in links
+    assert "tsubo" not in engine.host("nft", "list", "tables").stdout
+
+
+def test_forwarding_with_br_netfilter_and_a_drop_policy(net_engine: NetEngine) -> None:
+    """The seed switched bridge filtering off for the whole host; tsubo works with it on
+    and with a host forward policy of drop, changing neither (inside the throwaway netns:
+    the sysctl and the policy are per namespace)."""
+    engine = net_engine
+    subprocess.run(["/sbin/modprobe", "br_netfilter"], check=False, capture_output=True) \
+        if Path("/sbin/modprobe").exists() else None
+    sysctl = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if not sysctl.exists():
+        pytest.skip("br_netfilter is not available on this kernel")
+    host_value = sysctl.read_text()
+    engine.host("sysctl", "-w", "net.bridge.bridge-nf-call-iptables=1")
+    engine.host("nft", "add", "table", "inet", "hostfilter")
+    engine.host("nft", "add", "chain", "inet", "hostfilter", "forward",
+                "{ type filter hook forward priority 0; policy drop; }")
+    try:
+        engine.run("network", "create", "docker1", "--subnet", "192.168.10.0/24",
+                   "--gateway", "192.168.10.100", "--bridge-name", "docker1")
+        engine.start("container1", "docker1", "192.168.10.1")
+        engine.start("container2", "docker1", "192.168.10.2")
+        ping = engine.run("exec", "container1", "ping", "-c", "1", "-W", "2", "192.168.10.2",
+                          check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        policy = engine.host("nft", "list", "chain", "inet", "hostfilter", "forward").stdout
+        assert "policy drop" in policy
+        assert sysctl.read_text() == host_value  # the machine's own value never changed
+    finally:
+        engine.host("nft", "delete", "table", "inet", "hostfilter")
+
+
+def test_networks_are_isolated(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "neta", "--subnet", "10.89.1.0/24")
+    engine.run("network", "create", "netb", "--subnet", "10.89.2.0/24")
+    engine.start("left", "neta", "10.89.1.10")
+    engine.start("right", "netb", "10.89.2.10")
+    across = engine.run("exec", "left", "ping", "-c", "1", "-W", "1", "10.89.2.10",
+                        check=False)
+    assert across.returncode != 0
+    busy = engine.run("network", "rm", "neta", check=False)
+    assert busy.returncode != 0 and "left" in busy.stderr  # names the attached container
+
+
+def test_bad_network_input_is_refused(net_engine: NetEngine) -> None:
+    engine = net_engine
+    long_name = engine.run("network", "create", "n1", "--bridge-name", "a" * 16, check=False)
+    assert long_name.returncode != 0 and "15" in long_name.stderr
+    assert engine.run("network", "ls", "-q").stdout.split() == []
+    engine.run("network", "create", "small", "--subnet", "10.89.3.0/29")
+    outside = engine.run("run", "--rm", "--network", "small", "--ip", "10.89.9.9",
+                         "--rootfs", str(engine.rootfs), "true", check=False)
+    assert outside.returncode == 125 and "10.89.9.9" in outside.stderr
+    missing = engine.run("run", "--rm", "--network", "nosuchnet", "--rootfs",
+                         str(engine.rootfs), "true", check=False)
+    assert missing.returncode == 125 and "nosuchnet" in missing.stderr
