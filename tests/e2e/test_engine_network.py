@@ -164,3 +164,26 @@ def test_bad_network_input_is_refused(net_engine: NetEngine) -> None:
     missing = engine.run("run", "--rm", "--network", "nosuchnet", "--rootfs",
                          str(engine.rootfs), "true", check=False)
     assert missing.returncode == 125 and "nosuchnet" in missing.stderr
+
+
+def test_connect_reaches_both_and_disconnect_cuts_it_off(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "neta", "--subnet", "10.89.4.0/24")
+    engine.run("network", "create", "netb", "--subnet", "10.89.5.0/24")
+    engine.start("left", "neta", "10.89.4.10")
+    engine.start("right", "netb", "10.89.5.10")
+    engine.start("both", "neta", "10.89.4.20")
+
+    def ping(source: str, address: str) -> bool:
+        return engine.run("exec", source, "ping", "-c", "1", "-W", "1", address,
+                          check=False).returncode == 0
+
+    assert ping("both", "10.89.4.10")
+    assert not ping("both", "10.89.5.10")
+    engine.run("network", "connect", "--ip", "10.89.5.20", "netb", "both")
+    assert ping("both", "10.89.4.10") and ping("both", "10.89.5.10")
+    interfaces = engine.run("exec", "both", "ip", "-o", "addr").stdout
+    assert "eth1" in interfaces and "10.89.5.20" in interfaces
+    engine.run("network", "disconnect", "netb", "both")
+    assert not ping("both", "10.89.5.10")
+    assert "10.89.5.20" not in engine.run("exec", "both", "ip", "-o", "addr").stdout

@@ -418,7 +418,8 @@ COMMANDS: dict[str, Command] = {
         Option("label", LIST, "set metadata (KEY=VALUE)"),
         Option("ip", VALUE, "connect: the container's address"),
         Option("quiet,q", FLAG, "ls: only names"),
-    ), "network create|ls|inspect|rm|prune [OPTIONS] [NAME...]", "manage networks"),
+    ), "network create|ls|inspect|rm|prune|connect|disconnect [OPTIONS] [ARGS...]",
+        "manage networks"),
     "system": Command(_system, (), "system prune", "remove stopped containers"),
     "version": Command(_version, (), "version", "print the version"),
 }

@@ -16,7 +16,8 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
     from tsubo.engine.networks import NetworkManager
 
     if not parsed.positional:
-        raise InvalidArgument("network", "", detail="expected create, ls, inspect, rm or prune")
+        raise InvalidArgument("network", "", detail="expected create, ls, inspect, rm, prune, "
+                              "connect or disconnect")
     verb, names = parsed.positional[0], parsed.positional[1:]
     manager = NetworkManager(engine)
     out = sys.stdout
@@ -65,6 +66,23 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
                 sys.stderr.write(f"tsubo: {error.message()}\n")
                 status = 1
         return status
+    elif verb in ("connect", "disconnect"):
+        if len(names) != 2:
+            raise InvalidArgument(f"network {verb}", " ".join(names),
+                                  detail="expected NETWORK CONTAINER")
+        row = engine.refresh(engine.db.resolve_container(names[1]))
+        if row.state not in ("running", "paused"):
+            raise TsuboError(f"network {verb}", row.name, detail="container is not running")
+        import os
+
+        if not os.path.exists(f"/run/netns/{row.name}"):
+            raise TsuboError(f"network {verb}", row.name,
+                             detail="the container was not started on a network "
+                             "(--network NAME); its namespace has no pin to attach to")
+        if verb == "connect":
+            manager.connect(row.id, row.name, names[0], requested_ip=parsed.text("ip"))
+        else:
+            manager.disconnect(row.id, names[0])
     elif verb == "prune":
         for network in manager.store.list_networks():
             if not manager.store.network_endpoints(network.id):

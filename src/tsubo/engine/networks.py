@@ -133,6 +133,51 @@ class NetworkManager:
             undo.commit()
         return endpoints
 
+    def connect(self, container_id: str, netns_name: str, ref: str, *,
+                requested_ip: str = "") -> Endpoint:
+        """``network connect``: one more interface in a running container's netns (no
+        default route: the first network keeps it)."""
+        from tsubo.errors import AlreadyExists
+        from tsubo.network import bridge, ipam, names
+        from tsubo.network.models import Endpoint
+        from tsubo.undo import UndoStack
+
+        network = self.get(ref)
+        if self.store.get_endpoint(container_id, network.id) is not None:
+            raise AlreadyExists("connect container", container_id[:12],
+                                detail=f"already on network {network.name}")
+        index = len(self.store.container_endpoints(container_id))
+        with UndoStack("connect container", container_id[:12]) as undo:
+            address = ipam.allocate(self.store, network, requested_ip or None,
+                                    container_id=container_id)
+            undo.push(_releaser(self.store, network.id, address))
+            host_ifname = names.host_veth_name(container_id, network.id)
+            endpoint = Endpoint(container_id, network.id, names.container_ifname(index),
+                                host_ifname, names.mac_for(address), address,
+                                network.prefix_len)
+            self.store.record("link", host_ifname, container_id)
+            undo.push(_forgetter(self.store, "link", host_ifname))
+            bridge.apply_endpoint_attach(bridge.plan_endpoint_attach(
+                network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
+                network.prefix_len, None, endpoint.mac, network.mtu or None))
+            self.store.insert_endpoint(endpoint)
+            undo.commit()
+        return endpoint
+
+    def disconnect(self, container_id: str, ref: str) -> None:
+        """``network disconnect``: remove that interface now (the veth pair goes)."""
+        from tsubo.errors import NotFound
+        from tsubo.network import bridge
+
+        network = self.get(ref)
+        endpoint = self.store.get_endpoint(container_id, network.id)
+        if endpoint is None:
+            raise NotFound("disconnect container", container_id[:12],
+                           detail=f"not on network {network.name}")
+        bridge.apply_endpoint_detach(bridge.plan_endpoint_detach(endpoint.host_ifname))
+        self.store.delete_endpoint(container_id, network.id)
+        self.store.forget("link", endpoint.host_ifname)
+
     def detach_all(self, container_id: str, netns_name: str) -> None:
         """Remove the container's netns pin (its veth pairs go with it), leases, endpoints
         and ledger entries. Already gone counts as done."""
