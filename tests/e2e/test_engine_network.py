@@ -187,3 +187,37 @@ def test_connect_reaches_both_and_disconnect_cuts_it_off(net_engine: NetEngine) 
     engine.run("network", "disconnect", "netb", "both")
     assert not ping("both", "10.89.5.10")
     assert "10.89.5.20" not in engine.run("exec", "both", "ip", "-o", "addr").stdout
+
+
+def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
+    """SIGKILL the monitor (by the pid the engine recorded) with a container on a
+    network: `system gc` removes exactly what the ledger says is left."""
+    import signal
+    import sqlite3
+
+    engine = net_engine
+    engine.run("network", "create", "gcnet", "--subnet", "10.89.6.0/24")
+    engine.start("victim", "gcnet", "10.89.6.10")
+    db = sqlite3.connect(engine.root / "tsubo.db")
+    try:
+        (monitor,) = db.execute("SELECT monitor_pid FROM containers WHERE name = 'victim'"
+                                ).fetchone()
+    finally:
+        db.close()
+    os.kill(monitor, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{monitor}").exists() and time.monotonic() < deadline:
+        with __import__("contextlib").suppress(ChildProcessError):
+            os.waitpid(monitor, os.WNOHANG)  # pytest is the subreaper: reap it
+        time.sleep(0.05)
+    assert Path("/run/netns/victim").exists()  # left behind by the crash
+
+    report = engine.run("system", "gc").stdout
+    assert "netns victim" in report
+    assert not Path("/run/netns/victim").exists()
+    assert "tsv" not in engine.host("ip", "-o", "link").stdout
+    assert json.loads(engine.run("inspect", "victim").stdout)[0]["State"]["Status"] == \
+        "exited"
+    engine.run("rm", "victim")
+    engine.run("network", "rm", "gcnet")
+    (engine.root / "run" / "monitor.sock").unlink(missing_ok=True)  # the killed monitor's

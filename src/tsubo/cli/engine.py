@@ -351,9 +351,13 @@ def _network(engine: Engine, parsed: Parsed) -> int:
 
 
 def _system(engine: Engine, parsed: Parsed) -> int:
+    if parsed.positional[:1] == ["gc"]:
+        for line in engine.gc():
+            _print(line)
+        return 0
     if parsed.positional[:1] != ["prune"]:
         raise InvalidArgument("system", " ".join(parsed.positional),
-                              detail="supported: system prune")
+                              detail="supported: system prune, system gc")
     removed = engine.prune()
     for container_id in removed:
         _print(f"deleted container {container_id}")
@@ -420,7 +424,8 @@ COMMANDS: dict[str, Command] = {
         Option("quiet,q", FLAG, "ls: only names"),
     ), "network create|ls|inspect|rm|prune|connect|disconnect [OPTIONS] [ARGS...]",
         "manage networks"),
-    "system": Command(_system, (), "system prune", "remove stopped containers"),
+    "system": Command(_system, (), "system prune|gc",
+                      "remove stopped containers | remove leftovers of crashes"),
     "version": Command(_version, (), "version", "print the version"),
 }
 

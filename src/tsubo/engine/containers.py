@@ -378,6 +378,44 @@ class Engine:
                 removed.append(row.id)
         return removed
 
+    def gc(self) -> list[str]:
+        """Remove what crashed engine commands or monitors left behind, exactly: objects
+        recorded in the network ledger whose owner no longer runs, runtime containers
+        without an engine row, overlay roots of stopped containers. Returns what it did."""
+        from tsubo.engine.storage import unmount_root
+        from tsubo.network import bridge
+        from tsubo.network.store import NetworkStore
+
+        done: list[str] = []
+        rows = {row.id: self.refresh(row) for row in self.db.list_containers(True)}
+        live = {cid for cid, row in rows.items()
+                if row.state in (*RUNNING_STATES, "starting")}
+        store = NetworkStore(self.db)
+        network_ids = {network.id for network in store.list_networks()}
+        for entry in store.ledger_entries():
+            if entry.owner in live or entry.owner in network_ids:
+                continue
+            if entry.kind == "netns":
+                bridge.delete_netns(entry.name)
+            elif entry.kind == "link":
+                bridge.apply_endpoint_detach(bridge.plan_endpoint_detach(entry.name))
+            store.forget(entry.kind, entry.name)
+            done.append(f"removed {entry.kind} {entry.name}")
+        for container_id in list(rows):
+            if container_id not in live and store.container_endpoints(container_id):
+                store.forget_container(container_id)
+                done.append(f"released the addresses of {container_id[:12]}")
+        for container_id in self.runtime.store.ids():
+            if container_id not in rows:
+                self.runtime.delete(container_id, force=True)
+                done.append(f"deleted runtime container {container_id[:12]}")
+        for container_id, row in rows.items():
+            merged = f"{self.paths.container_dir(container_id)}/merged"
+            if container_id not in live and os.path.ismount(merged):
+                unmount_root(merged)
+                done.append(f"unmounted the root of {row.name}")
+        return done
+
     # --- reconciling -------------------------------------------------------------------------
 
     def refresh(self, row: ContainerRow) -> ContainerRow:
