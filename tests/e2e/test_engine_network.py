@@ -221,3 +221,33 @@ def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
     engine.run("rm", "victim")
     engine.run("network", "rm", "gcnet")
     (engine.root / "run" / "monitor.sock").unlink(missing_ok=True)  # the killed monitor's
+
+
+def test_fifty_parallel_runs_get_distinct_reachable_addresses(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "crowd", "--subnet", "10.89.7.0/24")
+    starts = [subprocess.Popen(
+        [*engine.prefix(), str(TSUBO), "--root", str(engine.root), "run", "-d", "--name",
+         f"c{index}", "--network", "crowd", "--rootfs", str(engine.rootfs), "sleep", "300"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        for index in range(50)]
+    failures = [p.communicate(timeout=120)[1] for p in starts if p.wait(timeout=120) != 0]
+    assert not failures, failures[:3]
+    info = json.loads(engine.run("network", "inspect", "crowd").stdout)[0]
+    addresses = [c["IPv4Address"].split("/")[0] for c in info["Containers"].values()]
+    assert len(addresses) == 50 and len(set(addresses)) == 50
+    assert "10.89.7.1" not in addresses  # the gateway is never handed out
+    for address in addresses[::10]:
+        assert engine.ping_from_host(address), address
+
+
+def test_exhaustion_is_a_clear_error(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "tiny", "--subnet", "10.89.8.0/29")  # 5 for containers
+    for index in range(5):
+        engine.start(f"t{index}", "tiny", f"10.89.8.{index + 2}")
+    full = engine.run("run", "--rm", "--network", "tiny", "--rootfs", str(engine.rootfs),
+                      "true", check=False)
+    assert full.returncode == 125
+    assert "no free address" in full.stderr and "tiny" in full.stderr
+    assert len(full.stderr.strip().splitlines()) == 1
