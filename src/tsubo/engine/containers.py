@@ -436,6 +436,7 @@ class Engine:
             self.runtime.delete(row.id, force=True)
         except NotFound:
             pass
+        detach_networks(self.paths, self.db, row.id)
         unmount_root(f"{self.paths.container_dir(row.id)}/merged")
         self.db.update_container(row.id, state="exited", pid=0, monitor_pid=0,
                                  exit_code=row.exit_code if row.exit_code is not None else 255,
