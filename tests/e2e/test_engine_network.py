@@ -252,3 +252,27 @@ def test_exhaustion_is_a_clear_error(net_engine: NetEngine) -> None:
     assert full.returncode == 125
     assert "no free address" in full.stderr and "tiny" in full.stderr
     assert len(full.stderr.strip().splitlines()) == 1
+
+
+def test_reload_restores_forwarding_after_a_firewall_flush(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.host("nft", "add", "table", "inet", "hostfilter")
+    engine.host("nft", "add", "chain", "inet", "hostfilter", "forward",
+                "{ type filter hook forward priority 0; policy drop; }")
+    engine.run("network", "create", "rl", "--subnet", "10.89.9.0/24")
+    engine.start("r1", "rl", "10.89.9.10")
+    engine.start("r2", "rl", "10.89.9.11")
+
+    def ping() -> bool:
+        return engine.run("exec", "r1", "ping", "-c", "1", "-W", "1", "10.89.9.11",
+                          check=False).returncode == 0
+
+    assert ping()
+    engine.host("nft", "flush", "ruleset")  # a host firewall restart wipes our rules...
+    engine.host("nft", "add", "table", "inet", "hostfilter")  # ...and brings its own back
+    engine.host("nft", "add", "chain", "inet", "hostfilter", "forward",
+                "{ type filter hook forward priority 0; policy drop; }")
+    assert not ping()
+    engine.run("network", "reload")
+    assert ping()
+    engine.host("nft", "delete", "table", "inet", "hostfilter")

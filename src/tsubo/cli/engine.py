@@ -422,7 +422,7 @@ COMMANDS: dict[str, Command] = {
         Option("label", LIST, "set metadata (KEY=VALUE)"),
         Option("ip", VALUE, "connect: the container's address"),
         Option("quiet,q", FLAG, "ls: only names"),
-    ), "network create|ls|inspect|rm|prune|connect|disconnect [OPTIONS] [ARGS...]",
+    ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
         "manage networks"),
     "system": Command(_system, (), "system prune|gc",
                       "remove stopped containers | remove leftovers of crashes"),

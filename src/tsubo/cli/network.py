@@ -17,7 +17,7 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
 
     if not parsed.positional:
         raise InvalidArgument("network", "", detail="expected create, ls, inspect, rm, prune, "
-                              "connect or disconnect")
+                              "connect, disconnect or reload")
     verb, names = parsed.positional[0], parsed.positional[1:]
     manager = NetworkManager(engine)
     out = sys.stdout
@@ -83,6 +83,14 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
             manager.connect(row.id, row.name, names[0], requested_ip=parsed.text("ip"))
         else:
             manager.disconnect(row.id, names[0])
+    elif verb == "reload":
+        # after a host firewall flush or restart: our table and host-chain rules again
+        from tsubo.network import firewall
+
+        networks = manager.store.list_networks()
+        if networks:
+            firewall.reload(networks)
+        out.write(f"reloaded the rules of {len(networks)} network(s)\n")
     elif verb == "prune":
         for network in manager.store.list_networks():
             if not manager.store.network_endpoints(network.id):
