@@ -276,3 +276,21 @@ def test_reload_restores_forwarding_after_a_firewall_flush(net_engine: NetEngine
     engine.run("network", "reload")
     assert ping()
     engine.host("nft", "delete", "table", "inet", "hostfilter")
+
+
+def test_container_names_resolve_on_a_network(net_engine: NetEngine) -> None:
+    """The monitor answers DNS on the gateway for the containers of that network."""
+    engine = net_engine
+    engine.run("network", "create", "names", "--subnet", "10.89.10.0/24")
+    engine.start("alpha", "names", "10.89.10.10")
+    engine.start("beta", "names", "10.89.10.11")
+    assert "nameserver 10.89.10.1" in engine.run("exec", "alpha", "cat",
+                                                  "/etc/resolv.conf").stdout
+    by_name = engine.run("exec", "alpha", "ping", "-c", "1", "-W", "2", "beta", check=False)
+    assert by_name.returncode == 0, by_name.stdout + by_name.stderr
+    assert "10.89.10.11" in by_name.stdout
+    lookup = engine.run("exec", "beta", "nslookup", "alpha", check=False)
+    assert "10.89.10.10" in lookup.stdout, lookup.stdout + lookup.stderr
+    unknown = engine.run("exec", "alpha", "ping", "-c", "1", "-W", "1", "nosuchcontainer",
+                         check=False)
+    assert unknown.returncode != 0

@@ -92,8 +92,9 @@ class Engine:
             name = dbmod.generate_name(self.db.name_in_use)
         files = ContainerFiles(self.paths.container_dir(container_id))
         netns_path = None
+        nameserver = ""
         if options.network == "bridge":
-            netns_path = self._check_networks(options, name)
+            netns_path, nameserver = self._check_networks(options, name)
         with UndoStack("create container", name) as undo:
             row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
                                          labels=jsonwire.dumps(options.labels))
@@ -102,7 +103,7 @@ class Engine:
             files.create(lower)
             undo.push(files.remove)
             hostname = options.hostname or container_id[:12]
-            etc_files = files.write_etc_files(hostname)
+            etc_files = files.write_etc_files(hostname, nameserver=nameserver)
             volume_mounts = self._volume_mounts(container_id, options)
             config = build_config(
                 options, ImageConfig.from_json(None), container_id=container_id,
@@ -120,20 +121,21 @@ class Engine:
             undo.commit()
         return self.db.get_container(container_id)
 
-    def _check_networks(self, options: RunOptions, name: str) -> str:
-        """The networks exist (the default one is made on first use); the container's
-        network namespace will be pinned at /run/netns/NAME (made when it starts)."""
+    def _check_networks(self, options: RunOptions, name: str) -> tuple[str, str]:
+        """The networks exist (the default one is made on first use). Returns where the
+        container's network namespace will be pinned (made when it starts) and its
+        nameserver: the monitor's resolver on the first network's gateway."""
         from tsubo.engine.networks import DEFAULT_NETWORK, NetworkManager
 
         manager = NetworkManager(self)
+        gateways = []
         for network in options.networks:
-            if network == DEFAULT_NETWORK:
-                manager.ensure_default()
-            else:
+            found = manager.ensure_default() if network == DEFAULT_NETWORK else \
                 manager.get(network)
+            gateways.append(found.gateway)
         if len(name) > 200:
             raise InvalidArgument("create container", name, detail="name too long for a netns")
-        return f"/run/netns/{name}"
+        return f"/run/netns/{name}", gateways[0]
 
     def _volume_mounts(self, container_id: str, options: RunOptions
                        ) -> list[tuple[str, str, list[str]]]:

@@ -41,6 +41,7 @@ from tsubo.engine import attach
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import select
+    from typing import Any
 
     from tsubo.engine.containers import Engine
     from tsubo.engine.db import ContainerRow, Database
@@ -211,6 +212,10 @@ class MonitorService:
         self.readers: dict[int, attach.FrameReader] = {}
         self.listener = -1
         self.listener_sock: object = None
+        #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
+        self.dns: dict[int, tuple[Any, str]] = {}
+        self.upstream: Any = None
+        self.relayed: dict[tuple[bytes, str], tuple[Any, Any]] = {}
         self.wake_read = -1
 
     # --- the loop -------------------------------------------------------------------------
@@ -305,6 +310,10 @@ class MonitorService:
     def _dispatch(self, fd: int) -> None:
         if fd == self.wake_read:
             _drain(fd)
+        elif fd in self.dns:
+            self._dns_query(fd)
+        elif self.upstream is not None and fd == self.upstream.fileno():
+            self._dns_reply()
         elif fd == self.listener:
             self._accept()
         elif fd in self.pending:
@@ -391,6 +400,69 @@ class MonitorService:
         self.readers.pop(fd, None)
         os.close(fd)
 
+    # --- names on networks ----------------------------------------------------------------
+
+    def _serve_dns(self, network_id: str) -> None:
+        """Listen on the network's gateway, port 53, once (``network/dns.py``)."""
+        if any(owner == network_id for _, owner in self.dns.values()):
+            return
+        import socket
+
+        from tsubo.network.store import NetworkStore
+
+        gateway = NetworkStore(self.engine.db).get_network(network_id).gateway
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((gateway, 53))
+        except OSError as error:
+            sock.close()
+            _record_crash(self.paths, error, f"serving names on {gateway}:53")
+            return
+        sock.setblocking(False)
+        self.dns[sock.fileno()] = (sock, network_id)
+        self.poller.register(sock.fileno(), 1)
+
+    def _dns_query(self, fd: int) -> None:
+        from tsubo.network import dns
+        from tsubo.network.store import NetworkStore
+
+        sock, network_id = self.dns[fd]
+        try:
+            packet, client = sock.recvfrom(4096)
+        except OSError:
+            return
+        store = NetworkStore(self.db)
+        reply = dns.respond(packet, lambda name: store.resolve_name(network_id, name))
+        if reply is not None:
+            _send_datagram(sock, reply, client)
+            return
+        self._relay_upstream(packet, sock, client)
+
+    def _relay_upstream(self, packet: bytes, sock: Any, client: Any) -> None:
+        """A name that is not a container's: ask the host's own nameserver."""
+        import socket
+
+        from tsubo.network.ipam import host_nameservers
+
+        servers = [server for server in host_nameservers() if ":" not in server]
+        if not servers:
+            return
+        if self.upstream is None:
+            self.upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.upstream.setblocking(False)
+            self.poller.register(self.upstream.fileno(), 1)
+        self.relayed[(packet[:2], servers[0])] = (sock, client)
+        _send_datagram(self.upstream, packet, (servers[0], 53))
+
+    def _dns_reply(self) -> None:
+        try:
+            packet, (server, _) = self.upstream.recvfrom(4096)
+        except OSError:
+            return
+        target = self.relayed.pop((packet[:2], server), None)
+        if target is not None:
+            _send_datagram(target[0], packet, target[1])
+
     # --- starting -----------------------------------------------------------------------------
 
     def _start(self, container_id: str, client_fd: int, reader: attach.FrameReader) -> None:
@@ -436,9 +508,11 @@ class MonitorService:
         if options.network == "bridge":
             from tsubo.engine.networks import NetworkManager
 
-            NetworkManager(self.engine).attach(supervised.id, row.name, options.networks,
-                                               requested_ip=options.ip,
-                                               mac_address=options.mac_address)
+            endpoints = NetworkManager(self.engine).attach(
+                supervised.id, row.name, options.networks, requested_ip=options.ip,
+                mac_address=options.mac_address)
+            for endpoint in endpoints:
+                self._serve_dns(endpoint.network_id)
         try:
             pid, out_read, err_read = self._create(supervised, files.bundle)
         except BaseException:
@@ -741,6 +815,13 @@ def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> b
     if policy.name == "on-failure" and exit_code != 0:
         return policy.max_retries == 0 or row.restart_count < policy.max_retries
     return False
+
+
+def _send_datagram(sock: Any, packet: bytes, address: Any) -> None:
+    try:
+        sock.sendto(packet, address)
+    except OSError:
+        pass  # a client or server gone away: nothing to tell
 
 
 def _read(fd: int) -> bytes:

@@ -56,16 +56,20 @@ class ContainerFiles:
         os.chmod(f"{self.directory}/upper", info.st_mode & 0o7777)
         os.chown(f"{self.directory}/upper", info.st_uid, info.st_gid)
 
-    def write_etc_files(self, hostname: str, host_resolv_conf: str = "/etc/resolv.conf"
-                        ) -> dict[str, str]:
-        """Write hostname, hosts and resolv.conf; returns {container path: host file}."""
+    def write_etc_files(self, hostname: str, host_resolv_conf: str = "/etc/resolv.conf",
+                        nameserver: str = "") -> dict[str, str]:
+        """Write hostname, hosts and resolv.conf (the host's, or *nameserver* alone: the
+        gateway's resolver of a container on a network); {container path: host file}."""
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  f"127.0.1.1\t{hostname}\n")
-        try:
-            with open(host_resolv_conf, "rb") as source:
-                resolv = source.read()
-        except OSError:
-            resolv = b""
+        if nameserver:
+            resolv = f"nameserver {nameserver}\noptions ndots:0\n".encode()
+        else:
+            try:
+                with open(host_resolv_conf, "rb") as source:
+                    resolv = source.read()
+            except OSError:
+                resolv = b""
         files = {"hostname": f"{hostname}\n".encode(), "hosts": hosts.encode(),
                  "resolv.conf": resolv}
         mapping = {}

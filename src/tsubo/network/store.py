@@ -410,6 +410,15 @@ class NetworkStore:
             "ORDER BY created_at, kind, name", params).fetchall()
         return [LedgerEntry(*row) for row in rows]
 
+    def resolve_name(self, network_id: str, name: str) -> str | None:
+        """The address, on *network_id*, of the container called *name* (its name or its
+        12-digit short ID); None when no container of that network has it."""
+        row = self._connection.execute(
+            "SELECT e.address FROM endpoints e JOIN containers c ON c.id = e.container_id "
+            "WHERE e.network_id = ? AND (c.name = ? OR substr(c.id, 1, 12) = ?)",
+            (network_id, name, name)).fetchone()
+        return str(row[0]) if row else None
+
 
 def _check_kind(kind: str) -> None:
     if kind not in LEDGER_KINDS:
