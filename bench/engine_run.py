@@ -64,6 +64,10 @@ def main() -> int:
                         help="wait for tsubo's monitor to exit after each run, so every run "
                         "starts a new one (default: runs find it up, as back-to-back "
                         "commands do; the --rm removal is still awaited)")
+    parser.add_argument("--network", choices=("none", "bridge"), default="none",
+                        help="bridge: every run attached to a bridge network (tsubo: one "
+                        "made with `tsubo network create`; podman: its default), all of it "
+                        "inside a throwaway network namespace")
     args = parser.parse_args()
     if args.rounds < 1 or args.warmup < 0:
         parser.error("--rounds must be >= 1 and --warmup >= 0")
@@ -77,6 +81,7 @@ def main() -> int:
     problems: list[str] = []
     podman: Podman | None = None
     tsubo_root = sandbox.tmp / "tsubo"
+    netns_made: list[str] = []
     try:
         rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
         tar = make_tar(rootfs, sandbox.tmp / "busybox.tar")
@@ -85,14 +90,28 @@ def main() -> int:
         sandbox.expected_mounts |= podman.expected_mounts
         pm = podman
 
+        prefix: list[str] = []
+        tsubo_network = podman_network = "none"
+        if args.network == "bridge":
+            netns = f"tsubo-bench-{os.getpid()}"
+            run_command(["ip", "netns", "add", netns])
+            netns_made.append(netns)
+            prefix = ["nsenter", f"--net=/run/netns/{netns}"]
+            run_command([*prefix, "ip", "link", "set", "lo", "up"])
+            made = run_command([*prefix, str(TSUBO), "--root", str(tsubo_root), "network",
+                                "create", "benchnet", "--subnet", "10.89.200.0/24"])
+            if not made.ok:
+                raise BenchError(f"tsubo network create: {made.error()}")
+            tsubo_network, podman_network = "benchnet", "bridge"
+
         def tsubo_argv(_round: int) -> list[str]:
-            return [str(TSUBO), "--root", str(tsubo_root), "run", "--rm", "--network", "none",
-                    "--rootfs", str(rootfs), "true"]
+            return [*prefix, str(TSUBO), "--root", str(tsubo_root), "run", "--rm",
+                    "--network", tsubo_network, "--rootfs", str(rootfs), "true"]
 
         def podman_argv(runtime: str) -> Case:
             def argv(_round: int) -> list[str]:
-                return pm.argv("--runtime", runtime, "run", "--rm", "--pull", "never",
-                               "--network", "none", IMAGE, "true")
+                return [*prefix, *pm.argv("--runtime", runtime, "run", "--rm", "--pull",
+                                          "never", "--network", podman_network, IMAGE, "true")]
             return Case(f"podman ({os.path.basename(runtime)})", argv, pm.env, sandbox.tmp)
 
         cases = [
@@ -137,13 +156,20 @@ def main() -> int:
             dirs = sorted(os.listdir(containers_dir)) if containers_dir.is_dir() else []
             if dirs:
                 problems.append(f"tsubo container folders left in {containers_dir}: {dirs}")
+        for netns in netns_made:
+            run_command(["nsenter", f"--net=/run/netns/{netns}", str(TSUBO), "--root",
+                         str(tsubo_root), "network", "rm", "benchnet"])
         if podman is not None and podman.driver:
             sandbox.container_ids |= podman.container_ids()  # its cgroups are ours to check
             problems += podman.teardown()
+        for netns in netns_made:
+            sandbox.settle()
+            run_command(["ip", "netns", "del", netns])
         problems += sandbox.close()
 
     if timings is not None:
-        print(f"`ENGINE run --rm --network none busybox true`, {args.rounds} interleaved rounds "
+        print(f"`ENGINE run --rm --network {args.network} busybox true`, {args.rounds} "
+              f"interleaved rounds "
               f"(+{args.warmup} warmup), {os.cpu_count()} cores; tsubo's monitor "
               f"{'started for every run' if args.cold_monitor else 'already up'}; "
               f"podman storage: {driver}"
