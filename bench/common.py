@@ -447,6 +447,9 @@ class Sandbox:
 
     def __init__(self, prefix: str) -> None:
         set_child_subreaper()
+        # tsubo's containers go under a cgroup parent of the benchmark's own, removed in close()
+        self.cgroup_parent = f"tsubo-bench-{os.getpid()}"
+        os.environ["TSUBO_CGROUP_PARENT"] = self.cgroup_parent
         self.cgroups_before = engine_cgroups()
         self.states_before = runtime_state_entries()
         self.blob_cache_before = _blob_cache_mtime()
@@ -487,6 +490,13 @@ class Sandbox:
         """Teardown check; returns the problems (empty: nothing left behind)."""
         problems: list[str] = []
         self.settle()
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            parent = hierarchy / self.cgroup_parent
+            if parent.is_dir():
+                try:
+                    parent.rmdir()
+                except OSError as error:
+                    problems.append(f"cgroup {parent} left: {error.strerror}")
         children = live_children()
         if children:
             problems.append(f"helpers still running, killed (ours, by pid): {children}")
