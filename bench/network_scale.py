@@ -1,0 +1,75 @@
+"""Benchmark: does the Nth container on a network start as fast as the first?
+
+Starts N (default 200) detached `sleep` containers one after the other on one bridge
+network (`tsubo run -d --network`), timing each start, inside a throwaway network namespace;
+reports the median start time of the first ten and of the last ten, and their ratio (the
+networking issue asks for no per-container rebuild of rules and no scan of all endpoints,
+so the ratio should stay near 1). Removes everything afterwards.
+
+    sudo .venv/bin/python bench/network_scale.py [--count 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+from common import TSUBO, Sandbox, make_busybox_rootfs, markdown_table, run_command
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--count", type=int, default=200)
+    args = parser.parse_args()
+    sandbox = Sandbox("tsubo-bench-network-scale-")
+    netns = f"tsubo-bench-{os.getpid()}"
+    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
+    root = sandbox.tmp / "tsubo"
+    tsubo = [*prefix, str(TSUBO), "--root", str(root)]
+    problems: list[str] = []
+    times: list[float] = []
+    run_command(["ip", "netns", "add", netns])
+    try:
+        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
+        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        made = run_command([*tsubo, "network", "create", "scale", "--subnet", "10.89.0.0/16"])
+        if not made.ok:
+            problems.append(f"network create: {made.error()}")
+            return 1
+        for index in range(args.count):
+            result = run_command([*tsubo, "run", "-d", "--name", f"s{index}", "--network",
+                                  "scale", "--rootfs", str(rootfs), "sleep", "600"])
+            if not result.ok:
+                problems.append(f"container {index}: {result.error()}")
+                break
+            times.append(result.seconds * 1000)
+    finally:
+        ids = run_command([*tsubo, "ps", "-aq"]).stdout.split()
+        for start in range(0, len(ids), 50):
+            run_command([*tsubo, "rm", "-f", *ids[start:start + 50]], timeout=300)
+        run_command([*tsubo, "network", "rm", "scale"])
+        deadline = time.monotonic() + 10
+        while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sandbox.settle()
+        run_command(["ip", "netns", "del", netns])
+        problems += sandbox.close()
+    if len(times) >= 20:
+        first = statistics.median(times[:10])
+        last = statistics.median(times[-10:])
+        print(f"`tsubo run -d --network` of {len(times)} containers on one network, "
+              f"{os.cpu_count()} cores\n")
+        print(markdown_table(["containers", "median start ms"], [
+            ["1st-10th", f"{first:.1f}"], [f"{len(times) - 9}th-{len(times)}th", f"{last:.1f}"],
+            ["last / first", f"{last / first:.2f}"]]))
+    if problems:
+        print("PROBLEMS:\n" + "\n".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
