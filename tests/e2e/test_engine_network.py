@@ -294,3 +294,18 @@ def test_container_names_resolve_on_a_network(net_engine: NetEngine) -> None:
     unknown = engine.run("exec", "alpha", "ping", "-c", "1", "-W", "1", "nosuchcontainer",
                          check=False)
     assert unknown.returncode != 0
+
+
+def test_network_container_shares_the_namespace(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "shared", "--subnet", "10.89.11.0/24")
+    engine.start("main", "shared", "10.89.11.10")
+    engine.run("run", "-d", "--name", "side", "--network", "container:main", "--rootfs",
+               str(engine.rootfs), "sleep", "300")
+    addresses = engine.run("exec", "side", "ip", "-o", "-4", "addr").stdout
+    assert "10.89.11.10" in addresses
+    mtu = engine.run("exec", "main", "cat", "/sys/class/net/eth0/mtu").stdout.strip()
+    assert mtu == "1500"  # the uplink's (no default route in the throwaway namespace: 1500)
+    stopped = engine.run("run", "--rm", "--network", "container:nosuch", "--rootfs",
+                         str(engine.rootfs), "true", check=False)
+    assert stopped.returncode == 125 and "nosuch" in stopped.stderr

@@ -59,7 +59,7 @@ _CREATE_OPTIONS = (
     Option("stop-signal", VALUE, "signal to stop the container", "SIGTERM"),
     Option("stop-timeout", VALUE, "seconds to wait before SIGKILL on stop", "10"),
     Option("label,l", LIST, "set metadata (KEY=VALUE)"),
-    Option("network,net", LIST, "network: none, host, or a network name (repeatable)"),
+    Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
 )
@@ -126,10 +126,11 @@ def _run_options(parsed: Parsed, *, needs_image: bool = True) -> object:
     run.stop_timeout = _int(parsed.text("stop_timeout"), "--stop-timeout")
     run.labels = opts.parse_labels(parsed.texts("label"))
     networks = parsed.texts("network") or ["none"]
-    if any(name in ("none", "host") for name in networks):
+    if any(name in ("none", "host") or name.startswith("container:") for name in networks):
         if len(networks) > 1:
             raise InvalidArgument("parse --network", ",".join(networks),
-                                  detail="none and host cannot be combined with networks")
+                                  detail="none, host and container:NAME cannot be combined "
+                                  "with networks")
         run.network = networks[0]
     else:
         run.network = "bridge"

@@ -95,6 +95,8 @@ class Engine:
         nameserver = ""
         if options.network == "bridge":
             netns_path, nameserver = self._check_networks(options, name)
+        elif options.network.startswith("container:"):
+            netns_path = self._shared_netns(options.network[len("container:"):])
         with UndoStack("create container", name) as undo:
             row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
                                          labels=jsonwire.dumps(options.labels))
@@ -120,6 +122,16 @@ class Engine:
                 config_file.write(jsonwire.dumps(config))
             undo.commit()
         return self.db.get_container(container_id)
+
+    def _shared_netns(self, ref: str) -> str:
+        """``--network container:NAME``: join that running container's network namespace
+        (its /run/netns pin when it has one, else its init's /proc/PID/ns/net)."""
+        target = self.refresh(self.db.resolve_container(ref))
+        if target.state not in ("running", "paused"):
+            raise WrongState("join network of", target.name,
+                             detail=f"container {target.name} is not running")
+        pin = f"/run/netns/{target.name}"
+        return pin if os.path.exists(pin) else f"/proc/{target.pid}/ns/net"
 
     def _check_networks(self, options: RunOptions, name: str) -> tuple[str, str]:
         """The networks exist (the default one is made on first use). Returns where the

@@ -49,8 +49,8 @@ class NetworkManager:
             self.store.record("link", network.bridge_name, network.id)
             undo.push(lambda: self.store.forget("link", network.bridge_name))
             lines = bridge.plan_bridge_create(
-                network.bridge_name, network.gateway, network.prefix_len, network.mtu or None,
-                mac=bridge.bridge_mac(network.id))
+                network.bridge_name, network.gateway, network.prefix_len,
+                network.mtu or bridge.uplink_mtu(), mac=bridge.bridge_mac(network.id))
             bridge.apply_bridge_create(network.bridge_name, lines)
             undo.push(lambda: bridge.apply_bridge_remove(
                 bridge.plan_bridge_remove(network.bridge_name)))
@@ -105,6 +105,7 @@ class NetworkManager:
         from tsubo.undo import UndoStack
 
         endpoints: list[Endpoint] = []
+        uplink_mtu = 0
         with UndoStack("attach container", container_id[:12]) as undo:
             self.store.record("netns", netns_name, container_id)
             undo.push(lambda: self.store.forget("netns", netns_name))
@@ -123,10 +124,12 @@ class NetworkManager:
                                     host_ifname, mac, address, network.prefix_len)
                 self.store.record("link", host_ifname, container_id)
                 undo.push(_forgetter(self.store, "link", host_ifname))
+                if not network.mtu and not uplink_mtu:
+                    uplink_mtu = bridge.uplink_mtu()  # the host's uplink, unless --mtu
                 plan = bridge.plan_endpoint_attach(
                     network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
                     network.prefix_len, network.gateway if index == 0 else None, mac,
-                    network.mtu or None)
+                    network.mtu or uplink_mtu)
                 bridge.apply_endpoint_attach(plan)
                 self.store.insert_endpoint(endpoint)
                 endpoints.append(endpoint)
@@ -159,7 +162,7 @@ class NetworkManager:
             undo.push(_forgetter(self.store, "link", host_ifname))
             bridge.apply_endpoint_attach(bridge.plan_endpoint_attach(
                 network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
-                network.prefix_len, None, endpoint.mac, network.mtu or None))
+                network.prefix_len, None, endpoint.mac, network.mtu or bridge.uplink_mtu()))
             self.store.insert_endpoint(endpoint)
             undo.commit()
         return endpoint
