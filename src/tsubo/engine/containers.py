@@ -1,8 +1,8 @@
 """Engine operations on named containers: create, start, run, stop, kill, restart, remove,
-wait, pause, exec, logs, inspect, list, prune.
+wait, pause, exec, logs, inspect, list, prune, gc.
 
-State lives in SQLite (``engine/db.py``); each running container has a monitor process
-(``engine/monitor.py``) that owns its lifetime; the runtime is used in-process
+State lives in SQLite (``engine/db.py``); the engine's monitor process (``engine/monitor.py``)
+owns the running containers' lifetimes; the runtime is used in-process
 (:class:`tsubo.runtime.container.Runtime`), never as a subprocess. Every operation reads the
 container's row, refreshes it against the kernel where it matters (a dead monitor means the
 container's state must be reconciled), then acts. No transaction is held across kernel work.
