@@ -1,0 +1,1 @@
+"""OCI images: references, the content store, layer unpacking."""
