@@ -345,6 +345,51 @@ def _volume(engine: Engine, parsed: Parsed) -> int:
     return volume_command(engine, parsed.positional)
 
 
+def _import(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.image.store import ImageStore
+
+    if len(parsed.positional) != 2:
+        raise InvalidArgument("import", " ".join(parsed.positional),
+                              detail="expected ROOTFS.tar NAME[:TAG]")
+    image = ImageStore(engine.db, engine.paths.data).import_tarball(
+        parsed.positional[0], parsed.positional[1], parsed.texts("change"))
+    _print(f"sha256:{image.id}")
+    return 0
+
+
+def _images(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.render import human_duration
+    from tsubo.image.store import ImageStore
+
+    images = ImageStore(engine.db, engine.paths.data).images()
+    if parsed.flag("quiet"):
+        _print("".join(f"{image.id[:12]}\n" for image in images), end="")
+        return 0
+    import time
+
+    from tsubo.cli.render import _parse_time
+
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    for image in images:
+        created = _parse_time(image.created_at) or time.time()
+        age = f"{human_duration(time.time() - created)} ago"
+        size = f"{image.size / 1e6:.1f}MB"
+        for tag in image.tags or ["<none>:<none>"]:
+            repository, _, name = tag.rpartition(":")
+            rows.append([repository, name, image.id[:12], age, size])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    _print("\n".join("   ".join(cell.ljust(width) for cell, width in
+                                zip(row, widths, strict=True)).rstrip() for row in rows))
+    return 0
+
+
+def _rmi(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.image.store import ImageStore
+
+    store = ImageStore(engine.db, engine.paths.data)
+    return _each(parsed, lambda ref: store.remove(ref, force=parsed.flag("force")), "rmi")
+
+
 def _network(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.network import network_command
 
@@ -412,6 +457,14 @@ COMMANDS: dict[str, Command] = {
     "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
     "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),
+    "import": Command(_import, (Option("change,c", LIST, "CMD, ENTRYPOINT, ENV, WORKDIR, USER, "
+                                       "LABEL instruction"),),
+                      "import [-c INSTRUCTION] ROOTFS.tar NAME[:TAG]",
+                      "make an image from a root filesystem tarball"),
+    "images": Command(_images, (Option("quiet,q", FLAG, "only IDs"),), "images [-q]",
+                      "list images"),
+    "rmi": Command(_rmi, (Option("force,f", FLAG, "even if containers use it"),),
+                   "rmi [-f] IMAGE...", "remove images"),
     "volume": Command(_volume, (), "volume create|ls|inspect|rm [NAME...]", "manage volumes"),
     "network": Command(_network, (
         Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),

@@ -63,7 +63,8 @@ def _fields(row: ContainerRow, now: float) -> dict[str, str]:
     command = " ".join([*(options.get("entrypoint") or []), *(options.get("command") or [])])
     created = _parse_time(row.created_at) or now
     return {
-        "ID": row.id[:12], "Image": row.image or row.rootfs, "Command": command,
+        "ID": row.id[:12], "Image": str(options.get("image") or row.rootfs),
+        "Command": command,
         "CreatedAt": row.created_at, "RunningFor": f"{human_duration(now - created)} ago",
         "Status": status_text(row, now), "State": row.state, "Names": row.name,
         "Ports": "", "Labels": row.labels,

@@ -79,12 +79,24 @@ class Engine:
         from tsubo.oci import jsonwire
         from tsubo.undo import UndoStack
 
-        if not options.rootfs:
-            if options.image:
-                raise NotFound("find image", options.image, detail="no such image",
-                               hint="images arrive with `tsubo pull`; use --rootfs DIR")
+        image_config: dict[str, Any] | None = None
+        image_id = ""
+        if options.rootfs:
+            lower = check_lower_dir(options.rootfs)
+            etc_root = lower
+        elif options.image:
+            from tsubo.image.store import ImageStore
+
+            store = ImageStore(self.db, self.paths.data)
+            image = store.get(options.image)
+            image_id = image.id
+            layers = store.lower_dirs(image)
+            lower = ":".join(layers)  # overlay's lowerdir: top layer first
+            etc_root = next((layer for layer in layers
+                             if os.path.lexists(f"{layer}/etc/passwd")), layers[0])
+            image_config = image.config.get("config") or {}
+        else:
             raise InvalidArgument("create container", "", detail="no image or --rootfs given")
-        lower = check_lower_dir(options.rootfs)
         container_id = dbmod.new_container_id()
         if name is not None:
             dbmod.validate_name(name)
@@ -99,20 +111,21 @@ class Engine:
             netns_path = self._shared_netns(options.network[len("container:"):])
         with UndoStack("create container", name) as undo:
             row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
+                                         image=image_id,
                                          labels=jsonwire.dumps(options.labels))
             self.db.insert_container(row)  # AlreadyExists for a taken name: nothing made yet
             undo.push(lambda: self.db.delete_container(container_id))
-            files.create(lower)
+            files.create(etc_root)
             undo.push(files.remove)
             hostname = options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname, nameserver=nameserver)
             volume_mounts = self._volume_mounts(container_id, options)
             config = build_config(
-                options, ImageConfig.from_json(None), container_id=container_id,
+                options, ImageConfig.from_json(image_config), container_id=container_id,
                 rootfs=files.merged, etc_files=etc_files, volume_mounts=volume_mounts,
                 init_path=_init_binary() if options.init else None,
-                passwd_lookup=make_passwd_lookup(lower),
-                group_lookup=lambda group: lookup_group(lower, group),
+                passwd_lookup=make_passwd_lookup(etc_root),
+                group_lookup=lambda group: lookup_group(etc_root, group),
                 host_nofile_hard=_hard_limit("RLIMIT_NOFILE"),
                 host_nproc_hard=_hard_limit("RLIMIT_NPROC"),
                 cgroups_path=f"/{cgroup_parent()}/{container_id}",

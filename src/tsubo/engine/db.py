@@ -124,6 +124,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX ledger_by_owner ON ledger (owner)",
     ),
+    (
+        """CREATE TABLE images (
+            id TEXT PRIMARY KEY,                 -- sha256 hex of the image config
+            config TEXT NOT NULL,                -- the OCI image config (JSON)
+            layers TEXT NOT NULL,                -- JSON list of diff_ids, bottom first
+            size INTEGER NOT NULL,               -- uncompressed bytes of all layers
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE image_tags (
+            name TEXT PRIMARY KEY,               -- normalised: docker.io/library/busybox:latest
+            image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE
+        )""",
+    ),
 )
 
 CONTAINER_COLUMNS = (

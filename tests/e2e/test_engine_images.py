@@ -1,0 +1,88 @@
+"""Images offline: `tsubo import` a root filesystem tarball, run it, list and remove it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TSUBO = Path(sys.executable).parent / "tsubo"
+
+
+class Cli:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(TSUBO), "--root", str(self.root), *args],
+                              capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    engine = Cli(tmp_path / "root")
+    try:
+        yield engine
+    finally:
+        ids = engine.run("ps", "-aq", check=False).stdout.split()
+        if ids:
+            engine.run("rm", "-f", *ids, check=False)
+        deadline = time.monotonic() + 10
+        while (engine.root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def rootfs_tar(busybox_rootfs: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "busybox.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+    return path
+
+
+def test_import_run_and_remove(cli: Cli, rootfs_tar: Path) -> None:
+    image_id = cli.run("import", "-c", 'CMD ["sh", "-c", "echo default command"]',
+                       "-c", "ENV GREETING=hello", str(rootfs_tar), "busybox:1").stdout.strip()
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    listing = cli.run("images").stdout
+    assert "docker.io/library/busybox" in listing and "1" in listing
+    assert cli.run("run", "--rm", "busybox:1").stdout == "default command\n"
+    out = cli.run("run", "--rm", "busybox:1", "sh", "-c", "echo $GREETING; id -u").stdout
+    assert out == "hello\n0\n"
+    # unknown images are one clear line, exit 125
+    missing = cli.run("run", "--rm", "nosuchimage", "true", check=False)
+    assert missing.returncode == 125 and "nosuchimage" in missing.stderr
+
+
+def test_containers_of_one_image_do_not_see_each_others_writes(
+        cli: Cli, rootfs_tar: Path) -> None:
+    cli.run("import", str(rootfs_tar), "base")
+    layer_dirs = list((cli.root / "layers").iterdir())
+    before = {p: p.stat().st_mtime_ns for d in layer_dirs for p in d.rglob("*")
+              if not p.is_symlink()}
+    cli.run("run", "-d", "--name", "one", "base", "sh", "-c",
+            "echo one > /tmp/shared; sleep 300")
+    cli.run("run", "-d", "--name", "two", "base", "sh", "-c",
+            "echo two > /tmp/shared; sleep 300")
+    time.sleep(0.3)
+    assert cli.run("exec", "one", "cat", "/tmp/shared").stdout == "one\n"
+    assert cli.run("exec", "two", "cat", "/tmp/shared").stdout == "two\n"
+    after = {p: p.stat().st_mtime_ns for d in layer_dirs for p in d.rglob("*")
+             if not p.is_symlink()}
+    assert after == before  # the image's layer is never written
+    busy = cli.run("rmi", "base", check=False)
+    assert busy.returncode == 1 and "one" in busy.stderr
+    cli.run("rm", "-f", "one", "two")
+    cli.run("rmi", "base")
+    assert cli.run("images", "-q").stdout == ""
+    assert not any(os.scandir(cli.root / "layers"))
