@@ -108,7 +108,16 @@ $tsubo stop -t 1 web
 $tsubo ps -a
 $tsubo rm web
 
-# 5. The same through the Python API (examples/api.py).
+# 5. Images, offline: the same root folder as a tarball, imported as an image.
+step tsubo import -c "'CMD [\"sh\", \"-c\", \"echo hello from an image\"]'" busybox.tar.gz busybox
+tar -C "$work/bundle/rootfs" -czf "$work/busybox.tar.gz" .
+$tsubo import -c 'CMD ["sh", "-c", "echo hello from an image"]' "$work/busybox.tar.gz" busybox
+step tsubo images '&&' tsubo run --rm busybox
+$tsubo images
+$tsubo run --rm busybox
+$tsubo rmi busybox >/dev/null
+
+# 6. The same through the Python API (examples/api.py).
 step python examples/api.py rootfs
 .venv/bin/python examples/api.py "$work/bundle/rootfs" "$work/engine"
 echo
