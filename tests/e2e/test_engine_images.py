@@ -86,3 +86,19 @@ def test_containers_of_one_image_do_not_see_each_others_writes(
     cli.run("rmi", "base")
     assert cli.run("images", "-q").stdout == ""
     assert not any(os.scandir(cli.root / "layers"))
+
+
+def test_tag_adds_a_name_and_rmi_of_one_name_only_untags(cli: Cli, rootfs_tar: Path) -> None:
+    image_id = cli.run("import", str(rootfs_tar), "base").stdout.strip()
+    cli.run("tag", "base", "registry.local:5000/team/base:v2")
+    listing = cli.run("images").stdout
+    assert "registry.local:5000/team/base" in listing and "v2" in listing
+    assert cli.run("run", "--rm", "registry.local:5000/team/base:v2", "echo", "ok").stdout == "ok\n"
+    bad = cli.run("tag", "base", "UPPER/Case", check=False)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    missing = cli.run("tag", "nosuchimage", "other", check=False)
+    assert missing.returncode != 0 and "nosuchimage" in missing.stderr
+    cli.run("rmi", "base")  # one of two names: untag only
+    assert cli.run("images", "-q").stdout.strip() == image_id.removeprefix("sha256:")[:12]
+    cli.run("rmi", "registry.local:5000/team/base:v2")
+    assert cli.run("images", "-q").stdout == ""

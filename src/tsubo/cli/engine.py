@@ -383,6 +383,16 @@ def _images(engine: Engine, parsed: Parsed) -> int:
     return 0
 
 
+def _tag(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.image.store import ImageStore
+
+    if len(parsed.positional) != 2:
+        raise InvalidArgument("tag", " ".join(parsed.positional),
+                              detail="expected SOURCE_IMAGE TARGET_IMAGE[:TAG]")
+    ImageStore(engine.db, engine.paths.data).tag(*parsed.positional)
+    return 0
+
+
 def _rmi(engine: Engine, parsed: Parsed) -> int:
     from tsubo.image.store import ImageStore
 
@@ -463,6 +473,8 @@ COMMANDS: dict[str, Command] = {
                       "make an image from a root filesystem tarball"),
     "images": Command(_images, (Option("quiet,q", FLAG, "only IDs"),), "images [-q]",
                       "list images"),
+    "tag": Command(_tag, (), "tag SOURCE_IMAGE TARGET_IMAGE[:TAG]",
+                   "give an image another name"),
     "rmi": Command(_rmi, (Option("force,f", FLAG, "even if containers use it"),),
                    "rmi [-f] IMAGE...", "remove images"),
     "volume": Command(_volume, (), "volume create|ls|inspect|rm [NAME...]", "manage volumes"),

@@ -130,6 +130,18 @@ class ImageStore:
         assert isinstance(config, dict) and isinstance(layers, list)
         return Image(row[0], config, [str(d) for d in layers], int(row[3]), row[4], tags)
 
+    def tag(self, source: str, target: str) -> Image:
+        """Give the image *source* names one more name, *target* (moved if another image
+        held it), as ``docker tag``."""
+        from tsubo.image.reference import parse_reference
+
+        image = self.get(source)
+        name = str(parse_reference(target))
+        with self.db.transaction() as connection:
+            connection.execute("INSERT OR REPLACE INTO image_tags (name, image_id) "
+                               "VALUES (?, ?)", (name, image.id))
+        return self.get(image.id)
+
     def images(self) -> list[Image]:
         ids = [image_id for (image_id,) in self.db.connection.execute(
             "SELECT id FROM images ORDER BY created_at DESC")]
