@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,11 @@ def test_containers_of_one_image_do_not_see_each_others_writes(
 def test_tag_adds_a_name_and_rmi_of_one_name_only_untags(cli: Cli, rootfs_tar: Path) -> None:
     image_id = cli.run("import", str(rootfs_tar), "base").stdout.strip()
     cli.run("tag", "base", "registry.local:5000/team/base:v2")
+    [inspected] = json.loads(cli.run("inspect", "base").stdout)
+    assert inspected["Id"] == image_id
+    assert inspected["RepoTags"] == ["docker.io/library/base:latest",
+                                     "registry.local:5000/team/base:v2"]
+    assert len(inspected["RootFS"]["Layers"]) == 1 and inspected["Os"] == "linux"
     listing = cli.run("images").stdout
     assert "registry.local:5000/team/base" in listing and "v2" in listing
     assert cli.run("run", "--rm", "registry.local:5000/team/base:v2", "echo", "ok").stdout == "ok\n"

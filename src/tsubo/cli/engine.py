@@ -318,9 +318,23 @@ def _inspect(engine: Engine, parsed: Parsed) -> int:
     import json
 
     if not parsed.positional:
-        raise InvalidArgument("inspect", "", detail="requires at least one container")
-    _print(json.dumps([engine.inspect(ref) for ref in parsed.positional], indent=4))
+        raise InvalidArgument("inspect", "", detail="requires at least one container or image")
+    _print(json.dumps([_inspect_one(engine, ref) for ref in parsed.positional], indent=4))
     return 0
+
+
+def _inspect_one(engine: Engine, ref: str) -> dict[str, object]:
+    """A container by that name or ID, else an image (as ``docker inspect``)."""
+    from tsubo.errors import NotFound
+    from tsubo.image.store import ImageStore
+
+    try:
+        return engine.inspect(ref)
+    except NotFound as container_missing:
+        try:
+            return ImageStore(engine.db, engine.paths.data).get(ref).inspect()
+        except NotFound:
+            raise container_missing from None
 
 
 def _ps(engine: Engine, parsed: Parsed) -> int:
@@ -463,7 +477,8 @@ COMMANDS: dict[str, Command] = {
                             Option("user,u", VALUE, "user (name|uid[:group|gid])")),
                     "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
                     "run a command in a running container"),
-    "inspect": Command(_inspect, (), "inspect CONTAINER...", "show containers as JSON"),
+    "inspect": Command(_inspect, (), "inspect CONTAINER|IMAGE...",
+                       "show containers (else images) as JSON"),
     "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
     "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),

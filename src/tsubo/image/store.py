@@ -35,6 +35,19 @@ class Image:
         self.created_at = created_at
         self.tags = tags
 
+    def inspect(self) -> dict[str, Any]:
+        """The ``docker image inspect`` shape of this image."""
+        return {
+            "Id": f"sha256:{self.id}",
+            "RepoTags": list(self.tags),
+            "Created": self.config.get("created", self.created_at),
+            "Architecture": self.config.get("architecture", ""),
+            "Os": self.config.get("os", ""),
+            "Config": self.config.get("config", {}),
+            "RootFS": {"Type": "layers", "Layers": list(self.layers)},
+            "Size": self.size,
+        }
+
 
 class ImageStore:
     def __init__(self, db: Database, data_root: str) -> None:
