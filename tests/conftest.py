@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +251,24 @@ class RuntimeCLI:
         if check:
             result.check_returncode()
         return result
+
+    def state(self, cid: str) -> dict[str, Any]:
+        """`state CID` parsed; asserts the runtime answered."""
+        proc = self.run("state", cid)
+        assert proc.returncode == 0, f"state {cid}: {proc.stderr}"
+        state = json.loads(proc.stdout)
+        assert isinstance(state, dict)
+        return state
+
+    def wait_status(self, cid: str, want: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll `state` until the status is *want*; fails naming the last status seen."""
+        deadline = time.monotonic() + timeout
+        state = self.state(cid)
+        while state["status"] != want and time.monotonic() < deadline:
+            time.sleep(0.02)
+            state = self.state(cid)
+        assert state["status"] == want, f"{cid}: status {state['status']!r}, wanted {want!r}"
+        return state
 
     def container_id(self) -> str:
         """A fresh unique container id `t-<hex>`, deleted (--force) at teardown."""

@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,30 +91,11 @@ def assert_nothing_left(runtime: RuntimeCLI, bundle: Bundle | None = None) -> No
         assert cgroup_dirs(bundle.cgroups_path) == []
 
 
-def state_of(runtime: RuntimeCLI, cid: str) -> dict[str, object]:
-    proc = runtime.run("state", cid)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert isinstance(data, dict)
-    return data
-
-
-def wait_status(runtime: RuntimeCLI, cid: str, wanted: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    status = ""
-    while time.monotonic() < deadline:
-        status = str(state_of(runtime, cid)["status"])
-        if status == wanted:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{cid}: status {status!r}, wanted {wanted!r}")
-
-
 def create(runtime: RuntimeCLI, bundle: Bundle, cid: str) -> int:
     """`create`; returns the init's pid."""
     proc = runtime.run("create", "--bundle", str(bundle.path), cid)
     assert proc.returncode == 0, proc.stderr
-    return int(str(state_of(runtime, cid)["pid"]))
+    return int(str(runtime.state(cid)["pid"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +291,7 @@ def test_cwd_proc_self_fd_exec(
         "exec", "--cwd", f"/proc/self/fd/{fd}", cid, "/bin/sh", "-c", _escape_script(marker)
     )
     _check_no_host_view(proc, secret, b.rootfs)
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +461,7 @@ def test_created_init_exe_not_readable_from_container(
     assert host_exe not in proc.stdout
     assert "rc=1" in proc.stdout.splitlines()
     assert "root.rc=1" in proc.stdout.splitlines()
-    assert state_of(runtime, cid)["status"] == "created"
+    assert runtime.state(cid)["status"] == "created"
 
 
 def test_started_init_exe_readable_control(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
@@ -547,18 +527,18 @@ def test_duplicate_create_leaves_first_untouched(
     b2 = make_bundle(["sleep", "300"])
     cid = runtime.container_id()
     pid = create(runtime, b1, cid)
-    before = state_of(runtime, cid)
+    before = runtime.state(cid)
     state_file = (runtime.root / cid / "state.json").read_bytes()
     line = one_line_error(runtime.run("create", "--bundle", str(b2.path), cid))
     assert cid in line
-    assert state_of(runtime, cid) == before
+    assert runtime.state(cid) == before
     assert (runtime.root / cid / "state.json").read_bytes() == state_file
     assert (runtime.root / cid / "exec.fifo").exists()
     assert cgroup_dirs(b2.cgroups_path) == []
     assert pid in leakcheck.child_processes()
     # still usable
     assert runtime.run("start", cid).returncode == 0
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
 
 
 def test_start_twice(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
@@ -568,7 +548,7 @@ def test_start_twice(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     assert runtime.run("start", cid).returncode == 0
     line = one_line_error(runtime.run("start", cid))
     assert cid in line
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
 
 
 def test_kill_stopped(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
@@ -576,10 +556,10 @@ def test_kill_stopped(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     cid = runtime.container_id()
     create(runtime, b, cid)
     assert runtime.run("start", cid).returncode == 0
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     line = one_line_error(runtime.run("kill", cid, "KILL"))
     assert cid in line
-    assert state_of(runtime, cid)["status"] == "stopped"
+    assert runtime.state(cid)["status"] == "stopped"
     assert runtime.run("delete", cid).returncode == 0
     assert_nothing_left(runtime, b)
 
@@ -591,7 +571,7 @@ def test_delete_running_without_force(runtime: RuntimeCLI, make_bundle: MakeBund
     assert runtime.run("start", cid).returncode == 0
     line = one_line_error(runtime.run("delete", cid))
     assert cid in line
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
     assert pid in leakcheck.child_processes()
     assert cgroup_dirs(b.cgroups_path) != []
     assert runtime.run("delete", "--force", cid).returncode == 0
@@ -630,7 +610,7 @@ def test_corrupt_state_record(runtime: RuntimeCLI, make_bundle: MakeBundle) -> N
     assert by_id[good]["status"] == "created"
     assert by_id[bad]["status"] == "unknown"
 
-    assert state_of(runtime, good)["status"] == "created"
+    assert runtime.state(good)["status"] == "created"
     ps = runtime.run("ps", "--format", "json", good)
     assert ps.returncode == 0 and json.loads(ps.stdout) == [pid], ps.stderr
     assert bad in one_line_error(runtime.run("state", bad))
@@ -639,4 +619,4 @@ def test_corrupt_state_record(runtime: RuntimeCLI, make_bundle: MakeBundle) -> N
     assert not (runtime.root / bad).exists()
     assert runtime.list_ids() == [good]
     assert runtime.run("start", good).returncode == 0
-    assert state_of(runtime, good)["status"] == "running"
+    assert runtime.state(good)["status"] == "running"

@@ -31,24 +31,6 @@ HOOK_DIR_IN_CONTAINER = "/hooklog"
 # helpers
 
 
-def state_of(runtime: RuntimeCLI, cid: str) -> dict[str, Any]:
-    proc = runtime.run("state", cid)
-    assert proc.returncode == 0, f"state {cid}: {proc.stderr}"
-    state = json.loads(proc.stdout)
-    assert isinstance(state, dict)
-    return state
-
-
-def wait_status(runtime: RuntimeCLI, cid: str, want: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    state = state_of(runtime, cid)
-    while state["status"] != want and time.monotonic() < deadline:
-        time.sleep(POLL)
-        state = state_of(runtime, cid)
-    assert state["status"] == want, f"{cid}: status {state['status']!r}, wanted {want!r}"
-    return state
-
-
 def one_line_error(proc: Any) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected a one-line error, got {proc.stderr!r}"
@@ -60,7 +42,7 @@ def running_container(runtime: RuntimeCLI, make_bundle: MakeBundle, **overrides:
     cid = runtime.container_id()
     proc = runtime.run("run", "-d", "--bundle", str(b.path), cid)
     assert proc.returncode == 0, proc.stderr
-    wait_status(runtime, cid, "running")
+    runtime.wait_status(cid, "running")
     return cid
 
 
@@ -85,14 +67,14 @@ def test_exec_inline_args_forward_exit_code(runtime: RuntimeCLI, make_bundle: Ma
     ok = runtime.run("exec", cid, "true")
     assert ok.returncode == 0, ok.stderr
     # the container is untouched by its exec'd processes
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
 
 
 def test_exec_repeatedly_all_succeed(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     """Short-lived exec'd programs: every exec reports its own exit code, none is lost to a
     race between the new process and the runtime, and nothing is left in the container."""
     cid = running_container(runtime, make_bundle)
-    init = state_of(runtime, cid)["pid"]
+    init = runtime.state(cid)["pid"]
 
     def one(i: int) -> str:
         proc = runtime.run("exec", cid, "sh", "-c", f"exit {i % 7}")
@@ -129,7 +111,7 @@ def test_exec_detached_pid_file(
     runtime: RuntimeCLI, make_bundle: MakeBundle, tmp_path: Path
 ) -> None:
     cid = running_container(runtime, make_bundle)
-    init = int(state_of(runtime, cid)["pid"])
+    init = int(runtime.state(cid)["pid"])
     pid_file = tmp_path / "exec.pid"
     proc = runtime.run("exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "30")
     assert proc.returncode == 0, proc.stderr
@@ -176,7 +158,7 @@ def test_exec_is_in_the_container_pid_namespace_and_cgroup(
     runtime: RuntimeCLI, make_bundle: MakeBundle
 ) -> None:
     cid = running_container(runtime, make_bundle)
-    init = int(state_of(runtime, cid)["pid"])
+    init = int(runtime.state(cid)["pid"])
     proc = runtime.run(
         "exec", cid, "sh", "-c", "echo $$; cat /proc/1/cmdline; echo; cat /proc/self/cgroup"
     )
@@ -192,7 +174,7 @@ def test_exec_into_stopped_container_fails(runtime: RuntimeCLI, make_bundle: Mak
     b = make_bundle(["true"])
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     proc = runtime.run("exec", cid, "true")
     assert proc.returncode == 1
     assert "stopped" in one_line_error(proc)
@@ -219,7 +201,7 @@ def test_exec_missing_program(runtime: RuntimeCLI, make_bundle: MakeBundle) -> N
     assert proc.returncode != 0
     assert "executable file not found" in one_line_error(proc)
     assert json.loads(runtime.run("ps", "--format", "json", cid).stdout) == [
-        state_of(runtime, cid)["pid"]
+        runtime.state(cid)["pid"]
     ]
 
 
@@ -284,11 +266,11 @@ def _create_start_kill_delete(runtime: RuntimeCLI, b: Bundle) -> tuple[str, int]
     cid = runtime.container_id()
     created = runtime.run("create", "--bundle", str(b.path), cid)
     assert created.returncode == 0, created.stderr
-    pid = int(state_of(runtime, cid)["pid"])
+    pid = int(runtime.state(cid)["pid"])
     started = runtime.run("start", cid)
     assert started.returncode == 0, started.stderr
     assert runtime.run("kill", cid, "KILL").returncode == 0
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     deleted = runtime.run("delete", cid)
     assert deleted.returncode == 0, deleted.stderr
     return cid, pid
@@ -324,7 +306,7 @@ def test_hooks_get_the_state_on_stdin(
     cid = runtime.container_id()
     created = runtime.run("create", "--bundle", str(b.path), cid)
     assert created.returncode == 0, created.stderr
-    pid = int(state_of(runtime, cid)["pid"])
+    pid = int(runtime.state(cid)["pid"])
     init_mnt = os.readlink(f"/proc/{pid}/ns/mnt")
     assert runtime.run("start", cid).returncode == 0
     # both ends of `start` logged (they race in a runtime that returns from `start` before
@@ -424,7 +406,7 @@ def test_failing_poststop_hook_does_not_block_delete(
     b = make_bundle(["true"], hooks={"poststop": [{"path": "/bin/false", "args": ["false"]}]})
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     proc = runtime.run("delete", cid)
     # the spec: poststop failures are logged, the container is deleted anyway
     if proc.returncode != 0:
@@ -519,7 +501,7 @@ def test_terminal_with_console_socket(
     assert output.replace("\r\n", "\n").splitlines() == ["/dev/pts/0", "ok"]
     assert proc.stdout == ""
     if detach:
-        wait_status(runtime, cid, "stopped")
+        runtime.wait_status(cid, "stopped")
         assert runtime.run("delete", cid).returncode == 0
 
 
@@ -540,7 +522,7 @@ def test_exec_with_tty(runtime: RuntimeCLI, make_bundle: MakeBundle, tmp_path: P
     # the detached exec'd process was re-parented to us: reap it, or the container's init
     # cannot finish dying on delete (it waits for every pid of its namespace to be freed)
     # (a zombie has already left the cgroup: `ps` alone does not show it)
-    init = state_of(runtime, cid)["pid"]
+    init = runtime.state(cid)["pid"]
     deadline = time.monotonic() + 5
     while True:
         leakcheck.reap_zombie_children()

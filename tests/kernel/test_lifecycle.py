@@ -28,24 +28,6 @@ POLL = 0.02
 # helpers
 
 
-def state_of(runtime: RuntimeCLI, cid: str) -> dict[str, Any]:
-    proc = runtime.run("state", cid)
-    assert proc.returncode == 0, f"state {cid}: {proc.stderr}"
-    state = json.loads(proc.stdout)
-    assert isinstance(state, dict)
-    return state
-
-
-def wait_status(runtime: RuntimeCLI, cid: str, want: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    state = state_of(runtime, cid)
-    while state["status"] != want and time.monotonic() < deadline:
-        time.sleep(POLL)
-        state = state_of(runtime, cid)
-    assert state["status"] == want, f"{cid}: status {state['status']!r}, wanted {want!r}"
-    return state
-
-
 def wait_for(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -113,7 +95,7 @@ def test_create_start_kill_delete(runtime: RuntimeCLI, make_bundle: MakeBundle) 
     assert created.returncode == 0, created.stderr
     assert created.stdout == ""
 
-    state = state_of(runtime, cid)
+    state = runtime.state(cid)
     assert state["status"] == "created"
     assert state["id"] == cid
     assert state["bundle"] == str(b.path)
@@ -131,7 +113,7 @@ def test_create_start_kill_delete(runtime: RuntimeCLI, make_bundle: MakeBundle) 
 
     started = runtime.run("start", cid)
     assert started.returncode == 0, started.stderr
-    state = state_of(runtime, cid)
+    state = runtime.state(cid)
     assert state["status"] == "running"
     assert state["pid"] == pid
     wait_for(
@@ -141,7 +123,7 @@ def test_create_start_kill_delete(runtime: RuntimeCLI, make_bundle: MakeBundle) 
 
     killed = runtime.run("kill", cid, "KILL")
     assert killed.returncode == 0, killed.stderr
-    state = wait_status(runtime, cid, "stopped")
+    state = runtime.wait_status(cid, "stopped")
     assert state["pid"] == 0
 
     cgroups = cgroup_map(runtime, cid)
@@ -168,7 +150,7 @@ def test_start_twice_and_delete_running_are_refused(
     busy = runtime.run("delete", cid)
     assert busy.returncode == 1
     assert "running" in one_line_error(busy)
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +172,7 @@ def test_run_killed_by_signal_gives_128_plus_n(
     pool, future = run_in_background(runtime, "run", "--bundle", str(b.path), cid)
     try:
         wait_for(
-            lambda: cid in runtime.list_ids() and state_of(runtime, cid)["status"] == "running",
+            lambda: cid in runtime.list_ids() and runtime.state(cid)["status"] == "running",
             what="the container to run",
         )
         assert runtime.run("kill", cid, "9").returncode == 0
@@ -213,7 +195,7 @@ def test_kill_signal_by_name_and_number(
     pool, future = run_in_background(runtime, "run", "--bundle", str(b.path), cid)
     try:
         wait_for(lambda: cid in runtime.list_ids(), what="the container to appear")
-        pid = int(wait_status(runtime, cid, "running")["pid"])
+        pid = int(runtime.wait_status(cid, "running")["pid"])
         wait_for(
             lambda: Path(f"/proc/{pid}/root/dev/shm/ready").exists(),
             what="the TERM trap to be set",
@@ -231,10 +213,10 @@ def test_kill_default_signal_is_term(runtime: RuntimeCLI, make_bundle: MakeBundl
     b = make_bundle(["sh", "-c", TRAP_INIT])
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    pid = int(state_of(runtime, cid)["pid"])
+    pid = int(runtime.state(cid)["pid"])
     wait_for(lambda: Path(f"/proc/{pid}/root/dev/shm/ready").exists(), what="the trap")
     assert runtime.run("kill", cid).returncode == 0
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     assert runtime.run("delete", cid).returncode == 0
 
 
@@ -242,7 +224,7 @@ def test_kill_all(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     b = make_bundle(["sh", "-c", "sleep 30 & sleep 30 & wait"])
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    init = int(state_of(runtime, cid)["pid"])
+    init = int(runtime.state(cid)["pid"])
 
     def pids() -> list[int]:
         proc = runtime.run("ps", "--format", "json", cid)
@@ -254,7 +236,7 @@ def test_kill_all(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     assert init in everyone
     killed = runtime.run("kill", "--all", cid, "KILL")
     assert killed.returncode == 0, killed.stderr
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     wait_for(lambda: all(gone_or_zombie(p) for p in everyone), what="every process to die")
     leakcheck.reap_zombie_children()
     assert runtime.run("delete", cid).returncode == 0
@@ -264,7 +246,7 @@ def test_kill_stopped_container_fails(runtime: RuntimeCLI, make_bundle: MakeBund
     b = make_bundle(["true"])
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    wait_status(runtime, cid, "stopped")
+    runtime.wait_status(cid, "stopped")
     proc = runtime.run("kill", cid, "KILL")
     assert proc.returncode == 1
     assert "stopped" in one_line_error(proc)
@@ -280,7 +262,7 @@ def test_run_detached_list_and_ps(runtime: RuntimeCLI, make_bundle: MakeBundle) 
     cid = runtime.container_id()
     proc = runtime.run("run", "-d", "--bundle", str(b.path), cid)
     assert proc.returncode == 0, proc.stderr
-    state = state_of(runtime, cid)
+    state = runtime.state(cid)
     assert state["status"] == "running"
     pid = int(state["pid"])
 
@@ -325,12 +307,12 @@ def test_pause_and_resume(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
     b = make_bundle(["sh", "-c", "while :; do :; done"])
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    pid = int(state_of(runtime, cid)["pid"])
+    pid = int(runtime.state(cid)["pid"])
     freezer = Path(cgroup_map(runtime, cid)["freezer"]) / "freezer.state"
 
     paused = runtime.run("pause", cid)
     assert paused.returncode == 0, paused.stderr
-    state = state_of(runtime, cid)
+    state = runtime.state(cid)
     assert state["status"] == "paused"
     assert state["pid"] == pid
     assert freezer.read_text().strip() == "FROZEN"
@@ -346,7 +328,7 @@ def test_pause_and_resume(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:
 
     resumed = runtime.run("resume", cid)
     assert resumed.returncode == 0, resumed.stderr
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
     assert freezer.read_text().strip() == "THAWED"
     before = cpu_ticks(pid)
     time.sleep(0.3)
@@ -371,7 +353,7 @@ def test_delete_force_cleans_everything(
     pids = [int(p) for p in json.loads(pids_proc.stdout)]
     if paused:
         assert runtime.run("pause", cid).returncode == 0
-        assert state_of(runtime, cid)["status"] == "paused"
+        assert runtime.state(cid)["status"] == "paused"
     cgroups = cgroup_map(runtime, cid)
     for directory in cgroups.values():
         assert Path(directory).is_dir(), directory
@@ -398,14 +380,14 @@ def test_pid_file(runtime: RuntimeCLI, make_bundle: MakeBundle, tmp_path: Path) 
     pid_file = tmp_path / "init.pid"
     proc = runtime.run("create", "--bundle", str(b.path), "--pid-file", str(pid_file), cid)
     assert proc.returncode == 0, proc.stderr
-    assert pid_file.read_text().strip() == str(state_of(runtime, cid)["pid"])
+    assert pid_file.read_text().strip() == str(runtime.state(cid)["pid"])
 
     b2 = make_bundle(["sleep", "30"])
     cid2 = runtime.container_id()
     pid_file2 = tmp_path / "run.pid"
     proc = runtime.run("run", "-d", "--pid-file", str(pid_file2), "--bundle", str(b2.path), cid2)
     assert proc.returncode == 0, proc.stderr
-    assert pid_file2.read_text().strip() == str(state_of(runtime, cid2)["pid"])
+    assert pid_file2.read_text().strip() == str(runtime.state(cid2)["pid"])
 
 
 def test_stdout_and_stderr_reach_the_caller(runtime: RuntimeCLI, make_bundle: MakeBundle) -> None:

@@ -30,24 +30,6 @@ ALLOCATE_200MB = 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'
 # helpers
 
 
-def state_of(runtime: RuntimeCLI, cid: str) -> dict[str, Any]:
-    proc = runtime.run("state", cid)
-    assert proc.returncode == 0, f"state {cid}: {proc.stderr}"
-    state = json.loads(proc.stdout)
-    assert isinstance(state, dict)
-    return state
-
-
-def wait_status(runtime: RuntimeCLI, cid: str, want: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    state = state_of(runtime, cid)
-    while state["status"] != want and time.monotonic() < deadline:
-        time.sleep(POLL)
-        state = state_of(runtime, cid)
-    assert state["status"] == want, f"{cid}: status {state['status']!r}, wanted {want!r}"
-    return state
-
-
 def cgroup_record(runtime: RuntimeCLI, cid: str) -> dict[str, str]:
     record = json.loads((runtime.root / cid / "state.json").read_text())
     cgroups = record["cgroup"]
@@ -144,10 +126,10 @@ def test_memory_limit_oom_killed_in_state(runtime: RuntimeCLI, make_bundle: Make
     memsw = dirs.get("memory", Path("/nonexistent")) / "memory.memsw.limit_in_bytes"
     if memsw.exists():
         assert int(read(memsw)) == 32 * MIB
-    before = state_of(runtime, cid)
+    before = runtime.state(cid)
     assert "oomKilled" not in before
     assert runtime.run("start", cid).returncode == 0
-    state = wait_status(runtime, cid, "stopped", timeout=10)
+    state = runtime.wait_status(cid, "stopped", timeout=10)
     assert state["oomKilled"] is True
     assert keyed(read(controller_file(dirs, "memory", "memory.oom_control")), "oom_kill") >= 1
     assert runtime.run("delete", cid).returncode == 0
@@ -159,7 +141,7 @@ def test_no_oom_flag_without_oom(runtime: RuntimeCLI, make_bundle: MakeBundle) -
     b = make_bundle(["true"], linux={"resources": {"memory": {"limit": 32 * MIB}}})
     cid = runtime.container_id()
     assert runtime.run("run", "-d", "--bundle", str(b.path), cid).returncode == 0
-    state = wait_status(runtime, cid, "stopped")
+    state = runtime.wait_status(cid, "stopped")
     assert "oomKilled" not in state
     assert runtime.run("delete", cid).returncode == 0
 
@@ -193,7 +175,7 @@ def test_pids_limit_caps_fork_bomb(runtime: RuntimeCLI, make_bundle: MakeBundle)
     assert max(samples) >= 24, samples  # the bomb really pushed against the limit
     assert keyed(read(events), "max") >= 1  # forks were refused by the limit
     assert slowest < 1.0, f"host command took {slowest:.2f} s under the fork bomb"
-    assert state_of(runtime, cid)["status"] == "running"
+    assert runtime.state(cid)["status"] == "running"
 
     started = time.monotonic()
     deleted = runtime.run("delete", "--force", cid, timeout=15)
@@ -272,7 +254,7 @@ def test_cpu_shares_cpuset_and_memory_reservation(
             check=False,
         )
     assert proc.returncode == 0, err.read_text()
-    pid = int(state_of(runtime, cid)["pid"])
+    pid = int(runtime.state(cid)["pid"])
     deadline = time.monotonic() + 5
     while "Cpus_allowed_list" not in out.read_text() and time.monotonic() < deadline:
         time.sleep(POLL)
@@ -323,7 +305,7 @@ def test_absolute_cgroups_path_honoured(
             assert key in mounts, key
             assert directory == mounts[key] / cgroups_path.lstrip("/"), (key, directory)
             assert directory.is_dir(), directory
-        pid = int(state_of(runtime, cid)["pid"])
+        pid = int(runtime.state(cid)["pid"])
         _assert_in_cgroup(pid, dirs, mounts)
         assert str(pid) in read(dirs["pids"] / "cgroup.procs").split()
 
@@ -359,7 +341,7 @@ def test_relative_cgroups_path_is_below_own_cgroup(
             if key in expected:
                 assert directory == expected[key], (key, directory)
             assert directory.is_dir(), directory
-        pid = int(state_of(runtime, cid)["pid"])
+        pid = int(runtime.state(cid)["pid"])
         _assert_in_cgroup(pid, dirs, mounts)
         assert runtime.run("delete", "--force", cid).returncode == 0
         for directory in dirs.values():
