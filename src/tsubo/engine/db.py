@@ -137,6 +137,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE
         )""",
     ),
+    (
+        # Where each unpacked layer came from, so `save`/`push` send the very blob that
+        # was pulled or imported, and `system df` counts each layer once.
+        """CREATE TABLE layers (
+            diff_id TEXT PRIMARY KEY,            -- sha256:<hex> of the uncompressed tar
+            blob TEXT NOT NULL,                  -- sha256:<hex> of the stored (compressed) blob
+            media_type TEXT NOT NULL,            -- the blob's layer media type
+            blob_size INTEGER NOT NULL,
+            size INTEGER NOT NULL                -- uncompressed bytes
+        ) WITHOUT ROWID""",
+        # The manifest an image was pulled by, per repository: `docker images --digests`.
+        """CREATE TABLE image_digests (
+            name TEXT NOT NULL,                  -- repository: docker.io/library/busybox
+            digest TEXT NOT NULL,                -- sha256:<hex> of the manifest
+            image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+            PRIMARY KEY (name, digest)
+        )""",
+    ),
 )
 
 CONTAINER_COLUMNS = (

@@ -66,12 +66,10 @@ class ImageStore:
     def import_tarball(self, tar_path: str, reference: str, changes: list[str]) -> Image:
         """A one-layer image from a root filesystem tarball (plain or gzip)."""
         from tsubo.image.blobs import BlobStore
-        from tsubo.image.reference import parse_reference
-        from tsubo.image.unpack import unpack_layer
         from tsubo.oci import jsonwire
 
-        ref = parse_reference(reference)
         config_changes = parse_changes(changes)
+        _check_reference(reference)
         if not os.path.isfile(tar_path):
             raise NotFound("import image", tar_path, detail="no such file")
         blobs = BlobStore(self.root)
@@ -85,28 +83,86 @@ class ImageStore:
             gzipped = probe.read(2) == b"\x1f\x8b"
         media_type = ("application/vnd.oci.image.layer.v1.tar+gzip" if gzipped
                       else "application/vnd.oci.image.layer.v1.tar")
-        os.makedirs(self.layers_dir, mode=0o700, exist_ok=True)
-        layer = unpack_layer(blobs.path(digest), media_type, self.layers_dir, digest)
+        diff_id = self.ensure_layer(digest, media_type)
         config = {
             "architecture": _architecture(), "os": "linux",
             "config": config_changes,
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         }
-        config_text = jsonwire.dumps(config)
-        image_id = blobs.ingest_bytes(config_text.encode(),
-                                      "application/vnd.oci.image.config.v1+json")
-        hex_id = image_id.split(":", 1)[1]
-        from tsubo.engine.db import now_rfc3339
+        return self.add_image(jsonwire.dumps(config).encode(), [(digest, media_type)],
+                              [reference])
 
+    # --- adding images (import, pull, load) -----------------------------------------------
+
+    def ensure_layer(self, blob_digest: str, media_type: str, diff_id: str | None = None
+                     ) -> str:
+        """Unpack the layer blob *blob_digest* (already in the blob store) unless a layer
+        with *diff_id* is there; return the diff_id. Thread-safe: pulls call it from their
+        download workers as each blob completes."""
+        from tsubo.image.blobs import BlobStore
+        from tsubo.image.unpack import unpack_layer
+
+        if diff_id is not None and self._layer_size(diff_id) is not None:
+            return diff_id
+        blobs = BlobStore(self.root)
+        os.makedirs(self.layers_dir, mode=0o700, exist_ok=True)
+        result = unpack_layer(blobs.path(blob_digest), media_type, self.layers_dir,
+                              blob_digest, diff_id)
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO layers (diff_id, blob, media_type, blob_size, size) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (result.diff_id, blob_digest, media_type, blobs.size(blob_digest), result.size))
+        return result.diff_id
+
+    def _layer_size(self, diff_id: str) -> int | None:
+        row = self.db.connection.execute("SELECT size FROM layers WHERE diff_id = ?",
+                                          (diff_id,)).fetchone()
+        if row is None or not os.path.isdir(self.layer_path(diff_id)):
+            return None
+        return int(row[0])
+
+    def add_image(self, config_bytes: bytes, layers: list[tuple[str, str]],
+                  references: list[str], *, manifest_digest: str = "") -> Image:
+        """Register the image whose config is *config_bytes* and whose layer blobs
+        ``(digest, media type)``, bottom first, are in the blob store: unpack the layers
+        not unpacked yet (each checked against the config's diff_id), then record the
+        image, its names and (for a pull) the manifest digest in one transaction."""
+        from tsubo.engine.db import now_rfc3339
+        from tsubo.image.blobs import BlobStore
+
+        names = [_check_reference(reference) for reference in references]
+        _config, diff_ids = parse_image_config(config_bytes)
+        if len(diff_ids) != len(layers):
+            raise InvalidArgument("add image", "config", detail=f"{len(diff_ids)} diff_ids "
+                                  f"for {len(layers)} layers")
+        for (blob_digest, media_type), diff_id in zip(layers, diff_ids, strict=True):
+            self.ensure_layer(blob_digest, media_type, diff_id)
+        image_id = BlobStore(self.root).ingest_bytes(config_bytes).split(":", 1)[1]
+        size = sum(self._layer_size(diff_id) or 0 for diff_id in set(diff_ids))
         with self.db.transaction() as connection:
             connection.execute(
                 "INSERT OR IGNORE INTO images (id, config, layers, size, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (hex_id, config_text, jsonwire.dumps([layer.diff_id]), layer.size,
-                 now_rfc3339()))
-            connection.execute("INSERT OR REPLACE INTO image_tags (name, image_id) "
-                               "VALUES (?, ?)", (str(ref), hex_id))
-        return self.get(hex_id)
+                (image_id, config_bytes.decode(), _json_list(diff_ids), size, now_rfc3339()))
+            for name in names:
+                connection.execute("INSERT OR REPLACE INTO image_tags (name, image_id) "
+                                   "VALUES (?, ?)", (name, image_id))
+            if manifest_digest:
+                for name in names:
+                    connection.execute(
+                        "INSERT OR REPLACE INTO image_digests (name, digest, image_id) "
+                        "VALUES (?, ?, ?)", (_repository(name), manifest_digest, image_id))
+        return self.get(image_id)
+
+    def layer_blob(self, diff_id: str) -> tuple[str, str, int]:
+        """The stored blob of a layer: ``(digest, media type, size)``, for save and push."""
+        row = self.db.connection.execute(
+            "SELECT blob, media_type, blob_size FROM layers WHERE diff_id = ?",
+            (diff_id,)).fetchone()
+        if row is None:
+            raise NotFound("find layer", diff_id, detail="no blob recorded for this layer")
+        return str(row[0]), str(row[1]), int(row[2])
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -167,8 +223,6 @@ class ImageStore:
     def remove(self, ref: str, *, force: bool = False) -> Image:
         """Untag (a tag given and other tags left) or delete an image; refused while a
         container uses it unless *force*. Layers no other image uses are removed."""
-        import shutil
-
         image = self.get(ref)
         name = _normalise(ref)
         connection = self.db.connection
@@ -183,11 +237,76 @@ class ImageStore:
                              + ", ".join(users), hint="remove them first, or use -f")
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM images WHERE id = ?", (image.id,))
-        still_used = {diff for other in self.images() for diff in other.layers}
-        for diff_id in image.layers:
-            if diff_id not in still_used:
-                shutil.rmtree(self.layer_path(diff_id), ignore_errors=True)
+        self._remove_unused(image)
         return image
+
+    def _remove_unused(self, image: Image) -> None:
+        """Delete the config blob and the layers (directory, row, blob) of a removed
+        *image* that no remaining image uses."""
+        import shutil
+
+        from tsubo.errors import NotFound as Missing
+        from tsubo.image.blobs import BlobStore
+
+        blobs = BlobStore(self.root)
+        still_used = {diff for other in self.images() for diff in other.layers}
+        for diff_id in set(image.layers) - still_used:
+            row = self.db.connection.execute("SELECT blob FROM layers WHERE diff_id = ?",
+                                              (diff_id,)).fetchone()
+            with self.db.transaction() as tx:
+                tx.execute("DELETE FROM layers WHERE diff_id = ?", (diff_id,))
+            shutil.rmtree(self.layer_path(diff_id), ignore_errors=True)
+            if row is not None:
+                try:
+                    blobs.delete(row[0])
+                except Missing:
+                    pass
+        try:
+            blobs.delete(f"sha256:{image.id}")
+        except Missing:
+            pass
+
+
+def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:
+    """An OCI image config and its rootfs diff_ids, checked (a clear error, not a
+    KeyError, for a config that is not one)."""
+    from tsubo.image.reference import digest_problem
+    from tsubo.oci import jsonwire
+
+    try:
+        config = jsonwire.loads(config_bytes.decode())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InvalidArgument("read image config", "config",
+                              detail=f"not JSON: {error}") from None
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(config, dict) or not isinstance(diff_ids, list) \
+            or rootfs.get("type") != "layers":  # type: ignore[union-attr]
+        raise InvalidArgument("read image config", "config",
+                              detail="no rootfs of type layers with diff_ids")
+    for diff_id in diff_ids:
+        problem = digest_problem(diff_id) if isinstance(diff_id, str) else "not a string"
+        if problem:
+            raise InvalidArgument("read image config", repr(diff_id), detail=problem)
+    return config, [str(diff_id) for diff_id in diff_ids]
+
+
+def _json_list(values: list[str]) -> str:
+    from tsubo.oci import jsonwire
+
+    return jsonwire.dumps(values)
+
+
+def _repository(name: str) -> str:
+    from tsubo.image.reference import parse_reference
+
+    return parse_reference(name).name
+
+
+def _check_reference(reference: str) -> str:
+    from tsubo.image.reference import parse_reference
+
+    return str(parse_reference(reference))
 
 
 def parse_changes(changes: list[str]) -> dict[str, Any]:
