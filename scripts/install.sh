@@ -14,6 +14,9 @@ packages=(
   runc crun hyperfine        # peers and the timer for bench/
   podman conmon              # a real OCI client of tsubo-runtime (tests/e2e) and a peer
   tini catatonit             # real inits for containers (engine --init)
+  libzstd1 zstd              # zstd layers are read through libzstd; zstd(1) makes test layers
+  docker-registry skopeo     # a real registry on 127.0.0.1 and an independent client (tests)
+  umoci apache2-utils        # reference unpacker (tests); htpasswd for the basic-auth registry
 )
 missing=()
 for package in "${packages[@]}"; do

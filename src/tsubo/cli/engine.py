@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
+from tsubo.cli import registry as _registry_cli
 from tsubo.cli.argv import FLAG, LIST, VALUE, Command, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError
 
@@ -414,6 +415,22 @@ def _rmi(engine: Engine, parsed: Parsed) -> int:
     return _each(parsed, lambda ref: store.remove(ref, force=parsed.flag("force")), "rmi")
 
 
+def _pull(engine: Engine, parsed: Parsed) -> int:
+    return _registry_cli.pull_command(engine, parsed)
+
+
+def _push(engine: Engine, parsed: Parsed) -> int:
+    return _registry_cli.push_command(engine, parsed)
+
+
+def _login(engine: Engine, parsed: Parsed) -> int:
+    return _registry_cli.login_command(engine, parsed)
+
+
+def _logout(engine: Engine, parsed: Parsed) -> int:
+    return _registry_cli.logout_command(engine, parsed)
+
+
 def _network(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.network import network_command
 
@@ -492,6 +509,16 @@ COMMANDS: dict[str, Command] = {
                    "give an image another name"),
     "rmi": Command(_rmi, (Option("force,f", FLAG, "even if containers use it"),),
                    "rmi [-f] IMAGE...", "remove images"),
+    "pull": Command(_pull, _registry_cli.PULL_OPTIONS,
+                    "pull [--platform OS/ARCH] [-q] [--tls-verify=false] IMAGE",
+                    "download an image from a registry"),
+    "push": Command(_push, _registry_cli.PUSH_OPTIONS, "push [-q] IMAGE [DESTINATION]",
+                    "upload an image to a registry"),
+    "login": Command(_login, _registry_cli.LOGIN_OPTIONS,
+                     "login [-u USER] [-p PASS|--password-stdin] [REGISTRY]",
+                     "save credentials for a registry"),
+    "logout": Command(_logout, _registry_cli.LOGOUT_OPTIONS, "logout [REGISTRY]",
+                      "forget a registry's credentials"),
     "volume": Command(_volume, (), "volume create|ls|inspect|rm [NAME...]", "manage volumes"),
     "network": Command(_network, (
         Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),

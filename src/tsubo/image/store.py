@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.db import Database
+    from tsubo.image.unpack import UnpackResult
 
 
 class Image:
@@ -97,23 +98,37 @@ class ImageStore:
     def ensure_layer(self, blob_digest: str, media_type: str, diff_id: str | None = None
                      ) -> str:
         """Unpack the layer blob *blob_digest* (already in the blob store) unless a layer
-        with *diff_id* is there; return the diff_id. Thread-safe: pulls call it from their
-        download workers as each blob completes."""
+        with *diff_id* is there, record it, and return the diff_id."""
+        if diff_id is not None and self._layer_size(diff_id) is not None:
+            return diff_id
+        result = self.unpack_blob(blob_digest, media_type, diff_id)
+        self.record_layer(result, blob_digest, media_type)
+        return result.diff_id
+
+    def unpack_blob(self, blob_digest: str, media_type: str, diff_id: str | None = None
+                    ) -> UnpackResult:
+        """Unpack a stored layer blob into the layers directory without touching the
+        database: safe from a pull's download threads (SQLite connections are not);
+        :meth:`record_layer` then records it from the engine's thread."""
         from tsubo.image.blobs import BlobStore
         from tsubo.image.unpack import unpack_layer
 
-        if diff_id is not None and self._layer_size(diff_id) is not None:
-            return diff_id
-        blobs = BlobStore(self.root)
         os.makedirs(self.layers_dir, mode=0o700, exist_ok=True)
-        result = unpack_layer(blobs.path(blob_digest), media_type, self.layers_dir,
-                              blob_digest, diff_id)
+        return unpack_layer(BlobStore(self.root).path(blob_digest), media_type,
+                            self.layers_dir, blob_digest, diff_id)
+
+    def record_layer(self, result: UnpackResult, blob_digest: str, media_type: str) -> None:
+        from tsubo.image.blobs import BlobStore
+
         with self.db.transaction() as connection:
             connection.execute(
                 "INSERT OR IGNORE INTO layers (diff_id, blob, media_type, blob_size, size) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (result.diff_id, blob_digest, media_type, blobs.size(blob_digest), result.size))
-        return result.diff_id
+                (result.diff_id, blob_digest, media_type, BlobStore(self.root).size(blob_digest),
+                 result.size))
+
+    def has_layer(self, diff_id: str) -> bool:
+        return self._layer_size(diff_id) is not None
 
     def _layer_size(self, diff_id: str) -> int | None:
         row = self.db.connection.execute("SELECT size FROM layers WHERE diff_id = ?",
@@ -123,11 +138,13 @@ class ImageStore:
         return int(row[0])
 
     def add_image(self, config_bytes: bytes, layers: list[tuple[str, str]],
-                  references: list[str], *, manifest_digest: str = "") -> Image:
+                  references: list[str], *, manifest_digest: str = "",
+                  digest_repository: str = "") -> Image:
         """Register the image whose config is *config_bytes* and whose layer blobs
         ``(digest, media type)``, bottom first, are in the blob store: unpack the layers
         not unpacked yet (each checked against the config's diff_id), then record the
-        image, its names and (for a pull) the manifest digest in one transaction."""
+        image, its names and (for a pull) the manifest digest — under the repositories of
+        the names and *digest_repository* — in one transaction."""
         from tsubo.engine.db import now_rfc3339
         from tsubo.image.blobs import BlobStore
 
@@ -148,11 +165,13 @@ class ImageStore:
             for name in names:
                 connection.execute("INSERT OR REPLACE INTO image_tags (name, image_id) "
                                    "VALUES (?, ?)", (name, image_id))
-            if manifest_digest:
-                for name in names:
-                    connection.execute(
-                        "INSERT OR REPLACE INTO image_digests (name, digest, image_id) "
-                        "VALUES (?, ?, ?)", (_repository(name), manifest_digest, image_id))
+            repositories = {_repository(name) for name in names}
+            if digest_repository:
+                repositories.add(digest_repository)
+            for repository in sorted(repositories) if manifest_digest else ():
+                connection.execute(
+                    "INSERT OR REPLACE INTO image_digests (name, digest, image_id) "
+                    "VALUES (?, ?, ?)", (repository, manifest_digest, image_id))
         return self.get(image_id)
 
     def layer_blob(self, diff_id: str) -> tuple[str, str, int]:

@@ -1,0 +1,112 @@
+"""``tsubo push``: send a local image to a registry as an OCI image manifest.
+
+Each layer goes as the very blob that was pulled, imported or loaded (so its digest, and
+the digest of a re-pushed manifest, stay stable); a blob the registry already has (``HEAD``)
+is skipped. Uploads are monolithic (``POST`` a session, ``PUT`` the content with its digest),
+streamed from the blob file. Docker media types of pulled layers are written as their OCI
+equivalents (same bytes), so the manifest is one consistent OCI manifest; the config goes
+as stored (its digest is the image ID). The manifest goes last: a failed push never leaves
+a tag naming missing blobs.
+"""
+
+from __future__ import annotations
+
+from tsubo.errors import NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tsubo.image.registry import RegistryClient
+    from tsubo.image.store import ImageStore
+
+    Events = Callable[[str, str, int, int], None]
+
+_OCI_LAYER_TYPES = {
+    "application/vnd.docker.image.rootfs.diff.tar.gzip":
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar":
+        "application/vnd.oci.image.layer.v1.tar",
+}
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+
+
+class PushResult:
+    __slots__ = ("digest", "reference", "size")
+
+    def __init__(self, reference: str, digest: str, size: int) -> None:
+        self.reference = reference
+        self.digest = digest
+        self.size = size
+
+
+def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: bool = True,
+         authfile: str = "", events: Events | None = None) -> PushResult:
+    """Push the local image *source* as *destination* (default: its own name)."""
+    import hashlib
+
+    from tsubo.image import auth
+    from tsubo.image.blobs import BlobStore
+    from tsubo.image.reference import parse_reference
+    from tsubo.image.registry import OCI_MANIFEST, RegistryClient
+    from tsubo.oci import jsonwire
+
+    image = store.get(source)
+    ref = parse_reference(destination or source)
+    if ref.digest:
+        from tsubo.errors import InvalidArgument
+
+        raise InvalidArgument("push", str(ref), detail="push to a tag, not a digest")
+    report: Events = events or (lambda key, status, current, total: None)
+    blobs = BlobStore(store.root)
+    config_digest = f"sha256:{image.id}"
+    if not blobs.has(config_digest):
+        raise NotFound("push", source, detail=f"config blob {config_digest} is missing")
+    descriptors = []
+    uploads: list[tuple[str, int]] = []
+    for diff_id in image.layers:
+        digest, media_type, size = store.layer_blob(diff_id)
+        descriptors.append({"mediaType": _OCI_LAYER_TYPES.get(media_type, media_type),
+                            "digest": digest, "size": size})
+        uploads.append((digest, size))
+    config_size = blobs.size(config_digest)
+    uploads.append((config_digest, config_size))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": descriptors,
+    }
+    content = jsonwire.dumps(manifest).encode()
+    client = RegistryClient(ref.registry, tls_verify=tls_verify,
+                            credentials=auth.lookup(ref.registry, authfile))
+    try:
+        seen: set[str] = set()
+        for digest, size in uploads:
+            if digest in seen:
+                continue
+            seen.add(digest)
+            _upload(client, ref.repository, blobs.path(digest), digest, size, report)
+        sent = client.put_manifest(ref.repository, ref.tag, content, OCI_MANIFEST)
+    finally:
+        client.close()
+    digest = f"sha256:{hashlib.sha256(content).hexdigest()}"
+    if sent and sent != digest:
+        from tsubo.errors import InvalidArgument
+
+        raise InvalidArgument("push", str(ref), detail=f"the registry stored {sent}, "
+                              f"we sent {digest}")
+    return PushResult(str(ref), digest, len(content))
+
+
+def _upload(client: RegistryClient, repository: str, path: str, digest: str, size: int,
+            report: Events) -> None:
+    key = digest.removeprefix("sha256:")[:12]
+    report(key, "Preparing", 0, size)
+    if client.has_blob(repository, digest):
+        report(key, "Layer already exists", size, size)
+        return
+    report(key, "Pushing", 0, size)
+    with open(path, "rb") as source:
+        client.upload_blob(repository, digest, size, source)
+    report(key, "Pushed", size, size)
