@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from tsubo.engine.db import ContainerRow
     from tsubo.engine.options import RunOptions
+    from tsubo.image.store import Image, ImageStore
 
 
 class ExecResult:
@@ -170,6 +171,46 @@ class Engine:
 
     def containers(self, *, all: bool = False) -> list[Container]:
         return [Container(self, row.id) for row in self.core.containers(all_states=all)]
+
+    # --- images ---------------------------------------------------------------------------
+
+    @property
+    def image_store(self) -> ImageStore:
+        from tsubo.image.store import ImageStore
+
+        return ImageStore(self.core.db, self.core.paths.data)
+
+    def pull(self, reference: str, *, platform: str = "", tls_verify: bool = True,
+             authfile: str = "") -> Image:
+        """Pull *reference* from its registry (``tsubo pull``); returns the local image."""
+        from tsubo.image.pull import pull
+
+        return pull(self.image_store, reference, platform=platform, tls_verify=tls_verify,
+                    authfile=authfile).image
+
+    def push(self, image: str, destination: str = "", *, tls_verify: bool = True,
+             authfile: str = "") -> str:
+        """Push a local image (as *destination*, default its own name); returns the
+        manifest digest."""
+        from tsubo.image.push import push
+
+        return push(self.image_store, image, destination, tls_verify=tls_verify,
+                    authfile=authfile).digest
+
+    def import_image(self, tarball: str, reference: str, changes: Sequence[str] = ()
+                     ) -> Image:
+        """A one-layer image from a root filesystem tarball (``tsubo import``)."""
+        return self.image_store.import_tarball(tarball, reference, list(changes))
+
+    def image(self, reference: str) -> Image:
+        """By name, ID or unique ID prefix; ``.inspect()`` gives Docker's JSON shape."""
+        return self.image_store.get(reference)
+
+    def images(self) -> list[Image]:
+        return self.image_store.images()
+
+    def remove_image(self, reference: str, *, force: bool = False) -> None:
+        self.image_store.remove(reference, force=force)
 
     def close(self) -> None:
         self.core.close()
