@@ -72,6 +72,7 @@ class Engine:
         from tsubo.engine.ocispec import ImageConfig, build_config
         from tsubo.engine.storage import (
             ContainerFiles,
+            check_layer_count,
             check_lower_dir,
             lookup_group,
             make_passwd_lookup,
@@ -91,6 +92,7 @@ class Engine:
             image = store.get(options.image)
             image_id = image.id
             layers = store.lower_dirs(image)
+            check_layer_count(options.image, len(layers))  # long ones mount via short links
             lower = ":".join(layers)  # overlay's lowerdir: top layer first
             etc_root = next((layer for layer in layers
                              if os.path.lexists(f"{layer}/etc/passwd")), layers[0])
@@ -344,7 +346,7 @@ class Engine:
         """Run *command* in the running container; returns its exit code (0 when detached).
         Its stdio are ours (the caller's)."""
         from tsubo.engine.ocispec import resolve_user
-        from tsubo.engine.storage import lookup_group, make_passwd_lookup
+        from tsubo.engine.storage import ContainerFiles, lookup_group, make_passwd_lookup
 
         row = self.refresh(self.db.resolve_container(ref))
         if row.state not in ("running",):
@@ -361,8 +363,10 @@ class Engine:
         if workdir:
             process["cwd"] = workdir
         if user:
-            uid, gid, groups = resolve_user(user, make_passwd_lookup(row.rootfs),
-                                            lambda name: lookup_group(row.rootfs, name))
+            # the running container's own view (its writes included), as docker exec -u
+            root = ContainerFiles(self.paths.container_dir(row.id)).merged
+            uid, gid, groups = resolve_user(user, make_passwd_lookup(root),
+                                            lambda name: lookup_group(root, name))
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
         info = self.runtime.exec(row.id, process, detach=detach, console_socket=console_socket)
         return info.exit_code
@@ -408,8 +412,9 @@ class Engine:
     def gc(self) -> list[str]:
         """Remove what crashed engine commands or monitors left behind, exactly: objects
         recorded in the network ledger whose owner no longer runs, runtime containers
-        without an engine row, overlay roots of stopped containers. Returns what it did."""
-        from tsubo.engine.storage import unmount_root
+        without an engine row, overlay roots of stopped containers, short layer links
+        whose layer was removed. Returns what it did."""
+        from tsubo.engine.storage import LINKS_DIR, prune_layer_links, unmount_root
         from tsubo.network import bridge
         from tsubo.network.store import NetworkStore
 
@@ -441,6 +446,8 @@ class Engine:
             if container_id not in live and os.path.ismount(merged):
                 unmount_root(merged)
                 done.append(f"unmounted the root of {row.name}")
+        for name in prune_layer_links(f"{self.paths.data}/{LINKS_DIR}"):
+            done.append(f"removed the link {LINKS_DIR}/{name} of a removed layer")
         return done
 
     # --- reconciling -------------------------------------------------------------------------

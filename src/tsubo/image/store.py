@@ -284,6 +284,10 @@ class ImageStore:
             blobs.delete(f"sha256:{image.id}")
         except Missing:
             pass
+        if set(image.layers) - still_used:
+            from tsubo.engine.storage import LINKS_DIR, prune_layer_links
+
+            prune_layer_links(f"{self.root}/{LINKS_DIR}")  # short links of long chains
 
 
 def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:

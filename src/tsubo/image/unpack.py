@@ -14,6 +14,11 @@ a 0:0 character device ``NAME``, ``.wh..wh..opq`` sets ``trusted.overlay.opaque=
 directory. ``trusted.overlay.*`` xattrs coming from the tarball are dropped, so a layer
 cannot forge overlay metadata.
 
+Compression comes from the media type (gzip, zstd or none) unless the first bytes say
+otherwise: a gzip or zstd magic number wins, as containerd sniffs, so a "plain" tar that
+is really compressed still unpacks (a tar cannot start with either: its first bytes are an
+entry name). zstd goes through libzstd (``image/zstd.py``), gzip through :mod:`gzip`.
+
 The layer is written to ``<parent>/.tmp-<random>/`` and renamed to ``<parent>/<hex of
 diff_id>/`` only when complete and verified: a half-unpacked layer is never visible. The
 diff_id (sha256 of the uncompressed stream) is computed while reading.
@@ -94,17 +99,26 @@ class _HashingReader:
 
 
 def compression_of(media_type: str) -> str:
-    """``"gzip"`` or ``"none"`` for a layer media type; zstd and unknown types are refused."""
+    """``"gzip"``, ``"zstd"`` or ``"none"`` for a layer media type (the OCI ones, their
+    ``nondistributable`` variants and Docker's); unknown types are refused."""
     if media_type.endswith(_GZIP_SUFFIXES):
         return "gzip"
     if media_type.endswith(_ZSTD_SUFFIXES):
-        raise Unsupported(
-            "unpack layer", media_type,
-            detail="zstd layers need the zstandard module, which tsubo does not depend on",
-        )
+        return "zstd"
     if media_type.endswith(_TAR_SUFFIXES):
         return "none"
     raise Unsupported("unpack layer", media_type, detail="unknown layer media type")
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """``"gzip"`` or ``"zstd"`` when the first bytes of a blob carry that magic number."""
+    from tsubo.image.zstd import is_zstd
+
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if is_zstd(head):
+        return "zstd"
+    return None
 
 
 def clean_entry_path(name: str) -> tuple[str, ...]:
@@ -144,6 +158,8 @@ def unpack_layer(
     import tarfile
     import zlib
 
+    from tsubo.image.zstd import ZstdError, ZstdReader
+
     compression = compression_of(media_type)
     hasher = hashlib.sha256()
     temp = os.path.join(target_parent, f".tmp-{os.urandom(8).hex()}")
@@ -153,11 +169,16 @@ def unpack_layer(
         raise TsuboError.from_os_error("unpack layer", f"{layer_digest}: {blob_path}", error) \
             from error
     root_fd = -1
+    decompressor: ZstdReader | None = None
     try:
         os.mkdir(temp, 0o700)
         root_fd = os.open(temp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        stream: _Readable = gzip.GzipFile(fileobj=raw, mode="rb") \
-            if compression == "gzip" else raw
+        compression = sniff_compression(raw.peek(4)[:4]) or compression
+        stream: _Readable = raw
+        if compression == "gzip":
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif compression == "zstd":
+            stream = decompressor = ZstdReader(raw)
         reader = _HashingReader(stream, hasher)
         writer = _LayerWriter(root_fd, layer_digest)
         try:
@@ -168,6 +189,10 @@ def unpack_layer(
         except (tarfile.TarError, EOFError, zlib.error) as error:
             raise InvalidArgument("unpack layer", layer_digest,
                                   detail=f"corrupt or truncated layer: {error}") from error
+        except ZstdError as error:
+            raise InvalidArgument("unpack layer", layer_digest,
+                                  detail=f"corrupt or truncated layer: zstd {error.detail}") \
+                from error
         except OSError as error:  # gzip.BadGzipFile, or reading the blob failed
             raise InvalidArgument("unpack layer", layer_digest,
                                   detail=f"corrupt or truncated layer: {error}") from error
@@ -195,6 +220,8 @@ def unpack_layer(
     finally:
         if root_fd >= 0:
             os.close(root_fd)
+        if decompressor is not None:
+            decompressor.close()
         raw.close()
 
 
