@@ -8,6 +8,8 @@ work=$(mktemp -d /tmp/tsubo-demo.XXXXXX)
 state=$work/state
 # The demo's cgroups go under a parent of its own, removed at the end like everything else.
 export TSUBO_CGROUP_PARENT="tsubo-demo-$$"
+registry_netns="tsubo-demo-reg-$$"
+registry_pid=""
 cleanup() {
   "$runtime" --root "$state" delete --force demo-sleeper >/dev/null 2>&1 || true
   if [ -d "$work/engine" ]; then
@@ -15,6 +17,8 @@ cleanup() {
       .venv/bin/tsubo --root "$work/engine" rm -f "$id" >/dev/null 2>&1 || true
     done
   fi
+  if [ -n "${registry_pid:-}" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; fi
+  ip netns delete "$registry_netns" 2>/dev/null || true
   rm -rf "$work"
   for hierarchy in /sys/fs/cgroup/*/; do
     [ -d "$hierarchy$TSUBO_CGROUP_PARENT" ] && rmdir "$hierarchy$TSUBO_CGROUP_PARENT" 2>/dev/null
@@ -115,7 +119,33 @@ $tsubo import -c 'CMD ["sh", "-c", "echo hello from an image"]' "$work/busybox.t
 step tsubo images '&&' tsubo run --rm busybox
 $tsubo images
 $tsubo run --rm busybox
-$tsubo rmi busybox >/dev/null
+
+# 5b. A real registry (Debian's docker-registry), alone in a throwaway network namespace:
+# push the image there, forget it, pull it back.
+if [ -x /usr/bin/docker-registry ]; then
+  ip netns add "$registry_netns"
+  ip -n "$registry_netns" link set lo up
+  mkdir -p "$work/registry"
+  printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5000\nlog:\n  level: error\n' \
+    "$work/registry" > "$work/registry.yml"
+  ip netns exec "$registry_netns" /usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  registry_pid=$!
+  for _ in $(seq 50); do ip netns exec "$registry_netns" bash -c '</dev/tcp/127.0.0.1/5000' 2>/dev/null && break; sleep 0.1; done
+  in_netns() { ip netns exec "$registry_netns" "$@"; }
+  step tsubo tag busybox 127.0.0.1:5000/demo/busybox:1 '&&' tsubo push 127.0.0.1:5000/demo/busybox:1
+  $tsubo tag busybox 127.0.0.1:5000/demo/busybox:1
+  in_netns $tsubo push 127.0.0.1:5000/demo/busybox:1
+  step tsubo rmi busybox 127.0.0.1:5000/demo/busybox:1 '&&' tsubo pull 127.0.0.1:5000/demo/busybox:1
+  $tsubo rmi busybox 127.0.0.1:5000/demo/busybox:1 >/dev/null
+  in_netns $tsubo pull 127.0.0.1:5000/demo/busybox:1
+  step tsubo run --rm 127.0.0.1:5000/demo/busybox:1
+  $tsubo run --rm 127.0.0.1:5000/demo/busybox:1
+  $tsubo rmi 127.0.0.1:5000/demo/busybox:1 >/dev/null
+  kill "$registry_pid"; wait "$registry_pid" 2>/dev/null || true; registry_pid=""
+  ip netns delete "$registry_netns"
+else
+  $tsubo rmi busybox >/dev/null
+fi
 
 # 6. The same through the Python API (examples/api.py).
 step python examples/api.py rootfs
