@@ -4,6 +4,9 @@
                   removes every container (``rm -f $(ps -aq)``), waits until every monitor
                   process is gone and fails on an overlay mount left under the root
     engine_root   the same per-test root, for the Python API (same teardown)
+    cli           Cli: ``tsubo --root tmp_path/root ARGV`` with ``run(*args, check=True)``;
+                  teardown removes the containers and waits for the monitor socket to go
+    rootfs_tar    the busybox rootfs as a gzip tarball, for ``tsubo import``
 
 The CLI under test is ``$TSUBO_TEST_ENGINE`` (a path), default the venv's ``tsubo``.
 
@@ -24,6 +27,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -325,3 +329,44 @@ def engine_cli(
 def engine_root(engine_cli: EngineCLI) -> Path:
     """The per-test engine data root, for the Python API (engine_cli's teardown applies)."""
     return engine_cli.root
+
+
+# ---------------------------------------------------------------------------------------------
+# the image tests' CLI (test_engine_images.py, test_engine_archive.py, ...)
+
+
+class Cli:
+    """``tsubo --root ROOT ARGV...`` with text output; *check* asserts exit 0."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(engine_binary()), "--root", str(self.root), *args],
+                              capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    engine = Cli(tmp_path / "root")
+    try:
+        yield engine
+    finally:
+        ids = engine.run("ps", "-aq", check=False).stdout.split()
+        if ids:
+            engine.run("rm", "-f", *ids, check=False)
+        deadline = time.monotonic() + 10
+        while (engine.root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def rootfs_tar(busybox_rootfs: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "busybox.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+    return path

@@ -4,51 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.e2e import engine_fixtures
 
-TSUBO = Path(sys.executable).parent / "tsubo"
-
-
-class Cli:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(TSUBO), "--root", str(self.root), *args],
-                              capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
-        if check:
-            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-        return proc
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    engine = Cli(tmp_path / "root")
-    try:
-        yield engine
-    finally:
-        ids = engine.run("ps", "-aq", check=False).stdout.split()
-        if ids:
-            engine.run("rm", "-f", *ids, check=False)
-        deadline = time.monotonic() + 10
-        while (engine.root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
-@pytest.fixture
-def rootfs_tar(busybox_rootfs: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "busybox.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        tar.add(busybox_rootfs, arcname=".")
-    return path
+Cli = engine_fixtures.Cli
+cli = engine_fixtures.cli
+rootfs_tar = engine_fixtures.rootfs_tar
 
 
 def test_import_run_and_remove(cli: Cli, rootfs_tar: Path) -> None:

@@ -373,29 +373,27 @@ def _import(engine: Engine, parsed: Parsed) -> int:
 
 
 def _images(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.cli.render import human_duration
-    from tsubo.image.store import ImageStore
+    from tsubo.cli.images import images_command
 
-    images = ImageStore(engine.db, engine.paths.data).images()
-    if parsed.flag("quiet"):
-        _print("".join(f"{image.id[:12]}\n" for image in images), end="")
-        return 0
-    import time
+    return images_command(engine, parsed)
 
-    from tsubo.cli.render import _parse_time
 
-    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-    for image in images:
-        created = _parse_time(image.created_at) or time.time()
-        age = f"{human_duration(time.time() - created)} ago"
-        size = f"{image.size / 1e6:.1f}MB"
-        for tag in image.tags or ["<none>:<none>"]:
-            repository, _, name = tag.rpartition(":")
-            rows.append([repository, name, image.id[:12], age, size])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    _print("\n".join("   ".join(cell.ljust(width) for cell, width in
-                                zip(row, widths, strict=True)).rstrip() for row in rows))
-    return 0
+def _image(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.images import image_command
+
+    return image_command(engine, parsed, COMMANDS)
+
+
+def _save(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.images import save_command
+
+    return save_command(engine, parsed)
+
+
+def _load(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.images import load_command
+
+    return load_command(engine, parsed)
 
 
 def _tag(engine: Engine, parsed: Parsed) -> int:
@@ -438,13 +436,17 @@ def _network(engine: Engine, parsed: Parsed) -> int:
 
 
 def _system(engine: Engine, parsed: Parsed) -> int:
+    if parsed.positional[:1] == ["df"]:
+        from tsubo.cli.images import df_command
+
+        return df_command(engine, parsed.positional[1:])
     if parsed.positional[:1] == ["gc"]:
         for line in engine.gc():
             _print(line)
         return 0
     if parsed.positional[:1] != ["prune"]:
         raise InvalidArgument("system", " ".join(parsed.positional),
-                              detail="supported: system prune, system gc")
+                              detail="supported: system prune, system gc, system df")
     removed = engine.prune()
     for container_id in removed:
         _print(f"deleted container {container_id}")
@@ -458,6 +460,24 @@ def _version(engine: Engine | None = None, parsed: Parsed | None = None) -> int:
     _print(f"tsubo version {__version__} (OCI runtime spec {OCI_VERSION})")
     return 0
 
+
+# the flags of the image commands whose handlers are in cli/images.py (imported when run)
+_IMAGE_LIST_OPTIONS = (
+    Option("all,a", FLAG, "show all images (there are no intermediate images to hide)"),
+    Option("quiet,q", FLAG, "only IDs"),
+    Option("digests", FLAG, "show the manifest digests images were pulled by"),
+    Option("no-trunc", FLAG, "do not truncate IDs"),
+    Option("filter,f", LIST, "dangling=true|false, reference=PATTERN, label=KEY[=VALUE]"),
+    Option("format", VALUE, "table, json, or a {{.Field}} template"),
+)
+_SAVE_OPTIONS = (
+    Option("output,o", VALUE, "write to this file (or directory for oci-dir)"),
+    Option("format", VALUE, "docker-archive, oci-archive or oci-dir", "docker-archive"),
+)
+_LOAD_OPTIONS = (
+    Option("input,i", VALUE, "read this archive or layout directory instead of stdin"),
+    Option("quiet,q", FLAG, "print only the Loaded image lines (there is no progress)"),
+)
 
 COMMANDS: dict[str, Command] = {
     "run": Command(_run, _RUN_OPTIONS, "run [OPTIONS] IMAGE|--rootfs DIR [COMMAND] [ARG...]",
@@ -503,8 +523,16 @@ COMMANDS: dict[str, Command] = {
                                        "LABEL instruction"),),
                       "import [-c INSTRUCTION] ROOTFS.tar NAME[:TAG]",
                       "make an image from a root filesystem tarball"),
-    "images": Command(_images, (Option("quiet,q", FLAG, "only IDs"),), "images [-q]",
+    "images": Command(_images, _IMAGE_LIST_OPTIONS,
+                      "images [-a] [-q] [--digests] [--filter K=V] [--format F] [REPO[:TAG]]",
                       "list images"),
+    "image": Command(_image, (), "image ls|inspect|rm|tag|prune|history|load|save|import|"
+                     "pull|push [ARGS]", "manage images"),
+    "save": Command(_save, _SAVE_OPTIONS,
+                    "save [-o FILE] [--format docker-archive|oci-archive|oci-dir] IMAGE...",
+                    "write images to an archive (stdout without -o)"),
+    "load": Command(_load, _LOAD_OPTIONS, "load [-i FILE|DIR] [-q]",
+                    "load images from an archive or OCI layout (stdin without -i)"),
     "tag": Command(_tag, (), "tag SOURCE_IMAGE TARGET_IMAGE[:TAG]",
                    "give an image another name"),
     "rmi": Command(_rmi, (Option("force,f", FLAG, "even if containers use it"),),
@@ -532,8 +560,8 @@ COMMANDS: dict[str, Command] = {
         Option("quiet,q", FLAG, "ls: only names"),
     ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
         "manage networks"),
-    "system": Command(_system, (), "system prune|gc",
-                      "remove stopped containers | remove leftovers of crashes"),
+    "system": Command(_system, (), "system prune|gc|df [-v]",
+                      "remove stopped containers | remove leftovers of crashes | disk usage"),
     "version": Command(_version, (), "version", "print the version"),
 }
 
@@ -565,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # `network create NAME --subnet X`: flags may follow the verb's arguments
         parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
-                       stop_at_positional=name not in ("network", "volume"))
+                       stop_at_positional=name not in ("network", "volume", "save", "images"))
         if name == "version":
             return _version()
         from tsubo.engine.containers import Engine

@@ -10,6 +10,8 @@ from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tsubo.engine.containers import Engine
     from tsubo.engine.db import ContainerRow
 
@@ -87,17 +89,24 @@ def container_table(rows: list[ContainerRow]) -> str:
 
 def format_rows(rows: list[ContainerRow], template: str) -> str:
     now = time.time()
-    if template == "json":
+    return format_records([_fields(row, now) for row in rows], template,
+                          lambda: container_table(rows))
+
+
+def format_records(records: list[dict[str, str]], template: str,
+                   table: Callable[[], str]) -> str:
+    """``--format``: ``json`` (one object a line), ``table`` (*table*'s text), or a
+    ``{{.Field}}`` template filled from each record (``ps``, ``images``)."""
+    if template in ("json", "{{json .}}"):
         import json
 
-        return "".join(json.dumps(_fields(row, now)) + "\n" for row in rows)
+        return "".join(json.dumps(record) + "\n" for record in records)
     if template == "table":
-        return container_table(rows) + "\n"
+        return table() + "\n"
     if template.startswith("table "):
         template = template[6:]
     out = []
-    for row in rows:
-        fields = _fields(row, now)
+    for fields in records:
         line = template
         for key, value in fields.items():
             line = line.replace("{{." + key + "}}", value).replace("{{ ." + key + " }}", value)
@@ -106,6 +115,20 @@ def format_rows(rows: list[ContainerRow], template: str) -> str:
                                   detail=f"unknown field; known: {', '.join(fields)}")
         out.append(line.replace("\\t", "\t") + "\n")
     return "".join(out)
+
+
+def human_size(size: float, precision: int = 4) -> str:
+    """go-units' HumanSizeWithPrecision, as Docker prints sizes: ``4.26MB``, ``0B``
+    (``images`` uses precision 3, ``system df`` 4)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+    index = 0
+    while size >= 1000 and index < len(units) - 1:
+        size /= 1000
+        index += 1
+    text = f"{size:.{precision}g}"
+    if "e" in text and index < len(units) - 1:  # %g of 999.95 is 1e+03: one unit up
+        return f"{size / 1000:.{precision}g}{units[index + 1]}"
+    return text + units[index]
 
 
 def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: bool
