@@ -71,3 +71,12 @@ def test_tag_adds_a_name_and_rmi_of_one_name_only_untags(cli: Cli, rootfs_tar: P
     assert cli.run("images", "-q").stdout.strip() == image_id.removeprefix("sha256:")[:12]
     cli.run("rmi", "registry.local:5000/team/base:v2")
     assert cli.run("images", "-q").stdout == ""
+
+
+def test_run_rm_returns_once_the_container_is_gone(cli: Cli, rootfs_tar: Path) -> None:
+    """`run --rm` then `rmi` at once (scripts do this): the image has no user left."""
+    for _ in range(5):
+        cli.run("import", str(rootfs_tar), "gone:1")
+        assert cli.run("run", "--rm", "gone:1", "echo", "hi").stdout == "hi\n"
+        assert cli.run("ps", "-aq").stdout == ""
+        cli.run("rmi", "gone:1")

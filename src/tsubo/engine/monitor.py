@@ -192,6 +192,9 @@ class Supervised:
         self.log: LogWriter | None = None
         self.restart_delay = _RESTART_DELAY_START
         self.restart_at = 0.0  # monotonic time of a scheduled restart (0: none)
+        #: a --rm container's exit frame, sent only once it is removed: `run --rm` returns
+        #: when the container is gone, so `rmi` right after it finds no user (as Docker)
+        self.exit_frame = b""
 
 
 class MonitorService:
@@ -727,7 +730,11 @@ class MonitorService:
                                      finished_at=now_rfc3339(), oom_killed=int(oom))
         except NotFound:
             pass
-        self._broadcast(supervised, attach.encode(attach.EXITED, str(code).encode()))
+        frame = attach.encode(attach.EXITED, str(code).encode())
+        if supervised.options.remove:
+            supervised.exit_frame = frame
+        else:
+            self._broadcast(supervised, frame)
         try:
             row = self.db.get_container(supervised.id)
         except NotFound:  # removed meanwhile (rm -f)
@@ -802,6 +809,8 @@ class MonitorService:
                 remove_container_files(self.paths, self.db, supervised.id)
         except Exception as error:
             _record_crash(self.paths, error, f"cleaning up container {supervised.id}")
+        if supervised.exit_frame:
+            self._broadcast(supervised, supervised.exit_frame)
         for fd in list(supervised.clients):
             self._drop_client(supervised, fd)
 
