@@ -80,3 +80,68 @@ def test_run_rm_returns_once_the_container_is_gone(cli: Cli, rootfs_tar: Path) -
         assert cli.run("run", "--rm", "gone:1", "echo", "hi").stdout == "hi\n"
         assert cli.run("ps", "-aq").stdout == ""
         cli.run("rmi", "gone:1")
+
+
+def _rootfs_with(busybox_rootfs: Path, tmp_path: Path, extra: dict[str, tuple[str, int]],
+                 links: dict[str, str]) -> Path:
+    """The busybox rootfs plus files ``{path: (content, uid)}`` and symlinks, as a tar."""
+    import io
+    import tarfile
+
+    path = tmp_path / "with-extra.tar"
+    with tarfile.open(path, "w") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+        for name, (content, uid) in extra.items():
+            parts = name.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                info = tarfile.TarInfo("/".join(parts[:depth]))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            data = content.encode()
+            info = tarfile.TarInfo(name.strip("/"))
+            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, 0o640
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name.strip("/"))
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return path
+
+
+def test_image_volumes_stop_signal_and_ports_apply_as_docker(
+        cli: Cli, busybox_rootfs: Path, tmp_path: Path) -> None:
+    tarball = _rootfs_with(busybox_rootfs, tmp_path, {"/data/seed": ("from the image\n", 1000)},
+                           {"/escape": "/etc"})
+    cli.run("import", "-c", "VOLUME /data /empty", "-c", "VOLUME /escape",
+            "-c", "STOPSIGNAL SIGUSR1", "-c", "EXPOSE 8080 53/udp",
+            str(tarball), "withvol:1")
+    config = json.loads(cli.run("inspect", "withvol:1").stdout)[0]["Config"]
+    assert config["Volumes"] == {"/data": {}, "/empty": {}, "/escape": {}}
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert config["StopSignal"] == "SIGUSR1"
+    # each declared path gets an anonymous volume; /data starts with the image's content
+    cli.run("run", "-d", "--name", "v1", "withvol:1", "sh", "-c",
+            'trap "exit 42" USR1; trap "exit 43" TERM; while :; do sleep 0.1; done')
+    inspected = json.loads(cli.run("inspect", "v1").stdout)[0]
+    assert inspected["Config"]["StopSignal"] == "SIGUSR1"
+    out = cli.run("exec", "v1", "sh", "-c", "cat /data/seed; stat -c '%u %a' /data/seed; "
+                  "ls -A /empty; echo mine > /data/new").stdout
+    assert out == "from the image\n1000 640\n", out
+    volumes = cli.run("volume", "ls", "-q").stdout.split()
+    assert len(volumes) == 3
+    # /escape is a symlink to /etc: nothing was copied through it (host or image /etc)
+    copied = sorted(entry.name for volume in (cli.root / "volumes").iterdir()
+                    for entry in (volume / "_data").iterdir())
+    assert "passwd" not in copied and "group" not in copied, copied
+    # the stop signal is the image's (the trap for USR1 ends it with 42, TERM's with 43)
+    cli.run("stop", "-t", "5", "v1")
+    assert json.loads(cli.run("inspect", "v1").stdout)[0]["State"]["ExitCode"] == 42
+    # --stop-signal and -v still win; a named volume that is not empty is not overwritten
+    cli.run("volume", "create", "kept")
+    cli.run("run", "--rm", "-v", "kept:/data", "withvol:1", "sh", "-c", "echo old > /data/x")
+    out = cli.run("run", "--rm", "-v", "kept:/data", "--stop-signal", "TERM", "withvol:1",
+                  "ls", "/data").stdout
+    assert out == "seed\nx\n"  # copied once, when the volume was new and empty
+    cli.run("rm", "-v", "v1")
+    cli.run("volume", "rm", "kept")
+    assert cli.run("volume", "ls", "-q").stdout.split() == []

@@ -57,7 +57,8 @@ _CREATE_OPTIONS = (
     Option("security-opt", LIST, "no-new-privileges, seccomp=unconfined|PROFILE"),
     Option("init", FLAG, "run an init (tini) as PID 1 that reaps zombies"),
     Option("restart", VALUE, "no | on-failure[:N] | always | unless-stopped", "no"),
-    Option("stop-signal", VALUE, "signal to stop the container", "SIGTERM"),
+    Option("stop-signal", VALUE, "signal to stop the container (default: the image's, "
+           "else SIGTERM)"),
     Option("stop-timeout", VALUE, "seconds to wait before SIGKILL on stop", "10"),
     Option("label,l", LIST, "set metadata (KEY=VALUE)"),
     Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
@@ -123,7 +124,8 @@ def _run_options(parsed: Parsed, *, needs_image: bool = True) -> object:
                                   detail="supported: no-new-privileges, seccomp=...")
     run.init = parsed.flag("init")
     run.restart = opts.parse_restart(parsed.text("restart"))
-    run.stop_signal = opts.parse_signal_name(parsed.text("stop_signal"))
+    if parsed.text("stop_signal"):
+        run.stop_signal = opts.parse_signal_name(parsed.text("stop_signal"))
     run.stop_timeout = _int(parsed.text("stop_timeout"), "--stop-timeout")
     run.labels = opts.parse_labels(parsed.texts("label"))
     networks = parsed.texts("network") or ["none"]
@@ -357,7 +359,7 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
 def _volume(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.render import volume_command
 
-    return volume_command(engine, parsed.positional)
+    return volume_command(engine, parsed.positional, quiet=parsed.flag("quiet"))
 
 
 def _import(engine: Engine, parsed: Parsed) -> int:
@@ -547,7 +549,8 @@ COMMANDS: dict[str, Command] = {
                      "save credentials for a registry"),
     "logout": Command(_logout, _registry_cli.LOGOUT_OPTIONS, "logout [REGISTRY]",
                       "forget a registry's credentials"),
-    "volume": Command(_volume, (), "volume create|ls|inspect|rm [NAME...]", "manage volumes"),
+    "volume": Command(_volume, (Option("quiet,q", FLAG, "ls: only names"),),
+                      "volume create|ls [-q]|inspect|rm [NAME...]", "manage volumes"),
     "network": Command(_network, (
         Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),
         Option("gateway", VALUE, "gateway address (default: the subnet's first)"),

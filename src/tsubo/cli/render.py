@@ -164,7 +164,7 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
     return result
 
 
-def volume_command(engine: Engine, args: list[str]) -> int:
+def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> int:
     import json
 
     from tsubo.engine.volumes import ensure_volume, remove_volume
@@ -179,9 +179,10 @@ def volume_command(engine: Engine, args: list[str]) -> int:
         name = ensure_volume(engine, names[0] if names else new_container_id())
         out.write(name + "\n")
     elif verb in ("ls", "list"):
-        out.write("DRIVER    VOLUME NAME\n")
+        if not quiet:
+            out.write("DRIVER    VOLUME NAME\n")
         for volume in engine.db.list_volumes():
-            out.write(f"local     {volume.name}\n")
+            out.write(f"{volume.name}\n" if quiet else f"local     {volume.name}\n")
     elif verb == "inspect":
         records = []
         for name in names:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from tsubo.engine.db import ContainerRow, Database
     from tsubo.engine.options import RunOptions
+    from tsubo.engine.storage import ContainerFiles
     from tsubo.runtime.container import Runtime
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit")
@@ -99,6 +100,7 @@ class Engine:
             image_config = image.config.get("config") or {}
         else:
             raise InvalidArgument("create container", "", detail="no image or --rootfs given")
+        _apply_image_defaults(options, image_config or {})
         container_id = dbmod.new_container_id()
         if name is not None:
             dbmod.validate_name(name)
@@ -122,6 +124,7 @@ class Engine:
             hostname = options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname, nameserver=nameserver)
             volume_mounts = self._volume_mounts(container_id, options)
+            self._copy_up_volumes(files, lower, options, volume_mounts)
             config = build_config(
                 options, ImageConfig.from_json(image_config), container_id=container_id,
                 rootfs=files.merged, etc_files=etc_files, volume_mounts=volume_mounts,
@@ -181,6 +184,34 @@ class Engine:
                     raise NotFound("bind mount", source, detail="no such file or directory")
             mounts.append((source, volume.destination, flags))
         return mounts
+
+    def _copy_up_volumes(self, files: ContainerFiles, lower: str, options: RunOptions,
+                         mounts: list[tuple[str, str, list[str]]]) -> None:
+        """Docker's copy-up: a new (empty) named or anonymous volume starts with what the
+        image holds at its destination, unless ``nocopy``. The image is read through a
+        temporary mount of the container's own overlay; a destination reached through a
+        symlink is not copied (it could point out of the root)."""
+        from tsubo.engine.storage import mount_root, unmount_root
+
+        wanted = []
+        for volume, (source, destination, _flags) in zip(options.volumes, mounts, strict=True):
+            if volume.is_bind or "nocopy" in volume.options:
+                continue
+            if not any(os.path.isdir(f"{layer}{destination}") for layer in lower.split(":")):
+                continue  # the image has nothing there: skip the mount
+            with os.scandir(source) as entries:
+                if next(entries, None) is None:
+                    wanted.append((source, destination))
+        if not wanted:
+            return
+        mount_root(files, [lower])
+        try:
+            for source, destination in wanted:
+                origin = _directory_in_root(files.merged, destination)
+                if origin:
+                    _copy_tree(origin, source)
+        finally:
+            unmount_root(files.merged)
 
     def spawn_monitor(self) -> int:
         """Connect to the engine's monitor (forking one if none runs: it preloads what it
@@ -480,6 +511,54 @@ class Engine:
     def _wait_exited(self, container_id: str, timeout: float | None) -> bool:
         return _poll(lambda: self.refresh(self.db.get_container(container_id)).state
                      not in (*RUNNING_STATES, "starting"), timeout)
+
+
+def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> None:
+    """What the image config decides unless the user did: the stop signal, and an
+    anonymous volume for each ``Volumes`` path no ``-v`` covers (as Docker)."""
+    from tsubo.engine.options import VolumeSpec, parse_signal_name
+
+    if not options.stop_signal:
+        declared = image_config.get("StopSignal")
+        options.stop_signal = parse_signal_name(declared) if isinstance(declared, str) \
+            and declared else "SIGTERM"
+    declared_volumes = image_config.get("Volumes")
+    if isinstance(declared_volumes, dict):
+        taken = {os.path.normpath(volume.destination) for volume in options.volumes}
+        for path in sorted(declared_volumes):
+            if isinstance(path, str) and path.startswith("/") \
+                    and os.path.normpath(path) not in taken:
+                options.volumes.append(VolumeSpec("", os.path.normpath(path)))
+
+
+def _directory_in_root(root: str, path: str) -> str:
+    """``root + path`` when every component is a real directory (no symlink), else ""."""
+    import stat
+
+    current = root
+    for part in path.strip("/").split("/"):
+        if part in ("", ".", ".."):
+            return ""
+        current = f"{current}/{part}"
+        try:
+            info = os.lstat(current)
+        except OSError:
+            return ""
+        if not stat.S_ISDIR(info.st_mode):
+            return ""
+    return current
+
+
+def _copy_tree(source: str, target: str) -> None:
+    """``cp -a source/. target``: owners, modes, links, devices and xattrs kept."""
+    import subprocess
+
+    proc = subprocess.run(["cp", "-a", "--", f"{source}/.", target], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise TsuboError("copy image content into volume", target,
+                         detail=proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
+                         else f"cp exited {proc.returncode}")
 
 
 def remove_container_files(paths: EnginePaths, db: Database, container_id: str, *,

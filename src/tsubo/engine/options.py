@@ -617,7 +617,7 @@ class RunOptions:
         tty: bool = False,
         interactive: bool = False,
         labels: dict[str, str] | None = None,
-        stop_signal: str = "SIGTERM",
+        stop_signal: str = "",  # "": the image's StopSignal, else SIGTERM (at create)
         stop_timeout: int = 10,
         restart: RestartPolicy | None = None,
         network: str = "none",

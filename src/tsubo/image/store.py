@@ -357,10 +357,33 @@ def parse_changes(changes: list[str]) -> dict[str, Any]:
             config.setdefault("Labels", {})[key] = value.strip('"')
         elif keyword == "STOPSIGNAL":
             config["StopSignal"] = rest
+        elif keyword in ("VOLUME", "EXPOSE"):
+            words = _command(rest, change) if rest.startswith("[") else rest.split()
+            if not words:
+                raise InvalidArgument("parse --change", change, detail=f"{keyword} needs a value")
+            if keyword == "VOLUME":
+                if not all(word.startswith("/") for word in words):
+                    raise InvalidArgument("parse --change", change,
+                                          detail="VOLUME paths must be absolute")
+                config.setdefault("Volumes", {}).update({word: {} for word in words})
+            else:
+                config.setdefault("ExposedPorts", {}).update(
+                    {_port(word, change): {} for word in words})
         else:
             raise InvalidArgument("parse --change", change, detail="supported: CMD, "
-                                  "ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL")
+                                  "ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME, "
+                                  "EXPOSE")
     return config
+
+
+def _port(text: str, change: str) -> str:
+    """``80`` -> ``80/tcp``; ``53/udp`` stays."""
+    number, _, protocol = text.partition("/")
+    protocol = protocol.lower() or "tcp"
+    if not number.isdigit() or not 0 < int(number) < 65536 \
+            or protocol not in ("tcp", "udp", "sctp"):
+        raise InvalidArgument("parse --change", change, detail=f"bad port {text!r}")
+    return f"{int(number)}/{protocol}"
 
 
 def _command(text: str, change: str) -> list[str]:
