@@ -141,7 +141,9 @@ class RegistryClient:
             try:
                 connection.request(method, target, body=body, headers=headers)
                 return connection.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.HTTPException, BrokenPipeError, ConnectionResetError):
+                # a stale keep-alive connection, or one a misbehaving server left out of
+                # step (a body shorter than its Content-Length): a fresh one, once
                 self._drop(scheme, host)
                 rewound = body is None or isinstance(body, bytes) or _rewind(body)
                 if attempt == 2 or not rewound:
@@ -266,6 +268,8 @@ class RegistryClient:
         """*method* on *path* (``/v2/...``, or an absolute URL from a ``Location``) with
         authorization for *scope*; follows redirects for GET/HEAD; refreshes a rejected
         token once. The caller reads (or closes) the response."""
+        import http.client
+
         url = path if "://" in path else self._base() + path
         extra = dict(headers or {})
         authorization = self._authorization(scope)
@@ -274,7 +278,7 @@ class RegistryClient:
             send_headers = {**extra, **(authorization if same_host else {})}
             try:
                 response = self._send(method, url, send_headers, body)
-            except OSError as error:
+            except (OSError, http.client.HTTPException) as error:
                 raise _connection_error(self.registry, error) from None
             if response.status == 401 and same_host and attempt == 0 \
                     and self._challenge is not None and self._challenge[0] == "bearer" \
@@ -353,11 +357,16 @@ class RegistryClient:
                 error = failure
                 continue
             if response.status == 416 and writer.offset:  # our partial is not a prefix
-                _read_bounded(response, 1 << 16)
+                response.close()  # its body need not match its Content-Length: drop it
+                self._drop_all()
                 progress(-writer.offset)
                 writer.reset()
                 continue
-            _raise_for_status(response, "fetch blob", digest, ok=(200, 206))
+            if response.status not in (200, 206):
+                try:
+                    _raise_for_status(response, "fetch blob", digest, ok=(200, 206))
+                finally:
+                    self._drop_all()
             if response.status == 200 and writer.offset:
                 progress(-writer.offset)  # the server ignored Range: start again
                 writer.reset()
@@ -488,7 +497,12 @@ def _raise_for_status(response: http.client.HTTPResponse, operation: str, obj: s
                       ok: tuple[int, ...] = (200,)) -> None:
     if response.status in ok:
         return
-    body = _read_bounded(response, 1 << 16) if response.status != 416 else b""
+    import http.client
+
+    try:
+        body = _read_bounded(response, 1 << 16) if response.status != 416 else b""
+    except (OSError, http.client.HTTPException):  # a broken error body: the status says it
+        body = b""
     detail = _registry_message(body) or f"{response.status} {response.reason}"
     if response.status in (401, 403):
         raise Unauthorized(operation, obj, response.status,
