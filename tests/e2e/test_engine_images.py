@@ -145,3 +145,43 @@ def test_image_volumes_stop_signal_and_ports_apply_as_docker(
     cli.run("rm", "-v", "v1")
     cli.run("volume", "rm", "kept")
     assert cli.run("volume", "ls", "-q").stdout.split() == []
+
+
+def test_disk_full_during_import_registers_nothing_and_works_once_space_returns(
+        cli: Cli, busybox_rootfs: Path, tmp_path: Path) -> None:
+    import subprocess
+    import tarfile
+
+    tarball = tmp_path / "big.tar"
+    (tmp_path / "payload").write_bytes(os.urandom(5_000_000))
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(busybox_rootfs, arcname=".")
+        tar.add(tmp_path / "payload", arcname="payload")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
+    try:
+        engine = Cli(small / "root")
+        for _ in range(2):  # the blob does not fit, then (blob kept out) again the same
+            failed = engine.run("import", str(tarball), "full:1", check=False)
+            assert failed.returncode == 1 and "ENOSPC" in failed.stderr, failed.stderr
+            assert len(failed.stderr.strip().splitlines()) == 1
+            assert engine.run("images", "-q").stdout == ""
+            leftovers = [p for sub in ("ingest", "blobs", "layers")
+                         for p in (small / "root" / sub).rglob("*") if not p.is_dir()]
+            assert leftovers == []
+        subprocess.run(["mount", "-o", "remount,size=9m", str(small)], check=True)
+        failed = engine.run("import", str(tarball), "full:1", check=False)  # blob fits now,
+        assert "unpack layer" in failed.stderr and "ENOSPC" in failed.stderr  # layer not
+        assert engine.run("images", "-q").stdout == ""
+        assert not any((small / "root" / "layers").iterdir())
+        subprocess.run(["mount", "-o", "remount,size=24m", str(small)], check=True)
+        engine.run("import", str(tarball), "full:1")
+        assert engine.run("run", "--rm", "full:1", "wc", "-c", "/payload").stdout.split()[0] \
+            == "5000000"
+    finally:
+        deadline = time.monotonic() + 10  # the monitor idles out (it holds the root open)
+        while (small / "root" / "run" / "monitor.sock").exists() \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        subprocess.run(["umount", str(small)], check=True)

@@ -195,7 +195,10 @@ class BlobWriter:
             )
         view = memoryview(chunk)
         while view:
-            written = os.write(self._fd, view)
+            try:
+                written = os.write(self._fd, view)
+            except OSError as error:  # ENOSPC, EIO: kept as a partial, resumable later
+                raise TsuboError.from_os_error("write blob", self.digest, error) from None
             view = view[written:]
         self._hash.update(chunk)
         self.offset += len(chunk)
@@ -243,6 +246,10 @@ class BlobWriter:
         if not self._closed:
             self._closed = True
             os.close(self._fd)
+
+    def discard(self) -> None:
+        """Stop writing and delete the partial file (a local source: nothing to resume)."""
+        self._discard()
 
     def _discard(self) -> None:
         self.close()

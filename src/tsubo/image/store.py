@@ -75,16 +75,26 @@ class ImageStore:
             raise NotFound("import image", tar_path, detail="no such file")
         blobs = BlobStore(self.root)
         digest = _file_digest(tar_path)
-        if not blobs.has(digest):
+        added_blob = not blobs.has(digest)
+        if added_blob:
             with open(tar_path, "rb") as source, blobs.writer(digest) as writer:
-                while chunk := source.read(1 << 20):
-                    writer.write(chunk)
-                writer.commit()
+                try:
+                    while chunk := source.read(1 << 20):
+                        writer.write(chunk)
+                    writer.commit()
+                except BaseException:
+                    writer.discard()  # the tarball is here: no partial worth keeping
+                    raise
         with open(tar_path, "rb") as probe:
             gzipped = probe.read(2) == b"\x1f\x8b"
         media_type = ("application/vnd.oci.image.layer.v1.tar+gzip" if gzipped
                       else "application/vnd.oci.image.layer.v1.tar")
-        diff_id = self.ensure_layer(digest, media_type)
+        try:
+            diff_id = self.ensure_layer(digest, media_type)
+        except BaseException:
+            if added_blob:
+                blobs.delete(digest)  # ours alone, and the tarball is still there
+            raise
         config = {
             "architecture": _architecture(), "os": "linux",
             "config": config_changes,
