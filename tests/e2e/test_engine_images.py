@@ -185,3 +185,28 @@ def test_disk_full_during_import_registers_nothing_and_works_once_space_returns(
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_image_prune_removes_what_failed_pulls_left_unless_one_is_running(
+        cli: Cli, rootfs_tar: Path) -> None:
+    from tsubo.engine.containers import Engine
+    from tsubo.image.blobs import BlobStore
+    from tsubo.image.store import ImageStore
+
+    cli.run("import", str(rootfs_tar), "kept:1")
+    with Engine(str(cli.root)) as engine:
+        blobs = BlobStore(engine.paths.data)
+        store = ImageStore(engine.db, engine.paths.data)
+        before = set(blobs.list())
+        orphan = blobs.ingest_bytes(b"x" * 1000)  # verified, never recorded
+        partial = blobs.writer("sha256:" + "ab" * 32, 5000)
+        partial.write(b"y" * 700)
+        partial.abort()  # kept for a resume that never comes
+        with store.adding():  # a pull in progress: nothing is pruned under it
+            out = cli.run("image", "prune", "-f").stdout
+            assert "Total reclaimed space: 0B" in out, out
+            assert orphan in blobs.list()
+        out = cli.run("image", "prune", "-f").stdout
+        assert "Total reclaimed space: 1.7kB" in out, out
+        assert set(blobs.list()) == before and not os.listdir(blobs.ingest_dir)
+    assert cli.run("run", "--rm", "kept:1", "true").returncode == 0

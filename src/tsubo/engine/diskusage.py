@@ -173,7 +173,8 @@ class PruneResult:
 
 def prune_images(engine: Engine, *, all_images: bool) -> PruneResult:
     """``image prune``: remove the dangling (untagged) images, or with *all_images* every
-    image, that no container uses; *reclaimed* is the size of the layers that went."""
+    image, that no container uses, and the blobs and partial downloads failed pulls left;
+    *reclaimed* is the size of the layers and blobs that went."""
     from tsubo.image.store import ImageStore
 
     store = ImageStore(engine.db, engine.paths.data)
@@ -190,5 +191,6 @@ def prune_images(engine: Engine, *, all_images: bool) -> PruneResult:
         except (NotFound, WrongState):
             continue
     after = layer_sizes(engine.db)
-    return PruneResult(deleted, sum(size for diff_id, size in before.items()
-                                    if diff_id not in after))
+    leftovers = store.prune_unreferenced()  # blobs and partials of failed pulls and loads
+    return PruneResult(deleted, leftovers + sum(size for diff_id, size in before.items()
+                                                if diff_id not in after))

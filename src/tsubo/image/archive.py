@@ -1136,6 +1136,12 @@ def load_images(store: ImageStore, source: str, stdin: BinaryIO | None = None
                 ) -> list[LoadedImage]:
     """``tsubo load``: the images of the archive or layout at *source* (a file or a
     directory), else on *stdin*."""
+    with store.adding():
+        return _load_images(store, source, stdin)
+
+
+def _load_images(store: ImageStore, source: str, stdin: BinaryIO | None
+                 ) -> list[LoadedImage]:
     import lzma
     import tarfile
     import zlib

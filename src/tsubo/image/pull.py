@@ -202,6 +202,13 @@ def layers_of(manifest: dict[str, Any], diff_ids: list[str], where: str) -> list
 def pull(store: ImageStore, reference: str, *, platform: str = "", tls_verify: bool = True,
          authfile: str = "", events: Events | None = None) -> PullResult:
     """Pull *reference* into *store*; see the module docstring."""
+    with store.adding():
+        return _pull(store, reference, platform=platform, tls_verify=tls_verify,
+                     authfile=authfile, events=events)
+
+
+def _pull(store: ImageStore, reference: str, *, platform: str, tls_verify: bool,
+          authfile: str, events: Events | None) -> PullResult:
     from tsubo.image import auth
     from tsubo.image.blobs import BlobStore
     from tsubo.image.reference import parse_reference

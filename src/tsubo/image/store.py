@@ -62,10 +62,22 @@ class ImageStore:
     def layer_path(self, diff_id: str) -> str:
         return f"{self.layers_dir}/{diff_id.split(':', 1)[-1]}"
 
+    # --- the blob lock ---------------------------------------------------------------------
+
+    def adding(self) -> _BlobLock:
+        """Held (shared) while a pull, load or import adds blobs it has not recorded yet;
+        :meth:`prune_unreferenced` takes it exclusively and prunes nothing while it is held,
+        so it never deletes a blob between its download and its record."""
+        return _BlobLock(f"{self.root}/blobs.lock", exclusive=False)
+
     # --- import --------------------------------------------------------------------------
 
     def import_tarball(self, tar_path: str, reference: str, changes: list[str]) -> Image:
         """A one-layer image from a root filesystem tarball (plain or gzip)."""
+        with self.adding():
+            return self._import_tarball(tar_path, reference, changes)
+
+    def _import_tarball(self, tar_path: str, reference: str, changes: list[str]) -> Image:
         from tsubo.image.blobs import BlobStore
         from tsubo.oci import jsonwire
 
@@ -269,6 +281,48 @@ class ImageStore:
         self._remove_unused(image)
         return image
 
+    def prune_unreferenced(self) -> int:
+        """Delete what failed pulls and loads left: verified blobs that are neither an
+        image's config nor a recorded layer's blob, and partial downloads no writer holds.
+        Returns the bytes freed."""
+        lock = _BlobLock(f"{self.root}/blobs.lock", exclusive=True)
+        if not lock.try_acquire():
+            return 0  # a pull, load or import is adding blobs: prune them another time
+        try:
+            return self._prune_unreferenced()
+        finally:
+            lock.release()
+
+    def _prune_unreferenced(self) -> int:
+        from tsubo.image.blobs import BlobStore
+
+        blobs = BlobStore(self.root)
+        keep = {f"sha256:{image_id}" for (image_id,) in
+                self.db.connection.execute("SELECT id FROM images")}
+        keep |= {str(blob) for (blob,) in self.db.connection.execute("SELECT blob FROM layers")}
+        freed = 0
+        for digest in blobs.list():
+            if digest not in keep:
+                try:
+                    size = blobs.size(digest)
+                    blobs.delete(digest)
+                    freed += size
+                except NotFound:
+                    pass
+        try:
+            partials = [entry.path for entry in os.scandir(blobs.ingest_dir)
+                        if entry.name.endswith(".partial")]
+        except FileNotFoundError:
+            partials = []
+        for path in partials:
+            if _unlocked(path):
+                try:
+                    freed += os.stat(path).st_size
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        return freed
+
     def _remove_unused(self, image: Image) -> None:
         """Delete the config blob and the layers (directory, row, blob) of a removed
         *image* that no remaining image uses."""
@@ -298,6 +352,63 @@ class ImageStore:
             from tsubo.engine.storage import LINKS_DIR, prune_layer_links
 
             prune_layer_links(f"{self.root}/{LINKS_DIR}")  # short links of long chains
+
+
+class _BlobLock:
+    """An flock on ``<data root>/blobs.lock``: shared by adders, exclusive for pruning."""
+
+    def __init__(self, path: str, *, exclusive: bool) -> None:
+        self.path = path
+        self.exclusive = exclusive
+        self.fd = -1
+
+    def _open(self) -> None:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                          0o600)
+
+    def try_acquire(self) -> bool:
+        import fcntl
+
+        self._open()
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> _BlobLock:
+        import fcntl
+
+        self._open()
+        fcntl.flock(self.fd, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _unlocked(path: str) -> bool:
+    """True when no writer holds *path* (a partial download in progress is flock'ed)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:
