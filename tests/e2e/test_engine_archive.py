@@ -40,11 +40,12 @@ def sha256(data: bytes) -> str:
 
 def state_outside_blobs(root: Path) -> set[str]:
     """Files of the data root (not directories: ``ingest/`` and ``layers/`` stay, empty),
-    but the database and the verified blobs."""
+    but the database, the verified blobs and the (empty) blob lock file."""
     found = set()
     for path in root.rglob("*"):
         relative = path.relative_to(root).as_posix()
-        if relative.startswith(("blobs/", "tsubo.db")) or path.is_dir():
+        if relative.startswith(("blobs/", "tsubo.db")) or relative == "blobs.lock" \
+                or path.is_dir():
             continue
         found.add(relative)
     return found

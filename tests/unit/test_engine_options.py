@@ -465,7 +465,7 @@ def test_run_options_defaults() -> None:
     assert (options.init, options.tty, options.interactive, options.remove) == (
         False, False, False, False)
     assert options.labels == {}
-    assert options.stop_signal == "SIGTERM" and options.stop_timeout == 10
+    assert options.stop_signal == "" and options.stop_timeout == 10  # "": the image's, else TERM
     assert options.restart == RestartPolicy("no", 0)
     assert options.network == "none"
 
