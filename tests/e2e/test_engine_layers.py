@@ -18,13 +18,14 @@ import io
 import json
 import os
 import tarfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_engine_images import Cli
+from tests.e2e import engine_fixtures
+
+Cli = engine_fixtures.Cli
+cli = engine_fixtures.cli
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 MTIME = 1_600_000_000
@@ -68,20 +69,6 @@ def add_image(root: Path, rootfs_tar: bytes, count: int) -> str:
         ImageStore(engine.db, engine.paths.data).add_image(
             json.dumps(config).encode(), layers, [f"many:{count}"])
     return f"many:{count}"
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    engine = Cli(tmp_path / "root")
-    try:
-        yield engine
-    finally:
-        ids = engine.run("ps", "-aq", check=False).stdout.split()
-        if ids:
-            engine.run("rm", "-f", *ids, check=False)
-        deadline = time.monotonic() + 10
-        while (engine.root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
