@@ -1,22 +1,26 @@
 """A fault-injecting HTTP/1.1 proxy for registry tests (stdlib only, run as a script).
 
     ip netns exec NS python tests/e2e/fault_proxy.py --listen 127.0.0.1:5002 \\
-        --upstream 127.0.0.1:5000 [--cut-after N [--cut-times K]] [--strip-range] [--log FILE]
+        --upstream 127.0.0.1:5000 [--cut-after N [--cut-times K]] [--stall-after N] \\
+        [--strip-range] [--log FILE]
 
 It sits in front of a registry inside a test's throwaway network namespace and passes every
 request through, one request per upstream connection (``Connection: close`` both ways, so
-each response ends when the upstream closes), with two faults a pull must survive:
+each response ends when the upstream closes), with the faults a pull must survive:
 
 - ``--cut-after N``: the first K (default 1) blob downloads (``GET /v2/.../blobs/...``,
   status 200 or 206) whose body is longer than N bytes are cut off after exactly N body
   bytes: the client sees a short read, then the connection close. Later ones pass.
+- ``--stall-after N``: every blob download longer than N bytes sends exactly N body bytes,
+  then nothing more, with the connection kept open until the proxy is stopped: the client
+  hangs mid-download (a test then kills it, to see the next pull resume).
 - ``--strip-range``: the ``Range`` (and ``If-Range``) header is dropped from every request,
   so the registry answers a resumed download with the whole blob (200, not 206).
 
 Each fault, each request and each blob response relayed in full is appended to the log file
-as one line (``cut``, ``strip-range``, ``request``, ``sent``), so a test can tell that the
-fault really happened and what a client downloaded. SIGTERM
-or SIGINT stops the proxy. It only ever connects to ``--upstream``.
+as one line (``cut``, ``stall``, ``strip-range``, ``request``, ``sent``), so a test can tell
+that the fault really happened and what a client downloaded. SIGTERM or SIGINT stops the
+proxy. It only ever connects to ``--upstream``.
 """
 
 from __future__ import annotations
@@ -40,10 +44,13 @@ class Faults:
     """The configured faults and what has been done so far (shared by all connections)."""
 
     def __init__(self, cut_after: int | None, cut_times: int, strip_range: bool,
-                 log_path: str | None) -> None:
+                 log_path: str | None, stall_after: int | None = None) -> None:
         self.cut_after = cut_after
         self.cuts_left = cut_times if cut_after is not None else 0
         self.strip_range = strip_range
+        self.stall_after = stall_after
+        #: never set: a stalled response waits on it until the process ends
+        self.stopped = threading.Event()
         self._log_path = log_path
         self._lock = threading.Lock()
 
@@ -62,6 +69,14 @@ class Faults:
                 return None
             self.cuts_left -= 1
             return self.cut_after
+
+    def take_stall(self, body_length: int | None) -> int | None:
+        """The byte count to stall this blob response after, or None."""
+        if self.stall_after is None:
+            return None
+        if body_length is not None and body_length <= self.stall_after:
+            return None
+        return self.stall_after
 
 
 def read_head(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:
@@ -143,14 +158,20 @@ def handle(client: socket.socket, upstream_address: tuple[str, int], faults: Fau
         length_text = header(response_headers, "Content-Length")
         length = int(length_text) if length_text and length_text.isdigit() else None
         blob = BLOB_PATH.match(path)
-        cut = None
+        cut = stall = None
         if method == "GET" and blob and status in ("200", "206"):
-            cut = faults.take_cut(length)
+            stall = faults.take_stall(length)
+            cut = faults.take_cut(length) if stall is None else None
         response_headers = [*without(response_headers, "Connection", "Keep-Alive"),
                             ("Connection", "close")]
         client.sendall(join_head(status_line, response_headers))
-        sent = relay_body(upstream, client, body_start, cut)
-        if cut is not None and blob:
+        sent = relay_body(upstream, client, body_start, cut if stall is None else stall)
+        if stall is not None and blob:
+            faults.log(f"stall {method} {path} {blob.group(1)} after {sent} of {length} bytes")
+            # nothing more, and no close: the client waits until the proxy is stopped
+            client.settimeout(None)
+            faults.stopped.wait()
+        elif cut is not None and blob:
             faults.log(f"cut {method} {path} {blob.group(1)} after {cut} of {length} bytes")
         elif blob:
             faults.log(f"sent {method} {path} {blob.group(1)} status={status} bytes={sent}")
@@ -195,11 +216,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="cut blob downloads after this many body bytes")
     parser.add_argument("--cut-times", type=int, default=1,
                         help="how many blob downloads to cut (default 1)")
+    parser.add_argument("--stall-after", type=int, default=None,
+                        help="send this many body bytes of each longer blob download, "
+                        "then nothing, keeping the connection open")
     parser.add_argument("--strip-range", action="store_true",
                         help="drop Range headers: resumed downloads get the whole blob")
     parser.add_argument("--log", default=None, help="append one line per event to this file")
     args = parser.parse_args(argv)
-    faults = Faults(args.cut_after, args.cut_times, args.strip_range, args.log)
+    faults = Faults(args.cut_after, args.cut_times, args.strip_range, args.log,
+                    args.stall_after)
     upstream = parse_address(args.upstream)
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

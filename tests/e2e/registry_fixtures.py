@@ -435,7 +435,8 @@ class FaultProxy:
     process: subprocess.Popen[bytes]
 
     def events(self, kind: str | None = None) -> list[str]:
-        """The proxy's log lines (``cut ...``, ``strip-range ...``, ``request ...``)."""
+        """The proxy's log lines (``cut ...``, ``stall ...``, ``strip-range ...``,
+        ``request ...``)."""
         lines = self.log.read_text().splitlines() if self.log.exists() else []
         return [line for line in lines if kind is None or line.split(" ", 1)[0] == kind]
 
@@ -589,8 +590,9 @@ class Registry:
         return bundle / "rootfs"
 
     def start_proxy(self, *, cut_after: int | None = None, cut_times: int = 1,
-                    strip_range: bool = False) -> FaultProxy:
-        """tests/e2e/fault_proxy.py in front of the registry on the next free port."""
+                    strip_range: bool = False, stall_after: int | None = None) -> FaultProxy:
+        """tests/e2e/fault_proxy.py in front of the registry on the next free port
+        (*stall_after*: every longer blob download hangs after that many bytes)."""
         address = f"127.0.0.1:{next(self._ports)}"
         log = self.workdir / f"proxy-{address.rpartition(':')[2]}.log"
         argv = [str(PYTHON), str(E2E_DIR / "fault_proxy.py"), "--listen", address,
@@ -599,6 +601,8 @@ class Registry:
             argv += ["--cut-after", str(cut_after), "--cut-times", str(cut_times)]
         if strip_range:
             argv.append("--strip-range")
+        if stall_after is not None:
+            argv += ["--stall-after", str(stall_after)]
         process = self._spawn(argv, "proxy")
         proxy = FaultProxy(address, log, process)
         self.proxies.append(proxy)
@@ -607,10 +611,11 @@ class Registry:
 
     @contextlib.contextmanager
     def proxy(self, *, cut_after: int | None = None, cut_times: int = 1,
-              strip_range: bool = False) -> Iterator[FaultProxy]:
+              strip_range: bool = False, stall_after: int | None = None,
+              ) -> Iterator[FaultProxy]:
         """``start_proxy`` for the duration of a with block (stopped by pid at its end)."""
         proxy = self.start_proxy(cut_after=cut_after, cut_times=cut_times,
-                                 strip_range=strip_range)
+                                 strip_range=strip_range, stall_after=stall_after)
         try:
             yield proxy
         finally:

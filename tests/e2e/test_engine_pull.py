@@ -457,3 +457,97 @@ def test_a_layer_with_the_wrong_diff_id_fails_the_pull(
     assert built.layer_digests[1].removeprefix("sha256:") in proc.stderr or \
         lie.removeprefix("sha256:") in proc.stderr, proc.stderr
     assert images_listed(puller) == []
+
+
+#: where the stalling proxy stops sending: a multiple of tsubo's read size (256 KiB), so the
+#: killed pull has written exactly this much of each big blob to its partial file
+STALL_AT = 256 * 1024
+STALL_TIMEOUT = 60.0
+
+
+def test_a_pull_killed_midway_resumes_where_it_stopped(
+    puller: Puller, images: TestImages, reference_trees: dict[tuple[str, str], dict[str, Node]],
+    tmp_path: Path,
+) -> None:
+    """A pull hangs in the middle of its big blobs (the proxy stops sending after 256 KiB)
+    and is SIGKILLed there: it registers nothing and keeps its partial downloads; the next
+    pull asks for the rest only (``Range: bytes=262144-``), never downloads again the blobs
+    the first one verified, and leaves nothing in ``ingest/``."""
+    shared, root = puller.registry, puller.engine.root
+    sizes = dict(zip(images.multi.layer_digests, images.multi.layer_sizes, strict=True))
+    big = sorted(digest for digest, size in sizes.items() if size > STALL_AT)
+    assert big, f"no layer of {TestImages.MULTI} is bigger than {STALL_AT} bytes: {sizes}"
+    ingest = root / "ingest"
+
+    def partial(digest: str) -> Path:
+        return ingest / f"{digest.removeprefix('sha256:')}.partial"
+
+    def partial_size(digest: str) -> int:
+        try:
+            return partial(digest).stat().st_size
+        except FileNotFoundError:
+            return -1
+
+    with shared.proxy(stall_after=STALL_AT) as stalling:
+        argv = ["ip", "netns", "exec", shared.netns, str(engine_binary()), "--root", str(root),
+                "pull", f"{stalling.address}/{TestImages.MULTI}"]
+        with (tmp_path / "killed.out").open("wb") as stdout, \
+                (tmp_path / "killed.err").open("wb") as stderr:
+            # `ip netns exec` execs tsubo: this pid is tsubo's own
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout,
+                                       stderr=stderr, env=puller.env())
+        try:
+            stalled = engine_fixtures.wait_for(
+                lambda: process.poll() is not None
+                or all(partial_size(digest) == STALL_AT for digest in big), STALL_TIMEOUT)
+            exited = process.poll()
+            if exited is None:
+                process.kill()  # SIGKILL, exactly this pid
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(30)
+        report = (f"stdout:\n{(tmp_path / 'killed.out').read_text(errors='replace')}\n"
+                  f"stderr:\n{(tmp_path / 'killed.err').read_text(errors='replace')}\n"
+                  f"proxy:\n" + "\n".join(stalling.events()))
+        assert exited is None, f"the stalled pull exited {exited} by itself\n{report}"
+        assert stalled, (f"the partial files never reached {STALL_AT} bytes: "
+                         f"{ {d: partial_size(d) for d in big} }\n{report}")
+        assert process.returncode == -9
+        stalls = {line.split()[3] for line in stalling.events("stall")}
+        assert stalls == set(big), report
+
+    # killed midway: nothing registered, the partial downloads kept
+    assert images_listed(puller) == []
+    assert {digest: partial_size(digest) for digest in big} == dict.fromkeys(big, STALL_AT)
+    verified = {digest for digest in images.multi.layer_digests
+                if (root / "blobs" / "sha256" / digest.removeprefix("sha256:")).is_file()}
+    assert not verified & set(big)
+
+    with shared.proxy() as proxy:
+        out = puller.pull(TestImages.MULTI, address=proxy.address)
+        events = proxy.events()
+        fetched = {digest for kind, method, digest in blob_events(proxy)
+                   if kind == "request" and method == "GET"}
+        for digest in big:
+            ranged = ranged_requests(proxy, digest)
+            assert any(f"range=bytes={STALL_AT}-" in line for line in ranged), \
+                f"{digest} was not resumed at {STALL_AT}:\n" + "\n".join(events)
+            sent = [e for e in blob_events(proxy) if e[0] == "sent" and e[2] == digest]
+            assert sent, f"{digest} never came back:\n" + "\n".join(events)
+            assert any(line.startswith("sent ") and digest in line
+                       and f"bytes={sizes[digest] - STALL_AT}" in line for line in events), \
+                f"{digest}: not only the missing {sizes[digest] - STALL_AT} bytes sent:\n" + \
+                "\n".join(events)
+        assert fetched & verified == set(), \
+            f"blobs verified before the kill downloaded again: {fetched & verified}"
+    assert images.multi.digest in out
+    assert sorted(p.name for p in ingest.iterdir()) == [], "ingest/ not empty after the pull"
+
+    ref = f"{proxy.address}/{TestImages.MULTI}"
+    [record] = json.loads(puller.engine.ok("inspect", ref))
+    assert record["RootFS"]["Layers"] == images.multi.diff_ids
+    assert_same_tree(reference_trees[TestImages.MULTI, "amd64"],
+                     pulled_tree(puller.engine, ref, tmp_path), ref)
+    assert puller.engine.ok("run", "--rm", "--network", "none", ref, "cat",
+                            "/data/recreated") == "version 2\n"

@@ -155,6 +155,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (name, digest)
         )""",
     ),
+    (
+        # The blobs each name came with (one image pulled under two names may have come as
+        # gzip under one and zstd under the other): `push` and `save` send a name's own.
+        """CREATE TABLE tag_blobs (
+            name TEXT PRIMARY KEY,               -- as image_tags.name
+            source TEXT NOT NULL,                -- registry/repository pulled from, or ''
+            blobs TEXT NOT NULL                  -- JSON [[digest, media type, size], ...]
+        ) WITHOUT ROWID""",
+    ),
 )
 
 CONTAINER_COLUMNS = (

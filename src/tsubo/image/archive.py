@@ -332,8 +332,9 @@ def plan_save(store: ImageStore, refs: list[str]) -> list[SaveItem]:
                 raise NotFound("save image", ref, detail=f"its config blob {config_digest} "
                                "is not in the blob store")
             layers = []
-            for diff_id in image.layers:
-                digest, media_type, _size = store.layer_blob(diff_id)
+            own_name = _normalised_name(ref)
+            chosen = store.image_blobs(image, own_name if own_name in image.tags else "")
+            for diff_id, (digest, media_type, _size) in zip(image.layers, chosen, strict=True):
                 if not blobs.has(digest):
                     raise NotFound("save image", ref, detail=f"the blob {digest} of layer "
                                    f"{diff_id} is not in the blob store")
@@ -1182,3 +1183,13 @@ def iter_loaded_lines(loaded: list[LoadedImage]) -> Iterator[str]:
             yield f"Loaded image ID: sha256:{image.id}"
         for name in image.names:
             yield f"Loaded image: {parse_reference(name).familiar}"
+
+
+def _normalised_name(ref: str) -> str:
+    from tsubo.errors import TsuboError
+    from tsubo.image.reference import parse_reference
+
+    try:
+        return str(parse_reference(ref))
+    except TsuboError:
+        return ""

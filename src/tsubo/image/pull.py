@@ -244,14 +244,16 @@ def _pull(store: ImageStore, reference: str, *, platform: str, tls_verify: bool,
         if existing:
             image = store.add_image(config_bytes, [(layer.digest, layer.media_type)
                                                    for layer in layers], names,
-                                    manifest_digest=digest, digest_repository=ref.name)
+                                    manifest_digest=digest, digest_repository=ref.name,
+                                    source=ref.name, sizes=[layer.size for layer in layers])
             return PullResult(image, where, digest, up_to_date=True)
         results = _fetch_layers(client, store, ref.repository, layers, report)
         for layer, result in results:
             store.record_layer(result, layer.digest, layer.media_type)
         image = store.add_image(config_bytes, [(layer.digest, layer.media_type)
                                                for layer in layers], names,
-                                manifest_digest=digest, digest_repository=ref.name)
+                                manifest_digest=digest, digest_repository=ref.name,
+                                    source=ref.name, sizes=[layer.size for layer in layers])
         return PullResult(image, where, digest, up_to_date=False)
     finally:
         client.close()

@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tsubo.image.reference import Reference
     from tsubo.image.registry import RegistryClient
     from tsubo.image.store import ImageStore
 
@@ -62,25 +63,26 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
     config_digest = f"sha256:{image.id}"
     if not blobs.has(config_digest):
         raise NotFound("push", source, detail=f"config blob {config_digest} is missing")
-    descriptors = []
-    uploads: list[tuple[str, int]] = []
-    for diff_id in image.layers:
-        digest, media_type, size = store.layer_blob(diff_id)
-        descriptors.append({"mediaType": _OCI_LAYER_TYPES.get(media_type, media_type),
-                            "digest": digest, "size": size})
-        uploads.append((digest, size))
+    name = _own_name(image.tags, source)
+    chosen = store.image_blobs(image, name)
     config_size = blobs.size(config_digest)
-    uploads.append((config_digest, config_size))
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": descriptors,
-    }
-    content = jsonwire.dumps(manifest).encode()
     client = RegistryClient(ref.registry, tls_verify=tls_verify,
                             credentials=auth.lookup(ref.registry, authfile))
     try:
+        mounted = _mount_own_blobs(store, client, name, chosen, ref, report)
+        layers = [mounted.get(index, entry) for index, entry in enumerate(chosen)]
+        descriptors = [{"mediaType": _OCI_LAYER_TYPES.get(media_type, media_type),
+                        "digest": digest, "size": size} for digest, media_type, size in layers]
+        uploads = [(digest, size) for index, (digest, _media_type, size) in enumerate(layers)
+                   if index not in mounted]
+        uploads.append((config_digest, config_size))
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": descriptors,
+        }
+        content = jsonwire.dumps(manifest).encode()
         seen: set[str] = set()
         for digest, size in uploads:
             if digest in seen:
@@ -97,6 +99,46 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
         raise InvalidArgument("push", str(ref), detail=f"the registry stored {sent}, "
                               f"we sent {digest}")
     return PushResult(str(ref), digest, len(content))
+
+
+def _own_name(tags: list[str], source: str) -> str:
+    """*source* normalised when it is one of the image's names (not an ID), else ""."""
+    from tsubo.errors import TsuboError
+    from tsubo.image.reference import parse_reference
+
+    try:
+        name = str(parse_reference(source))
+    except TsuboError:
+        return ""
+    return name if name in tags else ""
+
+
+def _mount_own_blobs(store: ImageStore, client: RegistryClient, name: str,
+                     chosen: list[tuple[str, str, int]], ref: Reference, report: Events
+                     ) -> dict[int, tuple[str, str, int]]:
+    """The layers whose own blobs (those *name* was pulled with) are not in the store but
+    are in the destination registry: made part of the destination repository by a
+    cross-repository mount (no bytes sent), so the manifest names the very blobs the
+    image came with. By layer index."""
+    from tsubo.image.reference import parse_reference
+
+    recorded = store.name_blobs(name) if name else None
+    if recorded is None or not recorded[0] or len(recorded[1]) != len(chosen):
+        return {}
+    origin = parse_reference(recorded[0])
+    if origin.registry != ref.registry:
+        return {}
+    mounted = {}
+    for index, (digest, media_type, size) in enumerate(recorded[1]):
+        if digest == chosen[index][0] or size < 0:
+            continue
+        key = digest.removeprefix("sha256:")[:12]
+        report(key, "Preparing", 0, 0)
+        if client.has_blob(ref.repository, digest) or \
+                client.mount_blob(ref.repository, digest, origin.repository):
+            report(key, f"Mounted from {origin.repository}", 0, 0)
+            mounted[index] = (digest, media_type, size)
+    return mounted
 
 
 def _upload(client: RegistryClient, repository: str, path: str, digest: str, size: int,

@@ -410,6 +410,24 @@ class RegistryClient:
         _raise_for_status(response, "check blob", digest)
         return False
 
+    def mount_blob(self, repository: str, digest: str, origin: str) -> bool:
+        """A cross-repository mount of *digest* from *origin*; False when the registry
+        declines (it then opens an upload session, which is cancelled)."""
+        from urllib.parse import quote
+
+        response = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={quote(origin)}",
+            _push_scope(repository), headers={"Content-Length": "0"})
+        _read_bounded(response, 1 << 16)
+        if response.status == 201:
+            return True
+        location = response.getheader("Location", "")
+        if response.status == 202 and location:
+            cancel = self.request("DELETE", _join_url(self._base() + "/v2/", location),
+                                  _push_scope(repository))
+            cancel.read()
+        return False
+
     def upload_blob(self, repository: str, digest: str, size: int, source: IO[bytes]) -> None:
         """A monolithic upload: ``POST`` a session, ``PUT`` the content with the digest."""
         response = self.request("POST", f"/v2/{repository}/blobs/uploads/",

@@ -161,12 +161,14 @@ class ImageStore:
 
     def add_image(self, config_bytes: bytes, layers: list[tuple[str, str]],
                   references: list[str], *, manifest_digest: str = "",
-                  digest_repository: str = "") -> Image:
+                  digest_repository: str = "", source: str = "",
+                  sizes: list[int] | None = None) -> Image:
         """Register the image whose config is *config_bytes* and whose layer blobs
         ``(digest, media type)``, bottom first, are in the blob store: unpack the layers
         not unpacked yet (each checked against the config's diff_id), then record the
         image, its names and (for a pull) the manifest digest — under the repositories of
-        the names and *digest_repository* — in one transaction."""
+        the names and *digest_repository* — in one transaction. Each name also records
+        the very blobs it came with, and *source* (the repository pulled from)."""
         from tsubo.engine.db import now_rfc3339
         from tsubo.image.blobs import BlobStore
 
@@ -177,8 +179,13 @@ class ImageStore:
                                   f"for {len(layers)} layers")
         for (blob_digest, media_type), diff_id in zip(layers, diff_ids, strict=True):
             self.ensure_layer(blob_digest, media_type, diff_id)
-        image_id = BlobStore(self.root).ingest_bytes(config_bytes).split(":", 1)[1]
+        blobs = BlobStore(self.root)
+        image_id = blobs.ingest_bytes(config_bytes).split(":", 1)[1]
         size = sum(self._layer_size(diff_id) or 0 for diff_id in set(diff_ids))
+        known_sizes = sizes or [-1] * len(layers)  # a pull knows them from the manifest
+        blob_list = _json_value([[digest, media_type, blobs.size(digest) if blobs.has(digest)
+                                  else known] for (digest, media_type), known
+                                 in zip(layers, known_sizes, strict=True)])
         with self.db.transaction() as connection:
             connection.execute(
                 "INSERT OR IGNORE INTO images (id, config, layers, size, created_at) "
@@ -187,6 +194,8 @@ class ImageStore:
             for name in names:
                 connection.execute("INSERT OR REPLACE INTO image_tags (name, image_id) "
                                    "VALUES (?, ?)", (name, image_id))
+                connection.execute("INSERT OR REPLACE INTO tag_blobs (name, source, blobs) "
+                                   "VALUES (?, ?, ?)", (name, source, blob_list))
             repositories = {_repository(name) for name in names}
             if digest_repository:
                 repositories.add(digest_repository)
@@ -195,6 +204,36 @@ class ImageStore:
                     "INSERT OR REPLACE INTO image_digests (name, digest, image_id) "
                     "VALUES (?, ?, ?)", (repository, manifest_digest, image_id))
         return self.get(image_id)
+
+    def name_blobs(self, name: str) -> tuple[str, list[tuple[str, str, int]]] | None:
+        """The blobs the image named *name* came with, and where from: ``(source
+        repository or "", [(digest, media type, size or -1), ...])``; None if unknown."""
+        from tsubo.oci import jsonwire
+
+        row = self.db.connection.execute("SELECT source, blobs FROM tag_blobs WHERE name = ?",
+                                          (_normalise(name),)).fetchone()
+        if row is None:
+            return None
+        entries = jsonwire.loads(row[1])
+        assert isinstance(entries, list)
+        return str(row[0]), [(str(d), str(m), int(n)) for d, m, n in entries]
+
+    def image_blobs(self, image: Image, name: str = "") -> list[tuple[str, str, int]]:
+        """The layer blobs to send for *image* (as *name*): the name's own where they are
+        in the store, else the blob each layer was first stored from."""
+        from tsubo.image.blobs import BlobStore
+
+        blobs = BlobStore(self.root)
+        recorded = self.name_blobs(name) if name else None
+        own = recorded[1] if recorded and len(recorded[1]) == len(image.layers) else []
+        chosen = []
+        for index, diff_id in enumerate(image.layers):
+            if own and blobs.has(own[index][0]):
+                digest, media_type, _size = own[index]
+                chosen.append((digest, media_type, blobs.size(digest)))
+            else:
+                chosen.append(self.layer_blob(diff_id))
+        return chosen
 
     def layer_blob(self, diff_id: str) -> tuple[str, str, int]:
         """The stored blob of a layer: ``(digest, media type, size)``, for save and push."""
@@ -250,6 +289,9 @@ class ImageStore:
         with self.db.transaction() as connection:
             connection.execute("INSERT OR REPLACE INTO image_tags (name, image_id) "
                                "VALUES (?, ?)", (name, image.id))
+            connection.execute("DELETE FROM tag_blobs WHERE name = ?", (name,))
+            connection.execute("INSERT INTO tag_blobs (name, source, blobs) SELECT ?, source, "
+                               "blobs FROM tag_blobs WHERE name = ?", (name, _normalise(source)))
         return self.get(image.id)
 
     def images(self) -> list[Image]:
@@ -268,18 +310,57 @@ class ImageStore:
         name = _normalise(ref)
         connection = self.db.connection
         if name in image.tags and len(image.tags) > 1:
+            dropped = self._name_blob_digests([name])
             with self.db.transaction() as tx:
                 tx.execute("DELETE FROM image_tags WHERE name = ?", (name,))
+                tx.execute("DELETE FROM tag_blobs WHERE name = ?", (name,))
+            self._delete_unreferenced(dropped)
             return image
         users = [row[0] for row in connection.execute(
             "SELECT name FROM containers WHERE image = ?", (image.id,))]
         if users and not force:
             raise WrongState("remove image", ref, detail="used by container(s) "
                              + ", ".join(users), hint="remove them first, or use -f")
+        dropped = self._name_blob_digests(image.tags)
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM images WHERE id = ?", (image.id,))
+            for tag in image.tags:
+                tx.execute("DELETE FROM tag_blobs WHERE name = ?", (tag,))
         self._remove_unused(image)
+        self._delete_unreferenced(dropped)
         return image
+
+    def _name_blob_digests(self, names: list[str]) -> set[str]:
+        digests: set[str] = set()
+        for name in names:
+            recorded = self.name_blobs(name)
+            digests |= {digest for digest, _media_type, _size in recorded[1]} if recorded \
+                else set()
+        return digests
+
+    def _referenced_blobs(self) -> set[str]:
+        from tsubo.oci import jsonwire
+
+        connection = self.db.connection
+        keep = {f"sha256:{image_id}" for (image_id,) in connection.execute("SELECT id FROM images")}
+        keep |= {str(blob) for (blob,) in connection.execute("SELECT blob FROM layers")}
+        for (entries,) in connection.execute("SELECT blobs FROM tag_blobs"):
+            listed = jsonwire.loads(entries)
+            assert isinstance(listed, list)
+            keep |= {str(entry[0]) for entry in listed}
+        return keep
+
+    def _delete_unreferenced(self, candidates: set[str]) -> None:
+        """Delete those of *candidates* (blob digests) nothing refers to any more."""
+        from tsubo.errors import NotFound as Missing
+        from tsubo.image.blobs import BlobStore
+
+        blobs = BlobStore(self.root)
+        for digest in candidates - self._referenced_blobs():
+            try:
+                blobs.delete(digest)
+            except Missing:
+                pass
 
     def prune_unreferenced(self) -> int:
         """Delete what failed pulls and loads left: verified blobs that are neither an
@@ -297,9 +378,7 @@ class ImageStore:
         from tsubo.image.blobs import BlobStore
 
         blobs = BlobStore(self.root)
-        keep = {f"sha256:{image_id}" for (image_id,) in
-                self.db.connection.execute("SELECT id FROM images")}
-        keep |= {str(blob) for (blob,) in self.db.connection.execute("SELECT blob FROM layers")}
+        keep = self._referenced_blobs()
         freed = 0
         for digest in blobs.list():
             if digest not in keep:
@@ -328,27 +407,19 @@ class ImageStore:
         *image* that no remaining image uses."""
         import shutil
 
-        from tsubo.errors import NotFound as Missing
-        from tsubo.image.blobs import BlobStore
-
-        blobs = BlobStore(self.root)
         still_used = {diff for other in self.images() for diff in other.layers}
-        for diff_id in set(image.layers) - still_used:
+        gone = set(image.layers) - still_used
+        candidates = {f"sha256:{image.id}"}
+        for diff_id in gone:
             row = self.db.connection.execute("SELECT blob FROM layers WHERE diff_id = ?",
                                               (diff_id,)).fetchone()
             with self.db.transaction() as tx:
                 tx.execute("DELETE FROM layers WHERE diff_id = ?", (diff_id,))
             shutil.rmtree(self.layer_path(diff_id), ignore_errors=True)
             if row is not None:
-                try:
-                    blobs.delete(row[0])
-                except Missing:
-                    pass
-        try:
-            blobs.delete(f"sha256:{image.id}")
-        except Missing:
-            pass
-        if set(image.layers) - still_used:
+                candidates.add(str(row[0]))
+        self._delete_unreferenced(candidates)
+        if gone:
             from tsubo.engine.storage import LINKS_DIR, prune_layer_links
 
             prune_layer_links(f"{self.root}/{LINKS_DIR}")  # short links of long chains
@@ -439,6 +510,12 @@ def _json_list(values: list[str]) -> str:
     from tsubo.oci import jsonwire
 
     return jsonwire.dumps(values)
+
+
+def _json_value(value: object) -> str:
+    from tsubo.oci import jsonwire
+
+    return jsonwire.dumps(value)
 
 
 def _repository(name: str) -> str:
