@@ -202,11 +202,17 @@ def test_image_prune_removes_what_failed_pulls_left_unless_one_is_running(
         partial = blobs.writer("sha256:" + "ab" * 32, 5000)
         partial.write(b"y" * 700)
         partial.abort()  # kept for a resume that never comes
+        layers = Path(engine.paths.data) / "layers"
+        recorded = sorted(entry.name for entry in layers.iterdir())
+        (layers / ".tmp-0123456789abcdef" / "etc").mkdir(parents=True)  # a killed unpack
+        (layers / ("cd" * 32)).mkdir()  # unpacked, never recorded (a killed pull)
+        (layers / ("cd" * 32) / "f").write_bytes(b"z" * 300)
         with store.adding():  # a pull in progress: nothing is pruned under it
             out = cli.run("image", "prune", "-f").stdout
             assert "Total reclaimed space: 0B" in out, out
             assert orphan in blobs.list()
         out = cli.run("image", "prune", "-f").stdout
-        assert "Total reclaimed space: 1.7kB" in out, out
+        assert "Total reclaimed space: 2kB" in out, out
         assert set(blobs.list()) == before and not os.listdir(blobs.ingest_dir)
+        assert sorted(entry.name for entry in layers.iterdir()) == recorded
     assert cli.run("run", "--rm", "kept:1", "true").returncode == 0

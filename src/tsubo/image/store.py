@@ -400,6 +400,26 @@ class ImageStore:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+        return freed + self._prune_unrecorded_layers()
+
+    def _prune_unrecorded_layers(self) -> int:
+        """Layer directories no ``layers`` row names (a killed pull's finished unpacks)
+        and half-unpacked ``.tmp-*`` ones: only under the exclusive blob lock, when no
+        pull, load or import runs."""
+        from tsubo.engine.diskusage import tree_size
+        from tsubo.image.unpack import remove_tree
+
+        recorded = {str(diff_id).removeprefix("sha256:") for (diff_id,) in
+                    self.db.connection.execute("SELECT diff_id FROM layers")}
+        try:
+            entries = [entry for entry in os.scandir(self.layers_dir)
+                       if entry.is_dir(follow_symlinks=False) and entry.name not in recorded]
+        except FileNotFoundError:
+            return 0
+        freed = 0
+        for entry in entries:
+            freed += tree_size(entry.path)
+            remove_tree(entry.path)
         return freed
 
     def _remove_unused(self, image: Image) -> None:

@@ -204,7 +204,7 @@ def unpack_layer(
             )
         final = os.path.join(target_parent, diff_id.removeprefix("sha256:"))
         if os.path.isdir(final):
-            _remove_tree(temp)
+            remove_tree(temp)
             return UnpackResult(diff_id, reader.size, final)
         writer.finish()
         try:
@@ -212,10 +212,10 @@ def unpack_layer(
         except OSError:
             if not os.path.isdir(final):  # not "someone else unpacked it meanwhile"
                 raise
-            _remove_tree(temp)
+            remove_tree(temp)
         return UnpackResult(diff_id, reader.size, final)
     except BaseException:
-        _remove_tree(temp)
+        remove_tree(temp)
         raise
     finally:
         if root_fd >= 0:
@@ -225,7 +225,7 @@ def unpack_layer(
         raw.close()
 
 
-def _remove_tree(path: str) -> None:
+def remove_tree(path: str) -> None:
     """Remove a (temp) layer dir without following symlinks, even with read-only dirs."""
     import shutil
 
