@@ -256,6 +256,19 @@ def _escapes(sentinel: str) -> dict[str, tuple[list[Entry], str]]:
         "hardlink-to-symlink": (
             [Entry("l", tarfile.SYMTYPE, linkname="/etc/passwd"),
              Entry("h", tarfile.LNKTYPE, linkname="l")], "h"),
+        # a directory walked (and its fd cached) before a later entry turns it into a
+        # symlink: the walk after that must see the symlink, not the cached directory
+        "dir-then-symlink": (
+            [Entry("d", tarfile.DIRTYPE), Entry("d/sub", tarfile.DIRTYPE),
+             Entry("d/sub/a", data=b"a"), Entry("d", tarfile.SYMTYPE, linkname=sentinel),
+             Entry("d/sub/b", data=b"x")], "d/sub/b"),
+        "dir-then-symlink-hardlink": (
+            [Entry("d/a", data=b"a"), Entry("d", tarfile.SYMTYPE, linkname="/etc"),
+             Entry("h", tarfile.LNKTYPE, linkname="d/passwd")], "h"),
+        "dir-whited-out-then-symlink": (
+            [Entry("d/a", data=b"a"), Entry(".wh.d"),
+             Entry("d", tarfile.SYMTYPE, linkname=sentinel), Entry("d/b", data=b"x")],
+            "d/b"),
         "whiteout-dot": ([Entry(".wh..")], ".wh.."),
         "whiteout-dotdot": ([Entry(".wh...")], ".wh..."),
         "whiteout-empty": ([Entry("d/.wh.")], "d/.wh."),
@@ -374,3 +387,13 @@ def test_security_capability_xattr_survives_chown(layers: Layers) -> None:
     assert os.getxattr(root / "ping", "security.capability") == cap
     assert (root / "ping").stat().st_uid == 1000
 
+
+def test_replaced_directory_is_walked_afresh(layers: Layers) -> None:
+    """A directory replaced by a new one: later entries land in the new one, none in the
+    old (whose fd the writer had cached)."""
+    result = layers.unpack([
+        Entry("d/old", data=b"1"), Entry("d", tarfile.SYMTYPE, linkname="x"),
+        Entry("d", tarfile.DIRTYPE), Entry("d/new", data=b"2"),
+    ])
+    assert sorted(os.listdir(Path(result.path) / "d")) == ["new"]
+    assert layers.sentinel.exists() and list(layers.sentinel.iterdir()) == []

@@ -57,6 +57,11 @@ PAX_XATTR_PREFIX = "SCHILY.xattr."
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 _PATH_DIR = O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+#: tarfile's stream buffer: each of its reads copies the whole buffer (``_Stream.__read``
+#: joins and slices it), so a large one makes every 512-byte header cost a megabyte copy
+_TAR_BUFFER = 1 << 16
+#: directory fds a layer writer keeps open at most (then it starts over)
+_DIR_FDS_MAX = 256
 #: errnos meaning "the kernel or filesystem does not allow this xattr here": skipped
 _XATTR_SKIP = (1, 13, 95)  # EPERM, EACCES, EOPNOTSUPP/ENOTSUP
 
@@ -169,6 +174,7 @@ def unpack_layer(
         raise TsuboError.from_os_error("unpack layer", f"{layer_digest}: {blob_path}", error) \
             from error
     root_fd = -1
+    writer: _LayerWriter | None = None
     decompressor: ZstdReader | None = None
     try:
         os.mkdir(temp, 0o700)
@@ -182,9 +188,10 @@ def unpack_layer(
         reader = _HashingReader(stream, hasher)
         writer = _LayerWriter(root_fd, layer_digest)
         try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as archive:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFFER) as archive:  # type: ignore[call-overload]
                 for member in archive:
                     writer.add(member, archive)
+            writer.close()
             reader.drain()
         except (tarfile.TarError, EOFError, zlib.error) as error:
             raise InvalidArgument("unpack layer", layer_digest,
@@ -215,6 +222,8 @@ def unpack_layer(
             remove_tree(temp)
         return UnpackResult(diff_id, reader.size, final)
     except BaseException:
+        if writer is not None:
+            writer.close()
         remove_tree(temp)
         raise
     finally:
@@ -254,6 +263,11 @@ class _LayerWriter:
         # directory metadata is applied at the end, deepest first: their content changes
         # their mtime, and a read-only directory must stay writable while it is filled
         self.dir_meta: dict[tuple[str, ...], tarfile.TarInfo] = {}
+        # O_PATH fds of the directories walked so far, by path: a layer's entries come in
+        # directory order, so most walks are one dict lookup instead of one open per
+        # component. An entry that replaces or whites out a path drops the fds at and
+        # below it (:meth:`_forget`), so a later walk never goes through a stale one.
+        self.dir_fds: dict[tuple[str, ...], int] = {}
 
     # -- entry dispatch ------------------------------------------------------------------
 
@@ -280,51 +294,66 @@ class _LayerWriter:
             self._add_whiteout(tuple(parent_parts), base, member)
             return
         parent_fd = self._open_parent(tuple(parent_parts), create=True)
-        try:
-            if member.isdir():
-                self._add_dir(parent_fd, parts, member)
-            elif member.isreg():
-                self._replace(parent_fd, parts)
-                self._add_file(parent_fd, base, member, archive)
-            elif member.issym():
-                self._replace(parent_fd, parts)
-                os.symlink(member.linkname, base, dir_fd=parent_fd)
-                self._chown(base, parent_fd, member)
-                os.utime(base, ns=_mtime_ns(member), dir_fd=parent_fd, follow_symlinks=False)
-            elif member.islnk():
-                self._add_hardlink(parent_fd, parts, member)
-            elif member.ischr() or member.isblk() or member.isfifo():
-                self._add_special(parent_fd, parts, member)
-            else:
-                raise _Reject(f"unsupported tar entry type {member.type!r}")
-        finally:
-            os.close(parent_fd)
+        # parent_fd belongs to the writer's cache of directory fds: not closed here
+        if member.isdir():
+            self._add_dir(parent_fd, parts, member)
+        elif member.isreg():
+            self._replace(parent_fd, parts)
+            self._add_file(parent_fd, base, member, archive)
+        elif member.issym():
+            self._replace(parent_fd, parts)
+            os.symlink(member.linkname, base, dir_fd=parent_fd)
+            self._chown(base, parent_fd, member)
+            os.utime(base, ns=_mtime_ns(member), dir_fd=parent_fd, follow_symlinks=False)
+        elif member.islnk():
+            self._add_hardlink(parent_fd, parts, member)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self._add_special(parent_fd, parts, member)
+        else:
+            raise _Reject(f"unsupported tar entry type {member.type!r}")
 
     # -- path resolution -----------------------------------------------------------------
 
     def _open_parent(self, parts: tuple[str, ...], *, create: bool) -> int:
-        """An O_PATH fd of the directory *parts*; missing dirs are made 0755 if *create*."""
-        fd = os.dup(self.root_fd)
-        try:
-            for part in parts:
-                try:
-                    next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise _Reject(f"{'/'.join(parts)} does not exist") from None
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                    next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
-                except OSError as error:
-                    if error.errno in (20, 40):  # ENOTDIR, ELOOP: a symlink or a file
-                        raise _Reject(
-                            f"parent {part!r} is a symlink or not a directory") from None
-                    raise
-                os.close(fd)
-                fd = next_fd
-        except BaseException:
-            os.close(fd)
-            raise
+        """An O_PATH fd of the directory *parts* (owned by the cache: not to be closed);
+        missing dirs are made 0755 if *create*."""
+        cached = self.dir_fds.get(parts)
+        if cached is not None:
+            return cached
+        if len(self.dir_fds) >= _DIR_FDS_MAX:
+            self.close()
+        known = len(parts)
+        while known and parts[:known] not in self.dir_fds:
+            known -= 1
+        fd = self.dir_fds[parts[:known]] if known else self.root_fd
+        for depth in range(known, len(parts)):
+            part = parts[depth]
+            try:
+                next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise _Reject(f"{'/'.join(parts)} does not exist") from None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+            except OSError as error:
+                if error.errno in (20, 40):  # ENOTDIR, ELOOP: a symlink or a file
+                    raise _Reject(f"parent {part!r} is a symlink or not a directory") \
+                        from None
+                raise
+            self.dir_fds[parts[:depth + 1]] = next_fd
+            fd = next_fd
         return fd
+
+    def _forget(self, parts: tuple[str, ...]) -> None:
+        """Drop the cached fds of *parts* and everything below it (it is being replaced)."""
+        n = len(parts)
+        for key in [key for key in self.dir_fds if key[:n] == parts]:
+            os.close(self.dir_fds.pop(key))
+
+    def close(self) -> None:
+        for fd in self.dir_fds.values():
+            os.close(fd)
+        self.dir_fds.clear()
 
     def _replace(self, parent_fd: int, parts: tuple[str, ...]) -> None:
         """Remove what an earlier entry put at *parts* (a later entry wins)."""
@@ -334,6 +363,7 @@ class _LayerWriter:
             st = os.lstat(parts[-1], dir_fd=parent_fd)
         except FileNotFoundError:
             return
+        self._forget(parts)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(parts[-1], dir_fd=parent_fd)
             n = len(parts)
@@ -395,18 +425,15 @@ class _LayerWriter:
             raise _Reject("hardlink to itself")
         target_parent = self._open_parent(target[:-1], create=False)
         try:
-            try:
-                st = os.lstat(target[-1], dir_fd=target_parent)
-            except FileNotFoundError:
-                raise _Reject(f"hardlink target {member.linkname!r} is not in the layer") \
-                    from None
-            if not stat.S_ISREG(st.st_mode):
-                raise _Reject(f"hardlink target {member.linkname!r} is not a regular file")
-            self._replace(parent_fd, parts)
-            os.link(target[-1], parts[-1], src_dir_fd=target_parent, dst_dir_fd=parent_fd,
-                    follow_symlinks=False)
-        finally:
-            os.close(target_parent)
+            st = os.lstat(target[-1], dir_fd=target_parent)
+        except FileNotFoundError:
+            raise _Reject(f"hardlink target {member.linkname!r} is not in the layer") \
+                from None
+        if not stat.S_ISREG(st.st_mode):
+            raise _Reject(f"hardlink target {member.linkname!r} is not a regular file")
+        self._replace(parent_fd, parts)
+        os.link(target[-1], parts[-1], src_dir_fd=target_parent, dst_dir_fd=parent_fd,
+                follow_symlinks=False)
 
     def _add_special(
         self, parent_fd: int, parts: tuple[str, ...], member: tarfile.TarInfo
@@ -430,25 +457,22 @@ class _LayerWriter:
         self, parent_parts: tuple[str, ...], base: str, member: tarfile.TarInfo
     ) -> None:
         parent_fd = self._open_parent(parent_parts, create=True)
-        try:
-            if base == OPAQUE_WHITEOUT:
-                dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
-                                 dir_fd=parent_fd)
-                try:
-                    os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
-                finally:
-                    os.close(dir_fd)
-                return
-            name = base[len(WHITEOUT_PREFIX):]
-            if name in ("", ".", "..") or name.startswith(WHITEOUT_PREFIX):
-                raise _Reject("malformed whiteout name")
-            parts = (*parent_parts, name)
-            self._replace(parent_fd, parts)
-            # overlayfs whiteout: a character device with device number 0:0
-            os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
-            self._chown(name, parent_fd, member)
-        finally:
-            os.close(parent_fd)
+        if base == OPAQUE_WHITEOUT:
+            dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                             dir_fd=parent_fd)
+            try:
+                os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
+            finally:
+                os.close(dir_fd)
+            return
+        name = base[len(WHITEOUT_PREFIX):]
+        if name in ("", ".", "..") or name.startswith(WHITEOUT_PREFIX):
+            raise _Reject("malformed whiteout name")
+        parts = (*parent_parts, name)
+        self._replace(parent_fd, parts)
+        # overlayfs whiteout: a character device with device number 0:0
+        os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
+        self._chown(name, parent_fd, member)
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -483,15 +507,12 @@ class _LayerWriter:
                                  errno=error.errno or 0, detail=error.strerror or "") from error
         if () not in self.dir_meta:
             os.fchmod(self.root_fd, 0o755)
+        self.close()
 
     def _apply_dir_meta(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         if parts:
-            parent_fd = self._open_parent(parts[:-1], create=False)
-            try:
-                fd = os.open(parts[-1], flags, dir_fd=parent_fd)
-            finally:
-                os.close(parent_fd)
+            fd = os.open(parts[-1], flags, dir_fd=self._open_parent(parts[:-1], create=False))
         else:
             fd = os.dup(self.root_fd)
         try:
