@@ -163,13 +163,31 @@ def run_command(
     unlinked temp files, not pipes, so a detached helper (monitor, conmon) that keeps an fd
     cannot hold us up. Zombies reparented to us are reaped afterwards (never during: the
     child's own status must reach subprocess)."""
+    import threading
+
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd,
-            timeout=timeout, check=False,
         )  # fmt: skip
+        # A blocking wait, not Popen.wait(timeout): with a timeout it polls, sleeping
+        # 0.5, 1, 2, ... 32, 50 ms, which rounds every measured time up to 31.5, 63.5,
+        # 113.5 ms... The timeout is a timer that kills the child instead.
+        expired = threading.Event()
+
+        def kill() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            proc.wait()
+        finally:
+            timer.cancel()
         seconds = time.perf_counter() - start
+        if expired.is_set():
+            raise subprocess.TimeoutExpired(list(argv), timeout)
         out.seek(0)
         err.seek(0)
         result = Result(
