@@ -551,3 +551,44 @@ def test_a_pull_killed_midway_resumes_where_it_stopped(
                      pulled_tree(puller.engine, ref, tmp_path), ref)
     assert puller.engine.ok("run", "--rm", "--network", "none", ref, "cat",
                             "/data/recreated") == "version 2\n"
+
+
+def test_pull_draws_progress_bars_on_a_terminal(puller: Puller) -> None:
+    """stdout a terminal: one line per layer redrawn in place (cursor up, erase line), a
+    bar while downloading; the last frame shows every layer complete."""
+    import pty
+
+    master, slave = pty.openpty()
+    ref = f"{puller.registry.address}/{TestImages.MULTI}"
+    argv = ["ip", "netns", "exec", puller.registry.netns, str(engine_binary()), "--root",
+            str(puller.engine.root), "pull", ref]
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
+                                stderr=subprocess.PIPE, env=puller.env())
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=PULL_TIMEOUT) == 0, proc.stderr.read() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[2K" in text and re.search(r"\x1b\[\d+A", text), text[:400]
+    frames = text.split("\x1b[")
+    last = text[text.rfind("Digest:") - 2000:]
+    keys = set(re.findall(r"([0-9a-f]{12}): ", text))
+    assert len(keys) >= 6, keys  # six layers, one line each
+    assert all(f"{key}: Pull complete" in last for key in keys), last
+    assert len(frames) > len(keys)  # drawn more than once
+    assert f"Status: Downloaded newer image for {ref}" in text
