@@ -123,7 +123,6 @@ LINKS_DIR = "l"
 #: link names are this many hex digits of a hash of the target; a name taken by another
 #: layer (a hash-prefix collision) moves on to the next length
 LINK_NAME_LENGTHS = (12, 16, 24, 32, 64)
-_CLONE_FS = 0x00000200  # <linux/sched.h>: share or unshare cwd, root and umask
 
 
 def check_layer_count(image: str, count: int) -> None:
@@ -248,6 +247,7 @@ def mount_relative(directory: str, target: str, options: str) -> None:
     import _thread
 
     from tsubo.kernel import syscalls
+    from tsubo.kernel.flags import CLONE_FS
 
     errors: list[BaseException] = []
     done = _thread.allocate_lock()
@@ -255,7 +255,7 @@ def mount_relative(directory: str, target: str, options: str) -> None:
 
     def work() -> None:
         try:
-            syscalls.unshare(_CLONE_FS)
+            syscalls.unshare(CLONE_FS)
             os.chdir(directory)
             syscalls.mount("overlay", target, "overlay", 0, options)
         except BaseException as error:  # re-raised in the caller's thread

@@ -7,6 +7,7 @@ tests) can use them without loading ctypes.
 """
 
 # --- clone/unshare flags (linux/sched.h) ---
+CLONE_FS = 0x00000200  # share or unshare cwd, root and umask (unshare(CLONE_FS): own cwd)
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
