@@ -21,6 +21,11 @@ def test_import_run_and_remove(cli: Cli, rootfs_tar: Path) -> None:
     listing = cli.run("images").stdout
     assert "docker.io/library/busybox" in listing and "1" in listing
     assert cli.run("run", "--rm", "busybox:1").stdout == "default command\n"
+    cli.run("create", "--name", "defaults", "busybox:1")
+    config = json.loads(cli.run("inspect", "defaults").stdout)[0]["Config"]
+    assert config["Cmd"] == ["sh", "-c", "echo default command"]  # the image's, as Docker
+    assert config["Entrypoint"] is None and config["Volumes"] is None
+    cli.run("rm", "defaults")
     out = cli.run("run", "--rm", "busybox:1", "sh", "-c", "echo $GREETING; id -u").stdout
     assert out == "hello\n0\n"
     # unknown images are one clear line, exit 125
@@ -124,6 +129,9 @@ def test_image_volumes_stop_signal_and_ports_apply_as_docker(
             'trap "exit 42" USR1; trap "exit 43" TERM; while :; do sleep 0.1; done')
     inspected = json.loads(cli.run("inspect", "v1").stdout)[0]
     assert inspected["Config"]["StopSignal"] == "SIGUSR1"
+    assert inspected["Config"]["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert set(inspected["Config"]["Volumes"]) == {"/data", "/empty", "/escape"}
+    assert inspected["Config"]["Cmd"][:2] == ["sh", "-c"]
     out = cli.run("exec", "v1", "sh", "-c", "cat /data/seed; stat -c '%u %a' /data/seed; "
                   "ls -A /empty; echo mine > /data/new").stdout
     assert out == "from the image\n1000 640\n", out

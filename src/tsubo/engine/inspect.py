@@ -22,6 +22,10 @@ def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
             config = _dict(jsonwire.loads(config_file.read()))
     except (OSError, ValueError):
         config = {}
+    image = _image_config(engine, row.image)
+    cmd = options.command or (image.get("Cmd") if options.entrypoint is None else None) or []
+    entrypoint = options.entrypoint if options.entrypoint is not None \
+        else image.get("Entrypoint")
     process = _dict(config.get("process") or {})
     running = row.state in ("running", "paused", "restarting")
     return {
@@ -45,10 +49,13 @@ def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
         "Config": {
             "Hostname": config.get("hostname", ""), "User": options.user,
             "Tty": options.tty, "OpenStdin": options.interactive,
-            "Env": process.get("env", []), "Cmd": options.command,
+            "Env": process.get("env", []), "Cmd": cmd,
             "Image": row.image or row.rootfs, "WorkingDir": process.get("cwd", "/"),
-            "Entrypoint": options.entrypoint, "Labels": options.labels,
+            "Entrypoint": entrypoint, "Labels": options.labels,
             "StopSignal": options.stop_signal, "StopTimeout": options.stop_timeout,
+            "ExposedPorts": _dict(image.get("ExposedPorts")),
+            "Volumes": {volume.destination: {} for volume in options.volumes
+                        if not volume.is_bind} or None,
         },
         "HostConfig": {
             "Memory": options.memory or 0, "MemorySwap": options.memory_swap or 0,
@@ -73,3 +80,19 @@ def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _image_config(engine: Engine, image_id: str) -> dict[str, Any]:
+    """The ``config`` object of the container's image ({} for --rootfs or a removed one)."""
+    if not image_id:
+        return {}
+    from tsubo.oci import jsonwire
+
+    row = engine.db.connection.execute("SELECT config FROM images WHERE id = ?",
+                                       (image_id,)).fetchone()
+    if row is None:
+        return {}
+    try:
+        return _dict(_dict(jsonwire.loads(row[0])).get("config"))
+    except ValueError:
+        return {}
