@@ -188,3 +188,17 @@ def test_progress_bars_redraw_in_place_on_a_tty() -> None:
     assert "\x1b[1A" in text and "\x1b[2A" in text  # cursor moved back over drawn lines
     assert "one: Downloading [" in text and "50B/100B" in text
     assert human_size(1_500_000) == "1.5MB"
+
+
+def test_connection_errors_are_one_readable_line() -> None:
+    import socket
+
+    from tsubo.image.registry import _connection_error
+
+    resolve = _connection_error("registry.example:5000", socket.gaierror(-3, "Temporary "
+                                                                          "failure in name "
+                                                                          "resolution"))
+    assert resolve.message() == ("connect to registry.example:5000: cannot resolve "
+                                 "registry.example: Temporary failure in name resolution")
+    refused = _connection_error("127.0.0.1:5999", ConnectionRefusedError(111, "refused"))
+    assert refused.message().endswith("ECONNREFUSED")

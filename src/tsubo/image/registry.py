@@ -588,7 +588,13 @@ def _describe(error: BaseException | None) -> str:
 
 
 def _connection_error(where: str, error: BaseException | None) -> TsuboError:
+    import socket
     import ssl
+
+    if isinstance(error, socket.gaierror):
+        host = where.split("://", 1)[-1].split("/", 1)[0]
+        return TsuboError("connect to", where, detail=f"cannot resolve {host.split(':')[0]}: "
+                          f"{error.strerror or error}")
 
     if isinstance(error, ssl.SSLError):
         return TsuboError("connect to", where, detail=f"TLS: {error.reason or error}",
