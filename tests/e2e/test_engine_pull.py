@@ -592,3 +592,22 @@ def test_pull_draws_progress_bars_on_a_terminal(puller: Puller) -> None:
     assert all(f"{key}: Pull complete" in last for key in keys), last
     assert len(frames) > len(keys)  # drawn more than once
     assert f"Status: Downloaded newer image for {ref}" in text
+
+
+def test_two_pulls_of_one_image_at_once_share_the_downloads(puller: Puller) -> None:
+    """Two `tsubo pull` of the same image into one root at the same time: both succeed
+    (one waits for the other's blob downloads), one image, nothing left in ingest/."""
+    ref = f"{puller.registry.address}/{TestImages.MULTI}"
+    argv = ["ip", "netns", "exec", puller.registry.netns, str(engine_binary()), "--root",
+            str(puller.engine.root), "pull", ref]
+    procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=puller.env())
+             for _ in range(2)]
+    outcomes = [proc.communicate(timeout=PULL_TIMEOUT) for proc in procs]
+    for proc, (out, err) in zip(procs, outcomes, strict=True):
+        assert proc.returncode == 0, (out, err)
+        assert out.strip().endswith(ref), out
+    assert len(puller.engine.ok("images", "-q").split()) == 1
+    ingest = puller.engine.root / "ingest"
+    assert not ingest.is_dir() or list(ingest.iterdir()) == []
+    assert puller.engine.ok("run", "--rm", ref, "cat", "/data/recreated") == "version 2\n"

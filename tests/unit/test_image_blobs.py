@@ -223,3 +223,31 @@ def test_negative_size_refused(store):
     with pytest.raises(InvalidArgument, match="negative size"):
         store.writer(DIGEST, -1)
     assert not os.path.exists(store.root)
+
+
+def test_a_writer_that_raced_a_commit_never_writes_into_the_verified_blob(
+        store: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B opens the partial, A commits it (renames it to blobs/) before B gets the lock:
+    B must notice its inode is now the verified blob and start a fresh partial."""
+    from tsubo.image import blobs as blobs_module
+
+    data = b"the blob" * 100
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    first = store.writer(digest, len(data))
+    first.write(data)
+    real_lock = blobs_module.BlobWriter._lock
+    calls: list[int] = []
+
+    def lock_after_the_commit(self: blobs_module.BlobWriter) -> None:
+        if not calls:
+            calls.append(1)
+            first.commit()  # between B's open and B's lock
+        real_lock(self)
+
+    monkeypatch.setattr(blobs_module.BlobWriter, "_lock", lock_after_the_commit)
+    second = store.writer(digest, len(data))
+    assert second.offset == 0  # a fresh partial, not the committed blob re-read
+    second.reset()  # what a resumed download that got 416 does: must not touch the blob
+    second.discard()
+    with open(store.path(digest), "rb") as blob:
+        assert blob.read() == data

@@ -142,19 +142,25 @@ class BlobWriter:
         self._hash = _new_hash()
         self._closed = False
         os.makedirs(store.ingest_dir, mode=0o700, exist_ok=True)
-        try:
-            self._fd = os.open(
-                self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-            )
-        except OSError as error:
-            raise TsuboError.from_os_error("open blob", self.partial, error) from None
-        try:
-            self._lock()
-            self._rehash_partial()
-        except BaseException:
+        while True:
+            try:
+                self._fd = os.open(
+                    self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+                )
+            except OSError as error:
+                raise TsuboError.from_os_error("open blob", self.partial, error) from None
+            try:
+                self._lock()
+                if self._still_the_partial():
+                    self._rehash_partial()
+                    break
+            except BaseException:
+                os.close(self._fd)
+                self._closed = True
+                raise
+            # the writer we raced committed (renamed) that file between our open and our
+            # lock: the inode is now the verified blob, never to be written: open afresh
             os.close(self._fd)
-            self._closed = True
-            raise
 
     def _lock(self) -> None:
         """One writer per digest: a second concurrent pull of the same blob must wait or fail."""
@@ -166,6 +172,14 @@ class BlobWriter:
             raise WrongState(
                 "write blob", self.digest, detail="another writer is downloading this blob"
             ) from None
+
+    def _still_the_partial(self) -> bool:
+        try:
+            on_disk = os.stat(self.partial, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
 
     def _rehash_partial(self) -> None:
         if self.size is not None and os.fstat(self._fd).st_size > self.size:

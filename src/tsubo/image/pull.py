@@ -27,9 +27,11 @@ from tsubo.errors import InvalidArgument, TsuboError, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
     from typing import Any
 
+    from tsubo.image.blobs import BlobStore, BlobWriter
     from tsubo.image.registry import RegistryClient
     from tsubo.image.store import Image, ImageStore
     from tsubo.image.unpack import UnpackResult
@@ -300,8 +302,9 @@ def _fetch_layers(client: RegistryClient, store: ImageStore, repository: str,
         todo.append(layer)
 
     def fetch(layer: Layer) -> tuple[Layer, UnpackResult]:
-        if not blobs.has(layer.digest):
-            with blobs.writer(layer.digest, layer.size) as writer:
+        writer = _blob_writer(blobs, layer, cancelled, report)
+        if writer is not None:
+            with writer:
                 done = [writer.offset]
                 report(layer.key, "Downloading", done[0], layer.size)
 
@@ -339,6 +342,31 @@ def _fetch_layers(client: RegistryClient, store: ImageStore, repository: str,
             cancelled.set()
             raise
     return [future.result() for future in futures]
+
+
+def _blob_writer(blobs: BlobStore, layer: Layer, cancelled: threading.Event,
+                 report: Events) -> BlobWriter | None:
+    """A writer for *layer*'s blob, or None when the blob is in the store. Another pull
+    downloading the same blob (tsubo pull of two images sharing layers, at once) is
+    waited for, and its verified blob used."""
+    from tsubo.errors import WrongState
+
+    waiting = False
+    while not blobs.has(layer.digest):
+        try:
+            writer = blobs.writer(layer.digest, layer.size)
+        except WrongState:
+            if not waiting:
+                report(layer.key, "Waiting", 0, layer.size)
+                waiting = True
+            if cancelled.wait(0.05):
+                raise InterruptedError(layer.digest) from None
+            continue
+        if blobs.has(layer.digest):  # committed by the writer we just followed
+            writer.discard()
+            return None
+        return writer
+    return None
 
 
 def describe_failure(error: BaseException) -> TsuboError:
