@@ -10,7 +10,7 @@ Formats, as ``docker save`` and ``podman save`` write them:
   ``io.containerd.image.name`` with the full name), ``blobs/sha256/<hex>``;
 - ``oci-dir``: that layout as a directory.
 
-``save`` sends the stored layer blobs as they are (``ImageStore.layer_blob``), streamed from
+``save`` sends the stored layer blobs as they are (``ImageStore.image_blobs``), streamed from
 the blob store; only the OCI manifests are made here. Output files appear complete or not at
 all (written beside the target, then renamed).
 
@@ -32,6 +32,16 @@ from __future__ import annotations
 import os
 
 from tsubo.errors import InvalidArgument, NotFound, TsuboError, Unsupported
+from tsubo.oci.image_spec import (
+    CONFIG_TYPES,
+    IMAGE_MANIFEST_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    oci_layer_media_type,
+    oci_manifest,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,16 +71,6 @@ if TYPE_CHECKING:
 FORMATS = ("docker-archive", "oci-archive", "oci-dir")
 DEFAULT_FORMAT = "docker-archive"
 
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-_INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
-_MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
-_CONFIG_TYPES = (MEDIA_OCI_CONFIG, MEDIA_DOCKER_CONFIG)
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
@@ -163,40 +163,13 @@ def sniff_layer_media_type(head: bytes, what: str) -> str:
     """The OCI layer media type of a layer blob starting with *head* (docker-archive layer
     files carry no media type); xz and bzip2 layers are refused (never in an image)."""
     if head.startswith(_GZIP_MAGIC):
-        return MEDIA_OCI_LAYER + "+gzip"
+        return OCI_LAYER + "+gzip"
     if head.startswith(_ZSTD_MAGIC):
-        return MEDIA_OCI_LAYER + "+zstd"
+        return OCI_LAYER + "+zstd"
     if head.startswith((_XZ_MAGIC, _BZIP2_MAGIC)):
         raise Unsupported("load image", what, detail="xz or bzip2 layers are not supported: "
                           "plain tar, gzip and zstd are")
-    return MEDIA_OCI_LAYER
-
-
-def oci_layer_media_type(media_type: str) -> str:
-    """The OCI layer media type for a stored layer's (Docker's ``...rootfs.diff.tar.gzip``
-    becomes ``...layer.v1.tar+gzip``)."""
-    if media_type.endswith(("+gzip", ".gzip")):
-        return MEDIA_OCI_LAYER + "+gzip"
-    if media_type.endswith(("+zstd", ".zstd")):
-        return MEDIA_OCI_LAYER + "+zstd"
-    return MEDIA_OCI_LAYER
-
-
-def oci_manifest(config_digest: str, config_size: int,
-                 layers: list[tuple[str, str, int]]) -> bytes:
-    """An OCI image manifest: the config descriptor and ``(media type, digest, size)`` of
-    each layer, bottom first."""
-    from tsubo.oci import jsonwire
-
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_OCI_MANIFEST,
-        "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": config_digest,
-                   "size": config_size},
-        "layers": [{"mediaType": media_type, "digest": digest, "size": size}
-                   for media_type, digest, size in layers],
-    }
-    return jsonwire.dumps(manifest).encode()
+    return OCI_LAYER
 
 
 def names_from_annotations(annotations: object) -> list[str]:
@@ -373,7 +346,7 @@ def write_layout(output: _Output, store: ImageStore, items: list[SaveItem], fmt:
                                  for digest, media_type, size in item.layers])
         manifest_hex = hashlib.sha256(manifest).hexdigest()
         output.data(_BLOB_PREFIX + manifest_hex, manifest)
-        descriptor: dict[str, Any] = {"mediaType": MEDIA_OCI_MANIFEST,
+        descriptor: dict[str, Any] = {"mediaType": OCI_MANIFEST,
                                       "digest": f"sha256:{manifest_hex}", "size": len(manifest)}
         if item.architecture and item.os:
             descriptor["platform"] = {"architecture": item.architecture, "os": item.os}
@@ -396,7 +369,7 @@ def write_layout(output: _Output, store: ImageStore, items: list[SaveItem], fmt:
                     repositories.setdefault(reference.familiar_name, {})[reference.tag] = top
     output.data("oci-layout", OCI_LAYOUT)
     output.data("index.json", jsonwire.dumps(
-        {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": index}).encode())
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}).encode())
     if fmt == "docker-archive":
         output.data("manifest.json", jsonwire.dumps(docker_manifest).encode())
         if repositories:
@@ -901,17 +874,10 @@ def plan_docker_archive(archive: _Archive) -> list[_Plan]:
 
 def _descriptor(value: object, what: str) -> dict[str, Any]:
     """An OCI descriptor with a valid digest and a size; InvalidArgument otherwise."""
-    from tsubo.image.reference import digest_problem
+    from tsubo.oci.image_spec import check_descriptor
 
-    if not isinstance(value, dict):
-        raise InvalidArgument("load image", what, detail="expected a descriptor object")
-    digest = value.get("digest")
-    problem = digest_problem(digest) if isinstance(digest, str) else "no digest"
-    if problem:
-        raise InvalidArgument("load image", what, detail=problem)
-    size = value.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidArgument("load image", what, detail=f"invalid size {size!r}")
+    check_descriptor(value, "load image", what)
+    assert isinstance(value, dict)
     return value
 
 
@@ -956,14 +922,14 @@ def _manifest_of(archive: _Archive, descriptor: dict[str, Any], what: str
 
     document = _read_blob_json(archive, descriptor, what)
     media_type = document.get("mediaType") or descriptor.get("mediaType")
-    if media_type in _INDEX_TYPES or (media_type is None and "manifests" in document):
+    if media_type in INDEX_TYPES or (media_type is None and "manifests" in document):
         manifests = document.get("manifests")
         if not isinstance(manifests, list):
             raise InvalidArgument("load image", what, detail="an index without manifests")
         chosen = _descriptor(choose_platform(manifests, _architecture()), f"{what} entry")
         document = _read_blob_json(archive, chosen, what)
         media_type = document.get("mediaType") or chosen.get("mediaType")
-    if media_type not in (*_MANIFEST_TYPES, None) or "layers" not in document:
+    if media_type not in (*IMAGE_MANIFEST_TYPES, None) or "layers" not in document:
         raise Unsupported("load image", what, detail=f"not an image manifest ({media_type})")
     return document
 
@@ -994,7 +960,7 @@ def plan_oci_layout(archive: _Archive) -> list[_Plan]:
                  names_from_annotations(descriptor.get("annotations"))]
         manifest = _manifest_of(archive, descriptor, f"{where} manifest")
         config_descriptor = _descriptor(manifest.get("config"), f"{where} config")
-        if config_descriptor.get("mediaType") not in (*_CONFIG_TYPES, None):
+        if config_descriptor.get("mediaType") not in (*CONFIG_TYPES, None):
             raise Unsupported("load image", f"{where} config", detail="not an image config "
                               f"({config_descriptor.get('mediaType')})")
         config_digest = str(config_descriptor["digest"])

@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 #: layers downloaded and unpacked at once (Docker's default is 3)
 PARALLEL = 3
-CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json",
-                "application/vnd.docker.container.image.v1+json")
 
 
 class PullResult:
@@ -145,25 +143,15 @@ def _json_object(content: bytes, what: str, where: str) -> dict[str, Any]:
 
 
 def _descriptor(value: object, what: str, where: str) -> tuple[str, str, int]:
-    from tsubo.image.reference import digest_problem
+    from tsubo.oci.image_spec import check_descriptor
 
-    if not isinstance(value, dict):
-        raise InvalidArgument("read manifest", where, detail=f"{what} is not a descriptor")
-    digest, media_type, size = value.get("digest"), value.get("mediaType", ""), \
-        value.get("size")
-    if not isinstance(digest, str) or digest_problem(digest):
-        raise InvalidArgument("read manifest", where, detail=f"{what} has digest {digest!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidArgument("read manifest", where, detail=f"{what} has size {size!r}")
-    if not isinstance(media_type, str):
-        raise InvalidArgument("read manifest", where, detail=f"{what} has no media type")
-    return digest, media_type, size
+    return check_descriptor(value, "read manifest", f"{where} {what}")
 
 
 def resolve(client: RegistryClient, repository: str, reference: str,
             platform: tuple[str, str, str], where: str) -> tuple[dict[str, Any], str]:
     """The image manifest for *platform* and its digest (following an index)."""
-    from tsubo.image.registry import INDEX_TYPES, MANIFEST_TYPES
+    from tsubo.oci.image_spec import INDEX_TYPES, MANIFEST_TYPES
 
     content, media_type, digest = client.get_manifest(repository, reference)
     manifest = _json_object(content, "manifest", where)
@@ -216,6 +204,7 @@ def _pull(store: ImageStore, reference: str, *, platform: str, tls_verify: bool,
     from tsubo.image.reference import parse_reference
     from tsubo.image.registry import RegistryClient
     from tsubo.image.store import parse_image_config
+    from tsubo.oci import image_spec
 
     ref = parse_reference(reference)
     wanted_platform = parse_platform(platform)
@@ -228,7 +217,7 @@ def _pull(store: ImageStore, reference: str, *, platform: str, tls_verify: bool,
                                    wanted_platform, where)
         config_digest, config_type, _config_size = _descriptor(manifest.get("config"),
                                                                "config", where)
-        if config_type and config_type not in CONFIG_TYPES:
+        if config_type and config_type not in image_spec.CONFIG_TYPES:
             raise Unsupported("pull", where, detail=f"not a container image (config "
                               f"media type {config_type!r})")
         blobs = BlobStore(store.root)

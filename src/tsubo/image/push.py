@@ -23,13 +23,6 @@ if TYPE_CHECKING:
 
     Events = Callable[[str, str, int, int], None]
 
-_OCI_LAYER_TYPES = {
-    "application/vnd.docker.image.rootfs.diff.tar.gzip":
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.docker.image.rootfs.diff.tar":
-        "application/vnd.oci.image.layer.v1.tar",
-}
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 
 
 class PushResult:
@@ -49,8 +42,8 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
     from tsubo.image import auth
     from tsubo.image.blobs import BlobStore
     from tsubo.image.reference import parse_reference
-    from tsubo.image.registry import OCI_MANIFEST, RegistryClient
-    from tsubo.oci import jsonwire
+    from tsubo.image.registry import RegistryClient
+    from tsubo.oci.image_spec import OCI_MANIFEST, oci_layer_media_type, oci_manifest
 
     image = store.get(source)
     ref = parse_reference(destination or source)
@@ -71,18 +64,12 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
     try:
         mounted = _mount_own_blobs(store, client, name, chosen, ref, report)
         layers = [mounted.get(index, entry) for index, entry in enumerate(chosen)]
-        descriptors = [{"mediaType": _OCI_LAYER_TYPES.get(media_type, media_type),
-                        "digest": digest, "size": size} for digest, media_type, size in layers]
         uploads = [(digest, size) for index, (digest, _media_type, size) in enumerate(layers)
                    if index not in mounted]
         uploads.append((config_digest, config_size))
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": descriptors,
-        }
-        content = jsonwire.dumps(manifest).encode()
+        content = oci_manifest(config_digest, config_size,
+                               [(oci_layer_media_type(media_type), digest, size)
+                                for digest, media_type, size in layers])
         seen: set[str] = set()
         for digest, size in uploads:
             if digest in seen:

@@ -26,6 +26,7 @@ import os
 import threading
 
 from tsubo.errors import InvalidArgument, NotFound, TsuboError
+from tsubo.oci.image_spec import MANIFEST_TYPES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,12 +36,6 @@ if TYPE_CHECKING:
 
     from tsubo.image.blobs import BlobWriter
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 
 #: containerd's limit for a manifest or index; configs get the same bound
 MANIFEST_MAX = 4 << 20
