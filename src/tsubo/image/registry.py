@@ -209,14 +209,13 @@ class RegistryClient:
         if urlsplit(realm).scheme not in ("https", "http"):
             raise InvalidArgument("authenticate to", self.registry,
                                   detail=f"token realm {realm!r} is not an http(s) URL")
-        query = {"service": params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        query = [("service", params.get("service", ""))]
+        query += [("scope", one) for one in scope.split()]  # several: one parameter each
         if self.credentials is not None:
-            query["account"] = self.credentials[0]
+            query.append(("account", self.credentials[0]))
         headers = {"Authorization": _basic(*self.credentials)} if self.credentials else {}
         url = realm + ("&" if "?" in realm else "?") + urlencode(
-            {key: value for key, value in query.items() if value})
+            [(key, value) for key, value in query if value])
         try:
             response = self._send("GET", url, headers)
         except OSError as error:
@@ -410,16 +409,16 @@ class RegistryClient:
         declines (it then opens an upload session, which is cancelled)."""
         from urllib.parse import quote
 
+        scope = f"{_push_scope(repository)} {_pull_scope(origin)}"  # both, in one token
         response = self.request(
             "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={quote(origin)}",
-            _push_scope(repository), headers={"Content-Length": "0"})
+            scope, headers={"Content-Length": "0"})
         _read_bounded(response, 1 << 16)
         if response.status == 201:
             return True
         location = response.getheader("Location", "")
         if response.status == 202 and location:
-            cancel = self.request("DELETE", _join_url(self._base() + "/v2/", location),
-                                  _push_scope(repository))
+            cancel = self.request("DELETE", _join_url(self._base() + "/v2/", location), scope)
             cancel.read()
         return False
 
