@@ -44,7 +44,7 @@ def _out(text: str) -> None:
 
 def pull_command(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.progress import ProgressView
-    from tsubo.image.pull import pull
+    from tsubo.image.pull import parse_platform, pull
     from tsubo.image.reference import parse_reference
     from tsubo.image.store import ImageStore
 
@@ -52,6 +52,7 @@ def pull_command(engine: Engine, parsed: Parsed) -> int:
         raise InvalidArgument("pull", " ".join(parsed.positional), detail="expected one "
                               "image reference")
     ref = parse_reference(parsed.positional[0])
+    parse_platform(parsed.text("platform"))  # bad input fails before any output
     quiet = parsed.flag("quiet")
     view = None if quiet else ProgressView(sys.stdout)
     if view is not None:
@@ -80,11 +81,15 @@ def push_command(engine: Engine, parsed: Parsed) -> int:
     source = parsed.positional[0]
     destination = parsed.positional[1] if len(parsed.positional) == 2 else source
     ref = parse_reference(destination)
+    if ref.digest:
+        raise InvalidArgument("push", str(ref), detail="push to a tag, not a digest")
+    store = ImageStore(engine.db, engine.paths.data)
+    store.get(source)  # a missing image fails before any output
     quiet = parsed.flag("quiet")
     view = None if quiet else ProgressView(sys.stdout)
     if view is not None:
         _out(f"The push refers to repository [{ref.name}]")
-    result = push(ImageStore(engine.db, engine.paths.data), source, destination,
+    result = push(store, source, destination,
                   tls_verify=parsed.flag("tls_verify"), authfile=parsed.text("authfile"),
                   events=view)
     if view is not None:

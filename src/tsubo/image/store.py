@@ -271,7 +271,7 @@ class ImageStore:
             row = rows[0] if rows else None
         if row is None:
             raise NotFound("find image", ref, detail="no such image",
-                           hint="`tsubo import ROOTFS.tar NAME` makes one")
+                           hint="`tsubo pull NAME` or `tsubo import ROOTFS.tar NAME` makes one")
         tags = [name for (name,) in connection.execute(
             "SELECT name FROM image_tags WHERE image_id = ? ORDER BY name", (row[0],))]
         config = jsonwire.loads(row[1])
