@@ -25,11 +25,10 @@ from tsubo.image.archive import (
     config_path_digest,
     member_key,
     names_from_annotations,
-    oci_layer_media_type,
-    oci_manifest,
     resolve_link,
     sniff_layer_media_type,
 )
+from tsubo.oci.image_spec import oci_layer_media_type, oci_manifest
 
 HEX = "ab" * 32
 
