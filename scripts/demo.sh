@@ -16,6 +16,9 @@ cleanup() {
     for id in $(.venv/bin/tsubo --root "$work/engine" ps -aq 2>/dev/null); do
       .venv/bin/tsubo --root "$work/engine" rm -f "$id" >/dev/null 2>&1 || true
     done
+    # the engine's monitor idles ~2 s after its last container, then exits: wait for it,
+    # or it would outlive the demo (and write into the folder removed below)
+    for _ in $(seq 100); do [ -e "$work/engine/run/monitor.sock" ] || break; sleep 0.1; done
   fi
   if [ -n "${registry_pid:-}" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; fi
   ip netns delete "$registry_netns" 2>/dev/null || true
