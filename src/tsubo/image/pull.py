@@ -231,21 +231,15 @@ def _pull(store: ImageStore, reference: str, *, platform: str, tls_verify: bool,
             _check_platform(config, wanted_platform, where)
         layers = layers_of(manifest, diff_ids, where)
         names = [str(ref)] if ref.tag else []
-        existing = _complete_image(store, config_digest)
-        if existing:
-            image = store.add_image(config_bytes, [(layer.digest, layer.media_type)
-                                                   for layer in layers], names,
-                                    manifest_digest=digest, digest_repository=ref.name,
-                                    source=ref.name, sizes=[layer.size for layer in layers])
-            return PullResult(image, where, digest, up_to_date=True)
-        results = _fetch_layers(client, store, ref.repository, layers, report)
-        for layer, result in results:
-            store.record_layer(result, layer.digest, layer.media_type)
+        up_to_date = _complete_image(store, config_digest)
+        if not up_to_date:
+            for layer, result in _fetch_layers(client, store, ref.repository, layers, report):
+                store.record_layer(result, layer.digest, layer.media_type)
         image = store.add_image(config_bytes, [(layer.digest, layer.media_type)
                                                for layer in layers], names,
                                 manifest_digest=digest, digest_repository=ref.name,
-                                    source=ref.name, sizes=[layer.size for layer in layers])
-        return PullResult(image, where, digest, up_to_date=False)
+                                source=ref.name, sizes=[layer.size for layer in layers])
+        return PullResult(image, where, digest, up_to_date=up_to_date)
     finally:
         client.close()
 
