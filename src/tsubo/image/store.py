@@ -80,6 +80,7 @@ class ImageStore:
     def _import_tarball(self, tar_path: str, reference: str, changes: list[str]) -> Image:
         from tsubo.image.blobs import BlobStore
         from tsubo.oci import jsonwire
+        from tsubo.oci.image_spec import OCI_LAYER
 
         config_changes = parse_changes(changes)
         _check_reference(reference)
@@ -99,8 +100,7 @@ class ImageStore:
                     raise
         with open(tar_path, "rb") as probe:
             gzipped = probe.read(2) == b"\x1f\x8b"
-        media_type = ("application/vnd.oci.image.layer.v1.tar+gzip" if gzipped
-                      else "application/vnd.oci.image.layer.v1.tar")
+        media_type = OCI_LAYER + "+gzip" if gzipped else OCI_LAYER
         try:
             diff_id = self.ensure_layer(digest, media_type)
         except BaseException:
