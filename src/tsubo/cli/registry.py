@@ -71,8 +71,7 @@ def pull_command(engine: Engine, parsed: Parsed) -> int:
 
 def push_command(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.progress import ProgressView
-    from tsubo.image.push import push
-    from tsubo.image.reference import parse_reference
+    from tsubo.image.push import destination_reference, push
     from tsubo.image.store import ImageStore
 
     if len(parsed.positional) not in (1, 2):
@@ -80,9 +79,7 @@ def push_command(engine: Engine, parsed: Parsed) -> int:
                               "[DESTINATION]")
     source = parsed.positional[0]
     destination = parsed.positional[1] if len(parsed.positional) == 2 else source
-    ref = parse_reference(destination)
-    if ref.digest:
-        raise InvalidArgument("push", str(ref), detail="push to a tag, not a digest")
+    ref = destination_reference(destination)
     store = ImageStore(engine.db, engine.paths.data)
     store.get(source)  # a missing image fails before any output
     quiet = parsed.flag("quiet")

@@ -11,7 +11,7 @@ a tag naming missing blobs.
 
 from __future__ import annotations
 
-from tsubo.errors import NotFound
+from tsubo.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,16 +41,11 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
 
     from tsubo.image import auth
     from tsubo.image.blobs import BlobStore
-    from tsubo.image.reference import parse_reference
     from tsubo.image.registry import RegistryClient
     from tsubo.oci.image_spec import OCI_MANIFEST, oci_layer_media_type, oci_manifest
 
     image = store.get(source)
-    ref = parse_reference(destination or source)
-    if ref.digest:
-        from tsubo.errors import InvalidArgument
-
-        raise InvalidArgument("push", str(ref), detail="push to a tag, not a digest")
+    ref = destination_reference(destination or source)
     report: Events = events or (lambda key, status, current, total: None)
     blobs = BlobStore(store.root)
     config_digest = f"sha256:{image.id}"
@@ -81,11 +76,19 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
         client.close()
     digest = f"sha256:{hashlib.sha256(content).hexdigest()}"
     if sent and sent != digest:
-        from tsubo.errors import InvalidArgument
-
         raise InvalidArgument("push", str(ref), detail=f"the registry stored {sent}, "
                               f"we sent {digest}")
     return PushResult(str(ref), digest, len(content))
+
+
+def destination_reference(destination: str) -> Reference:
+    """The reference pushed to: a tag (a digest names content, it cannot be pushed to)."""
+    from tsubo.image.reference import parse_reference
+
+    ref = parse_reference(destination)
+    if ref.digest:
+        raise InvalidArgument("push", str(ref), detail="push to a tag, not a digest")
+    return ref
 
 
 def _own_name(tags: list[str], source: str) -> str:

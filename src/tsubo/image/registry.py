@@ -352,7 +352,7 @@ class RegistryClient:
                 continue
             if response.status == 416 and writer.offset:  # our partial is not a prefix
                 response.close()  # its body need not match its Content-Length: drop it
-                self._drop_all()
+                self.close()
                 progress(-writer.offset)
                 writer.reset()
                 continue
@@ -360,13 +360,13 @@ class RegistryClient:
                 try:
                     _raise_for_status(response, "fetch blob", digest, ok=(200, 206))
                 finally:
-                    self._drop_all()
+                    self.close()
             if response.status == 200 and writer.offset:
                 progress(-writer.offset)  # the server ignored Range: start again
                 writer.reset()
             elif response.status == 206 and not _content_range_starts(response, writer.offset):
                 response.close()
-                self._drop_all()
+                self.close()
                 progress(-writer.offset)
                 writer.reset()
                 continue
@@ -384,12 +384,9 @@ class RegistryClient:
                 if isinstance(failure, InterruptedError):
                     raise
                 error = failure
-                self._drop_all()
+                self.close()
         raise TsuboError("fetch blob", digest, detail=f"gave up after {BLOB_ATTEMPTS} "
                          f"attempts: {_describe(error)}")
-
-    def _drop_all(self) -> None:
-        self.close()
 
     # --- push ----------------------------------------------------------------------------
 
