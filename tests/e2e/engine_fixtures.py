@@ -5,7 +5,7 @@
                   process is gone and fails on an overlay mount left under the root
     engine_root   the same per-test root, for the Python API (same teardown)
     cli           Cli: ``tsubo --root tmp_path/root ARGV`` with ``run(*args, check=True)``;
-                  teardown removes the containers and waits for the monitor socket to go
+                  teardown removes the containers and waits for the monitor and keeper to go
     rootfs_tar    the busybox rootfs as a gzip tarball, for ``tsubo import``
 
 The CLI under test is ``$TSUBO_TEST_ENGINE`` (a path), default the venv's ``tsubo``.
@@ -359,9 +359,14 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
         ids = engine.run("ps", "-aq", check=False).stdout.split()
         if ids:
             engine.run("rm", "-f", *ids, check=False)
-        deadline = time.monotonic() + 10
-        while (engine.root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_engine_gone(engine.root)
+
+
+def wait_engine_gone(root: Path, timeout: float = 10.0) -> bool:
+    """Wait until the root's monitor (it idles out ~2 s after its last container) and its
+    keeper (which leaves with it) are gone: by the socket and the pid file they own."""
+    return wait_for(lambda: not (root / "run" / "monitor.sock").exists()
+                    and not (root / "run" / "keeper.pid").exists(), timeout, 0.05)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from tests.e2e import engine_fixtures
 
 Cli = engine_fixtures.Cli
 cli = engine_fixtures.cli
+wait_engine_gone = engine_fixtures.wait_engine_gone
 rootfs_tar = engine_fixtures.rootfs_tar
 
 
@@ -188,10 +189,7 @@ def test_disk_full_during_import_registers_nothing_and_works_once_space_returns(
         assert engine.run("run", "--rm", "full:1", "wc", "-c", "/payload").stdout.split()[0] \
             == "5000000"
     finally:
-        deadline = time.monotonic() + 10  # the monitor idles out (it holds the root open)
-        while (small / "root" / "run" / "monitor.sock").exists() \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_engine_gone(small / "root")  # the monitor idles out (it holds the root open)
         subprocess.run(["umount", str(small)], check=True)
 
 

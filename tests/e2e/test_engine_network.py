@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.engine_fixtures import wait_engine_gone
+
 TSUBO = Path(os.environ.get("TSUBO_TEST_ENGINE", Path(__import__("sys").executable).parent
                             / "tsubo"))
 
@@ -66,15 +68,7 @@ def net_engine(netns: Any, tmp_path: Path, busybox_rootfs: Path) -> Iterator[Net
             engine.run("rm", "-f", *ids, check=False)
         for name in engine.run("network", "ls", "-q", check=False).stdout.split():
             engine.run("network", "rm", name, check=False)
-        _wait_monitor_gone(engine.root)
-
-
-def _wait_monitor_gone(root: Path, timeout: float = 10.0) -> None:
-    """The engine's monitor exits ~2 s after its last container; wait for it (by the
-    socket it owns), so the leak check sees no process of ours."""
-    deadline = time.monotonic() + timeout
-    while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+        wait_engine_gone(engine.root)
 
 
 def test_seed_replay_two_containers_ping_each_other(net_engine: NetEngine) -> None:
@@ -190,8 +184,10 @@ def test_connect_reaches_both_and_disconnect_cuts_it_off(net_engine: NetEngine) 
 
 
 def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
-    """SIGKILL the monitor (by the pid the engine recorded) with a container on a
-    network: `system gc` removes exactly what the ledger says is left."""
+    """SIGKILL the monitor, its keeper and the container's init (by the pids the engine
+    recorded) with a container on a network: `system gc` removes exactly what the ledger
+    says is left. (Killing the monitor alone loses nothing: tests/e2e/
+    test_engine_survival.py.)"""
     import signal
     import sqlite3
 
@@ -200,15 +196,19 @@ def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
     engine.start("victim", "gcnet", "10.89.6.10")
     db = sqlite3.connect(engine.root / "tsubo.db")
     try:
-        (monitor,) = db.execute("SELECT monitor_pid FROM containers WHERE name = 'victim'"
-                                ).fetchone()
+        (monitor, init) = db.execute("SELECT monitor_pid, pid FROM containers "
+                                     "WHERE name = 'victim'").fetchone()
     finally:
         db.close()
-    os.kill(monitor, signal.SIGKILL)
+    keeper = int((engine.root / "run" / "keeper.pid").read_text().split()[0])
+    for pid in (keeper, monitor, init):
+        os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while Path(f"/proc/{monitor}").exists() and time.monotonic() < deadline:
-        with __import__("contextlib").suppress(ChildProcessError):
-            os.waitpid(monitor, os.WNOHANG)  # pytest is the subreaper: reap it
+    while any(Path(f"/proc/{pid}").exists() for pid in (keeper, monitor, init)) and \
+            time.monotonic() < deadline:
+        for pid in (keeper, monitor, init):
+            with __import__("contextlib").suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # pytest is the subreaper: reap them
         time.sleep(0.05)
     assert Path("/run/netns/victim").exists()  # left behind by the crash
 
@@ -221,7 +221,6 @@ def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
         "exited"
     engine.run("rm", "victim")
     engine.run("network", "rm", "gcnet")
-    (engine.root / "run" / "monitor.sock").unlink(missing_ok=True)  # the killed monitor's
 
 
 def test_fifty_parallel_runs_get_distinct_reachable_addresses(net_engine: NetEngine) -> None:

@@ -4,8 +4,9 @@ One socket, framed messages: a kind byte, a 4-byte big-endian length, the payloa
 
 monitor -> client: ``o`` stdout bytes, ``e`` stderr bytes, ``s`` started (payload: "PID ID"),
 ``x`` exited (payload: exit code), ``!`` error (payload: a one-line message).
-client -> monitor: ``g`` the container to start, or ``r`` one to create and start (sent
-once, first), ``i`` stdin bytes,
+client -> monitor: ``g`` the container to start, ``r`` one to create and start, or ``a``
+adopt the containers whose monitor died (answered ``d`` when done) — sent once, first;
+``i`` stdin bytes,
 ``c`` close stdin, ``k`` signal (payload: number),
 ``w`` window size (payload: "rows cols").
 
@@ -36,6 +37,8 @@ EXITED = b"x"
 ERROR = b"!"
 GO = b"g"  # client -> monitor, first: the container to start (payload: its ID)
 RUN = b"r"  # client -> monitor, first: create and start (payload: {"options", "name"})
+RECONCILE = b"a"  # client -> monitor, first: adopt containers whose monitor is gone
+RECONCILED = b"d"  # monitor -> client: done (then the connection closes)
 
 #: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
 DETACH_KEYS = b"\x10\x11"
@@ -150,6 +153,8 @@ class AttachClient:
         import _signal
         import select
 
+        from tsubo.kernel.signals import drain
+
         reader = self._reader
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pending_signals: list[int] = []
@@ -179,7 +184,7 @@ class AttachClient:
             while True:
                 for fd, _ in poller.poll():
                     if fd == wake_read:
-                        _drain(wake_read)
+                        drain(wake_read)
                         while pending_signals:
                             number = pending_signals.pop(0)
                             if number == _signal.SIGWINCH:
@@ -235,14 +240,6 @@ class AttachClient:
         except OSError:
             return
         send_all(self.sock_fd, encode(RESIZE, f"{size.lines} {size.columns}".encode()))
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _enter_raw_mode(fd: int) -> list[Any]:

@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit")
 RUNNING_STATES = ("running", "paused", "restarting")
+#: states ``start`` takes a container from
+STARTABLE_STATES = ("created", "exited")
+#: states a container is removed from without being stopped ("removing": a removal that
+#: was interrupted is taken up again)
+REMOVABLE_STATES = ("created", "exited", "dead", "removing")
+#: how long ``rm -f`` lets a monitor finish starting a container before acting
+_STARTING_WAIT_SECONDS = 30.0
 
 
 class Engine:
@@ -36,6 +43,9 @@ class Engine:
         self.paths = paths or EnginePaths(root)
         self._db: Database | None = None
         self._runtime: Runtime | None = None
+        #: how a row whose monitor died is taken over: by asking the root's monitor
+        #: (started if need be) to adopt it; inside the monitor, by the monitor itself
+        self.reconcile: Callable[[], None] = self._reconcile_through_monitor
 
     @property
     def db(self) -> Database:
@@ -67,8 +77,11 @@ class Engine:
 
     # --- create / start / run -------------------------------------------------------------
 
-    def create(self, options: RunOptions, *, name: str | None = None) -> ContainerRow:
-        """Create a container (not started): its row, folder, overlay dirs and bundle."""
+    def create(self, options: RunOptions, *, name: str | None = None,
+               owner: tuple[int, int] | None = None) -> ContainerRow:
+        """Create a container (not started): its row, folder, overlay dirs and bundle.
+        With *owner* (the creating monitor's pid and start time, for ``run``) the row is
+        born "starting" and that monitor's."""
         from tsubo.engine import db as dbmod
         from tsubo.engine.ocispec import ImageConfig, build_config
         from tsubo.engine.storage import (
@@ -116,7 +129,10 @@ class Engine:
         with UndoStack("create container", name) as undo:
             row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
                                          image=image_id,
-                                         labels=jsonwire.dumps(options.labels))
+                                         labels=jsonwire.dumps(options.labels),
+                                         state="starting" if owner else "created",
+                                         monitor_pid=owner[0] if owner else 0,
+                                         monitor_start_time=owner[1] if owner else 0)
             self.db.insert_container(row)  # AlreadyExists for a taken name: nothing made yet
             undo.push(lambda: self.db.delete_container(container_id))
             files.create(etc_root)
@@ -173,6 +189,7 @@ class Engine:
         for volume in options.volumes:
             flags = ["rbind", "rprivate", "ro" if volume.read_only else "rw"]
             if volume.is_named or not volume.source:
+                flags.append("nodev")  # shared with other containers: no device nodes
                 from tsubo.engine.volumes import ensure_volume
 
                 name = ensure_volume(self, volume.source, anonymous=not volume.source)
@@ -190,8 +207,11 @@ class Engine:
         """Docker's copy-up: a new (empty) named or anonymous volume starts with what the
         image holds at its destination, unless ``nocopy``. The image is read through a
         temporary mount of the container's own overlay; a destination reached through a
-        symlink is not copied (it could point out of the root)."""
+        symlink is not copied (it could point out of the root). The volume may be shared
+        with running containers, so it is written as a hostile tree
+        (``kernel/untrusted.py``): fd-relative, no-follow, nothing already there replaced."""
         from tsubo.engine.storage import mount_root, unmount_root
+        from tsubo.kernel.untrusted import copy_tree, open_directory_nofollow
 
         wanted = []
         for volume, (source, destination, _flags) in zip(options.volumes, mounts, strict=True):
@@ -207,9 +227,20 @@ class Engine:
         mount_root(files, [lower])
         try:
             for source, destination in wanted:
-                origin = _directory_in_root(files.merged, destination)
-                if origin:
-                    _copy_tree(origin, source)
+                origin_fd = open_directory_nofollow(files.merged, destination)
+                if origin_fd < 0:
+                    continue
+                try:
+                    volume_fd = open_directory_nofollow(source, "/")
+                    try:
+                        copy_tree(origin_fd, volume_fd)
+                    finally:
+                        os.close(volume_fd)
+                except OSError as error:
+                    raise TsuboError.from_os_error("copy image content into volume",
+                                                   destination, error) from None
+                finally:
+                    os.close(origin_fd)
         finally:
             unmount_root(files.merged)
 
@@ -228,8 +259,10 @@ class Engine:
         """Hand a spawned monitor its container: it starts it and reports on the socket."""
         from tsubo.engine import attach
 
-        self.db.update_container(container_id, state="starting", stopped_by_user=0,
-                                 monitor_pid=0)
+        if not self.db.transition_container(container_id, STARTABLE_STATES, state="starting",
+                                            stopped_by_user=0, monitor_pid=0):
+            row = self.db.get_container(container_id)
+            raise WrongState("start container", row.name, detail=f"container is {row.state}")
         attach.send_all(monitor_fd, attach.encode(attach.GO, container_id.encode()))
 
     def start(self, ref: str) -> tuple[ContainerRow, int]:
@@ -358,16 +391,32 @@ class Engine:
         return final.exit_code if final.exit_code is not None else -1
 
     def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
+        """Remove a container (``-f``: kill it first). Claimed "removing" in one database
+        statement before anything is deleted, so a ``start`` racing us either wins (and we
+        kill what it started) or finds the container gone: never half of each."""
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state in RUNNING_STATES:
-            if not force:
+        container_id = row.id
+        deadline = _monotonic() + _STARTING_WAIT_SECONDS
+        while not self.db.transition_container(container_id, (*REMOVABLE_STATES, "restarting")
+                                               if force else REMOVABLE_STATES,
+                                               state="removing", stopped_by_user=1):
+            row = self.refresh(self.db.get_container(container_id))
+            if row.state in RUNNING_STATES and not force:
                 raise WrongState("remove container", row.name,
                                  detail=f"container is {row.state}",
                                  hint="stop it first, or use -f")
-            self.kill(row.id, 9)
-            self._wait_exited(row.id, 20.0)
-        remove_container_files(self.paths, self.db, row.id, volumes=volumes)
-        return row.id
+            if _monotonic() >= deadline:
+                raise WrongState("remove container", row.name,
+                                 detail=f"container is still {row.state}")
+            if row.state in ("running", "paused"):
+                self.kill(row.id, 9)
+                self._wait_exited(row.id, 20.0)
+            elif row.state == "starting":
+                # its monitor is mounting and starting it: let it finish, then kill it
+                _poll(lambda: self.refresh(self.db.get_container(container_id)).state
+                      != "starting", max(0.0, deadline - _monotonic()))
+        remove_container_files(self.paths, self.db, container_id, volumes=volumes)
+        return container_id
 
     # --- exec, logs, inspect, list -----------------------------------------------------------
 
@@ -420,7 +469,12 @@ class Engine:
                                 timestamps=timestamps)
 
     def containers(self, *, all_states: bool = False) -> list[ContainerRow]:
-        rows = [self.refresh(row) for row in self.db.list_containers(True)]
+        rows = []
+        for listed in self.db.list_containers(True):
+            try:
+                rows.append(self.refresh(listed))
+            except NotFound:
+                continue  # an --rm container whose dead monitor's successor removed it
         if all_states:
             return rows
         return [row for row in rows if row.state in RUNNING_STATES]
@@ -435,7 +489,7 @@ class Engine:
         """Remove every stopped container; their IDs."""
         removed = []
         for row in self.containers(all_states=True):
-            if row.state not in RUNNING_STATES and row.state != "starting":
+            if self.db.transition_container(row.id, REMOVABLE_STATES, state="removing"):
                 remove_container_files(self.paths, self.db, row.id)
                 removed.append(row.id)
         return removed
@@ -477,15 +531,45 @@ class Engine:
             if container_id not in live and os.path.ismount(merged):
                 unmount_root(merged)
                 done.append(f"unmounted the root of {row.name}")
+        done += self._remove_unrecorded_folders(set(rows))
         for name in prune_layer_links(f"{self.paths.data}/{LINKS_DIR}"):
             done.append(f"removed the link {LINKS_DIR}/{name} of a removed layer")
+        return done
+
+    def _remove_unrecorded_folders(self, known: set[str]) -> list[str]:
+        """Container folders (and their overlay mounts, run folders) that no row names:
+        what a process killed between removing a row and its folder left. A row is always
+        written before its folder is made, so a folder without one is never in use."""
+        import shutil
+
+        from tsubo.engine.storage import ContainerFiles
+
+        done = []
+        short = {container_id[:12] for container_id in known}
+        for folder, names_known, has_root in ((f"{self.paths.data}/containers", known, True),
+                                              (f"{self.paths.run}/containers", short, False)):
+            try:
+                entries = [entry for entry in os.scandir(folder)
+                           if entry.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.name in names_known:
+                    continue
+                if has_root:
+                    ContainerFiles(entry.path).remove()  # unmounts its root first
+                else:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                done.append(f"removed the folder of unrecorded container {entry.name[:12]}")
         return done
 
     # --- reconciling -------------------------------------------------------------------------
 
     def refresh(self, row: ContainerRow) -> ContainerRow:
-        """A row whose state says a monitor owns it, but whose monitor is gone (killed, or a
-        crash), is reconciled with the runtime: exited, and its leftovers cleaned."""
+        """The row, current: one whose state says a monitor owns it, but whose monitor is
+        gone (killed, or a crash), is adopted by a live monitor first (:attr:`reconcile`):
+        a running container is never taken for dead. NotFound when adopting removed it
+        (an ``--rm`` container that had ended)."""
         from tsubo.kernel.procfs import is_alive
 
         if row.state not in (*RUNNING_STATES, "starting"):
@@ -494,19 +578,28 @@ class Engine:
             return row
         if row.state == "starting" and not row.monitor_pid:
             return row  # a monitor that has not registered itself yet
-        from tsubo.engine.db import now_rfc3339
-        from tsubo.engine.storage import unmount_root
-
-        try:
-            self.runtime.delete(row.id, force=True)
-        except NotFound:
-            pass
-        detach_networks(self.paths, self.db, row.id)
-        unmount_root(f"{self.paths.container_dir(row.id)}/merged")
-        self.db.update_container(row.id, state="exited", pid=0, monitor_pid=0,
-                                 exit_code=row.exit_code if row.exit_code is not None else 255,
-                                 finished_at=row.finished_at or now_rfc3339())
+        current = self.db.get_container(row.id)
+        if current.monitor_pid and is_alive(current.monitor_pid, current.monitor_start_time):
+            return current
+        self.reconcile()
         return self.db.get_container(row.id)
+
+    def _reconcile_through_monitor(self) -> None:
+        """Ask the root's monitor (starting one if none runs) to adopt every container
+        whose monitor is gone; returns once it has."""
+        from tsubo.engine import attach
+        from tsubo.engine.monitor import connect_monitor
+
+        self.close()  # SQLite must not cross the fork of a keeper
+        fd = connect_monitor(self.paths)
+        try:
+            attach.send_all(fd, attach.encode(attach.RECONCILE))
+            reader = attach.FrameReader()
+            while data := os.read(fd, 4096):
+                if any(kind == attach.RECONCILED for kind, _ in reader.feed(data)):
+                    return
+        finally:
+            os.close(fd)
 
     def _wait_exited(self, container_id: str, timeout: float | None) -> bool:
         return _poll(lambda: self.refresh(self.db.get_container(container_id)).state
@@ -529,36 +622,6 @@ def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> 
             if isinstance(path, str) and path.startswith("/") \
                     and os.path.normpath(path) not in taken:
                 options.volumes.append(VolumeSpec("", os.path.normpath(path)))
-
-
-def _directory_in_root(root: str, path: str) -> str:
-    """``root + path`` when every component is a real directory (no symlink), else ""."""
-    import stat
-
-    current = root
-    for part in path.strip("/").split("/"):
-        if part in ("", ".", ".."):
-            return ""
-        current = f"{current}/{part}"
-        try:
-            info = os.lstat(current)
-        except OSError:
-            return ""
-        if not stat.S_ISDIR(info.st_mode):
-            return ""
-    return current
-
-
-def _copy_tree(source: str, target: str) -> None:
-    """``cp -a source/. target``: owners, modes, links, devices and xattrs kept."""
-    import subprocess
-
-    proc = subprocess.run(["cp", "-a", "--", f"{source}/.", target], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        raise TsuboError("copy image content into volume", target,
-                         detail=proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
-                         else f"cp exited {proc.returncode}")
 
 
 def remove_container_files(paths: EnginePaths, db: Database, container_id: str, *,
@@ -598,6 +661,12 @@ def detach_networks(paths: EnginePaths, db: Database, container_id: str) -> None
         store.forget("netns", name)
     for endpoint in store.forget_container(container_id):
         store.forget("link", endpoint.host_ifname)
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
 
 
 def _poll(condition: Callable[[], bool], timeout: float | None) -> bool:

@@ -164,12 +164,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             blobs TEXT NOT NULL                  -- JSON [[digest, media type, size], ...]
         ) WITHOUT ROWID""",
     ),
+    (
+        # Docker's State.Error: why a container ended the way it did when its exit status
+        # is not the whole story (its monitor died while starting it, or it exited while
+        # no monitor watched it and its exit status is unknown).
+        "ALTER TABLE containers ADD COLUMN error TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 CONTAINER_COLUMNS = (
     "id", "name", "created_at", "options", "image", "rootfs", "state", "pid", "monitor_pid",
     "monitor_start_time", "exit_code", "started_at", "finished_at", "oom_killed",
-    "restart_count", "stopped_by_user", "labels",
+    "restart_count", "stopped_by_user", "labels", "error",
 )
 _CONTAINER_SELECT = f"SELECT {', '.join(CONTAINER_COLUMNS)} FROM containers"
 _UPDATABLE_COLUMNS = frozenset(CONTAINER_COLUMNS) - {"id"}
@@ -214,6 +220,7 @@ class ContainerRow:
         restart_count: int = 0,
         stopped_by_user: int = 0,
         labels: str = "{}",
+        error: str = "",
     ) -> None:
         self.id = id
         self.name = name
@@ -232,15 +239,20 @@ class ContainerRow:
         self.restart_count = restart_count
         self.stopped_by_user = stopped_by_user
         self.labels = labels
+        self.error = error
 
     @classmethod
     def new(cls, container_id: str, name: str, options: str | dict[str, Any],
             rootfs: str = "", *, image: str = "", labels: str | dict[str, str] = "{}",
-            state: str = "created") -> ContainerRow:
+            state: str = "created", monitor_pid: int = 0,
+            monitor_start_time: int = 0) -> ContainerRow:
         """A row for a container being created now (``created_at`` = :func:`now_rfc3339`);
-        *options* and *labels* as JSON text, or as dicts to be encoded."""
+        *options* and *labels* as JSON text, or as dicts to be encoded. A container that
+        ``run`` creates inside the monitor is born "starting", owned by that monitor, so a
+        monitor killed half-way leaves a row the next one recognises as a failed start."""
         return cls(container_id, name, now_rfc3339(), _json_text(options), image=image,
-                   rootfs=rootfs, state=state, labels=_json_text(labels))
+                   rootfs=rootfs, state=state, monitor_pid=monitor_pid,
+                   monitor_start_time=monitor_start_time, labels=_json_text(labels))
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> ContainerRow:
@@ -495,6 +507,27 @@ class Database:
             f"UPDATE containers SET {assignments} WHERE id = ?", (*params, container_id))
         if cursor.rowcount == 0:
             raise NotFound("update container", container_id, detail="no such container")
+
+    def transition_container(self, container_id: str, from_states: tuple[str, ...],
+                             **fields: Any) -> bool:
+        """Set *fields* (a new ``state`` among them) only if the container is in one of
+        *from_states*, in one statement: the compare-and-set that serialises commands
+        racing on one container (``start`` against ``rm -f``: exactly one wins). False
+        when it was in another state, or is gone."""
+        unknown = sorted(set(fields) - _UPDATABLE_COLUMNS)
+        if unknown or "state" not in fields:
+            raise ValueError(f"a transition sets the state, and known columns: {unknown}")
+        _check_state(fields["state"])
+        for state in from_states:
+            _check_state(state)
+        columns = list(fields)
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        params = [_encode_column(column, fields[column]) for column in columns]
+        marks = ", ".join("?" for _ in from_states)
+        cursor = self._connection.execute(
+            f"UPDATE containers SET {assignments} WHERE id = ? AND state IN ({marks})",
+            (*params, container_id, *from_states))
+        return bool(cursor.rowcount)
 
     def delete_container(self, container_id: str) -> bool:
         """Forget a container (and its volume links); False if it was already gone."""

@@ -38,6 +38,7 @@ def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
             "Restarting": row.state == "restarting", "OOMKilled": bool(row.oom_killed),
             "Dead": row.state == "dead", "Pid": row.pid if running else 0,
             "ExitCode": row.exit_code if row.exit_code is not None else 0,
+            "Error": row.error,
             "StartedAt": row.started_at or "0001-01-01T00:00:00Z",
             "FinishedAt": row.finished_at or "0001-01-01T00:00:00Z",
         },

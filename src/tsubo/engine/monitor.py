@@ -17,13 +17,12 @@ no container runs. For each container it:
    ``always``, ``unless-stopped``; never after ``tsubo stop``/``kill``) with Docker's
    doubling back-off; at the end unmounts the root and removes an ``--rm`` container.
 
-Why one process and not one per container (podman's conmon is one per container, in C):
-a Python process per idle container keeps ~6 MB of private memory (measured:
-``bench/engine_memory.py``), against conmon's ~0.4 MB; one monitor for N containers costs
-its interpreter once. Each container's events are handled inside their own error
-boundary, so a fault while serving one container is logged (``<run root>/monitor.log``)
-and does not stop the others; if the monitor itself is killed, the containers keep
-running and the next engine command reconciles their state.
+One monitor for N containers costs its interpreter once (a Python process per idle
+container would keep ~6 MB; docs/engine.md). Each container's events, and every other
+event of the loop, run inside an error boundary: a fault is logged
+(``<run root>/monitor.log``) and the loop goes on. The monitor's parent is the root's
+keeper (``engine/keeper.py``), which holds each container's stdio fds and starts a new
+monitor when this one dies; the new one adopts the running containers (:meth:`serve`).
 
 Clients reach the monitor on ``<run root>/monitor.sock`` (a filesystem socket, mode 0600 in
 a 0700 folder — never abstract: CVE-2020-15257). A connection's first frame names the
@@ -41,6 +40,7 @@ from tsubo.engine import attach
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import select
+    from collections.abc import Callable
     from typing import Any
 
     from tsubo.engine.containers import Engine
@@ -56,40 +56,60 @@ _RESTART_DELAY_MAX = 10.0
 _IDLE_EXIT_SECONDS = 2.0
 _DRAIN_SECONDS = 0.2
 _SOCKET_NAME = "monitor.sock"
-_LOCK_NAME = "monitor.lock"
+#: how long a command waits for a living keeper's new monitor to come up
+_KEEPER_WAIT_SECONDS = 20.0
+#: State.Error of a container that exited while no monitor watched it
+UNKNOWN_EXIT = ("exit status unknown: it exited while neither the engine's monitor nor "
+                "its keeper was there to see it")
 
 
 # --- the client side: reaching (or starting) the monitor --------------------------------
 
 def connect_monitor(paths: EnginePaths) -> int:
-    """A connected socket fd to the engine's monitor, starting one if none runs."""
+    """A connected socket fd to the engine's monitor, starting one (with its keeper) if
+    none runs. While a keeper lives it starts the monitors itself (a new one is on its
+    way): we wait for it rather than start a second keeper."""
     import fcntl
+    import time
+
+    from tsubo.engine.keeper import LOCK_NAME, keeper_alive
 
     fd = _try_connect(paths)
     if fd >= 0:
         return fd
     os.makedirs(paths.run, mode=0o700, exist_ok=True)
-    lock = os.open(f"{paths.run}/{_LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = os.open(f"{paths.run}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + _KEEPER_WAIT_SECONDS
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        fd = _try_connect(paths)
-        if fd >= 0:
-            return fd
+        while True:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fd = _try_connect(paths)
+            if fd >= 0:
+                return fd
+            if not keeper_alive(paths):
+                break
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if time.monotonic() >= deadline:
+                _monitor_did_not_come_up(paths)
+            time.sleep(0.05)
         ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
-        _fork_monitor(paths, ready_write)
+        _fork_keeper(paths, ready_write)
         os.close(ready_write)
         os.read(ready_read, 1)  # the monitor listens (or has died: EOF)
         os.close(ready_read)
         fd = _try_connect(paths)
         if fd < 0:
-            from tsubo.errors import TsuboError
-
-            raise TsuboError("start monitor", f"{paths.run}/{_SOCKET_NAME}",
-                             detail="the monitor did not come up",
-                             hint=f"see {paths.run}/monitor.log")
+            _monitor_did_not_come_up(paths)
         return fd
     finally:
         os.close(lock)
+
+
+def _monitor_did_not_come_up(paths: EnginePaths) -> None:
+    from tsubo.errors import TsuboError
+
+    raise TsuboError("start monitor", f"{paths.run}/{_SOCKET_NAME}",
+                     detail="the monitor did not come up", hint=f"see {paths.run}/monitor.log")
 
 
 def _try_connect(paths: EnginePaths) -> int:
@@ -110,7 +130,9 @@ def _try_connect(paths: EnginePaths) -> int:
     return int(sock.detach())
 
 
-def _fork_monitor(paths: EnginePaths, ready_fd: int) -> None:
+def _fork_keeper(paths: EnginePaths, ready_fd: int) -> None:
+    """Fork the root's keeper (twice, with a new session: it belongs to no terminal and
+    survives us); it forks the monitor, which writes to *ready_fd* once it listens."""
     pid = os.fork()
     if pid == 0:
         status = 1
@@ -119,11 +141,26 @@ def _fork_monitor(paths: EnginePaths, ready_fd: int) -> None:
             if os.fork() != 0:
                 os._exit(0)
             _close_fds_except(ready_fd)
-            status = MonitorService(paths).serve(ready_fd)
-        except BaseException as error:  # a monitor must never unwind into the CLI's code
-            _record_crash(paths, error)
+            from tsubo.engine.keeper import Keeper
+
+            status = Keeper(paths).run(ready_fd)
+        except BaseException as error:  # a keeper must never unwind into the CLI's code
+            record_crash(paths, error, "keeper")
         os._exit(status)
     os.waitpid(pid, 0)
+
+
+def run_monitor(paths: EnginePaths, ready_fd: int, keeper_fd: int, *, adopting: bool) -> int:
+    """The monitor process's main, in the keeper's freshly forked child."""
+    import _signal
+
+    _signal.set_wakeup_fd(-1)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    _close_fds_except(ready_fd, keeper_fd)
+    from tsubo.kernel.procfs import set_process_title
+
+    set_process_title(f"tsubo-monitor {paths.data}")
+    return MonitorService(paths, keeper_fd).serve(ready_fd, adopting=adopting)
 
 
 def _preload() -> None:
@@ -146,22 +183,22 @@ def _preload() -> None:
     import tsubo.runtime.spawn  # noqa: F401
 
 
-def _close_fds_except(keep: int) -> None:
+def _close_fds_except(*keep: int) -> None:
     null = os.open("/dev/null", os.O_RDWR)
     for target in (0, 1, 2):
         if target != null:
             os.dup2(null, target)
     low = 3
-    for fd in sorted({keep, null} - {0, 1, 2, -1}):
+    for fd in sorted({*keep, null} - {0, 1, 2, -1}):
         if fd > low:
             os.closerange(low, fd)
         low = max(low, fd + 1)
     os.closerange(low, 1 << 16)
-    if null > 2 and null != keep:
+    if null > 2 and null not in keep:
         os.close(null)
 
 
-def _record_crash(paths: EnginePaths, error: BaseException, what: str = "monitor") -> None:
+def record_crash(paths: EnginePaths, error: BaseException, what: str = "monitor") -> None:
     """Leave a traceback in ``<run root>/monitor.log``."""
     try:
         import traceback
@@ -188,6 +225,8 @@ class Supervised:
         self.console_master = -1
         self.clients: list[int] = []
         self.exit_code: int | None = None
+        #: why the exit code is not the container's own (State.Error), if it is not
+        self.exit_error = ""
         self.exited_at = 0.0
         self.log: LogWriter | None = None
         self.restart_delay = _RESTART_DELAY_START
@@ -195,12 +234,26 @@ class Supervised:
         #: a --rm container's exit frame, sent only once it is removed: `run --rm` returns
         #: when the container is gone, so `rmi` right after it finds no user (as Docker)
         self.exit_frame = b""
+        #: adopted from a dead monitor: its init is the keeper's child, not ours (the
+        #: keeper reports its exit); -1, or a pidfd when no keeper held it either
+        self.pidfd = -1
+
+    def stdio_fds(self) -> tuple[list[str], list[int]]:
+        """The fds the keeper must hold for this container: (names, fds)."""
+        names, fds = [], []
+        for fd, (stream, _) in self.streams.items():
+            names.append("console" if fd == self.console_master else stream)
+            fds.append(fd)
+        if self.stdin_write >= 0:
+            names.append("stdin")
+            fds.append(self.stdin_write)
+        return names, fds
 
 
 class MonitorService:
     """The event loop serving every running container of one engine root."""
 
-    def __init__(self, paths: EnginePaths) -> None:
+    def __init__(self, paths: EnginePaths, keeper_fd: int = -1) -> None:
         import select
 
         self.paths = paths
@@ -213,6 +266,7 @@ class MonitorService:
         self.by_fd: dict[int, Supervised] = {}  # container streams and attached clients
         self.pending: dict[int, attach.FrameReader] = {}  # connections before their GO
         self.readers: dict[int, attach.FrameReader] = {}
+        self.pidfds: dict[int, Supervised] = {}
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
@@ -220,39 +274,72 @@ class MonitorService:
         self.upstream: Any = None
         self.relayed: dict[tuple[bytes, str], tuple[Any, Any]] = {}
         self.wake_read = -1
+        self.keeper: Any = None
+        if keeper_fd >= 0:
+            import _socket
+
+            self.keeper = _socket.socket(fileno=keeper_fd)
+        self.me = (os.getpid(), 0)
 
     # --- the loop -------------------------------------------------------------------------
 
-    def serve(self, ready_fd: int) -> int:
+    def serve(self, ready_fd: int, *, adopting: bool = False) -> int:
+        """Listen, tell *ready_fd*, and serve until idle. A monitor started by a command
+        listens first and loads the engine while that command prepares its container. A
+        monitor the keeper starts after its predecessor died (*adopting*) first takes over
+        the kept containers and reconciles the rest, so no command ever sees a container
+        whose monitor is gone."""
         import _signal
         import time
 
+        from tsubo.kernel import signals
+        from tsubo.kernel.procfs import read_stat
+
+        me = read_stat(os.getpid())
+        self.me = (os.getpid(), me.start_time if me else 0)
+        if adopting:
+            self._open_engine()
+            self._adopt_kept()
+            self._guard("reconciling containers", self.reconcile, True)
         self._listen()
         os.write(ready_fd, b"1")
         os.close(ready_fd)
-        # The client that started us prepares its container now; meanwhile, load the code
-        # that starting it will need (its GO waits in the socket's backlog).
-        _preload()
-        from tsubo.engine.containers import Engine
-
-        self.engine = Engine(paths=self.paths)
-        self.db = self.engine.db
-        self.runtime = self.engine.runtime
-        self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        _signal.signal(_signal.SIGCHLD, lambda number, frame: None)
-        _signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        if not adopting:
+            # The client that started us prepares its container now; meanwhile, load the
+            # code that starting it will need (its GO waits in the socket's backlog).
+            self._open_engine()
+        if self.keeper is not None:
+            self.keeper.setblocking(False)
+            self.poller.register(self.keeper.fileno(), 1)
+        self.wake_read = signals.wake_on(_signal.SIGCHLD)
         self.poller.register(self.wake_read, 1)
         idle_since = time.monotonic()
         while True:
             timeout = self._next_timeout(idle_since)
             for fd, _ in self.poller.poll(timeout):
-                self._dispatch(fd)
-            self._reap_children()
-            self._run_timers()
+                self._guard("handling an event", self._dispatch, fd)
+            self._guard("reaping", self._reap_children)
+            self._guard("running timers", self._run_timers)
             if self.containers or self.pending:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= _IDLE_EXIT_SECONDS and self._close_if_idle():
                 return 0
+
+    def _open_engine(self) -> None:
+        _preload()
+        from tsubo.engine.containers import Engine
+
+        self.engine = Engine(paths=self.paths)
+        self.engine.reconcile = lambda: self.reconcile(False)
+        self.db = self.engine.db
+        self.runtime = self.engine.runtime
+
+    def _guard(self, what: str, action: Callable[..., object], *args: Any) -> None:
+        """The error boundary around every event: a bug is logged, never the end of us."""
+        try:
+            action(*args)
+        except Exception as error:
+            record_crash(self.paths, error, what)
 
     def _listen(self) -> None:
         import _socket
@@ -295,7 +382,9 @@ class MonitorService:
         import fcntl
         import select
 
-        lock = os.open(f"{self.paths.run}/{_LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+        from tsubo.engine.keeper import LOCK_NAME
+
+        lock = os.open(f"{self.paths.run}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                        0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -303,16 +392,25 @@ class MonitorService:
             waiting.register(self.listener, select.POLLIN)
             if waiting.poll(0):
                 return False
-            os.unlink(f"{self.paths.run}/{_SOCKET_NAME}")
+            try:
+                os.unlink(f"{self.paths.run}/{_SOCKET_NAME}")
+            except FileNotFoundError:
+                pass  # removed by hand: ours to close all the same
             self.listener_sock.close()  # type: ignore[attr-defined]
             self.db.close()
+            if self.keeper is not None:
+                from tsubo.engine import keeper
+
+                keeper.send(self.keeper, [keeper.BYE])  # it leaves with us
             return True
         finally:
             os.close(lock)
 
     def _dispatch(self, fd: int) -> None:
         if fd == self.wake_read:
-            _drain(fd)
+            from tsubo.kernel.signals import drain
+
+            drain(fd)
         elif fd in self.dns:
             self._dns_query(fd)
         elif self.upstream is not None and fd == self.upstream.fileno():
@@ -321,6 +419,10 @@ class MonitorService:
             self._accept()
         elif fd in self.pending:
             self._pending_input(fd)
+        elif self.keeper is not None and fd == self.keeper.fileno():
+            self._from_keeper()
+        elif fd in self.pidfds:
+            self._adopted_exited(self.pidfds[fd], None)
         else:
             supervised = self.by_fd.get(fd)
             if supervised is None:
@@ -331,7 +433,7 @@ class MonitorService:
                 else:
                     self._client_input(supervised, fd)
             except Exception as error:
-                _record_crash(self.paths, error, f"serving container {supervised.id}")
+                record_crash(self.paths, error, f"serving container {supervised.id}")
 
     # --- connections --------------------------------------------------------------------------
 
@@ -365,6 +467,11 @@ class MonitorService:
                 reader = self.pending.pop(fd)
                 self._create_and_start(payload, fd, reader)
                 return
+            if kind == attach.RECONCILE:
+                self.reconcile(False)
+                _send_quietly(fd, attach.encode(attach.RECONCILED))
+                self._forget(fd)
+                return
 
     def _create_and_start(self, payload: bytes, client_fd: int,
                           reader: attach.FrameReader) -> None:
@@ -378,15 +485,15 @@ class MonitorService:
             request = jsonwire.loads(payload)
             assert isinstance(request, dict)
             options = RunOptions.from_json(request["options"])
-            row = self.engine.create(options, name=request.get("name"))
-            self.db.update_container(row.id, state="starting", stopped_by_user=0,
-                                     monitor_pid=0)
+            # born "starting" and ours: if we die half-way, our successor knows it for
+            # a failed start (and removes it, for --rm)
+            row = self.engine.create(options, name=request.get("name"), owner=self.me)
         except TsuboError as error:
             _send_quietly(client_fd, attach.error_frame(error))
             self._forget(client_fd)
             return
         except Exception as error:
-            _record_crash(self.paths, error, "creating a container")
+            record_crash(self.paths, error, "creating a container")
             _send_quietly(client_fd, attach.error_frame(
                 TsuboError("create container", "", detail=str(error))))
             self._forget(client_fd)
@@ -419,7 +526,7 @@ class MonitorService:
             sock.bind((gateway, 53))
         except OSError as error:
             sock.close()
-            _record_crash(self.paths, error, f"serving names on {gateway}:53")
+            record_crash(self.paths, error, f"serving names on {gateway}:53")
             return
         sock.setblocking(False)
         self.dns[sock.fileno()] = (sock, network_id)
@@ -475,8 +582,8 @@ class MonitorService:
         try:
             row = self.db.get_container(container_id)
         except NotFound as error:
-            _send_quietly(client_fd, attach.encode(attach.ERROR, error.message().encode()))
-            os.close(client_fd)
+            _send_quietly(client_fd, attach.error_frame(error))
+            self._forget(client_fd)
             return
         supervised = self.containers.get(container_id)
         if supervised is None:
@@ -491,7 +598,7 @@ class MonitorService:
         except TsuboError as error:
             self._start_failed(supervised, error)
         except Exception as error:
-            _record_crash(self.paths, error, f"starting container {container_id}")
+            record_crash(self.paths, error, f"starting container {container_id}")
             self._start_failed(supervised, TsuboError("start container", container_id,
                                                       detail=str(error)))
 
@@ -500,12 +607,11 @@ class MonitorService:
         from tsubo.engine.db import now_rfc3339
         from tsubo.engine.logs import LogWriter
         from tsubo.engine.storage import ContainerFiles, mount_root
-        from tsubo.kernel.procfs import read_stat
+        from tsubo.errors import NotFound, TsuboError
 
         files = ContainerFiles(self.paths.container_dir(supervised.id))
-        me = read_stat(os.getpid())
-        self.db.update_container(supervised.id, monitor_pid=os.getpid(),
-                                 monitor_start_time=me.start_time if me else 0)
+        self.db.update_container(supervised.id, monitor_pid=self.me[0],
+                                 monitor_start_time=self.me[1])
         mount_root(files, [row.rootfs], volatile=supervised.options.remove)
         options = supervised.options
         if options.network == "bridge":
@@ -523,19 +629,38 @@ class MonitorService:
             raise
         supervised.pid = pid
         supervised.exit_code = None
+        supervised.exit_error = ""
         supervised.streams = {out_read: ("stdout", attach.STDOUT)}
         if err_read >= 0:
             supervised.streams[err_read] = ("stderr", attach.STDERR)
         for fd in supervised.streams:
             self.by_fd[fd] = supervised
             self.poller.register(fd, 1)
-        supervised.log = LogWriter(files.log)
         self.by_pid[pid] = supervised
-        self.db.update_container(supervised.id, state="running", pid=pid,
-                                 started_at=now_rfc3339(), exit_code=None, finished_at=None,
-                                 oom_killed=0)
+        self._keep(supervised)
+        supervised.log = LogWriter(files.log)
+        try:
+            self.db.update_container(supervised.id, state="running", pid=pid,
+                                     started_at=now_rfc3339(), exit_code=None,
+                                     finished_at=None, oom_killed=0, error="")
+        except NotFound:
+            # removed while we started it (rm -f raced us): it must not outlive its row;
+            # its exit is then handled as any other (and finds no row to update)
+            self.runtime.kill(supervised.id, 9)
+            self._broadcast(supervised, attach.error_frame(TsuboError(
+                "start container", row.name, detail="the container was removed meanwhile")))
+            return
         self._broadcast(supervised, attach.encode(attach.STARTED,
                                                   f"{pid} {supervised.id}".encode()))
+
+    def _keep(self, supervised: Supervised) -> None:
+        """Tell the keeper what to hold for this container (replacing what it held)."""
+        if self.keeper is not None:
+            from tsubo.engine import keeper
+
+            names, fds = supervised.stdio_fds()
+            keeper.send(self.keeper, [keeper.KEEP, supervised.id, str(supervised.pid),
+                                      keeper.names_field(names)], fds)
 
     def _create(self, supervised: Supervised, bundle: str) -> tuple[int, int, int]:
         """The runtime's create + start with our pipes (or a pty) as the container's stdio;
@@ -610,10 +735,20 @@ class MonitorService:
     def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
         from tsubo.engine.db import now_rfc3339
 
-        self.db.update_container(supervised.id, state="exited", exit_code=125, pid=0,
-                                 finished_at=now_rfc3339())
+        self._update(supervised.id, state="exited", exit_code=125, pid=0,
+                     finished_at=now_rfc3339(), error=error.message())
         self._broadcast(supervised, attach.error_frame(error))
         self._finish(supervised)
+
+    def _update(self, container_id: str, **fields: Any) -> bool:
+        """Update a container's row; False when it was removed meanwhile (``rm -f``)."""
+        from tsubo.errors import NotFound
+
+        try:
+            self.db.update_container(container_id, **fields)
+        except NotFound:
+            return False
+        return True
 
     # --- running ------------------------------------------------------------------------------
 
@@ -651,8 +786,7 @@ class MonitorService:
             elif kind == attach.STDIN and supervised.console_master >= 0:
                 _write_quietly(supervised.console_master, payload)
             elif kind == attach.CLOSE_STDIN and supervised.stdin_write >= 0:
-                os.close(supervised.stdin_write)
-                supervised.stdin_write = -1
+                self._close_stdin(supervised)
             elif kind == attach.SIGNAL and supervised.pid and supervised.exit_code is None:
                 try:
                     os.kill(supervised.pid, int(payload))
@@ -681,13 +815,9 @@ class MonitorService:
     def _reap_children(self) -> None:
         import time
 
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        from tsubo.kernel.procfs import reap_children
+
+        for pid, status in reap_children():
             supervised = self.by_pid.pop(pid, None)
             if supervised is None:
                 continue  # an intermediate or hook process of the runtime
@@ -702,7 +832,7 @@ class MonitorService:
         try:
             self._record_exit(supervised)
         except Exception as error:
-            _record_crash(self.paths, error, f"recording the exit of {supervised.id}")
+            record_crash(self.paths, error, f"recording the exit of {supervised.id}")
             self._finish(supervised)
 
     def _record_exit(self, supervised: Supervised) -> None:
@@ -718,18 +848,19 @@ class MonitorService:
             oom = False
         try:
             self.runtime.delete(supervised.id, force=True)
+        except NotFound:
+            pass
         except Exception as error:
-            _record_crash(self.paths, error, f"deleting runtime container {supervised.id}")
+            record_crash(self.paths, error, f"deleting runtime container {supervised.id}")
         if supervised.log is not None:
             supervised.log.close()
             supervised.log = None
         self._close_stdin(supervised)
+        self._forget_pidfd(supervised)
         self._detach(supervised)
-        try:
-            self.db.update_container(supervised.id, state="exited", exit_code=code, pid=0,
-                                     finished_at=now_rfc3339(), oom_killed=int(oom))
-        except NotFound:
-            pass
+        self._update(supervised.id, state="exited", exit_code=code, pid=0,
+                     finished_at=now_rfc3339(), oom_killed=int(oom),
+                     error=supervised.exit_error)
         frame = attach.encode(attach.EXITED, str(code).encode())
         if supervised.options.remove:
             supervised.exit_frame = frame
@@ -740,9 +871,9 @@ class MonitorService:
         except NotFound:  # removed meanwhile (rm -f)
             self._finish(supervised)
             return
-        if _should_restart(supervised.options, row, code):
-            self.db.update_container(supervised.id, state="restarting",
-                                     restart_count=row.restart_count + 1)
+        if _should_restart(supervised.options, row, code) and \
+                self.db.transition_container(supervised.id, ("exited",), state="restarting",
+                                             restart_count=row.restart_count + 1):
             supervised.restart_at = time.monotonic() + supervised.restart_delay
             supervised.restart_delay = min(supervised.restart_delay * 2, _RESTART_DELAY_MAX)
             return
@@ -760,20 +891,28 @@ class MonitorService:
                     self._close_stream(supervised, fd)
             if supervised.restart_at and now >= supervised.restart_at:
                 supervised.restart_at = 0.0
-                self._restart(supervised)
+                self._guard(f"restarting container {supervised.id}", self._restart,
+                            supervised)
 
     def _restart(self, supervised: Supervised) -> None:
-        row = self.db.get_container(supervised.id)
-        if row.stopped_by_user:
-            self.db.update_container(supervised.id, state="exited")
+        from tsubo.errors import NotFound, TsuboError
+
+        try:
+            row = self.db.get_container(supervised.id)
+        except NotFound:
             self._finish(supervised)
+            return
+        if row.stopped_by_user or not self.db.transition_container(
+                supervised.id, ("restarting",), state="starting"):
+            self.db.transition_container(supervised.id, ("restarting",), state="exited")
+            self._finish(supervised)  # stopped, or being removed (rm -f claimed it)
             return
         try:
             self._launch(supervised, row)
         except TsuboError as error:
             self._start_failed(supervised, error)
         except Exception as error:
-            _record_crash(self.paths, error, f"restarting container {supervised.id}")
+            record_crash(self.paths, error, f"restarting container {supervised.id}")
             self._start_failed(supervised, TsuboError("restart container", supervised.id,
                                                       detail=str(error)))
 
@@ -786,12 +925,13 @@ class MonitorService:
         try:
             detach_networks(self.paths, self.db, supervised.id)
         except Exception as error:
-            _record_crash(self.paths, error, f"detaching container {supervised.id}")
+            record_crash(self.paths, error, f"detaching container {supervised.id}")
 
     def _close_stdin(self, supervised: Supervised) -> None:
         if supervised.stdin_write >= 0:
             os.close(supervised.stdin_write)
             supervised.stdin_write = -1
+            self._keep(supervised)  # the keeper's copy would keep the container's stdin open
 
     def _finish(self, supervised: Supervised) -> None:
         """The container is done here: unmount its root, remove it for --rm, let go."""
@@ -801,6 +941,13 @@ class MonitorService:
         for fd in list(supervised.streams):
             self._close_stream(supervised, fd)
         self._close_stdin(supervised)
+        self._forget_pidfd(supervised)
+        if self.by_pid.get(supervised.pid) is supervised:
+            del self.by_pid[supervised.pid]
+        if self.keeper is not None:
+            from tsubo.engine import keeper
+
+            keeper.send(self.keeper, [keeper.DROP, supervised.id])
         try:
             unmount_root(f"{self.paths.container_dir(supervised.id)}/merged")
             if supervised.options.remove:
@@ -808,11 +955,191 @@ class MonitorService:
 
                 remove_container_files(self.paths, self.db, supervised.id)
         except Exception as error:
-            _record_crash(self.paths, error, f"cleaning up container {supervised.id}")
+            record_crash(self.paths, error, f"cleaning up container {supervised.id}")
         if supervised.exit_frame:
             self._broadcast(supervised, supervised.exit_frame)
         for fd in list(supervised.clients):
             self._drop_client(supervised, fd)
+
+    # --- adopting: containers whose monitor died ----------------------------------------------
+
+    def _from_keeper(self) -> None:
+        """Exit statuses of adopted containers, which the keeper reaps."""
+        from tsubo.engine import keeper
+
+        while True:
+            try:
+                message = keeper.receive(self.keeper)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = None
+            if message is None:  # the keeper is gone: we go on without one
+                self.poller.unregister(self.keeper.fileno())
+                self.keeper.close()
+                self.keeper = None
+                return
+            words, fds = message
+            for fd in fds:
+                os.close(fd)
+            if len(words) == 3 and words[0] == keeper.EXIT:
+                supervised = self.containers.get(words[1])
+                if supervised is not None:
+                    self._adopted_exited(supervised, int(words[2]))
+
+    def _adopt_kept(self) -> None:
+        """Take over what the keeper held for our dead predecessor: its ADOPT messages
+        wait in our socket, up to ADOPTED (read blocking: nothing else runs yet)."""
+        from tsubo.engine import keeper
+
+        if self.keeper is None:
+            return
+        while True:
+            message = keeper.receive(self.keeper)
+            if message is None or message[0] == [keeper.ADOPTED]:
+                return
+            words, fds = message
+            if len(words) != 5 or words[0] != keeper.ADOPT:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            _, container_id, pid, status, names = words
+            self._guard(f"adopting container {container_id}", self._adopt, container_id,
+                        int(pid), None if status == "-" else int(status),
+                        dict(zip(keeper.parse_names(names), fds, strict=False)))
+
+    def _adopt(self, container_id: str, pid: int, status: int | None,
+               fds: dict[str, int]) -> None:
+        """Supervise a running (or just exited) container started by a dead monitor, with
+        the stdio fds the keeper kept for it."""
+        from tsubo.engine.logs import LogWriter
+        from tsubo.engine.options import RunOptions
+        from tsubo.engine.storage import ContainerFiles
+        from tsubo.errors import NotFound
+
+        try:
+            row = self.db.get_container(container_id)
+        except NotFound:
+            for fd in fds.values():
+                os.close(fd)
+            return
+        supervised = Supervised(container_id, RunOptions.from_json_text(row.options))
+        self.containers[container_id] = supervised
+        supervised.pid = pid
+        for name, kind in (("stdout", attach.STDOUT), ("stderr", attach.STDERR),
+                           ("console", attach.STDOUT)):
+            if name in fds:
+                fd = fds[name]
+                supervised.streams[fd] = ("stdout" if name == "console" else name, kind)
+                self.by_fd[fd] = supervised
+                self.poller.register(fd, 1)
+        supervised.console_master = fds.get("console", -1)
+        supervised.stdin_write = fds.get("stdin", -1)
+        supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(container_id)).log)
+        self._update(container_id, monitor_pid=self.me[0], monitor_start_time=self.me[1])
+        self._keep(supervised)
+        if not pid or row.state not in ("running", "paused"):
+            self._adopt_row(supervised, row)
+        elif status is not None:
+            self._adopted_exited(supervised, status)
+
+    def _adopted_exited(self, supervised: Supervised, status: int | None) -> None:
+        """An adopted container's init ended: *status* as the keeper reaped it, or None
+        when nobody could (its exit code is then unknown, and said so)."""
+        import time
+
+        if supervised.exit_code is not None:
+            return
+        if status is None:
+            supervised.exit_code = 255
+            supervised.exit_error = UNKNOWN_EXIT
+        else:
+            code = os.waitstatus_to_exitcode(status)
+            supervised.exit_code = 128 - code if code < 0 else code
+        supervised.exited_at = time.monotonic()
+        self._forget_pidfd(supervised)
+        if self.by_pid.get(supervised.pid) is supervised:
+            del self.by_pid[supervised.pid]
+        if not supervised.streams:
+            self._exited(supervised)
+
+    def _forget_pidfd(self, supervised: Supervised) -> None:
+        if supervised.pidfd >= 0:
+            self.poller.unregister(supervised.pidfd)
+            self.pidfds.pop(supervised.pidfd, None)
+            os.close(supervised.pidfd)
+            supervised.pidfd = -1
+
+    def reconcile(self, at_startup: bool) -> None:
+        """Adopt every container whose row says a monitor owns it but whose monitor is
+        dead (and that the keeper did not hand us): a running one is watched through a
+        pidfd (its output pipes died with its monitor, and its exit code will be unknown);
+        one that ended unseen is recorded as exited, exit status unknown; a failed start
+        (a monitor that died creating or starting it) is recorded as such, or removed for
+        ``--rm``; a restarting one is restarted. At startup, no "starting" row is ours."""
+        from tsubo.engine.options import RunOptions
+        from tsubo.kernel.procfs import is_alive
+
+        for row in self.db.list_containers(True):
+            if row.state not in ("running", "paused", "restarting", "starting") or \
+                    row.id in self.containers:
+                continue
+            if row.monitor_pid and (row.monitor_pid, row.monitor_start_time) != self.me and \
+                    is_alive(row.monitor_pid, row.monitor_start_time):
+                continue  # another monitor's (one going away, or a test's)
+            if row.state == "starting" and not row.monitor_pid and not at_startup:
+                continue  # its GO may still wait in our backlog
+            supervised = Supervised(row.id, RunOptions.from_json_text(row.options))
+            self.containers[row.id] = supervised
+            supervised.pid = row.pid
+            self._update(row.id, monitor_pid=self.me[0], monitor_start_time=self.me[1])
+            self._guard(f"adopting container {row.id}", self._adopt_row, supervised, row)
+
+    def _adopt_row(self, supervised: Supervised, row: ContainerRow) -> None:
+        import time
+
+        from tsubo.errors import TsuboError
+
+        if row.state == "starting" or (row.state == "restarting" and not row.pid and
+                                       supervised.options.remove):
+            self._start_failed(supervised, TsuboError(
+                "start container", row.name, detail="its monitor died while starting it"))
+            return
+        if row.state == "restarting":
+            supervised.restart_at = time.monotonic()
+            return
+        pidfd = self._pidfd_if_running(row)
+        if pidfd < 0:
+            self._adopted_exited(supervised, None)
+            return
+        supervised.pidfd = pidfd
+        self.pidfds[pidfd] = supervised
+        self.poller.register(pidfd, 1)
+
+    def _pidfd_if_running(self, row: ContainerRow) -> int:
+        """A pidfd of the container's init when it still runs (pid and start time as the
+        runtime recorded them), else -1."""
+        from tsubo.errors import TsuboError
+
+        try:
+            state = self.runtime.state(row.id)
+        except TsuboError:
+            return -1
+        pid = int(state.get("pid") or 0)
+        if state.get("status") not in ("running", "paused", "created") or pid <= 0:
+            return -1
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return -1
+        try:
+            state = self.runtime.state(row.id)  # the pidfd names the process checked
+        except TsuboError:
+            state = {}
+        if state.get("status") not in ("running", "paused", "created"):
+            os.close(pidfd)
+            return -1
+        return pidfd
 
 
 def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> bool:
@@ -838,14 +1165,6 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO from a pty whose last slave closed
         return b""
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _write_quietly(fd: int, data: bytes) -> None:

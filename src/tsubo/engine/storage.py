@@ -146,6 +146,7 @@ def mount_root(files: ContainerFiles, lower_dirs: list[str], *, volatile: bool =
     of the upper file system that overlayfs otherwise does on every unmount and syncfs:
     measured here as occasional 200 ms stalls of the next container start."""
     from tsubo.kernel import syscalls
+    from tsubo.kernel.flags import MS_NODEV
 
     if os.path.ismount(files.merged):
         return
@@ -156,7 +157,9 @@ def mount_root(files: ContainerFiles, lower_dirs: list[str], *, volatile: bool =
     options = f"lowerdir={':'.join(layers)}{rest}"
     try:
         if len(os.fsencode(options)) <= LINKS_ABOVE:
-            syscalls.mount("overlay", files.merged, "overlay", 0, options)
+            # nodev: layers keep device nodes, and a container can make its own in its upper
+            # layer; the engine reads files of this root from the host (docs/engine.md)
+            syscalls.mount("overlay", files.merged, "overlay", MS_NODEV, options)
             return
         links_dir, names = layer_links(layers)
         options = f"lowerdir={':'.join(names)}{rest}"
@@ -247,7 +250,7 @@ def mount_relative(directory: str, target: str, options: str) -> None:
     import _thread
 
     from tsubo.kernel import syscalls
-    from tsubo.kernel.flags import CLONE_FS
+    from tsubo.kernel.flags import CLONE_FS, MS_NODEV
 
     errors: list[BaseException] = []
     done = _thread.allocate_lock()
@@ -257,7 +260,7 @@ def mount_relative(directory: str, target: str, options: str) -> None:
         try:
             syscalls.unshare(CLONE_FS)
             os.chdir(directory)
-            syscalls.mount("overlay", target, "overlay", 0, options)
+            syscalls.mount("overlay", target, "overlay", MS_NODEV, options)
         except BaseException as error:  # re-raised in the caller's thread
             errors.append(error)
         finally:
@@ -315,14 +318,13 @@ def lookup_group(rootfs: str, name: str) -> int:
 
 
 def _read_in_root(rootfs: str, path: str) -> str:
-    from tsubo.kernel import mounts
+    """A file of the container's own (an image's or a live root's, so hostile): "" when it
+    does not exist; a FIFO, a device node or an oversized file is an error, never read."""
+    from tsubo.kernel.untrusted import read_file_in_root
 
-    root_fd = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fd = mounts.open_in_root(root_fd, path, os.O_RDONLY)
-    except OSError:
+        return read_file_in_root(rootfs, path).decode("utf-8", "replace")
+    except (FileNotFoundError, NotADirectoryError):
         return ""
-    finally:
-        os.close(root_fd)
-    with os.fdopen(fd, "rb") as source:
-        return source.read(1 << 20).decode("utf-8", "replace")
+    except OSError as error:
+        raise TsuboError.from_os_error(f"read {path} in", rootfs, error) from None

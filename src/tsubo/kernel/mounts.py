@@ -28,6 +28,7 @@ from tsubo.kernel.flags import (
     RESOLVE_NO_MAGICLINKS,
     STATVFS_LOCKED_FLAGS,
 )
+from tsubo.kernel.untrusted import copy_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -186,48 +187,6 @@ def mount_step(root_fd: int, step: MountStep) -> None:
         os.close(target_fd)
         if below_fd >= 0:
             os.close(below_fd)
-
-
-def copy_tree(source_fd: int, target_fd: int) -> None:
-    """Copy a directory's contents (files, directories, symlinks; modes and owners) from
-    one directory fd to another, never following a symlink."""
-    for entry in os.scandir(source_fd):
-        info = entry.stat(follow_symlinks=False)
-        name = entry.name
-        if stat.S_ISDIR(info.st_mode):
-            os.mkdir(name, stat.S_IMODE(info.st_mode), dir_fd=target_fd)
-            child_source = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                   | os.O_CLOEXEC, dir_fd=source_fd)
-            child_target = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                   | os.O_CLOEXEC, dir_fd=target_fd)
-            try:
-                copy_tree(child_source, child_target)
-            finally:
-                os.close(child_source)
-                os.close(child_target)
-        elif stat.S_ISLNK(info.st_mode):
-            os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
-        elif stat.S_ISREG(info.st_mode):
-            _copy_file(source_fd, target_fd, name, stat.S_IMODE(info.st_mode))
-        else:
-            continue  # devices, fifos, sockets: not copied up (runc does the same)
-        os.chown(name, info.st_uid, info.st_gid, dir_fd=target_fd, follow_symlinks=False)
-        if not stat.S_ISLNK(info.st_mode):
-            os.chmod(name, stat.S_IMODE(info.st_mode), dir_fd=target_fd)
-
-
-def _copy_file(source_fd: int, target_fd: int, name: str, mode: int) -> None:
-    reader = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
-    try:
-        writer = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode,
-                         dir_fd=target_fd)
-        try:
-            while os.sendfile(writer, reader, None, 1 << 20):
-                pass
-        finally:
-            os.close(writer)
-    finally:
-        os.close(reader)
 
 
 def mount_entries(root_fd: int, destination: str,

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 class ProcessStat:
     """The parts of ``/proc/PID/stat`` we use."""
@@ -68,3 +72,38 @@ def reap_if_child(pid: int) -> int | None:
     except ChildProcessError:
         return None
     return status if reaped == pid else None
+
+
+def set_process_title(title: str) -> None:
+    """Name this process ``title`` in ``ps`` (``/proc/self/cmdline``) and ``/proc/self/comm``.
+
+    A process forked from a CLI keeps that CLI's argv (``tsubo run -d --name web ...``) long
+    after the command ended. The kernel shows cmdline from the argv area of the process's
+    own memory (``arg_start``..``arg_end``, fields 48-49 of ``/proc/self/stat``), so the
+    title is written there, cut to the area's size, the first space becoming the argument
+    separator and the rest padded with NULs (what setproctitle does, without its C code)."""
+    from tsubo.kernel import syscalls
+
+    raw = title.encode()
+    syscalls.set_thread_name(raw.split(b" ", 1)[0])
+    with open("/proc/self/stat", "rb") as stat_file:
+        stat_fields = stat_file.read()
+    fields = stat_fields[stat_fields.rindex(b")") + 2:].split()
+    arg_start, arg_end = int(fields[45]), int(fields[46])  # fields 48 and 49
+    size = arg_end - arg_start
+    if size < 2:
+        return
+    shown = raw.replace(b" ", b"\0", 1)[:size - 1]
+    syscalls.write_own_memory(arg_start, shown + b"\0" * (size - len(shown)))
+
+
+def reap_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of each child that has exited, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status

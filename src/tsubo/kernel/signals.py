@@ -45,3 +45,27 @@ def signal_name(number: int) -> str:
         if value == number and name not in ("SIGIOT", "SIGPOLL", "SIGCLD"):
             return name
     return str(number)
+
+
+def wake_on(*numbers: int) -> int:
+    """A non-blocking pipe that becomes readable whenever one of the signals *numbers*
+    arrives (their handlers do nothing else; ``signal.set_wakeup_fd``), for a poll loop:
+    returns its read end, to be emptied with :func:`drain`."""
+    import os
+
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    for number in numbers:
+        _signal.signal(number, lambda signal_number, frame: None)
+    _signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    return wake_read
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking wake-up pipe empty."""
+    import os
+
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass

@@ -149,3 +149,16 @@ def join_session_keyring(name: str) -> None:
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring, so the container cannot
     reach the caller's keys (what runc does unless --no-new-keyring)."""
     _call_syscall("keyctl", _Long(_KEYCTL_JOIN_SESSION_KEYRING), name.encode())
+
+
+def set_thread_name(name: bytes) -> None:
+    """prctl(PR_SET_NAME): the name ``/proc/PID/comm`` shows (at most 15 bytes kept)."""
+    _check(_prctl(15, name[:15], _Long(0), _Long(0), _Long(0)))
+
+
+def write_own_memory(address: int, data: bytes) -> None:
+    """Copy *data* to *address* in this process (memcpy): for the argv area only."""
+    _memcpy(_Long(address), data, _Long(len(data)))
+
+
+_memcpy = _function("memcpy")
