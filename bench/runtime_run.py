@@ -54,6 +54,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
+                        help="another tsubo-runtime to time beside the venv's (e.g. one "
+                        "from `pip install .` into a plain venv); repeatable")
     args = parser.parse_args()
     venv_bin = Path(sys.executable).parent
     tsubo = str(venv_bin / "tsubo-runtime")
@@ -67,6 +70,10 @@ def main() -> int:
             "crun": lambda n: ["crun", "--root", str(state / "crun"), "run", f"b{n}"],
             "python -IS -c pass (floor)": lambda n: [sys.executable, "-IS", "-c", "pass"],
         }
+        for also in args.also:
+            label, _, path = also.partition("=")
+            runtimes[label] = lambda n, path=path, label=label: [
+                path, "--root", str(state / label.replace("/", "_")), "run", f"b{n}"]
         times: dict[str, list[float]] = {name: [] for name in runtimes}
         errors: dict[str, str] = {}
         names = list(runtimes)

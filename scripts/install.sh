@@ -29,8 +29,9 @@ fi
 
 # Debian's interpreter, explicitly: a pyenv shim on PATH costs ~80 ms a start.
 [ -x .venv/bin/python ] || /usr/bin/python3 -m venv .venv
+# The commands are launchers/tsubo and launchers/tsubo-runtime, as pip installs them for
+# anyone (`pip install .` gives the same speed: docs/performance.md).
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
-.venv/bin/python scripts/install_launchers.py
 # Bytecode now, so the first container start does not pay for compiling.
 .venv/bin/python -I -m compileall -q src >/dev/null
 echo "tsubo installed: $(.venv/bin/tsubo-runtime --version | head -1)"

@@ -80,8 +80,9 @@ def set_process_title(title: str) -> None:
     A process forked from a CLI keeps that CLI's argv (``tsubo run -d --name web ...``) long
     after the command ended. The kernel shows cmdline from the argv area of the process's
     own memory (``arg_start``..``arg_end``, fields 48-49 of ``/proc/self/stat``), so the
-    title is written there, cut to the area's size, the first space becoming the argument
-    separator and the rest padded with NULs (what setproctitle does, without its C code)."""
+    title is written there (what setproctitle does, without its C code): cut to the area,
+    NUL-terminated, and the area's last byte made non-NUL, which tells the kernel to show
+    the area only up to that first NUL (fs/proc/base.c, ``get_mm_proctitle``)."""
     from tsubo.kernel import syscalls
 
     raw = title.encode()
@@ -91,10 +92,10 @@ def set_process_title(title: str) -> None:
     fields = stat_fields[stat_fields.rindex(b")") + 2:].split()
     arg_start, arg_end = int(fields[45]), int(fields[46])  # fields 48 and 49
     size = arg_end - arg_start
-    if size < 2:
+    if size < 3:
         return
-    shown = raw.replace(b" ", b"\0", 1)[:size - 1]
-    syscalls.write_own_memory(arg_start, shown + b"\0" * (size - len(shown)))
+    shown = raw[:size - 2] + b"\0"
+    syscalls.write_own_memory(arg_start, shown + b" " * (size - len(shown)))
 
 
 def reap_children() -> Iterator[tuple[int, int]]:
