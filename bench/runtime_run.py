@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -50,6 +51,10 @@ def time_once(argv: list[str], cwd: Path) -> tuple[float, str]:
                                                        f"exit {result.returncode}")
 
 
+def _also_argv(path: str, root: Path) -> Callable[[int], list[str]]:
+    return lambda n: [path, "--root", str(root), "run", f"b{n}"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
@@ -72,8 +77,7 @@ def main() -> int:
         }
         for also in args.also:
             label, _, path = also.partition("=")
-            runtimes[label] = lambda n, path=path, label=label: [
-                path, "--root", str(state / label.replace("/", "_")), "run", f"b{n}"]
+            runtimes[label] = _also_argv(path, state / label.replace("/", "_"))
         times: dict[str, list[float]] = {name: [] for name in runtimes}
         errors: dict[str, str] = {}
         names = list(runtimes)
