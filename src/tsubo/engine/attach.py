@@ -5,7 +5,9 @@ One socket, framed messages: a kind byte, a 4-byte big-endian length, the payloa
 monitor -> client: ``o`` stdout bytes, ``e`` stderr bytes, ``s`` started (payload: "PID ID"),
 ``x`` exited (payload: exit code), ``!`` error (payload: a one-line message).
 client -> monitor: ``g`` the container to start, ``r`` one to create and start, or ``a``
-adopt the containers whose monitor died (answered ``d`` when done) — sent once, first;
+adopt the containers whose monitor died (answered ``d`` when done), or ``W`` wait until
+this container is done (answered ``x`` with its exit code, ``-`` if we do not run it) —
+sent once, first;
 ``i`` stdin bytes,
 ``c`` close stdin, ``k`` signal (payload: number),
 ``w`` window size (payload: "rows cols").
@@ -39,6 +41,7 @@ GO = b"g"  # client -> monitor, first: the container to start (payload: its ID)
 RUN = b"r"  # client -> monitor, first: create and start (payload: {"options", "name"})
 RECONCILE = b"a"  # client -> monitor, first: adopt containers whose monitor is gone
 RECONCILED = b"d"  # monitor -> client: done (then the connection closes)
+WAIT = b"W"  # client -> monitor, first: tell me when this container is done (payload: ID)
 
 #: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
 DETACH_KEYS = b"\x10\x11"

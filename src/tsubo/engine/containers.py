@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from tsubo.engine import status
 from tsubo.engine.paths import EnginePaths
 from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
 
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
     from tsubo.runtime.container import Runtime
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit")
-RUNNING_STATES = ("running", "paused", "restarting")
-#: states ``start`` takes a container from
-STARTABLE_STATES = ("created", "exited")
-#: states a container is removed from without being stopped ("removing": a removal that
-#: was interrupted is taken up again)
-REMOVABLE_STATES = ("created", "exited", "dead", "removing")
 #: how long ``rm -f`` lets a monitor finish starting a container before acting
 _STARTING_WAIT_SECONDS = 30.0
 
@@ -130,7 +125,7 @@ class Engine:
             row = dbmod.ContainerRow.new(container_id, name, options.to_json_text(), lower,
                                          image=image_id,
                                          labels=jsonwire.dumps(options.labels),
-                                         state="starting" if owner else "created",
+                                         state=status.STARTING if owner else status.CREATED,
                                          monitor_pid=owner[0] if owner else 0,
                                          monitor_start_time=owner[1] if owner else 0)
             self.db.insert_container(row)  # AlreadyExists for a taken name: nothing made yet
@@ -161,9 +156,7 @@ class Engine:
         """``--network container:NAME``: join that running container's network namespace
         (its /run/netns pin when it has one, else its init's /proc/PID/ns/net)."""
         target = self.refresh(self.db.resolve_container(ref))
-        if target.state not in ("running", "paused"):
-            raise WrongState("join network of", target.name,
-                             detail=f"container {target.name} is not running")
+        status.check("join network of", target.name, target.state)
         pin = f"/run/netns/{target.name}"
         return pin if os.path.exists(pin) else f"/proc/{target.pid}/ns/net"
 
@@ -259,7 +252,7 @@ class Engine:
         """Hand a spawned monitor its container: it starts it and reports on the socket."""
         from tsubo.engine import attach
 
-        if not self.db.transition_container(container_id, STARTABLE_STATES, state="starting",
+        if not self.db.transition_container(container_id, status.STARTABLE, state=status.STARTING,
                                             stopped_by_user=0, monitor_pid=0):
             row = self.db.get_container(container_id)
             raise WrongState("start container", row.name, detail=f"container is {row.state}")
@@ -269,8 +262,7 @@ class Engine:
         """Start a created or exited container under a new monitor; returns the row and
         our end of the monitor's attach socket (wait for "started" on it)."""
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state in RUNNING_STATES or row.state == "starting":
-            raise WrongState("start container", row.name, detail=f"container is {row.state}")
+        status.check("start", row.name, row.state)
         fd = self.spawn_monitor()
         try:
             self.launch(fd, row.id)
@@ -323,12 +315,10 @@ class Engine:
 
     def kill(self, ref: str, signal: int = 9) -> ContainerRow:
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state not in ("running", "paused"):
-            raise WrongState("kill container", row.name,
-                             detail=f"container {row.name} is not running")
+        status.check("kill", row.name, row.state)
         self.db.update_container(row.id, stopped_by_user=1)
         self.runtime.kill(row.id, signal)
-        if row.state == "paused" and signal == 9:
+        if row.state == status.PAUSED and signal == 9:
             self.unpause(row.id)
         return row
 
@@ -339,16 +329,16 @@ class Engine:
         from tsubo.kernel.signals import parse_signal
 
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state not in RUNNING_STATES:
+        if row.state not in status.ACTIVE:
             return row
         options = RunOptions.from_json_text(row.options)
         self.db.update_container(row.id, stopped_by_user=1)
         wait_for = options.stop_timeout if timeout is None else timeout
-        if row.state == "restarting":
+        if row.state == status.RESTARTING:
             self._wait_exited(row.id, wait_for + 10)
             return self.db.get_container(row.id)
         try:
-            if row.state == "paused":
+            if row.state == status.PAUSED:
                 self.runtime.resume(row.id)
             self.runtime.kill(row.id, parse_signal(options.stop_signal))
         except TsuboError:
@@ -367,28 +357,25 @@ class Engine:
 
     def pause(self, ref: str) -> None:
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state != "running":
-            raise WrongState("pause container", row.name, detail=f"container is {row.state}")
+        status.check("pause", row.name, row.state)
         self.runtime.pause(row.id)
-        self.db.update_container(row.id, state="paused")
+        self.db.update_container(row.id, state=status.PAUSED)
 
     def unpause(self, ref: str) -> None:
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state != "paused":
-            raise WrongState("unpause container", row.name,
-                             detail=f"container is {row.state}, not paused")
+        status.check("unpause", row.name, row.state)
         self.runtime.resume(row.id)
-        self.db.update_container(row.id, state="running")
+        self.db.update_container(row.id, state=status.RUNNING)
 
     # --- wait / remove --------------------------------------------------------------------
 
     def wait(self, ref: str, timeout: float | None = None) -> int:
         """Block until the container is not running; its exit code."""
         row = self.db.resolve_container(ref)
-        if not self._wait_exited(row.id, timeout):
+        done, code = self._wait_for_exit(row.id, timeout)
+        if not done:
             raise TsuboError("wait for container", row.name, detail="timed out")
-        final = self.db.get_container(row.id)
-        return final.exit_code if final.exit_code is not None else -1
+        return code if code is not None else -1
 
     def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
         """Remove a container (``-f``: kill it first). Claimed "removing" in one database
@@ -397,24 +384,24 @@ class Engine:
         row = self.refresh(self.db.resolve_container(ref))
         container_id = row.id
         deadline = _monotonic() + _STARTING_WAIT_SECONDS
-        while not self.db.transition_container(container_id, (*REMOVABLE_STATES, "restarting")
-                                               if force else REMOVABLE_STATES,
-                                               state="removing", stopped_by_user=1):
+        while not self.db.transition_container(container_id, (*status.REMOVABLE, status.RESTARTING)
+                                               if force else status.REMOVABLE,
+                                               state=status.REMOVING, stopped_by_user=1):
             row = self.refresh(self.db.get_container(container_id))
-            if row.state in RUNNING_STATES and not force:
+            if row.state in status.ACTIVE and not force:
                 raise WrongState("remove container", row.name,
                                  detail=f"container is {row.state}",
                                  hint="stop it first, or use -f")
             if _monotonic() >= deadline:
                 raise WrongState("remove container", row.name,
                                  detail=f"container is still {row.state}")
-            if row.state in ("running", "paused"):
+            if row.state in (status.RUNNING, status.PAUSED):
                 self.kill(row.id, 9)
                 self._wait_exited(row.id, 20.0)
-            elif row.state == "starting":
+            elif row.state == status.STARTING:
                 # its monitor is mounting and starting it: let it finish, then kill it
                 _poll(lambda: self.refresh(self.db.get_container(container_id)).state
-                      != "starting", max(0.0, deadline - _monotonic()))
+                      != status.STARTING, max(0.0, deadline - _monotonic()))
         remove_container_files(self.paths, self.db, container_id, volumes=volumes)
         return container_id
 
@@ -429,9 +416,7 @@ class Engine:
         from tsubo.engine.storage import ContainerFiles, lookup_group, make_passwd_lookup
 
         row = self.refresh(self.db.resolve_container(ref))
-        if row.state not in ("running",):
-            raise WrongState("exec in container", row.name,
-                             detail=f"container {row.name} is not running")
+        status.check("exec in", row.name, row.state)
         if not command:
             raise InvalidArgument("exec in container", row.name, detail="no command given")
         record = self.runtime.store.load(row.id)
@@ -463,7 +448,7 @@ class Engine:
             return logs.read_logs(path, tail=tail, since=since, timestamps=timestamps)
 
         def is_running() -> bool:
-            return self.refresh(self.db.get_container(row.id)).state in RUNNING_STATES
+            return self.refresh(self.db.get_container(row.id)).state in status.ACTIVE
 
         return logs.follow_logs(path, is_running=is_running, tail=tail, since=since,
                                 timestamps=timestamps)
@@ -477,7 +462,7 @@ class Engine:
                 continue  # an --rm container whose dead monitor's successor removed it
         if all_states:
             return rows
-        return [row for row in rows if row.state in RUNNING_STATES]
+        return [row for row in rows if row.state in status.ACTIVE]
 
     def inspect(self, ref: str) -> dict[str, Any]:
         from tsubo.engine.inspect import inspect_container
@@ -489,7 +474,7 @@ class Engine:
         """Remove every stopped container; their IDs."""
         removed = []
         for row in self.containers(all_states=True):
-            if self.db.transition_container(row.id, REMOVABLE_STATES, state="removing"):
+            if self.db.transition_container(row.id, status.REMOVABLE, state=status.REMOVING):
                 remove_container_files(self.paths, self.db, row.id)
                 removed.append(row.id)
         return removed
@@ -506,7 +491,7 @@ class Engine:
         done: list[str] = []
         rows = {row.id: self.refresh(row) for row in self.db.list_containers(True)}
         live = {cid for cid, row in rows.items()
-                if row.state in (*RUNNING_STATES, "starting")}
+                if row.state in status.MONITORED}
         store = NetworkStore(self.db)
         network_ids = {network.id for network in store.list_networks()}
         for entry in store.ledger_entries():
@@ -572,11 +557,11 @@ class Engine:
         (an ``--rm`` container that had ended)."""
         from tsubo.kernel.procfs import is_alive
 
-        if row.state not in (*RUNNING_STATES, "starting"):
+        if row.state not in status.MONITORED:
             return row
         if row.monitor_pid and is_alive(row.monitor_pid, row.monitor_start_time):
             return row
-        if row.state == "starting" and not row.monitor_pid:
+        if row.state == status.STARTING and not row.monitor_pid:
             return row  # a monitor that has not registered itself yet
         current = self.db.get_container(row.id)
         if current.monitor_pid and is_alive(current.monitor_pid, current.monitor_start_time):
@@ -602,8 +587,56 @@ class Engine:
             os.close(fd)
 
     def _wait_exited(self, container_id: str, timeout: float | None) -> bool:
-        return _poll(lambda: self.refresh(self.db.get_container(container_id)).state
-                     not in (*RUNNING_STATES, "starting"), timeout)
+        return self._wait_for_exit(container_id, timeout)[0]
+
+    def _wait_for_exit(self, container_id: str, timeout: float | None
+                       ) -> tuple[bool, int | None]:
+        """Wait until the container is done (not running, restarting or starting): woken
+        by its monitor's answer to a ``WAIT`` frame, not by polling. (done, exit code);
+        done is False on timeout, the exit code None for a container removed meanwhile."""
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            try:
+                row = self.refresh(self.db.get_container(container_id))
+            except NotFound:
+                return True, None
+            if row.state not in status.MONITORED:
+                return True, row.exit_code
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                return False, None
+            answer = self._ask_monitor_to_wait(container_id, remaining)
+            if answer is not None:
+                return True, answer
+            # not (or no longer, or not yet) the monitor's: look at the row again
+            _sleep(0.01 if remaining is None else min(0.01, remaining))
+
+    def _ask_monitor_to_wait(self, container_id: str, timeout: float | None) -> int | None:
+        """The exit code the monitor reports for the container once it is done; None when
+        it does not run it, dies meanwhile, or *timeout* passes."""
+        import select
+
+        from tsubo.engine import attach
+
+        fd = self.spawn_monitor()
+        try:
+            attach.send_all(fd, attach.encode(attach.WAIT, container_id.encode()))
+            waiting = select.poll()
+            waiting.register(fd, select.POLLIN)
+            reader = attach.FrameReader()
+            deadline = None if timeout is None else _monotonic() + timeout
+            while True:
+                left = -1 if deadline is None else max(0, int((deadline - _monotonic()) * 1000))
+                if not waiting.poll(left):
+                    return None
+                data = os.read(fd, 4096)
+                if not data:
+                    return None
+                for kind, payload in reader.feed(data):
+                    if kind == attach.EXITED:
+                        return int(payload) if payload.lstrip(b"-").isdigit() else None
+        finally:
+            os.close(fd)
 
 
 def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> None:
@@ -661,6 +694,12 @@ def detach_networks(paths: EnginePaths, db: Database, container_id: str) -> None
         store.forget("netns", name)
     for endpoint in store.forget_container(container_id):
         store.forget("link", endpoint.host_ifname)
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
 
 
 def _monotonic() -> float:

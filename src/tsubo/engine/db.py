@@ -24,6 +24,7 @@ import os
 import sqlite3
 import time
 
+from tsubo.engine import status
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
 from tsubo.oci import jsonwire
 
@@ -33,12 +34,9 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-#: Container states: Docker's, plus "starting" (``start`` has handed the container to a
-#: monitor that has not yet reported it running).
-STATES = ("created", "starting", "running", "paused", "restarting", "exited", "removing",
-          "dead")
-#: What ``ps`` shows without ``--all`` (Docker counts paused and restarting as running).
-ACTIVE_STATES = ("running", "paused", "restarting")
+#: Container states (``engine/status.py`` says what each allows)
+STATES = status.ALL
+ACTIVE_STATES = status.ACTIVE
 
 #: Migration N (1-based) brings the schema from user_version N-1 to N. Each is a tuple of
 #: single statements: ``executescript`` would COMMIT the migration transaction first.

@@ -109,13 +109,13 @@ class DiskUsage:
 
     def __init__(self, images: list[ImageUsage], image_summary: Summary,
                  containers: list[ContainerUsage], volumes: list[VolumeUsage]) -> None:
-        from tsubo.engine.db import ACTIVE_STATES
+        from tsubo.engine.status import ACTIVE
 
         self.images = images
         self.image_summary = image_summary
         self.containers = containers
         self.volumes = volumes
-        stopped = [usage for usage in containers if usage.row.state not in ACTIVE_STATES]
+        stopped = [usage for usage in containers if usage.row.state not in ACTIVE]
         self.container_summary = Summary(
             len(containers), len(containers) - len(stopped),
             sum(usage.size for usage in containers), sum(usage.size for usage in stopped))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tsubo.engine import status
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -27,16 +29,16 @@ def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
     entrypoint = options.entrypoint if options.entrypoint is not None \
         else image.get("Entrypoint")
     process = _dict(config.get("process") or {})
-    running = row.state in ("running", "paused", "restarting")
+    running = row.state in status.ACTIVE
     return {
         "Id": row.id,
         "Created": row.created_at,
         "Path": (process.get("args") or [""])[0],
         "Args": (process.get("args") or [""])[1:],
         "State": {
-            "Status": row.state, "Running": running, "Paused": row.state == "paused",
-            "Restarting": row.state == "restarting", "OOMKilled": bool(row.oom_killed),
-            "Dead": row.state == "dead", "Pid": row.pid if running else 0,
+            "Status": row.state, "Running": running, "Paused": row.state == status.PAUSED,
+            "Restarting": row.state == status.RESTARTING, "OOMKilled": bool(row.oom_killed),
+            "Dead": row.state == status.DEAD, "Pid": row.pid if running else 0,
             "ExitCode": row.exit_code if row.exit_code is not None else 0,
             "Error": row.error,
             "StartedAt": row.started_at or "0001-01-01T00:00:00Z",

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 
-from tsubo.engine import attach
+from tsubo.engine import attach, status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def _fork_keeper(paths: EnginePaths, ready_fd: int) -> None:
     survives us); it forks the monitor, which writes to *ready_fd* once it listens."""
     pid = os.fork()
     if pid == 0:
-        status = 1
+        exit_status = 1
         try:
             os.setsid()
             if os.fork() != 0:
@@ -143,10 +143,10 @@ def _fork_keeper(paths: EnginePaths, ready_fd: int) -> None:
             _close_fds_except(ready_fd)
             from tsubo.engine.keeper import Keeper
 
-            status = Keeper(paths).run(ready_fd)
+            exit_status = Keeper(paths).run(ready_fd)
         except BaseException as error:  # a keeper must never unwind into the CLI's code
             record_crash(paths, error, "keeper")
-        os._exit(status)
+        os._exit(exit_status)
     os.waitpid(pid, 0)
 
 
@@ -237,6 +237,8 @@ class Supervised:
         #: adopted from a dead monitor: its init is the keeper's child, not ours (the
         #: keeper reports its exit); -1, or a pidfd when no keeper held it either
         self.pidfd = -1
+        #: connections waiting for it to be done (``wait``, ``stop``): told its exit code
+        self.waiters: list[int] = []
 
     def stdio_fds(self) -> tuple[list[str], list[int]]:
         """The fds the keeper must hold for this container: (names, fds)."""
@@ -267,6 +269,7 @@ class MonitorService:
         self.pending: dict[int, attach.FrameReader] = {}  # connections before their GO
         self.readers: dict[int, attach.FrameReader] = {}
         self.pidfds: dict[int, Supervised] = {}
+        self.waiting: dict[int, Supervised] = {}  # clients of `wait` and `stop`
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
@@ -423,6 +426,9 @@ class MonitorService:
             self._from_keeper()
         elif fd in self.pidfds:
             self._adopted_exited(self.pidfds[fd], None)
+        elif fd in self.waiting:
+            if not _read(fd):  # a waiter says nothing: this is its going away
+                self._drop_waiter(self.waiting[fd], fd)
         else:
             supervised = self.by_fd.get(fd)
             if supervised is None:
@@ -467,6 +473,9 @@ class MonitorService:
                 reader = self.pending.pop(fd)
                 self._create_and_start(payload, fd, reader)
                 return
+            if kind == attach.WAIT:
+                self._add_waiter(payload.decode(), fd)
+                return
             if kind == attach.RECONCILE:
                 self.reconcile(False)
                 _send_quietly(fd, attach.encode(attach.RECONCILED))
@@ -509,6 +518,23 @@ class MonitorService:
         self.by_fd.pop(fd, None)
         self.readers.pop(fd, None)
         os.close(fd)
+
+    def _add_waiter(self, container_id: str, fd: int) -> None:
+        """A ``wait``/``stop`` client: answered when the container is done here."""
+        self.pending.pop(fd, None)
+        supervised = self.containers.get(container_id)
+        if supervised is None:
+            _send_quietly(fd, attach.encode(attach.EXITED, b"-"))
+            self._forget(fd)
+            return
+        supervised.waiters.append(fd)
+        self.waiting[fd] = supervised
+
+    def _drop_waiter(self, supervised: Supervised, fd: int) -> None:
+        if fd in supervised.waiters:
+            supervised.waiters.remove(fd)
+        self.waiting.pop(fd, None)
+        self._forget(fd)
 
     # --- names on networks ----------------------------------------------------------------
 
@@ -640,7 +666,7 @@ class MonitorService:
         self._keep(supervised)
         supervised.log = LogWriter(files.log)
         try:
-            self.db.update_container(supervised.id, state="running", pid=pid,
+            self.db.update_container(supervised.id, state=status.RUNNING, pid=pid,
                                      started_at=now_rfc3339(), exit_code=None,
                                      finished_at=None, oom_killed=0, error="")
         except NotFound:
@@ -735,7 +761,7 @@ class MonitorService:
     def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
         from tsubo.engine.db import now_rfc3339
 
-        self._update(supervised.id, state="exited", exit_code=125, pid=0,
+        self._update(supervised.id, state=status.EXITED, exit_code=125, pid=0,
                      finished_at=now_rfc3339(), error=error.message())
         self._broadcast(supervised, attach.error_frame(error))
         self._finish(supervised)
@@ -817,11 +843,11 @@ class MonitorService:
 
         from tsubo.kernel.procfs import reap_children
 
-        for pid, status in reap_children():
+        for pid, wait_status in reap_children():
             supervised = self.by_pid.pop(pid, None)
             if supervised is None:
                 continue  # an intermediate or hook process of the runtime
-            code = os.waitstatus_to_exitcode(status)
+            code = os.waitstatus_to_exitcode(wait_status)
             supervised.exit_code = 128 - code if code < 0 else code
             supervised.exited_at = time.monotonic()
             if not supervised.streams:
@@ -858,7 +884,7 @@ class MonitorService:
         self._close_stdin(supervised)
         self._forget_pidfd(supervised)
         self._detach(supervised)
-        self._update(supervised.id, state="exited", exit_code=code, pid=0,
+        self._update(supervised.id, state=status.EXITED, exit_code=code, pid=0,
                      finished_at=now_rfc3339(), oom_killed=int(oom),
                      error=supervised.exit_error)
         frame = attach.encode(attach.EXITED, str(code).encode())
@@ -872,7 +898,8 @@ class MonitorService:
             self._finish(supervised)
             return
         if _should_restart(supervised.options, row, code) and \
-                self.db.transition_container(supervised.id, ("exited",), state="restarting",
+                self.db.transition_container(supervised.id, (status.EXITED,),
+                                             state=status.RESTARTING,
                                              restart_count=row.restart_count + 1):
             supervised.restart_at = time.monotonic() + supervised.restart_delay
             supervised.restart_delay = min(supervised.restart_delay * 2, _RESTART_DELAY_MAX)
@@ -903,8 +930,9 @@ class MonitorService:
             self._finish(supervised)
             return
         if row.stopped_by_user or not self.db.transition_container(
-                supervised.id, ("restarting",), state="starting"):
-            self.db.transition_container(supervised.id, ("restarting",), state="exited")
+                supervised.id, (status.RESTARTING,), state=status.STARTING):
+            self.db.transition_container(supervised.id, (status.RESTARTING,),
+                                         state=status.EXITED)
             self._finish(supervised)  # stopped, or being removed (rm -f claimed it)
             return
         try:
@@ -960,6 +988,12 @@ class MonitorService:
             self._broadcast(supervised, supervised.exit_frame)
         for fd in list(supervised.clients):
             self._drop_client(supervised, fd)
+        done = attach.encode(attach.EXITED, str(supervised.exit_code
+                                                if supervised.exit_code is not None else 255
+                                                ).encode())
+        for fd in list(supervised.waiters):
+            _send_quietly(fd, done)
+            self._drop_waiter(supervised, fd)
 
     # --- adopting: containers whose monitor died ----------------------------------------------
 
@@ -1003,12 +1037,12 @@ class MonitorService:
                 for fd in fds:
                     os.close(fd)
                 continue
-            _, container_id, pid, status, names = words
+            _, container_id, pid, wait_status, names = words
             self._guard(f"adopting container {container_id}", self._adopt, container_id,
-                        int(pid), None if status == "-" else int(status),
+                        int(pid), None if wait_status == "-" else int(wait_status),
                         dict(zip(keeper.parse_names(names), fds, strict=False)))
 
-    def _adopt(self, container_id: str, pid: int, status: int | None,
+    def _adopt(self, container_id: str, pid: int, wait_status: int | None,
                fds: dict[str, int]) -> None:
         """Supervise a running (or just exited) container started by a dead monitor, with
         the stdio fds the keeper kept for it."""
@@ -1038,23 +1072,23 @@ class MonitorService:
         supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(container_id)).log)
         self._update(container_id, monitor_pid=self.me[0], monitor_start_time=self.me[1])
         self._keep(supervised)
-        if not pid or row.state not in ("running", "paused"):
+        if not pid or row.state not in (status.RUNNING, status.PAUSED):
             self._adopt_row(supervised, row)
-        elif status is not None:
-            self._adopted_exited(supervised, status)
+        elif wait_status is not None:
+            self._adopted_exited(supervised, wait_status)
 
-    def _adopted_exited(self, supervised: Supervised, status: int | None) -> None:
-        """An adopted container's init ended: *status* as the keeper reaped it, or None
+    def _adopted_exited(self, supervised: Supervised, wait_status: int | None) -> None:
+        """An adopted container's init ended: *wait_status* as the keeper reaped it, or None
         when nobody could (its exit code is then unknown, and said so)."""
         import time
 
         if supervised.exit_code is not None:
             return
-        if status is None:
+        if wait_status is None:
             supervised.exit_code = 255
             supervised.exit_error = UNKNOWN_EXIT
         else:
-            code = os.waitstatus_to_exitcode(status)
+            code = os.waitstatus_to_exitcode(wait_status)
             supervised.exit_code = 128 - code if code < 0 else code
         supervised.exited_at = time.monotonic()
         self._forget_pidfd(supervised)
@@ -1081,13 +1115,13 @@ class MonitorService:
         from tsubo.kernel.procfs import is_alive
 
         for row in self.db.list_containers(True):
-            if row.state not in ("running", "paused", "restarting", "starting") or \
+            if row.state not in status.MONITORED or \
                     row.id in self.containers:
                 continue
             if row.monitor_pid and (row.monitor_pid, row.monitor_start_time) != self.me and \
                     is_alive(row.monitor_pid, row.monitor_start_time):
                 continue  # another monitor's (one going away, or a test's)
-            if row.state == "starting" and not row.monitor_pid and not at_startup:
+            if row.state == status.STARTING and not row.monitor_pid and not at_startup:
                 continue  # its GO may still wait in our backlog
             supervised = Supervised(row.id, RunOptions.from_json_text(row.options))
             self.containers[row.id] = supervised
@@ -1100,12 +1134,12 @@ class MonitorService:
 
         from tsubo.errors import TsuboError
 
-        if row.state == "starting" or (row.state == "restarting" and not row.pid and
+        if row.state == status.STARTING or (row.state == status.RESTARTING and not row.pid and
                                        supervised.options.remove):
             self._start_failed(supervised, TsuboError(
                 "start container", row.name, detail="its monitor died while starting it"))
             return
-        if row.state == "restarting":
+        if row.state == status.RESTARTING:
             supervised.restart_at = time.monotonic()
             return
         pidfd = self._pidfd_if_running(row)

@@ -1,0 +1,56 @@
+"""A container's status as the engine records it, and what each status allows.
+
+Docker's statuses, plus "starting" (handed to a monitor that has not reported it running)
+and "removing" (claimed by ``rm``). The row's status is refreshed before it is trusted
+(``Engine.refresh``: a row whose monitor died is adopted first), then checked here, then
+acted on; a status change that races another command is a compare-and-set
+(``Database.transition_container``), from the sets below.
+"""
+
+from __future__ import annotations
+
+from tsubo.errors import WrongState
+
+CREATED = "created"
+STARTING = "starting"
+RUNNING = "running"
+PAUSED = "paused"
+RESTARTING = "restarting"
+EXITED = "exited"
+REMOVING = "removing"
+DEAD = "dead"
+
+ALL = (CREATED, STARTING, RUNNING, PAUSED, RESTARTING, EXITED, REMOVING, DEAD)
+#: what ``ps`` lists without ``-a``, and what Docker calls running (State.Running)
+ACTIVE = (RUNNING, PAUSED, RESTARTING)
+#: a monitor owns the container in these: its death must be reconciled
+MONITORED = (*ACTIVE, STARTING)
+#: ``start`` takes a container from these to STARTING
+STARTABLE = (CREATED, EXITED)
+#: removed without stopping anything (REMOVING: an interrupted removal is taken up again)
+REMOVABLE = (CREATED, EXITED, DEAD, REMOVING)
+
+_ALLOWED = {
+    "start": STARTABLE,
+    "kill": (RUNNING, PAUSED),
+    "pause": (RUNNING,),
+    "unpause": (PAUSED,),
+    "exec in": (RUNNING,),
+    "join network of": (RUNNING, PAUSED),
+    "connect": (RUNNING, PAUSED),
+}
+
+
+def check(operation: str, name: str, status: str) -> None:
+    """WrongState unless *operation* is allowed on a container in *status*, worded as
+    Docker words it ("container web is not running")."""
+    allowed = _ALLOWED[operation]
+    if status in allowed:
+        return
+    if RUNNING in allowed and status not in ACTIVE:
+        detail = f"container {name} is not running"
+    elif len(allowed) == 1:
+        detail = f"container {name} is not {allowed[0]}"
+    else:
+        detail = f"container {name} is {status}"
+    raise WrongState(f"{operation} container", name, detail=detail)
