@@ -5,10 +5,11 @@
         make_cgroup(); undo.push(cgroup.destroy)
         undo.commit()          # success: keep everything
 
-Leaving the block without ``commit()`` (an exception) runs the undos in reverse order,
-keeps going past failures, and re-raises the original error with any cleanup errors
-attached to it (``error.cleanup_errors`` and in its message), so a failure leaves nothing
-behind and still says what failed first.
+Leaving the block without ``commit()`` — an exception, but also an early ``return`` or
+``break`` — runs the undos in reverse order, keeps going past failures, and re-raises the
+original error (if any) with any cleanup errors attached to it (``error.cleanup_errors``
+and in its message), so a failure leaves nothing behind and still says what failed first.
+Only an explicit ``commit()`` keeps what was made.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ class UndoStack:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        if self._committed or exc is None:
+        if self._committed:
             self._undos.clear()
             return
         errors = self.unwind()
+        if exc is None:
+            if errors:
+                raise TsuboError(self.operation, self.object, detail="left without commit, "
+                                 "and undoing failed: " + "; ".join(map(str, errors)))
+            return
         if errors and isinstance(exc, TsuboError):
             exc.detail = "; ".join(filter(None, [exc.detail, "cleanup also failed: " + "; ".join(
                 str(error) for error in errors)]))

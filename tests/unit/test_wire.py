@@ -438,12 +438,21 @@ def test_undo_commit_keeps_everything() -> None:
     assert done == []
 
 
-def test_undo_normal_exit_does_not_unwind() -> None:
+def test_undo_leaving_without_commit_unwinds() -> None:
+    """An early return (or break) without commit() is not a success: undone (issue 9)."""
     done: list[str] = []
-    with UndoStack("create container", "web") as undo:
-        undo.push(lambda: done.append("undo"))
-    assert done == []
-    assert undo.unwind() == []  # the stack was cleared
+
+    def setup(finish: bool) -> None:
+        with UndoStack("create container", "web") as undo:
+            undo.push(lambda: done.append("undo"))
+            if not finish:
+                return
+            undo.commit()
+
+    setup(finish=False)
+    assert done == ["undo"]
+    setup(finish=True)
+    assert done == ["undo"]
 
 
 def test_undo_keeps_going_and_attaches_cleanup_errors_to_tsubo_error() -> None:
