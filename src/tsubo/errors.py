@@ -67,6 +67,14 @@ class InvalidArgument(TsuboError):
     """Bad input from the user: a malformed ID, config, flag or value."""
 
 
+class InvalidJSON(InvalidArgument, ValueError):
+    """A JSON document that is not valid JSON, is nested too deep or is too large
+    (:func:`tsubo.oci.jsonwire.loads`). Also a ValueError, the type JSON parsers raise, so
+    code that catches ValueError around a parse keeps working; :attr:`detail` holds the
+    problem alone (``nested deeper than 64 levels``) for callers that add their own
+    context."""
+
+
 class NotFound(TsuboError):
     """The named container, image or object does not exist."""
 

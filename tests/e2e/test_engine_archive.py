@@ -265,12 +265,46 @@ def docker_archive(path: Path, members: dict[str, bytes], manifest: object,
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
             tar.addfile(info)
-        data = json.dumps(manifest).encode()
+        data = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
         info = tarfile.TarInfo("manifest.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
 
 
+class _Repeated(io.RawIOBase):
+    """*size* bytes: *head*, then *fill* repeated, then *tail*, made as they are read (a
+    100 MB member without 100 MB in memory)."""
+
+    def __init__(self, head: bytes, fill: bytes, size: int, tail: bytes) -> None:
+        self.data = head
+        self.fill, self.left, self.tail = fill, size - len(head) - len(tail), tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while len(self.data) < len(buffer) and (self.left or self.tail):
+            take = min(self.left, 1 << 20)
+            self.data += self.fill * take
+            self.left -= take
+            if not self.left:
+                self.data, self.tail = self.data + self.tail, b""
+        count = min(len(buffer), len(self.data))
+        buffer[:count] = self.data[:count]
+        self.data = self.data[count:]
+        return count
+
+
+def gzipped_docker_archive(path: Path, manifest: io.RawIOBase, size: int) -> None:
+    """A gzipped docker-archive whose only member is a *size*-byte ``manifest.json``."""
+    with gzip.open(path, "wb", compresslevel=1) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w|") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(manifest))
+
+
+HUGE = 100 << 20  # 100 MB
 def config_for(layer: bytes, diff_id: str | None = None) -> bytes:
     return json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                        "rootfs": {"type": "layers",
@@ -343,12 +377,39 @@ def hostile(case: str, folder: Path, busybox_rootfs: Path) -> tuple[Path, str]:
     if case == "not-an-archive":
         path.write_bytes(b"hello, this is not a tar file at all" * 100)
         return path, "archive"
+    if case == "nested-manifest":  # RecursionError in the JSON parser, once
+        docker_archive(path, {config_name: config, "l.tar": layer},
+                       b"[" * 100_000 + b"]" * 100_000)
+        return path, "manifest.json: nested deeper than 64 levels"
+    if case == "whitespace-manifest":
+        gzipped_docker_archive(path, _Repeated(b"", b" ", HUGE, b"[]"), HUGE)
+        return path, f"manifest.json: {HUGE} bytes, more than the"
+    if case == "huge-string-manifest":
+        gzipped_docker_archive(path, _Repeated(b'["', b"x", HUGE, b'"]'), HUGE)
+        return path, f"manifest.json: {HUGE} bytes, more than the"
+    if case == "oci-nested-manifest":  # a manifest blob with the right digest, 100,000 deep
+        layout = folder / "layout"
+        digests = write_oci_layout(layout, layer, ref_name="evil:1")
+        deep = b'{"layers":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        (layout / "blobs" / "sha256" / digests["manifest"].removeprefix("sha256:")).unlink()
+        (layout / "blobs" / "sha256" / sha256(deep).removeprefix("sha256:")).write_bytes(deep)
+        index = json.loads((layout / "index.json").read_text())
+        index["manifests"][0].update(digest=sha256(deep), size=len(deep))
+        (layout / "index.json").write_text(json.dumps(index))
+        return layout, "nested deeper than 64 levels"
+    if case == "oci-nested-index":
+        layout = folder / "layout"
+        write_oci_layout(layout, layer)
+        (layout / "index.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+        return layout, "index.json: nested deeper than 64 levels"
     raise AssertionError(case)
 
 
 HOSTILE = ("dotdot", "absolute", "escaping-symlink", "missing-blob", "wrong-digest",
            "diff-id-mismatch", "config-digest", "bad-tag", "truncated", "truncated-gzip",
-           "oci-layer-digest", "oci-diff-id", "not-an-archive")
+           "oci-layer-digest", "oci-diff-id", "not-an-archive", "nested-manifest",
+           "whitespace-manifest", "huge-string-manifest", "oci-nested-manifest",
+           "oci-nested-index")
 
 
 @pytest.mark.parametrize("case", HOSTILE)

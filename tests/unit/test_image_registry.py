@@ -103,7 +103,7 @@ def test_docker_config_is_read_but_never_written(tmp_path: Path,
 
 def test_bad_credentials_files_are_one_line_errors(authfile: Path) -> None:
     authfile.write_text("{not json")
-    with pytest.raises(InvalidArgument, match="not JSON"):
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
         auth.lookup("x")
     authfile.write_text(json.dumps({"auths": {"x": {"auth": "!!!"}}}))
     with pytest.raises(InvalidArgument, match="not base64 of user:password"):

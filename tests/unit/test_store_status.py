@@ -16,8 +16,10 @@ from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, TsuboError, W
 from tsubo.kernel import procfs
 from tsubo.runtime import status
 from tsubo.runtime.store import (
+    CLEANUP_FILE,
     EXEC_FIFO,
     MAX_ID_LENGTH,
+    MAX_STATE_BYTES,
     STATE_FILE,
     ContainerRecord,
     StateStore,
@@ -175,11 +177,15 @@ def test_save_then_load(store: StateStore) -> None:
     state_file = Path(store.directory("web")) / STATE_FILE
     assert state_file.stat().st_mode & 0o777 == 0o600
     assert json.loads(state_file.read_text()) == saved.to_json()
-    assert [p.name for p in state_file.parent.iterdir()] == [STATE_FILE]  # no temp file left
+    # no temp file left; the cleanup record beside it
+    assert sorted(p.name for p in state_file.parent.iterdir()) == [CLEANUP_FILE, STATE_FILE]
     loaded = store.load("web")
     assert loaded.to_json() == saved.to_json()
     store.save(record(pid=124, start_time=456))
     assert store.load("web").pid == 124
+    cleanup = store.load_cleanup("web")
+    assert cleanup is not None
+    assert (cleanup.pid, cleanup.start_time, cleanup.cgroup) == (124, 456, saved.cgroup)
 
 
 def test_load_of_a_missing_container_is_not_found(store: StateStore) -> None:
@@ -206,6 +212,84 @@ def test_corrupt_state_file_is_a_clear_error(store: StateStore, content: bytes) 
     assert (error.operation, error.object) == ("load container", "web")
     assert error.detail.startswith(f"state file {path} is corrupt (")
     assert error.hint == "'delete --force' removes it"
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (DEEP, "nested deeper than 64 levels"),
+    (b'{"config": ' * 65 + b"1" + b"}" * 65, "nested deeper than 64 levels"),
+    (b" " * (MAX_STATE_BYTES + 1), f"larger than {MAX_STATE_BYTES} bytes"),
+    (b'"' + b"x" * MAX_STATE_BYTES + b'"', f"larger than {MAX_STATE_BYTES} bytes"),
+])
+def test_deep_or_huge_state_file_is_one_clear_line(store: StateStore, content: bytes,
+                                                    problem: str) -> None:
+    store.reserve("web")
+    path = Path(store.directory("web")) / STATE_FILE
+    path.write_bytes(content)
+    with pytest.raises(TsuboError) as caught:
+        store.load("web")
+    assert str(caught.value) == (f"load container web: state file {path} is corrupt "
+                                 f"({problem}) (hint: 'delete --force' removes it)")
+
+
+def test_symlinked_state_file_is_not_followed(store: StateStore, tmp_path: Path) -> None:
+    store.reserve("other")
+    store.save(record("other", pid=7, start_time=8))
+    store.reserve("web")
+    link = Path(store.directory("web")) / STATE_FILE
+    link.symlink_to(Path(store.directory("other")) / STATE_FILE)  # a valid record, elsewhere
+    with pytest.raises(TsuboError, match=r"is corrupt \(a symlink, not followed\)"):
+        store.load("web")
+    cleanup_link = Path(store.directory("web")) / CLEANUP_FILE
+    cleanup_link.symlink_to(Path(store.directory("other")) / CLEANUP_FILE)
+    with pytest.raises(TsuboError, match=r"cleanup record .* is corrupt \(a symlink"):
+        store.load_cleanup("web")
+
+
+def test_fifo_or_directory_as_state_file_is_refused_without_blocking(store: StateStore) -> None:
+    store.reserve("web")
+    path = Path(store.directory("web")) / STATE_FILE
+    os.mkfifo(path)  # a blocking open would hang here: nobody writes to it
+    with pytest.raises(TsuboError, match=r"is corrupt \(not a regular file\)"):
+        store.load("web")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(TsuboError, match=r"is corrupt \(not a regular file\)"):
+        store.load("web")
+
+
+def test_cleanup_record_missing_or_corrupt(store: StateStore) -> None:
+    store.reserve("web")
+    assert store.load_cleanup("web") is None
+    path = Path(store.directory("web")) / CLEANUP_FILE
+    for content, problem in [(b"", "not valid JSON"), (DEEP, "larger than 65536 bytes"),
+                             (b"[" * 1000 + b"]" * 1000, "nested deeper than 64 levels"),
+                             (b'{"pid": -1, "startTime": 0, "cgroup": {}}', "non-negative"),
+                             (b'{"pid": 1, "startTime": 2, "cgroup": {"path": 3}}',
+                              "cgroup must map names to paths"), (b"[]", "not an object")]:
+        path.write_bytes(content)
+        with pytest.raises(TsuboError) as caught:
+            store.load_cleanup("web")
+        assert caught.value.detail.startswith(f"cleanup record {path} is corrupt (")
+        assert problem in caught.value.detail
+
+
+def test_symlinked_container_folder_is_neither_listed_nor_entered(store: StateStore,
+                                                                   tmp_path: Path) -> None:
+    store.reserve("real")
+    store.save(record("real"))
+    Path(store.root, "alias").symlink_to(store.directory("real"))
+    assert store.ids() == ["real"]
+    assert not store.exists("alias")
+    with pytest.raises(TsuboError, match=r"alias is a symlink, not followed"):
+        store.lock("alias")
+    with pytest.raises(TsuboError, match=r"alias is a symlink, not followed"):
+        store.load("alias")  # never the record behind it
+    store.remove("alias")  # the link goes, what it points at stays
+    assert store.ids() == ["real"] and store.load("real").id == "real"
+    assert not Path(store.root, "alias").exists()
 
 
 def test_state_file_with_a_non_object_config_is_a_clear_error(store: StateStore) -> None:

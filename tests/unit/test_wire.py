@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tsubo.errors import (
     ChildFailed,
     InvalidArgument,
+    InvalidJSON,
     NotFound,
     TeardownErrors,
     TsuboError,
@@ -147,6 +148,123 @@ def test_property_loads_fails_exactly_when_json_loads_does(text: str) -> None:
             jsonwire.loads(text)
     else:
         assert jsonwire.loads(text) == expected
+
+
+# --- jsonwire: the limits (depth, size) -------------------------------------------------------
+
+
+def depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+def nest(levels: int, *, kinds: str = "[{") -> str:
+    """A document *levels* deep, alternating arrays and objects (``{"k": [...]}``)."""
+    opened = [kinds[i % len(kinds)] for i in range(levels)]
+    text = "".join("[" if kind == "[" else '{"k":' for kind in opened)
+    return text + "0" + "".join("]" if kind == "[" else "}" for kind in reversed(opened))
+
+
+@pytest.mark.parametrize("kinds", ["[", "{", "[{"])
+def test_loads_takes_64_levels_and_refuses_65(kinds: str) -> None:
+    assert depth(jsonwire.loads(nest(64, kinds=kinds))) == 64
+    with pytest.raises(InvalidJSON) as caught:
+        jsonwire.loads(nest(65, kinds=kinds), "state file /run/x/state.json")
+    assert str(caught.value) == "read state file /run/x/state.json: nested deeper than 64 levels"
+
+
+@pytest.mark.parametrize("document", [
+    b"[" * 100_000 + b"]" * 100_000,  # the attack: 200 KB, a RecursionError in the parser
+    b"[" * 100_000,  # and unclosed
+    b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    b"[" * 100 + b'"\\\\"' + b"]" * 100,  # an escaped backslash does not hide the depth
+    b'[["' + b"]" * 70 + b'",' + b"[" * 70 + b"]" * 72,  # nor brackets in a string
+])
+def test_deep_documents_are_one_line_never_a_recursion_error(document: bytes) -> None:
+    with pytest.raises(InvalidJSON) as caught:
+        jsonwire.loads(document, "manifest.json")
+    assert caught.value.message() == "read manifest.json: nested deeper than 64 levels"
+
+
+def test_brackets_and_escapes_inside_strings_are_not_structure() -> None:
+    text = json.dumps({"a": "[" * 200, "b": "]" * 200 + "{" * 90, "c": ['\\"[[[' * 40],
+                       "d": [[[["\"]]]]"]]]], "e": "\u005b" * 100})
+    assert jsonwire.loads(text) == json.loads(text)
+    assert depth(json.loads(text)) == 5  # {"d": [[[[...]]]]}
+    assert not jsonwire.nested_deeper_than(text.encode(), 5)
+    assert jsonwire.nested_deeper_than(text.encode(), 4)
+
+
+@given(JSON_VALUES, st.integers(min_value=0, max_value=6), st.booleans(), st.booleans())
+def test_property_the_depth_check_is_exact(value: object, limit: int, indent: bool,
+                                           ascii_only: bool) -> None:
+    text = json.dumps(value, indent=1 if indent else None, ensure_ascii=ascii_only)
+    assert jsonwire.nested_deeper_than(text.encode(), limit) == (depth(value) > limit)
+
+
+@given(st.recursive(st.text(alphabet='[]{}"\\,: ab\n', max_size=8),
+                    lambda children: st.lists(children, max_size=4)
+                    | st.dictionaries(st.text(alphabet='[]{}"\\ab', max_size=4), children,
+                                      max_size=4), max_leaves=40),
+       st.integers(min_value=0, max_value=8))
+def test_property_the_depth_check_is_exact_with_hostile_strings(value: object,
+                                                                limit: int) -> None:
+    text = json.dumps(value).encode()
+    assert jsonwire.nested_deeper_than(text, limit) == (depth(value) > limit)
+
+
+def test_size_limit() -> None:
+    assert jsonwire.loads(b"[" + b" " * 98 + b"]", max_bytes=100) == []
+    with pytest.raises(InvalidJSON) as caught:
+        jsonwire.loads(b"[" + b" " * 99 + b"]", "index.json", max_bytes=100)
+    assert str(caught.value) == "read index.json: larger than 100 bytes"
+    with pytest.raises(InvalidJSON, match="larger than 10 bytes"):  # UTF-8 bytes, not chars
+        jsonwire.loads('"' + "\u00e9" * 5 + '"', max_bytes=10)
+    assert jsonwire.loads('"' + "\u00e9" * 4 + '"', max_bytes=10) == "\u00e9" * 4
+    with pytest.raises(InvalidJSON, match=f"larger than {jsonwire.MAX_BYTES} bytes"):
+        jsonwire.loads(b" " * (jsonwire.MAX_BYTES + 1))
+
+
+def test_errors_are_typed_one_line_and_still_value_errors() -> None:
+    for text, detail in [(b"\xff", "not valid UTF-8 at byte 0"),
+                         (b"", "not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+                         (b"[NaN]", "not valid JSON: invalid JSON constant NaN"),
+                         (b"[1] [2]", "extra data after the JSON value at offset 4")]:
+        with pytest.raises(InvalidJSON) as caught:
+            jsonwire.loads(text, "config.json", operation="load config")
+        error = caught.value
+        assert isinstance(error, InvalidArgument) and isinstance(error, ValueError)
+        assert (error.operation, error.object, error.detail) == ("load config",
+                                                                 "config.json", detail)
+        assert "\n" not in str(error)
+
+
+def test_the_reader_is_not_slower_than_its_check_allows() -> None:
+    """A coarse guard (the numbers are in bench/json_reader.py): the limits cost a fraction
+    of the parse on a config.json, not a multiple of it."""
+    import time
+
+    from tsubo.oci.default_spec import default_spec
+
+    config = json.dumps(default_spec()).encode()
+    decoder = json.JSONDecoder()
+
+    def best(call: object, rounds: int = 5, parses: int = 300) -> float:
+        assert callable(call)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(parses):
+                call()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    bare = best(lambda: decoder.raw_decode(config.decode()))
+    ours = best(lambda: jsonwire.loads(config))
+    assert ours < 3 * bare, (ours, bare)
 
 
 # --- handshake --------------------------------------------------------------------------------

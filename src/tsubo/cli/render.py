@@ -168,6 +168,7 @@ def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> i
     import json
 
     from tsubo.engine.volumes import ensure_volume, remove_volume
+    from tsubo.oci import jsonwire
 
     if not args:
         raise InvalidArgument("volume", "", detail="expected create, ls, inspect or rm")
@@ -190,7 +191,8 @@ def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> i
             records.append({"Name": volume.name, "Driver": "local",
                             "Mountpoint": f"{engine.paths.volume_dir(name)}/_data",
                             "CreatedAt": volume.created_at,
-                            "Labels": json.loads(volume.labels), "Scope": "local"})
+                            "Labels": jsonwire.loads(volume.labels, f"labels of volume {name}"),
+                            "Scope": "local"})
         out.write(json.dumps(records, indent=4) + "\n")
     elif verb in ("rm", "remove"):
         for name in names:

@@ -129,7 +129,8 @@ def _kill(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _delete(runtime: Runtime, parsed: Parsed) -> int:
-    runtime.delete(parsed.positional[0], force=parsed.flag("force"))
+    for warning in runtime.delete(parsed.positional[0], force=parsed.flag("force")):
+        _warn(warning.message())
     return 0
 
 
@@ -147,6 +148,9 @@ def _list(runtime: Runtime, parsed: Parsed) -> int:
     from tsubo.oci import jsonwire
 
     states = runtime.states()
+    for state in states:
+        if "error" in state:  # listed as "unknown"; the reason goes to stderr
+            _warn(state["error"])
     if parsed.flag("quiet"):
         _print("".join(f"{state['id']}\n" for state in states), end="")
     elif parsed.text("format") == "json":
@@ -195,12 +199,10 @@ def _exec(runtime: Runtime, parsed: Parsed) -> int:
         if len(parsed.positional) > 1:
             raise InvalidArgument("exec", container_id,
                                   detail="give either --process or a command, not both")
-        try:
-            with open(parsed.text("process"), "rb") as process_file:
-                process = jsonwire.loads(process_file.read())
-        except (OSError, ValueError) as error:
-            raise InvalidArgument("exec", parsed.text("process"),
-                                  detail=f"cannot read the process file: {error}") from None
+        from tsubo.runtime.container import read_caller_file
+
+        path = parsed.text("process")
+        process = jsonwire.loads(read_caller_file(path, "exec"), path, operation="exec")
         if not isinstance(process, dict):
             raise InvalidArgument("exec", parsed.text("process"), detail="not a JSON object")
     else:

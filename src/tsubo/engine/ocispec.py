@@ -485,15 +485,15 @@ def convert_seccomp_profile(profile: dict[str, Any], capabilities: list[str], *,
 
 def _load_profile(path: str) -> dict[str, Any]:
     from tsubo.oci import jsonwire
+    from tsubo.oci.runtime_spec import MAX_CONFIG_BYTES
 
     try:
         with open(path, "rb") as profile_file:
-            data = jsonwire.loads(profile_file.read())
+            text = profile_file.read(MAX_CONFIG_BYTES + 1)  # it ends up in config.json
     except OSError as error:
         raise TsuboError.from_os_error("load seccomp profile", path, error) from None
-    except ValueError as error:
-        raise InvalidArgument("load seccomp profile", path,
-                              detail=f"not valid JSON: {error}") from None
+    data = jsonwire.loads(text, path, operation="load seccomp profile",
+                          max_bytes=MAX_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise InvalidArgument("load seccomp profile", path, detail="expected a JSON object")
     return data

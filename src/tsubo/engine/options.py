@@ -717,11 +717,7 @@ class RunOptions:
         """The inverse of :meth:`to_json_text`."""
         from tsubo.oci import jsonwire
 
-        try:
-            data = jsonwire.loads(text)
-        except ValueError as error:
-            raise InvalidArgument("load run options", "",
-                                  detail=f"not valid JSON: {error}") from None
+        data = jsonwire.loads(text, "", operation="load run options")
         if not isinstance(data, dict):
             raise InvalidArgument("load run options", "", detail="expected a JSON object")
         return cls.from_json(data)

@@ -805,11 +805,8 @@ def _read_json(archive: _Archive, path: str, what: str, limit: int = MAX_JSON_BY
                ) -> object:
     from tsubo.oci import jsonwire
 
-    data = _read(archive, path, limit, what)
-    try:
-        return jsonwire.loads(data.decode())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InvalidArgument("load image", what, detail=f"not JSON: {error}") from None
+    return jsonwire.loads(_read(archive, path, limit, what), what, operation="load image",
+                          max_bytes=limit)
 
 
 def _config(data: bytes, what: str) -> list[str]:
@@ -903,11 +900,8 @@ def _read_blob_json(archive: _Archive, descriptor: dict[str, Any], what: str
     from tsubo.oci import jsonwire
 
     data = _read_blob(archive, descriptor, MAX_JSON_BYTES, what)
-    try:
-        value = jsonwire.loads(data.decode())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InvalidArgument("load image", f"{what} {descriptor['digest']}",
-                              detail=f"not JSON: {error}") from None
+    value = jsonwire.loads(data, f"{what} {descriptor['digest']}", operation="load image",
+                           max_bytes=MAX_JSON_BYTES)
     if not isinstance(value, dict):
         raise InvalidArgument("load image", f"{what} {descriptor['digest']}",
                               detail="expected an object")
@@ -942,8 +936,8 @@ def plan_oci_layout(archive: _Archive) -> list[_Plan]:
     if archive.has("oci-layout"):
         layout = _read(archive, "oci-layout", 4096, "oci-layout")
         try:
-            version = jsonwire.loads(layout.decode())
-        except (UnicodeDecodeError, ValueError):
+            version = jsonwire.loads(layout, "oci-layout", max_bytes=4096)
+        except ValueError:
             version = None
         if not isinstance(version, dict) or version.get("imageLayoutVersion") != "1.0.0":
             raise Unsupported("load image", "oci-layout",

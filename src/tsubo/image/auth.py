@@ -111,10 +111,7 @@ def _read_document(path: str) -> dict[str, dict[str, object]]:
         return {}
     except OSError as error:
         raise TsuboError.from_os_error("read credentials", path, error) from None
-    try:
-        document = jsonwire.loads(text) if text.strip() else {}
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidArgument("read credentials", path, detail=f"not JSON: {error}") from None
+    document = jsonwire.loads(text, path, operation="read credentials") if text.strip() else {}
     if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
         raise InvalidArgument("read credentials", path, detail="expected {\"auths\": {...}}")
     return document

@@ -133,10 +133,7 @@ def select_manifest(index: dict[str, Any], platform: tuple[str, str, str], where
 def _json_object(content: bytes, what: str, where: str) -> dict[str, Any]:
     from tsubo.oci import jsonwire
 
-    try:
-        value = jsonwire.loads(content)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidArgument(f"read {what}", where, detail=f"not JSON: {error}") from None
+    value = jsonwire.loads(content, where, operation=f"read {what}")
     if not isinstance(value, dict):
         raise InvalidArgument(f"read {what}", where, detail="not a JSON object")
     return value

@@ -508,11 +508,7 @@ def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:
     from tsubo.image.reference import digest_problem
     from tsubo.oci import jsonwire
 
-    try:
-        config = jsonwire.loads(config_bytes.decode())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InvalidArgument("read image config", "config",
-                              detail=f"not JSON: {error}") from None
+    config = jsonwire.loads(config_bytes, "config", operation="read image config")
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(config, dict) or not isinstance(diff_ids, list) \

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     JSONObject = dict[str, Any]
 
 SUPPORTED_VERSIONS = ("1.0.", "1.1.", "1.2.")
+#: config.json's size limit: runc has none; a config with Docker's seccomp profile is
+#: ~30 KB, so this is hundreds of times any real one
+MAX_CONFIG_BYTES = 16 << 20
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
               "poststop")
@@ -331,12 +334,10 @@ class Spec:
 
 
 def parse_spec(text: str | bytes) -> Spec:
-    """Parse and validate the text of a config.json."""
+    """Parse and validate the text of a config.json (at most :data:`MAX_CONFIG_BYTES`,
+    nested at most :data:`tsubo.oci.jsonwire.MAX_DEPTH` deep)."""
     from tsubo.oci import jsonwire
 
-    try:
-        data = jsonwire.loads(text)
-    except ValueError as error:
-        raise InvalidArgument("load config", "config.json",
-                              detail=f"not valid JSON: {error}") from None
+    data = jsonwire.loads(text, "config.json", operation="load config",
+                          max_bytes=MAX_CONFIG_BYTES)
     return Spec(_obj(data, "config.json"))

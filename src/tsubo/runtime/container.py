@@ -15,7 +15,13 @@ from tsubo import OCI_VERSION
 from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
 from tsubo.kernel import procfs
 from tsubo.runtime import status as status_rules
-from tsubo.runtime.store import DEFAULT_ROOT, ContainerRecord, StateStore, write_atomic
+from tsubo.runtime.store import (
+    DEFAULT_ROOT,
+    ContainerRecord,
+    StateStore,
+    problem_of,
+    write_atomic,
+)
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 
@@ -201,7 +207,9 @@ class Runtime:
         return jsonwire.dumps(state)
 
     def states(self) -> list[dict[str, Any]]:
-        """The state of every container; a corrupt record is listed, not fatal."""
+        """The state of every container. A record that cannot be read does not hide the
+        others: it is listed with status ``unknown`` and its problem under ``error`` (its
+        folder exists, so its ID is taken until ``delete --force`` removes it)."""
         states = []
         for container_id in self.store.ids():
             try:
@@ -251,25 +259,32 @@ class Runtime:
                            status_rules.current_status(self.store, record))
         _cgroup_of(record).thaw()
 
-    def delete(self, container_id: str, *, force: bool = False) -> None:
+    def delete(self, container_id: str, *, force: bool = False) -> list[TsuboError]:
         """Remove every trace of the container. A running one needs *force*; a created
-        one is killed (as runc does)."""
+        one is killed (as runc does). Returns what could not be checked while the
+        container was deleted all the same (``--force`` of a container whose records are
+        unreadable: see :meth:`_delete_without_state`); the CLI prints them as warnings."""
         from tsubo.errors import TeardownErrors
 
         try:
             lock = self.store.lock(container_id)
         except NotFound:
             if force:
-                return  # runc: `delete --force` of a missing container succeeds
+                return []  # runc: `delete --force` of a missing container succeeds
             raise
+        except TsuboError as error:
+            if not force or self.store.exists(container_id):  # a folder we cannot open
+                raise
+            # a symlink or a file where its folder should be: removed, never followed
+            self.store.remove(container_id)
+            return [error]
         try:
             try:
                 record = self.store.load(container_id)
-            except TsuboError:
+            except TsuboError as unreadable:
                 if not force:
                     raise
-                self.store.remove(container_id)  # corrupt record: nothing else is known
-                return
+                return self._delete_without_state(container_id, unreadable)
             status = status_rules.current_status(self.store, record)
             if status in (status_rules.RUNNING, status_rules.PAUSED) and not force:
                 raise WrongState("delete container", container_id,
@@ -284,15 +299,63 @@ class Runtime:
             elif status == status_rules.CREATING:
                 # A create that died midway: its init's pid was never recorded, but any
                 # process it left is in the container's cgroup (it joined before forking).
-                _collect(errors, lambda: _kill_cgroup_members(record))
+                _collect(errors, lambda: _kill_members(_cgroup_of(record)))
             _collect(errors, _cgroup_of(record).destroy)
             _collect(errors, lambda: _run_runtime_hooks(
                 record, "poststop", self._state_json(record, status_rules.STOPPED, 0)))
             self.store.remove(container_id)
             if errors:
                 raise TeardownErrors("delete container", container_id, errors)
+            return []
         finally:
             os.close(lock)
+
+    def _delete_without_state(self, container_id: str, unreadable: TsuboError
+                              ) -> list[TsuboError]:
+        """``delete --force`` of a container whose state file cannot be read (garbage,
+        empty, a symlink, too deep, too large): its cleanup record still names the init
+        (pid + start time: a reused pid is never signalled) and the cgroup, so both go
+        before the folder does. Without a readable cleanup record (a container of an older
+        tsubo-runtime, or both records destroyed) nothing names them any more: the folder
+        goes all the same, as runc's does, and the returned warning says what may be left.
+        No cleanup record and no state file at all is a create that never began: nothing
+        to warn about. Poststop hooks cannot run: they were in the lost state."""
+        from tsubo.errors import TeardownErrors
+        from tsubo.kernel.cgroups import Cgroup
+
+        try:
+            cleanup = self.store.load_cleanup(container_id)
+        except TsuboError as error:
+            self.store.remove(container_id)
+            return [TsuboError("delete container", container_id,
+                               detail=f"{problem_of(unreadable)}; {problem_of(error)}: its "
+                               "init and cgroup, if any, could not be found")]
+        if cleanup is None:
+            self.store.remove(container_id)
+            if isinstance(unreadable, NotFound):
+                return []
+            return [TsuboError("delete container", container_id,
+                               detail=f"{problem_of(unreadable)}, and it has no cleanup "
+                               "record: its init and cgroup, if any, could not be found")]
+        errors: list[BaseException] = []
+        try:
+            cgroup: Cgroup | None = Cgroup.from_json(cleanup.cgroup)
+        except TsuboError as error:
+            cgroup = None
+            errors.append(error)
+        if cgroup is not None and _is_frozen(cgroup):
+            _collect(errors, cgroup.thaw)
+        if cleanup.pid:
+            _collect(errors, lambda: _kill_and_wait(cleanup.pid, cleanup.start_time))
+        if cgroup is not None:
+            # whatever else the container left in its cgroup (its own processes only:
+            # membership, never a name); then the cgroup itself
+            _collect(errors, lambda: _kill_members(cgroup))
+            _collect(errors, cgroup.destroy)
+        self.store.remove(container_id)
+        if errors:
+            raise TeardownErrors("delete container", container_id, errors)
+        return []
 
     def _oom_killed(self, record: ContainerRecord) -> bool:
         try:
@@ -337,14 +400,25 @@ def needs_unified_cgroup(spec: Spec) -> bool:
 
 
 def _read_config(bundle: str) -> bytes:
-    path = f"{bundle}/config.json"
+    return read_caller_file(f"{bundle}/config.json", "load config",
+                            missing="no config.json in the bundle")
+
+
+def read_caller_file(path: str, operation: str, *, missing: str = "no such file") -> bytes:
+    """A JSON file our caller hands us (the bundle's config.json, ``exec --process``): a
+    regular file (a FIFO cannot hang us) of at most the config size limit. Symlinks are
+    followed: these are the caller's own files, not the state we keep."""
+    from tsubo.oci.runtime_spec import MAX_CONFIG_BYTES
+    from tsubo.runtime.store import read_record
+
     try:
-        with open(path, "rb") as config_file:
-            return config_file.read()
+        return read_record(path, MAX_CONFIG_BYTES, follow_symlinks=True)
     except FileNotFoundError:
-        raise NotFound("load config", path, detail="no config.json in the bundle") from None
+        raise NotFound(operation, path, detail=missing) from None
     except OSError as error:
-        raise TsuboError.from_os_error("load config", path, error) from None
+        raise TsuboError.from_os_error(operation, path, error) from None
+    except ValueError as error:
+        raise InvalidArgument(operation, path, detail=str(error)) from None
 
 
 def _owner() -> str:
@@ -418,12 +492,8 @@ def _kill_and_wait(pid: int, start_time: int | None = None) -> None:
         if stat is None:
             return
         start_time = stat.start_time
-    if not procfs.is_alive(pid, start_time):
+    if not _kill_if_same(pid, start_time):
         procfs.reap_if_child(pid)
-        return
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
         return
     if procfs.reap_if_child(pid) is None and not procfs.wait_until_gone(pid, start_time,
                                                                          KILL_TIMEOUT):
@@ -432,15 +502,51 @@ def _kill_and_wait(pid: int, start_time: int | None = None) -> None:
     procfs.reap_if_child(pid)
 
 
-def _kill_cgroup_members(record: ContainerRecord) -> None:
+def _kill_if_same(pid: int, start_time: int) -> bool:
+    """SIGKILL *pid* only if it is still the process started at *start_time*; False when
+    it is gone (or a zombie, or another process now). Through a pidfd where the kernel has
+    them (5.3+): the check and the kill then name the same process, so a pid reused
+    between the two is never killed."""
+    import _signal
+
     try:
-        members = _cgroup_of(record).pids()
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:  # ENOSYS: no pidfds; the check-then-kill window is microseconds
+        fd = -1
+    try:
+        if not procfs.is_alive(pid, start_time):
+            return False
+        if fd >= 0:
+            _signal.pidfd_send_signal(fd, _signal.SIGKILL)
+        else:
+            os.kill(pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return True
+
+
+def _kill_members(cgroup: Cgroup) -> None:
+    """SIGKILL every process in *cgroup* (each checked by its own start time)."""
+    try:
+        members = cgroup.pids()
     except (OSError, TsuboError):
         return
     for pid in members:
         stat = procfs.read_stat(pid)
         if stat is not None:
             _kill_and_wait(pid, stat.start_time)
+
+
+def _is_frozen(cgroup: Cgroup) -> bool:
+    try:
+        return cgroup.is_frozen()
+    except (OSError, TsuboError):
+        return False
 
 
 def _collect(errors: list[BaseException], step: Any) -> None:

@@ -4,16 +4,24 @@ Layout, per container ``<root>/<id>/``:
 
 - ``state.json`` — the :class:`ContainerRecord`, written atomically (temp file, rename)
   so a reader never sees half a record, and a crash leaves the old one or the new;
+- ``cleanup.json`` — the :class:`CleanupRecord`: only what ``delete --force`` needs to kill
+  the container's init and remove its cgroup (init pid + start time, cgroup directories),
+  written with every ``state.json``, so a state file that is garbage, empty, a symlink,
+  nested 100,000 deep or huge does not leave a running container nobody can remove;
 - ``exec.fifo`` — the create/start rendezvous: it exists while the container is "created";
 - the directory itself is created with mkdir(2), which fails if it exists: that is what
   makes a second ``create`` with the same ID fail without touching the first.
 
 Container IDs are validated here (``[A-Za-z0-9_+.-]``, no ``.``/``..``, at most 255 bytes)
-before they are ever joined to a path.
+before they are ever joined to a path. Records are read through :func:`read_record`:
+``O_NOFOLLOW|O_NONBLOCK``, regular files of bounded size only, parsed by the one JSON
+reader (:mod:`tsubo.oci.jsonwire`, depth and size limits); container folders that are
+symlinks are neither listed nor entered.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, TsuboError
@@ -24,9 +32,15 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/run/tsubo-runtime"
 STATE_FILE = "state.json"
+CLEANUP_FILE = "cleanup.json"
 EXEC_FIFO = "exec.fifo"
 _ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+.-")
 MAX_ID_LENGTH = 255
+#: a state record holds the container's config.json (at most
+#: :data:`tsubo.oci.runtime_spec.MAX_CONFIG_BYTES`) and a little more
+MAX_STATE_BYTES = (16 << 20) + (64 << 10)
+MAX_CLEANUP_BYTES = 64 << 10
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def validate_id(container_id: str) -> str:
@@ -78,6 +92,34 @@ class ContainerRecord:
         return record
 
 
+class CleanupRecord:
+    """What ``delete --force`` needs when ``state.json`` cannot be read: the init's pid
+    and start time (0, 0 while the create is under way) and the cgroup directories."""
+
+    __slots__ = ("cgroup", "pid", "start_time")
+
+    def __init__(self, pid: int, start_time: int, cgroup: dict[str, str]) -> None:
+        self.pid = pid
+        self.start_time = start_time
+        self.cgroup = cgroup
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "startTime": self.start_time, "cgroup": self.cgroup}
+
+    @classmethod
+    def from_json(cls, data: object) -> CleanupRecord:
+        """ValueError unless *data* is a cleanup record."""
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        pid, start_time, cgroup = data.get("pid"), data.get("startTime"), data.get("cgroup")
+        if type(pid) is not int or type(start_time) is not int or pid < 0 or start_time < 0:
+            raise ValueError("pid and startTime must be non-negative integers")
+        if not isinstance(cgroup, dict) or not all(
+                isinstance(key, str) and isinstance(value, str) for key, value in cgroup.items()):
+            raise ValueError("cgroup must map names to paths")
+        return cls(pid, start_time, cgroup)
+
+
 class StateStore:
     """The folder of container records under one ``--root``."""
 
@@ -112,41 +154,67 @@ class StateStore:
         return path
 
     def save(self, record: ContainerRecord) -> None:
-        """Write the record atomically."""
+        """Write the record atomically, its cleanup record first (so a state file always
+        has one beside it)."""
         from tsubo.oci import jsonwire
 
-        write_atomic(f"{self.directory(record.id)}/{STATE_FILE}",
-                     jsonwire.dumps(record.to_json()).encode())
+        directory = self.directory(record.id)
+        cleanup = CleanupRecord(record.pid, record.start_time, record.cgroup)
+        write_atomic(f"{directory}/{CLEANUP_FILE}", jsonwire.dumps(cleanup.to_json()).encode())
+        write_atomic(f"{directory}/{STATE_FILE}", jsonwire.dumps(record.to_json()).encode())
 
     def load(self, container_id: str) -> ContainerRecord:
-        """The record of *container_id*; NotFound if there is none, a clear error if corrupt."""
-        from tsubo.oci import jsonwire
-
+        """The record of *container_id*; NotFound if there is none, a clear error if corrupt
+        (a symlink, not a regular file, too large, too deeply nested, not a record)."""
         path = f"{self.directory(container_id)}/{STATE_FILE}"
         try:
-            with open(path, "rb") as state_file:
-                raw = state_file.read()
-        except FileNotFoundError:
-            raise NotFound("load container", container_id,
-                           detail="container does not exist") from None
-        try:
-            data = jsonwire.loads(raw)
+            data = _read_json(path, MAX_STATE_BYTES)
             if not isinstance(data, dict) or not isinstance(data.get("config"), dict) \
                     or not isinstance(data.get("cgroup"), dict):
                 raise ValueError("not a container record")
             return ContainerRecord.from_json(data)
+        except FileNotFoundError:
+            raise NotFound("load container", container_id,
+                           detail="container does not exist") from None
+        except OSError as error:
+            raise TsuboError("load container", container_id, errno=error.errno or 0,
+                             detail=f"read state file {path}") from None
         except (ValueError, KeyError, TypeError) as error:
             raise TsuboError("load container", container_id,
-                             detail=f"state file {path} is corrupt ({error})",
+                             detail=f"state file {path} is corrupt ({problem_of(error)})",
                              hint="'delete --force' removes it") from None
 
+    def load_cleanup(self, container_id: str) -> CleanupRecord | None:
+        """The cleanup record of *container_id*; None if it has none (a create that ended
+        before its first record, or a container of an older tsubo-runtime); a clear error
+        if it cannot be read or is corrupt."""
+        path = f"{self.directory(container_id)}/{CLEANUP_FILE}"
+        try:
+            return CleanupRecord.from_json(_read_json(path, MAX_CLEANUP_BYTES))
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise TsuboError("load container", container_id, errno=error.errno or 0,
+                             detail=f"read cleanup record {path}") from None
+        except ValueError as error:
+            raise TsuboError("load container", container_id,
+                             detail=f"cleanup record {path} is corrupt ({problem_of(error)})"
+                             ) from None
+
     def exists(self, container_id: str) -> bool:
-        return os.path.isdir(self.directory(container_id))
+        path = self.directory(container_id)
+        return os.path.isdir(path) and not os.path.islink(path)
 
     def remove(self, container_id: str) -> None:
-        """Remove the container's folder and all in it; a missing folder is fine."""
+        """Remove the container's folder and all in it; a missing folder is fine, and a
+        symlink (or any non-folder) in its place is removed, not followed."""
+        import stat
+
         path = self.directory(container_id)
         try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                os.unlink(path)
+                return
             names = os.listdir(path)
         except FileNotFoundError:
             return
@@ -161,10 +229,11 @@ class StateStore:
             pass
 
     def ids(self) -> list[str]:
-        """IDs of every container folder under the root (sorted)."""
+        """IDs of every container folder under the root (sorted; symlinks are not ours)."""
         try:
-            return sorted(name for name in os.listdir(self.root)
-                          if os.path.isdir(f"{self.root}/{name}"))
+            with os.scandir(self.root) as entries:
+                return sorted(entry.name for entry in entries
+                              if entry.is_dir(follow_symlinks=False))
         except FileNotFoundError:
             return []
 
@@ -174,12 +243,87 @@ class StateStore:
 
         path = self.directory(container_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = _open_folder(path)
         except FileNotFoundError:
             raise NotFound("load container", container_id,
                            detail="container does not exist") from None
+        except NotADirectoryError as error:
+            raise TsuboError("load container", container_id, detail=error.strerror or "",
+                             hint="'delete --force' removes it") from None
+        except OSError as error:
+            raise TsuboError.from_os_error("load container", path, error) from None
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
+
+
+def read_record(path: str, limit: int, *, follow_symlinks: bool = False) -> bytes:
+    """The bytes of the record file *path*: it and its folder opened ``O_NOFOLLOW`` (a
+    symlink is refused, so ``ROOT/alias -> ROOT/other`` cannot pass off another
+    container's record), the file ``O_NONBLOCK`` (a FIFO cannot block us), a regular file
+    of at most *limit* bytes; else OSError/ValueError saying so. FileNotFoundError when
+    there is none. A bundle's config.json is the caller's and may be a symlink:
+    *follow_symlinks* for that."""
+    import stat
+
+    if follow_symlinks:
+        fd = os.open(path, _READ_FLAGS & ~os.O_NOFOLLOW)
+    else:
+        folder, _, name = path.rpartition("/")
+        try:
+            dir_fd = _open_folder(folder or "/")
+        except NotADirectoryError as error:
+            raise ValueError(error.strerror or "not a folder") from None
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise ValueError("a symlink, not followed") from None
+            raise
+        finally:
+            os.close(dir_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        data = os.read(fd, info.st_size + 1)
+        while info.st_size < len(data) <= limit:  # it grew after fstat: read on, bounded
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
+
+
+def _open_folder(path: str) -> int:
+    """An fd of the folder *path*, never through a symlink: NotADirectoryError saying
+    which it is otherwise (O_DIRECTORY|O_NOFOLLOW fails with ENOTDIR or ELOOP)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        kind = "a symlink" if os.path.islink(path) else "not a folder"
+        raise NotADirectoryError(error.errno, f"{path} is {kind}, not followed") from None
+
+
+def _read_json(path: str, limit: int) -> object:
+    from tsubo.oci import jsonwire
+
+    return jsonwire.loads(read_record(path, limit), path, max_bytes=limit)
+
+
+def problem_of(error: BaseException) -> str:
+    """The problem alone, for a message that names the object itself: a TsuboError's
+    detail, else the error's text."""
+    if isinstance(error, TsuboError):
+        return error.detail or error.message()
+    return str(error)
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
