@@ -305,6 +305,27 @@ def gzipped_docker_archive(path: Path, manifest: io.RawIOBase, size: int) -> Non
 
 
 HUGE = 100 << 20  # 100 MB
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+
+
+def retype_oci_layout(layout: Path, digests: dict[str, Any], *, layer_type: str = "",
+                      config_type: str = "") -> None:
+    """Give the layout's only image another layer or config media type (digests redone)."""
+    blobs = layout / "blobs" / "sha256"
+    old = blobs / digests["manifest"].removeprefix("sha256:")
+    manifest = json.loads(old.read_bytes())
+    if layer_type:
+        manifest["layers"][0]["mediaType"] = layer_type
+    if config_type:
+        manifest["config"]["mediaType"] = config_type
+    data = json.dumps(manifest).encode()
+    old.unlink()
+    (blobs / sha256(data).removeprefix("sha256:")).write_bytes(data)
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0].update(digest=sha256(data), size=len(data))
+    (layout / "index.json").write_text(json.dumps(index))
+
+
 def config_for(layer: bytes, diff_id: str | None = None) -> bytes:
     return json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                        "rootfs": {"type": "layers",
@@ -402,6 +423,17 @@ def hostile(case: str, folder: Path, busybox_rootfs: Path) -> tuple[Path, str]:
         write_oci_layout(layout, layer)
         (layout / "index.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
         return layout, "index.json: nested deeper than 64 levels"
+    if case == "helm-chart-layer":  # an image config, but the layer is a Helm chart
+        layout = folder / "layout"
+        retype_oci_layout(layout, write_oci_layout(layout, layer, ref_name="evil:1"),
+                          layer_type=HELM_CHART_LAYER)
+        return layout, f"media type '{HELM_CHART_LAYER}' is not an image layer"
+    if case == "helm-chart":  # a Helm chart as OCI artifact, as `helm push` makes it
+        layout = folder / "layout"
+        retype_oci_layout(layout, write_oci_layout(layout, layer, ref_name="evil:1"),
+                          layer_type=HELM_CHART_LAYER,
+                          config_type="application/vnd.cncf.helm.config.v1+json")
+        return layout, "application/vnd.cncf.helm.config.v1+json"
     raise AssertionError(case)
 
 
@@ -409,7 +441,7 @@ HOSTILE = ("dotdot", "absolute", "escaping-symlink", "missing-blob", "wrong-dige
            "diff-id-mismatch", "config-digest", "bad-tag", "truncated", "truncated-gzip",
            "oci-layer-digest", "oci-diff-id", "not-an-archive", "nested-manifest",
            "whitespace-manifest", "huge-string-manifest", "oci-nested-manifest",
-           "oci-nested-index")
+           "oci-nested-index", "helm-chart-layer", "helm-chart")
 
 
 @pytest.mark.parametrize("case", HOSTILE)

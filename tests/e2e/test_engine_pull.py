@@ -459,6 +459,36 @@ def test_a_layer_with_the_wrong_diff_id_fails_the_pull(
     assert images_listed(puller) == []
 
 
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+
+
+def test_a_helm_chart_layer_is_refused_before_any_download(
+    registry: Registry, engine_cli: EngineCLI, tmp_path: Path
+) -> None:
+    """An image manifest whose layer is a Helm chart (``...tar+gzip``, but not an image
+    layer type): one line naming the media type; no blob fetched, nothing registered."""
+    layout = OciLayout(tmp_path / "layout")
+    layer = LayerTar().file("Chart.yaml", b"apiVersion: v2\nname: evil\n").bytes()
+    built = layout.image([layer])
+    manifest_path = layout.path / "blobs" / "sha256" / built.digest.removeprefix("sha256:")
+    manifest = json.loads(manifest_path.read_bytes())
+    manifest["layers"][0]["mediaType"] = HELM_CHART_LAYER
+    descriptor = layout.json_blob(manifest, manifest["mediaType"])
+    layout.tag(descriptor, "1")
+    registry.push_layout(layout.path, "1", "test/helm:1")
+    puller = make_puller(registry, engine_cli, tmp_path)
+    with registry.proxy() as proxy:
+        proc = puller("pull", f"{proxy.address}/test/helm:1")
+        fetched = {digest for kind, method, digest in blob_events(proxy)
+                   if kind == "request" and method == "GET"}
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"media type '{HELM_CHART_LAYER}' is not an image layer" in lines[0]
+    assert built.layer_digests[0] not in fetched, "the chart was downloaded"
+    assert images_listed(puller) == []
+
+
 #: where the stalling proxy stops sending: a multiple of tsubo's read size (256 KiB), so the
 #: killed pull has written exactly this much of each big blob to its partial file
 STALL_AT = 256 * 1024

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -164,6 +165,10 @@ def test_layers_are_checked_before_any_download() -> None:
     with pytest.raises(Unsupported, match="media type"):
         layers_of(_manifest({**gzip_layer, "mediaType": "application/x-bogus"}),
                   [DIGEST_B], "x")
+    helm = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"  # a ...+gzip, not a layer
+    with pytest.raises(Unsupported, match=rf"^pull x layer 0: media type '{re.escape(helm)}' "
+                       "is not an image layer"):
+        layers_of(_manifest({**gzip_layer, "mediaType": helm}), [DIGEST_B], "x")
 
 
 def test_progress_plain_lines_only_on_status_changes() -> None:

@@ -39,6 +39,7 @@ from tsubo.oci.image_spec import (
     OCI_INDEX,
     OCI_LAYER,
     OCI_MANIFEST,
+    layer_compression,
     oci_layer_media_type,
     oci_manifest,
 )
@@ -308,6 +309,7 @@ def plan_save(store: ImageStore, refs: list[str]) -> list[SaveItem]:
             own_name = _normalised_name(ref)
             chosen = store.image_blobs(image, own_name if own_name in image.tags else "")
             for diff_id, (digest, media_type, _size) in zip(image.layers, chosen, strict=True):
+                layer_compression(media_type, "save image", f"{ref} layer {digest}")
                 if not blobs.has(digest):
                     raise NotFound("save image", ref, detail=f"the blob {digest} of layer "
                                    f"{diff_id} is not in the blob store")
@@ -930,7 +932,6 @@ def _manifest_of(archive: _Archive, descriptor: dict[str, Any], what: str
 
 def plan_oci_layout(archive: _Archive) -> list[_Plan]:
     """The images ``index.json`` names (descriptors, digests and sizes checked)."""
-    from tsubo.image.unpack import compression_of
     from tsubo.oci import jsonwire
 
     if archive.has("oci-layout"):
@@ -980,7 +981,7 @@ def plan_oci_layout(archive: _Archive) -> list[_Plan]:
             media_type = layer.get("mediaType")
             if not isinstance(media_type, str):
                 raise InvalidArgument("load image", what, detail="no media type")
-            compression_of(media_type)  # Unsupported for what cannot be unpacked
+            layer_compression(media_type, "load image", what)  # exactly the layer types
             digest = str(layer["digest"])
             path = _BLOB_PREFIX + digest.removeprefix("sha256:")
             stream, size = archive.open(path, f"{what} {digest}")

@@ -168,7 +168,9 @@ def resolve(client: RegistryClient, repository: str, reference: str,
 
 
 def layers_of(manifest: dict[str, Any], diff_ids: list[str], where: str) -> list[Layer]:
-    from tsubo.image.unpack import compression_of
+    """The manifest's layers, each checked (descriptor, a layer media type of the list in
+    :mod:`tsubo.oci.image_spec`) before any download."""
+    from tsubo.oci.image_spec import DOCKER_FOREIGN_LAYER_TYPES, layer_compression
 
     entries = manifest.get("layers")
     if not isinstance(entries, list):
@@ -179,9 +181,9 @@ def layers_of(manifest: dict[str, Any], diff_ids: list[str], where: str) -> list
     layers = []
     for number, (entry, diff_id) in enumerate(zip(entries, diff_ids, strict=True)):
         digest, media_type, size = _descriptor(entry, f"layer {number}", where)
-        if "foreign" in media_type:
+        layer_compression(media_type, "pull", f"{where} layer {number}")
+        if media_type in DOCKER_FOREIGN_LAYER_TYPES:
             raise Unsupported("pull", where, detail=f"foreign layer {digest} ({media_type})")
-        compression_of(media_type)  # refuses unknown layer types before any download
         layers.append(Layer(digest, media_type, size, diff_id))
     return layers
 

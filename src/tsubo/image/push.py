@@ -42,7 +42,12 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
     from tsubo.image import auth
     from tsubo.image.blobs import BlobStore
     from tsubo.image.registry import RegistryClient
-    from tsubo.oci.image_spec import OCI_MANIFEST, oci_layer_media_type, oci_manifest
+    from tsubo.oci.image_spec import (
+        OCI_MANIFEST,
+        layer_compression,
+        oci_layer_media_type,
+        oci_manifest,
+    )
 
     image = store.get(source)
     ref = destination_reference(destination or source)
@@ -53,6 +58,8 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
         raise NotFound("push", source, detail=f"config blob {config_digest} is missing")
     name = _own_name(image.tags, source)
     chosen = store.image_blobs(image, name)
+    for digest, media_type, _size in chosen:  # before anything is sent
+        layer_compression(media_type, "push", f"{source} layer {digest}")
     config_size = blobs.size(config_digest)
     client = RegistryClient(ref.registry, tls_verify=tls_verify,
                             credentials=auth.lookup(ref.registry, authfile))
@@ -63,7 +70,8 @@ def push(store: ImageStore, source: str, destination: str = "", *, tls_verify: b
                    if index not in mounted]
         uploads.append((config_digest, config_size))
         content = oci_manifest(config_digest, config_size,
-                               [(oci_layer_media_type(media_type), digest, size)
+                               [(oci_layer_media_type(media_type, "push", f"{source} layer "
+                                                      f"{digest}"), digest, size)
                                 for digest, media_type, size in layers])
         seen: set[str] = set()
         for digest, size in uploads:

@@ -1,10 +1,15 @@
 """The OCI image spec's wire format, as tsubo reads and writes it: media types, descriptors,
 image manifests. Pure: no I/O. Used by pull, push, save and load, so each checks a
-descriptor the same way and writes the same manifest."""
+descriptor the same way, accepts the same layer media types and writes the same manifest.
+
+Layer media types come from an explicit list (:data:`LAYER_MEDIA_TYPES`), never from a
+suffix: ``application/vnd.cncf.helm.chart.content.v1.tar+gzip`` (a Helm chart), an
+in-toto attestation or any other artifact that happens to be a tarball is not an image
+layer, and is refused by name before anything is downloaded or unpacked."""
 
 from __future__ import annotations
 
-from tsubo.errors import InvalidArgument
+from tsubo.errors import InvalidArgument, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,6 +27,30 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 IMAGE_MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 MANIFEST_TYPES = (*INDEX_TYPES, *IMAGE_MANIFEST_TYPES)
 CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
+
+#: Docker's foreign layers (Windows base layers): the blob is meant to come from the
+#: descriptor's ``urls``, which a pull does not follow
+DOCKER_FOREIGN_LAYER_TYPES = (
+    "application/vnd.docker.image.rootfs.foreign.diff.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+)
+#: every layer media type, and how its bytes are compressed ("none", "gzip", "zstd"):
+#: the OCI image spec's (with the non-distributable variants, deprecated in image-spec
+#: 1.1 but still written) and Docker's schema 2 (with foreign layers, and the zstd form
+#: containerd and BuildKit write under Docker media types)
+LAYER_MEDIA_TYPES: dict[str, str] = {
+    OCI_LAYER: "none",
+    OCI_LAYER + "+gzip": "gzip",
+    OCI_LAYER + "+zstd": "zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "none",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
+    DOCKER_FOREIGN_LAYER_TYPES[0]: "none",
+    DOCKER_FOREIGN_LAYER_TYPES[1]: "gzip",
+}
 
 
 def check_descriptor(value: object, operation: str, what: str) -> tuple[str, str, int]:
@@ -45,14 +74,22 @@ def check_descriptor(value: object, operation: str, what: str) -> tuple[str, str
     return digest, media_type, size
 
 
-def oci_layer_media_type(media_type: str) -> str:
+def layer_compression(media_type: object, operation: str, what: str) -> str:
+    """``"none"``, ``"gzip"`` or ``"zstd"`` for a layer media type of
+    :data:`LAYER_MEDIA_TYPES`; Unsupported naming the media type for anything else."""
+    compression = LAYER_MEDIA_TYPES.get(media_type) if isinstance(media_type, str) else None
+    if compression is None:
+        raise Unsupported(operation, what, detail=f"media type {media_type!r} is not an image "
+                          "layer (OCI or Docker)")
+    return compression
+
+
+def oci_layer_media_type(media_type: str, operation: str = "write manifest",
+                         what: str = "layer") -> str:
     """The OCI layer media type of the same bytes (Docker's ``...rootfs.diff.tar.gzip``
-    is ``...layer.v1.tar+gzip``)."""
-    if media_type.endswith(("+gzip", ".gzip")):
-        return OCI_LAYER + "+gzip"
-    if media_type.endswith(("+zstd", ".zstd")):
-        return OCI_LAYER + "+zstd"
-    return OCI_LAYER
+    is ``...layer.v1.tar+gzip``); Unsupported for what is not a layer media type."""
+    compression = layer_compression(media_type, operation, what)
+    return OCI_LAYER if compression == "none" else f"{OCI_LAYER}+{compression}"
 
 
 def oci_manifest(config_digest: str, config_size: int,
