@@ -7,8 +7,7 @@ imports ``tsubo.cli.runtime``, never pays for the engine.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-OCI_VERSION = "1.2.0"
+from tsubo.version import OCI_VERSION, __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

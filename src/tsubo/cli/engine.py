@@ -457,7 +457,7 @@ def _system(engine: Engine, parsed: Parsed) -> int:
 
 
 def _version(engine: Engine | None = None, parsed: Parsed | None = None) -> int:
-    from tsubo import OCI_VERSION, __version__
+    from tsubo.version import OCI_VERSION, __version__
 
     _print(f"tsubo version {__version__} (OCI runtime spec {OCI_VERSION})")
     return 0

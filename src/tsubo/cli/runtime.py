@@ -335,7 +335,7 @@ def _systemd_detail() -> str:
 
 
 def _version() -> int:
-    from tsubo import OCI_VERSION, __version__
+    from tsubo.version import OCI_VERSION, __version__
 
     _print(f"{PROGRAM} version {__version__}\nspec: {OCI_VERSION}")
     return 0

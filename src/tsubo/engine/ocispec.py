@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from tsubo import OCI_VERSION
 from tsubo.errors import InvalidArgument, TsuboError
+from tsubo.version import OCI_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ and a deny-all device cgroup (the runtime adds the default devices itself).
 
 from __future__ import annotations
 
-from tsubo import OCI_VERSION
+from tsubo.version import OCI_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-from tsubo import OCI_VERSION
 from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
 from tsubo.kernel import procfs
 from tsubo.runtime import status as status_rules
@@ -22,6 +21,7 @@ from tsubo.runtime.store import (
     problem_of,
     write_atomic,
 )
+from tsubo.version import OCI_VERSION
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 

@@ -5,10 +5,10 @@ containerd and podman read it to decide which config fields they may use.
 
 from __future__ import annotations
 
-from tsubo import OCI_VERSION, __version__
 from tsubo.kernel.capabilities import CAPABILITY_NUMBERS
 from tsubo.kernel.flags import MOUNT_FLAG_OPTIONS, PROPAGATION_OPTIONS
 from tsubo.oci.runtime_spec import HOOK_NAMES
+from tsubo.version import OCI_VERSION, __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
