@@ -78,6 +78,7 @@ class Engine:
         With *owner* (the creating monitor's pid and start time, for ``run``) the row is
         born "starting" and that monitor's."""
         from tsubo.engine import db as dbmod
+        from tsubo.engine.names import container_name
         from tsubo.engine.ocispec import ImageConfig, build_config
         from tsubo.engine.storage import (
             ContainerFiles,
@@ -111,7 +112,7 @@ class Engine:
         _apply_image_defaults(options, image_config or {})
         container_id = dbmod.new_container_id()
         if name is not None:
-            dbmod.validate_name(name)
+            name = container_name(name)  # the one normalisation: "/web" is "web"
         else:
             name = dbmod.generate_name(self.db.name_in_use)
         files = ContainerFiles(self.paths.container_dir(container_id))
