@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from tsubo.engine.db import ContainerRow
     from tsubo.engine.options import RunOptions
     from tsubo.image.store import Image, ImageStore
+    from tsubo.state.db import ContainerRow
 
 
 class ExecResult:

@@ -69,7 +69,7 @@ class InvalidArgument(TsuboError):
 
 class InvalidJSON(InvalidArgument, ValueError):
     """A JSON document that is not valid JSON, is nested too deep or is too large
-    (:func:`tsubo.oci.jsonwire.loads`). Also a ValueError, the type JSON parsers raise, so
+    (:func:`tsubo.jsonwire.loads`). Also a ValueError, the type JSON parsers raise, so
     code that catches ValueError around a parse keeps working; :attr:`detail` holds the
     problem alone (``nested deeper than 64 levels``) for callers that add their own
     context."""

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from tests.unit.test_engine_db import assert_cheap_imports
+from tests.unit.test_state_db import assert_cheap_imports
 from tsubo.engine import logs
 from tsubo.engine.logs import LogWriter, follow_logs, parse_since, read_logs
 from tsubo.errors import InvalidArgument

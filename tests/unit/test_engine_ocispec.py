@@ -719,7 +719,7 @@ def test_config_passes_the_runtime_spec_and_plan(network: str) -> None:
 
 
 def test_default_config_passes_the_runtime_plan_and_json() -> None:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
     from tsubo.oci.runtime_spec import parse_spec
     from tsubo.runtime.plan import make_plan
 

@@ -483,7 +483,7 @@ def test_run_options_defaults_are_not_shared() -> None:
 
 
 def test_run_options_json_round_trip() -> None:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     options = RunOptions(
         image="busybox:latest", command=["sh", "-c", "echo hi"], entrypoint=[],

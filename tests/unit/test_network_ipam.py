@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from tsubo.engine.db import Database
 from tsubo.errors import AlreadyExists, InvalidArgument, TsuboError, Unsupported
 from tsubo.network import ipam, names
 from tsubo.network.models import Endpoint, Network, new_network_id
 from tsubo.network.store import NetworkStore
+from tsubo.state.db import Database
 
 
 @pytest.fixture

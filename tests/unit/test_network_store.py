@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tsubo.engine.db import MIGRATIONS, ContainerRow, Database
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
 from tsubo.network import ipam, names
 from tsubo.network.models import Endpoint, Network, new_network_id
 from tsubo.network.store import LEDGER_KINDS, NetworkStore
+from tsubo.state.db import MIGRATIONS, ContainerRow, Database
 
 
 @pytest.fixture

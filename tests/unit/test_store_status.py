@@ -23,10 +23,10 @@ from tsubo.runtime.store import (
     STATE_FILE,
     ContainerRecord,
     StateStore,
-    rfc3339_now,
     validate_id,
     write_atomic,
 )
+from tsubo.state.clock import now_rfc3339 as rfc3339_now
 
 CONFIG = {"ociVersion": "1.2.0", "root": {"path": "rootfs"},
           "annotations": {"org.example/k": "v\u00e9"}}

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from tsubo import jsonwire
 from tsubo.errors import (
     ChildFailed,
     InvalidArgument,
@@ -24,7 +25,6 @@ from tsubo.errors import (
     errno_name,
 )
 from tsubo.kernel.signals import parse_signal, signal_name
-from tsubo.oci import jsonwire
 from tsubo.runtime import handshake
 from tsubo.undo import UndoStack
 

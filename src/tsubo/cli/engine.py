@@ -642,7 +642,7 @@ def _error(text: str) -> None:
 
 
 def _json(text: str) -> dict[str, object]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     value = jsonwire.loads(text)
     assert isinstance(value, dict)

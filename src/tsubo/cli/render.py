@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tsubo.engine.containers import Engine
-    from tsubo.engine.db import ContainerRow
+    from tsubo.state.db import ContainerRow
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -58,7 +58,7 @@ def status_text(row: ContainerRow, now: float) -> str:
 
 
 def _fields(row: ContainerRow, now: float) -> dict[str, str]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     options = jsonwire.loads(row.options)
     assert isinstance(options, dict)
@@ -133,7 +133,7 @@ def human_size(size: float, precision: int = 4) -> str:
 
 def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: bool
                 ) -> list[ContainerRow]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     wanted: dict[str, list[str]] = {}
     for text in filters:
@@ -167,15 +167,15 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
 def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> int:
     import json
 
+    from tsubo import jsonwire
     from tsubo.engine.volumes import ensure_volume, remove_volume
-    from tsubo.oci import jsonwire
 
     if not args:
         raise InvalidArgument("volume", "", detail="expected create, ls, inspect or rm")
     verb, names = args[0], args[1:]
     out = sys.stdout
     if verb == "create":
-        from tsubo.engine.db import new_container_id
+        from tsubo.state.names import new_container_id
 
         name = ensure_volume(engine, names[0] if names else new_container_id())
         out.write(name + "\n")

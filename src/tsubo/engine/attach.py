@@ -56,7 +56,7 @@ def encode(kind: bytes, payload: bytes = b"") -> bytes:
 def error_frame(error: TsuboError) -> bytes:
     """An ``!`` frame carrying the error's fields, so the client re-raises it whole
     (its errno decides between Docker's exit codes 126 and 127)."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     fields = {"type": type(error).__name__, "operation": error.operation,
               "object": error.object, "errno": error.errno, "detail": error.detail,
@@ -66,8 +66,7 @@ def error_frame(error: TsuboError) -> bytes:
 
 def raise_error_frame(payload: bytes) -> None:
     """Re-raise the monitor's error as the same TsuboError subclass with the same fields."""
-    from tsubo import errors
-    from tsubo.oci import jsonwire
+    from tsubo import errors, jsonwire
 
     try:
         fields = jsonwire.loads(payload)

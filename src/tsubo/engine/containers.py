@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-    from tsubo.engine.db import ContainerRow, Database
     from tsubo.engine.options import RunOptions
     from tsubo.engine.storage import ContainerFiles
     from tsubo.runtime.container import Runtime
+    from tsubo.state.db import ContainerRow, Database
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit")
 #: how long ``rm -f`` lets a monitor finish starting a container before acting
@@ -46,7 +46,7 @@ class Engine:
     def db(self) -> Database:
         """The database, opened on first use (so ``run`` can fork its monitor first)."""
         if self._db is None:
-            from tsubo.engine.db import Database
+            from tsubo.state.db import Database
 
             self._db = Database(self.paths.database)
         return self._db
@@ -77,8 +77,7 @@ class Engine:
         """Create a container (not started): its row, folder, overlay dirs and bundle.
         With *owner* (the creating monitor's pid and start time, for ``run``) the row is
         born "starting" and that monitor's."""
-        from tsubo.engine import db as dbmod
-        from tsubo.engine.names import container_name
+        from tsubo import jsonwire
         from tsubo.engine.ocispec import ImageConfig, build_config
         from tsubo.engine.storage import (
             ContainerFiles,
@@ -87,7 +86,9 @@ class Engine:
             lookup_group,
             make_passwd_lookup,
         )
-        from tsubo.oci import jsonwire
+        from tsubo.state import db as dbmod
+        from tsubo.state import names
+        from tsubo.state.names import container_name
         from tsubo.undo import UndoStack
 
         image_config: dict[str, Any] | None = None
@@ -110,11 +111,11 @@ class Engine:
         else:
             raise InvalidArgument("create container", "", detail="no image or --rootfs given")
         _apply_image_defaults(options, image_config or {})
-        container_id = dbmod.new_container_id()
+        container_id = names.new_container_id()
         if name is not None:
             name = container_name(name)  # the one normalisation: "/web" is "web"
         else:
-            name = dbmod.generate_name(self.db.name_in_use)
+            name = names.generate_name(self.db.name_in_use)
         files = ContainerFiles(self.paths.container_dir(container_id))
         netns_path = None
         nameserver = ""
@@ -290,8 +291,8 @@ class Engine:
         path). Returns the name asked for and an AttachClient: ``wait_started()`` (then
         ``client.container_id`` is set, or the create/start error is raised as it was),
         then ``relay()`` for the exit code."""
+        from tsubo import jsonwire
         from tsubo.engine import attach
-        from tsubo.oci import jsonwire
 
         fd = self.spawn_monitor()
         request = {"options": options.to_json(), "name": name}

@@ -25,8 +25,8 @@ from tsubo.errors import NotFound, WrongState
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tsubo.engine.containers import Engine
-    from tsubo.engine.db import ContainerRow, Database
     from tsubo.image.store import Image
+    from tsubo.state.db import ContainerRow, Database
 
 
 def tree_size(path: str) -> int:

@@ -9,13 +9,13 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.containers import Engine
-    from tsubo.engine.db import ContainerRow
+    from tsubo.state.db import ContainerRow
 
 
 def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
+    from tsubo import jsonwire
     from tsubo.engine.options import RunOptions
     from tsubo.engine.storage import ContainerFiles
-    from tsubo.oci import jsonwire
 
     options = RunOptions.from_json(_dict(jsonwire.loads(row.options)))
     files = ContainerFiles(engine.paths.container_dir(row.id))
@@ -89,7 +89,7 @@ def _image_config(engine: Engine, image_id: str) -> dict[str, Any]:
     """The ``config`` object of the container's image ({} for --rootfs or a removed one)."""
     if not image_id:
         return {}
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     row = engine.db.connection.execute("SELECT config FROM images WHERE id = ?",
                                        (image_id,)).fetchone()

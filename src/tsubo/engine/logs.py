@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 import time
 
+from tsubo import jsonwire
 from tsubo.errors import InvalidArgument, TsuboError
-from tsubo.oci import jsonwire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

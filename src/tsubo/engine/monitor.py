@@ -44,12 +44,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.containers import Engine
-    from tsubo.engine.db import ContainerRow, Database
     from tsubo.engine.logs import LogWriter
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
     from tsubo.errors import TsuboError
     from tsubo.runtime.container import Runtime
+    from tsubo.state.db import ContainerRow, Database
 
 _RESTART_DELAY_START = 0.1
 _RESTART_DELAY_MAX = 10.0
@@ -170,17 +170,6 @@ def _preload() -> None:
     import fcntl  # noqa: F401
     import select  # noqa: F401
 
-    import tsubo.engine.containers
-    import tsubo.engine.db
-    import tsubo.engine.logs
-    import tsubo.engine.options
-    import tsubo.engine.storage
-    import tsubo.kernel.cgroups
-    import tsubo.kernel.seccomp
-    import tsubo.oci.runtime_spec
-    import tsubo.runtime.container
-    import tsubo.runtime.plan
-    import tsubo.runtime.spawn  # noqa: F401
 
 
 def _close_fds_except(*keep: int) -> None:
@@ -486,9 +475,9 @@ class MonitorService:
                           reader: attach.FrameReader) -> None:
         """``run``: the client sent its options; create the container here (this process
         has SQLite and the engine code loaded already), then start it."""
+        from tsubo import jsonwire
         from tsubo.engine.options import RunOptions
         from tsubo.errors import TsuboError
-        from tsubo.oci import jsonwire
 
         try:
             request = jsonwire.loads(payload)
@@ -630,10 +619,10 @@ class MonitorService:
 
     def _launch(self, supervised: Supervised, row: ContainerRow) -> None:
         """Mount, create + start through the runtime, register the streams."""
-        from tsubo.engine.db import now_rfc3339
         from tsubo.engine.logs import LogWriter
         from tsubo.engine.storage import ContainerFiles, mount_root
         from tsubo.errors import NotFound, TsuboError
+        from tsubo.state.clock import now_rfc3339
 
         files = ContainerFiles(self.paths.container_dir(supervised.id))
         self.db.update_container(supervised.id, monitor_pid=self.me[0],
@@ -759,7 +748,7 @@ class MonitorService:
         return record.pid, out_read, err_read
 
     def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
-        from tsubo.engine.db import now_rfc3339
+        from tsubo.state.clock import now_rfc3339
 
         self._update(supervised.id, state=status.EXITED, exit_code=125, pid=0,
                      finished_at=now_rfc3339(), error=error.message())
@@ -864,8 +853,8 @@ class MonitorService:
     def _record_exit(self, supervised: Supervised) -> None:
         import time
 
-        from tsubo.engine.db import now_rfc3339
         from tsubo.errors import NotFound
+        from tsubo.state.clock import now_rfc3339
 
         code = supervised.exit_code if supervised.exit_code is not None else 255
         try:

@@ -484,7 +484,7 @@ def convert_seccomp_profile(profile: dict[str, Any], capabilities: list[str], *,
 
 
 def _load_profile(path: str) -> dict[str, Any]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
     from tsubo.oci.runtime_spec import MAX_CONFIG_BYTES
 
     try:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 
-from tsubo.engine.names import volume_name
 from tsubo.errors import InvalidArgument, TsuboError
+from tsubo.state.names import volume_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -702,14 +702,14 @@ class RunOptions:
 
     def to_json_text(self) -> str:
         """:meth:`to_json` serialised (compact JSON)."""
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         return jsonwire.dumps(self.to_json())
 
     @classmethod
     def from_json_text(cls, text: str | bytes) -> RunOptions:
         """The inverse of :meth:`to_json_text`."""
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         data = jsonwire.loads(text, "", operation="load run options")
         if not isinstance(data, dict):

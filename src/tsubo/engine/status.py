@@ -1,7 +1,6 @@
-"""A container's status as the engine records it, and what each status allows.
+"""What each container status allows (the statuses themselves: ``state/statuses.py``).
 
-Docker's statuses, plus "starting" (handed to a monitor that has not reported it running)
-and "removing" (claimed by ``rm``). The row's status is refreshed before it is trusted
+The row's status is refreshed before it is trusted
 (``Engine.refresh``: a row whose monitor died is adopted first), then checked here, then
 acted on; a status change that races another command is a compare-and-set
 (``Database.transition_container``), from the sets below.
@@ -10,19 +9,22 @@ acted on; a status change that races another command is a compare-and-set
 from __future__ import annotations
 
 from tsubo.errors import WrongState
+from tsubo.state.statuses import (
+    ACTIVE,
+    ALL,
+    CREATED,
+    DEAD,
+    EXITED,
+    PAUSED,
+    REMOVING,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+)
 
-CREATED = "created"
-STARTING = "starting"
-RUNNING = "running"
-PAUSED = "paused"
-RESTARTING = "restarting"
-EXITED = "exited"
-REMOVING = "removing"
-DEAD = "dead"
+__all__ = ["ACTIVE", "ALL", "CREATED", "DEAD", "EXITED", "MONITORED", "PAUSED", "REMOVABLE",
+           "REMOVING", "RESTARTING", "RUNNING", "STARTABLE", "STARTING", "check"]
 
-ALL = (CREATED, STARTING, RUNNING, PAUSED, RESTARTING, EXITED, REMOVING, DEAD)
-#: what ``ps`` lists without ``-a``, and what Docker calls running (State.Running)
-ACTIVE = (RUNNING, PAUSED, RESTARTING)
 #: a monitor owns the container in these: its death must be reconciled
 MONITORED = (*ACTIVE, STARTING)
 #: ``start`` takes a container from these to STARTING

@@ -2,7 +2,7 @@
 
 ``-v NAME:/path`` creates the volume on first use (as Docker does); ``-v /path`` makes an
 anonymous one, removed with its container by ``rm -v`` and ``--rm``. A name is checked
-(``engine/names.py``, through the database's volume calls) before it becomes a path.
+(``state/names.py``, through the database's volume calls) before it becomes a path.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ def ensure_volume(engine: Engine, name: str, *, anonymous: bool = False,
     """The volume *name* (created if missing; a random name when *anonymous*).
     InvalidArgument, in Docker's words, for a name the local driver refuses (``/abs``
     would be a second name for ``abs``'s folder)."""
-    from tsubo.engine import db as dbmod
+    from tsubo.state import names
 
     if anonymous:
-        name = dbmod.new_container_id()
+        name = names.new_container_id()
     try:
         engine.db.get_volume(name, "create volume")  # checks the name before any path
         return name

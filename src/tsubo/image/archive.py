@@ -330,9 +330,9 @@ def write_layout(output: _Output, store: ImageStore, items: list[SaveItem], fmt:
     """Write *items* as *fmt* through *output* (a tar stream or a directory)."""
     import hashlib
 
+    from tsubo import jsonwire
     from tsubo.image.blobs import BlobStore
     from tsubo.image.reference import parse_reference
-    from tsubo.oci import jsonwire
 
     blobs = BlobStore(store.root)
     output.directory("blobs")
@@ -805,7 +805,7 @@ def _read(archive: _Archive, path: str, limit: int, what: str) -> bytes:
 
 def _read_json(archive: _Archive, path: str, what: str, limit: int = MAX_JSON_BYTES
                ) -> object:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     return jsonwire.loads(_read(archive, path, limit, what), what, operation="load image",
                           max_bytes=limit)
@@ -899,7 +899,7 @@ def _read_blob(archive: _Archive, descriptor: dict[str, Any], limit: int, what: 
 
 def _read_blob_json(archive: _Archive, descriptor: dict[str, Any], what: str
                     ) -> dict[str, Any]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     data = _read_blob(archive, descriptor, MAX_JSON_BYTES, what)
     value = jsonwire.loads(data, f"{what} {descriptor['digest']}", operation="load image",
@@ -932,7 +932,7 @@ def _manifest_of(archive: _Archive, descriptor: dict[str, Any], what: str
 
 def plan_oci_layout(archive: _Archive) -> list[_Plan]:
     """The images ``index.json`` names (descriptors, digests and sizes checked)."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     if archive.has("oci-layout"):
         layout = _read(archive, "oci-layout", 4096, "oci-layout")

@@ -102,7 +102,7 @@ def remove(registry: str, authfile: str = "") -> bool:
 
 
 def _read_document(path: str) -> dict[str, dict[str, object]]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     try:
         with open(path, "rb") as source:

@@ -131,7 +131,7 @@ def select_manifest(index: dict[str, Any], platform: tuple[str, str, str], where
 
 
 def _json_object(content: bytes, what: str, where: str) -> dict[str, Any]:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     value = jsonwire.loads(content, where, operation=f"read {what}")
     if not isinstance(value, dict):

@@ -203,7 +203,7 @@ class RegistryClient:
     def _fetch_token(self, params: dict[str, str], scope: str) -> str:
         from urllib.parse import urlencode, urlsplit
 
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         realm = params.get("realm", "")
         if urlsplit(realm).scheme not in ("https", "http"):
@@ -523,7 +523,7 @@ def _raise_for_status(response: http.client.HTTPResponse, operation: str, obj: s
 
 def _registry_message(body: bytes) -> str:
     """``CODE: message`` from the distribution spec's ``{"errors": [...]}`` body."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     try:
         answer = jsonwire.loads(body)

@@ -20,8 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from tsubo.engine.db import Database
     from tsubo.image.unpack import UnpackResult
+    from tsubo.state.db import Database
 
 
 class Image:
@@ -78,8 +78,8 @@ class ImageStore:
             return self._import_tarball(tar_path, reference, changes)
 
     def _import_tarball(self, tar_path: str, reference: str, changes: list[str]) -> Image:
+        from tsubo import jsonwire
         from tsubo.image.blobs import BlobStore
-        from tsubo.oci import jsonwire
         from tsubo.oci.image_spec import OCI_LAYER
 
         config_changes = parse_changes(changes)
@@ -169,8 +169,8 @@ class ImageStore:
         image, its names and (for a pull) the manifest digest — under the repositories of
         the names and *digest_repository* — in one transaction. Each name also records
         the very blobs it came with, and *source* (the repository pulled from)."""
-        from tsubo.engine.db import now_rfc3339
         from tsubo.image.blobs import BlobStore
+        from tsubo.state.clock import now_rfc3339
 
         names = [_check_reference(reference) for reference in references]
         _config, diff_ids = parse_image_config(config_bytes)
@@ -208,7 +208,7 @@ class ImageStore:
     def name_blobs(self, name: str) -> tuple[str, list[tuple[str, str, int]]] | None:
         """The blobs the image named *name* came with, and where from: ``(source
         repository or "", [(digest, media type, size or -1), ...])``; None if unknown."""
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         row = self.db.connection.execute("SELECT source, blobs FROM tag_blobs WHERE name = ?",
                                           (_normalise(name),)).fetchone()
@@ -249,7 +249,7 @@ class ImageStore:
     def get(self, ref: str) -> Image:
         """By tag (any Docker form: busybox, busybox:latest, docker.io/...), full ID or a
         unique ID prefix."""
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         connection = self.db.connection
         hex_ref = ref.removeprefix("sha256:")
@@ -339,7 +339,7 @@ class ImageStore:
         return digests
 
     def _referenced_blobs(self) -> set[str]:
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         connection = self.db.connection
         keep = {f"sha256:{image_id}" for (image_id,) in connection.execute("SELECT id FROM images")}
@@ -505,8 +505,8 @@ def _unlocked(path: str) -> bool:
 def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:
     """An OCI image config and its rootfs diff_ids, checked (a clear error, not a
     KeyError, for a config that is not one)."""
+    from tsubo import jsonwire
     from tsubo.image.reference import digest_problem
-    from tsubo.oci import jsonwire
 
     config = jsonwire.loads(config_bytes, "config", operation="read image config")
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
@@ -523,13 +523,13 @@ def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:
 
 
 def _json_list(values: list[str]) -> str:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     return jsonwire.dumps(values)
 
 
 def _json_value(value: object) -> str:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     return jsonwire.dumps(value)
 
@@ -602,7 +602,7 @@ def _port(text: str, change: str) -> str:
 
 def _command(text: str, change: str) -> list[str]:
     if text.startswith("["):
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         try:
             value = jsonwire.loads(text)

@@ -2,7 +2,7 @@
 
 What it owns
     Running ``ip [-n NETNS] [-force] -batch -`` with a list of lines (one process for a whole
-    setup, never one per step), ``ip -j ...`` queries parsed with :mod:`tsubo.oci.jsonwire`,
+    setup, never one per step), ``ip -j ...`` queries parsed with :mod:`tsubo.jsonwire`,
     entering a named network namespace with the calling thread (:class:`InNetns`), and
     ``/proc/sys`` writes in whatever network namespace the thread is in.
 
@@ -207,7 +207,7 @@ def errno_of_message(message: str) -> int:
 
 def query(args: Sequence[str], *, netns: str | None = None) -> object:
     """``ip [-n NETNS] -j ARGS...`` parsed as JSON (``[]`` when ip prints nothing)."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     argv = [*_netns_args(netns), "-j", *args]
     status, out, err = spawn_ip(argv)

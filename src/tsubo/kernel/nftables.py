@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import os
 
+from tsubo import jsonwire
 from tsubo.errors import TsuboError, Unsupported
-from tsubo.oci import jsonwire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

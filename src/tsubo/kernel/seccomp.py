@@ -758,7 +758,7 @@ class BpfFilter:
 
 def compile_filter_cached(spec: dict[str, object], cache_dir: str) -> BpfFilter:
     """:func:`compile_filter`, with the generated BPF cached in *cache_dir*."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     try:
         import _sha256 as sha  # type: ignore[import-not-found]  # builtin; hashlib: ~5 ms

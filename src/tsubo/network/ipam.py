@@ -218,7 +218,7 @@ def resolve_addresses(subnet: str, gateway: str = "", ip_range: str = "",
 def parse_routes(output: str) -> list[str]:
     """The IPv4 destinations (CIDR) in ``ip -4 -j route show table all`` output, the
     default route left out (a bare address becomes a /32)."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     routes: list[str] = []
     data = jsonwire.loads(output) if output.strip() else []

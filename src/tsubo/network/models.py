@@ -9,9 +9,9 @@ are the dicts ``network inspect`` prints and tests compare.
 from __future__ import annotations
 
 import os
-import time
 
 from tsubo.errors import InvalidArgument
+from tsubo.state.clock import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,16 +31,6 @@ ENDPOINT_FIELDS = ("container_id", "network_id", "ifname", "host_ifname", "mac",
 def new_network_id() -> str:
     """64 random hex digits, like Docker's network IDs."""
     return os.urandom(NETWORK_ID_LENGTH // 2).hex()
-
-
-def now_rfc3339() -> str:
-    """The current UTC time, RFC 3339 with nanoseconds (fixed width, so it sorts as text).
-
-    The same format as ``tsubo.engine.db.now_rfc3339``; repeated here because ``network``
-    sits below ``engine`` and must not import it.
-    """
-    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
 
 
 class Network:

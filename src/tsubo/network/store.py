@@ -1,5 +1,5 @@
 """The networking tables of the engine's SQLite database: networks, leases, endpoints and
-the ledger. The schema is migration 2 in ``tsubo.engine.db.MIGRATIONS``; this module is the
+the ledger. The schema is migration 2 in ``tsubo.state.db.MIGRATIONS``; this module is the
 only code that reads or writes these tables.
 
 - ``networks``: one row per network (:class:`~tsubo.network.models.Network`), plus
@@ -17,8 +17,8 @@ only code that reads or writes these tables.
   between record and create): removing it is then a no-op.
 
 ``network`` sits below ``engine`` in the layers, so this module does not import
-``tsubo.engine.db``: it takes any object with ``connection`` and ``transaction()`` (a
-:class:`tsubo.engine.db.Database`). Rules are the database's: one store per process and
+``tsubo.state.db``: it takes any object with ``connection`` and ``transaction()`` (a
+:class:`tsubo.state.db.Database`). Rules are the database's: one store per process and
 thread, read-modify-write inside :meth:`NetworkStore.transaction` (``BEGIN IMMEDIATE``),
 never across kernel work.
 """
@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from tsubo import jsonwire
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
-from tsubo.network.models import NETWORK_FIELDS, Endpoint, Network, now_rfc3339
-from tsubo.oci import jsonwire
+from tsubo.network.models import NETWORK_FIELDS, Endpoint, Network
+from tsubo.state.clock import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class DatabaseLike(Protocol):
-        """What the store needs of :class:`tsubo.engine.db.Database`."""
+        """What the store needs of :class:`tsubo.state.db.Database`."""
 
         @property
         def connection(self) -> sqlite3.Connection: ...

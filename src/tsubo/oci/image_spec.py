@@ -96,7 +96,7 @@ def oci_manifest(config_digest: str, config_size: int,
                  layers: list[tuple[str, str, int]]) -> bytes:
     """An OCI image manifest: the config and ``(media type, digest, size)`` of each layer,
     bottom first (layer media types given in OCI form)."""
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     manifest: dict[str, Any] = {
         "schemaVersion": 2,

@@ -335,8 +335,8 @@ class Spec:
 
 def parse_spec(text: str | bytes) -> Spec:
     """Parse and validate the text of a config.json (at most :data:`MAX_CONFIG_BYTES`,
-    nested at most :data:`tsubo.oci.jsonwire.MAX_DEPTH` deep)."""
-    from tsubo.oci import jsonwire
+    nested at most :data:`tsubo.jsonwire.MAX_DEPTH` deep)."""
+    from tsubo import jsonwire
 
     data = jsonwire.loads(text, "config.json", operation="load config",
                           max_bytes=MAX_CONFIG_BYTES)

@@ -69,7 +69,7 @@ class Runtime:
         from tsubo.runtime.init import SetupContext
         from tsubo.runtime.plan import cgroup_resources, make_plan
         from tsubo.runtime.spawn import spawn
-        from tsubo.runtime.store import rfc3339_now
+        from tsubo.state.clock import now_rfc3339
         from tsubo.undo import UndoStack
 
         bundle = os.path.abspath(bundle)
@@ -88,7 +88,7 @@ class Runtime:
                             resolve_cgroup_path(spec.linux.cgroups_path, container_id),
                             with_unified=needs_unified_cgroup(spec))
             record = ContainerRecord(container_id, bundle, plan.rootfs, spec.raw,
-                                     cgroup.to_json(), rfc3339_now(), _owner())
+                                     cgroup.to_json(), now_rfc3339(), _owner())
             # Recorded before it is created: a crash from here on leaves a record that
             # ``delete --force`` can clean up exactly.
             self.store.save(record)
@@ -199,7 +199,7 @@ class Runtime:
         return state
 
     def _state_json(self, record: ContainerRecord, status: str, pid: int) -> str:
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         state = self._state(record, status)
         state["pid"] = pid

@@ -15,7 +15,7 @@ Layout, per container ``<root>/<id>/``:
 Container IDs are validated here (``[A-Za-z0-9_+.-]``, no ``.``/``..``, at most 255 bytes)
 before they are ever joined to a path. Records are read through :func:`read_record`:
 ``O_NOFOLLOW|O_NONBLOCK``, regular files of bounded size only, parsed by the one JSON
-reader (:mod:`tsubo.oci.jsonwire`, depth and size limits); container folders that are
+reader (:mod:`tsubo.jsonwire`, depth and size limits); container folders that are
 symlinks are neither listed nor entered.
 """
 
@@ -156,7 +156,7 @@ class StateStore:
     def save(self, record: ContainerRecord) -> None:
         """Write the record atomically, its cleanup record first (so a state file always
         has one beside it)."""
-        from tsubo.oci import jsonwire
+        from tsubo import jsonwire
 
         directory = self.directory(record.id)
         cleanup = CleanupRecord(record.pid, record.start_time, record.cgroup)
@@ -313,7 +313,7 @@ def _open_folder(path: str) -> int:
 
 
 def _read_json(path: str, limit: int) -> object:
-    from tsubo.oci import jsonwire
+    from tsubo import jsonwire
 
     return jsonwire.loads(read_record(path, limit), path, max_bytes=limit)
 
@@ -340,12 +340,3 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     finally:
         os.close(fd)
     os.rename(temp, path)
-
-
-def rfc3339_now() -> str:
-    """The current UTC time as RFC 3339 with nanoseconds, as runc's ``created`` field."""
-    import time
-
-    now = time.time_ns()
-    seconds, nanos = divmod(now, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"

@@ -1,4 +1,4 @@
-"""tsubo.engine.db: schema and migrations, rows, names, resolution, volumes, transactions."""
+"""tsubo.state.db: schema and migrations, rows, names, resolution, volumes, transactions."""
 
 from __future__ import annotations
 
@@ -10,18 +10,12 @@ import sys
 
 import pytest
 
-from tsubo.engine import db as dbmod
-from tsubo.engine.db import (
-    MIGRATIONS,
-    ContainerRow,
-    Database,
-    VolumeRow,
-    generate_name,
-    new_container_id,
-    now_rfc3339,
-)
-from tsubo.engine.names import container_name
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
+from tsubo.state import db as dbmod
+from tsubo.state import names
+from tsubo.state.clock import now_rfc3339
+from tsubo.state.db import MIGRATIONS, ContainerRow, Database, VolumeRow
+from tsubo.state.names import container_name, generate_name, new_container_id
 
 
 @pytest.fixture
@@ -450,8 +444,8 @@ def test_generate_name_format():
     for _ in range(50):
         name = generate_name(lambda _name: False)
         adjective, _, surname = name.partition("_")
-        assert adjective in dbmod._ADJECTIVES
-        assert surname in dbmod._SURNAMES
+        assert adjective in names._ADJECTIVES
+        assert surname in names._SURNAMES
         assert name != "boring_wozniak"
         assert container_name(name) == name
 
@@ -467,7 +461,7 @@ def test_generate_name_retries_then_adds_a_digit():
     assert len(tried) == 8
     assert not any(c.isdigit() for c in "".join(tried[:5]))
     assert name[-1].isdigit()
-    assert name.rstrip("0123456789").partition("_")[2] in dbmod._SURNAMES
+    assert name.rstrip("0123456789").partition("_")[2] in names._SURNAMES
 
 
 def test_generate_name_gives_up():
@@ -483,7 +477,7 @@ def test_now_rfc3339_format():
 
 
 def test_module_imports_are_cheap():
-    assert_cheap_imports("tsubo.engine.db")
+    assert_cheap_imports("tsubo.state.db")
 
 
 def assert_cheap_imports(module: str) -> None:

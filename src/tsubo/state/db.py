@@ -1,9 +1,9 @@
-"""The engine's state store: one SQLite database of containers, volumes and their links.
+"""The state store: one SQLite database of containers, volumes, networks and images.
 
 Owns the schema (versioned with ``PRAGMA user_version``; migrations run in order inside
 ``BEGIN IMMEDIATE``, so two engines starting at once never both migrate), container IDs
 and names (Docker's rules for generating and resolving them; the rules for what a name
-may be are :mod:`tsubo.engine.names`, and no row is stored or looked up by a name that
+may be are :mod:`tsubo.state.names`, and no row is stored or looked up by a name that
 breaks them), and the encoding of rows. Nothing else opens the database file.
 
 Concurrency: tsubo has no daemon, so several engine processes (a CLI, monitors) share
@@ -25,20 +25,19 @@ import os
 import sqlite3
 import time
 
-from tsubo.engine import status
-from tsubo.engine.names import bare_name, container_name, volume_name
+from tsubo import jsonwire
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
-from tsubo.oci import jsonwire
+from tsubo.state import statuses
+from tsubo.state.clock import now_rfc3339
+from tsubo.state.names import ID_LENGTH, bare_name, container_name, volume_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import TracebackType
     from typing import Any
 
-#: Container states (``engine/status.py`` says what each allows)
-STATES = status.ALL
-ACTIVE_STATES = status.ACTIVE
+STATES = statuses.ALL
+ACTIVE_STATES = statuses.ACTIVE
 
 #: Migration N (1-based) brings the schema from user_version N-1 to N. Each is a tuple of
 #: single statements: ``executescript`` would COMMIT the migration transaction first.
@@ -185,7 +184,6 @@ _BOOL_COLUMNS = frozenset(("oom_killed", "stopped_by_user"))
 VOLUME_COLUMNS = ("name", "created_at", "driver", "labels", "anonymous")
 _VOLUME_SELECT = f"SELECT {', '.join(VOLUME_COLUMNS)} FROM volumes"
 
-ID_LENGTH = 64
 _BUSY_TIMEOUT_MS = 5000
 SHORT_ID_LENGTH = 12
 _HEX_DIGITS = frozenset("0123456789abcdef")
@@ -652,55 +650,3 @@ def _check_state(state: object) -> None:
         raise ValueError(f"unknown container state {state!r}")
 
 
-# --- IDs, names and times ----------------------------------------------------------------
-
-
-def new_container_id() -> str:
-    """64 random hex digits, as Docker's container IDs."""
-    return os.urandom(ID_LENGTH // 2).hex()
-
-
-_ADJECTIVES = (
-    "admiring", "agitated", "amazing", "angry", "awesome", "blissful", "bold", "boring",
-    "brave", "busy", "charming", "clever", "cool", "compassionate", "competent", "dazzling",
-    "determined", "eager", "ecstatic", "elastic", "elegant", "epic", "festive", "focused",
-    "friendly", "gallant", "gifted", "happy", "hopeful", "jolly", "keen", "kind", "laughing",
-    "loving", "modest", "nifty", "optimistic", "quirky", "serene", "zealous",
-)
-_SURNAMES = (
-    "agnesi", "babbage", "bell", "bohr", "cerf", "curie", "darwin", "dijkstra", "einstein",
-    "euler", "fermat", "feynman", "gauss", "goldberg", "hamilton", "hopper", "hypatia",
-    "johnson", "kepler", "knuth", "lamarr", "lovelace", "mccarthy", "meitner", "noether",
-    "pasteur", "perlman", "ritchie", "shannon", "sinoussi", "tesla", "thompson", "torvalds",
-    "turing", "wilson", "wing", "wozniak", "yalow", "yonath", "zhukovsky",
-)
-_PLAIN_ATTEMPTS = 5
-_MAX_ATTEMPTS = 1000
-
-
-def _random_below(limit: int) -> int:
-    # os.urandom instead of importing random (which pulls in hashlib and more); the
-    # modulo bias of 32 bits over a few dozen choices is irrelevant for names.
-    return int.from_bytes(os.urandom(4), "little") % limit
-
-
-def generate_name(taken: Callable[[str], bool]) -> str:
-    """A free Docker-style ``adjective_surname``; after a few collisions a digit is added
-    (``jolly_turing7``), and later a larger number, until ``taken(name)`` is False."""
-    for attempt in range(_MAX_ATTEMPTS):
-        name = f"{_ADJECTIVES[_random_below(len(_ADJECTIVES))]}_" \
-               f"{_SURNAMES[_random_below(len(_SURNAMES))]}"
-        if name == "boring_wozniak":  # Steve Wozniak is not boring (Docker's rule)
-            continue
-        if attempt >= _PLAIN_ATTEMPTS:
-            name += str(_random_below(10 if attempt < 100 else 1_000_000))
-        if not taken(name):
-            return name
-    raise AlreadyExists("generate container name", detail="every name tried is in use",
-                        hint="pick one with --name")
-
-
-def now_rfc3339() -> str:
-    """The current UTC time as RFC 3339 with nanoseconds (fixed width, so it sorts)."""
-    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"

@@ -14,12 +14,21 @@ database:
   breaks the rule is refused with Docker's own words (moby ``volume/local/local.go``
   ``validateName``).
 
-Hot path (``run`` parses ``-v``): nothing is imported but ``tsubo.errors``.
+Hot path (``run`` parses ``-v``): nothing is imported but ``os`` and ``tsubo.errors``.
 """
 
 from __future__ import annotations
 
-from tsubo.errors import InvalidArgument
+import os
+
+from tsubo.errors import AlreadyExists, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: a container ID is this many hex digits
+ID_LENGTH = 64
 
 #: Docker's maximum container name length (tsubo's own choice; Docker has none)
 MAX_NAME_LENGTH = 128
@@ -94,3 +103,51 @@ def _go_quote(text: str) -> str:
         else:
             out.append(f"\\U{ord(char):08x}")
     return '"' + "".join(out) + '"'
+
+
+# --- IDs and generated names ---------------------------------------------------------------
+
+
+def new_container_id() -> str:
+    """64 random hex digits, as Docker's container IDs."""
+    return os.urandom(ID_LENGTH // 2).hex()
+
+
+_ADJECTIVES = (
+    "admiring", "agitated", "amazing", "angry", "awesome", "blissful", "bold", "boring",
+    "brave", "busy", "charming", "clever", "cool", "compassionate", "competent", "dazzling",
+    "determined", "eager", "ecstatic", "elastic", "elegant", "epic", "festive", "focused",
+    "friendly", "gallant", "gifted", "happy", "hopeful", "jolly", "keen", "kind", "laughing",
+    "loving", "modest", "nifty", "optimistic", "quirky", "serene", "zealous",
+)
+_SURNAMES = (
+    "agnesi", "babbage", "bell", "bohr", "cerf", "curie", "darwin", "dijkstra", "einstein",
+    "euler", "fermat", "feynman", "gauss", "goldberg", "hamilton", "hopper", "hypatia",
+    "johnson", "kepler", "knuth", "lamarr", "lovelace", "mccarthy", "meitner", "noether",
+    "pasteur", "perlman", "ritchie", "shannon", "sinoussi", "tesla", "thompson", "torvalds",
+    "turing", "wilson", "wing", "wozniak", "yalow", "yonath", "zhukovsky",
+)
+_PLAIN_ATTEMPTS = 5
+_MAX_ATTEMPTS = 1000
+
+
+def _random_below(limit: int) -> int:
+    # os.urandom instead of importing random (which pulls in hashlib and more); the
+    # modulo bias of 32 bits over a few dozen choices is irrelevant for names.
+    return int.from_bytes(os.urandom(4), "little") % limit
+
+
+def generate_name(taken: Callable[[str], bool]) -> str:
+    """A free Docker-style ``adjective_surname``; after a few collisions a digit is added
+    (``jolly_turing7``), and later a larger number, until ``taken(name)`` is False."""
+    for attempt in range(_MAX_ATTEMPTS):
+        name = f"{_ADJECTIVES[_random_below(len(_ADJECTIVES))]}_" \
+               f"{_SURNAMES[_random_below(len(_SURNAMES))]}"
+        if name == "boring_wozniak":  # Steve Wozniak is not boring (Docker's rule)
+            continue
+        if attempt >= _PLAIN_ATTEMPTS:
+            name += str(_random_below(10 if attempt < 100 else 1_000_000))
+        if not taken(name):
+            return name
+    raise AlreadyExists("generate container name", detail="every name tried is in use",
+                        hint="pick one with --name")

@@ -1,4 +1,4 @@
-"""Container and volume names (tsubo.engine.names), attacked through every layer that takes one.
+"""Container and volume names (tsubo.state.names), attacked through every layer that takes one.
 
 A leading "/" used to make aliases: ``volume create /abs`` stored at ``abs``'s folder
 (``<root>/volumes//abs``) and ``volume rm /abs`` deleted ``abs``'s data; containers ``/dup``
@@ -15,16 +15,18 @@ from pathlib import Path
 import pytest
 
 from tsubo.engine.containers import Engine
-from tsubo.engine.db import ContainerRow, Database, new_container_id, now_rfc3339
-from tsubo.engine.names import (
-    bare_name,
-    container_name,
-    is_volume_name,
-    volume_name,
-)
 from tsubo.engine.options import parse_volume
 from tsubo.engine.volumes import ensure_volume, remove_volume
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound
+from tsubo.state.clock import now_rfc3339
+from tsubo.state.db import ContainerRow, Database
+from tsubo.state.names import (
+    bare_name,
+    container_name,
+    is_volume_name,
+    new_container_id,
+    volume_name,
+)
 
 #: moby volume/local/local.go validateName, the name as Go's %q writes it
 DOCKER_BAD_VOLUME_NAME = (
