@@ -317,4 +317,4 @@ def test_list_table_and_missing_table(topo: Topology) -> None:
     objects = nftables.list_table(netns=topo.host.name)
     assert objects is not None
     chains = {o["chain"]["name"] for o in objects if "chain" in o}  # type: ignore[index]
-    assert chains == {"forward", *firewall.chain_names(net)}
+    assert chains == {"forward", "input", *firewall.chain_names(net)}

@@ -51,12 +51,13 @@ def test_owner_comment_and_chain_names() -> None:
 
 def test_setup_batch_skeleton_is_exact() -> None:
     batch = firewall.setup_batch(net())
-    head = commands(batch)[:8]
+    head = commands(batch)[:12]
     assert head == [
         {"add": {"table": {"family": "inet", "name": "tsubo"}}},
         {"add": {"set": {**T, "name": "bridges", "type": "ifname"}}},
         {"add": {"map": {**T, "name": "from_bridge", "type": "ifname", "map": "verdict"}}},
         {"add": {"map": {**T, "name": "to_bridge", "type": "ifname", "map": "verdict"}}},
+        {"add": {"map": {**T, "name": "to_host", "type": "ifname", "map": "verdict"}}},
         {"add": {"chain": {**T, "name": "forward", "type": "filter", "hook": "forward",
                            "prio": -10, "policy": "accept"}}},
         {"flush": {"chain": {**T, "name": "forward"}}},
@@ -64,6 +65,11 @@ def test_setup_batch_skeleton_is_exact() -> None:
                           "expr": [{"vmap": {"key": meta("iifname"), "data": "@from_bridge"}}]}}},
         {"add": {"rule": {**T, "chain": "forward", "comment": "tsubo",
                           "expr": [{"vmap": {"key": meta("oifname"), "data": "@to_bridge"}}]}}},
+        {"add": {"chain": {**T, "name": "input", "type": "filter", "hook": "input",
+                           "prio": -10, "policy": "accept"}}},
+        {"flush": {"chain": {**T, "name": "input"}}},
+        {"add": {"rule": {**T, "chain": "input", "comment": "tsubo",
+                          "expr": [{"vmap": {"key": meta("iifname"), "data": "@to_host"}}]}}},
     ]
 
 
@@ -93,7 +99,9 @@ def test_setup_batch_network_rules_are_exact() -> None:
                           "policy": "accept"}]
     # chains are flushed before they are filled: setup is idempotent
     flushed = [c["flush"]["chain"]["name"] for c in commands(batch) if "flush" in c]
-    assert flushed == ["forward", out, into, nat]
+    assert flushed == ["forward", "input", out, into, nat]
+    # a network that is not internal has no host chain: the host's own policy applies
+    assert firewall.host_chain_name(n) not in str(batch)
 
 
 def test_every_rule_and_element_names_its_owner() -> None:
@@ -103,7 +111,7 @@ def test_every_rule_and_element_names_its_owner() -> None:
     for c in commands(batch):
         body = c.get("add", {})
         if "rule" in body:
-            expected = "tsubo" if body["rule"]["chain"] == "forward" else owner
+            expected = "tsubo" if body["rule"]["chain"] in ("forward", "input") else owner
             assert body["rule"]["comment"] == expected
     elements = [c["add"]["element"] for c in commands(batch) if "element" in c.get("add", {})]
     assert elements == [
@@ -128,6 +136,38 @@ def test_internal_network_has_no_way_out_and_no_masquerade() -> None:
     assert rules(batch, nat) == []
     assert "masquerade" not in str(batch)
     assert nat not in str(batch)
+
+
+def test_internal_network_reaches_no_host_address_but_its_resolver() -> None:
+    n = net(internal=True)
+    host = firewall.host_chain_name(n)
+    batch = firewall.setup_batch(n)
+    assert rules(batch, host) == [
+        # replies within connections the host opened to the network, nothing else
+        [match({"ct": {"key": "ip daddr", "dir": "original"}},
+               {"prefix": {"addr": "10.88.1.0", "len": 24}}),
+         match({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}],
+        # the monitor's resolver: UDP 53 on the gateway, served by a socket bound to it
+        [match({"payload": {"protocol": "ip", "field": "daddr"}}, "10.88.1.1"),
+         match({"payload": {"protocol": "udp", "field": "dport"}}, 53),
+         match({"socket": {"key": "wildcard"}}, 0), {"accept": None}],
+        [{"drop": None}],
+    ]
+    added = [c["add"] for c in commands(batch) if "add" in c]
+    assert {"chain": {**T, "name": host}} in added  # a regular chain, reached by jump only
+    owner = firewall.owner_comment(n)
+    assert {"element": {**T, "name": "to_host", "elem": [[
+        {"elem": {"val": "tsbweb", "comment": owner}}, {"jump": {"target": host}}]]}} in added
+    flushed = [c["flush"]["chain"]["name"] for c in commands(batch) if "flush" in c]
+    assert flushed == ["forward", "input", *firewall.chain_names(n)[:2], host]
+    # the whole ruleset (reload) carries the same chain; a normal network beside it none
+    other = net(ID2, "db", "10.88.2.0/24", "tsbdb")
+    whole = firewall.ruleset_for([n, other])
+    assert rules(whole, host) == rules(batch, host)
+    assert rules(whole, firewall.host_chain_name(other)) == []
+    to_host = [c["add"]["element"] for c in commands(whole)
+               if c.get("add", {}).get("element", {}).get("name") == "to_host"]
+    assert [e["elem"][0][0]["elem"]["val"] for e in to_host] == ["tsbweb"]
 
 
 def test_ipv6_subnet_masquerades_with_ip6_saddr() -> None:
@@ -161,21 +201,25 @@ def test_teardown_batch_deletes_only_that_network() -> None:
     one, two = net(), net(ID2, "db", "10.88.2.0/24", "tsbdb")
     out, into, nat = firewall.chain_names(one)
     cmds = commands(firewall.teardown_batch(one))
+    host = firewall.host_chain_name(one)
     deletes = [c["delete"] for c in cmds if "delete" in c]
     assert deletes == [
         {"element": {**T, "name": "bridges", "elem": ["tsbweb"]}},
         {"element": {**T, "name": "from_bridge", "elem": ["tsbweb"]}},
         {"element": {**T, "name": "to_bridge", "elem": ["tsbweb"]}},
+        {"element": {**T, "name": "to_host", "elem": ["tsbweb"]}},
         {"chain": {**T, "name": out}},
         {"chain": {**T, "name": into}},
         {"chain": {**T, "name": nat}},
+        {"chain": {**T, "name": host}},
     ]
     text = str(cmds)
     assert ID2[:12] not in text and "tsbdb" not in text and two.name not in text.split("'")
     # no table, chain or rule of anyone else is deleted or flushed
-    assert all(d.get("chain", {"name": out})["name"] in (out, into, nat) for d in deletes)
+    assert all(d.get("chain", {"name": out})["name"] in (out, into, nat, host)
+               for d in deletes)
     flushed = [c["flush"]["chain"]["name"] for c in cmds if "flush" in c]
-    assert flushed == [out, into, nat]
+    assert flushed == [out, into, nat, host]
     # each deleted object is added first in the same batch: "already gone" cannot fail
     added = [c["add"] for c in cmds if "add" in c]
     assert {"chain": {**T, "name": out}} in added

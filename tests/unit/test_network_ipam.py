@@ -169,6 +169,20 @@ def test_nameservers(tmp_path):
     assert ipam.host_nameservers(str(tmp_path / "missing")) == []
 
 
+def test_dns_upstreams_setting_replaces_the_host_nameservers(monkeypatch):
+    monkeypatch.delenv(ipam.DNS_UPSTREAM_ENV, raising=False)
+    assert ipam.dns_upstreams() == ipam.host_nameservers()
+    assert ipam.dns_upstreams("") == ipam.host_nameservers()
+    assert ipam.dns_upstreams("10.89.251.53, 10.89.251.54 fd00::53 bogus") == [
+        "10.89.251.53", "10.89.251.54"]
+    assert ipam.dns_upstreams("bogus") == []  # set, but nothing usable: relay nowhere
+    monkeypatch.setenv(ipam.DNS_UPSTREAM_ENV, "10.89.251.53")
+    assert ipam.dns_upstreams() == ["10.89.251.53"]
+    avoided = ipam.nameservers_to_avoid()
+    assert avoided[-1] == "10.89.251.53" and avoided[:-1] == [
+        s for s in ipam.host_nameservers() if s != "10.89.251.53"]
+
+
 # --- choosing a subnet ---------------------------------------------------------------------
 
 

@@ -260,3 +260,32 @@ def test_ledger_record_is_committed_at_once(store, db):
     # Visible to another connection before anything else happens: recorded, then created.
     with Database(db.path) as other:
         assert [e.name for e in NetworkStore(other).ledger_entries()] == ["/run/netns/c1"]
+
+
+# --- names (the networks' resolvers) ---------------------------------------------------------
+
+
+def test_resolve_name_and_names_taken_anywhere(store, db):
+    front_id, db_id, idle_id = "a1" * 32, "b2" * 32, "c3" * 32
+    web = network_row("web", "10.0.0.0/24")
+    back = network_row("back", "10.0.1.0/24")
+    store.insert_network(web)
+    store.insert_network(back)
+    db.insert_container(ContainerRow.new(front_id, "Front", "{}"))
+    db.insert_container(ContainerRow.new(db_id, "db", "{}"))
+    db.insert_container(ContainerRow.new(idle_id, "idle", "{}"))  # on no network
+    front = endpoint_for(store, web, front_id)
+    endpoint_for(store, back, db_id)
+
+    # on its own network, by name in any case, or by short ID
+    assert store.resolve_name(web.id, "front") == front.address
+    assert store.resolve_name(web.id, "FRONT") == front.address
+    assert store.resolve_name(web.id, front_id[:12]) == front.address
+    # not from another network
+    assert store.resolve_name(web.id, "db") is None
+    assert store.resolve_name(back.id, "front") is None
+
+    for name in ("front", "DB", "idle", db_id[:12], db_id[:12].upper()):
+        assert store.container_name_taken(name), name
+    for name in ("", "d", "db.example.org", db_id[:11], db_id, "nosuch"):
+        assert not store.container_name_taken(name), name

@@ -555,7 +555,7 @@ COMMANDS: dict[str, Command] = {
         Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),
         Option("gateway", VALUE, "gateway address (default: the subnet's first)"),
         Option("ip-range", VALUE, "allocate container addresses from this range"),
-        Option("internal", FLAG, "no route out of the network"),
+        Option("internal", FLAG, "no way out of the network, nor to the host (DNS: its own names)"),
         Option("mtu", VALUE, "MTU of the bridge and its veths", "0"),
         Option("bridge-name", VALUE, "bridge interface name (at most 15 bytes)"),
         Option("label", LIST, "set metadata (KEY=VALUE)"),

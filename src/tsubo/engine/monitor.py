@@ -557,19 +557,23 @@ class MonitorService:
         except OSError:
             return
         store = NetworkStore(self.db)
-        reply = dns.respond(packet, lambda name: store.resolve_name(network_id, name))
-        if reply is not None:
-            _send_datagram(sock, reply, client)
-            return
-        self._relay_upstream(packet, sock, client)
+        # an error here (the network gone, say) ends in the event guard: nothing is sent
+        decision = dns.decide(packet, internal=store.get_network(network_id).internal,
+                              lookup=lambda name: store.resolve_name(network_id, name),
+                              engine_name=store.container_name_taken)
+        if decision.reply:
+            _send_datagram(sock, decision.reply, client)
+        elif decision.relay:
+            self._relay_upstream(packet, sock, client)
 
     def _relay_upstream(self, packet: bytes, sock: Any, client: Any) -> None:
-        """A name that is not a container's: ask the host's own nameserver."""
+        """A name that is not a container's: ask the upstream nameserver (the host's own,
+        unless the engine setting ``$TSUBO_DNS_UPSTREAM`` names others)."""
         import socket
 
-        from tsubo.network.ipam import host_nameservers
+        from tsubo.network.ipam import dns_upstreams
 
-        servers = [server for server in host_nameservers() if ":" not in server]
+        servers = [server for server in dns_upstreams() if ":" not in server]
         if not servers:
             return
         if self.upstream is None:

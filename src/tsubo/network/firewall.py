@@ -14,9 +14,13 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
       set bridges      { type ifname }              BR            one element per network
       map from_bridge  { type ifname : verdict }    BR : jump nw-X-out
       map to_bridge    { type ifname : verdict }    BR : jump nw-X-in
+      map to_host      { type ifname : verdict }    BR : jump nw-X-host   (internal only)
       chain forward { type filter hook forward priority filter - 10; policy accept;
         iifname vmap @from_bridge                   traffic leaving a tsubo bridge
         oifname vmap @to_bridge                     traffic entering one from elsewhere
+      }
+      chain input { type filter hook input priority filter - 10; policy accept;
+        iifname vmap @to_host                       an internal network talking to the host
       }
       chain nw-X-out {
         oifname "BR" meta mark set mark | M accept  same network (also br_netfilter frames,
@@ -32,7 +36,20 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
       chain nw-X-nat { type nat hook postrouting priority srcnat; policy accept;
         ip saddr SUBNET oifname != "BR" masquerade                  (not for internal)
       }
+      chain nw-X-host {                                             (internal only)
+        ct original ip daddr SUBNET ct state established,related accept
+                                                    replies to connections the host opened
+        ip daddr GATEWAY udp dport 53 socket wildcard 0 accept      the monitor's resolver
+        drop                                        any other packet for a host address
+      }
     }
+
+An ``--internal`` network
+    Its packets for the host's own addresses (any of them: gateways, uplink, 127.0.0.0/8,
+    IPv6 link-local, broadcast) are delivered locally and cross the *input* hook, which the
+    forward chains never see; ``nw-X-host`` (reached by the incoming bridge) drops them all
+    but UDP to the gateway's resolver and replies within connections the host opened to the
+    network. Why each rule looks as it does: docs/network.md, "Internal networks".
 
 Each network's objects are its own chains and map/set elements: adding or removing a network
 adds or removes those and touches no other network (no rebuild, nothing per container), and
@@ -116,6 +133,8 @@ if TYPE_CHECKING:
         @property
         def subnet(self) -> str: ...  # CIDR text ("" = none)
         @property
+        def gateway(self) -> str: ...  # the bridge's own address ("" = none)
+        @property
         def bridge_name(self) -> str: ...
         @property
         def internal(self) -> bool: ...
@@ -131,6 +150,9 @@ ACCEPT_MARK = 0x01000000
 ACCEPT_MARK_COMMENT = "tsubo: accept what table inet tsubo accepted"
 #: before the usual filter chains (0: iptables, inet filter; +10: firewalld)
 FORWARD_PRIORITY = -10
+INPUT_PRIORITY = -10
+#: the port of the monitor's resolver on each gateway (``network/dns.py``; UDP only)
+DNS_PORT = 53
 NAT_PRIORITY = 100  # srcnat
 DISPATCH_COMMENT = "tsubo"
 COMMENT_MAX = 128  # nft's limit for a comment (NFT_USERDATA_MAXLEN is per attribute)
@@ -138,7 +160,9 @@ COMMENT_MAX = 128  # nft's limit for a comment (NFT_USERDATA_MAXLEN is per attri
 BRIDGES_SET = "bridges"
 FROM_BRIDGE_MAP = "from_bridge"
 TO_BRIDGE_MAP = "to_bridge"
+TO_HOST_MAP = "to_host"
 FORWARD_CHAIN = "forward"
+INPUT_CHAIN = "input"
 
 #: the xtables binaries for the host's ``filter FORWARD`` chains, per backend and family
 XTABLES = {("nft", "ip"): "iptables-nft", ("nft", "ip6"): "ip6tables-nft",
@@ -160,6 +184,11 @@ def chain_names(net: FirewallNetwork) -> tuple[str, str, str]:
     """(out, in, nat) chain names of the network."""
     prefix = f"nw-{net.id[:12]}"
     return f"{prefix}-out", f"{prefix}-in", f"{prefix}-nat"
+
+
+def host_chain_name(net: FirewallNetwork) -> str:
+    """The chain an internal network's packets for the host's own addresses go through."""
+    return f"nw-{net.id[:12]}-host"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +230,7 @@ def _skeleton() -> list[Command]:
         _add("set", _obj(name=BRIDGES_SET, type="ifname")),
         _add("map", _obj(name=FROM_BRIDGE_MAP, type="ifname", map="verdict")),
         _add("map", _obj(name=TO_BRIDGE_MAP, type="ifname", map="verdict")),
+        _add("map", _obj(name=TO_HOST_MAP, type="ifname", map="verdict")),
         _add("chain", _obj(name=FORWARD_CHAIN, type="filter", hook="forward",
                            prio=FORWARD_PRIORITY, policy="accept")),
         {"flush": {"chain": _obj(name=FORWARD_CHAIN)}},
@@ -208,6 +238,11 @@ def _skeleton() -> list[Command]:
               {"vmap": {"key": _meta("iifname"), "data": f"@{FROM_BRIDGE_MAP}"}}),
         _rule(FORWARD_CHAIN, DISPATCH_COMMENT,
               {"vmap": {"key": _meta("oifname"), "data": f"@{TO_BRIDGE_MAP}"}}),
+        _add("chain", _obj(name=INPUT_CHAIN, type="filter", hook="input",
+                           prio=INPUT_PRIORITY, policy="accept")),
+        {"flush": {"chain": _obj(name=INPUT_CHAIN)}},
+        _rule(INPUT_CHAIN, DISPATCH_COMMENT,
+              {"vmap": {"key": _meta("iifname"), "data": f"@{TO_HOST_MAP}"}}),
     ]
 
 
@@ -215,24 +250,63 @@ def _nat_chain(name: str) -> dict[str, object]:
     return _obj(name=name, type="nat", hook="postrouting", prio=NAT_PRIORITY, policy="accept")
 
 
-def _elements(net: FirewallNetwork) -> list[tuple[str, object]]:
-    """(set or map name, element) of the network, comments included."""
+def _elements(net: FirewallNetwork, *, internal: bool) -> list[tuple[str, object]]:
+    """(set or map name, element) of the network, comments included; INTERNAL adds the
+    ``to_host`` element (teardown asks for it whatever the network is)."""
     out_chain, in_chain, _ = chain_names(net)
     key = {"elem": {"val": net.bridge_name, "comment": owner_comment(net)}}
-    return [
+    elements: list[tuple[str, object]] = [
         (BRIDGES_SET, key),
         (FROM_BRIDGE_MAP, [key, {"jump": {"target": out_chain}}]),
         (TO_BRIDGE_MAP, [key, {"jump": {"target": in_chain}}]),
     ]
+    if internal:
+        elements.append((TO_HOST_MAP, [key, {"jump": {"target": host_chain_name(net)}}]))
+    return elements
+
+
+def _protocol(address: str) -> str:
+    return "ip6" if ":" in address else "ip"
 
 
 def _subnet_match(subnet: str) -> dict[str, object]:
-    address, _, length = subnet.partition("/")
-    protocol = "ip6" if ":" in address else "ip"
+    return _match({"payload": {"protocol": _protocol(subnet), "field": "saddr"}},
+                  _prefix(subnet))
+
+
+def _prefix(cidr: str) -> dict[str, object]:
+    address, _, length = cidr.partition("/")
     if not length:
-        length = "128" if protocol == "ip6" else "32"
-    prefix = {"prefix": {"addr": address, "len": int(length)}}
-    return _match({"payload": {"protocol": protocol, "field": "saddr"}}, prefix)
+        length = "128" if ":" in address else "32"
+    return {"prefix": {"addr": address, "len": int(length)}}
+
+
+def _host_rules(net: FirewallNetwork) -> list[Command]:
+    """``nw-X-host`` of an internal network: what may reach the host's own addresses."""
+    chain = host_chain_name(net)
+    comment = owner_comment(net)
+    commands: list[Command] = []
+    if net.subnet:
+        # Replies within connections the host opened to this network. Keyed on the
+        # connection's original destination: a container spoofing the peer of some other
+        # host connection (the host's own DNS query to its upstream, say) gets nothing in.
+        key = f"{_protocol(net.subnet)} daddr"
+        commands.append(_rule(
+            chain, comment,
+            _match({"ct": {"key": key, "dir": "original"}}, _prefix(net.subnet)),
+            _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
+            {"accept": None}))
+    if net.gateway:
+        commands.append(_rule(
+            chain, comment,
+            _match({"payload": {"protocol": _protocol(net.gateway), "field": "daddr"}},
+                   net.gateway),
+            _match({"payload": {"protocol": "udp", "field": "dport"}}, DNS_PORT),
+            # only a socket bound to the gateway itself: not a host resolver on 0.0.0.0:53
+            _match({"socket": {"key": "wildcard"}}, 0),
+            {"accept": None}))
+    commands.append(_rule(chain, comment, _DROP))
+    return commands
 
 
 def _network_commands(net: FirewallNetwork) -> list[Command]:
@@ -270,7 +344,14 @@ def _network_commands(net: FirewallNetwork) -> list[Command]:
                      _rule(nat_chain, comment, _subnet_match(net.subnet),
                            _match(_meta("oifname"), bridge, op="!="), {"masquerade": None})]
 
-    for name, element in _elements(net):
+    # internal: nothing reaches the host's own addresses but the DNS listener
+    if net.internal:
+        host_chain = host_chain_name(net)
+        commands += [_add("chain", _obj(name=host_chain)),
+                     {"flush": {"chain": _obj(name=host_chain)}},
+                     *_host_rules(net)]
+
+    for name, element in _elements(net, internal=net.internal):
         commands.append(_add("element", _obj(name=name, elem=[element])))
     return commands
 
@@ -313,21 +394,24 @@ def teardown_batch(net: FirewallNetwork) -> Batch:
     """Delete exactly the network's chains and elements (present or not: each is added
     first, so deleting it cannot fail with ENOENT)."""
     out_chain, in_chain, nat_chain = chain_names(net)
+    host_chain = host_chain_name(net)
     commands: list[Command] = [
         _add("table", {"family": FAMILY, "name": TABLE}),
         _add("set", _obj(name=BRIDGES_SET, type="ifname")),
         _add("map", _obj(name=FROM_BRIDGE_MAP, type="ifname", map="verdict")),
         _add("map", _obj(name=TO_BRIDGE_MAP, type="ifname", map="verdict")),
+        _add("map", _obj(name=TO_HOST_MAP, type="ifname", map="verdict")),
         _add("chain", _obj(name=out_chain)),
         _add("chain", _obj(name=in_chain)),
         _add("chain", _nat_chain(nat_chain)),
+        _add("chain", _obj(name=host_chain)),
     ]
-    elements = _elements(net)
+    elements = _elements(net, internal=True)  # every kind a network may have had
     for name, element in elements:
         commands.append(_add("element", _obj(name=name, elem=[element])))
     for name, _ in elements:  # elements before chains: a map element holds its jump target
         commands.append({"delete": {"element": _obj(name=name, elem=[net.bridge_name])}})
-    for chain in (out_chain, in_chain, nat_chain):
+    for chain in (out_chain, in_chain, nat_chain, host_chain):
         commands += [{"flush": {"chain": _obj(name=chain)}},
                      {"delete": {"chain": _obj(name=chain)}}]
     return {"nftables": commands}

@@ -10,8 +10,9 @@ the pool is Docker's ranges, 172.17.0.0/16 ... 172.31.0.0/16 then 192.168.0.0/16
 into /24s (4096 candidates, in that order) where Docker hands out whole /16s and /20s: 253
 addresses are plenty for one host's bridge, and a small footprint collides less often with
 the routes of LANs and VPNs. A candidate is skipped when it overlaps another network, a
-host nameserver (the containers could not reach it) or a host route -- any route of any
-table except the default route (prefix length 0). A VPN's "redirect-gateway def1" pair,
+host nameserver or the networks' upstream resolver (:func:`nameservers_to_avoid`: they
+could not be reached any more) or a host route -- any route of any table except the
+default route (prefix length 0). A VPN's "redirect-gateway def1" pair,
 0.0.0.0/1 and 128.0.0.0/1, therefore blocks every candidate (128.0.0.0/1 alone covers the
 whole default pool; 0.0.0.0/1 would cover a 10.x pool): the VPN claims all addresses, and a
 more specific bridge route would silently steal a range from it. That is the safe choice; the
@@ -39,7 +40,9 @@ An explicit ``--ip`` must lie in the subnet, but -- like Docker -- may lie outsi
 for keeping a part of the subnet for fixed addresses.
 
 Reading the host's routes and nameservers (:func:`host_routes`, :func:`host_nameservers`)
-happens only in ``network create`` without ``--subnet``; ``ipaddress`` (~3 ms) and
+happens only in ``network create`` without ``--subnet``, and in the monitor, which relays
+names to :func:`dns_upstreams` (the host's nameservers, or the engine setting
+``$TSUBO_DNS_UPSTREAM``); ``ipaddress`` (~3 ms) and
 ``subprocess`` are imported inside the functions that need them, never on the ``run`` path.
 """
 
@@ -66,6 +69,8 @@ MAX_SUBNET_PREFIX = 30
 #: Where ``ip route`` is; a fixed path, not a PATH lookup (PATH is the user's).
 IP_COMMANDS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
 RESOLV_CONF = "/etc/resolv.conf"
+#: engine setting: the nameservers the networks' resolvers relay to (see dns_upstreams)
+DNS_UPSTREAM_ENV = "TSUBO_DNS_UPSTREAM"
 
 
 # --- integers <-> text (no ipaddress: these run on the hot path) ---------------------------
@@ -292,6 +297,28 @@ def host_nameservers(path: str = RESOLV_CONF) -> list[str]:
         return []
 
 
+def dns_upstreams(setting: str | None = None) -> list[str]:
+    """The nameservers the networks' resolvers relay to: the IPv4 addresses of the engine
+    setting :data:`DNS_UPSTREAM_ENV` (*setting* when given; separated by commas or blanks,
+    anything else ignored as resolv.conf lines are) when it is set, else the host's own
+    (:func:`host_nameservers`). Like Docker's ``dockerd --dns``: for a host whose
+    resolv.conf names a stub the containers should not use, and for tests, which point it
+    at a resolver of their own."""
+    if setting is None:
+        import os
+
+        setting = os.environ.get(DNS_UPSTREAM_ENV, "")
+    if not setting.strip():
+        return host_nameservers()
+    return parse_resolv_conf("\n".join(f"nameserver {word}"
+                                       for word in setting.replace(",", " ").split()))
+
+
+def nameservers_to_avoid() -> list[str]:
+    """The host's nameservers and the resolvers' upstreams: no subnet may hide them."""
+    return list(dict.fromkeys([*host_nameservers(), *dns_upstreams()]))
+
+
 # --- choosing a subnet ---------------------------------------------------------------------
 
 
@@ -359,7 +386,7 @@ def create_network(
     bridge_name: str = "",
     labels: dict[str, str] | None = None,
     routes: Callable[[], list[str]] = host_routes,
-    nameservers: Callable[[], list[str]] = host_nameservers,
+    nameservers: Callable[[], list[str]] = nameservers_to_avoid,
     network_id: str = "",
 ) -> Network:
     """Validate ``network create``'s flags, choose a subnet when none is given, and

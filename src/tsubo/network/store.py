@@ -412,13 +412,23 @@ class NetworkStore:
         return [LedgerEntry(*row) for row in rows]
 
     def resolve_name(self, network_id: str, name: str) -> str | None:
-        """The address, on *network_id*, of the container called *name* (its name or its
-        12-digit short ID); None when no container of that network has it."""
+        """The address, on *network_id*, of the container called *name* (its name, in any
+        case as DNS names go, or its 12-digit short ID); None when no container of that
+        network has it."""
         row = self._connection.execute(
             "SELECT e.address FROM endpoints e JOIN containers c ON c.id = e.container_id "
-            "WHERE e.network_id = ? AND (c.name = ? OR substr(c.id, 1, 12) = ?)",
-            (network_id, name, name)).fetchone()
+            "WHERE e.network_id = ? AND (c.name = ? COLLATE NOCASE OR substr(c.id, 1, 12) = ?)",
+            (network_id, name, name.lower())).fetchone()
         return str(row[0]) if row else None
+
+    def container_name_taken(self, name: str) -> bool:
+        """Whether any container of this engine (on any network, or none; in any state) is
+        called *name* (in any case) or has it as its 12-digit short ID: the names the
+        network resolvers never relay upstream."""
+        row = self._connection.execute(
+            "SELECT 1 FROM containers WHERE name = ? COLLATE NOCASE OR substr(id, 1, 12) = ? "
+            "LIMIT 1", (name, name.lower())).fetchone()
+        return row is not None
 
 
 def _check_kind(kind: str) -> None:
