@@ -1,4 +1,4 @@
-"""Benchmark: the JSON reader (``tsubo.oci.jsonwire.loads``, with its depth and size limits)
+"""Benchmark: the JSON reader (``tsubo.jsonwire.loads``, with its depth and size limits)
 against the bare C parser it drives, on the documents of the runtime's hot path.
 
 Documents: ``tsubo-runtime spec``'s default config.json; the config.json the engine writes
@@ -17,9 +17,9 @@ import json
 import time
 from collections.abc import Callable
 
+from tsubo import jsonwire
 from tsubo.engine.ocispec import ImageConfig, build_config
 from tsubo.engine.options import RunOptions
-from tsubo.oci import jsonwire
 from tsubo.oci.default_spec import default_spec
 
 

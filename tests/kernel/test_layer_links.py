@@ -1,4 +1,4 @@
-"""Short layer links and the relative overlay mount (``engine/storage.py``), on the kernel.
+"""Short layer links and the relative overlay mount (``image/snapshots.py``), on the kernel.
 
 ``layer_links`` names, reuses and never rewrites the links in ``l/``; ``mount_relative``
 mounts with paths relative to a folder without moving any other thread's cwd; ``mount_root``
@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tsubo.engine import storage
-from tsubo.engine.storage import (
-    ContainerFiles,
+from tsubo.engine.storage import ContainerFiles
+from tsubo.errors import InvalidArgument, TsuboError
+from tsubo.image import snapshots
+from tsubo.image.snapshots import (
     layer_links,
     mount_relative,
     mount_root,
     prune_layer_links,
     unmount_root,
 )
-from tsubo.errors import InvalidArgument, TsuboError
 
 
 def make_layers(root: Path, count: int) -> list[str]:
@@ -123,7 +123,7 @@ def test_mount_root_short_chain_plain_or_forced_through_links(
     layers = make_layers(tmp_path, 3)
     files = container(tmp_path, layers)
     if forced:
-        monkeypatch.setattr(storage, "LINKS_ABOVE", 0)
+        monkeypatch.setattr(snapshots, "LINKS_ABOVE", 0)
     mount_root(files, [":".join(reversed(layers))])
     try:
         merged = Path(files.merged)
@@ -151,8 +151,8 @@ def test_mount_root_refuses_a_chain_too_long_even_for_links(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     layers = make_layers(tmp_path, 3)
     files = container(tmp_path, layers)
-    monkeypatch.setattr(storage, "LINKS_ABOVE", 0)
-    monkeypatch.setattr(storage, "OPTIONS_MAX", 20)
+    monkeypatch.setattr(snapshots, "LINKS_ABOVE", 0)
+    monkeypatch.setattr(snapshots, "OPTIONS_MAX", 20)
     with pytest.raises(TsuboError, match="exceed one page of mount options even as short"):
         mount_root(files, list(reversed(layers)))
     assert not os.path.ismount(files.merged)

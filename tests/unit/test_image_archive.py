@@ -1,5 +1,5 @@
 """Pure helpers of save/load (tsubo.image.archive), image listing filters (tsubo.cli.images),
-Docker's size words (tsubo.cli.render.human_size) and tree_size (tsubo.engine.diskusage)."""
+Docker's size words (tsubo.cli.render.human_size) and tree_size (tsubo.image.snapshots)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 
 from tsubo.cli.images import glob_match, reference_matches
 from tsubo.cli.render import human_size
-from tsubo.engine.diskusage import tree_size
 from tsubo.errors import InvalidArgument, Unsupported
 from tsubo.image import archive
 from tsubo.image.archive import (
@@ -28,6 +27,7 @@ from tsubo.image.archive import (
     resolve_link,
     sniff_layer_media_type,
 )
+from tsubo.image.snapshots import tree_size
 from tsubo.oci.image_spec import oci_layer_media_type, oci_manifest
 
 HEX = "ab" * 32

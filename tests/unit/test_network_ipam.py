@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tsubo.errors import AlreadyExists, InvalidArgument, TsuboError, Unsupported
+from tsubo.network import addresses as address_math
 from tsubo.network import ipam, names
 from tsubo.network.models import Endpoint, Network, new_network_id
 from tsubo.network.store import NetworkStore
@@ -39,28 +40,28 @@ def cid(number: int) -> str:
 
 
 def test_ip_int_round_trip():
-    assert ipam.ip_to_int("172.17.0.2") == 0xAC110002
-    assert ipam.int_to_ip(0xAC110002) == "172.17.0.2"
-    assert ipam.int_to_ip(ipam.ip_to_int("255.255.255.255")) == "255.255.255.255"
+    assert address_math.ip_to_int("172.17.0.2") == 0xAC110002
+    assert address_math.int_to_ip(0xAC110002) == "172.17.0.2"
+    assert address_math.int_to_ip(address_math.ip_to_int("255.255.255.255")) == "255.255.255.255"
 
 
 @pytest.mark.parametrize("text", ["", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256",
                                   "1.2.3.-1", "1.2.3.\u0664", "1.2.3. 4", "a.b.c.d"])
 def test_ip_to_int_is_strict(text):
     with pytest.raises(ValueError):
-        ipam.ip_to_int(text)
+        address_math.ip_to_int(text)
 
 
 def test_cidr_bounds_and_overlaps():
-    assert ipam.cidr_bounds("10.0.0.0/24") == (0x0A000000, 0x0A0000FF)
-    assert ipam.cidr_bounds("10.0.0.7") == (0x0A000007, 0x0A000007)
-    assert ipam.overlaps("10.0.0.0/8", "10.1.2.0/24")
-    assert ipam.overlaps("10.1.2.0/24", "10.0.0.0/8")
-    assert not ipam.overlaps("10.0.0.0/24", "10.0.1.0/24")
+    assert address_math.cidr_bounds("10.0.0.0/24") == (0x0A000000, 0x0A0000FF)
+    assert address_math.cidr_bounds("10.0.0.7") == (0x0A000007, 0x0A000007)
+    assert address_math.overlaps("10.0.0.0/8", "10.1.2.0/24")
+    assert address_math.overlaps("10.1.2.0/24", "10.0.0.0/8")
+    assert not address_math.overlaps("10.0.0.0/24", "10.0.1.0/24")
     with pytest.raises(ValueError):
-        ipam.cidr_bounds("10.0.0.0/33")
+        address_math.cidr_bounds("10.0.0.0/33")
     with pytest.raises(ValueError):
-        ipam.cidr_bounds("10.0.0.0/\u0662")
+        address_math.cidr_bounds("10.0.0.0/\u0662")
 
 
 # --- parsing -------------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def test_stale_hint_falls_back_to_a_full_search(store):
     # A lease deleted behind the store's back: the hint still says "all below is taken".
     with store.transaction() as connection:
         connection.execute("DELETE FROM leases WHERE network_id = ? AND address = ?",
-                           (network.id, ipam.ip_to_int("10.0.0.3")))
+                           (network.id, address_math.ip_to_int("10.0.0.3")))
     assert ipam.allocate(store, network, container_id=cid(9)) == "10.0.0.3"
 
 
@@ -423,7 +424,7 @@ def test_parallel_allocations_from_four_processes_are_distinct(store, db_path):
     assert len(addresses) == workers * per_worker
     assert len(set(addresses)) == workers * per_worker
     # Lowest first across all processes: exactly .2 to .201.
-    assert sorted(addresses, key=ipam.ip_to_int) == [f"10.20.0.{n}" for n in range(2, 202)]
+    assert sorted(addresses, key=address_math.ip_to_int) == [f"10.20.0.{n}" for n in range(2, 202)]
     assert len(store.leases(network.id)) == workers * per_worker + 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
-from tsubo.network import ipam, names
+from tsubo.network import addresses, ipam, names
 from tsubo.network.models import Endpoint, Network, new_network_id
 from tsubo.network.store import LEDGER_KINDS, NetworkStore
 from tsubo.state.db import MIGRATIONS, ContainerRow, Database
@@ -30,7 +30,7 @@ def cid(number: int) -> str:
 def network_row(name: str, subnet: str, *, network_id: str = "", bridge: str = "",
                 **options: object) -> Network:
     network_id = network_id or new_network_id()
-    gateway = ipam.int_to_ip(ipam.cidr_bounds(subnet)[0] + 1)
+    gateway = addresses.int_to_ip(addresses.cidr_bounds(subnet)[0] + 1)
     return Network(network_id, name, subnet, gateway,
                    bridge or names.bridge_name(network_id), **options)  # type: ignore[arg-type]
 

@@ -8,9 +8,7 @@ Sizes, as Docker counts them:
   (``<data root>/containers/<id>/upper``);
 - a volume: the files under ``<data root>/volumes/<name>/_data``.
 
-Directory trees are walked with ``os.scandir`` and ``lstat``: a symlink is never followed
-(it counts its own size), a file with several hard links counts once, a directory counts
-nothing (Docker's ``directory.Size``).
+Directory trees are measured by ``image.snapshots.tree_size``.
 
 Reclaimable: images no container uses (what ``image prune -a`` frees: their layers that no
 used image shares), containers that are not running, volumes no container mounts.
@@ -18,43 +16,13 @@ used image shares), containers that are not running, volumes no container mounts
 
 from __future__ import annotations
 
-import os
-
 from tsubo.errors import NotFound, WrongState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from tsubo.engine.containers import Engine
+    from tsubo.engine.paths import EngineState
     from tsubo.image.store import Image
     from tsubo.state.db import ContainerRow, Database
-
-
-def tree_size(path: str) -> int:
-    """Bytes in the files under *path* (see the module docstring); 0 if it is missing."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    pending = [path]
-    while pending:
-        try:
-            entries = os.scandir(pending.pop())
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                    continue
-                if info.st_nlink > 1:
-                    key = (info.st_dev, info.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                total += info.st_size
-    return total
 
 
 def layer_sizes(db: Database) -> dict[str, int]:
@@ -125,8 +93,9 @@ class DiskUsage:
             sum(usage.size for usage in unused))
 
 
-def disk_usage(engine: Engine) -> DiskUsage:
+def disk_usage(engine: EngineState) -> DiskUsage:
     """``system df``: images, containers and volumes with their sizes."""
+    from tsubo.image.snapshots import tree_size
     from tsubo.image.store import ImageStore
 
     rows = engine.containers(all_states=True)
@@ -171,7 +140,7 @@ class PruneResult:
         self.reclaimed = reclaimed
 
 
-def prune_images(engine: Engine, *, all_images: bool) -> PruneResult:
+def prune_images(engine: EngineState, *, all_images: bool) -> PruneResult:
     """``image prune``: remove the dangling (untagged) images, or with *all_images* every
     image, that no container uses, and the blobs and partial downloads failed pulls left;
     *reclaimed* is the size of the layers and blobs that went."""

@@ -8,11 +8,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from tsubo.engine.containers import Engine
+    from tsubo.engine.paths import EngineState
     from tsubo.state.db import ContainerRow
 
 
-def inspect_container(engine: Engine, row: ContainerRow) -> dict[str, Any]:
+def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
     from tsubo import jsonwire
     from tsubo.engine.options import RunOptions
     from tsubo.engine.storage import ContainerFiles
@@ -85,7 +85,7 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _image_config(engine: Engine, image_id: str) -> dict[str, Any]:
+def _image_config(engine: EngineState, image_id: str) -> dict[str, Any]:
     """The ``config`` object of the container's image ({} for --rootfs or a removed one)."""
     if not image_id:
         return {}

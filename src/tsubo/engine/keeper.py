@@ -33,11 +33,16 @@ from __future__ import annotations
 
 import os
 
+from tsubo.engine.background import record_crash
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from tsubo.engine.paths import EnginePaths
+
+    #: (paths, ready fd, keeper socket fd, adopting) -> exit status
+    MonitorMain = Callable[[EnginePaths, int, int, bool], int]
 
 KEEP = "KEEP"
 DROP = "DROP"
@@ -123,10 +128,12 @@ class _Kept:
 class Keeper:
     """The keeper's loop (see the module docstring)."""
 
-    def __init__(self, paths: EnginePaths) -> None:
+    def __init__(self, paths: EnginePaths, monitor_main: MonitorMain) -> None:
         import select
 
         self.paths = paths
+        #: what a forked monitor runs (``engine.monitor.run_monitor``)
+        self.monitor_main = monitor_main
         self.kept: dict[str, _Kept] = {}
         self.monitor_pid = 0
         self.monitor_started = 0.0
@@ -140,7 +147,6 @@ class Keeper:
     def run(self, ready_fd: int) -> int:
         import _signal
 
-        from tsubo.engine.monitor import record_crash
         from tsubo.kernel import signals, syscalls
         from tsubo.kernel.flags import PR_SET_CHILD_SUBREAPER
         from tsubo.kernel.procfs import read_stat, set_process_title
@@ -191,13 +197,9 @@ class Keeper:
             exit_status = 1
             try:
                 ours.close()
-                from tsubo.engine.monitor import run_monitor
-
-                exit_status = run_monitor(self.paths, ready_fd, theirs.detach(),
-                                          adopting=adopting)
+                exit_status = self.monitor_main(self.paths, ready_fd, theirs.detach(),
+                                                adopting)
             except BaseException as error:
-                from tsubo.engine.monitor import record_crash
-
                 record_crash(self.paths, error)
             os._exit(exit_status)
         theirs.close()

@@ -1,9 +1,8 @@
 """The monitor: the parent and subreaper of an engine's running containers.
 
 One monitor process serves all running containers of one engine root. It is started on
-demand by the first ``tsubo run``/``start`` (forked from the CLI, twice, with a new session,
-so it belongs to no terminal and survives the CLI being killed) and exits on its own once
-no container runs. For each container it:
+demand by the first ``tsubo run``/``start`` (by the root's keeper, which that command forks:
+``engine/client.py``) and exits on its own once no container runs. For each container it:
 
 1. mounts the overlay root, wires the container's stdio to pipes (or a pty through a
    console socket), and creates + starts the container *in-process* through
@@ -24,11 +23,12 @@ event of the loop, run inside an error boundary: a fault is logged
 keeper (``engine/keeper.py``), which holds each container's stdio fds and starts a new
 monitor when this one dies; the new one adopts the running containers (:meth:`serve`).
 
-Clients reach the monitor on ``<run root>/monitor.sock`` (a filesystem socket, mode 0600 in
-a 0700 folder — never abstract: CVE-2020-15257). A connection's first frame names the
-container to start (``attach.GO``); the connection then becomes that container's attach
-stream (``engine/attach.py``). Starting a monitor and its idle exit are serialised by an
-flock on ``monitor.lock``, so a client never connects to a monitor that is going away.
+Clients reach the monitor on ``<run root>/monitor.sock`` (``engine/client.py``). A
+connection's first frame says what it wants (``engine/attach.py``): a container to start
+(``GO``) or create and start (``RUN``), after which it is that container's attach stream; a
+container to wait for (``WAIT``); or the adoption of containers whose monitor died
+(``RECONCILE``). Starting a monitor and its idle exit are serialised by an flock on
+``monitor.lock``, so a client never connects to a monitor that is going away.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 
 from tsubo.engine import attach, status
+from tsubo.engine.background import SOCKET_NAME, close_fds_except, record_crash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from tsubo.engine.containers import Engine
+    from tsubo.engine.core import EngineCore
     from tsubo.engine.logs import LogWriter
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
@@ -55,108 +56,18 @@ _RESTART_DELAY_START = 0.1
 _RESTART_DELAY_MAX = 10.0
 _IDLE_EXIT_SECONDS = 2.0
 _DRAIN_SECONDS = 0.2
-_SOCKET_NAME = "monitor.sock"
-#: how long a command waits for a living keeper's new monitor to come up
-_KEEPER_WAIT_SECONDS = 20.0
 #: State.Error of a container that exited while no monitor watched it
 UNKNOWN_EXIT = ("exit status unknown: it exited while neither the engine's monitor nor "
                 "its keeper was there to see it")
 
 
-# --- the client side: reaching (or starting) the monitor --------------------------------
-
-def connect_monitor(paths: EnginePaths) -> int:
-    """A connected socket fd to the engine's monitor, starting one (with its keeper) if
-    none runs. While a keeper lives it starts the monitors itself (a new one is on its
-    way): we wait for it rather than start a second keeper."""
-    import fcntl
-    import time
-
-    from tsubo.engine.keeper import LOCK_NAME, keeper_alive
-
-    fd = _try_connect(paths)
-    if fd >= 0:
-        return fd
-    os.makedirs(paths.run, mode=0o700, exist_ok=True)
-    lock = os.open(f"{paths.run}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + _KEEPER_WAIT_SECONDS
-    try:
-        while True:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            fd = _try_connect(paths)
-            if fd >= 0:
-                return fd
-            if not keeper_alive(paths):
-                break
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            if time.monotonic() >= deadline:
-                _monitor_did_not_come_up(paths)
-            time.sleep(0.05)
-        ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
-        _fork_keeper(paths, ready_write)
-        os.close(ready_write)
-        os.read(ready_read, 1)  # the monitor listens (or has died: EOF)
-        os.close(ready_read)
-        fd = _try_connect(paths)
-        if fd < 0:
-            _monitor_did_not_come_up(paths)
-        return fd
-    finally:
-        os.close(lock)
-
-
-def _monitor_did_not_come_up(paths: EnginePaths) -> None:
-    from tsubo.errors import TsuboError
-
-    raise TsuboError("start monitor", f"{paths.run}/{_SOCKET_NAME}",
-                     detail="the monitor did not come up", hint=f"see {paths.run}/monitor.log")
-
-
-def _try_connect(paths: EnginePaths) -> int:
-    import _socket  # the C core of ``socket``, which costs ~10 ms to import here
-
-    from tsubo.engine.paths import socket_address
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    address, folder_fd = socket_address(f"{paths.run}/{_SOCKET_NAME}")
-    try:
-        sock.connect(address)
-    except OSError:
-        sock.close()
-        return -1
-    finally:
-        if folder_fd >= 0:
-            os.close(folder_fd)
-    return int(sock.detach())
-
-
-def _fork_keeper(paths: EnginePaths, ready_fd: int) -> None:
-    """Fork the root's keeper (twice, with a new session: it belongs to no terminal and
-    survives us); it forks the monitor, which writes to *ready_fd* once it listens."""
-    pid = os.fork()
-    if pid == 0:
-        exit_status = 1
-        try:
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            _close_fds_except(ready_fd)
-            from tsubo.engine.keeper import Keeper
-
-            exit_status = Keeper(paths).run(ready_fd)
-        except BaseException as error:  # a keeper must never unwind into the CLI's code
-            record_crash(paths, error, "keeper")
-        os._exit(exit_status)
-    os.waitpid(pid, 0)
-
-
-def run_monitor(paths: EnginePaths, ready_fd: int, keeper_fd: int, *, adopting: bool) -> int:
+def run_monitor(paths: EnginePaths, ready_fd: int, keeper_fd: int, adopting: bool) -> int:
     """The monitor process's main, in the keeper's freshly forked child."""
     import _signal
 
     _signal.set_wakeup_fd(-1)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-    _close_fds_except(ready_fd, keeper_fd)
+    close_fds_except(ready_fd, keeper_fd)
     from tsubo.kernel.procfs import set_process_title
 
     set_process_title(f"tsubo-monitor {paths.data}")
@@ -170,34 +81,6 @@ def _preload() -> None:
     import fcntl  # noqa: F401
     import select  # noqa: F401
 
-
-
-def _close_fds_except(*keep: int) -> None:
-    null = os.open("/dev/null", os.O_RDWR)
-    for target in (0, 1, 2):
-        if target != null:
-            os.dup2(null, target)
-    low = 3
-    for fd in sorted({*keep, null} - {0, 1, 2, -1}):
-        if fd > low:
-            os.closerange(low, fd)
-        low = max(low, fd + 1)
-    os.closerange(low, 1 << 16)
-    if null > 2 and null not in keep:
-        os.close(null)
-
-
-def record_crash(paths: EnginePaths, error: BaseException, what: str = "monitor") -> None:
-    """Leave a traceback in ``<run root>/monitor.log``."""
-    try:
-        import traceback
-
-        os.makedirs(paths.run, mode=0o700, exist_ok=True)
-        with open(f"{paths.run}/monitor.log", "a", encoding="utf-8") as log:
-            log.write(f"{what} (pid {os.getpid()}) failed:\n")
-            traceback.print_exception(error, file=log)
-    except OSError:
-        pass
 
 
 # --- the monitor ----------------------------------------------------------------------------
@@ -248,7 +131,7 @@ class MonitorService:
         import select
 
         self.paths = paths
-        self.engine: Engine  # opened in serve(), after we listen (see there)
+        self.engine: EngineCore  # opened in serve(), after we listen (see there)
         self.db: Database
         self.runtime: Runtime
         self.poller: select.poll = select.poll()
@@ -319,9 +202,9 @@ class MonitorService:
 
     def _open_engine(self) -> None:
         _preload()
-        from tsubo.engine.containers import Engine
+        from tsubo.engine.core import EngineCore
 
-        self.engine = Engine(paths=self.paths)
+        self.engine = EngineCore(paths=self.paths)
         self.engine.reconcile = lambda: self.reconcile(False)
         self.db = self.engine.db
         self.runtime = self.engine.runtime
@@ -336,7 +219,7 @@ class MonitorService:
     def _listen(self) -> None:
         import _socket
 
-        path = f"{self.paths.run}/{_SOCKET_NAME}"
+        path = f"{self.paths.run}/{SOCKET_NAME}"
         if os.path.exists(path):
             os.unlink(path)  # a stale socket: connecting to it failed under the lock
         from tsubo.engine.paths import socket_address
@@ -385,7 +268,7 @@ class MonitorService:
             if waiting.poll(0):
                 return False
             try:
-                os.unlink(f"{self.paths.run}/{_SOCKET_NAME}")
+                os.unlink(f"{self.paths.run}/{SOCKET_NAME}")
             except FileNotFoundError:
                 pass  # removed by hand: ours to close all the same
             self.listener_sock.close()  # type: ignore[attr-defined]
@@ -624,8 +507,9 @@ class MonitorService:
     def _launch(self, supervised: Supervised, row: ContainerRow) -> None:
         """Mount, create + start through the runtime, register the streams."""
         from tsubo.engine.logs import LogWriter
-        from tsubo.engine.storage import ContainerFiles, mount_root
+        from tsubo.engine.storage import ContainerFiles
         from tsubo.errors import NotFound, TsuboError
+        from tsubo.image.snapshots import mount_root
         from tsubo.state.clock import now_rfc3339
 
         files = ContainerFiles(self.paths.container_dir(supervised.id))
@@ -941,7 +825,7 @@ class MonitorService:
         """Off its networks: netns pin (and with it the veths), leases, endpoints."""
         if supervised.options.network != "bridge":
             return
-        from tsubo.engine.containers import detach_networks
+        from tsubo.engine.teardown import detach_networks
 
         try:
             detach_networks(self.paths, self.db, supervised.id)
@@ -956,7 +840,7 @@ class MonitorService:
 
     def _finish(self, supervised: Supervised) -> None:
         """The container is done here: unmount its root, remove it for --rm, let go."""
-        from tsubo.engine.storage import unmount_root
+        from tsubo.image.snapshots import unmount_root
 
         self.containers.pop(supervised.id, None)
         for fd in list(supervised.streams):
@@ -972,7 +856,7 @@ class MonitorService:
         try:
             unmount_root(f"{self.paths.container_dir(supervised.id)}/merged")
             if supervised.options.remove:
-                from tsubo.engine.containers import remove_container_files
+                from tsubo.engine.teardown import remove_container_files
 
                 remove_container_files(self.paths, self.db, supervised.id)
         except Exception as error:
@@ -1216,4 +1100,4 @@ def _resize(master: int, payload: bytes) -> None:
         pass
 
 
-__all__ = ["MonitorService", "connect_monitor"]
+__all__ = ["MonitorService", "run_monitor"]

@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tsubo.engine.containers import Engine
+    from tsubo.engine.paths import EngineState
     from tsubo.network.models import Endpoint, Network
     from tsubo.network.store import NetworkStore
 
@@ -26,7 +26,7 @@ DEFAULT_NETWORK = "bridge"
 
 
 class NetworkManager:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineState) -> None:
         from tsubo.network.store import NetworkStore
 
         self.engine = engine

@@ -14,6 +14,24 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from tsubo.state.db import ContainerRow, Database
+
+    class EngineState(Protocol):
+        """What the engine's helpers (volumes, networks, inspect, disk usage) need of an
+        engine: where its files are and its database (``EngineCore`` is one)."""
+
+        @property
+        def paths(self) -> EnginePaths: ...
+
+        @property
+        def db(self) -> Database: ...
+
+        def containers(self, *, all_states: bool = False) -> list[ContainerRow]: ...
+
 DEFAULT_DATA_ROOT = "/var/lib/tsubo"
 DEFAULT_RUN_ROOT = "/run/tsubo"
 

@@ -13,11 +13,10 @@ from tsubo.errors import NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from tsubo.engine.containers import Engine
-    from tsubo.engine.paths import EnginePaths
+    from tsubo.engine.paths import EnginePaths, EngineState
 
 
-def ensure_volume(engine: Engine, name: str, *, anonymous: bool = False,
+def ensure_volume(engine: EngineState, name: str, *, anonymous: bool = False,
                   labels: dict[str, str] | None = None) -> str:
     """The volume *name* (created if missing; a random name when *anonymous*).
     InvalidArgument, in Docker's words, for a name the local driver refuses (``/abs``
@@ -42,7 +41,7 @@ def remove_volume_files(paths: EnginePaths, name: str) -> None:
     shutil.rmtree(paths.volume_dir(name), ignore_errors=True)
 
 
-def remove_volume(engine: Engine, name: str) -> None:
+def remove_volume(engine: EngineState, name: str) -> None:
     """Remove a volume no container uses (WrongState names the users otherwise); the
     name is checked before its folder is named."""
     engine.db.get_volume(name, "remove volume")

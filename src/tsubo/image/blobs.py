@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
-from tsubo.image.reference import digest_problem
+from tsubo.oci.image_spec import digest_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

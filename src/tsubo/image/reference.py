@@ -12,6 +12,7 @@ costs milliseconds to import and this module is on the CLI's path; so does ``dat
 from __future__ import annotations
 
 from tsubo.errors import InvalidArgument
+from tsubo.oci.image_spec import digest_problem
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -211,18 +212,6 @@ def _tag_problem(tag: str) -> str:
         return f"tag longer than {_TAG_MAX} characters"
     if tag[0] not in _WORD or not set(tag) <= _TAG_CHARS:
         return f"invalid tag {tag!r}"
-    return ""
-
-
-def digest_problem(digest: str) -> str:
-    """"" when *digest* is ``sha256:`` and 64 lower-case hex digits, else what is wrong."""
-    algorithm, colon, encoded = digest.partition(":")
-    if not colon:
-        return f"invalid digest {digest!r}: expected sha256:<64 hex digits>"
-    if algorithm != "sha256":
-        return f"unsupported digest algorithm {algorithm!r}"
-    if len(encoded) != 64 or not set(encoded) <= _HEX_LOWER:
-        return f"invalid digest {digest!r}: expected 64 lower-case hex digits"
     return ""
 
 

@@ -406,7 +406,7 @@ class ImageStore:
         """Layer directories no ``layers`` row names (a killed pull's finished unpacks)
         and half-unpacked ``.tmp-*`` ones: only under the exclusive blob lock, when no
         pull, load or import runs."""
-        from tsubo.engine.diskusage import tree_size
+        from tsubo.image.snapshots import tree_size
         from tsubo.image.unpack import remove_tree
 
         recorded = {str(diff_id).removeprefix("sha256:") for (diff_id,) in
@@ -440,7 +440,7 @@ class ImageStore:
                 candidates.add(str(row[0]))
         self._delete_unreferenced(candidates)
         if gone:
-            from tsubo.engine.storage import LINKS_DIR, prune_layer_links
+            from tsubo.image.snapshots import LINKS_DIR, prune_layer_links
 
             prune_layer_links(f"{self.root}/{LINKS_DIR}")  # short links of long chains
 
@@ -506,7 +506,7 @@ def parse_image_config(config_bytes: bytes) -> tuple[dict[str, Any], list[str]]:
     """An OCI image config and its rootfs diff_ids, checked (a clear error, not a
     KeyError, for a config that is not one)."""
     from tsubo import jsonwire
-    from tsubo.image.reference import digest_problem
+    from tsubo.oci.image_spec import digest_problem
 
     config = jsonwire.loads(config_bytes, "config", operation="read image config")
     rootfs = config.get("rootfs") if isinstance(config, dict) else None

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from tsubo.errors import AlreadyExists, InvalidArgument, TsuboError, Unsupported
 from tsubo.network import names
+from tsubo.network.addresses import ALL_ONES, cidr_bounds, int_to_ip, ip_to_int
 from tsubo.network.models import Network, new_network_id
 
 TYPE_CHECKING = False
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 
     from tsubo.network.store import NetworkStore
 
-_ALL_ONES = 0xFFFFFFFF
 #: Candidate subnets: (block, prefix length of each candidate), in order.
 DEFAULT_POOL: tuple[tuple[str, int], ...] = (
     *((f"172.{second}.0.0/16", 24) for second in range(17, 32)),
@@ -71,51 +71,6 @@ IP_COMMANDS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
 RESOLV_CONF = "/etc/resolv.conf"
 #: engine setting: the nameservers the networks' resolvers relay to (see dns_upstreams)
 DNS_UPSTREAM_ENV = "TSUBO_DNS_UPSTREAM"
-
-
-# --- integers <-> text (no ipaddress: these run on the hot path) ---------------------------
-
-
-def ip_to_int(text: str) -> int:
-    """The 32-bit value of a dotted-quad IPv4 address; ValueError unless *text* is exactly
-    four decimal octets 0..255 without leading zeros (``ipaddress``'s rule)."""
-    octets = text.split(".")
-    if len(octets) != 4:
-        raise ValueError(f"not an IPv4 address: {text!r}")
-    value = 0
-    for octet in octets:
-        if (not octet or len(octet) > 3 or not (octet.isascii() and octet.isdigit())
-                or (len(octet) > 1 and octet[0] == "0") or int(octet) > 255):
-            raise ValueError(f"not an IPv4 address: {text!r}")
-        value = value << 8 | int(octet)
-    return value
-
-
-def int_to_ip(value: int) -> str:
-    """The dotted quad of a 32-bit value."""
-    if not 0 <= value <= _ALL_ONES:
-        raise ValueError(f"not an IPv4 address value: {value}")
-    return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
-
-
-def cidr_bounds(cidr: str) -> tuple[int, int]:
-    """First and last address (as integers) of *cidr* (``a.b.c.d/n``, or a bare address
-    for a /32). Host bits are ignored: the bounds are those of the network."""
-    address, slash, prefix_text = cidr.partition("/")
-    if slash and not (prefix_text.isascii() and prefix_text.isdigit()
-                      and int(prefix_text) <= 32):
-        raise ValueError(f"not an IPv4 prefix length: {cidr!r}")
-    prefix = int(prefix_text) if slash else 32
-    size = 1 << (32 - prefix)
-    first = ip_to_int(address) & ~(size - 1) & _ALL_ONES
-    return first, first + size - 1
-
-
-def overlaps(one: str, other: str) -> bool:
-    """Whether two CIDRs share any address."""
-    first, last = cidr_bounds(one)
-    other_first, other_last = cidr_bounds(other)
-    return first <= other_last and other_first <= last
 
 
 def allocation_range(network: Network) -> tuple[int, int]:
@@ -239,7 +194,7 @@ def parse_routes(output: str) -> list[str]:
             first, last = cidr_bounds(destination)
         except ValueError:
             continue  # "multicast ..." and other forms without a plain destination
-        if first == 0 and last == _ALL_ONES:
+        if first == 0 and last == ALL_ONES:
             continue  # 0.0.0.0/0 spelt out: the default route of another table
         prefix = 33 - (last - first + 1).bit_length()  # size 2**(32 - prefix)
         routes.append(f"{int_to_ip(first)}/{prefix}")
@@ -338,7 +293,7 @@ def choose_subnet(taken: Iterable[str], host_routes: Iterable[str],
         blockers.append((*cidr_bounds(subnet), f"network subnet {subnet}"))
     for route in host_routes:
         first, last = cidr_bounds(route)
-        if first == 0 and last == _ALL_ONES:
+        if first == 0 and last == ALL_ONES:
             continue  # the default route: everything overlaps it
         blockers.append((first, last, f"host route {route}"))
     for server in nameservers:

@@ -103,7 +103,7 @@ class NetworkStore:
         """Record a new network and the gateway's lease. AlreadyExists when its name,
         bridge name, subnet or ID is taken (naming the network that has it);
         InvalidArgument when its subnet overlaps another network's."""
-        from tsubo.network.ipam import cidr_bounds, ip_to_int
+        from tsubo.network.addresses import cidr_bounds, ip_to_int
 
         first, last = cidr_bounds(network.subnet)
         with self.transaction() as connection:
@@ -248,7 +248,7 @@ class NetworkStore:
                 "INSERT INTO leases (network_id, address, container_id) VALUES (?, ?, ?)",
                 (network_id, address, container_id))
         except sqlite3.IntegrityError as error:
-            from tsubo.network.ipam import int_to_ip
+            from tsubo.network.addresses import int_to_ip
 
             if "FOREIGN KEY" in str(error):
                 raise NotFound("allocate address", int_to_ip(address),
@@ -271,7 +271,7 @@ class NetworkStore:
     def leases(self, network_id: str) -> list[tuple[str, str]]:
         """``(address, container_id)`` of a network's leases, by address (the gateway's
         holder is ``""``)."""
-        from tsubo.network.ipam import int_to_ip
+        from tsubo.network.addresses import int_to_ip
 
         rows = self._connection.execute(
             "SELECT address, container_id FROM leases WHERE network_id = ? ORDER BY address",
@@ -280,7 +280,7 @@ class NetworkStore:
 
     def container_leases(self, container_id: str) -> list[tuple[str, str]]:
         """``(network_id, address)`` of every lease *container_id* holds."""
-        from tsubo.network.ipam import int_to_ip
+        from tsubo.network.addresses import int_to_ip
 
         if not container_id:
             raise ValueError("container_leases: empty container id")

@@ -53,11 +53,24 @@ LAYER_MEDIA_TYPES: dict[str, str] = {
 }
 
 
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def digest_problem(digest: str) -> str:
+    """"" when *digest* is ``sha256:`` and 64 lower-case hex digits, else what is wrong."""
+    algorithm, colon, encoded = digest.partition(":")
+    if not colon:
+        return f"invalid digest {digest!r}: expected sha256:<64 hex digits>"
+    if algorithm != "sha256":
+        return f"unsupported digest algorithm {algorithm!r}"
+    if len(encoded) != 64 or not set(encoded) <= _LOWER_HEX:
+        return f"invalid digest {digest!r}: expected 64 lower-case hex digits"
+    return ""
+
+
 def check_descriptor(value: object, operation: str, what: str) -> tuple[str, str, int]:
     """``(digest, media type, size)`` of a descriptor with a valid sha256 digest and a
     non-negative size; InvalidArgument naming *what* otherwise."""
-    from tsubo.image.reference import digest_problem
-
     if not isinstance(value, dict):
         raise InvalidArgument(operation, what, detail="expected a descriptor object")
     digest = value.get("digest")
