@@ -263,16 +263,20 @@ def test_parse_volume_cleans_paths() -> None:
     assert (spec.source, spec.destination) == ("/host/dir", "/ctr/sub")
 
 
+#: moby volume/local/local.go validateName, with the name as Go's %q writes it
+DOCKER_BAD_VOLUME_NAME = (
+    '{} includes invalid characters for a local volume name, only '
+    '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, '
+    'use absolute path')
+
+
 @pytest.mark.parametrize(("text", "detail"), [
     ("/a:b", "the container path 'b' must be absolute"),
-    ("./rel:/x", "'./rel' is neither an absolute host path nor a volume name "
-                 "([a-zA-Z0-9][a-zA-Z0-9_.-]+)"),
-    ("rel/dir:/x", "'rel/dir' is neither an absolute host path nor a volume name "
-                   "([a-zA-Z0-9][a-zA-Z0-9_.-]+)"),
-    ("a:/x", "'a' is neither an absolute host path nor a volume name "
-             "([a-zA-Z0-9][a-zA-Z0-9_.-]+)"),
-    ("_x:/x", "'_x' is neither an absolute host path nor a volume name "
-              "([a-zA-Z0-9][a-zA-Z0-9_.-]+)"),
+    ("./rel:/x", DOCKER_BAD_VOLUME_NAME.format('"./rel"')),
+    ("rel/dir:/x", DOCKER_BAD_VOLUME_NAME.format('"rel/dir"')),
+    ("a:/x", "volume name is too short, names should be at least two alphanumeric "
+             "characters"),
+    ("_x:/x", DOCKER_BAD_VOLUME_NAME.format('"_x"')),
     ("/a:/b:bogus", "unknown mode 'bogus'"),
     ("/a:/b:ro,rw", "conflicting modes in 'ro,rw'"),
     ("/a:/b:shared,rslave", "conflicting modes in 'shared,rslave'"),
@@ -297,7 +301,8 @@ def test_parse_volume_bad(text: str, detail: str) -> None:
 def test_parse_volume_relative_source_hints_at_absolute_path() -> None:
     with pytest.raises(InvalidArgument) as caught:
         parse_volume("./data:/x")
-    assert caught.value.hint == "use an absolute path to mount a host directory"
+    assert caught.value.detail.endswith(
+        "If you intended to pass a host directory, use absolute path")
 
 
 # --- tmpfs --------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> i
     elif verb == "inspect":
         records = []
         for name in names:
-            volume = engine.db.get_volume(name)
+            volume = engine.db.get_volume(name, "inspect volume")
             records.append({"Name": volume.name, "Driver": "local",
                             "Mountpoint": f"{engine.paths.volume_dir(name)}/_data",
                             "CreatedAt": volume.created_at,

@@ -70,6 +70,7 @@ class Engine:
     def create(self, options: RunOptions, *, name: str | None = None) -> ContainerRow:
         """Create a container (not started): its row, folder, overlay dirs and bundle."""
         from tsubo.engine import db as dbmod
+        from tsubo.engine.names import container_name
         from tsubo.engine.ocispec import ImageConfig, build_config
         from tsubo.engine.storage import (
             ContainerFiles,
@@ -103,7 +104,7 @@ class Engine:
         _apply_image_defaults(options, image_config or {})
         container_id = dbmod.new_container_id()
         if name is not None:
-            dbmod.validate_name(name)
+            name = container_name(name)  # the one normalisation: "/web" is "web"
         else:
             name = dbmod.generate_name(self.db.name_in_use)
         files = ContainerFiles(self.paths.container_dir(container_id))

@@ -2,8 +2,9 @@
 
 Owns the schema (versioned with ``PRAGMA user_version``; migrations run in order inside
 ``BEGIN IMMEDIATE``, so two engines starting at once never both migrate), container IDs
-and names (Docker's rules for generating, validating and resolving them), and the
-encoding of rows. Nothing else opens the database file.
+and names (Docker's rules for generating and resolving them; the rules for what a name
+may be are :mod:`tsubo.engine.names`, and no row is stored or looked up by a name that
+breaks them), and the encoding of rows. Nothing else opens the database file.
 
 Concurrency: tsubo has no daemon, so several engine processes (a CLI, monitors) share
 the file. It is in WAL mode (readers never block the writer), every connection waits up
@@ -24,6 +25,7 @@ import os
 import sqlite3
 import time
 
+from tsubo.engine.names import bare_name, container_name, volume_name
 from tsubo.errors import AlreadyExists, InvalidArgument, NotFound, WrongState
 from tsubo.oci import jsonwire
 
@@ -182,10 +184,7 @@ _VOLUME_SELECT = f"SELECT {', '.join(VOLUME_COLUMNS)} FROM volumes"
 ID_LENGTH = 64
 _BUSY_TIMEOUT_MS = 5000
 SHORT_ID_LENGTH = 12
-MAX_NAME_LENGTH = 128
 _HEX_DIGITS = frozenset("0123456789abcdef")
-_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_NAME_REST = _NAME_FIRST | frozenset("_.-")
 
 
 class ContainerRow:
@@ -407,8 +406,12 @@ class Database:
     # --- containers -----------------------------------------------------------------------
 
     def insert_container(self, row: ContainerRow) -> None:
-        """Store a new container; AlreadyExists when its name (or ID) is taken."""
+        """Store a new container; AlreadyExists when its name (or ID) is taken,
+        InvalidArgument for a name not in its stored form (see names.container_name)."""
         _check_state(row.state)
+        if container_name(row.name) != row.name:  # "/web" would be a second "web"
+            raise InvalidArgument("create container", repr(row.name),
+                                  detail='a stored name has no leading "/"')
         placeholders = ", ".join("?" * len(CONTAINER_COLUMNS))
         try:
             self._connection.execute(
@@ -447,8 +450,7 @@ class Database:
             found = execute(f"{_CONTAINER_SELECT} WHERE id = ?", (ref,)).fetchone()
             if found is not None:
                 return ContainerRow.from_row(found)
-        name = ref[1:] if ref.startswith("/") else ref
-        found = execute(f"{_CONTAINER_SELECT} WHERE name = ?", (name,)).fetchone()
+        found = execute(f"{_CONTAINER_SELECT} WHERE name = ?", (bare_name(ref),)).fetchone()
         if found is not None:
             return ContainerRow.from_row(found)
         if _HEX_DIGITS.issuperset(ref):
@@ -503,15 +505,17 @@ class Database:
         return cursor.rowcount > 0
 
     def name_in_use(self, name: str) -> bool:
-        name = name[1:] if name.startswith("/") else name
         return self._connection.execute(
-            "SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone() is not None
+            "SELECT 1 FROM containers WHERE name = ?", (bare_name(name),)
+        ).fetchone() is not None
 
     # --- volumes ------------------------------------------------------------------------
 
     def insert_volume(self, name: str, *, labels: str | dict[str, str] = "{}",
                       anonymous: bool = False, driver: str = "local") -> VolumeRow:
-        """Record a new volume (created now); AlreadyExists if the name is taken."""
+        """Record a new volume (created now); AlreadyExists if the name is taken,
+        InvalidArgument (Docker's words) for a name the local driver refuses."""
+        volume_name(name, "create volume")
         volume = VolumeRow(name, now_rfc3339(), driver, _json_text(labels), int(anonymous))
         try:
             self._connection.execute(
@@ -523,12 +527,14 @@ class Database:
                                 detail=f'a volume named "{name}" exists') from None
         return volume
 
-    def get_volume(self, name: str) -> VolumeRow:
-        """The volume *name*; NotFound if there is none."""
+    def get_volume(self, name: str, operation: str = "find volume") -> VolumeRow:
+        """The volume *name*; NotFound if there is none, InvalidArgument (Docker's words,
+        naming *operation*) for a name no volume can have."""
+        volume_name(name, operation)
         found = self._connection.execute(f"{_VOLUME_SELECT} WHERE name = ?",
                                          (name,)).fetchone()
         if found is None:
-            raise NotFound("find volume", name, detail="no such volume")
+            raise NotFound(operation, name, detail="no such volume")
         return VolumeRow.from_row(found)
 
     def list_volumes(self) -> list[VolumeRow]:
@@ -544,7 +550,9 @@ class Database:
         return [row[0] for row in rows]
 
     def delete_volume(self, name: str) -> None:
-        """Forget a volume; NotFound if there is none, WrongState while containers use it."""
+        """Forget a volume; NotFound if there is none, WrongState while containers use it,
+        InvalidArgument for a name no volume can have."""
+        volume_name(name, "remove volume")
         with self.transaction() as connection:
             users = connection.execute(
                 "SELECT DISTINCT c.name, c.id FROM container_volumes AS v "
@@ -619,19 +627,6 @@ def _check_state(state: object) -> None:
 def new_container_id() -> str:
     """64 random hex digits, as Docker's container IDs."""
     return os.urandom(ID_LENGTH // 2).hex()
-
-
-def validate_name(name: str) -> str:
-    """*name* without a leading "/" if it obeys Docker's rule ``[a-zA-Z0-9][a-zA-Z0-9_.-]+``
-    (so at least two characters) and has at most 128; InvalidArgument otherwise."""
-    bare = name[1:] if name.startswith("/") else name
-    if (len(bare) < 2 or len(bare) > MAX_NAME_LENGTH or bare[0] not in _NAME_FIRST
-            or not _NAME_REST.issuperset(bare)):
-        raise InvalidArgument(
-            "check container name", repr(name),
-            detail="only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
-            f"2 to {MAX_NAME_LENGTH} characters")
-    return bare
 
 
 _ADJECTIVES = (

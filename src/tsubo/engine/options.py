@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from tsubo.engine.names import volume_name
 from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
@@ -367,12 +368,6 @@ def _container_path(path: str, flag: str, text: str) -> str:
     return "/" + "/".join(parts)
 
 
-def _is_volume_name(name: str) -> bool:
-    """Docker's local volume names: ``[a-zA-Z0-9][a-zA-Z0-9_.-]+`` (two characters or more)."""
-    return (len(name) >= 2 and name.isascii() and name[0].isalnum()
-            and all(char.isalnum() or char in "_.-" for char in name))
-
-
 class VolumeSpec:
     """One ``-v``: a bind mount (``source`` is an absolute host path), a named volume
     (``is_named``), or an anonymous volume (no source; the engine makes one)."""
@@ -451,11 +446,10 @@ def parse_volume(text: str) -> VolumeSpec:
             raise _bad("--volume", text, f"the host path {source!r} must not contain '..'")
         source = "/" + "/".join(p for p in source.split("/") if p not in ("", "."))
     elif source:
-        if not _is_volume_name(source):
-            raise _bad("--volume", text,
-                       f"{source!r} is neither an absolute host path nor a volume name "
-                       "([a-zA-Z0-9][a-zA-Z0-9_.-]+)",
-                       hint="use an absolute path to mount a host directory")
+        try:
+            volume_name(source)  # a bare word is a volume name: Docker's rule and words
+        except InvalidArgument as error:
+            raise _bad("--volume", text, error.detail) from None
         is_named = True
     options = mode.split(",") if mode else []
     read_only = False
