@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tsubo.errors import InvalidArgument, TsuboError
+from tsubo.image import unpack
 from tsubo.image.unpack import UnpackResult, unpack_layer
 
 DIGEST = "sha256:" + "ab" * 32
@@ -93,8 +94,14 @@ class Layers:
         assert list(self.parent.iterdir()) == []
 
 
-@pytest.fixture
-def layers(tmp_path: Path) -> Layers:
+@pytest.fixture(params=["dir-meta-in-memory", "dir-meta-spilled"])
+def layers(tmp_path: Path, request: pytest.FixtureRequest,
+           monkeypatch: pytest.MonkeyPatch) -> Layers:
+    """Every test runs twice: with the directories' metadata in memory, and moved to the
+    scratch SQLite file from the first directory on (what a layer of more than
+    DIR_META_IN_MEMORY directories does)."""
+    if request.param == "dir-meta-spilled":
+        monkeypatch.setattr(unpack, "DIR_META_IN_MEMORY", 0)
     return Layers(tmp_path)
 
 
@@ -279,6 +286,10 @@ def _escapes(sentinel: str) -> dict[str, tuple[list[Entry], str]]:
         "opaque-under-symlink": (
             [Entry("d", tarfile.SYMTYPE, linkname=sentinel),
              Entry("d/.wh..wh..opq")], "d/.wh..wh..opq"),
+        # a pax path or linkpath may hold a NUL, which no system call takes
+        "nul-in-name": ([Entry("x", pax={"path": "a\x00b"}, data=b"x")], "a\x00b"),
+        "nul-in-link": (
+            [Entry("s", tarfile.SYMTYPE, pax={"linkpath": f"{sentinel}\x00x"})], "s"),
     }
 
 
@@ -397,3 +408,55 @@ def test_replaced_directory_is_walked_afresh(layers: Layers) -> None:
     ])
     assert sorted(os.listdir(Path(result.path) / "d")) == ["new"]
     assert layers.sentinel.exists() and list(layers.sentinel.iterdir()) == []
+
+
+# -- the directory metadata store, in memory and spilled to its SQLite file ---------------
+
+
+def _meta(mode: int, xattrs: tuple[tuple[str, bytes], ...] = ()) -> unpack.DirMeta:
+    return (mode, 0, 0, MTIME * 1_000_000_000, xattrs)
+
+
+@pytest.mark.parametrize("limit", [100, 3, 0])
+def test_dir_metadata_replace_drop_tree_and_order(tmp_path: Path, limit: int) -> None:
+    spill = tmp_path / ".tmp-x.dirs"
+    store = unpack.DirMetadata(str(spill), limit=limit)
+    names = ["a", "a/b", "a/b/c", "a-x", "a.b", "ab", "a0", "z", "z/y/x/w",
+             "caf\u00e9", "bad\udcff"]  # a name that is not UTF-8 (surrogateescape)
+    for mode, name in enumerate(names):
+        store.set(tuple(name.split("/")), _meta(mode))
+    store.set((), _meta(0o700))
+    store.set(("z",), _meta(0o555, (("user.k", b"\x00\xffv"),)))  # a later entry wins
+    assert spill.is_dir() == (limit < len(names))  # made only when it is needed
+    store.drop_tree(("a",))  # "a" and below; not "a-x", "a.b", "ab", "a0"
+    got = list(store.deepest_first())
+    depths = [len(parts) for parts, _ in got]
+    assert depths == sorted(depths, reverse=True)
+    assert {"/".join(parts): meta for parts, meta in got} == {
+        "a-x": _meta(3), "a.b": _meta(4), "ab": _meta(5), "a0": _meta(6),
+        "z": _meta(0o555, (("user.k", b"\x00\xffv"),)), "z/y/x/w": _meta(8),
+        "caf\u00e9": _meta(9), "bad\udcff": _meta(10)}
+    assert store.root == _meta(0o700)
+    store.discard()
+    assert not spill.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_many_directories_spill_and_keep_their_metadata(layers: Layers) -> None:
+    """More directories than DIR_META_IN_MEMORY, nested, some read-only, one replaced by
+    a file after its subtree was written: every kept directory gets its own metadata."""
+    count = unpack.DIR_META_IN_MEMORY + 50
+    entries = [Entry("top", tarfile.DIRTYPE, mode=0o555)]
+    entries += [Entry(f"top/d{i:05d}", tarfile.DIRTYPE, mode=0o500 + i % 0o100)
+                for i in range(count)]
+    entries += [Entry("top/d00000/deeper", tarfile.DIRTYPE, mode=0o511),
+                Entry("top/d00001/inner", tarfile.DIRTYPE, mode=0o700),
+                Entry("top/d00001", data=b"now a file", mode=0o600)]
+    root = Path(layers.unpack(entries).path)
+    assert stat.S_IMODE((root / "top").stat().st_mode) == 0o555
+    assert stat.S_IMODE((root / "top/d00000/deeper").stat().st_mode) == 0o511
+    assert (root / "top/d00001").read_bytes() == b"now a file"
+    for i in (0, 2, count // 2, count - 1):
+        st = (root / f"top/d{i:05d}").stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o500 + i % 0o100, MTIME)
+    assert sorted(p.name for p in layers.parent.iterdir()) == [root.name]

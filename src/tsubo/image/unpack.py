@@ -22,10 +22,19 @@ entry name). zstd goes through libzstd (``image/zstd.py``), gzip through :mod:`g
 The layer is written to ``<parent>/.tmp-<random>/`` and renamed to ``<parent>/<hex of
 diff_id>/`` only when complete and verified: a half-unpacked layer is never visible. The
 diff_id (sha256 of the uncompressed stream) is computed while reading.
+
+Memory is bounded whatever the number of entries: each entry is handled and dropped as it
+is read (tarfile would otherwise keep every ``TarInfo`` in ``TarFile.members``: ~0.5 KB an
+entry, 424 MB for 900k files), at most ``_DIR_FDS_MAX`` directory fds are cached, and the
+metadata of directories, applied at the end, stays in a dict only up to
+``DIR_META_IN_MEMORY`` directories; past that it moves to a scratch SQLite file in
+``<parent>/.tmp-<random>.dirs/`` (removed with the temp dir; ``image prune`` removes what a
+killed unpack left), which also does the deepest-first ordering on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -34,7 +43,9 @@ from tsubo.errors import InvalidArgument, TsuboError, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     import tarfile
+    from collections.abc import Iterator
     from typing import Protocol
 
     class _Readable(Protocol):
@@ -62,6 +73,8 @@ _PATH_DIR = O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 _TAR_BUFFER = 1 << 16
 #: directory fds a layer writer keeps open at most (then it starts over)
 _DIR_FDS_MAX = 256
+#: directories whose metadata is kept in memory (~0.3 KB each); more go to a SQLite file
+DIR_META_IN_MEMORY = 8192
 #: errnos meaning "the kernel or filesystem does not allow this xattr here": skipped
 _XATTR_SKIP = (1, 13, 95)  # EPERM, EACCES, EOPNOTSUPP/ENOTSUP
 
@@ -186,10 +199,13 @@ def unpack_layer(
         elif compression == "zstd":
             stream = decompressor = ZstdReader(raw)
         reader = _HashingReader(stream, hasher)
-        writer = _LayerWriter(root_fd, layer_digest)
+        writer = _LayerWriter(root_fd, layer_digest, DirMetadata(f"{temp}.dirs"))
         try:
             with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFFER) as archive:  # type: ignore[call-overload]
-                for member in archive:
+                # next(), not iteration: each TarInfo is dropped from ``members`` (which
+                # tarfile keeps for getmembers()) as soon as it is read
+                while (member := archive.next()) is not None:
+                    archive.members.clear()
                     writer.add(member, archive)
             writer.close()
             reader.drain()
@@ -227,6 +243,8 @@ def unpack_layer(
         remove_tree(temp)
         raise
     finally:
+        if writer is not None:
+            writer.dir_meta.discard()
         if root_fd >= 0:
             os.close(root_fd)
         if decompressor is not None:
@@ -253,16 +271,164 @@ def _make_dirs_writable(path: str) -> None:
                 _make_dirs_writable(entry.path)
 
 
+#: a directory's metadata, kept until the layer is complete: mode, uid, gid, mtime (ns)
+#: and its xattrs as (name, value) pairs, ``trusted.overlay.*`` already dropped
+DirMeta = tuple[int, int, int, int, tuple[tuple[str, bytes], ...]]
+
+
+class DirMetadata:
+    """The metadata of a layer's directories by path, to apply deepest first at the end.
+
+    A later entry for the same directory replaces its metadata; a directory replaced or
+    whited out is forgotten with everything below it. Up to *limit* directories (default
+    ``DIR_META_IN_MEMORY``) are kept in a dict; past that they all move to a SQLite file
+    in *spill_dir*, made then, private (0700) and removed by :meth:`discard`. The file is
+    scratch: no journal, no fsync, one transaction; the path (components joined by ``/``,
+    as bytes) is the key, so a subtree is one key range, and an index on the depth gives
+    the order. Rows go in by batches of ``_SPILL_BATCH`` (~2 us a directory; one by one
+    it was ~7), flushed before anything reads or deletes.
+    """
+
+    def __init__(self, spill_dir: str, limit: int | None = None) -> None:
+        self.spill_dir = spill_dir
+        self.limit = DIR_META_IN_MEMORY if limit is None else limit
+        #: the layer root's own entry (``./``), if the layer has one
+        self.root: DirMeta | None = None
+        self._memory: dict[tuple[str, ...], DirMeta] = {}
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[_Row] = []
+
+    def set(self, parts: tuple[str, ...], meta: DirMeta) -> None:
+        if not parts:
+            self.root = meta
+            return
+        if self._db is None:
+            if len(self._memory) < self.limit or parts in self._memory:
+                self._memory[parts] = meta
+                return
+            self._spill()
+        self._pending.append(_row(parts, meta))
+        if len(self._pending) >= _SPILL_BATCH:
+            self._flush()
+
+    def drop_tree(self, parts: tuple[str, ...]) -> None:
+        """Forget the directory *parts* and every directory below it."""
+        if self._db is None:
+            n = len(parts)
+            for below in [key for key in self._memory if key[:n] == parts]:
+                del self._memory[below]
+            return
+        import sqlite3
+
+        self._flush()
+        path = _path_key(parts)
+        try:
+            self._db.execute("DELETE FROM dirs WHERE path = ?", (path,))
+            # below it: the keys starting with "path/", i.e. in [path + "/", path + "0")
+            self._db.execute("DELETE FROM dirs WHERE path >= ? AND path < ?",
+                             (path + b"/", path + b"0"))
+        except sqlite3.Error as error:
+            raise _scratch_error(error, self.spill_dir) from error
+
+    def deepest_first(self) -> Iterator[tuple[tuple[str, ...], DirMeta]]:
+        """Every directory but the root with its metadata, children before parents."""
+        if self._db is None:
+            for parts in sorted(self._memory, key=len, reverse=True):
+                yield parts, self._memory[parts]
+            return
+        import marshal
+        import sqlite3
+
+        self._flush()
+        try:
+            rows = self._db.execute("SELECT path, mode, uid, gid, mtime_ns, xattrs FROM dirs "
+                                    "INDEXED BY dirs_by_depth ORDER BY depth DESC")
+            for path, mode, uid, gid, mtime_ns, xattrs in rows:
+                yield (tuple(os.fsdecode(path).split("/")),
+                       (mode, uid, gid, mtime_ns, marshal.loads(xattrs) if xattrs else ()))
+        except sqlite3.Error as error:
+            raise _scratch_error(error, self.spill_dir) from error
+
+    def discard(self) -> None:
+        """Close and remove the spill file (if any); forget everything."""
+        self._memory.clear()
+        self._pending.clear()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        remove_tree(self.spill_dir)
+
+    def _flush(self) -> None:
+        import sqlite3
+
+        if self._pending and self._db is not None:
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending)
+            except sqlite3.Error as error:
+                raise _scratch_error(error, self.spill_dir) from error
+            self._pending.clear()
+
+    def _spill(self) -> None:
+        import sqlite3
+
+        os.mkdir(self.spill_dir, 0o700)
+        try:
+            self._db = db = sqlite3.connect(os.path.join(self.spill_dir, "dirs.db"),
+                                            isolation_level=None)
+            for pragma in ("journal_mode = OFF", "synchronous = OFF",
+                           "locking_mode = EXCLUSIVE", "cache_size = -4096"):
+                db.execute(f"PRAGMA {pragma}")
+            db.execute("CREATE TABLE dirs (path BLOB PRIMARY KEY, depth INTEGER NOT NULL, "
+                       "mode INTEGER, uid INTEGER, gid INTEGER, mtime_ns INTEGER, "
+                       "xattrs BLOB) WITHOUT ROWID")
+            db.execute("CREATE INDEX dirs_by_depth ON dirs (depth)")
+            # one transaction for the whole layer: nothing of this file outlives the unpack
+            db.execute("BEGIN")
+        except sqlite3.Error as error:
+            raise _scratch_error(error, self.spill_dir) from error
+        self._pending = [_row(parts, meta) for parts, meta in self._memory.items()]
+        self._memory.clear()
+        self._flush()
+
+
+#: a directory's row in the spill file: path, depth, mode, uid, gid, mtime (ns), xattrs
+_Row = tuple[bytes, int, int, int, int, int, bytes | None]
+#: rows handed to SQLite at once
+_SPILL_BATCH = 512
+
+
+def _scratch_error(error: sqlite3.Error, spill_dir: str) -> OSError:
+    """A sqlite3 error of the scratch file as OSError (ENOSPC for a full disk), so it is
+    reported like any other failed write of the unpack."""
+    full = getattr(error, "sqlite_errorcode", 0) == 13  # SQLITE_FULL
+    return OSError(errno.ENOSPC if full else errno.EIO,
+                   f"{os.strerror(errno.ENOSPC) if full else error} "
+                   f"(directory metadata in {spill_dir})")
+
+
+def _path_key(parts: tuple[str, ...]) -> bytes:
+    return os.fsencode("/".join(parts))
+
+
+def _row(parts: tuple[str, ...], meta: DirMeta) -> _Row:
+    import marshal
+
+    mode, uid, gid, mtime_ns, xattrs = meta
+    return (_path_key(parts), len(parts), mode, uid, gid, mtime_ns,
+            marshal.dumps(xattrs) if xattrs else None)
+
+
 class _LayerWriter:
     """Writes tar entries below *root_fd*, never following a symlink on the way."""
 
-    def __init__(self, root_fd: int, layer_digest: str) -> None:
+    def __init__(self, root_fd: int, layer_digest: str, dir_meta: DirMetadata) -> None:
         self.root_fd = root_fd
         self.layer_digest = layer_digest
         self.as_root = os.geteuid() == 0
         # directory metadata is applied at the end, deepest first: their content changes
         # their mtime, and a read-only directory must stay writable while it is filled
-        self.dir_meta: dict[tuple[str, ...], tarfile.TarInfo] = {}
+        self.dir_meta = dir_meta
         # O_PATH fds of the directories walked so far, by path: a layer's entries come in
         # directory order, so most walks are one dict lookup instead of one open per
         # component. An entry that replaces or whites out a path drops the fds at and
@@ -283,11 +449,13 @@ class _LayerWriter:
                 from error
 
     def _add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        if "\0" in member.name or "\0" in member.linkname:  # pax records can carry one
+            raise _Reject("NUL byte in the entry's name or link target")
         parts = clean_entry_path(member.name)
         if not parts:
             if not member.isdir():
                 raise _Reject("entry without a name")
-            self.dir_meta[()] = member
+            self.dir_meta.set((), _dir_meta_of(member))
             return
         *parent_parts, base = parts
         if base.startswith(WHITEOUT_PREFIX):
@@ -366,9 +534,7 @@ class _LayerWriter:
         self._forget(parts)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(parts[-1], dir_fd=parent_fd)
-            n = len(parts)
-            for key in [k for k in self.dir_meta if k[:n] == parts]:
-                del self.dir_meta[key]
+            self.dir_meta.drop_tree(parts)
         else:
             os.unlink(parts[-1], dir_fd=parent_fd)
 
@@ -387,7 +553,7 @@ class _LayerWriter:
             os.mkdir(base, 0o700, dir_fd=parent_fd)
         except FileExistsError:
             pass  # an existing directory: this entry only updates its metadata
-        self.dir_meta[parts] = member
+        self.dir_meta.set(parts, _dir_meta_of(member))
 
     def _add_file(
         self, parent_fd: int, base: str, member: tarfile.TarInfo, archive: tarfile.TarFile
@@ -410,7 +576,8 @@ class _LayerWriter:
             if self.as_root:
                 os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, member.mode & 0o7777)  # after chown: chown clears setuid
-            self._set_xattrs(fd, member)  # after chown too: it clears security.capability
+            # after chown too: it clears security.capability
+            _set_xattrs(fd, _xattrs_of(member))
             os.utime(fd, ns=_mtime_ns(member))
         finally:
             os.close(fd)
@@ -480,49 +647,74 @@ class _LayerWriter:
         if self.as_root:
             os.chown(base, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
 
-    def _set_xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
-        for key, value in member.pax_headers.items():
-            if not key.startswith(PAX_XATTR_PREFIX):
-                continue
-            name = key[len(PAX_XATTR_PREFIX):]
-            if name.startswith(OVERLAY_XATTR_PREFIX):
-                continue  # a layer must not forge overlayfs metadata (whiteouts, redirects)
-            try:
-                os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
-            except OSError as error:
-                if error.errno not in _XATTR_SKIP:
-                    raise
-
     def finish(self) -> None:
         """Apply directory metadata, deepest first, then the layer root's."""
-        for parts in sorted(self.dir_meta, key=len, reverse=True):
-            member = self.dir_meta[parts]
-            try:
-                self._apply_dir_meta(parts, member)
-            except _Reject as reason:
-                raise InvalidArgument("unpack layer", f"{self.layer_digest}: {member.name}",
-                                      detail=str(reason)) from None
-            except OSError as error:
-                raise TsuboError("unpack layer", f"{self.layer_digest}: {member.name}",
-                                 errno=error.errno or 0, detail=error.strerror or "") from error
-        if () not in self.dir_meta:
+        try:
+            for parts, meta in self.dir_meta.deepest_first():
+                self._apply_dir_meta(parts, meta)  # its own errors name the directory
+        except OSError as error:  # reading the spill file
+            raise TsuboError("unpack layer", self.layer_digest, errno=error.errno or 0,
+                             detail=error.strerror or str(error)) from error
+        if self.dir_meta.root is None:
             os.fchmod(self.root_fd, 0o755)
+        else:
+            self._apply_dir_meta((), self.dir_meta.root)
         self.close()
 
-    def _apply_dir_meta(self, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
+    def _apply_dir_meta(self, parts: tuple[str, ...], meta: DirMeta) -> None:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-        if parts:
-            fd = os.open(parts[-1], flags, dir_fd=self._open_parent(parts[:-1], create=False))
-        else:
-            fd = os.dup(self.root_fd)
+        mode, uid, gid, mtime_ns, xattrs = meta
         try:
-            if self.as_root:
-                os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, member.mode & 0o7777)
-            self._set_xattrs(fd, member)
-            os.utime(fd, ns=_mtime_ns(member))
-        finally:
-            os.close(fd)
+            if parts:
+                fd = os.open(parts[-1], flags,
+                             dir_fd=self._open_parent(parts[:-1], create=False))
+            else:
+                fd = os.dup(self.root_fd)
+            try:
+                if self.as_root:
+                    os.fchown(fd, uid, gid)
+                os.fchmod(fd, mode)
+                _set_xattrs(fd, xattrs)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
+        except _Reject as reason:
+            raise InvalidArgument("unpack layer", f"{self.layer_digest}: {_shown(parts)}",
+                                  detail=str(reason)) from None
+        except OSError as error:
+            raise TsuboError("unpack layer", f"{self.layer_digest}: {_shown(parts)}",
+                             errno=error.errno or 0, detail=error.strerror or "") from error
+
+
+def _shown(parts: tuple[str, ...]) -> str:
+    return "/".join(parts) + "/" if parts else "./"
+
+
+def _dir_meta_of(member: tarfile.TarInfo) -> DirMeta:
+    return (member.mode & 0o7777, member.uid, member.gid, _mtime_ns(member)[0],
+            _xattrs_of(member))
+
+
+def _xattrs_of(member: tarfile.TarInfo) -> tuple[tuple[str, bytes], ...]:
+    """The entry's ``SCHILY.xattr.*`` pax records as (name, value), ``trusted.overlay.*``
+    dropped: a layer must not forge overlayfs metadata (whiteouts, redirects)."""
+    if not member.pax_headers:
+        return ()
+    return tuple(
+        (key[len(PAX_XATTR_PREFIX):], value.encode("utf-8", "surrogateescape"))
+        for key, value in member.pax_headers.items()
+        if key.startswith(PAX_XATTR_PREFIX)
+        and not key[len(PAX_XATTR_PREFIX):].startswith(OVERLAY_XATTR_PREFIX)
+    )
+
+
+def _set_xattrs(fd: int, xattrs: tuple[tuple[str, bytes], ...]) -> None:
+    for name, value in xattrs:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as error:
+            if error.errno not in _XATTR_SKIP:
+                raise
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> tuple[int, int]:
