@@ -52,6 +52,7 @@ import errno
 import os
 
 from tsubo.errors import InvalidArgument, TeardownErrors, TsuboError, Unsupported
+from tsubo.kernel import procfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -559,16 +560,7 @@ def _write_error(path: str, value: str, error: OSError) -> TsuboError:
 
 def _write(path: str, value: str) -> None:
     """One ``write(2)`` of ``value`` to a cgroupfs file (the kernel parses per write)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as error:
-        raise _write_error(path, value, error) from None
-    try:
-        os.write(fd, value.encode())
-    except OSError as error:
-        raise _write_error(path, value, error) from None
-    finally:
-        os.close(fd)
+    procfs.write(path, value, wrap=_write_error)
 
 
 def _unsupported(what: str, detail: str) -> Unsupported:

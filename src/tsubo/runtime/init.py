@@ -26,7 +26,7 @@ import resource
 import stat
 
 from tsubo.errors import TsuboError
-from tsubo.kernel import capabilities, mounts, syscalls
+from tsubo.kernel import capabilities, mounts, procfs, syscalls
 from tsubo.kernel.flags import (
     CLONE_FLAGS,
     CLONE_NEWUSER,
@@ -324,7 +324,7 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
     while we still hold CAP_SYS_ADMIN, then identity, capabilities and no_new_privs."""
     process = plan.process
     for key, value in plan.sysctl.items():
-        write_proc_file("/proc/sys/" + key.replace(".", "/"), value, f"sysctl {key}")
+        procfs.write_sysctl(key.replace(".", "/"), value, operation=f"sysctl {key}")
     if console is not None:
         console.attach_new_pty(process.console_size)
     for path in plan.masked_paths:
@@ -334,13 +334,12 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
     if plan.root_readonly:
         mounts.make_root_readonly()
     if process.oom_score_adj is not None:
-        write_proc_file("/proc/self/oom_score_adj", str(process.oom_score_adj),
-                        "set oomScoreAdj",
-                        hint="lowering it needs CAP_SYS_RESOURCE, which this host's root "
-                        "may lack")
+        procfs.write("/proc/self/oom_score_adj", str(process.oom_score_adj),
+                     operation="set oomScoreAdj",
+                     hint="lowering it needs CAP_SYS_RESOURCE, which this host's root may lack")
     if process.apparmor_profile:
-        write_proc_file("/proc/self/attr/apparmor/exec", f"exec {process.apparmor_profile}",
-                        "set apparmor profile")
+        procfs.write("/proc/self/attr/apparmor/exec", f"exec {process.apparmor_profile}",
+                     operation="set apparmor profile")
     for number, soft, hard in process.rlimits:
         try:
             resource.setrlimit(number, (soft, hard))
@@ -388,17 +387,6 @@ def _step(operation: str, obj: str, function: Callable[..., object], *args: obje
 def _rlimit_name(number: int) -> str:
     return next((name for name, value in RLIMIT_NUMBERS.items() if value == number),
                 str(number))
-
-
-def write_proc_file(path: str, value: str, operation: str, hint: str = "") -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-    except OSError as error:
-        raise TsuboError.from_os_error(operation, path, error, hint=hint) from None
 
 
 def resolve_executable(program: str, env: dict[str, str]) -> str:
