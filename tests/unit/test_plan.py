@@ -31,11 +31,11 @@ from tsubo.kernel.flags import (
     MS_STRICTATIME,
     MS_UNBINDABLE,
 )
+from tsubo.kernel.mounts import DeviceNode
 from tsubo.oci.runtime_spec import Device, IDMapping, Spec
 from tsubo.runtime.plan import (
     ALLOWED_DEVICE_RULES,
     DEFAULT_DEVICES,
-    DeviceNode,
     LaunchPlan,
     cgroup_resources,
     device_nodes,

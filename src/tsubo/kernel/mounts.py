@@ -6,7 +6,9 @@ from a directory fd of the root, so ``..`` and symlinks planted by an image stay
 ``/proc/self/fd/N`` magic link, never by a path string that could be swapped between check
 and use — the technique runc uses.
 
-Functions raise :class:`tsubo.errors.TsuboError` naming the operation and object.
+Functions raise :class:`tsubo.errors.TsuboError` naming the operation and object. The steps
+they take (:class:`MountStep`, :class:`DeviceNode`) are defined here, at the level that
+carries them out; ``runtime/plan.py`` builds them from the config.
 """
 
 from __future__ import annotations
@@ -30,11 +32,50 @@ from tsubo.kernel.flags import (
 )
 from tsubo.kernel.untrusted import copy_tree
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from tsubo.runtime.plan import DeviceNode, MountStep
-
 O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+
+class MountStep:
+    """One mount to make inside the new root, flags already parsed (``runtime/plan.py``
+    makes them from the config's ``mounts``; :func:`mount_step` carries one out)."""
+
+    __slots__ = ("copy_up", "data", "destination", "flags", "fstype", "is_bind",
+                 "propagation", "remount_flags", "source")
+
+    def __init__(self, source: str, destination: str, fstype: str, flags: int, data: str,
+                 propagation: list[int], is_bind: bool, remount_flags: int) -> None:
+        self.source = source
+        self.destination = destination
+        self.fstype = fstype
+        self.flags = flags
+        self.data = data
+        self.propagation = propagation
+        self.is_bind = is_bind
+        #: flags that need a second, MS_REMOUNT|MS_BIND call (ro, nosuid, ... on binds)
+        self.remount_flags = remount_flags
+        #: ``tmpcopyup`` (runc's extension, used by podman): seed the new tmpfs with what
+        #: the image has at the destination
+        self.copy_up = False
+
+    def __repr__(self) -> str:
+        return (f"MountStep({self.source!r} -> {self.destination!r}, {self.fstype!r}, "
+                f"flags={self.flags:#x}, data={self.data!r}, bind={self.is_bind})")
+
+
+class DeviceNode:
+    """A device node to create in the container's /dev (:func:`create_device`)."""
+
+    __slots__ = ("gid", "major", "minor", "mode", "path", "type", "uid")
+
+    def __init__(self, path: str, type_: str, major: int, minor: int, mode: int, uid: int,
+                 gid: int) -> None:
+        self.path = path
+        self.type = type_
+        self.major = major
+        self.minor = minor
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
 
 
 def fd_path(fd: int) -> str:

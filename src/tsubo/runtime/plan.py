@@ -17,6 +17,7 @@ from tsubo.kernel.flags import (
     PROPAGATION_OPTIONS,
     RLIMIT_NUMBERS,
 )
+from tsubo.kernel.mounts import DeviceNode, MountStep
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,46 +56,6 @@ _NAMESPACED_SYSCTLS = (
     ("kernel.shmmni", "ipc"), ("kernel.shm_rmid_forced", "ipc"), ("fs.mqueue.", "ipc"),
     ("net.", "network"), ("kernel.hostname", "uts"), ("kernel.domainname", "uts"),
 )
-
-
-class MountStep:
-    """One mount to make inside the new root, flags already parsed."""
-
-    __slots__ = ("copy_up", "data", "destination", "flags", "fstype", "is_bind",
-                 "propagation", "remount_flags", "source")
-
-    def __init__(self, source: str, destination: str, fstype: str, flags: int, data: str,
-                 propagation: list[int], is_bind: bool, remount_flags: int) -> None:
-        self.source = source
-        self.destination = destination
-        self.fstype = fstype
-        self.flags = flags
-        self.data = data
-        self.propagation = propagation
-        self.is_bind = is_bind
-        #: flags that need a second, MS_REMOUNT|MS_BIND call (ro, nosuid, ... on binds)
-        self.remount_flags = remount_flags
-        #: ``tmpcopyup`` (runc's extension, used by podman): seed the new tmpfs with what
-        #: the image has at the destination
-        self.copy_up = False
-
-    def __repr__(self) -> str:
-        return (f"MountStep({self.source!r} -> {self.destination!r}, {self.fstype!r}, "
-                f"flags={self.flags:#x}, data={self.data!r}, bind={self.is_bind})")
-
-
-class DeviceNode:
-    __slots__ = ("gid", "major", "minor", "mode", "path", "type", "uid")
-
-    def __init__(self, path: str, type_: str, major: int, minor: int, mode: int, uid: int,
-                 gid: int) -> None:
-        self.path = path
-        self.type = type_
-        self.major = major
-        self.minor = minor
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
 
 
 class ProcessPlan:
