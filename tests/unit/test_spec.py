@@ -9,7 +9,7 @@ import pytest
 
 from tests.bundles import deep_merge, default_config
 from tsubo.errors import InvalidArgument, Unsupported
-from tsubo.oci.runtime_spec import Spec, parse_spec
+from tsubo.oci.runtime_spec import Seccomp, Spec, parse_spec
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def test_linux_fields() -> None:
             fuse.gid) == ("/dev/fuse", "c", 10, 229, 0o666, 0, 0)
     assert linux.sysctl == {"net.ipv4.ip_forward": "1"}
     assert linux.rootfs_propagation == "rshared"
-    assert linux.seccomp == {"defaultAction": "SCMP_ACT_ALLOW"}
+    assert linux.seccomp == Seccomp("SCMP_ACT_ALLOW")
     # valid here; the plan refuses them (see test_plan.py)
     assert linux.personality == "LINUX32"
     assert linux.time_offsets == {"monotonic": {"secs": 1}}
