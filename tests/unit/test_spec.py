@@ -9,7 +9,7 @@ import pytest
 
 from tests.bundles import deep_merge, default_config
 from tsubo.errors import InvalidArgument, Unsupported
-from tsubo.oci.runtime_spec import Seccomp, Spec, parse_spec
+from tsubo.oci.runtime_spec import DeviceRule, Seccomp, Spec, parse_spec
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def test_runc_spec_config_parses_fully() -> None:
     assert spec.linux.namespaces == [
         ("pid", ""), ("network", ""), ("ipc", ""), ("uts", ""), ("mount", "")]
     assert spec.linux.cgroups_path == "/tsubo-test-x/c1"
-    assert spec.linux.resources == {"devices": [{"allow": False, "access": "rwm"}]}
+    assert spec.linux.resources.devices == (DeviceRule(False, "a", None, None, "rwm"),)
     assert "/proc/kcore" in spec.linux.masked_paths
     assert "/proc/sys" in spec.linux.readonly_paths
     assert spec.linux.namespace_path("mount") == ""

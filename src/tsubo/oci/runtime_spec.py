@@ -273,7 +273,7 @@ class Linux:
         self.devices = [Device(_obj(d, f"linux.devices[{i}]"), f"linux.devices[{i}]")
                         for i, d in enumerate(_list(data.get("devices"), "linux.devices"))]
         self.cgroups_path = _str(data.get("cgroupsPath"), "linux.cgroupsPath")
-        self.resources = _obj(data.get("resources"), "linux.resources")
+        self.resources = parse_resources(data.get("resources"))
         self.rootfs_propagation = _str(data.get("rootfsPropagation"), "linux.rootfsPropagation")
         self.masked_paths = _str_list(data.get("maskedPaths"), "linux.maskedPaths")
         self.readonly_paths = _str_list(data.get("readonlyPaths"), "linux.readonlyPaths")
@@ -574,7 +574,7 @@ class DeviceRate(_Frozen):
 
 
 #: ``blockIO`` throttle lists -> attribute names
-THROTTLE_KEYS = (("throttleReadBpsDevice", "read_bps"), ("throttleWriteBpsDevice", "write_bps"),
+_THROTTLE_KEYS = (("throttleReadBpsDevice", "read_bps"), ("throttleWriteBpsDevice", "write_bps"),
                  ("throttleReadIOPSDevice", "read_iops"),
                  ("throttleWriteIOPSDevice", "write_iops"))
 
@@ -597,13 +597,9 @@ class BlockIO(_Frozen):
         _init(self, "leaf_weight", _limit(data, "leafWeight", path))
         _init(self, "weight_devices", tuple(
             DeviceWeight(item, where) for item, where in _objects(data, "weightDevice", path)))
-        for key, name in THROTTLE_KEYS:
+        for key, name in _THROTTLE_KEYS:
             _init(self, name, tuple(DeviceRate(item, where)
                                     for item, where in _objects(data, key, path)))
-
-    def throttles(self) -> tuple[tuple[str, tuple[DeviceRate, ...]], ...]:
-        """``(config key, rates)`` of the four throttle lists, in the spec's order."""
-        return tuple((key, getattr(self, name)) for key, name in THROTTLE_KEYS)
 
 
 class HugepageLimit(_Frozen):

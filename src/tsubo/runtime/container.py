@@ -395,7 +395,7 @@ def needs_unified_cgroup(spec: Spec) -> bool:
     when its config limits something there or asks for a cgroup namespace (whose view
     should be complete); everything else is governed by the v1 hierarchies."""
     resources = spec.linux.resources
-    return bool(resources.get("hugepageLimits") or resources.get("unified")
+    return bool(resources.hugepage_limits or resources.unified
                 or spec.linux.namespace_path("cgroup") == "")
 
 

@@ -21,9 +21,8 @@ from tsubo.kernel.mounts import DeviceNode, MountStep
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
 
-    from tsubo.oci.runtime_spec import Device, Hook, IDMapping, Spec
+    from tsubo.oci.runtime_spec import Device, Hook, IDMapping, Resources, Spec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -264,25 +263,19 @@ def device_nodes(devices: list[Device]) -> list[DeviceNode]:
     return nodes
 
 
-def cgroup_resources(resources: dict[str, Any], devices: list[DeviceNode]) -> dict[str, Any]:
+def cgroup_resources(resources: Resources, devices: list[DeviceNode]) -> Resources:
     """``linux.resources`` with the device rules completed as runc does: deny everything,
     then the config's rules, then the default devices, then an allow for each of the
     config's ``linux.devices``."""
-    rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
-    rules += list(resources.get("devices") or [])
-    for kind, major, minor, access in ALLOWED_DEVICE_RULES:
-        rule: dict[str, Any] = {"allow": True, "type": kind, "access": access}
-        if major is not None:
-            rule["major"] = major
-        if minor is not None:
-            rule["minor"] = minor
-        rules.append(rule)
+    from tsubo.oci.runtime_spec import DeviceRule
+
+    rules = [DeviceRule(False), *(resources.devices or ())]
+    rules += [DeviceRule(True, kind, major, minor, access)
+              for kind, major, minor, access in ALLOWED_DEVICE_RULES]
     defaults = {(path, kind, major, minor) for path, kind, major, minor in DEFAULT_DEVICES}
-    for node in devices:
-        if (node.path, node.type, node.major, node.minor) not in defaults:
-            rules.append({"allow": True, "type": node.type, "major": node.major,
-                          "minor": node.minor, "access": "rwm"})
-    return {**resources, "devices": rules}
+    rules += [DeviceRule(True, node.type, node.major, node.minor, "rwm") for node in devices
+              if (node.path, node.type, node.major, node.minor) not in defaults]
+    return resources.with_devices(tuple(rules))
 
 
 def validate_sysctl(sysctl: dict[str, str], spec: Spec) -> dict[str, str]:
