@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tsubo.kernel.seccomp import compile_filter
-from tsubo.oci.runtime_spec import parse_seccomp
+from tsubo.oci.seccomp import parse_seccomp
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 

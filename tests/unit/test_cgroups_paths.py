@@ -7,8 +7,8 @@ import pytest
 
 from tsubo.errors import InvalidArgument
 from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
+from tsubo.kernel.cgroups.plan import device_rules as v1_device_rules
 from tsubo.kernel.cgroups.plan import pids_max
-from tsubo.kernel.cgroups.v1 import device_rules as v1_device_rules
 from tsubo.kernel.cgroups.v1 import memsw_first
 from tsubo.kernel.cgroups.v2 import (
     blkio_weight_to_io_weight,

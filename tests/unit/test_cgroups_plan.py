@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tsubo.errors import InvalidArgument, TsuboError, Unsupported
-from tsubo.kernel.cgroups import Cgroup, CgroupLayout, CgroupWrite
-from tsubo.kernel.cgroups.common import HostFiles, apply_writes
+from tsubo.kernel.cgroups import Cgroup, CgroupLayout, CgroupWrite, HostFiles, apply_writes
+from tsubo.kernel.cgroups.plan import plan_resources
 from tsubo.oci.runtime_spec import parse_resources
 
 MIB = 1 << 20
@@ -61,7 +61,7 @@ def v2() -> Cgroup:
 
 def plan(cgroup: Cgroup, config: dict[str, Any],
          files: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    writes = cgroup.plan(parse_resources(config), FakeHost(files or {}))
+    writes = plan_resources(parse_resources(config), cgroup, FakeHost(files or {}))
     return [(write.path, write.value) for write in writes]
 
 
@@ -107,9 +107,9 @@ def test_v1_swap_without_swap_accounting_is_unsupported() -> None:
 
 def test_v1_kernel_memory_is_optional_and_the_period_retries_on_einval() -> None:
     cgroup = hybrid()
-    writes = cgroup.plan(parse_resources({"memory": {"kernel": MIB},
-                                          "cpu": {"quota": 2000, "period": 5000}}),
-                         FakeHost({}))
+    writes = plan_resources(parse_resources({"memory": {"kernel": MIB},
+                                             "cpu": {"quota": 2000, "period": 5000}}),
+                            cgroup, FakeHost({}))
     kmem, period, quota = writes
     assert kmem == CgroupWrite(f"{MEM}/memory.kmem.limit_in_bytes", str(MIB), optional=True)
     assert period.on_einval == (CgroupWrite(f"{CPU}/cpu.cfs_quota_us", "2000"),
@@ -232,7 +232,7 @@ def test_plans_are_read_only_values() -> None:
     with pytest.raises(AttributeError):
         write.value = "2"
     assert write == CgroupWrite("/x", "1") and write != CgroupWrite("/x", "1", optional=True)
-    assert isinstance(hybrid().plan(parse_resources({})), tuple)
+    assert plan_resources(parse_resources({}), hybrid()) == ()
 
 
 def test_apply_errors_are_tsubo_errors_with_a_hint(tmp_path: Path) -> None:

@@ -591,7 +591,7 @@ def test_user_ulimit_above_host_hard_limit(text: str) -> None:
 
 def test_default_seccomp_present_and_compiles() -> None:
     from tsubo.kernel.seccomp import compile_filter
-    from tsubo.oci.runtime_spec import parse_seccomp
+    from tsubo.oci.seccomp import parse_seccomp
 
     seccomp = build()["linux"]["seccomp"]
     assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"

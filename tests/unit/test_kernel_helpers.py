@@ -154,3 +154,19 @@ def test_write_lets_the_caller_shape_the_error(tmp_path: Path) -> None:
         procfs.write(str(tmp_path / "missing"), "max", wrap=wrap)
     assert caught.value.errno == errno.ENOENT
     assert caught.value.detail == "write 'max'"
+
+
+def test_write_each_is_one_open_and_names_the_value_that_failed(tmp_path: Path) -> None:
+    target = tmp_path / "rules"
+    target.write_text("")
+    procfs.write_each(str(target), ["a", "b", "c"])  # a regular file appends; cgroupfs
+    assert target.read_text() == "abc"  # files take each write(2) as one setting
+
+    def wrap(path: str, value: str, error: OSError) -> TsuboError:
+        return TsuboError("set", path, errno=error.errno or 0, detail=f"write {value!r}")
+
+    current = Path("/proc/self/oom_score_adj").read_text().strip()  # rewritten unchanged
+    with pytest.raises(TsuboError) as caught:
+        procfs.write_each("/proc/self/oom_score_adj", [current, "not a number"], wrap=wrap)
+    assert caught.value.detail == "write 'not a number'"
+    assert caught.value.errno == errno.EINVAL

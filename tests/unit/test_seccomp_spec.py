@@ -1,4 +1,4 @@
-"""linux.seccomp without loading anything: its validation (tsubo.oci.runtime_spec), and the
+"""linux.seccomp without loading anything: its validation (tsubo.oci.seccomp), and the
 filters tsubo.kernel.seccomp builds from it.
 
 Filters are built with the real libseccomp and inspected through export_bpf/export_pfc;
@@ -19,8 +19,8 @@ import pytest
 from tsubo.errors import InvalidArgument, Unsupported, WrongState
 from tsubo.kernel import seccomp
 from tsubo.kernel.seccomp import SeccompFilter
-from tsubo.oci import runtime_spec
-from tsubo.oci.runtime_spec import parse_seccomp
+from tsubo.oci import seccomp as oci_seccomp
+from tsubo.oci.seccomp import parse_seccomp
 
 TESTS = pathlib.Path(__file__).resolve().parent.parent
 DATA = TESTS / "data"
@@ -304,10 +304,10 @@ def test_docker_like_default_profile_compiles(compiled: Any) -> None:
 
 
 def test_kernel_knows_every_name_the_spec_allows() -> None:
-    supported = {name for name in runtime_spec.SECCOMP_ACTIONS if name != "SCMP_ACT_NOTIFY"}
+    supported = {name for name in oci_seccomp.SECCOMP_ACTIONS if name != "SCMP_ACT_NOTIFY"}
     assert set(seccomp.ACTIONS) == supported
-    assert set(seccomp.OPERATORS) == set(runtime_spec.SECCOMP_OPERATORS)
-    assert set(seccomp.FLAG_ATTRIBUTES) == set(runtime_spec.SECCOMP_FLAGS)
+    assert set(seccomp.OPERATORS) == set(oci_seccomp.SECCOMP_OPERATORS)
+    assert set(seccomp.FLAG_ATTRIBUTES) == set(oci_seccomp.SECCOMP_FLAGS)
 
 
 def test_cache_key_is_the_whole_profile() -> None:

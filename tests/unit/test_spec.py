@@ -9,7 +9,8 @@ import pytest
 
 from tests.bundles import deep_merge, default_config
 from tsubo.errors import InvalidArgument, Unsupported
-from tsubo.oci.runtime_spec import DeviceRule, Seccomp, Spec, parse_spec
+from tsubo.oci.runtime_spec import DeviceRule, Spec, parse_spec
+from tsubo.oci.seccomp import Seccomp
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:

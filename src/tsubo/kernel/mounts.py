@@ -30,7 +30,6 @@ from tsubo.kernel.flags import (
     RESOLVE_NO_MAGICLINKS,
     STATVFS_LOCKED_FLAGS,
 )
-from tsubo.kernel.untrusted import copy_tree
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 
@@ -213,6 +212,10 @@ def mount_step(root_fd: int, step: MountStep) -> None:
             target_fd = open_in_root(root_fd, step.destination)
             target = fd_path(target_fd)
         if step.copy_up:
+            # loaded before any fork when a mount has tmpcopyup (runtime/init.py's
+            # load_host_code): this import looks nothing up
+            from tsubo.kernel.untrusted import copy_tree
+
             top_fd = open_in_root(root_fd, step.destination, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 copy_tree(below_fd, top_fd)

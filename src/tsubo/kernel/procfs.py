@@ -6,10 +6,10 @@ clock ticks since boot) must match, so a reused pid reads as stopped, as does a 
 
 Every write to a /proc or /sys file — sysctls (the container's, and per-netns ones of the
 network code), cgroupfs files, uid/gid maps, ``oom_score_adj``, the AppArmor exec
-attribute — goes through :func:`write`: one ``write(2)`` of the whole value (these files
-parse each write on its own), ``O_NOFOLLOW`` (none of them is a symlink; a container can
-plant one in its own /proc view), and an OSError becomes a
-:class:`~tsubo.errors.TsuboError` naming the file.
+attribute — goes through :func:`write` (or :func:`write_each`: several settings through
+one open): one ``write(2)`` of each whole value (these files parse each write on its own),
+``O_NOFOLLOW`` (none of them is a symlink; a container can plant one in its own /proc
+view), and an OSError becomes a :class:`~tsubo.errors.TsuboError` naming the file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tsubo.errors import TsuboError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -127,10 +127,21 @@ def write(path: str, value: str, *, operation: str = "write", hint: str = "",
 
     An OSError becomes ``TsuboError(operation, path, errno, hint)``, or whatever *wrap*
     makes of ``(path, value, error)`` (cgroupfs: a hint per file and errno)."""
+    write_each(path, (value,), operation=operation, hint=hint, wrap=wrap)
+
+
+def write_each(path: str, values: Sequence[str], *, operation: str = "write", hint: str = "",
+               wrap: Callable[[str, str, OSError], TsuboError] | None = None) -> None:
+    """:func:`write` of each of *values* in turn, through one open of *path*: these files
+    take one setting per ``write(2)`` whatever the file offset (a device cgroup's dozen
+    ``devices.allow`` rules are one open instead of twelve). The error names the value that
+    failed; the ones before it were written."""
+    value = values[0]
     try:
         fd = os.open(path, _WRITE_FLAGS)
         try:
-            os.write(fd, value.encode())
+            for value in values:
+                os.write(fd, value.encode())
         finally:
             os.close(fd)
     except OSError as error:

@@ -4,7 +4,7 @@ This module owns the container's seccomp filter. It works in two steps, the way 
 runtime's child needs them:
 
 1. :func:`compile_filter` builds a libseccomp filter context from the profile, already
-   validated by ``oci/runtime_spec.py`` (:class:`~tsubo.oci.runtime_spec.Seccomp`: every
+   validated by ``oci/seccomp.py`` (:class:`~tsubo.oci.seccomp.Seccomp`: every
    mistake in the config is reported there, with its JSON path, before any kernel work;
    this module only declares, as :class:`SeccompProfile`, the attributes it reads). It runs
    before ``pivot_root``, while the host's ``libseccomp.so.2`` can still be loaded.
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 
     class SeccompProfile(Protocol):
         """What this module reads of a validated ``linux.seccomp`` (spec names, e.g.
-        ``SCMP_ACT_ERRNO``, ``SCMP_ARCH_X86_64``): oci.runtime_spec.Seccomp has it."""
+        ``SCMP_ACT_ERRNO``, ``SCMP_ARCH_X86_64``): oci.seccomp.Seccomp has it."""
 
         @property
         def default_action(self) -> str: ...
@@ -145,7 +145,7 @@ _ERRNO_EPERM = 1
 _ERRNO_EACCES = 13
 _ERRNO_EEXIST = 17
 
-# --- the runtime-spec names (validated by oci/runtime_spec.py) -> libseccomp values --------
+# --- the runtime-spec names (validated by oci/seccomp.py) -> libseccomp values ------------
 ACTIONS = {
     "SCMP_ACT_KILL": SCMP_ACT_KILL,
     "SCMP_ACT_KILL_PROCESS": SCMP_ACT_KILL_PROCESS,

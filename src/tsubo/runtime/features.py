@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from tsubo.kernel.capabilities import CAPABILITY_NUMBERS
 from tsubo.kernel.flags import MOUNT_FLAG_OPTIONS, PROPAGATION_OPTIONS
-from tsubo.oci.runtime_spec import (
-    HOOK_NAMES,
+from tsubo.oci.runtime_spec import HOOK_NAMES
+from tsubo.oci.seccomp import (
     SECCOMP_ACTIONS,
     SECCOMP_ARCHITECTURES,
     SECCOMP_FLAGS,

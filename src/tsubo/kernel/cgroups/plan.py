@@ -2,21 +2,23 @@
 holds it: the hybrid logic.
 
 :func:`plan_resources` is pure but for what it asks
-:class:`~tsubo.kernel.cgroups.common.HostFiles` (which files exist, the current memory
-limit...): given a validated ``linux.resources``, the container's directories and the host's
-layout, it returns the writes, in order, as a tuple of
-:class:`~tsubo.kernel.cgroups.common.CgroupWrite`; ``common.apply_writes`` carries them out.
+:class:`~tsubo.kernel.cgroups.HostFiles` (which files exist, the current memory
+limit...): given a validated ``linux.resources`` and a cgroup (its directories, the host's
+layout), it returns the writes, in order, as a tuple of
+:class:`~tsubo.kernel.cgroups.CgroupWrite`; :meth:`~tsubo.kernel.cgroups.Cgroup.apply`
+carries them out.
 Fields this host cannot honour raise ``Unsupported`` naming the field or file, before
 anything is written.
 
-Routing (:class:`~tsubo.kernel.cgroups.common.Route`): a controller goes to its v1 hierarchy
+Routing (:class:`~tsubo.kernel.cgroups.Route`): a controller goes to its v1 hierarchy
 when one has it mounted, else to the v2 hierarchy when that holds it (``cgroup.controllers``
 of its root), else the field is Unsupported. On a hybrid host (v1 hierarchies plus a
 cgroup2 mount, which holds what v1 lacks: hugetlb on the machine this was written on) each
 controller thus lands where the kernel enforces it; crun refuses such hosts. Files named
 alike in both versions (``cpuset.*``, ``pids.max``, ``rdma.max``, ``cpu.idle``, huge pages
-but for the suffix) are planned here; the rest in ``v1.py`` and ``v2.py``, imported only
-when a controller is routed to them.
+but for the suffix) and the device rules every container carries (only v1 enforces them)
+are planned here; the rest in ``v1.py`` and ``v2.py``, imported only when a controller is
+routed to them.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ from __future__ import annotations
 import errno
 
 from tsubo.errors import Unsupported
-from tsubo.kernel.cgroups.common import HOST, OP, UNIFIED, CgroupWrite, Route, limit_text
+from tsubo.kernel.cgroups import HOST, OP, UNIFIED, CgroupWrite, Route, limit_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
-    from tsubo.kernel.cgroups.common import CgroupLayout, HostFiles
+    from tsubo.kernel.cgroups import Cgroup, HostFiles
     from tsubo.kernel.cgroups.resources import (
         CpuSpec,
+        DeviceRuleSpec,
         HugepageSpec,
         MemorySpec,
         RdmaSpec,
@@ -40,10 +43,11 @@ if TYPE_CHECKING:
     )
 
 
-def plan_resources(resources: ResourcesSpec, paths: Mapping[str, str], layout: CgroupLayout,
+def plan_resources(resources: ResourcesSpec, cgroup: Cgroup,
                    host: HostFiles = HOST) -> tuple[CgroupWrite, ...]:
-    """The writes that apply *resources* to the cgroup whose directories are *paths*
-    (layout key -> directory), in the order the kernel needs them."""
+    """The writes that apply *resources* to *cgroup* (its directories and the host's
+    layout), in the order the kernel needs them: :meth:`Cgroup.apply` takes them."""
+    paths, layout = cgroup.paths, cgroup.layout
     route = Route(paths, layout)
     writes: list[CgroupWrite] = []
     cpu = resources.cpu
@@ -86,10 +90,8 @@ def plan_resources(resources: ResourcesSpec, paths: Mapping[str, str], layout: C
     devices_dir = paths.get("devices")
     if resources.devices is not None and devices_dir is not None:
         # v1 only: cgroup v2 has no device files (see v2.py); nothing is written there
-        from tsubo.kernel.cgroups import v1
-
         writes += [CgroupWrite(f"{devices_dir}/{name}", line)
-                   for name, line in v1.device_rules(resources.devices)]
+                   for name, line in device_rules(resources.devices)]
     if resources.unified:
         from tsubo.kernel.cgroups import v2
 
@@ -186,4 +188,38 @@ def _rdma(limits: Sequence[RdmaSpec], route: Route) -> list[CgroupWrite]:
             parts.append(f"hca_object={limit_text(item.hca_objects)}")
         if len(parts) > 1:
             writes.append(CgroupWrite(directory + "/rdma.max", " ".join(parts)))
+    return writes
+
+
+def device_rules(devices: Sequence[DeviceRuleSpec]) -> list[tuple[str, str]]:
+    """v1 device-cgroup writes for the ``linux.resources.devices`` rules, in order. (Here
+    rather than in ``v1.py``, the only version with device files, because every container
+    has rules: the create path then needs no ``v1.py`` unless it limits v1 resources.)
+
+    Returns ``(file, line)`` pairs, starting with ``("devices.deny", "a")`` so that only the
+    listed rules apply. A major/minor of None is ``*``. The kernel treats any line starting
+    with ``a`` as "all devices, all access", so an ``a`` rule with partial access is spelt
+    as ``c`` and ``b`` wildcard rules instead (never widening what was asked). The device
+    cgroup knows only a/b/c: ``u`` (unbuffered character) is ``c``, ``p`` (a fifo) needs
+    no rule.
+    """
+    writes = [("devices.deny", "a")]
+    for rule in devices:
+        dev_type = rule.type
+        if dev_type == "p":
+            continue
+        if dev_type == "u":
+            dev_type = "c"
+        access = "".join(c for c in "rwm" if c in rule.access)
+        major = "*" if rule.major is None else str(rule.major)
+        minor = "*" if rule.minor is None else str(rule.minor)
+        target = "devices.allow" if rule.allow else "devices.deny"
+        if dev_type == "a":
+            if access == "rwm" and major == "*" and minor == "*":
+                writes.append((target, "a"))
+                continue
+            for kind in ("c", "b"):
+                writes.append((target, f"{kind} {major}:{minor} {access}"))
+            continue
+        writes.append((target, f"{dev_type} {major}:{minor} {access}"))
     return writes

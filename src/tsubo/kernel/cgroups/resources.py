@@ -1,7 +1,7 @@
 """What kernel/cgroups reads of a validated ``linux.resources`` (for type checking only).
 
-The values come from ``oci/runtime_spec.py`` (:class:`~tsubo.oci.runtime_spec.Resources`
-and its parts), validated there once; kernel/ does not import oci/, so it states here, as
+The values come from ``oci/`` (:class:`~tsubo.oci.runtime_spec.Resources` and its parts in
+``oci/resources.py``), validated there once; kernel/ does not import oci/, so it states here, as
 protocols, the attributes it reads, and mypy checks oci's classes against them where the
 runtime hands one over. Import this module only under ``TYPE_CHECKING``: it imports
 :mod:`typing` (~15 ms), which the container-create path does without.

@@ -1,10 +1,10 @@
 """cgroup v1: the files a v1 hierarchy has for each resource, and the order they need.
 
 Pure planners (``plan.py`` routes a controller here when a v1 hierarchy holds it): each
-turns one part of ``linux.resources`` into :class:`~tsubo.kernel.cgroups.common.CgroupWrite`
-items for one cgroup directory, asking :class:`~tsubo.kernel.cgroups.common.HostFiles` what
-the host has. Only v1 has device rules (``devices.allow``/``deny``), ``net_cls`` and
-``net_prio``, swappiness, kernel-memory limits and the OOM killer switch.
+turns one part of ``linux.resources`` into :class:`~tsubo.kernel.cgroups.CgroupWrite`
+items for one cgroup directory, asking :class:`~tsubo.kernel.cgroups.HostFiles` what
+the host has. Only v1 has ``net_cls`` and ``net_prio``, swappiness, kernel-memory limits and
+the OOM killer switch (and device rules: see ``plan.py``).
 
 Decisions
     * ``memory.memsw.limit_in_bytes`` (memory + swap) must stay >= the memory limit at every
@@ -21,14 +21,14 @@ from __future__ import annotations
 import errno
 
 from tsubo.errors import InvalidArgument, Unsupported
-from tsubo.kernel.cgroups.common import OP, CgroupWrite, first_existing, unsupported
+from tsubo.kernel.cgroups import OP, CgroupWrite, first_existing, unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
-    from tsubo.kernel.cgroups.common import HostFiles
-    from tsubo.kernel.cgroups.resources import BlockIOSpec, DeviceRuleSpec, NetworkSpec
+    from tsubo.kernel.cgroups import HostFiles
+    from tsubo.kernel.cgroups.resources import BlockIOSpec, NetworkSpec
 
 _THROTTLE_FILES = (
     ("read_bps", "blkio.throttle.read_bps_device"),
@@ -168,36 +168,4 @@ def network(paths: Mapping[str, str], network: NetworkSpec) -> list[CgroupWrite]
             raise unsupported(where + ".priorities", "no v1 net_prio controller mounted")
         writes += [CgroupWrite(directory + "/net_prio.ifpriomap",
                                f"{item.name} {item.priority}") for item in network.priorities]
-    return writes
-
-
-def device_rules(devices: Sequence[DeviceRuleSpec]) -> list[tuple[str, str]]:
-    """v1 device-cgroup writes for the ``linux.resources.devices`` rules, in order.
-
-    Returns ``(file, line)`` pairs, starting with ``("devices.deny", "a")`` so that only the
-    listed rules apply. A major/minor of None is ``*``. The kernel treats any line starting
-    with ``a`` as "all devices, all access", so an ``a`` rule with partial access is spelt
-    as ``c`` and ``b`` wildcard rules instead (never widening what was asked). The device
-    cgroup knows only a/b/c: ``u`` (unbuffered character) is ``c``, ``p`` (a fifo) needs
-    no rule.
-    """
-    writes = [("devices.deny", "a")]
-    for rule in devices:
-        dev_type = rule.type
-        if dev_type == "p":
-            continue
-        if dev_type == "u":
-            dev_type = "c"
-        access = "".join(c for c in "rwm" if c in rule.access)
-        major = "*" if rule.major is None else str(rule.major)
-        minor = "*" if rule.minor is None else str(rule.minor)
-        target = "devices.allow" if rule.allow else "devices.deny"
-        if dev_type == "a":
-            if access == "rwm" and major == "*" and minor == "*":
-                writes.append((target, "a"))
-                continue
-            for kind in ("c", "b"):
-                writes.append((target, f"{kind} {major}:{minor} {access}"))
-            continue
-        writes.append((target, f"{dev_type} {major}:{minor} {access}"))
     return writes

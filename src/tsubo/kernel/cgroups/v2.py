@@ -3,7 +3,7 @@ into v2 ones.
 
 Pure planners (``plan.py`` routes a controller here when the v2 hierarchy holds it, on v2
 and on hybrid hosts): each turns one part of ``linux.resources`` into
-:class:`~tsubo.kernel.cgroups.common.CgroupWrite` items for the container's v2 directory.
+:class:`~tsubo.kernel.cgroups.CgroupWrite` items for the container's v2 directory.
 The OCI values are v1's (``cpu.shares``, ``blkio.weight``, memory+swap), converted as runc
 and crun do. v2 has no device files (they need an eBPF program, which tsubo does not load),
 no per-cgroup swappiness, kernel-memory limits, real-time limits or leaf weights, and
@@ -16,13 +16,13 @@ from __future__ import annotations
 import errno
 
 from tsubo.errors import InvalidArgument, Unsupported
-from tsubo.kernel.cgroups.common import OP, CgroupWrite, first_existing, limit_text, unsupported
+from tsubo.kernel.cgroups import OP, CgroupWrite, first_existing, limit_text, unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tsubo.kernel.cgroups.common import CgroupLayout, HostFiles
+    from tsubo.kernel.cgroups import CgroupLayout, HostFiles
     from tsubo.kernel.cgroups.resources import BlockIOSpec
 
 _THROTTLE_KEYS = (("read_bps", "rbps"), ("write_bps", "wbps"), ("read_iops", "riops"),
