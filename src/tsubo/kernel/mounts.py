@@ -236,18 +236,49 @@ def mount_step(root_fd: int, step: MountStep) -> None:
 def mount_entries(root_fd: int, destination: str,
                   entries: list[tuple[str, str, str, int, str]]) -> None:
     """Carry out raw ``(source, target, fstype, flags, data)`` mount calls below
-    *destination* in order (the shape :meth:`Cgroup.mount_plan` returns)."""
-    for source, relative, fstype, flags, data in entries:
-        path = f"{destination}/{relative}" if relative else destination
-        target_fd = make_mount_point(root_fd, path, True)
+    *destination* in order (the shape :meth:`Cgroup.mount_plan` returns).
+
+    Once a fresh tmpfs covers the destination (a v1 or hybrid host's cgroup tree), the
+    entries below it are made and opened from that tmpfs: it is ours and empty, nothing of
+    the image is in it, so one component is resolved from it (``RESOLVE_IN_ROOT``: it cannot
+    be left) instead of every prefix from the container root — ~70 fewer ``openat2`` calls
+    for a hybrid host's eleven hierarchies, on every container start."""
+    tmpfs_fd = -1
+    try:
+        for source, relative, fstype, flags, data in entries:
+            path = f"{destination}/{relative}" if relative else destination
+            if relative and tmpfs_fd >= 0:
+                target_fd = _directory_in(tmpfs_fd, relative, path)
+            else:
+                target_fd = make_mount_point(root_fd, path, True)
+            try:
+                syscalls.mount(source or None, fd_path(target_fd), fstype or None, flags,
+                               data or None)
+            except OSError as error:
+                raise TsuboError.from_os_error(f"mount {fstype or 'bind'} {source} on".replace(
+                    "  ", " "), path, error) from None
+            finally:
+                os.close(target_fd)
+            if not relative and fstype == "tmpfs" and not flags & MS_REMOUNT:
+                if tmpfs_fd >= 0:
+                    os.close(tmpfs_fd)
+                tmpfs_fd = open_in_root(root_fd, destination)  # the new mount, not below it
+    finally:
+        if tmpfs_fd >= 0:
+            os.close(tmpfs_fd)
+
+
+def _directory_in(parent_fd: int, name: str, path: str) -> int:
+    """An O_PATH fd of directory *name* in *parent_fd* (made if missing), resolved with
+    *parent_fd* as its root."""
+    try:
         try:
-            syscalls.mount(source or None, fd_path(target_fd), fstype or None, flags,
-                           data or None)
-        except OSError as error:
-            raise TsuboError.from_os_error(f"mount {fstype or 'bind'} {source} on".replace(
-                "  ", " "), path, error) from None
-        finally:
-            os.close(target_fd)
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        return open_in_root(parent_fd, name)
+    except OSError as error:
+        raise TsuboError.from_os_error("create mount point", path, error) from None
 
 
 def _remount(target: str, flags: int) -> None:
