@@ -242,3 +242,20 @@ def test_apply_errors_are_tsubo_errors_with_a_hint(tmp_path: Path) -> None:
         apply_writes([CgroupWrite(str(directory), "1")])
     assert caught.value.errno == errno.EISDIR
     assert "\n" not in str(caught.value)
+
+
+def test_create_path_modules_import_nothing_slow() -> None:
+    """The typed values and the planners stay off typing, dataclasses, enum, re, json and
+    subprocess (docs/runtime.md: each is several ms of a ~20 ms container start)."""
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    code = ("import sys; import tsubo.kernel.cgroups, tsubo.kernel.cgroups.plan, "
+            "tsubo.kernel.cgroups.v1, tsubo.kernel.cgroups.v2, tsubo.oci.runtime_spec, "
+            "tsubo.oci.resources, tsubo.oci.seccomp, tsubo.kernel.procfs; "
+            "print(sorted({'typing', 'dataclasses', 'enum', 're', 'json', 'subprocess'}"
+            " & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path[:0] = [{src!r}]; "
+                          + code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
