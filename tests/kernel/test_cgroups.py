@@ -1,4 +1,5 @@
-"""tsubo.kernel.cgroups against the real kernel (root only).
+"""tsubo.kernel.cgroups against the real kernel (root only); resources are given as config
+JSON, validated by tsubo.oci.runtime_spec as the runtime does.
 
 Every test works below a parent named ``tsubo-test-cgroups-<random>`` that a fixture
 removes; an autouse fixture fails the test if any ``*tsubo-test-cgroups*`` directory is left
@@ -26,6 +27,8 @@ import pytest
 
 from tsubo.errors import InvalidArgument, TsuboError, Unsupported
 from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
+from tsubo.kernel.cgroups.plan import plan_resources
+from tsubo.oci.runtime_spec import parse_resources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -131,6 +134,11 @@ def _file(cgroup: Cgroup, controller: str, v1_name: str, v2_name: str) -> str:
     return f"{cgroup.paths['unified']}/{v2_name}"
 
 
+def apply(cgroup: Cgroup, resources: dict[str, object]) -> None:
+    """As the runtime does it: the config's resources validated, planned, applied."""
+    cgroup.apply(plan_resources(parse_resources(resources), cgroup))
+
+
 def _all_dirs_exist(cgroup: Cgroup) -> bool:
     return all(os.path.isdir(directory) for directory in cgroup.paths.values())
 
@@ -161,7 +169,7 @@ def test_create_apply_and_read_back(parent: str) -> None:
     }
     if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
         resources["hugepageLimits"] = [{"pageSize": "2MB", "limit": 4 * MIB}]
-    cgroup.apply(resources)
+    apply(cgroup, resources)
 
     assert _read(_file(cgroup, "memory", "memory.limit_in_bytes", "memory.max")) == str(32 * MIB)
     assert cgroup.memory_limit() == 32 * MIB
@@ -198,10 +206,10 @@ def test_memory_limits_move_both_ways(parent: str) -> None:
             memory: dict[str, object] = {"limit": limit if limit < 0 else limit * MIB}
             if swap is not None:
                 memory["swap"] = swap if swap < 0 else swap * MIB
-            cgroup.apply({"memory": memory})
+            apply(cgroup, {"memory": memory})
             assert cgroup.memory_limit() == (None if limit < 0 else limit * MIB)
         with pytest.raises(InvalidArgument):
-            cgroup.apply({"memory": {"limit": 64 * MIB, "swap": 32 * MIB}})
+            apply(cgroup, {"memory": {"limit": 64 * MIB, "swap": 32 * MIB}})
     finally:
         cgroup.destroy()
 
@@ -210,8 +218,9 @@ def test_cpu_quota_without_period_and_pids_unlimited(parent: str) -> None:
     cgroup = Cgroup(_layout(), f"/{parent}/cpu")
     cgroup.create()
     try:
-        cgroup.apply({"cpu": {"quota": 20000, "period": 50000}, "pids": {"limit": 10}})
-        cgroup.apply({"cpu": {"quota": 30000}, "pids": {"limit": 0}})
+        apply(cgroup, {"cpu": {"quota": 20000, "period": 50000},
+                                      "pids": {"limit": 10}})
+        apply(cgroup, {"cpu": {"quota": 30000}, "pids": {"limit": 0}})
         if "cpu" in cgroup.paths:
             assert _read(cgroup.paths["cpu"] + "/cpu.cfs_quota_us") == "30000"
             assert _read(cgroup.paths["cpu"] + "/cpu.cfs_period_us") == "50000"
@@ -230,21 +239,21 @@ def test_unsupported_and_unified_routing(parent: str) -> None:
         if layout.kind != "v2":
             # memory lives in v1 here: a v2 memory key must be refused, naming the key
             with pytest.raises(Unsupported) as caught:
-                cgroup.apply({"unified": {"memory.high": "1000000"}})
+                apply(cgroup, {"unified": {"memory.high": "1000000"}})
             assert "memory.high" in str(caught.value)
         if "hugetlb" in layout.unified_controllers and os.path.isdir(
             "/sys/kernel/mm/hugepages/hugepages-2048kB"
         ):
-            cgroup.apply({"unified": {"hugetlb.2MB.max": str(2 * MIB)}})
+            apply(cgroup, {"unified": {"hugetlb.2MB.max": str(2 * MIB)}})
             assert _read(cgroup.paths["unified"] + "/hugetlb.2MB.max") == str(2 * MIB)
         with pytest.raises(InvalidArgument):
-            cgroup.apply({"unified": {"../escape": "1"}})
+            apply(cgroup, {"unified": {"../escape": "1"}})
         with pytest.raises(InvalidArgument):
-            cgroup.apply({"pids": {"limit": "many"}})
+            apply(cgroup, {"pids": {"limit": "many"}})
         with pytest.raises(Unsupported):
-            cgroup.apply({"hugepageLimits": [{"pageSize": "3MB", "limit": MIB}]})
+            apply(cgroup, {"hugepageLimits": [{"pageSize": "3MB", "limit": MIB}]})
         with pytest.raises(TsuboError) as failed:
-            cgroup.apply({"cpu": {"cpus": "4096"}})
+            apply(cgroup, {"cpu": {"cpus": "4096"}})
         assert failed.value.operation == "set cgroup"
         assert failed.value.object.endswith("cpuset.cpus")
         assert failed.value.errno
@@ -323,7 +332,7 @@ def test_freeze_thaw(parent: str, processes: list[subprocess.Popen[bytes]]) -> N
 def test_oom_kill_count(parent: str, processes: list[subprocess.Popen[bytes]]) -> None:
     cgroup = Cgroup(_layout(), f"/{parent}/oom")
     cgroup.create()
-    cgroup.apply({"memory": {"limit": 16 * MIB, "swap": 16 * MIB}})
+    apply(cgroup, {"memory": {"limit": 16 * MIB, "swap": 16 * MIB}})
     assert cgroup.oom_kill_count() == 0
     hog = "b = []\nwhile True:\n    b.append(b'x' * (1 << 20))\n"
     process = subprocess.Popen(

@@ -362,3 +362,24 @@ def test_cgroup_removed_after_run(runtime: RuntimeCLI, make_bundle: MakeBundle) 
     for key, hier in mounts.items():
         assert not (hier / b.cgroups_path.lstrip("/")).exists(), key
     assert "pids" in proc.stdout
+
+
+def test_cgroup_tree_in_the_container_is_its_own_and_read_only(
+    runtime: RuntimeCLI, make_bundle: MakeBundle
+) -> None:
+    """The config's `cgroup` mount: each hierarchy's view is the container's own cgroup
+    (its pids limit shows), and neither the tree nor a controller file can be written."""
+    script = (
+        "f=/sys/fs/cgroup/pids/pids.max; [ -e $f ] || f=/sys/fs/cgroup/pids.max; "
+        "echo limit=$(cat $f); "
+        "echo 1 > $f 2>/dev/null || echo file-read-only; "
+        "mkdir /sys/fs/cgroup/new 2>/dev/null || echo tree-read-only; "
+        "ls /sys/fs/cgroup"
+    )
+    b = make_bundle(["sh", "-c", script], linux={"resources": {"pids": {"limit": 42}}})
+    proc = runtime.run("run", "--bundle", str(b.path), runtime.container_id())
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    assert words[:3] == ["limit=42", "file-read-only", "tree-read-only"], proc.stdout
+    v1 = {key.removeprefix("name=") for key in hierarchy_mounts() if key != "unified"}
+    assert v1 <= set(words[3:]) or "pids.max" in words[3:], proc.stdout

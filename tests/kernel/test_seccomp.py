@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tsubo.kernel.seccomp import compile_filter
+from tsubo.oci.seccomp import parse_seccomp
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 
@@ -63,7 +64,7 @@ def run_under_filter(
     then_exec: list[str] | None = None,
 ) -> ChildResult:
     """Compile in this process; in a child: load, run body, report, then exit or exec."""
-    compiled = compile_filter(spec)
+    compiled = compile_filter(parse_seccomp(spec))
     read_end, write_end = os.pipe()
     try:
         pid = os.fork()

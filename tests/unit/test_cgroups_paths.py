@@ -1,22 +1,29 @@
-"""Pure tests of tsubo.kernel.cgroups: paths, layout parsing and value conversions."""
+"""Pure tests of tsubo.kernel.cgroups: paths, layout parsing and value conversions (the
+planner's writes are tested in test_cgroups_plan.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tsubo.errors import InvalidArgument
-from tsubo.kernel.cgroups import (
-    Cgroup,
-    CgroupLayout,
+from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
+from tsubo.kernel.cgroups.plan import device_rules as v1_device_rules
+from tsubo.kernel.cgroups.plan import pids_max
+from tsubo.kernel.cgroups.v1 import memsw_first
+from tsubo.kernel.cgroups.v2 import (
     blkio_weight_to_io_weight,
     cpu_max,
-    device_rules,
     memory_swap_v2,
-    memsw_first,
-    pids_max,
-    resolve_cgroup_path,
     shares_to_weight,
 )
+from tsubo.oci.runtime_spec import parse_resources
+
+
+def device_rules(rules: list[object]) -> list[tuple[str, str]]:
+    """Config rules -> v1 writes, as the runtime gets there: validated, then planned."""
+    devices = parse_resources({"devices": rules}).devices
+    assert devices is not None
+    return v1_device_rules(devices)
 
 HYBRID_MOUNTINFO = """\
 22 1 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw

@@ -591,6 +591,7 @@ def test_user_ulimit_above_host_hard_limit(text: str) -> None:
 
 def test_default_seccomp_present_and_compiles() -> None:
     from tsubo.kernel.seccomp import compile_filter
+    from tsubo.oci.seccomp import parse_seccomp
 
     seccomp = build()["linux"]["seccomp"]
     assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
@@ -598,7 +599,7 @@ def test_default_seccomp_present_and_compiles() -> None:
     assert "archMap" not in seccomp
     for rule in seccomp["syscalls"]:
         assert "includes" not in rule and "excludes" not in rule
-    compiled = compile_filter(seccomp)
+    compiled = compile_filter(parse_seccomp(seccomp))
     try:
         assert len(compiled.export_bpf()) > 0
     finally:

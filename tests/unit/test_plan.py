@@ -31,11 +31,11 @@ from tsubo.kernel.flags import (
     MS_STRICTATIME,
     MS_UNBINDABLE,
 )
-from tsubo.oci.runtime_spec import Device, IDMapping, Spec
+from tsubo.kernel.mounts import DeviceNode
+from tsubo.oci.runtime_spec import Device, DeviceRule, IDMapping, Spec, parse_resources
 from tsubo.runtime.plan import (
     ALLOWED_DEVICE_RULES,
     DEFAULT_DEVICES,
-    DeviceNode,
     LaunchPlan,
     cgroup_resources,
     device_nodes,
@@ -429,20 +429,20 @@ def test_plan_devices_and_symlinks() -> None:
 # --- cgroup device rules ----------------------------------------------------------------------
 
 
-def rule_tuples(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(r["allow"], r.get("type"), r.get("major"), r.get("minor"), r["access"])
-            for r in rules]
+def rule_tuples(rules: tuple[DeviceRule, ...] | None) -> list[tuple[Any, ...]]:
+    return [(r.allow, r.type, r.major, r.minor, r.access) for r in rules or ()]
 
 
 def test_cgroup_resources_start_with_deny_all_and_hold_the_defaults() -> None:
-    resources = {"memory": {"limit": 1 << 20},
-                 "devices": [{"allow": True, "type": "c", "major": 4, "access": "rw"}]}
+    resources = parse_resources(
+        {"memory": {"limit": 1 << 20},
+         "devices": [{"allow": True, "type": "c", "major": 4, "access": "rw"}]})
     nodes = device_nodes([device("/dev/fuse", major=10, minor=229),
                           device("/dev/null", major=1, minor=3)])
     out = cgroup_resources(resources, nodes)
-    assert out["memory"] == {"limit": 1 << 20}
-    rules = rule_tuples(out["devices"])
-    assert rules[0] == (False, None, None, None, "rwm")
+    assert out.memory is resources.memory
+    rules = rule_tuples(out.devices)
+    assert rules[0] == (False, "a", None, None, "rwm")
     assert rules[1] == (True, "c", 4, None, "rw")  # the config's own rules come next
     defaults = [(True, kind, major, minor, access)
                 for kind, major, minor, access in ALLOWED_DEVICE_RULES]
@@ -454,15 +454,19 @@ def test_cgroup_resources_start_with_deny_all_and_hold_the_defaults() -> None:
 
 
 def test_cgroup_resources_does_not_change_its_input() -> None:
-    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    config = {"devices": [{"allow": False, "access": "rwm"}]}
+    resources = parse_resources(config)
     cgroup_resources(resources, [DeviceNode("/dev/x", "c", 1, 1, 0o666, 0, 0)])
-    assert resources == {"devices": [{"allow": False, "access": "rwm"}]}
+    assert resources == parse_resources(config)
+    with pytest.raises(AttributeError):
+        resources.devices = ()
 
 
 def test_cgroup_resources_without_devices() -> None:
-    out = cgroup_resources({}, device_nodes([]))
-    assert out["devices"][0] == {"allow": False, "access": "rwm"}
-    assert len(out["devices"]) == 1 + len(ALLOWED_DEVICE_RULES)
+    out = cgroup_resources(parse_resources({}), device_nodes([]))
+    assert out.devices is not None
+    assert out.devices[0] == DeviceRule(False, "a", None, None, "rwm")
+    assert len(out.devices) == 1 + len(ALLOWED_DEVICE_RULES)
 
 
 # --- sysctl -----------------------------------------------------------------------------------

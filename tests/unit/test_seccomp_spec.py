@@ -1,4 +1,5 @@
-"""tsubo.kernel.seccomp without loading anything: validation, and the filters it builds.
+"""linux.seccomp without loading anything: its validation (tsubo.oci.seccomp), and the
+filters tsubo.kernel.seccomp builds from it.
 
 Filters are built with the real libseccomp and inspected through export_bpf/export_pfc;
 nothing is installed in this process, so no root is needed.
@@ -16,7 +17,10 @@ from typing import Any
 import pytest
 
 from tsubo.errors import InvalidArgument, Unsupported, WrongState
-from tsubo.kernel.seccomp import SeccompFilter, compile_filter
+from tsubo.kernel import seccomp
+from tsubo.kernel.seccomp import SeccompFilter
+from tsubo.oci import seccomp as oci_seccomp
+from tsubo.oci.seccomp import parse_seccomp
 
 TESTS = pathlib.Path(__file__).resolve().parent.parent
 DATA = TESTS / "data"
@@ -34,6 +38,11 @@ def profile(*rules: dict[str, Any], **top: Any) -> dict[str, object]:
 
 def rule(*names: str, action: str = "SCMP_ACT_ERRNO", **fields: Any) -> dict[str, Any]:
     return {"names": list(names), "action": action, **fields}
+
+
+def compile_filter(spec: dict[str, object]) -> SeccompFilter:
+    """config -> filter, as the runtime does it: validated once, then built."""
+    return seccomp.compile_filter(parse_seccomp(spec))
 
 
 @pytest.fixture
@@ -89,7 +98,7 @@ def test_unknown_names_are_invalid_and_located(
     spec: dict[str, object], where: str, bad: str
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        compile_filter(spec)
+        parse_seccomp(spec)
     assert caught.value.object == where
     assert bad in str(caught.value)
     assert where in str(caught.value)
@@ -142,13 +151,13 @@ def test_unknown_names_are_invalid_and_located(
 )
 def test_malformed_profiles_are_invalid_and_located(spec: Any, where: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        compile_filter(spec)
+        parse_seccomp(spec)
     assert caught.value.object == where
 
 
 def test_docker_profile_keys_get_a_hint() -> None:
     with pytest.raises(InvalidArgument) as caught:
-        compile_filter(profile(archMap=[]))
+        parse_seccomp(profile(archMap=[]))
     assert "Docker" in caught.value.hint
 
 
@@ -167,7 +176,7 @@ def test_docker_profile_keys_get_a_hint() -> None:
 )
 def test_seccomp_agents_are_unsupported(spec: dict[str, object], where: str) -> None:
     with pytest.raises(Unsupported) as caught:
-        compile_filter(spec)
+        parse_seccomp(spec)
     assert caught.value.object == where
     assert "\n" not in str(caught.value)
 
@@ -292,6 +301,30 @@ def test_docker_like_default_profile_compiles(compiled: Any) -> None:
     assert "read" not in made.skipped_syscalls
     assert made.rule_count > 300
     assert len(made.export_bpf()) > 1000
+
+
+def test_kernel_knows_every_name_the_spec_allows() -> None:
+    supported = {name for name in oci_seccomp.SECCOMP_ACTIONS if name != "SCMP_ACT_NOTIFY"}
+    assert set(seccomp.ACTIONS) == supported
+    assert set(seccomp.OPERATORS) == set(oci_seccomp.SECCOMP_OPERATORS)
+    assert set(seccomp.FLAG_ATTRIBUTES) == set(oci_seccomp.SECCOMP_FLAGS)
+
+
+def test_cache_key_is_the_whole_profile() -> None:
+    one = parse_seccomp(profile(rule("mkdir", errnoRet=38)))
+    assert seccomp.profile_text(one) == seccomp.profile_text(
+        parse_seccomp(profile(rule("mkdir", errnoRet=38))))
+    for other in (profile(rule("mkdir", errnoRet=39)), profile(rule("mkdir", "rmdir")),
+                  profile(rule("mkdir", errnoRet=38), flags=["SECCOMP_FILTER_FLAG_LOG"])):
+        assert seccomp.profile_text(parse_seccomp(other)) != seccomp.profile_text(one)
+
+
+def test_parsed_profile_is_frozen() -> None:
+    parsed = parse_seccomp(profile(rule("mkdir")))
+    with pytest.raises(AttributeError):
+        parsed.default_action = "SCMP_ACT_KILL"
+    assert parsed.syscalls[0].errno_ret is None
+    assert parsed == parse_seccomp(profile(rule("mkdir")))
 
 
 def test_import_stays_light() -> None:

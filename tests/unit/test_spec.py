@@ -9,7 +9,8 @@ import pytest
 
 from tests.bundles import deep_merge, default_config
 from tsubo.errors import InvalidArgument, Unsupported
-from tsubo.oci.runtime_spec import Spec, parse_spec
+from tsubo.oci.runtime_spec import DeviceRule, Spec, parse_spec
+from tsubo.oci.seccomp import Seccomp
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def test_runc_spec_config_parses_fully() -> None:
     assert spec.linux.namespaces == [
         ("pid", ""), ("network", ""), ("ipc", ""), ("uts", ""), ("mount", "")]
     assert spec.linux.cgroups_path == "/tsubo-test-x/c1"
-    assert spec.linux.resources == {"devices": [{"allow": False, "access": "rwm"}]}
+    assert spec.linux.resources.devices == (DeviceRule(False, "a", None, None, "rwm"),)
     assert "/proc/kcore" in spec.linux.masked_paths
     assert "/proc/sys" in spec.linux.readonly_paths
     assert spec.linux.namespace_path("mount") == ""
@@ -151,7 +152,7 @@ def test_linux_fields() -> None:
             fuse.gid) == ("/dev/fuse", "c", 10, 229, 0o666, 0, 0)
     assert linux.sysctl == {"net.ipv4.ip_forward": "1"}
     assert linux.rootfs_propagation == "rshared"
-    assert linux.seccomp == {"defaultAction": "SCMP_ACT_ALLOW"}
+    assert linux.seccomp == Seccomp("SCMP_ACT_ALLOW")
     # valid here; the plan refuses them (see test_plan.py)
     assert linux.personality == "LINUX32"
     assert linux.time_offsets == {"monotonic": {"secs": 1}}

@@ -2,16 +2,16 @@
 
 What it owns
     Running ``ip [-n NETNS] [-force] -batch -`` with a list of lines (one process for a whole
-    setup, never one per step), ``ip -j ...`` queries parsed with :mod:`tsubo.jsonwire`,
-    entering a named network namespace with the calling thread (:class:`InNetns`), and
-    ``/proc/sys`` writes in whatever network namespace the thread is in.
+    setup, never one per step), ``ip -j ...`` queries, entering a named network namespace
+    with the calling thread (:class:`InNetns`, in which :func:`tsubo.kernel.procfs.write_sysctl`
+    reaches that namespace's ``/proc/sys/net``), and removing a netns pin.
 
 Decisions
-    * No :mod:`subprocess`: importing it costs ~10-18 ms here (``selectors``, ``signal``,
-      ``threading``...), more than a whole endpoint setup. ``ip`` is started with
-      :func:`os.posix_spawn`; stdin, stdout and stderr are memfds, so nothing can deadlock
-      on a full pipe however long the batch or its output, and no poll loop is needed: write
-      the batch, spawn, ``waitpid``, read both outputs. The binary is looked up once.
+    * ``ip`` runs through :func:`tsubo.kernel.helpers.run` (posix_spawn, memfds, no
+      :mod:`subprocess`; see there), one process per batch.
+    * ``ip -j`` output is parsed with :func:`tsubo.jsonwire.loads`, the one bounded JSON
+      reader, which sits below every layer (as :mod:`tsubo.errors` does): kernel/ imports no
+      other part of tsubo to read it.
     * ``LC_ALL=C`` for ``ip``: error texts end in ``strerror()`` strings, which we map back to
       errno (``RTNETLINK answers: File exists`` -> EEXIST) for callers that match on it,
       e.g. teardown treating ENODEV/ENOENT as "already gone".
@@ -23,7 +23,7 @@ Decisions
       remove everything it can in one process and still report all that failed.
     * :class:`InNetns` uses ``setns(2)`` on the calling *thread* only (network namespaces
       are per-thread). A child spawned inside inherits that namespace, so
-      ``with InNetns(ns): write_sysctl(...); run_batch(...)`` configures a container's
+      ``with InNetns(ns): procfs.write_sysctl(...); run_batch(...)`` configures a container's
       namespace with one ``ip`` process (a bit cheaper than ``ip -n``, which also unshares a
       mount namespace and remounts /sys) *and* lets us write per-netns sysctls, which ip
       has no command for.
@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 
 from tsubo.errors import TsuboError
+from tsubo.kernel import helpers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,74 +47,35 @@ _MNT_DETACH = 2
 _ENOENT = 2
 _EINVAL = 22
 _FAILED_PREFIX = "Command failed -:"
-_IP_ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 # messages of ip that carry no strerror() text
 _KNOWN_MESSAGES = (("Cannot find device", "ENODEV"), ("Device does not exist", "ENODEV"))
 
-_ip_path: str | None = None
 _strerror_map: dict[str, int] | None = None
 
 
-class IpError(TsuboError):
+class IpError(helpers.HelperError):
     """``ip`` failed. ``object`` is the batch line that failed (the command when the failure
     is not tied to a line), ``detail`` what ip printed for it; ``errno`` is recovered from
     that text when possible."""
 
     def __init__(self, line: str, detail: str, *, lineno: int = 0, status: int = 0,
-                 netns: str | None = None) -> None:
+                 netns: str | None = None, hint: str = "") -> None:
         self.line = line
         self.lineno = lineno
-        self.status = status
         self.netns = netns
         where = f" (in netns {netns})" if netns else ""
-        super().__init__("ip", f'"{line}"{where}', errno=errno_of_message(detail),
-                         detail=detail or f"exit status {status}")
+        super().__init__("ip", f'"{line}"{where}', program="ip", status=status,
+                         stderr_line=detail, errno=errno_of_message(detail),
+                         detail=detail or f"exit status {status}", hint=hint)
 
 
-def ip_binary() -> str:
-    """Absolute path of ``ip``: looked up on $PATH, then /usr/sbin and /sbin; cached."""
-    global _ip_path
-    if _ip_path is None:
-        dirs = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/sbin", "/sbin", "/bin"]
-        for directory in dirs:
-            candidate = os.path.join(directory or ".", "ip")
-            if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-                _ip_path = os.path.abspath(candidate)
-                break
-        else:
-            raise TsuboError("ip", "ip", detail="iproute2's ip not found",
-                             hint="install iproute2")
-    return _ip_path
-
-
-def _memfd(name: str, data: bytes = b"") -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    if data:
-        os.write(fd, data)
-        os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _read_all(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    return os.pread(fd, size, 0) if size else b""
-
-
-def spawn_ip(args: Sequence[str], stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+def spawn_ip(args: Sequence[str], stdin: bytes = b"", *,
+             timeout: float | None = None) -> tuple[int, bytes, bytes]:
     """Run ``ip ARGS...`` with *stdin*; returns (exit code, stdout, stderr)."""
-    path = ip_binary()
-    fds = [_memfd("tsubo-ip-stdin", stdin), _memfd("tsubo-ip-stdout"), _memfd("tsubo-ip-stderr")]
-    try:
-        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
-        try:
-            pid = os.posix_spawn(path, ["ip", *args], _IP_ENV, file_actions=actions)
-        except OSError as error:
-            raise TsuboError.from_os_error("spawn", path, error) from None
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status), _read_all(fds[1]), _read_all(fds[2])
-    finally:
-        for fd in fds:
-            os.close(fd)
+    result = helpers.run(["ip", *args], stdin=stdin, timeout=timeout, operation="ip")
+    if result.timed_out:
+        raise result.error()
+    return result.exit_code, result.stdout, result.stderr
 
 
 def _netns_args(netns: str | None) -> list[str]:
@@ -209,13 +171,19 @@ def query(args: Sequence[str], *, netns: str | None = None) -> object:
     """``ip [-n NETNS] -j ARGS...`` parsed as JSON (``[]`` when ip prints nothing)."""
     from tsubo import jsonwire
 
+    text = query_text(args, netns=netns)
+    return jsonwire.loads(text) if text.strip() else []
+
+
+def query_text(args: Sequence[str], *, netns: str | None = None,
+               timeout: float | None = None, hint: str = "") -> str:
+    """``ip [-n NETNS] -j ARGS...``'s output, not parsed (IpError, with *hint*, on failure)."""
     argv = [*_netns_args(netns), "-j", *args]
-    status, out, err = spawn_ip(argv)
+    status, out, err = spawn_ip(argv, timeout=timeout)
     if status != 0:
         raise IpError(" ".join(["ip", *argv]), _squash(err.decode(errors="replace")),
-                      status=status, netns=netns)
-    text = out.decode()
-    return jsonwire.loads(text) if text.strip() else []
+                      status=status, netns=netns, hint=hint)
+    return out.decode()
 
 
 class InNetns:
@@ -292,17 +260,3 @@ def remove_netns_pin(name: str) -> bool:
         raise TsuboError.from_os_error("remove netns pin", path, error) from None
     return True
 
-
-def write_sysctl(key: str, value: str) -> None:
-    """Write ``/proc/sys/KEY`` (``net/ipv4/conf/eth0/arp_notify``). ``/proc/sys/net`` shows
-    the network namespace of the thread that opens it, so call this inside :class:`InNetns`
-    to reach a container's."""
-    path = f"/proc/sys/{key}"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-    except OSError as error:
-        raise TsuboError.from_os_error("write sysctl", path, error) from None

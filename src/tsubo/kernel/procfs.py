@@ -1,17 +1,28 @@
-"""Reading processes from /proc: liveness, start time, namespaces.
+"""/proc and /sys: reading processes, and the one writer of kernel settings files.
 
 A container's status is never trusted from its state file alone: the recorded pid is
 checked against /proc, and the recorded start time (field 22 of ``/proc/PID/stat``, in
 clock ticks since boot) must match, so a reused pid reads as stopped, as does a zombie.
+
+Every write to a /proc or /sys file — sysctls (the container's, and per-netns ones of the
+network code), cgroupfs files, uid/gid maps, ``oom_score_adj``, the AppArmor exec
+attribute — goes through :func:`write` (or :func:`write_each`: several settings through
+one open): one ``write(2)`` of each whole value (these files parse each write on its own),
+``O_NOFOLLOW`` (none of them is a symlink; a container can plant one in its own /proc
+view), and an OSError becomes a :class:`~tsubo.errors.TsuboError` naming the file.
 """
 
 from __future__ import annotations
 
 import os
 
+from tsubo.errors import TsuboError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Sequence
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class ProcessStat:
@@ -108,3 +119,40 @@ def reap_children() -> Iterator[tuple[int, int]]:
         if pid == 0:
             return
         yield pid, status
+
+
+def write(path: str, value: str, *, operation: str = "write", hint: str = "",
+          wrap: Callable[[str, str, OSError], TsuboError] | None = None) -> None:
+    """Write *value* to the /proc or /sys file *path* in one ``write(2)``.
+
+    An OSError becomes ``TsuboError(operation, path, errno, hint)``, or whatever *wrap*
+    makes of ``(path, value, error)`` (cgroupfs: a hint per file and errno)."""
+    write_each(path, (value,), operation=operation, hint=hint, wrap=wrap)
+
+
+def write_each(path: str, values: Sequence[str], *, operation: str = "write", hint: str = "",
+               wrap: Callable[[str, str, OSError], TsuboError] | None = None) -> None:
+    """:func:`write` of each of *values* in turn, through one open of *path*: these files
+    take one setting per ``write(2)`` whatever the file offset (a device cgroup's dozen
+    ``devices.allow`` rules are one open instead of twelve). The error names the value that
+    failed; the ones before it were written."""
+    value = values[0]
+    try:
+        fd = os.open(path, _WRITE_FLAGS)
+        try:
+            for value in values:
+                os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        if wrap is not None:
+            raise wrap(path, value, error) from None
+        raise TsuboError.from_os_error(operation, path, error, hint=hint) from None
+
+
+def write_sysctl(key: str, value: str, *, operation: str = "write sysctl") -> None:
+    """Write ``/proc/sys/KEY``; *key* in the slash form (``net/ipv4/conf/eth0/arp_notify``:
+    an interface name may hold dots). ``/proc/sys/net`` shows the network namespace of the
+    thread that opens it: write inside :class:`~tsubo.kernel.iproute.InNetns` to reach a
+    container's."""
+    write("/proc/sys/" + key, value, operation=operation)

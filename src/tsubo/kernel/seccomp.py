@@ -1,12 +1,13 @@
-"""Compile an OCI ``linux.seccomp`` object into a libseccomp filter, and load it.
+"""Compile an OCI ``linux.seccomp`` profile into a libseccomp filter, and load it.
 
 This module owns the container's seccomp filter. It works in two steps, the way the
 runtime's child needs them:
 
-1. :func:`compile_filter` validates the raw runtime-spec object (pure Python, so every
-   mistake is reported with the JSON path of the bad value, before any kernel work) and
-   builds a libseccomp filter context from it. It runs before ``pivot_root``, while the
-   host's ``libseccomp.so.2`` can still be loaded.
+1. :func:`compile_filter` builds a libseccomp filter context from the profile, already
+   validated by ``oci/seccomp.py`` (:class:`~tsubo.oci.seccomp.Seccomp`: every
+   mistake in the config is reported there, with its JSON path, before any kernel work;
+   this module only declares, as :class:`SeccompProfile`, the attributes it reads). It runs
+   before ``pivot_root``, while the host's ``libseccomp.so.2`` can still be loaded.
 2. :meth:`SeccompFilter.load` hands the filter to the kernel just before ``execve``. It
    makes one call through a function pointer bound at compile time: no import, no file
    access, so it is safe inside the container's root.
@@ -30,10 +31,8 @@ Behaviour follows runc (``libcontainer/seccomp/seccomp_linux.go``) and crun
 - ``SCMP_FLTATR_CTL_NNP`` is off: the runtime sets no_new_privs itself when
   ``process.noNewPrivileges`` asks, so loading needs CAP_SYS_ADMIN otherwise;
 - more than 32 rules switch on libseccomp's binary-tree layout (what runc does);
-- ``SCMP_ACT_NOTIFY``, ``listenerPath`` and ``listenerMetadata`` raise
-  :class:`~tsubo.errors.Unsupported` (no seccomp agent support yet). Nothing in the spec is
-  ignored silently: unknown keys, actions, operators, architectures and flags raise
-  :class:`~tsubo.errors.InvalidArgument` naming the JSON path.
+- an architecture the installed libseccomp does not know is
+  :class:`~tsubo.errors.Unsupported`, naming its JSON path.
 
 Not done (see runc's ``patchbpf``): runc patches the generated BPF so that syscalls newer
 than every one the profile names return ENOSYS instead of the default errno, which helps
@@ -53,6 +52,46 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from ctypes import _FuncPointer
+    from typing import Protocol
+
+    class SeccompCondition(Protocol):
+        """What this module reads of a rule's condition (``args[]``)."""
+
+        @property
+        def index(self) -> int: ...
+        @property
+        def value(self) -> int: ...
+        @property
+        def value_two(self) -> int: ...
+        @property
+        def op(self) -> str: ...
+
+    class SeccompRuleSpec(Protocol):
+        """What this module reads of a ``syscalls[]`` entry."""
+
+        @property
+        def names(self) -> Sequence[str]: ...
+        @property
+        def action(self) -> str: ...
+        @property
+        def errno_ret(self) -> int | None: ...
+        @property
+        def args(self) -> Sequence[SeccompCondition]: ...
+
+    class SeccompProfile(Protocol):
+        """What this module reads of a validated ``linux.seccomp`` (spec names, e.g.
+        ``SCMP_ACT_ERRNO``, ``SCMP_ARCH_X86_64``): oci.seccomp.Seccomp has it."""
+
+        @property
+        def default_action(self) -> str: ...
+        @property
+        def default_errno_ret(self) -> int | None: ...
+        @property
+        def architectures(self) -> Sequence[str]: ...
+        @property
+        def flags(self) -> Sequence[str]: ...
+        @property
+        def syscalls(self) -> Sequence[SeccompRuleSpec]: ...
 
 # --- libseccomp 2.5.4, /usr/include/seccomp.h -------------------------------------------
 # Actions ("seccomp actions" block). ERRNO and TRACE carry 16 bits of data:
@@ -98,9 +137,6 @@ _ATTRIBUTE_NAMES = {
 # number (__PNR_*, <= -10000) that seccomp_rule_add*() translates per architecture.
 NR_SCMP_ERROR = -1  # __NR_SCMP_ERROR
 
-# Linux system calls take at most six arguments (struct seccomp_data.args[6]).
-_MAX_SYSCALL_ARGS = 6
-
 # Above this many rules, ask libseccomp for a binary tree sorted by syscall number instead
 # of a linear list (runc's threshold; libseccomp <= 2.5.4 misbehaves with 0 rules).
 _BINARY_TREE_MIN_RULES = 32
@@ -109,8 +145,8 @@ _ERRNO_EPERM = 1
 _ERRNO_EACCES = 13
 _ERRNO_EEXIST = 17
 
-# --- the runtime-spec vocabulary (config-linux.md#seccomp) --------------------------------
-_ACTIONS = {
+# --- the runtime-spec names (validated by oci/seccomp.py) -> libseccomp values ------------
+ACTIONS = {
     "SCMP_ACT_KILL": SCMP_ACT_KILL,
     "SCMP_ACT_KILL_PROCESS": SCMP_ACT_KILL_PROCESS,
     "SCMP_ACT_KILL_THREAD": SCMP_ACT_KILL_THREAD,
@@ -119,12 +155,11 @@ _ACTIONS = {
     "SCMP_ACT_TRACE": SCMP_ACT_TRACE,
     "SCMP_ACT_ALLOW": SCMP_ACT_ALLOW,
     "SCMP_ACT_LOG": SCMP_ACT_LOG,
-    "SCMP_ACT_NOTIFY": SCMP_ACT_NOTIFY,
 }
-# Only these actions carry an errno; the spec says a runtime MUST fail on errnoRet for others.
+# Only these actions carry an errno (SCMP_ACT_ERRNO(x), SCMP_ACT_TRACE(x)); EPERM if unset.
 _ACTIONS_WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
 
-_OPERATORS = {
+OPERATORS = {
     "SCMP_CMP_NE": SCMP_CMP_NE,
     "SCMP_CMP_LT": SCMP_CMP_LT,
     "SCMP_CMP_LE": SCMP_CMP_LE,
@@ -134,49 +169,15 @@ _OPERATORS = {
     "SCMP_CMP_MASKED_EQ": SCMP_CMP_MASKED_EQ,
 }
 
-# The spec's list (as of libseccomp 2.5.0) plus the architectures libseccomp 2.6 added;
-# a name here that the installed libseccomp cannot resolve is Unsupported, not invalid.
-_ARCHITECTURES = frozenset(
-    "SCMP_ARCH_" + name
-    for name in (
-        *("X86", "X86_64", "X32", "ARM", "AARCH64"),
-        *("MIPS", "MIPS64", "MIPS64N32", "MIPSEL", "MIPSEL64", "MIPSEL64N32"),
-        *("PPC", "PPC64", "PPC64LE", "S390", "S390X", "PARISC", "PARISC64", "RISCV64"),
-        *("LOONGARCH64", "M68K", "SH", "SHEB"),
-    )
-)
-
 # seccomp(2) filter flags -> the libseccomp attribute that sets them at load time.
-_FLAG_ATTRIBUTES = {
+FLAG_ATTRIBUTES = {
     "SECCOMP_FILTER_FLAG_TSYNC": SCMP_FLTATR_CTL_TSYNC,
     "SECCOMP_FILTER_FLAG_LOG": SCMP_FLTATR_CTL_LOG,
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": SCMP_FLTATR_CTL_SSB,
 }
-# Known flags we cannot honour: it only matters for SCMP_ACT_NOTIFY, and libseccomp 2.5
-# has no attribute for it (SCMP_FLTATR_CTL_WAITKILL arrived in 2.6).
-_UNSUPPORTED_FLAGS = ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",)
-
-_PROFILE_KEYS = frozenset(
-    (
-        "defaultAction",
-        "defaultErrnoRet",
-        "architectures",
-        "flags",
-        "listenerPath",
-        "listenerMetadata",
-        "syscalls",
-    )
-)
-_SYSCALL_KEYS = frozenset(("names", "action", "errnoRet", "args", "comment"))
-_ARG_KEYS = frozenset(("index", "value", "valueTwo", "op"))
-# Keys of Docker's profile format, which is not the runtime-spec format: they change which
-# rules apply, so a profile carrying them must be converted first (Docker does that).
-_DOCKER_PROFILE_KEYS = frozenset(("archMap", "includes", "excludes"))
 
 _SPEC_PATH = "linux.seccomp"
 _COMPILE = "compile seccomp filter"
-
-_UINT64_MAX = (1 << 64) - 1
 
 
 class SeccompFilter:
@@ -250,226 +251,46 @@ class SeccompFilter:
         return self._ctx
 
 
-def compile_filter(spec: dict[str, object]) -> SeccompFilter:
-    """Validate the runtime-spec ``linux.seccomp`` object and build its filter.
+def compile_filter(profile: SeccompProfile) -> SeccompFilter:
+    """Build the filter of a validated ``linux.seccomp`` profile.
 
-    Raises InvalidArgument (naming the JSON path) for malformed input, Unsupported for
-    settings tsubo or the installed libseccomp cannot honour, TsuboError for libseccomp
-    failures.
+    Raises Unsupported for settings the installed libseccomp cannot honour, TsuboError for
+    libseccomp failures.
     """
-    profile = _parse_profile(spec)
     return _build(_libseccomp(), profile)
 
 
-# --- step 1: the spec, validated into plain values (no libseccomp) -----------------------
-
-
-class _Rule:
-    """One ``syscalls[]`` entry: the action as libseccomp's value, args as comparisons."""
-
-    __slots__ = ("action", "args", "location", "names")
-
-    def __init__(
-        self,
-        location: str,
-        names: tuple[str, ...],
-        action: int,
-        args: tuple[tuple[int, int, int, int], ...],
-    ) -> None:
-        self.location = location
-        self.names = names
-        self.action = action
-        #: (argument index, SCMP_CMP_*, datum_a, datum_b)
-        self.args = args
-
-
-class _Profile:
-    __slots__ = ("architectures", "attributes", "default_action", "rules")
-
-    def __init__(
-        self,
-        default_action: int,
-        architectures: tuple[str, ...],
-        attributes: tuple[int, ...],
-        rules: tuple[_Rule, ...],
-    ) -> None:
-        self.default_action = default_action
-        #: libseccomp architecture names ("x86_64"), in spec order
-        self.architectures = architectures
-        #: SCMP_FLTATR_* attributes to switch on
-        self.attributes = attributes
-        self.rules = rules
-
-
-def _parse_profile(spec: object) -> _Profile:
-    if not isinstance(spec, dict):
-        raise _invalid(_SPEC_PATH, f"expected an object, got {_type_name(spec)}")
-    _check_keys(spec, _PROFILE_KEYS, _SPEC_PATH)
-    for key in ("listenerPath", "listenerMetadata"):
-        if spec.get(key) not in (None, ""):
-            raise Unsupported(
-                _COMPILE,
-                f"{_SPEC_PATH}.{key}",
-                detail="seccomp agents (SCMP_ACT_NOTIFY listeners) are not supported yet",
-            )
-    if "defaultAction" not in spec:
-        raise _invalid(f"{_SPEC_PATH}.defaultAction", "missing (it is required)")
-    default_action = _action(
-        spec["defaultAction"],
-        spec.get("defaultErrnoRet"),
-        f"{_SPEC_PATH}.defaultAction",
-        f"{_SPEC_PATH}.defaultErrnoRet",
-    )
-
-    architectures = []
-    for i, arch in enumerate(_list(spec.get("architectures"), f"{_SPEC_PATH}.architectures")):
-        where = f"{_SPEC_PATH}.architectures[{i}]"
-        if arch not in _ARCHITECTURES:
-            raise _invalid(
-                where, f"unknown architecture {_quote(arch)}", hint="e.g. SCMP_ARCH_X86_64"
-            )
-        architectures.append(str(arch)[len("SCMP_ARCH_") :].lower())
-
-    attributes = []
-    for i, flag in enumerate(_list(spec.get("flags"), f"{_SPEC_PATH}.flags")):
-        where = f"{_SPEC_PATH}.flags[{i}]"
-        if flag in _UNSUPPORTED_FLAGS:
-            raise Unsupported(_COMPILE, where, detail=f"flag {flag} is not supported")
-        attribute = _FLAG_ATTRIBUTES.get(flag) if isinstance(flag, str) else None
-        if attribute is None:
-            raise _invalid(
-                where, f"unknown flag {_quote(flag)}", hint="one of " + ", ".join(_FLAG_ATTRIBUTES)
-            )
-        attributes.append(attribute)
-
-    rules = tuple(
-        _parse_rule(entry, f"{_SPEC_PATH}.syscalls[{i}]")
-        for i, entry in enumerate(_list(spec.get("syscalls"), f"{_SPEC_PATH}.syscalls"))
-    )
-    return _Profile(default_action, tuple(architectures), tuple(attributes), rules)
-
-
-def _parse_rule(entry: object, where: str) -> _Rule:
-    if not isinstance(entry, dict):
-        raise _invalid(where, f"expected an object, got {_type_name(entry)}")
-    _check_keys(entry, _SYSCALL_KEYS, where)
-    names = _list(entry.get("names"), f"{where}.names")
-    if not names:
-        raise _invalid(f"{where}.names", "must list at least one syscall")
-    for j, name in enumerate(names):
-        if not isinstance(name, str) or not name:
-            raise _invalid(f"{where}.names[{j}]", f"expected a syscall name, got {_quote(name)}")
-    if "action" not in entry:
-        raise _invalid(f"{where}.action", "missing (it is required)")
-    action = _action(entry["action"], entry.get("errnoRet"), f"{where}.action", f"{where}.errnoRet")
-
-    args = []
-    for k, arg in enumerate(_list(entry.get("args"), f"{where}.args")):
-        arg_where = f"{where}.args[{k}]"
-        if not isinstance(arg, dict):
-            raise _invalid(arg_where, f"expected an object, got {_type_name(arg)}")
-        _check_keys(arg, _ARG_KEYS, arg_where)
-        index = _uint(arg.get("index"), f"{arg_where}.index", _MAX_SYSCALL_ARGS - 1, required=True)
-        value = _uint(arg.get("value"), f"{arg_where}.value", _UINT64_MAX, required=True)
-        value_two = _uint(arg.get("valueTwo"), f"{arg_where}.valueTwo", _UINT64_MAX)
-        op_name = arg.get("op")
-        op = _OPERATORS.get(op_name) if isinstance(op_name, str) else None
-        if op is None:
-            raise _invalid(
-                f"{arg_where}.op",
-                f"unknown operator {_quote(op_name)}",
-                hint="one of " + ", ".join(_OPERATORS),
-            )
-        args.append((index, op, value, value_two))
-    return _Rule(where, tuple(str(name) for name in names), action, tuple(args))
-
-
-def _action(name: object, errno_ret: object, where: str, errno_where: str) -> int:
-    """The libseccomp action value for an action name and its optional errnoRet."""
-    action = _ACTIONS.get(name) if isinstance(name, str) else None
-    if action is None:
-        hint = "one of " + ", ".join(_ACTIONS)
-        raise _invalid(where, f"unknown action {_quote(name)}", hint=hint)
-    if action == SCMP_ACT_NOTIFY:
-        detail = "SCMP_ACT_NOTIFY needs a seccomp agent, which is not supported yet"
-        raise Unsupported(_COMPILE, where, detail=detail)
+def _action(name: str, errno_ret: int | None) -> int:
+    """The libseccomp action value for a spec action name and its errnoRet."""
+    action = ACTIONS[name]
     if name in _ACTIONS_WITH_ERRNO:
-        # The kernel keeps 16 bits (SECCOMP_RET_DATA); larger values would be truncated.
-        errno = _uint(errno_ret, errno_where, _ACTION_DATA_MASK)
-        return action | (_ERRNO_EPERM if errno_ret is None else errno)
-    if errno_ret is not None:
-        detail = f"{name} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)"
-        raise _invalid(errno_where, detail)
+        return action | (_ERRNO_EPERM if errno_ret is None else errno_ret & _ACTION_DATA_MASK)
     return action
-
-
-def _uint(value: object, where: str, maximum: int, *, required: bool = False) -> int:
-    if value is None:
-        if required:
-            raise _invalid(where, "missing (it is required)")
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise _invalid(where, f"expected an integer from 0 to {maximum}, got {_quote(value)}")
-    return value
-
-
-def _list(value: object, where: str) -> list[object]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _invalid(where, f"expected an array, got {_type_name(value)}")
-    return value
-
-
-def _check_keys(obj: dict[object, object], known: frozenset[str], where: str) -> None:
-    for key in obj:
-        if key in known:
-            continue
-        hint = ""
-        if key in _DOCKER_PROFILE_KEYS:
-            hint = "this is Docker's profile format; convert it to the runtime-spec format first"
-        raise _invalid(f"{where}.{key}", "unknown key", hint=hint)
-
-
-def _invalid(where: str, detail: str, hint: str = "") -> InvalidArgument:
-    return InvalidArgument(_COMPILE, where, detail=detail, hint=hint)
-
-
-def _quote(value: object) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    return repr(value)
 
 
 # --- step 2: the libseccomp context --------------------------------------------------------
 
 
-def _build(lib: _LibSeccomp, profile: _Profile) -> SeccompFilter:
-    ctx = lib.init(profile.default_action)
+def _build(lib: _LibSeccomp, profile: SeccompProfile) -> SeccompFilter:
+    default_action = _action(profile.default_action, profile.default_errno_ret)
+    ctx = lib.init(default_action)
     if ctx is None:
         # seccomp_init returns NULL without a reason: a bad action or no memory.
         raise TsuboError(
             "seccomp init",
-            detail=f"libseccomp refused default action {profile.default_action:#010x}",
+            detail=f"libseccomp refused default action {default_action:#010x}",
         )
     try:
         # The runtime sets no_new_privs itself, only when process.noNewPrivileges says so.
         _attr_set(lib, ctx, SCMP_FLTATR_CTL_NNP, 0)
         # Make seccomp_load report the kernel's errno instead of ECANCELED.
         _attr_set(lib, ctx, SCMP_FLTATR_API_SYSRAWRC, 1)
-        for attribute in profile.attributes:
-            _attr_set(lib, ctx, attribute, 1)
+        for flag in profile.flags:
+            _attr_set(lib, ctx, FLAG_ATTRIBUTES[flag], 1)
 
         tokens = []
-        for i, arch in enumerate(profile.architectures):
+        for i, spec_arch in enumerate(profile.architectures):
+            arch = spec_arch[len("SCMP_ARCH_"):].lower()  # libseccomp's name: "x86_64"
             token = lib.arch_resolve_name(arch)
             if token == 0:
                 raise Unsupported(
@@ -485,20 +306,23 @@ def _build(lib: _LibSeccomp, profile: _Profile) -> SeccompFilter:
         resolve = _Resolver(lib, tokens)
         skipped: dict[str, None] = {}  # ordered set
         rule_count = 0
-        for rule in profile.rules:
-            if rule.action == profile.default_action:
+        for index, rule in enumerate(profile.syscalls):
+            action = _action(rule.action, rule.errno_ret)
+            if action == default_action:
                 continue  # redundant, and libseccomp rejects it
+            args = tuple((arg.index, OPERATORS[arg.op], arg.value, arg.value_two)
+                         for arg in rule.args)
             for name in rule.names:
                 number = resolve(name)
                 if number is None:
                     skipped[name] = None
                     continue
-                for conditions in _condition_sets(rule.args):
-                    rc = lib.rule_add_array(ctx, rule.action, number, conditions)
+                for conditions in _condition_sets(args):
+                    rc = lib.rule_add_array(ctx, action, number, conditions)
                     if rc < 0:
-                        raise TsuboError(
-                            "seccomp rule_add_array", f'"{name}" ({rule.location})', errno=-rc
-                        )
+                        raise TsuboError("seccomp rule_add_array",
+                                         f'"{name}" ({_SPEC_PATH}.syscalls[{index}])',
+                                         errno=-rc)
                     rule_count += 1
 
         if rule_count > _BINARY_TREE_MIN_RULES:
@@ -696,18 +520,6 @@ def _libseccomp() -> _LibSeccomp:
     return _library
 
 
-def features() -> dict[str, object]:
-    """The ``linux.seccomp`` part of ``tsubo-runtime features``."""
-    return {
-        "enabled": True,
-        "actions": sorted(name for name in _ACTIONS if name != "SCMP_ACT_NOTIFY"),
-        "operators": sorted(_OPERATORS),
-        "archs": sorted(_ARCHITECTURES),
-        "knownFlags": sorted([*_FLAG_ATTRIBUTES, *_UNSUPPORTED_FLAGS]),
-        "supportedFlags": sorted(_FLAG_ATTRIBUTES),
-    }
-
-
 # --- compiled-filter cache -----------------------------------------------------------------
 #
 # libseccomp 2.5 turns rules into BPF inside seccomp_load: 10-13 ms for a Docker-style
@@ -756,25 +568,23 @@ class BpfFilter:
         """Nothing to free (kept for symmetry with SeccompFilter)."""
 
 
-def compile_filter_cached(spec: dict[str, object], cache_dir: str) -> BpfFilter:
+def compile_filter_cached(profile: SeccompProfile, cache_dir: str) -> BpfFilter:
     """:func:`compile_filter`, with the generated BPF cached in *cache_dir*."""
-    from tsubo import jsonwire
-
     try:
         import _sha256 as sha  # type: ignore[import-not-found]  # builtin; hashlib: ~5 ms
     except ImportError:  # pragma: no cover
         import hashlib as sha
     flags = 0
-    for name in spec.get("flags") or []:  # type: ignore[attr-defined]
-        flags |= _FILTER_FLAGS.get(str(name), 0)
-    key = sha.sha256(f"{_library_version()}\n{jsonwire.dumps(spec)}".encode()).hexdigest()
-    path = f"{cache_dir}/{key}.bpf"
+    for name in profile.flags:
+        flags |= _FILTER_FLAGS[name]
+    text = f"{_library_version()}\n{profile_text(profile)}"
+    path = f"{cache_dir}/{sha.sha256(text.encode()).hexdigest()}.bpf"
     try:
         with open(path, "rb") as cached:
             return BpfFilter(cached.read(), flags)
     except FileNotFoundError:
         pass
-    compiled = compile_filter(spec)
+    compiled = compile_filter(profile)
     try:
         program = compiled.export_bpf()
     finally:
@@ -797,3 +607,16 @@ def _library_version() -> str:
     lib.seccomp_version.restype = ctypes.POINTER(ctypes.c_uint * 3)
     major, minor, micro = lib.seccomp_version().contents
     return f"libseccomp {major}.{minor}.{micro} {os.uname().machine}"
+
+
+def profile_text(profile: SeccompProfile) -> str:
+    """Everything of *profile* that decides the filter, as one JSON text (the cache key)."""
+    from tsubo import jsonwire
+
+    return jsonwire.dumps([
+        profile.default_action, profile.default_errno_ret, list(profile.architectures),
+        list(profile.flags),
+        [[list(rule.names), rule.action, rule.errno_ret,
+          [[arg.index, arg.value, arg.value_two, arg.op] for arg in rule.args]]
+         for rule in profile.syscalls],
+    ])

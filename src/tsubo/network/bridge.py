@@ -59,7 +59,7 @@ from __future__ import annotations
 import os
 
 from tsubo.errors import InvalidArgument, TeardownErrors
-from tsubo.kernel import iproute
+from tsubo.kernel import iproute, procfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def apply_bridge_create(name: str, lines: Sequence[str], *,
         undo.push(lambda: apply_bridge_remove(plan_bridge_remove(name), host_netns=host_netns))
         with iproute.InNetns(host_netns):
             if os.path.isdir("/proc/sys/net/ipv6/conf"):
-                iproute.write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0")
+                procfs.write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0")
         undo.commit()
 
 
@@ -262,7 +262,7 @@ def apply_endpoint_attach(plan: EndpointPlan, *, host_netns: str | None = None) 
         undo.push(remove_pair)
         with iproute.InNetns(plan.netns_name):
             for key, value in plan.netns_sysctls:
-                iproute.write_sysctl(key, value)
+                procfs.write_sysctl(key, value)
             iproute.run_batch(plan.netns_lines)
         undo.commit()
 

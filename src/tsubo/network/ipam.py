@@ -42,8 +42,9 @@ for keeping a part of the subnet for fixed addresses.
 Reading the host's routes and nameservers (:func:`host_routes`, :func:`host_nameservers`)
 happens only in ``network create`` without ``--subnet``, and in the monitor, which relays
 names to :func:`dns_upstreams` (the host's nameservers, or the engine setting
-``$TSUBO_DNS_UPSTREAM``); ``ipaddress`` (~3 ms) and
-``subprocess`` are imported inside the functions that need them, never on the ``run`` path.
+``$TSUBO_DNS_UPSTREAM``); ``ipaddress`` (~3 ms) and the ``ip`` runner
+(:mod:`tsubo.kernel.iproute`) are imported inside the functions that need them, never on
+the ``run`` path.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ DEFAULT_POOL: tuple[tuple[str, int], ...] = (
 #: The longest prefix ``--subnet`` may have: a /30 holds a gateway and one container.
 MAX_SUBNET_PREFIX = 30
 #: Where ``ip route`` is; a fixed path, not a PATH lookup (PATH is the user's).
-IP_COMMANDS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
 RESOLV_CONF = "/etc/resolv.conf"
 #: engine setting: the nameservers the networks' resolvers relay to (see dns_upstreams)
 DNS_UPSTREAM_ENV = "TSUBO_DNS_UPSTREAM"
@@ -202,21 +202,10 @@ def parse_routes(output: str) -> list[str]:
 
 
 def _run_ip_route() -> str:
-    import os
-    import subprocess
+    from tsubo.kernel import iproute
 
-    command = next((path for path in IP_COMMANDS if os.access(path, os.X_OK)), "ip")
-    try:
-        done = subprocess.run([command, "-4", "-j", "route", "show", "table", "all"],
-                              capture_output=True, text=True, timeout=10, check=False)
-    except OSError as error:
-        raise TsuboError.from_os_error("list host routes", command, error,
-                                       hint="install iproute2, or give --subnet") from None
-    if done.returncode != 0:
-        raise TsuboError("list host routes", command,
-                         detail=done.stderr.strip() or f"exit status {done.returncode}",
-                         hint="give --subnet")
-    return done.stdout
+    return iproute.query_text(["-4", "route", "show", "table", "all"], timeout=10,
+                              hint="give --subnet")
 
 
 def host_routes(run: Callable[[], str] = _run_ip_route) -> list[str]:

@@ -7,17 +7,45 @@ runtime cannot honour raise :class:`Unsupported` rather than being ignored.
 
 Classes are plain ``__slots__`` classes, not dataclasses: ``import dataclasses`` costs ~20 ms
 on our reference machine and this module is on the ``create`` hot path.
+
+``linux.resources`` and ``linux.seccomp`` are parsed into frozen values (:class:`Resources`
+with its :class:`DeviceRule` items here, the other parts in ``oci/resources.py``;
+``Seccomp`` in ``oci/seccomp.py``, each imported only when a config has that part), validated
+once, here, so ``kernel/cgroups`` and ``kernel/seccomp`` only turn them into cgroupfs writes
+and a libseccomp filter. They keep the config's values and vocabulary (``0`` for "unset",
+``-1`` for "unlimited", ``SCMP_ACT_*`` names); what a value means on a given host is the
+kernel code's business. kernel/ never imports oci/: it declares the attributes it reads as
+protocols of its own, and mypy checks these classes against them where the runtime hands
+one to the other.
 """
 
 from __future__ import annotations
 
-from tsubo.errors import InvalidArgument, Unsupported
+from tsubo.errors import Unsupported
+from tsubo.oci import (
+    Frozen,
+    as_bool,
+    as_int,
+    as_list,
+    as_object,
+    as_str,
+    as_str_list,
+    fail,
+    objects_at,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
-    JSONObject = dict[str, Any]
+    from tsubo.oci import JSONObject
+    from tsubo.oci.resources import (
+        BlockIO,
+        CpuResources,
+        HugepageLimit,
+        MemoryResources,
+        NetworkResources,
+        RdmaLimit,
+    )
+    from tsubo.oci.seccomp import Seccomp
 
 SUPPORTED_VERSIONS = ("1.0.", "1.1.", "1.2.")
 #: config.json's size limit: runc has none; a config with Docker's seccomp profile is
@@ -26,60 +54,6 @@ MAX_CONFIG_BYTES = 16 << 20
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
               "poststop")
-
-
-def _fail(path: str, problem: str) -> InvalidArgument:
-    return InvalidArgument("load config", path, detail=problem)
-
-
-def _obj(value: object, path: str) -> JSONObject:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(path, "must be an object")
-    return value
-
-
-def _list(value: object, path: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _fail(path, "must be an array")
-    return value
-
-
-def _str(value: object, path: str, default: str = "") -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _fail(path, "must be a string")
-    return value
-
-
-def _int(value: object, path: str, default: int = 0, minimum: int | None = None) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(path, "must be an integer")
-    if minimum is not None and value < minimum:
-        raise _fail(path, f"must be >= {minimum}")
-    return value
-
-
-def _bool(value: object, path: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _fail(path, "must be true or false")
-    return value
-
-
-def _str_list(value: object, path: str) -> list[str]:
-    items = _list(value, path)
-    for index, item in enumerate(items):
-        if not isinstance(item, str):
-            raise _fail(f"{path}[{index}]", "must be a string")
-    return items
 
 
 class User:
@@ -105,11 +79,11 @@ class Capabilities:
     __slots__ = ("ambient", "bounding", "effective", "inheritable", "permitted")
 
     def __init__(self, data: JSONObject, path: str) -> None:
-        self.bounding = _str_list(data.get("bounding"), f"{path}.bounding")
-        self.effective = _str_list(data.get("effective"), f"{path}.effective")
-        self.inheritable = _str_list(data.get("inheritable"), f"{path}.inheritable")
-        self.permitted = _str_list(data.get("permitted"), f"{path}.permitted")
-        self.ambient = _str_list(data.get("ambient"), f"{path}.ambient")
+        self.bounding = as_str_list(data.get("bounding"), f"{path}.bounding")
+        self.effective = as_str_list(data.get("effective"), f"{path}.effective")
+        self.inheritable = as_str_list(data.get("inheritable"), f"{path}.inheritable")
+        self.permitted = as_str_list(data.get("permitted"), f"{path}.permitted")
+        self.ambient = as_str_list(data.get("ambient"), f"{path}.ambient")
 
 
 class Process:
@@ -120,33 +94,33 @@ class Process:
                  "terminal", "user")
 
     def __init__(self, data: JSONObject, path: str = "process") -> None:
-        self.terminal = _bool(data.get("terminal"), f"{path}.terminal")
-        size = _obj(data.get("consoleSize"), f"{path}.consoleSize")
+        self.terminal = as_bool(data.get("terminal"), f"{path}.terminal")
+        size = as_object(data.get("consoleSize"), f"{path}.consoleSize")
         self.console_size = (
-            (_int(size.get("height"), f"{path}.consoleSize.height", minimum=0),
-             _int(size.get("width"), f"{path}.consoleSize.width", minimum=0))
+            (as_int(size.get("height"), f"{path}.consoleSize.height", minimum=0),
+             as_int(size.get("width"), f"{path}.consoleSize.width", minimum=0))
             if size else None
         )
-        self.args = _str_list(data.get("args"), f"{path}.args")
+        self.args = as_str_list(data.get("args"), f"{path}.args")
         if not self.args:
-            raise _fail(f"{path}.args", "must name the program to run")
+            raise fail(f"{path}.args", "must name the program to run")
         if data.get("commandLine"):
             raise Unsupported("load config", f"{path}.commandLine",
                               detail="commandLine is for Windows containers")
-        self.env = _str_list(data.get("env"), f"{path}.env")
+        self.env = as_str_list(data.get("env"), f"{path}.env")
         for index, entry in enumerate(self.env):
             if "=" not in entry:
-                raise _fail(f"{path}.env[{index}]", f"{entry!r} is not KEY=VALUE")
-        self.cwd = _str(data.get("cwd"), f"{path}.cwd", "/")
+                raise fail(f"{path}.env[{index}]", f"{entry!r} is not KEY=VALUE")
+        self.cwd = as_str(data.get("cwd"), f"{path}.cwd", "/")
         if not self.cwd.startswith("/"):
-            raise _fail(f"{path}.cwd", f"{self.cwd!r} must be an absolute path")
-        user = _obj(data.get("user"), f"{path}.user")
-        gids = _list(user.get("additionalGids"), f"{path}.user.additionalGids")
+            raise fail(f"{path}.cwd", f"{self.cwd!r} must be an absolute path")
+        user = as_object(data.get("user"), f"{path}.user")
+        gids = as_list(user.get("additionalGids"), f"{path}.user.additionalGids")
         self.user = User(
-            _int(user.get("uid"), f"{path}.user.uid", minimum=0),
-            _int(user.get("gid"), f"{path}.user.gid", minimum=0),
-            [_int(g, f"{path}.user.additionalGids[{i}]", minimum=0) for i, g in enumerate(gids)],
-            _int(user["umask"], f"{path}.user.umask", minimum=0)
+            as_int(user.get("uid"), f"{path}.user.uid", minimum=0),
+            as_int(user.get("gid"), f"{path}.user.gid", minimum=0),
+            [as_int(g, f"{path}.user.additionalGids[{i}]", minimum=0) for i, g in enumerate(gids)],
+            as_int(user["umask"], f"{path}.user.umask", minimum=0)
             if user.get("umask") is not None else None,
         )
         if user.get("username"):
@@ -154,27 +128,27 @@ class Process:
                               detail="username is for Windows containers")
         self.rlimits = []
         seen: set[str] = set()
-        for index, item in enumerate(_list(data.get("rlimits"), f"{path}.rlimits")):
+        for index, item in enumerate(as_list(data.get("rlimits"), f"{path}.rlimits")):
             where = f"{path}.rlimits[{index}]"
-            rlimit = _obj(item, where)
-            kind = _str(rlimit.get("type"), f"{where}.type")
+            rlimit = as_object(item, where)
+            kind = as_str(rlimit.get("type"), f"{where}.type")
             if kind in seen:
-                raise _fail(f"{where}.type", f"duplicate rlimit {kind}")
+                raise fail(f"{where}.type", f"duplicate rlimit {kind}")
             seen.add(kind)
-            self.rlimits.append(Rlimit(kind, _int(rlimit.get("hard"), f"{where}.hard"),
-                                       _int(rlimit.get("soft"), f"{where}.soft")))
+            self.rlimits.append(Rlimit(kind, as_int(rlimit.get("hard"), f"{where}.hard"),
+                                       as_int(rlimit.get("soft"), f"{where}.soft")))
         caps = data.get("capabilities")
         self.capabilities = (
-            Capabilities(_obj(caps, f"{path}.capabilities"), f"{path}.capabilities")
+            Capabilities(as_object(caps, f"{path}.capabilities"), f"{path}.capabilities")
             if caps is not None else None
         )
-        self.no_new_privileges = _bool(data.get("noNewPrivileges"), f"{path}.noNewPrivileges")
+        self.no_new_privileges = as_bool(data.get("noNewPrivileges"), f"{path}.noNewPrivileges")
         oom = data.get("oomScoreAdj")
-        self.oom_score_adj = None if oom is None else _int(oom, f"{path}.oomScoreAdj")
+        self.oom_score_adj = None if oom is None else as_int(oom, f"{path}.oomScoreAdj")
         if self.oom_score_adj is not None and not -1000 <= self.oom_score_adj <= 1000:
-            raise _fail(f"{path}.oomScoreAdj", "must be between -1000 and 1000")
-        self.apparmor_profile = _str(data.get("apparmorProfile"), f"{path}.apparmorProfile")
-        self.selinux_label = _str(data.get("selinuxLabel"), f"{path}.selinuxLabel")
+            raise fail(f"{path}.oomScoreAdj", "must be between -1000 and 1000")
+        self.apparmor_profile = as_str(data.get("apparmorProfile"), f"{path}.apparmorProfile")
+        self.selinux_label = as_str(data.get("selinuxLabel"), f"{path}.selinuxLabel")
         for unsupported in ("scheduler", "ioPriority", "execCPUAffinity"):
             if data.get(unsupported):
                 raise Unsupported("load config", f"{path}.{unsupported}",
@@ -185,12 +159,12 @@ class Mount:
     __slots__ = ("destination", "options", "source", "type")
 
     def __init__(self, data: JSONObject, path: str) -> None:
-        self.destination = _str(data.get("destination"), f"{path}.destination")
+        self.destination = as_str(data.get("destination"), f"{path}.destination")
         if not self.destination:
-            raise _fail(f"{path}.destination", "is required")
-        self.type = _str(data.get("type"), f"{path}.type")
-        self.source = _str(data.get("source"), f"{path}.source")
-        self.options = _str_list(data.get("options"), f"{path}.options")
+            raise fail(f"{path}.destination", "is required")
+        self.type = as_str(data.get("type"), f"{path}.type")
+        self.source = as_str(data.get("source"), f"{path}.source")
+        self.options = as_str_list(data.get("options"), f"{path}.options")
         if data.get("uidMappings") or data.get("gidMappings"):
             raise Unsupported("load config", path, detail="id-mapped mounts are not supported")
 
@@ -199,40 +173,40 @@ class Hook:
     __slots__ = ("args", "env", "path", "timeout")
 
     def __init__(self, data: JSONObject, where: str) -> None:
-        self.path = _str(data.get("path"), f"{where}.path")
+        self.path = as_str(data.get("path"), f"{where}.path")
         if not self.path.startswith("/"):
-            raise _fail(f"{where}.path", "must be an absolute path")
-        self.args = _str_list(data.get("args"), f"{where}.args") or [self.path]
-        self.env = _str_list(data.get("env"), f"{where}.env")
+            raise fail(f"{where}.path", "must be an absolute path")
+        self.args = as_str_list(data.get("args"), f"{where}.args") or [self.path]
+        self.env = as_str_list(data.get("env"), f"{where}.env")
         timeout = data.get("timeout")
-        self.timeout = None if timeout is None else _int(timeout, f"{where}.timeout", minimum=1)
+        self.timeout = None if timeout is None else as_int(timeout, f"{where}.timeout", minimum=1)
 
 
 class IDMapping:
     __slots__ = ("container_id", "host_id", "size")
 
     def __init__(self, data: JSONObject, path: str) -> None:
-        self.container_id = _int(data.get("containerID"), f"{path}.containerID", minimum=0)
-        self.host_id = _int(data.get("hostID"), f"{path}.hostID", minimum=0)
-        self.size = _int(data.get("size"), f"{path}.size", minimum=1)
+        self.container_id = as_int(data.get("containerID"), f"{path}.containerID", minimum=0)
+        self.host_id = as_int(data.get("hostID"), f"{path}.hostID", minimum=0)
+        self.size = as_int(data.get("size"), f"{path}.size", minimum=1)
 
 
 class Device:
     __slots__ = ("file_mode", "gid", "major", "minor", "path", "type", "uid")
 
     def __init__(self, data: JSONObject, path: str) -> None:
-        self.path = _str(data.get("path"), f"{path}.path")
+        self.path = as_str(data.get("path"), f"{path}.path")
         if not self.path.startswith("/dev/"):
-            raise _fail(f"{path}.path", f"{self.path!r} must be under /dev/")
-        self.type = _str(data.get("type"), f"{path}.type")
+            raise fail(f"{path}.path", f"{self.path!r} must be under /dev/")
+        self.type = as_str(data.get("type"), f"{path}.type")
         if self.type not in ("c", "b", "u", "p"):
-            raise _fail(f"{path}.type", f"{self.type!r} is not one of c, b, u, p")
-        self.major = _int(data.get("major"), f"{path}.major")
-        self.minor = _int(data.get("minor"), f"{path}.minor")
+            raise fail(f"{path}.type", f"{self.type!r} is not one of c, b, u, p")
+        self.major = as_int(data.get("major"), f"{path}.major")
+        self.minor = as_int(data.get("minor"), f"{path}.minor")
         mode = data.get("fileMode")
-        self.file_mode = 0o666 if mode is None else _int(mode, f"{path}.fileMode")
-        self.uid = _int(data.get("uid"), f"{path}.uid")
-        self.gid = _int(data.get("gid"), f"{path}.gid")
+        self.file_mode = 0o666 if mode is None else as_int(mode, f"{path}.fileMode")
+        self.uid = as_int(data.get("uid"), f"{path}.uid")
+        self.gid = as_int(data.get("gid"), f"{path}.gid")
 
 
 class Linux:
@@ -244,40 +218,44 @@ class Linux:
 
     def __init__(self, data: JSONObject) -> None:
         self.namespaces: list[tuple[str, str]] = []
-        for index, item in enumerate(_list(data.get("namespaces"), "linux.namespaces")):
+        for index, item in enumerate(as_list(data.get("namespaces"), "linux.namespaces")):
             where = f"linux.namespaces[{index}]"
-            entry = _obj(item, where)
-            kind = _str(entry.get("type"), f"{where}.type")
+            entry = as_object(item, where)
+            kind = as_str(entry.get("type"), f"{where}.type")
             if kind not in NAMESPACE_TYPES:
-                raise _fail(f"{where}.type", f"unknown namespace type {kind!r}")
+                raise fail(f"{where}.type", f"unknown namespace type {kind!r}")
             if any(kind == seen for seen, _ in self.namespaces):
-                raise _fail(f"{where}.type", f"duplicate namespace {kind}")
-            self.namespaces.append((kind, _str(entry.get("path"), f"{where}.path")))
-        self.uid_mappings = [IDMapping(_obj(m, f"linux.uidMappings[{i}]"),
+                raise fail(f"{where}.type", f"duplicate namespace {kind}")
+            self.namespaces.append((kind, as_str(entry.get("path"), f"{where}.path")))
+        self.uid_mappings = [IDMapping(as_object(m, f"linux.uidMappings[{i}]"),
                                        f"linux.uidMappings[{i}]")
-                             for i, m in enumerate(_list(data.get("uidMappings"),
+                             for i, m in enumerate(as_list(data.get("uidMappings"),
                                                          "linux.uidMappings"))]
-        self.gid_mappings = [IDMapping(_obj(m, f"linux.gidMappings[{i}]"),
+        self.gid_mappings = [IDMapping(as_object(m, f"linux.gidMappings[{i}]"),
                                        f"linux.gidMappings[{i}]")
-                             for i, m in enumerate(_list(data.get("gidMappings"),
+                             for i, m in enumerate(as_list(data.get("gidMappings"),
                                                          "linux.gidMappings"))]
-        self.devices = [Device(_obj(d, f"linux.devices[{i}]"), f"linux.devices[{i}]")
-                        for i, d in enumerate(_list(data.get("devices"), "linux.devices"))]
-        self.cgroups_path = _str(data.get("cgroupsPath"), "linux.cgroupsPath")
-        self.resources = _obj(data.get("resources"), "linux.resources")
-        self.rootfs_propagation = _str(data.get("rootfsPropagation"), "linux.rootfsPropagation")
-        self.masked_paths = _str_list(data.get("maskedPaths"), "linux.maskedPaths")
-        self.readonly_paths = _str_list(data.get("readonlyPaths"), "linux.readonlyPaths")
-        sysctl = _obj(data.get("sysctl"), "linux.sysctl")
+        self.devices = [Device(as_object(d, f"linux.devices[{i}]"), f"linux.devices[{i}]")
+                        for i, d in enumerate(as_list(data.get("devices"), "linux.devices"))]
+        self.cgroups_path = as_str(data.get("cgroupsPath"), "linux.cgroupsPath")
+        self.resources = parse_resources(data.get("resources"))
+        self.rootfs_propagation = as_str(data.get("rootfsPropagation"), "linux.rootfsPropagation")
+        self.masked_paths = as_str_list(data.get("maskedPaths"), "linux.maskedPaths")
+        self.readonly_paths = as_str_list(data.get("readonlyPaths"), "linux.readonlyPaths")
+        sysctl = as_object(data.get("sysctl"), "linux.sysctl")
         for key, value in sysctl.items():
             if not isinstance(value, str):
-                raise _fail(f"linux.sysctl.{key}", "must be a string")
+                raise fail(f"linux.sysctl.{key}", "must be a string")
         self.sysctl: dict[str, str] = sysctl
         seccomp = data.get("seccomp")
-        self.seccomp = None if seccomp is None else _obj(seccomp, "linux.seccomp")
-        self.time_offsets = _obj(data.get("timeOffsets"), "linux.timeOffsets")
-        personality = _obj(data.get("personality"), "linux.personality")
-        self.personality = _str(personality.get("domain"), "linux.personality.domain")
+        self.seccomp: Seccomp | None = None
+        if seccomp is not None:
+            from tsubo.oci.seccomp import parse_seccomp
+
+            self.seccomp = parse_seccomp(seccomp)
+        self.time_offsets = as_object(data.get("timeOffsets"), "linux.timeOffsets")
+        personality = as_object(data.get("personality"), "linux.personality")
+        self.personality = as_str(personality.get("domain"), "linux.personality.domain")
         for unsupported in ("intelRdt", "memoryPolicy", "netDevices"):
             if data.get(unsupported):
                 raise Unsupported("load config", f"linux.{unsupported}",
@@ -302,35 +280,35 @@ class Spec:
 
     def __init__(self, data: JSONObject) -> None:
         self.raw = data
-        self.oci_version = _str(data.get("ociVersion"), "ociVersion")
+        self.oci_version = as_str(data.get("ociVersion"), "ociVersion")
         if not self.oci_version.startswith(SUPPORTED_VERSIONS):
-            raise _fail("ociVersion", f"{self.oci_version!r} is not a supported version "
+            raise fail("ociVersion", f"{self.oci_version!r} is not a supported version "
                         "(1.0.x-1.2.x)")
-        root = _obj(data.get("root"), "root")
-        self.root_path = _str(root.get("path"), "root.path")
+        root = as_object(data.get("root"), "root")
+        self.root_path = as_str(root.get("path"), "root.path")
         if not self.root_path:
-            raise _fail("root.path", "is required")
-        self.root_readonly = _bool(root.get("readonly"), "root.readonly")
+            raise fail("root.path", "is required")
+        self.root_readonly = as_bool(root.get("readonly"), "root.readonly")
         process = data.get("process")
-        self.process = None if process is None else Process(_obj(process, "process"))
-        self.hostname = _str(data.get("hostname"), "hostname")
-        self.domainname = _str(data.get("domainname"), "domainname")
-        self.mounts = [Mount(_obj(m, f"mounts[{i}]"), f"mounts[{i}]")
-                       for i, m in enumerate(_list(data.get("mounts"), "mounts"))]
-        hooks = _obj(data.get("hooks"), "hooks")
+        self.process = None if process is None else Process(as_object(process, "process"))
+        self.hostname = as_str(data.get("hostname"), "hostname")
+        self.domainname = as_str(data.get("domainname"), "domainname")
+        self.mounts = [Mount(as_object(m, f"mounts[{i}]"), f"mounts[{i}]")
+                       for i, m in enumerate(as_list(data.get("mounts"), "mounts"))]
+        hooks = as_object(data.get("hooks"), "hooks")
         self.hooks: dict[str, list[Hook]] = {}
         for name, entries in hooks.items():
             if name not in HOOK_NAMES:
-                raise _fail(f"hooks.{name}", "unknown hook")
-            self.hooks[name] = [Hook(_obj(h, f"hooks.{name}[{i}]"), f"hooks.{name}[{i}]")
-                                for i, h in enumerate(_list(entries, f"hooks.{name}"))]
-        annotations = _obj(data.get("annotations"), "annotations")
+                raise fail(f"hooks.{name}", "unknown hook")
+            self.hooks[name] = [Hook(as_object(h, f"hooks.{name}[{i}]"), f"hooks.{name}[{i}]")
+                                for i, h in enumerate(as_list(entries, f"hooks.{name}"))]
+        annotations = as_object(data.get("annotations"), "annotations")
         for key, value in annotations.items():
             if not isinstance(value, str):
-                raise _fail(f"annotations.{key}", "must be a string")
+                raise fail(f"annotations.{key}", "must be a string")
         self.annotations: dict[str, str] = annotations
         linux = data.get("linux")
-        self.linux = Linux(_obj(linux, "linux") if linux is not None else {})
+        self.linux = Linux(as_object(linux, "linux") if linux is not None else {})
 
 
 def parse_spec(text: str | bytes) -> Spec:
@@ -340,4 +318,110 @@ def parse_spec(text: str | bytes) -> Spec:
 
     data = jsonwire.loads(text, "config.json", operation="load config",
                           max_bytes=MAX_CONFIG_BYTES)
-    return Spec(_obj(data, "config.json"))
+    return Spec(as_object(data, "config.json"))
+
+
+# --- linux.resources: the frozen values, device rules here (see oci/resources.py) ------
+
+_init = object.__setattr__
+
+
+class DeviceRule(Frozen):
+    """One device cgroup rule (``linux.resources.devices[]``). ``type`` is ``a`` (all, also
+    when unset), ``b``, ``c``, ``u`` or ``p``; ``major``/``minor`` None match any (unset or
+    -1 in the config); ``access`` is made of ``r``, ``w``, ``m`` (``rwm`` when unset)."""
+
+    __slots__ = ("access", "allow", "major", "minor", "type")
+    allow: bool
+    type: str
+    major: int | None
+    minor: int | None
+    access: str
+
+    def __init__(self, allow: bool, type_: str = "a", major: int | None = None,
+                 minor: int | None = None, access: str = "rwm") -> None:
+        _init(self, "allow", allow)
+        _init(self, "type", type_)
+        _init(self, "major", major)
+        _init(self, "minor", minor)
+        _init(self, "access", access)
+
+
+def _device_rule(data: JSONObject, path: str) -> DeviceRule:
+    allow = data.get("allow")
+    if not isinstance(allow, bool):
+        raise fail(f"{path}.allow", "must be true or false")
+    kind = data.get("type") or "a"
+    if kind not in ("a", "b", "c", "u", "p"):
+        raise fail(f"{path}.type", f"unknown type {kind!r}")
+    access = data.get("access") or "rwm"
+    if not isinstance(access, str) or set(access) - set("rwm"):
+        raise fail(f"{path}.access", f"bad access {access!r}: must be made of r, w, m")
+    return DeviceRule(allow, kind, _device_number(data.get("major"), f"{path}.major"),
+                      _device_number(data.get("minor"), f"{path}.minor"), access)
+
+
+def _device_number(value: object, path: str) -> int | None:
+    if value is None or value == -1:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise fail(path, "must be a device number or -1")
+    return value
+
+
+class Resources(Frozen):
+    """``linux.resources``: each part None (or empty) when the config leaves it out.
+    ``devices`` None means "not given" (no device rule is written), ``()`` "deny all"."""
+
+    __slots__ = ("block_io", "cpu", "devices", "hugepage_limits", "memory", "network",
+                 "pids_limit", "rdma", "unified")
+    devices: tuple[DeviceRule, ...] | None
+    memory: MemoryResources | None
+    cpu: CpuResources | None
+    pids_limit: int | None
+    block_io: BlockIO | None
+    hugepage_limits: tuple[HugepageLimit, ...]
+    network: NetworkResources | None
+    rdma: tuple[RdmaLimit, ...]
+    unified: tuple[tuple[str, str], ...]
+
+    def __init__(self, devices: tuple[DeviceRule, ...] | None = None,
+                 memory: MemoryResources | None = None, cpu: CpuResources | None = None,
+                 pids_limit: int | None = None, block_io: BlockIO | None = None,
+                 hugepage_limits: tuple[HugepageLimit, ...] = (),
+                 network: NetworkResources | None = None, rdma: tuple[RdmaLimit, ...] = (),
+                 unified: tuple[tuple[str, str], ...] = ()) -> None:
+        _init(self, "devices", devices)
+        _init(self, "memory", memory)
+        _init(self, "cpu", cpu)
+        _init(self, "pids_limit", pids_limit)
+        _init(self, "block_io", block_io)
+        _init(self, "hugepage_limits", hugepage_limits)
+        _init(self, "network", network)
+        _init(self, "rdma", rdma)
+        _init(self, "unified", unified)
+
+    def with_devices(self, devices: tuple[DeviceRule, ...]) -> Resources:
+        """The same resources with *devices* as the device rules."""
+        return Resources(devices, self.memory, self.cpu, self.pids_limit, self.block_io,
+                         self.hugepage_limits, self.network, self.rdma, self.unified)
+
+
+def parse_resources(data: object, path: str = "linux.resources") -> Resources:
+    """Validate a ``linux.resources`` object (None: no resources) into :class:`Resources`."""
+    if data is None:
+        return _NO_RESOURCES
+    if not isinstance(data, dict):
+        raise fail(path, "must be an object")
+    devices = None
+    if data.get("devices") is not None:
+        devices = tuple(_device_rule(item, where)
+                        for item, where in objects_at(data, "devices", path))
+    if not data.keys() - {"devices"}:
+        return _NO_RESOURCES if devices is None else Resources(devices)
+    from tsubo.oci.resources import parse_sections
+
+    return Resources(devices, *parse_sections(data, path))
+
+
+_NO_RESOURCES = Resources()

@@ -65,6 +65,7 @@ class Runtime:
         """Set the container up and leave its init waiting on the exec fifo; with
         *start_now* (``run``), start it right away through the handshake instead."""
         from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
+        from tsubo.kernel.cgroups.plan import plan_resources
         from tsubo.oci.runtime_spec import parse_spec
         from tsubo.runtime.init import SetupContext
         from tsubo.runtime.plan import cgroup_resources, make_plan
@@ -94,7 +95,8 @@ class Runtime:
             self.store.save(record)
             cgroup.create()
             undo.push(cgroup.destroy)
-            cgroup.apply(cgroup_resources(spec.linux.resources, plan.devices))
+            cgroup.apply(plan_resources(cgroup_resources(spec.linux.resources, plan.devices),
+                                        cgroup))
             fifo_fd = -1
             if not start_now:
                 fifo = self.store.fifo_path(container_id)
@@ -395,7 +397,7 @@ def needs_unified_cgroup(spec: Spec) -> bool:
     when its config limits something there or asks for a cgroup namespace (whose view
     should be complete); everything else is governed by the v1 hierarchies."""
     resources = spec.linux.resources
-    return bool(resources.get("hugepageLimits") or resources.get("unified")
+    return bool(resources.hugepage_limits or resources.unified
                 or spec.linux.namespace_path("cgroup") == "")
 
 

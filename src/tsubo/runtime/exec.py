@@ -36,6 +36,7 @@ class ExecPlan:
         self.uid_map = self.gid_map = ""
         self.seccomp = spec.linux.seccomp
         self.hooks: dict[str, Any] = {}
+        self.mounts: list[Any] = []
         self.sysctl: dict[str, str] = {}
         self.masked_paths: list[str] = []
         self.readonly_paths: list[str] = []

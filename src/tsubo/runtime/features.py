@@ -8,6 +8,13 @@ from __future__ import annotations
 from tsubo.kernel.capabilities import CAPABILITY_NUMBERS
 from tsubo.kernel.flags import MOUNT_FLAG_OPTIONS, PROPAGATION_OPTIONS
 from tsubo.oci.runtime_spec import HOOK_NAMES
+from tsubo.oci.seccomp import (
+    SECCOMP_ACTIONS,
+    SECCOMP_ARCHITECTURES,
+    SECCOMP_FLAGS,
+    SECCOMP_OPERATORS,
+    SECCOMP_UNSUPPORTED_FLAGS,
+)
 from tsubo.version import OCI_VERSION, __version__
 
 TYPE_CHECKING = False
@@ -41,6 +48,11 @@ def features() -> dict[str, Any]:
 
 
 def _seccomp_features() -> dict[str, Any]:
-    from tsubo.kernel import seccomp
-
-    return seccomp.features()
+    return {
+        "enabled": True,
+        "actions": sorted(name for name in SECCOMP_ACTIONS if name != "SCMP_ACT_NOTIFY"),
+        "operators": sorted(SECCOMP_OPERATORS),
+        "archs": sorted(SECCOMP_ARCHITECTURES),
+        "knownFlags": sorted([*SECCOMP_FLAGS, *SECCOMP_UNSUPPORTED_FLAGS]),
+        "supportedFlags": sorted(SECCOMP_FLAGS),
+    }

@@ -26,7 +26,7 @@ import resource
 import stat
 
 from tsubo.errors import TsuboError
-from tsubo.kernel import capabilities, mounts, syscalls
+from tsubo.kernel import capabilities, mounts, procfs, syscalls
 from tsubo.kernel.flags import (
     CLONE_FLAGS,
     CLONE_NEWUSER,
@@ -37,7 +37,7 @@ from tsubo.kernel.flags import (
     PR_SET_NO_NEW_PRIVS,
     RLIMIT_NUMBERS,
 )
-from tsubo.runtime import handshake, hooks
+from tsubo.runtime import handshake
 from tsubo.runtime.plan import DEFAULT_PATH
 
 TYPE_CHECKING = False
@@ -236,9 +236,16 @@ def load_host_code(plan: LaunchPlan, context: SetupContext) -> None:
     """In the runtime, before anything forks: load all the host code and host objects the
     children need beyond this module's imports — the seccomp filter (compiled through
     libseccomp), the console module (``socket``) and the connection to the console socket
-    (a host path). After the fork the children change namespaces (``exec`` joins the
-    container's mount namespace before its process is set up); an import, dlopen or path
-    lookup there would reach into the container's image from a privileged process."""
+    (a host path), the hook runner when the container has in-container hooks, the tree
+    copier when a mount asks for ``tmpcopyup``. After the fork the children change
+    namespaces (``exec`` joins the container's mount namespace before its process is set
+    up); an import, dlopen or path lookup there would reach into the container's image from
+    a privileged process. (What most containers never need is loaded only here, when they
+    do: each module is ~0.1 ms of every ``create``.)"""
+    if plan.hooks.get("createContainer") or plan.hooks.get("startContainer"):
+        import tsubo.runtime.hooks  # run_in_container_hooks
+    if any(step.copy_up for step in plan.mounts):
+        import tsubo.kernel.untrusted  # noqa: F401 - mounts.mount_step's tmpcopyup
     if plan.seccomp is not None:
         from tsubo.kernel import seccomp
 
@@ -324,7 +331,7 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
     while we still hold CAP_SYS_ADMIN, then identity, capabilities and no_new_privs."""
     process = plan.process
     for key, value in plan.sysctl.items():
-        write_proc_file("/proc/sys/" + key.replace(".", "/"), value, f"sysctl {key}")
+        procfs.write_sysctl(key.replace(".", "/"), value, operation=f"sysctl {key}")
     if console is not None:
         console.attach_new_pty(process.console_size)
     for path in plan.masked_paths:
@@ -334,13 +341,12 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
     if plan.root_readonly:
         mounts.make_root_readonly()
     if process.oom_score_adj is not None:
-        write_proc_file("/proc/self/oom_score_adj", str(process.oom_score_adj),
-                        "set oomScoreAdj",
-                        hint="lowering it needs CAP_SYS_RESOURCE, which this host's root "
-                        "may lack")
+        procfs.write("/proc/self/oom_score_adj", str(process.oom_score_adj),
+                     operation="set oomScoreAdj",
+                     hint="lowering it needs CAP_SYS_RESOURCE, which this host's root may lack")
     if process.apparmor_profile:
-        write_proc_file("/proc/self/attr/apparmor/exec", f"exec {process.apparmor_profile}",
-                        "set apparmor profile")
+        procfs.write("/proc/self/attr/apparmor/exec", f"exec {process.apparmor_profile}",
+                     operation="set apparmor profile")
     for number, soft, hard in process.rlimits:
         try:
             resource.setrlimit(number, (soft, hard))
@@ -390,17 +396,6 @@ def _rlimit_name(number: int) -> str:
                 str(number))
 
 
-def write_proc_file(path: str, value: str, operation: str, hint: str = "") -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-    except OSError as error:
-        raise TsuboError.from_os_error(operation, path, error, hint=hint) from None
-
-
 def resolve_executable(program: str, env: dict[str, str]) -> str:
     """Find *program* on the container's PATH now, so a missing program fails ``create``
     (as in runc), with the words podman and containerd look for."""
@@ -438,6 +433,9 @@ def run_in_container_hooks(plan: LaunchPlan, name: str, context: SetupContext) -
     """Run createContainer / startContainer hooks from inside the container's namespaces."""
     entries = plan.hooks.get(name)
     if entries:
+        # loaded before the fork by load_host_code: no file is looked up here
+        from tsubo.runtime import hooks
+
         hooks.run_hooks(name, entries, context.state_json)
 
 

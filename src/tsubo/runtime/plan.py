@@ -17,12 +17,12 @@ from tsubo.kernel.flags import (
     PROPAGATION_OPTIONS,
     RLIMIT_NUMBERS,
 )
+from tsubo.kernel.mounts import DeviceNode, MountStep
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
 
-    from tsubo.oci.runtime_spec import Device, Hook, IDMapping, Spec
+    from tsubo.oci.runtime_spec import Device, Hook, IDMapping, Resources, Spec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -55,46 +55,6 @@ _NAMESPACED_SYSCTLS = (
     ("kernel.shmmni", "ipc"), ("kernel.shm_rmid_forced", "ipc"), ("fs.mqueue.", "ipc"),
     ("net.", "network"), ("kernel.hostname", "uts"), ("kernel.domainname", "uts"),
 )
-
-
-class MountStep:
-    """One mount to make inside the new root, flags already parsed."""
-
-    __slots__ = ("copy_up", "data", "destination", "flags", "fstype", "is_bind",
-                 "propagation", "remount_flags", "source")
-
-    def __init__(self, source: str, destination: str, fstype: str, flags: int, data: str,
-                 propagation: list[int], is_bind: bool, remount_flags: int) -> None:
-        self.source = source
-        self.destination = destination
-        self.fstype = fstype
-        self.flags = flags
-        self.data = data
-        self.propagation = propagation
-        self.is_bind = is_bind
-        #: flags that need a second, MS_REMOUNT|MS_BIND call (ro, nosuid, ... on binds)
-        self.remount_flags = remount_flags
-        #: ``tmpcopyup`` (runc's extension, used by podman): seed the new tmpfs with what
-        #: the image has at the destination
-        self.copy_up = False
-
-    def __repr__(self) -> str:
-        return (f"MountStep({self.source!r} -> {self.destination!r}, {self.fstype!r}, "
-                f"flags={self.flags:#x}, data={self.data!r}, bind={self.is_bind})")
-
-
-class DeviceNode:
-    __slots__ = ("gid", "major", "minor", "mode", "path", "type", "uid")
-
-    def __init__(self, path: str, type_: str, major: int, minor: int, mode: int, uid: int,
-                 gid: int) -> None:
-        self.path = path
-        self.type = type_
-        self.major = major
-        self.minor = minor
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
 
 
 class ProcessPlan:
@@ -303,25 +263,19 @@ def device_nodes(devices: list[Device]) -> list[DeviceNode]:
     return nodes
 
 
-def cgroup_resources(resources: dict[str, Any], devices: list[DeviceNode]) -> dict[str, Any]:
+def cgroup_resources(resources: Resources, devices: list[DeviceNode]) -> Resources:
     """``linux.resources`` with the device rules completed as runc does: deny everything,
     then the config's rules, then the default devices, then an allow for each of the
     config's ``linux.devices``."""
-    rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
-    rules += list(resources.get("devices") or [])
-    for kind, major, minor, access in ALLOWED_DEVICE_RULES:
-        rule: dict[str, Any] = {"allow": True, "type": kind, "access": access}
-        if major is not None:
-            rule["major"] = major
-        if minor is not None:
-            rule["minor"] = minor
-        rules.append(rule)
+    from tsubo.oci.runtime_spec import DeviceRule
+
+    rules = [DeviceRule(False), *(resources.devices or ())]
+    rules += [DeviceRule(True, kind, major, minor, access)
+              for kind, major, minor, access in ALLOWED_DEVICE_RULES]
     defaults = {(path, kind, major, minor) for path, kind, major, minor in DEFAULT_DEVICES}
-    for node in devices:
-        if (node.path, node.type, node.major, node.minor) not in defaults:
-            rules.append({"allow": True, "type": node.type, "major": node.major,
-                          "minor": node.minor, "access": "rwm"})
-    return {**resources, "devices": rules}
+    rules += [DeviceRule(True, node.type, node.major, node.minor, "rwm") for node in devices
+              if (node.path, node.type, node.major, node.minor) not in defaults]
+    return resources.with_devices(tuple(rules))
 
 
 def validate_sysctl(sysctl: dict[str, str], spec: Spec) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from tsubo.errors import TsuboError
-from tsubo.kernel import syscalls
+from tsubo.kernel import procfs, syscalls
 from tsubo.kernel.flags import PR_SET_CHILD_SUBREAPER
 from tsubo.runtime import handshake, init
 
@@ -129,16 +129,8 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
 def write_id_maps(pid: int, plan: LaunchPlan) -> None:
     """Write the user namespace's uid and gid maps for the intermediate process *pid*."""
     for name, text in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
-        path = f"/proc/{pid}/{name}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-        except OSError as error:
-            raise TsuboError.from_os_error("write", path, error,
-                                           hint="check linux.uidMappings/gidMappings") from None
+        procfs.write(f"/proc/{pid}/{name}", text,
+                     hint="check linux.uidMappings/gidMappings")
 
 
 def _reap(pid: int) -> None:
