@@ -1,4 +1,5 @@
-"""The Python API: what ``import tsubo`` gives, and what the ``tsubo`` CLI is a shell over.
+"""The Python API: what ``import tsubo`` gives, and all the ``tsubo`` and ``tsubo-runtime``
+command lines are shells over (``cli/`` imports nothing else of tsubo).
 
     import tsubo
 
@@ -8,29 +9,103 @@
             print(result.exit_code, result.stdout)      # 0 b'hello from 3f2a...\\n'
         # leaving the block removed the container (force)
 
-``Engine.run`` starts a container detached and returns a :class:`Container` once it runs;
-``Container.wait()`` gives its exit code, ``.logs()`` its output, ``.stop()`` escalates to
-SIGKILL after the stop timeout, ``.remove()`` deletes every trace. Errors are
-:class:`tsubo.errors.TsuboError` subclasses with ``operation``, ``object``, ``errno`` and
-``hint`` fields.
+:class:`Engine` is one data root: containers (``create``, ``run``, ``start``, ``stop``,
+``exec``, ``logs``, ...), volumes, images (``pull``, ``push``, ``save``, ``load``, ...),
+networks and registry credentials. Options are Docker's ``run`` flags as keyword arguments
+(``memory="64m"`` or ``memory=64 << 20``, ``env={"A": "1"}`` or ``["A=1"]``,
+``volumes=["./data:/data"]``): one builder (``engine/options.build_run_options``) serves this
+API and the CLI, so both give the same answer, and the same error, to the same input;
+relative paths are the caller's. Nothing here touches the calling process's stdin, stdout or
+stderr unless asked to (the attach helpers the CLI uses), and two threads may run and exec
+containers at once. Errors are :class:`tsubo.errors.TsuboError` subclasses with
+``operation``, ``object``, ``errno`` and ``hint`` fields.
+
+The module imports nothing heavy itself: the engine, the runtime and the image code are
+loaded on first use, so ``tsubo-runtime``'s hot path pays only for the runtime. The names of
+the lower layers a caller needs as values or types (``Image``, ``ContainerRecord``,
+``Runtime``, ``parse_reference``, ...) are re-exported from here, loaded on first access.
 """
 
 from __future__ import annotations
 
 import os
 
-from tsubo.engine.containers import Engine as _EngineCore
-from tsubo.errors import InvalidArgument
+from tsubo.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from types import TracebackType
-    from typing import Any
+    from typing import Any, BinaryIO
 
+    from tsubo.engine.attach import AttachClient
+    from tsubo.engine.containers import Engine as EngineCommands
+    from tsubo.engine.diskusage import DiskUsage, PruneResult, layer_sizes
+    from tsubo.engine.logs import parse_since
     from tsubo.engine.options import RunOptions
+    from tsubo.image.archive import LoadedImage, iter_loaded_lines
+    from tsubo.image.auth import normalise_key
+    from tsubo.image.pull import PullResult, parse_platform
+    from tsubo.image.push import PushResult, destination_reference
+    from tsubo.image.reference import Reference, parse_reference
     from tsubo.image.store import Image, ImageStore
-    from tsubo.state.db import ContainerRow
+    from tsubo.kernel.signals import parse_signal, signal_name
+    from tsubo.network.models import Endpoint, Network
+    from tsubo.oci.default_spec import default_spec
+    from tsubo.runtime.container import Runtime, read_caller_file
+    from tsubo.runtime.exec import process_from_flags
+    from tsubo.runtime.features import features
+    from tsubo.state.clock import now_rfc3339
+    from tsubo.state.db import ContainerRow as ContainerRecord
+    from tsubo.state.db import VolumeRow as VolumeRecord
+
+#: name -> (module, attribute): what this module re-exports, loaded on first access
+_REEXPORTS = {
+    "AttachClient": ("tsubo.engine.attach", "AttachClient"),
+    "ContainerRecord": ("tsubo.state.db", "ContainerRow"),
+    "DiskUsage": ("tsubo.engine.diskusage", "DiskUsage"),
+    "Endpoint": ("tsubo.network.models", "Endpoint"),
+    "Image": ("tsubo.image.store", "Image"),
+    "LoadedImage": ("tsubo.image.archive", "LoadedImage"),
+    "Network": ("tsubo.network.models", "Network"),
+    "PruneResult": ("tsubo.engine.diskusage", "PruneResult"),
+    "PullResult": ("tsubo.image.pull", "PullResult"),
+    "PushResult": ("tsubo.image.push", "PushResult"),
+    "Reference": ("tsubo.image.reference", "Reference"),
+    "RunOptions": ("tsubo.engine.options", "RunOptions"),
+    "Runtime": ("tsubo.runtime.container", "Runtime"),
+    "VolumeRecord": ("tsubo.state.db", "VolumeRow"),
+    "default_spec": ("tsubo.oci.default_spec", "default_spec"),
+    "destination_reference": ("tsubo.image.push", "destination_reference"),
+    "features": ("tsubo.runtime.features", "features"),
+    "iter_loaded_lines": ("tsubo.image.archive", "iter_loaded_lines"),
+    "normalise_key": ("tsubo.image.auth", "normalise_key"),
+    "now_rfc3339": ("tsubo.state.clock", "now_rfc3339"),
+    "parse_platform": ("tsubo.image.pull", "parse_platform"),
+    "parse_reference": ("tsubo.image.reference", "parse_reference"),
+    "parse_signal": ("tsubo.kernel.signals", "parse_signal"),
+    "parse_since": ("tsubo.engine.logs", "parse_since"),
+    "process_from_flags": ("tsubo.runtime.exec", "process_from_flags"),
+    "read_caller_file": ("tsubo.runtime.container", "read_caller_file"),
+    "signal_name": ("tsubo.kernel.signals", "signal_name"),
+    "layer_sizes": ("tsubo.engine.diskusage", "layer_sizes"),
+}
+
+
+def __getattr__(name: str) -> object:
+    found = _REEXPORTS.get(name)
+    if found is None:
+        raise AttributeError(f"module 'tsubo.api' has no attribute {name!r}")
+    value = getattr(__import__(found[0], fromlist=[found[1]]), found[1])
+    globals()[name] = value
+    return value
+
+
+def build_run_options(given: dict[str, Any], *, cwd: str | None = None) -> RunOptions:
+    """Docker's ``create``/``run`` options, validated (see the module docstring)."""
+    from tsubo.engine.options import build_run_options as build
+
+    return build(given, cwd=cwd)
 
 
 class ExecResult:
@@ -54,116 +129,224 @@ class Container:
         self._engine = engine
         self.id = container_id
 
-    def _row(self) -> ContainerRow:
-        return self._engine.core.refresh(self._engine.core.db.get_container(self.id))
+    @property
+    def record(self) -> ContainerRecord:
+        """Its row, refreshed (a container whose monitor died is adopted first)."""
+        core = self._engine.core
+        return core.refresh(core.db.get_container(self.id))
 
     @property
     def name(self) -> str:
-        return self._row().name
+        return self.record.name
 
     @property
     def status(self) -> str:
-        """created, starting, running, paused, restarting or exited."""
-        return self._row().state
+        """created, starting, running, paused, restarting, exited or removing."""
+        return self.record.state
 
     @property
     def exit_code(self) -> int | None:
-        return self._row().exit_code
+        return self.record.exit_code
 
     @property
     def pid(self) -> int:
-        return self._row().pid
+        return self.record.pid
 
     def exec(self, command: Sequence[str], *, env: Sequence[str] = (), workdir: str = "",
-             user: str = "") -> ExecResult:
-        """Run *command* in the container and collect its output."""
+             user: str = "", stdin: bytes | None = None) -> ExecResult:
+        """Run *command* in the container and collect its output (*stdin*: bytes it reads,
+        else nothing). Our own stdio are never touched."""
         import tempfile
 
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            saved = [os.dup(fd) for fd in (0, 1, 2)]
-            null = os.open("/dev/null", os.O_RDONLY)
-            try:
-                os.dup2(null, 0)
-                os.dup2(out.fileno(), 1)
-                os.dup2(err.fileno(), 2)
-                code = self._engine.core.exec(self.id, list(command), env=list(env),
-                                              workdir=workdir, user=user)
-            finally:
-                for fd, copy in enumerate(saved):
-                    os.dup2(copy, fd)
-                    os.close(copy)
-                os.close(null)
+        with tempfile.TemporaryFile() as given, tempfile.TemporaryFile() as out, \
+                tempfile.TemporaryFile() as err:
+            if stdin:
+                given.write(stdin)
+                given.flush()
+                given.seek(0)
+            code = self._engine.core.exec(self.id, list(command), env=list(env),
+                                          workdir=workdir, user=user,
+                                          stdio=(given.fileno(), out.fileno(), err.fileno()),
+                                          forward_signals=False)
             out.seek(0)
             err.seek(0)
             return ExecResult(code, out.read(), err.read())
 
-    def logs(self, *, stdout: bool = True, stderr: bool = True, tail: int | None = None
-             ) -> bytes:
+    def logs(self, *, stdout: bool = True, stderr: bool = True, tail: int | None = None,
+             since: float | None = None) -> bytes:
         """Everything the container printed (both streams interleaved by default)."""
+        return b"".join(self.stream_logs(stdout=stdout, stderr=stderr, tail=tail,
+                                         since=since, follow=False))
+
+    def stream_logs(self, *, stdout: bool = True, stderr: bool = True,
+                    tail: int | None = None, since: float | None = None,
+                    follow: bool = True) -> Iterator[bytes]:
+        """What the container prints, chunk by chunk, as it prints it (``logs -f``): the
+        iterator ends when the container does."""
         wanted = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
-        return b"".join(data for stream, data in self._engine.core.logs(self.id, tail=tail)
-                        if stream in wanted)
+        return (data for stream, data in self._engine.logs(self.id, follow=follow, tail=tail,
+                                                           since=since)
+                if stream in wanted)
 
     def wait(self, timeout: float | None = None) -> int:
-        return self._engine.core.wait(self.id, timeout)
+        return self._engine.wait(self.id, timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        self._engine.core.stop(self.id, timeout)
+        self._engine.stop(self.id, timeout)
 
-    def kill(self, signal: int = 9) -> None:
-        self._engine.core.kill(self.id, signal)
+    def kill(self, signal: int | str = 9) -> None:
+        self._engine.kill(self.id, signal)
 
     def pause(self) -> None:
-        self._engine.core.pause(self.id)
+        self._engine.pause(self.id)
 
     def unpause(self) -> None:
-        self._engine.core.unpause(self.id)
+        self._engine.unpause(self.id)
 
     def restart(self, timeout: float | None = None) -> None:
-        self._engine.core.restart(self.id, timeout)
+        self._engine.restart(self.id, timeout)
 
     def remove(self, *, force: bool = False, volumes: bool = False) -> None:
-        self._engine.core.remove(self.id, force=force, volumes=volumes)
+        self._engine.remove(self.id, force=force, volumes=volumes)
 
     def inspect(self) -> dict[str, Any]:
-        return self._engine.core.inspect(self.id)
+        return self._engine.inspect_container(self.id)
 
     def __enter__(self) -> Container:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        from tsubo.errors import NotFound
-
+        """Remove it, whatever state it reached (it may have just exited): an error here
+        never replaces the one that ended the block."""
         try:
             self.remove(force=True, volumes=True)
         except NotFound:
             pass
+        except Exception:
+            if exc is None:
+                raise
 
     def __repr__(self) -> str:
         return f"Container({self.id[:12]})"
 
 
 class Engine:
-    """All containers under one data root (default ``/var/lib/tsubo`` or ``$TSUBO_ROOT``)."""
+    """All containers, volumes, images and networks under one data root (default
+    ``/var/lib/tsubo`` or ``$TSUBO_ROOT``). One per thread: its database connection is."""
 
     def __init__(self, root: str | None = None) -> None:
-        self.core = _EngineCore(root)
+        from tsubo.engine.containers import Engine as EngineCommands
 
-    def create(self, *, rootfs: str = "", image: str = "", command: Sequence[str] = (),
-               name: str | None = None, **options: Any) -> Container:
-        """Create a container without starting it; *options* are :class:`RunOptions`
-        fields (``env``, ``memory`` ("64m" or bytes), ``cpus``, ``pids_limit``, ...)."""
-        row = self.core.create(_options(rootfs, image, command, options), name=name)
-        return Container(self, row.id)
+        self.core: EngineCommands = EngineCommands(root)
 
-    def run(self, *, rootfs: str = "", image: str = "", command: Sequence[str] = (),
-            name: str | None = None, remove: bool = False, **options: Any) -> Container:
+    @property
+    def root(self) -> str:
+        return self.core.paths.data
+
+    def close(self) -> None:
+        self.core.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- containers ---------------------------------------------------------------------------
+
+    def create(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
+               name: str | None = None, cwd: str | None = None, **options: Any) -> Container:
+        """Create a container without starting it; *options* are ``docker run``'s flags
+        (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ...)."""
+        run_options = _options(image, rootfs, command, options, cwd)
+        return Container(self, self.core.create(run_options, name=name).id)
+
+    def run(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
+            name: str | None = None, remove: bool = False, cwd: str | None = None,
+            **options: Any) -> Container:
         """Create and start a container in the background; returns once it runs."""
-        run_options = _options(rootfs, image, command, options)
-        run_options.remove = remove
-        row = self.core.run_detached(run_options, name=name)
-        return Container(self, row.id)
+        run_options = _options(image, rootfs, command, {**options, "rm": remove}, cwd)
+        return Container(self, self.core.run_detached(run_options, name=name).id)
+
+    def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
+        """Create and start a container with this process attached to it (the CLI's
+        foreground ``run``): ``wait_started()``, then ``relay()`` copies our stdio."""
+        return self.core.run_attached(options, name=name)[1]  # type: ignore[no-any-return]
+
+    def start(self, ref: str) -> Container:
+        """Start a created or exited container; returns once it runs."""
+        return Container(self, self.core.start_detached(ref).id)
+
+    def start_attached(self, ref: str, *, stdin: bool = False) -> AttachClient:
+        """Start a container with this process attached to it (``start -a``)."""
+        from tsubo.engine.attach import AttachClient
+        from tsubo.engine.options import RunOptions
+
+        row, fd = self.core.start(ref)
+        tty = RunOptions.from_json_text(row.options).tty
+        return AttachClient(fd, stdin=stdin, tty=tty)
+
+    def stop(self, ref: str, timeout: float | None = None) -> None:
+        self.core.stop(ref, timeout)
+
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        self.core.restart(ref, timeout)
+
+    def kill(self, ref: str, signal: int | str = 9) -> None:
+        if isinstance(signal, str):
+            from tsubo.kernel.signals import parse_signal
+
+            signal = parse_signal(signal)
+        self.core.kill(ref, signal)
+
+    def pause(self, ref: str) -> None:
+        self.core.pause(ref)
+
+    def unpause(self, ref: str) -> None:
+        self.core.unpause(ref)
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        return self.core.wait(ref, timeout)
+
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
+        """Remove a container; its ID."""
+        return self.core.remove(ref, force=force, volumes=volumes)
+
+    def exec(self, ref: str, command: Sequence[str], *, env: Sequence[str] = (),
+             workdir: str = "", user: str = "", detach: bool = False,
+             stdio: tuple[int, int, int] | None = None, console_socket: str = "",
+             forward_signals: bool = True) -> int:
+        """Run *command* in a running container with *stdio* as its stdin, stdout and
+        stderr (None: this process's own, as the CLI wants); its exit code (0 detached).
+        With *console_socket*, it gets a terminal sent there (``exec -t``)."""
+        from tsubo.engine.options import parse_env
+
+        return self.core.exec(ref, list(command), env=parse_env(list(env)), workdir=workdir,
+                              user=user, tty=bool(console_socket), detach=detach,
+                              console_socket=console_socket, stdio=stdio,
+                              forward_signals=forward_signals)
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
+             since: float | None = None, timestamps: bool = False
+             ) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) as the container wrote them; *follow* waits for more until it
+        is done."""
+        return self.core.logs(ref, follow=follow, tail=tail, since=since,
+                              timestamps=timestamps)
+
+    def inspect_container(self, ref: str) -> dict[str, Any]:
+        return self.core.inspect(ref)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """A container by that name or ID, else an image (as ``docker inspect``)."""
+        try:
+            return self.core.inspect(ref)
+        except NotFound as container_missing:
+            try:
+                return self.image(ref).inspect()
+            except NotFound:
+                raise container_missing from None
 
     def container(self, ref: str) -> Container:
         """By full ID, name or unique ID prefix."""
@@ -172,7 +355,41 @@ class Engine:
     def containers(self, *, all: bool = False) -> list[Container]:
         return [Container(self, row.id) for row in self.core.containers(all_states=all)]
 
-    # --- images ---------------------------------------------------------------------------
+    def container_records(self, *, all: bool = False) -> list[ContainerRecord]:
+        """The rows ``ps`` lists (refreshed)."""
+        return self.core.containers(all_states=all)
+
+    def prune_containers(self) -> list[str]:
+        """Remove every stopped container; their IDs."""
+        return self.core.prune()
+
+    def gc(self) -> list[str]:
+        """Remove what crashed commands or monitors left behind; what was done."""
+        return self.core.gc()
+
+    # --- volumes -----------------------------------------------------------------------------
+
+    def create_volume(self, name: str = "", *, labels: dict[str, str] | None = None) -> str:
+        """A named volume (``""``: a generated name), made if missing; its name."""
+        from tsubo.engine.volumes import ensure_volume
+        from tsubo.state.names import new_container_id
+
+        return ensure_volume(self.core, name or new_container_id(), labels=labels)
+
+    def volumes(self) -> list[VolumeRecord]:
+        return self.core.db.list_volumes()
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        from tsubo.engine.volumes import inspect_volume
+
+        return inspect_volume(self.core, name)
+
+    def remove_volume(self, name: str) -> None:
+        from tsubo.engine.volumes import remove_volume
+
+        remove_volume(self.core, name)
+
+    # --- images --------------------------------------------------------------------------------
 
     @property
     def image_store(self) -> ImageStore:
@@ -181,21 +398,23 @@ class Engine:
         return ImageStore(self.core.db, self.core.paths.data)
 
     def pull(self, reference: str, *, platform: str = "", tls_verify: bool = True,
-             authfile: str = "") -> Image:
-        """Pull *reference* from its registry (``tsubo pull``); returns the local image."""
+             authfile: str = "", events: Any = None) -> PullResult:
+        """Pull *reference* from its registry (``tsubo pull``); *events* receives progress
+        (``cli/progress.ProgressView`` is one)."""
         from tsubo.image.pull import pull
 
         return pull(self.image_store, reference, platform=platform, tls_verify=tls_verify,
-                    authfile=authfile).image
+                    authfile=authfile, events=events)
 
     def push(self, image: str, destination: str = "", *, tls_verify: bool = True,
-             authfile: str = "") -> str:
-        """Push a local image (as *destination*, default its own name); returns the
-        manifest digest."""
+             authfile: str = "", events: Any = None) -> PushResult:
+        """Push a local image (as *destination*, default its own name)."""
         from tsubo.image.push import push
 
-        return push(self.image_store, image, destination, tls_verify=tls_verify,
-                    authfile=authfile).digest
+        store = self.image_store
+        store.get(image)  # a missing image fails before anything is sent
+        return push(store, image, destination or image, tls_verify=tls_verify,
+                    authfile=authfile, events=events)
 
     def import_image(self, tarball: str, reference: str, changes: Sequence[str] = ()
                      ) -> Image:
@@ -209,34 +428,163 @@ class Engine:
     def images(self) -> list[Image]:
         return self.image_store.images()
 
-    def remove_image(self, reference: str, *, force: bool = False) -> None:
-        self.image_store.remove(reference, force=force)
+    def image_digests(self) -> dict[tuple[str, str], str]:
+        """(repository, image ID) -> the manifest digest it was pulled by."""
+        rows = self.core.db.connection.execute(
+            "SELECT name, image_id, digest FROM image_digests ORDER BY digest").fetchall()
+        return {(str(name), str(image_id)): str(digest) for name, image_id, digest in rows}
 
-    def close(self) -> None:
-        self.core.close()
+    def layer_sizes(self) -> dict[str, int]:
+        from tsubo.engine.diskusage import layer_sizes
 
-    def __enter__(self) -> Engine:
-        return self
+        return layer_sizes(self.core.db)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def tag(self, source: str, target: str) -> Image:
+        return self.image_store.tag(source, target)
+
+    def remove_image(self, reference: str, *, force: bool = False) -> Image:
+        return self.image_store.remove(reference, force=force)
+
+    def prune_images(self, *, all_images: bool = False) -> PruneResult:
+        from tsubo.engine.diskusage import prune_images
+
+        return prune_images(self.core, all_images=all_images)
+
+    def save(self, references: Sequence[str], *, format: str = "docker-archive",
+             output: str = "", stream: BinaryIO | None = None) -> None:
+        """Write images to *output* (a file, or a folder for ``oci-dir``) or *stream*."""
+        from tsubo.image.archive import save_images
+
+        save_images(self.image_store, list(references), format, output, stream)
+
+    def load(self, source: str = "", stream: BinaryIO | None = None) -> list[LoadedImage]:
+        """Load images from an archive or OCI layout at *source*, or from *stream*."""
+        from tsubo.image.archive import load_images
+
+        return load_images(self.image_store, source, stream)
+
+    def disk_usage(self) -> DiskUsage:
+        from tsubo.engine.diskusage import disk_usage
+
+        return disk_usage(self.core)
+
+    # --- registries ----------------------------------------------------------------------------
+
+    def login(self, registry: str, username: str, password: str, *, tls_verify: bool = True,
+              authfile: str = "") -> None:
+        """Check the credentials against the registry, then store them."""
+        from tsubo.image import auth
+        from tsubo.image.registry import RegistryClient
+
+        client = RegistryClient(registry, tls_verify=tls_verify,
+                                credentials=(username, password))
+        try:
+            client.check_login()
+        finally:
+            client.close()
+        auth.store(registry, username, password, authfile)
+
+    def logout(self, registry: str, *, authfile: str = "") -> None:
+        from tsubo.image import auth
+
+        if not auth.remove(registry, authfile):
+            raise NotFound("logout", registry, detail="not logged in (in "
+                           f"{auth.write_path(authfile)})")
+
+    # --- networks ------------------------------------------------------------------------------
+
+    def create_network(self, name: str, *, subnet: str = "", gateway: str = "",
+                       ip_range: str = "", internal: bool = False, mtu: int | str = 0,
+                       bridge_name: str = "", labels: dict[str, str] | Sequence[str] = ()
+                       ) -> Network:
+        from tsubo.engine.networks import NetworkManager
+        from tsubo.engine.options import parse_labels
+
+        if isinstance(mtu, str):
+            text = mtu
+            try:
+                mtu = int(text or 0)
+            except ValueError:
+                raise InvalidArgument("parse --mtu", text, detail="expected an integer") \
+                    from None
+        label_map = dict(labels) if isinstance(labels, dict) else parse_labels(list(labels))
+        return NetworkManager(self.core).create(
+            name, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
+            mtu=mtu, bridge_name=bridge_name, labels=label_map)
+
+    def networks(self) -> list[Network]:
+        from tsubo.engine.networks import NetworkManager
+
+        return NetworkManager(self.core).store.list_networks()
+
+    def inspect_network(self, ref: str) -> dict[str, Any]:
+        from tsubo.engine.networks import NetworkManager
+
+        return NetworkManager(self.core).inspect(ref)
+
+    def remove_network(self, ref: str) -> Network:
+        from tsubo.engine.networks import NetworkManager
+
+        return NetworkManager(self.core).remove(ref)
+
+    def prune_networks(self) -> list[Network]:
+        """Remove every network no container is on; the removed ones."""
+        from tsubo.engine.networks import NetworkManager
+
+        return NetworkManager(self.core).prune()
+
+    def connect(self, network: str, container: str, *, ip: str = "") -> None:
+        from tsubo.engine.networks import NetworkManager
+
+        row = self._running_on_a_network(container, "connect")
+        NetworkManager(self.core).connect(row.id, row.name, network, requested_ip=ip)
+
+    def disconnect(self, network: str, container: str) -> None:
+        from tsubo.engine.networks import NetworkManager
+
+        row = self._running_on_a_network(container, "disconnect")
+        NetworkManager(self.core).disconnect(row.id, network)
+
+    def reload_networks(self) -> int:
+        """Write every network's firewall rules again (after a host firewall flush); how
+        many networks there are."""
+        from tsubo.engine.networks import NetworkManager
+
+        return NetworkManager(self.core).reload()
+
+    def _running_on_a_network(self, ref: str, verb: str) -> ContainerRecord:
+        from tsubo.engine import status
+        from tsubo.errors import TsuboError
+
+        row = self.core.refresh(self.core.db.resolve_container(ref))
+        status.check("connect", row.name, row.state)
+        if not os.path.exists(f"/run/netns/{row.name}"):
+            raise TsuboError(f"network {verb}", row.name,
+                             detail="the container was not started on a network "
+                             "(--network NAME); its namespace has no pin to attach to")
+        return row
 
 
-def _options(rootfs: str, image: str, command: Sequence[str], extra: dict[str, Any]
-             ) -> RunOptions:
-    from tsubo.engine import options as opts
+def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, Any],
+             cwd: str | None) -> RunOptions:
+    from tsubo.engine.options import build_run_options as build
 
-    run = opts.RunOptions()
-    run.rootfs = rootfs
-    run.image = image
-    run.command = list(command)
-    for key, given in extra.items():
-        if key not in opts.RunOptions.__slots__:
-            raise InvalidArgument("create container", key, detail="unknown option")
-        value = given
-        if key in ("memory", "memory_swap") and isinstance(given, str):
-            value = opts.parse_size(given, f"--{key.replace('_', '-')}")
-        elif key == "restart" and isinstance(given, str):
-            value = opts.parse_restart(given)
-        setattr(run, key, value)
-    return run
+    return build({**extra, "image": image, "rootfs": rootfs, "command": list(command)},
+                 cwd=cwd)
+
+
+__all__ = [
+    "AttachClient", "Container", "ContainerRecord", "DiskUsage", "Endpoint", "Engine",
+    "ExecResult", "Image", "LoadedImage", "Network", "PruneResult", "PullResult",
+    "PushResult", "Reference", "RunOptions", "Runtime", "VolumeRecord", "build_run_options",
+    "default_spec", "destination_reference", "features", "iter_loaded_lines", "layer_sizes",
+    "normalise_key", "now_rfc3339", "parse_platform", "parse_reference", "parse_signal",
+    "parse_since", "process_from_flags", "read_caller_file", "signal_name",
+]
+
+# names used only in type annotations above (kept visible to type checkers)
+if TYPE_CHECKING:
+    _TYPES = (Callable, EngineCommands, default_spec, destination_reference, features,
+              iter_loaded_lines, layer_sizes, normalise_key, now_rfc3339, parse_platform,
+              parse_reference, parse_signal, parse_since, process_from_flags,
+              read_caller_file, signal_name, Endpoint, Reference, Runtime)

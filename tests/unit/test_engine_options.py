@@ -72,7 +72,7 @@ def test_parse_size_message_is_one_line_naming_flag_and_value() -> None:
 def test_parse_memory_minimum_is_6m() -> None:
     assert parse_memory("6m") == 6 * M
     assert parse_memory("32m") == 32 * M
-    with pytest.raises(InvalidArgument, match="minimum memory limit is 6m"):
+    with pytest.raises(InvalidArgument, match="Minimum memory limit allowed is 6MB"):
         parse_memory("4m")
     with pytest.raises(InvalidArgument, match=r"parse --memory abc"):
         parse_memory("abc")

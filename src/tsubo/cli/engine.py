@@ -18,8 +18,9 @@ from tsubo.errors import InvalidArgument, TsuboError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Any
 
-    from tsubo.engine.containers import Engine
+    from tsubo.api import AttachClient, Engine
 
 PROGRAM = "tsubo"
 EXIT_ENGINE = 125
@@ -74,79 +75,20 @@ _RUN_OPTIONS = (
 
 # --- run / create / start -------------------------------------------------------------------
 
-def _run_options(parsed: Parsed, *, needs_image: bool = True) -> object:
-    from tsubo.engine import options as opts
-
-    run = opts.RunOptions()
-    positional = parsed.positional
-    run.rootfs = parsed.text("rootfs")
-    if not run.rootfs:
-        if not positional:
-            raise InvalidArgument("run", "", detail="requires an image or --rootfs DIR",
-                                  hint="tsubo run [OPTIONS] IMAGE [COMMAND] [ARG...]")
-        run.image, positional = positional[0], positional[1:]
-    run.command = list(positional)
-    if "entrypoint" in parsed.given:
-        run.entrypoint = [parsed.text("entrypoint")] if parsed.text("entrypoint") else []
-    env: list[str] = []
-    for path in parsed.texts("env_file"):
-        env += opts.parse_env_file(path)
-    run.env = env + opts.parse_env(parsed.texts("env"))
-    run.workdir = parsed.text("workdir")
-    run.user = parsed.text("user")
-    run.hostname = parsed.text("hostname")
-    run.read_only = parsed.flag("read_only")
-    run.tty = parsed.flag("tty")
-    run.interactive = parsed.flag("interactive")
-    run.tmpfs = [opts.parse_tmpfs(text) for text in parsed.texts("tmpfs")]
-    run.volumes = [opts.parse_volume(text) for text in parsed.texts("volume")]
-    if parsed.text("memory"):
-        run.memory = opts.parse_size(parsed.text("memory"), "--memory")
-    if parsed.text("memory_swap"):
-        run.memory_swap = opts.parse_memory_swap(parsed.text("memory_swap"), run.memory)
-    if parsed.text("cpus"):
-        run.cpus = opts.parse_cpus(parsed.text("cpus"))
-    if parsed.text("cpu_shares"):
-        run.cpu_shares = _positive_int(parsed.text("cpu_shares"), "--cpu-shares")
-    if parsed.text("pids_limit"):
-        run.pids_limit = _int(parsed.text("pids_limit"), "--pids-limit")
-    run.ulimits = [opts.parse_ulimit(text) for text in parsed.texts("ulimit")]
-    run.cap_add = [opts.parse_capability(name) for name in parsed.texts("cap_add")]
-    run.cap_drop = [opts.parse_capability(name) for name in parsed.texts("cap_drop")]
-    for security in parsed.texts("security_opt"):
-        if security in ("no-new-privileges", "no-new-privileges:true",
-                        "no-new-privileges=true"):
-            run.no_new_privileges = True
-        elif security.startswith(("seccomp=", "seccomp:")):
-            run.seccomp = security[8:]
-        else:
-            raise InvalidArgument("parse --security-opt", security,
-                                  detail="supported: no-new-privileges, seccomp=...")
-    run.init = parsed.flag("init")
-    run.restart = opts.parse_restart(parsed.text("restart"))
-    if parsed.text("stop_signal"):
-        run.stop_signal = opts.parse_signal_name(parsed.text("stop_signal"))
-    run.stop_timeout = _int(parsed.text("stop_timeout"), "--stop-timeout")
-    run.labels = opts.parse_labels(parsed.texts("label"))
-    networks = parsed.texts("network") or ["none"]
-    if any(name in ("none", "host") or name.startswith("container:") for name in networks):
-        if len(networks) > 1:
-            raise InvalidArgument("parse --network", ",".join(networks),
-                                  detail="none, host and container:NAME cannot be combined "
-                                  "with networks")
-        run.network = networks[0]
-    else:
-        run.network = "bridge"
-        run.networks = networks
-    run.ip = parsed.text("ip")
-    run.mac_address = parsed.text("mac_address")
-    if (run.ip or run.mac_address) and run.network != "bridge":
-        raise InvalidArgument("parse --ip", run.ip or run.mac_address,
-                              detail="--ip and --mac-address need a network (--network NAME)")
-    run.remove = parsed.values.get("rm") is True
-    if run.remove and run.restart.name != "no":
-        raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
-    return run
+def _run_values(parsed: Parsed) -> dict[str, Any]:
+    """The flags of ``create``/``run`` as the one options builder takes them
+    (``tsubo.api.build_run_options``: the API's keyword arguments are the same keys)."""
+    values: dict[str, Any] = {}
+    for option in _RUN_OPTIONS:
+        key = option.key
+        if key in ("name", "detach") or key not in parsed.given:
+            continue
+        values[key] = parsed.values[key]
+    positional = list(parsed.positional)
+    if not values.get("rootfs") and positional:
+        values["image"], positional = positional[0], positional[1:]
+    values["command"] = positional
+    return values
 
 
 def _int(text: str, flag: str) -> int:
@@ -156,34 +98,24 @@ def _int(text: str, flag: str) -> int:
         raise InvalidArgument(f"parse {flag}", text, detail="expected an integer") from None
 
 
-def _positive_int(text: str, flag: str) -> int:
-    value = _int(text, flag)
-    if value <= 0:
-        raise InvalidArgument(f"parse {flag}", text, detail="must be positive")
-    return value
-
-
 def _create(engine: Engine, parsed: Parsed) -> int:
-    row = engine.create(_run_options(parsed), name=parsed.text("name") or None)  # type: ignore[arg-type]
-    _print(row.id)
+    container = engine.create(name=parsed.text("name") or None, **_run_values(parsed))
+    _print(container.id)
     return 0
 
 
 def _run(engine: Engine, parsed: Parsed) -> int:
-    options = _run_options(parsed)
+    from tsubo.api import build_run_options
+
+    values = _run_values(parsed)
     name = parsed.text("name") or None
     if parsed.flag("detach"):
-        row = engine.run_detached(options, name=name)  # type: ignore[arg-type]
-        _print(row.id)
+        _print(engine.run(name=name, **values).id)
         return 0
-    _, client = engine.run_attached(options, name=name)  # type: ignore[arg-type]
-    return _attach(client)
+    return _attach(engine.run_attached(build_run_options(values), name=name))
 
 
-def _attach(client: object) -> int:
-    from tsubo.engine.attach import AttachClient
-
-    assert isinstance(client, AttachClient)
+def _attach(client: AttachClient) -> int:
     try:
         client.wait_started()
         code = client.relay()
@@ -200,21 +132,15 @@ def _attach(client: object) -> int:
 
 
 def _start(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.engine.attach import AttachClient
-
     if not parsed.positional:
         raise InvalidArgument("start", "", detail="requires at least one container")
     if parsed.flag("attach"):
-        from tsubo.engine.options import RunOptions
-
-        row, fd = engine.start(parsed.positional[0])
-        options = RunOptions.from_json_text(row.options)
-        client = AttachClient(fd, stdin=parsed.flag("interactive"), tty=options.tty)
-        return _attach(client)
+        return _attach(engine.start_attached(parsed.positional[0],
+                                             stdin=parsed.flag("interactive")))
     status = 0
     for ref in parsed.positional:
         try:
-            engine.start_detached(ref)
+            engine.start(ref)
             _print(ref)
         except TsuboError as error:
             _error(error.message())
@@ -249,7 +175,7 @@ def _restart(engine: Engine, parsed: Parsed) -> int:
 
 
 def _kill(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.kernel.signals import parse_signal
+    from tsubo.api import parse_signal
 
     signal = parse_signal(parsed.text("signal") or "KILL")
     return _each(parsed, lambda ref: engine.kill(ref, signal), "kill")
@@ -279,29 +205,31 @@ def _wait(engine: Engine, parsed: Parsed) -> int:
 # --- exec / logs / inspect / ps ----------------------------------------------------------------
 
 def _exec(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.engine import options as opts
-
     if len(parsed.positional) < 2:
         raise InvalidArgument("exec", "", detail="requires a container and a command")
     ref, command = parsed.positional[0], parsed.positional[1:]
-    env = opts.parse_env(parsed.texts("env"))
+    env = parsed.texts("env")
     if parsed.flag("tty"):
         from tsubo.cli.terminal import exec_with_tty
 
         return exec_with_tty(engine, ref, command, env=env, workdir=parsed.text("workdir"),
                              user=parsed.text("user"), stdin=parsed.flag("interactive"))
+    stdin = 0
     if not parsed.flag("interactive") and not parsed.flag("detach"):
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-    return engine.exec(ref, command, env=env, workdir=parsed.text("workdir"),
-                       user=parsed.text("user"), detach=parsed.flag("detach"))
+        stdin = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return engine.exec(ref, command, env=env, workdir=parsed.text("workdir"),
+                           user=parsed.text("user"), detach=parsed.flag("detach"),
+                           stdio=(stdin, 1, 2))
+    finally:
+        if stdin:
+            os.close(stdin)
 
 
 def _logs(engine: Engine, parsed: Parsed) -> int:
     import time
 
-    from tsubo.engine.logs import parse_since
+    from tsubo.api import parse_since
 
     if len(parsed.positional) != 1:
         raise InvalidArgument("logs", "", detail="requires exactly one container")
@@ -322,28 +250,14 @@ def _inspect(engine: Engine, parsed: Parsed) -> int:
 
     if not parsed.positional:
         raise InvalidArgument("inspect", "", detail="requires at least one container or image")
-    _print(json.dumps([_inspect_one(engine, ref) for ref in parsed.positional], indent=4))
+    _print(json.dumps([engine.inspect(ref) for ref in parsed.positional], indent=4))
     return 0
-
-
-def _inspect_one(engine: Engine, ref: str) -> dict[str, object]:
-    """A container by that name or ID, else an image (as ``docker inspect``)."""
-    from tsubo.errors import NotFound
-    from tsubo.image.store import ImageStore
-
-    try:
-        return engine.inspect(ref)
-    except NotFound as container_missing:
-        try:
-            return ImageStore(engine.db, engine.paths.data).get(ref).inspect()
-        except NotFound:
-            raise container_missing from None
 
 
 def _ps(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.render import container_table, filter_rows, format_rows
 
-    rows = engine.containers(all_states=parsed.flag("all") or bool(parsed.texts("filter")))
+    rows = engine.container_records(all=parsed.flag("all") or bool(parsed.texts("filter")))
     rows = filter_rows(rows, parsed.texts("filter"), all_states=parsed.flag("all"))
     if parsed.flag("quiet"):
         _print("".join(f"{row.id[:12]}\n" for row in rows), end="")
@@ -363,13 +277,11 @@ def _volume(engine: Engine, parsed: Parsed) -> int:
 
 
 def _import(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.image.store import ImageStore
-
     if len(parsed.positional) != 2:
         raise InvalidArgument("import", " ".join(parsed.positional),
                               detail="expected ROOTFS.tar NAME[:TAG]")
-    image = ImageStore(engine.db, engine.paths.data).import_tarball(
-        parsed.positional[0], parsed.positional[1], parsed.texts("change"))
+    image = engine.import_image(os.path.abspath(parsed.positional[0]), parsed.positional[1],
+                                parsed.texts("change"))
     _print(f"sha256:{image.id}")
     return 0
 
@@ -399,20 +311,16 @@ def _load(engine: Engine, parsed: Parsed) -> int:
 
 
 def _tag(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.image.store import ImageStore
-
     if len(parsed.positional) != 2:
         raise InvalidArgument("tag", " ".join(parsed.positional),
                               detail="expected SOURCE_IMAGE TARGET_IMAGE[:TAG]")
-    ImageStore(engine.db, engine.paths.data).tag(*parsed.positional)
+    engine.tag(*parsed.positional)
     return 0
 
 
 def _rmi(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.image.store import ImageStore
-
-    store = ImageStore(engine.db, engine.paths.data)
-    return _each(parsed, lambda ref: store.remove(ref, force=parsed.flag("force")), "rmi")
+    return _each(parsed, lambda ref: engine.remove_image(ref, force=parsed.flag("force")),
+                 "rmi")
 
 
 def _pull(engine: Engine, parsed: Parsed) -> int:
@@ -449,7 +357,7 @@ def _system(engine: Engine, parsed: Parsed) -> int:
     if parsed.positional[:1] != ["prune"]:
         raise InvalidArgument("system", " ".join(parsed.positional),
                               detail="supported: system prune, system gc, system df")
-    removed = engine.prune()
+    removed = engine.prune_containers()
     for container_id in removed:
         _print(f"deleted container {container_id}")
     _print(f"Total reclaimed: {len(removed)} containers")
@@ -599,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        stop_at_positional=name not in ("network", "volume", "save", "images"))
         if name == "version":
             return _version()
-        from tsubo.engine.containers import Engine
+        from tsubo.api import Engine
 
         engine = Engine(global_flags.text("root") or None)
         try:

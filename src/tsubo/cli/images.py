@@ -17,8 +17,7 @@ from tsubo.errors import InvalidArgument, Unsupported
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from tsubo.engine.containers import Engine
-    from tsubo.image.store import Image, ImageStore
+    from tsubo.api import Engine, Image
 
 PROGRAM = "tsubo"
 
@@ -75,7 +74,7 @@ def glob_match(pattern: str, text: str) -> bool:
 def reference_matches(pattern: str, name: str) -> bool:
     """Docker's ``reference=PATTERN`` filter: *pattern* against the familiar form
     (``busybox:latest``) or name (``busybox``) of *name*, or the full ones."""
-    from tsubo.image.reference import parse_reference
+    from tsubo.api import parse_reference
 
     reference = parse_reference(name)
     candidates = (reference.familiar, reference.familiar_name, str(reference), reference.name)
@@ -125,18 +124,12 @@ def image_rows(images: list[Image], filters: list[str]) -> list[tuple[Image, str
     return rows
 
 
-def _digests(store: ImageStore) -> dict[tuple[str, str], str]:
-    rows = store.db.connection.execute(
-        "SELECT name, image_id, digest FROM image_digests ORDER BY digest").fetchall()
-    return {(str(name), str(image_id)): str(digest) for name, image_id, digest in rows}
-
-
-def _records(store: ImageStore, rows: list[tuple[Image, str]], no_trunc: bool
+def _records(engine: Engine, rows: list[tuple[Image, str]], no_trunc: bool
              ) -> list[dict[str, str]]:
+    from tsubo.api import parse_reference
     from tsubo.cli.render import human_duration, human_size
-    from tsubo.image.reference import parse_reference
 
-    digests = _digests(store)
+    digests = engine.image_digests()
     now = time.time()
     records = []
     for image, name in rows:
@@ -168,14 +161,12 @@ def table(lines: list[list[str]]) -> str:
 def images_command(engine: Engine, parsed: Parsed) -> int:
     """``images [-a] [-q] [--digests] [--no-trunc] [--filter K=V] [--format F] [REPO[:TAG]]``."""
     from tsubo.cli.render import format_records
-    from tsubo.image.store import ImageStore
 
     if len(parsed.positional) > 1:
         raise InvalidArgument("images", " ".join(parsed.positional),
                               detail="takes at most one REPOSITORY[:TAG]")
-    store = ImageStore(engine.db, engine.paths.data)
     filters = parsed.texts("filter") + [f"reference={ref}" for ref in parsed.positional]
-    rows = image_rows(store.images(), filters)
+    rows = image_rows(engine.images(), filters)
     no_trunc = parsed.flag("no_trunc")
     if parsed.flag("quiet"):
         ids: list[str] = []
@@ -185,7 +176,7 @@ def images_command(engine: Engine, parsed: Parsed) -> int:
                 ids.append(shown)
         _write("".join(f"{shown}\n" for shown in ids))
         return 0
-    records = _records(store, rows, no_trunc)
+    records = _records(engine, rows, no_trunc)
     columns = ["Repository", "Tag", *(["Digest"] if parsed.flag("digests") else []),
                "ID", "CreatedSince", "Size"]
     heads = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
@@ -231,21 +222,17 @@ def image_inspect_command(engine: Engine, parsed: Parsed) -> int:
     """``image inspect IMAGE...``: images only (``inspect`` tries containers first)."""
     import json
 
-    from tsubo.image.store import ImageStore
-
     if not parsed.positional:
         raise InvalidArgument("image inspect", "", detail="requires at least one image")
-    store = ImageStore(engine.db, engine.paths.data)
-    _write(json.dumps([store.get(ref).inspect() for ref in parsed.positional], indent=4)
+    _write(json.dumps([engine.image(ref).inspect() for ref in parsed.positional], indent=4)
            + "\n")
     return 0
 
 
 def prune_command(engine: Engine, parsed: Parsed) -> int:
     """``image prune [-a] [-f]``."""
+    from tsubo.api import parse_reference
     from tsubo.cli.render import human_size
-    from tsubo.engine.diskusage import prune_images
-    from tsubo.image.reference import parse_reference
 
     if parsed.positional:
         raise InvalidArgument("image prune", " ".join(parsed.positional),
@@ -262,7 +249,7 @@ def prune_command(engine: Engine, parsed: Parsed) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    result = prune_images(engine, all_images=everything)
+    result = engine.prune_images(all_images=everything)
     lines = []
     for image in result.deleted:
         lines += [f"Untagged: {parse_reference(name).familiar}" for name in image.tags]
@@ -278,14 +265,12 @@ def history_command(engine: Engine, parsed: Parsed) -> int:
     """``image history IMAGE``: the config's history, newest first; a step that made a
     layer shows that layer's size."""
     from tsubo.cli.render import _parse_time, human_duration, human_size
-    from tsubo.engine.diskusage import layer_sizes
-    from tsubo.image.store import ImageStore
 
     if len(parsed.positional) != 1:
         raise InvalidArgument("image history", " ".join(parsed.positional),
                               detail="requires exactly one image")
-    image = ImageStore(engine.db, engine.paths.data).get(parsed.positional[0])
-    sizes = layer_sizes(engine.db)
+    image = engine.image(parsed.positional[0])
+    sizes = engine.layer_sizes()
     history = image.config.get("history")
     steps = [step for step in history if isinstance(step, dict)] \
         if isinstance(history, list) else []
@@ -332,26 +317,20 @@ _GROUP_ONLY: dict[str, Command] = {
 
 def save_command(engine: Engine, parsed: Parsed) -> int:
     """``save [-o FILE] [--format F] IMAGE...``."""
-    from tsubo.image.archive import save_images
-    from tsubo.image.store import ImageStore
-
-    store = ImageStore(engine.db, engine.paths.data)
     sys.stdout.flush()
-    save_images(store, parsed.positional, parsed.text("format") or "docker-archive",
-                parsed.text("output"), sys.stdout.buffer)
+    engine.save(parsed.positional, format=parsed.text("format") or "docker-archive",
+                output=parsed.text("output"), stream=sys.stdout.buffer)
     return 0
 
 
 def load_command(engine: Engine, parsed: Parsed) -> int:
     """``load [-i FILE|DIR] [-q]``."""
-    from tsubo.image.archive import iter_loaded_lines, load_images
-    from tsubo.image.store import ImageStore
+    from tsubo.api import iter_loaded_lines
 
     if parsed.positional:
         raise InvalidArgument("load", " ".join(parsed.positional),
                               detail="takes no arguments", hint="use -i FILE")
-    store = ImageStore(engine.db, engine.paths.data)
-    loaded = load_images(store, parsed.text("input"), sys.stdin.buffer)
+    loaded = engine.load(parsed.text("input"), sys.stdin.buffer)
     _write("".join(f"{line}\n" for line in iter_loaded_lines(loaded)))
     return 0
 
@@ -370,13 +349,12 @@ def df_command(engine: Engine, args: list[str]) -> int:
     """``system df [-v]``: Docker's summary (without Build Cache: there is no builder), or
     with ``-v`` each image, container and volume."""
     from tsubo.cli.render import human_duration, human_size, status_text
-    from tsubo.engine.diskusage import disk_usage
 
     parsed = parse(args, DF_OPTIONS, f"{PROGRAM} system df", combine_short=True)
     if parsed.positional:
         raise InvalidArgument("system df", " ".join(parsed.positional),
                               detail="takes no arguments")
-    usage_now = disk_usage(engine)
+    usage_now = engine.disk_usage()
     summaries = (("Images", usage_now.image_summary),
                  ("Containers", usage_now.container_summary),
                  ("Local Volumes", usage_now.volume_summary))
@@ -386,7 +364,7 @@ def df_command(engine: Engine, args: list[str]) -> int:
                          _reclaimable(s.reclaimable, s.size)] for kind, s in summaries)])
                + "\n")
         return 0
-    from tsubo.image.reference import parse_reference
+    from tsubo.api import parse_reference
 
     now = time.time()
     images = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE",

@@ -14,8 +14,8 @@ from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from tsubo.api import Engine
     from tsubo.cli.argv import Parsed
-    from tsubo.engine.containers import Engine
 
 _TLS = Option("tls-verify", FLAG, "require HTTPS with a verified certificate "
               "(default true; localhost is always plain http)", True)
@@ -43,10 +43,8 @@ def _out(text: str) -> None:
 
 
 def pull_command(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.api import parse_platform, parse_reference
     from tsubo.cli.progress import ProgressView
-    from tsubo.image.pull import parse_platform, pull
-    from tsubo.image.reference import parse_reference
-    from tsubo.image.store import ImageStore
 
     if len(parsed.positional) != 1:
         raise InvalidArgument("pull", " ".join(parsed.positional), detail="expected one "
@@ -57,9 +55,9 @@ def pull_command(engine: Engine, parsed: Parsed) -> int:
     view = None if quiet else ProgressView(sys.stdout)
     if view is not None:
         _out(f"{ref.digest or ref.tag}: Pulling from {ref.familiar_name}")
-    result = pull(ImageStore(engine.db, engine.paths.data), str(ref),
-                  platform=parsed.text("platform"), tls_verify=parsed.flag("tls_verify"),
-                  authfile=parsed.text("authfile"), events=view)
+    result = engine.pull(str(ref), platform=parsed.text("platform"),
+                         tls_verify=parsed.flag("tls_verify"),
+                         authfile=parsed.text("authfile"), events=view)
     if view is not None:
         view.finish()
         _out(f"Digest: {result.digest}")
@@ -70,9 +68,8 @@ def pull_command(engine: Engine, parsed: Parsed) -> int:
 
 
 def push_command(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.api import destination_reference
     from tsubo.cli.progress import ProgressView
-    from tsubo.image.push import destination_reference, push
-    from tsubo.image.store import ImageStore
 
     if len(parsed.positional) not in (1, 2):
         raise InvalidArgument("push", " ".join(parsed.positional), detail="expected IMAGE "
@@ -80,15 +77,13 @@ def push_command(engine: Engine, parsed: Parsed) -> int:
     source = parsed.positional[0]
     destination = parsed.positional[1] if len(parsed.positional) == 2 else source
     ref = destination_reference(destination)
-    store = ImageStore(engine.db, engine.paths.data)
-    store.get(source)  # a missing image fails before any output
+    engine.image(source)  # a missing image fails before any output
     quiet = parsed.flag("quiet")
     view = None if quiet else ProgressView(sys.stdout)
     if view is not None:
         _out(f"The push refers to repository [{ref.name}]")
-    result = push(store, source, destination,
-                  tls_verify=parsed.flag("tls_verify"), authfile=parsed.text("authfile"),
-                  events=view)
+    result = engine.push(source, destination, tls_verify=parsed.flag("tls_verify"),
+                         authfile=parsed.text("authfile"), events=view)
     if view is not None:
         view.finish()
         _out(f"{ref.tag}: digest: {result.digest} size: {result.size}")
@@ -98,7 +93,7 @@ def push_command(engine: Engine, parsed: Parsed) -> int:
 
 
 def _registry_argument(parsed: Parsed, command: str) -> str:
-    from tsubo.image.auth import normalise_key
+    from tsubo.api import normalise_key
 
     if len(parsed.positional) > 1:
         raise InvalidArgument(command, " ".join(parsed.positional),
@@ -107,10 +102,6 @@ def _registry_argument(parsed: Parsed, command: str) -> str:
 
 
 def login_command(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.image import auth
-    from tsubo.image.registry import RegistryClient
-
-    del engine
     registry = _registry_argument(parsed, "login")
     user = parsed.text("username")
     password = parsed.text("password")
@@ -132,25 +123,14 @@ def login_command(engine: Engine, parsed: Parsed) -> int:
 
         user = user or input("Username: ").strip()
         password = password or getpass.getpass("Password: ")
-    client = RegistryClient(registry, tls_verify=parsed.flag("tls_verify"),
-                            credentials=(user, password))
-    try:
-        client.check_login()
-    finally:
-        client.close()
-    auth.store(registry, user, password, parsed.text("authfile"))
+    engine.login(registry, user, password, tls_verify=parsed.flag("tls_verify"),
+                 authfile=parsed.text("authfile"))
     _out("Login Succeeded")
     return 0
 
 
 def logout_command(engine: Engine, parsed: Parsed) -> int:
-    from tsubo.errors import NotFound
-    from tsubo.image import auth
-
-    del engine
     registry = _registry_argument(parsed, "logout")
-    if not auth.remove(registry, parsed.text("authfile")):
-        raise NotFound("logout", registry, detail="not logged in (in "
-                       f"{auth.write_path(parsed.text('authfile'))})")
+    engine.logout(registry, authfile=parsed.text("authfile"))
     _out(f"Removing login credentials for {registry}")
     return 0

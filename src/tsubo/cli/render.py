@@ -12,8 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tsubo.engine.containers import Engine
-    from tsubo.state.db import ContainerRow
+    from tsubo.api import ContainerRecord as ContainerRow
+    from tsubo.api import Engine
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -167,36 +167,23 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
 def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> int:
     import json
 
-    from tsubo import jsonwire
-    from tsubo.engine.volumes import ensure_volume, remove_volume
-
     if not args:
         raise InvalidArgument("volume", "", detail="expected create, ls, inspect or rm")
     verb, names = args[0], args[1:]
     out = sys.stdout
     if verb == "create":
-        from tsubo.state.names import new_container_id
-
-        name = ensure_volume(engine, names[0] if names else new_container_id())
-        out.write(name + "\n")
+        out.write(engine.create_volume(names[0] if names else "") + "\n")
     elif verb in ("ls", "list"):
         if not quiet:
             out.write("DRIVER    VOLUME NAME\n")
-        for volume in engine.db.list_volumes():
+        for volume in engine.volumes():
             out.write(f"{volume.name}\n" if quiet else f"local     {volume.name}\n")
     elif verb == "inspect":
-        records = []
-        for name in names:
-            volume = engine.db.get_volume(name, "inspect volume")
-            records.append({"Name": volume.name, "Driver": "local",
-                            "Mountpoint": f"{engine.paths.volume_dir(name)}/_data",
-                            "CreatedAt": volume.created_at,
-                            "Labels": jsonwire.loads(volume.labels, f"labels of volume {name}"),
-                            "Scope": "local"})
-        out.write(json.dumps(records, indent=4) + "\n")
+        out.write(json.dumps([engine.inspect_volume(name) for name in names], indent=4)
+                  + "\n")
     elif verb in ("rm", "remove"):
         for name in names:
-            remove_volume(engine, name)
+            engine.remove_volume(name)
             out.write(name + "\n")
     else:
         raise InvalidArgument("volume", verb, detail="expected create, ls, inspect or rm")

@@ -1,9 +1,10 @@
 """``tsubo-runtime``: the OCI runtime command line, argv-compatible with runc.
 
-A thin shell over :class:`tsubo.runtime.container.Runtime`: parse argv (``cli/argv.py``),
-call one method, print. The only place that prints, renders errors (one line, also to
-``--log`` as runc's JSON log lines, which containerd and conmon read) and picks exit codes:
-1 for any failure, the container's own status for ``run`` and ``exec``.
+A thin shell over :class:`tsubo.api.Runtime` (the runtime, as the API re-exports it): parse
+argv (``cli/argv.py``), call one method, print. The only place that prints, renders errors
+(one line, also to ``--log`` as runc's JSON log lines, which containerd and conmon read)
+and picks exit codes: 1 for any failure, the container's own status for ``run`` and
+``exec``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tsubo.runtime.container import Runtime
+    from tsubo.api import Runtime
 
 PROGRAM = "tsubo-runtime"
 
@@ -121,7 +122,7 @@ def _state(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _kill(runtime: Runtime, parsed: Parsed) -> int:
-    from tsubo.kernel.signals import parse_signal
+    from tsubo.api import parse_signal
 
     signal = parse_signal(parsed.positional[1] if len(parsed.positional) > 1 else "SIGTERM")
     runtime.kill(parsed.positional[0], signal, all_processes=parsed.flag("all"))
@@ -192,14 +193,14 @@ def _ps(runtime: Runtime, parsed: Parsed) -> int:
 
 def _exec(runtime: Runtime, parsed: Parsed) -> int:
     from tsubo import jsonwire
-    from tsubo.runtime.exec import process_from_flags
+    from tsubo.api import process_from_flags
 
     container_id = parsed.positional[0]
     if parsed.text("process"):
         if len(parsed.positional) > 1:
             raise InvalidArgument("exec", container_id,
                                   detail="give either --process or a command, not both")
-        from tsubo.runtime.container import read_caller_file
+        from tsubo.api import read_caller_file
 
         path = parsed.text("process")
         process = jsonwire.loads(read_caller_file(path, "exec"), path, operation="exec")
@@ -229,7 +230,7 @@ def _exec(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _spec(runtime: Runtime, parsed: Parsed) -> int:
-    from tsubo.oci.default_spec import default_spec
+    from tsubo.api import default_spec
 
     path = os.path.join(parsed.text("bundle"), "config.json")
     rootless = parsed.flag("rootless")
@@ -247,7 +248,7 @@ def _spec(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _features(runtime: Runtime, parsed: Parsed) -> int:
-    from tsubo.runtime.features import features
+    from tsubo.api import features
 
     _print(_indent_json(features()))
     return 0
@@ -309,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if global_flags.flag("systemd_cgroup"):
             raise Unsupported(name, "--systemd-cgroup", detail=_systemd_detail(),
                               hint="use the cgroupfs driver (drop --systemd-cgroup)")
-        from tsubo.runtime.container import Runtime
+        from tsubo.api import Runtime
 
         return command.handler(Runtime(global_flags.text("root")), parsed)
     except TsuboError as error:
@@ -398,7 +399,7 @@ class _Log:
         sys.stderr.write(f"{PROGRAM}: {message}\n")
         if not self.path:
             return
-        from tsubo.state.clock import now_rfc3339
+        from tsubo.api import now_rfc3339
 
         if self.json:
             from tsubo import jsonwire

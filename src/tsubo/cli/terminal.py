@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from tsubo.engine.containers import Engine
+    from tsubo.api import Engine
 
 
 def exec_with_tty(engine: Engine, ref: str, command: list[str], *, env: list[str],
@@ -30,12 +30,11 @@ def exec_with_tty(engine: Engine, ref: str, command: list[str], *, env: list[str
     listener.bind(path)
     os.chmod(path, 0o600)
     listener.listen(1)
-    engine.db  # noqa: B018 - open the database here, in the main thread that uses it
     finished = threading.Event()
     relay = threading.Thread(target=_relay, args=(listener, stdin, finished), daemon=True)
     relay.start()
     try:
-        code = engine.exec(ref, command, env=env, workdir=workdir, user=user, tty=True,
+        code = engine.exec(ref, command, env=env, workdir=workdir, user=user,
                            console_socket=path)
     finally:
         finished.set()
@@ -50,7 +49,6 @@ def _relay(listener: Any, stdin: bool, finished: Any) -> None:
     import select
     import socket
 
-    from tsubo.engine.attach import send_all
 
     listener.settimeout(30)
     try:
@@ -75,13 +73,13 @@ def _relay(listener: Any, stdin: bool, finished: Any) -> None:
                     data = b""
                 if not data:
                     break
-                send_all(1, data)
+                _write_all(1, data)
             elif finished.is_set():
                 break
             if 0 in readable:
                 data = os.read(0, 65536)
                 if data:
-                    send_all(master, data)
+                    _write_all(master, data)
                 else:
                     stdin = False
     finally:
@@ -110,3 +108,9 @@ def _copy_window_size(master: int) -> None:
     except OSError:
         return
     fcntl.ioctl(master, 0x5414, struct.pack("HHHH", size.lines, size.columns, 0, 0))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -264,9 +264,11 @@ class EngineCore:
 
     def exec(self, ref: str, command: list[str], *, env: list[str] | None = None,
              workdir: str = "", user: str = "", tty: bool = False, detach: bool = False,
-             console_socket: str = "") -> int:
+             console_socket: str = "", stdio: tuple[int, int, int] | None = None,
+             forward_signals: bool = True) -> int:
         """Run *command* in the running container; returns its exit code (0 when detached).
-        Its stdio are ours (the caller's)."""
+        Its stdin, stdout and stderr are *stdio* (default: the caller's own 0, 1, 2);
+        *forward_signals* (main thread only) relays our signals to it while we wait."""
         from tsubo.engine.ocispec import resolve_user
         from tsubo.engine.storage import ContainerFiles, lookup_group, make_passwd_lookup
 
@@ -288,7 +290,8 @@ class EngineCore:
             uid, gid, groups = resolve_user(user, make_passwd_lookup(root),
                                             lambda name: lookup_group(root, name))
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
-        info = self.runtime.exec(row.id, process, detach=detach, console_socket=console_socket)
+        info = self.runtime.exec(row.id, process, detach=detach, console_socket=console_socket,
+                                 stdio=stdio, forward_signals=forward_signals)
         return info.exit_code
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,

@@ -591,20 +591,20 @@ class MonitorService:
             # The runtime connects in this process: the short address stays valid while
             # folder_fd is open (closed below, once the pty has arrived).
             console_path = address
-        else:
+        stdio: tuple[int, int, int] | None = None
+        ends: list[int] = []  # the container's ends of its pipes: closed once it has them
+        if listener is None:
             out_read, out_write = os.pipe2(os.O_CLOEXEC)
             err_read, err_write = os.pipe2(os.O_CLOEXEC)
-            os.dup2(out_write, 1)
-            os.dup2(err_write, 2)
-            os.close(out_write)
-            os.close(err_write)
             if options.interactive:
                 in_read, supervised.stdin_write = os.pipe2(os.O_CLOEXEC)
-                os.dup2(in_read, 0)
-                os.close(in_read)
+            else:
+                in_read = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            ends = [in_read, out_write, err_write]
+            stdio = (in_read, out_write, err_write)
         try:
             record = self.runtime.create(supervised.id, bundle, console_socket=console_path,
-                                         start_now=True)
+                                         start_now=True, stdio=stdio)
         except BaseException:
             for fd in (out_read, err_read, supervised.stdin_write):
                 if fd >= 0:
@@ -617,10 +617,8 @@ class MonitorService:
                     os.close(folder_fd)
             raise
         finally:
-            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-            for target in (0, 1, 2):
-                os.dup2(null, target)
-            os.close(null)
+            for fd in ends:
+                os.close(fd)
         if listener is not None:
             import socket
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from tsubo.engine.paths import EngineState
     from tsubo.network.models import Endpoint, Network
@@ -190,6 +191,49 @@ class NetworkManager:
         for endpoint in self.store.forget_container(container_id):
             self.store.forget("link", endpoint.host_ifname)
         self.store.forget("netns", netns_name)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """Docker's ``network inspect`` record of *ref*, with its containers."""
+        from tsubo.errors import TsuboError
+
+        network = self.get(ref)
+        containers = {}
+        for endpoint in self.store.network_endpoints(network.id):
+            try:
+                container_name = self.engine.db.get_container(endpoint.container_id).name
+            except TsuboError:
+                container_name = ""
+            containers[endpoint.container_id] = {
+                "Name": container_name, "Interface": endpoint.ifname,
+                "HostInterface": endpoint.host_ifname, "MacAddress": endpoint.mac,
+                "IPv4Address": f"{endpoint.address}/{endpoint.prefix_len}"}
+        return {
+            "Name": network.name, "Id": network.id, "Created": network.created_at,
+            "Driver": network.driver, "Internal": network.internal,
+            "IPAM": {"Config": [{"Subnet": network.subnet, "Gateway": network.gateway,
+                                 **({"IPRange": network.ip_range} if network.ip_range
+                                    else {})}]},
+            "Options": {"bridge": network.bridge_name, "mtu": network.mtu},
+            "Labels": network.labels, "Containers": containers,
+        }
+
+    def prune(self) -> list[Network]:
+        """Remove every network no container is on; the removed ones."""
+        removed = []
+        for network in self.store.list_networks():
+            if not self.store.network_endpoints(network.id):
+                removed.append(self.remove(network.id))
+        return removed
+
+    def reload(self) -> int:
+        """Write every network's firewall rules again, e.g. after a host firewall flush;
+        how many networks there are."""
+        from tsubo.network import firewall
+
+        networks = self.store.list_networks()
+        if networks:
+            firewall.reload(networks)
+        return len(networks)
 
     def networks_of(self, container_id: str) -> list[tuple[Endpoint, Network]]:
         return [(endpoint, self.store.get_network(endpoint.network_id))

@@ -21,6 +21,7 @@ from tsubo.state.names import volume_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 #: Docker's minimum --memory (daemon/daemon_unix.go linuxMinMemory)
@@ -99,7 +100,7 @@ def parse_memory(text: str) -> int:
     """``--memory``: a size of at least 6 MiB (Docker's minimum)."""
     size = parse_size(text, "--memory")
     if size < MIN_MEMORY:
-        raise _bad("--memory", text, "the minimum memory limit is 6m")
+        raise _bad("--memory", text, "Minimum memory limit allowed is 6MB")
     return size
 
 
@@ -723,3 +724,218 @@ class RunOptions:
 
     def __repr__(self) -> str:
         return f"RunOptions(image={self.image!r}, rootfs={self.rootfs!r}, command={self.command})"
+
+
+# --- the one builder: flags (CLI) or keyword arguments (API) -> RunOptions -----------------
+
+#: the options ``create``/``run`` take, by their canonical key (the CLI flag's name with
+#: ``_`` for ``-``), with the API's plural spellings as aliases
+RUN_OPTION_KEYS = frozenset((
+    "image", "rootfs", "command", "entrypoint", "env", "env_file", "workdir", "user",
+    "hostname", "read_only", "tty", "interactive", "tmpfs", "volume", "memory",
+    "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
+    "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "network",
+    "ip", "mac_address", "rm",
+))
+_ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
+            "networks": "network", "remove": "rm", "env_files": "env_file",
+            "security_opts": "security_opt"}
+_FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm"))
+
+
+def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) -> RunOptions:
+    """The one way to turn what ``create``/``run`` were asked for into validated
+    :class:`RunOptions`, for the CLI (its flags: lists of texts, texts, booleans) and the
+    Python API (keyword arguments: the same, or the natural Python types: ``memory=64 <<
+    20``, ``env={"A": "1"}``, ``cpus=0.5``), with Docker's rules and messages. Both faces
+    give the same error for the same bad input. Relative paths (``--rootfs``, a ``-v ./x``
+    source, ``--env-file``, ``seccomp=profile.json``) are resolved against *cwd* (the
+    caller's working directory, by default this process's) here, before anything reaches
+    the monitor, which runs elsewhere."""
+    base = os.getcwd() if cwd is None else cwd
+    values: dict[str, object] = {}
+    for key, value in given.items():
+        canonical = _ALIASES.get(key, key)
+        if canonical not in RUN_OPTION_KEYS:
+            raise InvalidArgument("create container", key, detail="unknown option")
+        values[canonical] = value
+    run = RunOptions()
+    run.rootfs = _path(_text(values, "rootfs"), base)
+    run.image = _text(values, "image")
+    if not run.rootfs and not run.image:
+        raise InvalidArgument("run", "", detail="requires an image or --rootfs DIR",
+                              hint="tsubo run [OPTIONS] IMAGE [COMMAND] [ARG...]")
+    run.command = _words(values, "command")
+    if "entrypoint" in values and values["entrypoint"] is not None:
+        entrypoint = values["entrypoint"]
+        run.entrypoint = ([entrypoint] if entrypoint else []) if isinstance(entrypoint, str) \
+            else _words(values, "entrypoint")
+    env: list[str] = []
+    for path in _texts(values, "env_file"):
+        env += parse_env_file(_path(path, base))
+    run.env = env + parse_env(_env_entries(values.get("env")))
+    run.workdir = _text(values, "workdir")
+    run.user = _text(values, "user")
+    run.hostname = _text(values, "hostname")
+    for key in _FLAGS - {"rm"}:
+        setattr(run, key, _flag(values, key))
+    run.remove = _flag(values, "rm")
+    run.tmpfs = [parse_tmpfs(text) for text in _mapping_texts(values, "tmpfs", ":")]
+    run.volumes = [parse_volume(_relative_source(text, base))
+                   for text in _texts(values, "volume")]
+    _resources(run, values)
+    run.ulimits = [parse_ulimit(text) for text in _texts(values, "ulimit")]
+    run.cap_add = [parse_capability(name) for name in _texts(values, "cap_add")]
+    run.cap_drop = [parse_capability(name) for name in _texts(values, "cap_drop")]
+    for text in _texts(values, "security_opt"):
+        key, value = parse_security_opt(text)
+        if key == "no-new-privileges":
+            run.no_new_privileges = value == "true"
+        elif key == "seccomp":
+            run.seccomp = value if value == "unconfined" else _path(value, base)
+    run.restart = parse_restart(_text(values, "restart") or "no")
+    if _text(values, "stop_signal"):
+        run.stop_signal = parse_signal_name(_text(values, "stop_signal"))
+    if values.get("stop_timeout") not in (None, ""):
+        run.stop_timeout = _integer(values["stop_timeout"], "--stop-timeout")
+    run.labels = parse_labels(_mapping_texts(values, "label", "="))
+    _networks(run, values)
+    if run.remove and run.restart.name != "no":
+        raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
+    return run
+
+
+def _resources(run: RunOptions, values: dict[str, object]) -> None:
+    memory = values.get("memory")
+    if memory not in (None, ""):
+        run.memory = _at_least_minimum(memory) if isinstance(memory, int) \
+            and not isinstance(memory, bool) else parse_memory(_text(values, "memory"))
+    swap = values.get("memory_swap")
+    if swap not in (None, ""):
+        run.memory_swap = parse_memory_swap(str(swap), run.memory)
+    cpus = values.get("cpus")
+    if cpus not in (None, ""):
+        if isinstance(cpus, bool) or not isinstance(cpus, (str, int, float)):
+            raise _wrong_type("cpus", "a number of CPUs (e.g. 0.5, or \"1.5\")")
+        run.cpus = parse_cpus(str(cpus))
+    if values.get("cpu_shares") not in (None, ""):
+        run.cpu_shares = parse_cpu_shares(_number_text(values["cpu_shares"], "cpu_shares"))
+    if values.get("pids_limit") not in (None, ""):
+        run.pids_limit = parse_pids_limit(_number_text(values["pids_limit"], "pids_limit"))
+
+
+def _networks(run: RunOptions, values: dict[str, object]) -> None:
+    networks = _texts(values, "network") or ["none"]
+    if any(name in ("none", "host") or name.startswith("container:") for name in networks):
+        if len(networks) > 1:
+            raise InvalidArgument("parse --network", ",".join(networks),
+                                  detail="none, host and container:NAME cannot be combined "
+                                  "with networks")
+        run.network = networks[0]
+    else:
+        run.network = "bridge"
+        run.networks = networks
+    run.ip = _text(values, "ip")
+    run.mac_address = _text(values, "mac_address")
+    if (run.ip or run.mac_address) and run.network != "bridge":
+        raise InvalidArgument("parse --ip", run.ip or run.mac_address,
+                              detail="--ip and --mac-address need a network (--network NAME)")
+
+
+def _at_least_minimum(size: int) -> int:
+    if size < MIN_MEMORY:
+        raise _bad("--memory", str(size), "Minimum memory limit allowed is 6MB")
+    return size
+
+
+def _flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _wrong_type(key: str, expected: str) -> InvalidArgument:
+    return InvalidArgument("create container", _flag_name(key), detail=f"expected {expected}")
+
+
+def _text(values: dict[str, object], key: str) -> str:
+    value = values.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _wrong_type(key, "a string")
+    return str(value)
+
+
+def _flag(values: dict[str, object], key: str) -> bool:
+    value = values.get(key, False)
+    if not isinstance(value, bool):
+        raise _wrong_type(key, "True or False")
+    return value
+
+
+def _integer(value: object, flag: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if isinstance(value, str) and (_is_digits(text.lstrip("-")) and text.count("-") <= 1
+                                   and not text.endswith("-")):
+        return int(text)
+    raise _bad(flag, str(value), "expected an integer")
+
+
+def _number_text(value: object, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _wrong_type(key, "a whole number")
+    return str(value)
+
+
+def _words(values: dict[str, object], key: str) -> list[str]:
+    value = values.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(word, str) for word in value):
+        raise _wrong_type(key, "a list of strings")
+    return list(value)
+
+
+def _texts(values: dict[str, object], key: str) -> list[str]:
+    """A repeatable flag: a list of strings (one string is one item)."""
+    value = values.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise _wrong_type(key, "a list of strings")
+    return list(value)
+
+
+def _mapping_texts(values: dict[str, object], key: str, separator: str) -> list[str]:
+    """A repeatable KEY<sep>VALUE flag: a list of texts, or a dict (``labels={"a": "1"}``)."""
+    value = values.get(key)
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise _wrong_type(key, "a dict of strings to strings")
+        return [f"{k}{separator}{v}" if v or separator == "=" else k for k, v in value.items()]
+    return _texts(values, key)
+
+
+def _env_entries(value: object) -> list[str]:
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise _wrong_type("env", "a dict of strings to strings, or a list of KEY=VALUE")
+        return [f"{k}={v}" for k, v in value.items()]
+    return _texts({"env": value}, "env")
+
+
+def _path(path: str, base: str) -> str:
+    return os.path.normpath(os.path.join(base, path)) if path else ""
+
+
+def _relative_source(text: str, base: str) -> str:
+    """``-v ./data:/data``: a source starting with ``.`` is a host directory relative to the
+    caller's working directory (Docker 23+); anything else is left to :func:`parse_volume`."""
+    source, colon, rest = text.partition(":")
+    if colon and (source == "." or source.startswith(("./", "../")) or source == ".."):
+        return f"{os.path.normpath(os.path.join(base, source))}:{rest}"
+    return text

@@ -13,6 +13,8 @@ from tsubo.errors import NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from tsubo.engine.paths import EnginePaths, EngineState
 
 
@@ -47,3 +49,15 @@ def remove_volume(engine: EngineState, name: str) -> None:
     engine.db.get_volume(name, "remove volume")
     engine.db.delete_volume(name)
     remove_volume_files(engine.paths, name)
+
+
+def inspect_volume(engine: EngineState, name: str) -> dict[str, Any]:
+    """Docker's ``volume inspect`` record of *name*."""
+    from tsubo import jsonwire
+
+    volume = engine.db.get_volume(name, "inspect volume")
+    return {"Name": volume.name, "Driver": "local",
+            "Mountpoint": f"{engine.paths.volume_dir(name)}/_data",
+            "CreatedAt": volume.created_at,
+            "Labels": jsonwire.loads(volume.labels, f"labels of volume {name}"),
+            "Scope": "local"}

@@ -61,9 +61,12 @@ class Runtime:
     def create(self, container_id: str, bundle: str, *, pid_file: str = "",
                console_socket: str = "", no_pivot: bool = False,
                preserve_fds: int = 0, new_keyring: bool = True,
-               start_now: bool = False) -> ContainerRecord:
+               start_now: bool = False, stdio: tuple[int, int, int] | None = None
+               ) -> ContainerRecord:
         """Set the container up and leave its init waiting on the exec fifo; with
-        *start_now* (``run``), start it right away through the handshake instead."""
+        *start_now* (``run``), start it right away through the handshake instead. The
+        container's stdin, stdout and stderr are *stdio* (default: ours); nothing here
+        touches the calling process's own fds, so threads may create containers at once."""
         from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
         from tsubo.kernel.cgroups.plan import plan_resources
         from tsubo.oci.runtime_spec import parse_spec
@@ -108,6 +111,7 @@ class Runtime:
             context = SetupContext(-1, -1, cgroup, fifo_fd, console_socket, preserve_fds)
             context.start_by_handshake = start_now
             context.seccomp_cache = self.store.seccomp_cache
+            context.stdio = stdio
             if new_keyring:
                 context.keyring = f"_ses.{container_id}"
             spawned = spawn(plan, context, container_id,
@@ -368,8 +372,13 @@ class Runtime:
     # --- exec -----------------------------------------------------------------------------
 
     def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
-             pid_file: str = "", console_socket: str = "", preserve_fds: int = 0) -> ExitInfo:
-        """Run another process in the container's namespaces and cgroup."""
+             pid_file: str = "", console_socket: str = "", preserve_fds: int = 0,
+             stdio: tuple[int, int, int] | None = None,
+             forward_signals: bool = True) -> ExitInfo:
+        """Run another process in the container's namespaces and cgroup, with *stdio* as
+        its stdin, stdout and stderr (default: ours). While we wait for it, signals to us
+        are forwarded to it, unless *forward_signals* is False (a library call, perhaps in
+        a thread other than the main one, where no handler may be installed)."""
         from tsubo.runtime.exec import exec_in_container
 
         record = self.store.load(container_id)
@@ -377,16 +386,17 @@ class Runtime:
                            status_rules.current_status(self.store, record))
         pid = exec_in_container(record, _cgroup_of(record), process,
                                 console_socket=console_socket, preserve_fds=preserve_fds,
-                                seccomp_cache=self.store.seccomp_cache)
+                                seccomp_cache=self.store.seccomp_cache, stdio=stdio)
         if pid_file:
             _write_pid_file(pid_file, pid)
         if detach:
             return ExitInfo(0, False)
-        forwarder = _SignalForwarder(pid)
+        forwarder = _SignalForwarder(pid) if forward_signals else None
         try:
             wait_status = _wait_child(pid)
         finally:
-            forwarder.restore()
+            if forwarder is not None:
+                forwarder.restore()
         code = os.waitstatus_to_exitcode(wait_status)
         return ExitInfo(128 - code if code < 0 else code, False)
 

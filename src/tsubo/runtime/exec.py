@@ -60,8 +60,10 @@ def container_namespaces(pid: int, spec: Any) -> list[tuple[str, str]]:
 
 def exec_in_container(record: ContainerRecord, cgroup: Cgroup, process: dict[str, Any], *,
                       console_socket: str = "", preserve_fds: int = 0,
-                      seccomp_cache: str = "") -> int:
-    """Start *process* in the container; returns its host pid once it is about to exec."""
+                      seccomp_cache: str = "", stdio: tuple[int, int, int] | None = None
+                      ) -> int:
+    """Start *process* in the container; returns its host pid once it is about to exec.
+    Its stdin, stdout and stderr are *stdio* (default: ours)."""
     from tsubo.runtime import init
     from tsubo.runtime.spawn import spawn
 
@@ -70,6 +72,7 @@ def exec_in_container(record: ContainerRecord, cgroup: Cgroup, process: dict[str
         raise InvalidArgument("exec", record.id, detail="a terminal needs --console-socket")
     context = init.SetupContext(-1, -1, cgroup, -1, console_socket, preserve_fds)
     context.seccomp_cache = seccomp_cache
+    context.stdio = stdio
     spawned = spawn(plan, context, record.id,  # type: ignore[arg-type]
                     lambda pid: "", child_main=init.run_exec_init)
     return spawned.pid

@@ -55,7 +55,7 @@ class SetupContext:
 
     __slots__ = ("cgroup", "child_to_parent", "console", "console_socket", "fifo_fd", "keyring",
                  "parent_to_child", "preserve_fds", "seccomp_cache", "seccomp_filter",
-                 "start_by_handshake", "state_json")
+                 "start_by_handshake", "state_json", "stdio")
 
     def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
                  fifo_fd: int, console_socket: str, preserve_fds: int) -> None:
@@ -77,6 +77,9 @@ class SetupContext:
         self.console: ConsoleSocket | None = None
         #: name of the new session keyring to join ("" keeps the caller's: --no-new-keyring)
         self.keyring = ""
+        #: the fds to give the container as its stdin, stdout and stderr (None: the
+        #: caller's own 0/1/2); set in the forked intermediate, never in the caller
+        self.stdio: tuple[int, int, int] | None = None
 
 
 def run_intermediate(plan: LaunchPlan, context: SetupContext,
@@ -87,6 +90,8 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
         # Never dumpable: a process in the container must not reach our /proc/PID/exe, the
         # host's Python interpreter (CVE-2019-5736).
         syscalls.prctl(PR_SET_DUMPABLE, 0)
+        if context.stdio is not None:
+            take_stdio(context.stdio)
         if context.cgroup is not None:
             context.cgroup.join_self()
         join_namespaces(plan.join_namespaces)
@@ -261,6 +266,15 @@ def load_host_code(plan: LaunchPlan, context: SetupContext) -> None:
         from tsubo.kernel.console import ConsoleSocket
 
         context.console = ConsoleSocket(context.console_socket)
+
+
+def take_stdio(stdio: tuple[int, int, int]) -> None:
+    """Make *stdio* this process's fds 0, 1 and 2 (through copies first, so a source that is
+    itself 0, 1 or 2 is not overwritten before it is used)."""
+    copies = [os.dup(fd) for fd in stdio]
+    for target, copy in enumerate(copies):
+        os.dup2(copy, target)
+        os.close(copy)
 
 
 def close_inherited_fds(context: SetupContext) -> set[int]:
