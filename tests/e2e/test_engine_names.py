@@ -11,6 +11,7 @@ teardown and leak checks).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -69,10 +70,16 @@ def test_dash_v_forms_never_reach_abs(engine_cli: EngineCLI, tmp_path: Path) -> 
     data = _abs_with_data(engine_cli)
 
     # NAME:/dst with a name that is not one: refused before anything is made
-    for source in ("abs/", "./abs", "abs/.", "x/../abs"):
+    for source in ("abs/", "abs/.", "x/../abs"):
         proc = engine_cli.run_fg(["true"], "--rm", "-v", f"{source}:/dst")
         assert (proc.returncode, proc.stdout) == (EXIT_ENGINE, ""), source
         assert f'"{source}" {INVALID_CHARS}' in one_line(proc.stderr)
+    # ./abs:/dst is the caller's directory ./abs (Docker 23+, issue 9), never the volume:
+    # here it does not exist, so the run fails naming it
+    proc = engine_cli("run", "--rm", "-v", "./abs:/dst", "--rootfs", str(engine_cli.rootfs),
+                      "true")
+    assert (proc.returncode, proc.stdout) == (EXIT_ENGINE, "")
+    assert f"bind mount {os.getcwd()}/abs" in one_line(proc.stderr)
     assert engine_cli.ids() == []
 
     # /abs:/dst stays a bind mount of the host's /abs: here it does not exist, so the run

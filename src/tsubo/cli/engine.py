@@ -65,11 +65,11 @@ _CREATE_OPTIONS = (
     Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
+    Option("rm", FLAG, "remove the container when it exits"),
 )
 _RUN_OPTIONS = (
     *_CREATE_OPTIONS,
     Option("detach,d", FLAG, "run in the background and print the container ID"),
-    Option("rm", FLAG, "remove the container when it exits"),
 )
 
 

@@ -283,7 +283,7 @@ class Keeper:
 
         for pid, status in reap_children():
             if pid == self.monitor_pid:
-                self._monitor_gone()
+                self._monitor_gone(status)
                 continue
             for container_id, kept in self.kept.items():
                 if kept.pid == pid:
@@ -292,9 +292,14 @@ class Keeper:
                         send(self.link, [EXIT, container_id, str(status)])
                     break
 
-    def _monitor_gone(self) -> None:
+    def _monitor_gone(self, wait_status: int) -> None:
         self._from_monitor()  # what it said before it died (a BYE, its last KEEPs)
         self._close_link()
+        if not self.said_bye:
+            code = os.waitstatus_to_exitcode(wait_status)
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            record_crash(self.paths, RuntimeError(f"the monitor (pid {self.monitor_pid}) "
+                                                  f"ended unexpectedly: {how}"), "keeper")
         self.monitor_pid = 0
         if _now() - self.monitor_started < _YOUNG_SECONDS:
             self.respawn_delay = min(max(self.respawn_delay * 2, 0.1), _RESPAWN_DELAY_MAX)

@@ -259,13 +259,14 @@ def read_logs(path: str, *, tail: int | None = None, since: float | None = None,
             os.close(fd)
 
 
-def follow_logs(path: str, *, is_running: Callable[[], bool], poll_interval: float = 0.1,
+def follow_logs(path: str, *, is_running: Callable[[], bool], poll_interval: float = 1.0,
                 tail: int | None = None, since: float | None = None,
                 until: float | None = None, timestamps: bool = False,
                 streams: tuple[str, ...] = STREAMS) -> Generator[tuple[str, bytes], None, None]:
-    """What :func:`read_logs` yields, then the lines appended later, polling every
-    *poll_interval* seconds; ends once ``is_running()`` is False and all is read (a
-    missing file is waited for while it is True). *tail* limits only the lines already
+    """What :func:`read_logs` yields, then the lines appended later, as they are written
+    (an inotify watch on the log's folder wakes us; ``is_running()`` is asked again at
+    least every *poll_interval* seconds); ends once ``is_running()`` is False and all is
+    read (a missing file is waited for while it is True). *tail* limits only the lines already
     there; the filters apply throughout. ``close()`` the generator to stop early.
 
     Rotation is noticed as ``path`` naming another inode: the old file is read to its end
@@ -275,7 +276,10 @@ def follow_logs(path: str, *, is_running: Callable[[], bool], poll_interval: flo
     is noticed as the size dropping below our offset; polling cannot notice a truncation
     followed, within one interval, by more output than was there before.
     """
+    from tsubo.kernel.watch import FolderWatch
+
     selector = _Selector(since, until, timestamps, streams)
+    watch = FolderWatch(os.path.dirname(path) or ".")
     files = _open_files(path)
     current = -1  # the newest file, being followed
     position = 0  # where its unread lines start
@@ -328,8 +332,9 @@ def follow_logs(path: str, *, is_running: Callable[[], bool], poll_interval: flo
                 continue
             if not running:
                 return
-            time.sleep(poll_interval)
+            watch.wait(poll_interval)
     finally:
+        watch.close()
         if current >= 0:
             os.close(current)
 

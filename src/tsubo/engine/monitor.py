@@ -33,6 +33,7 @@ container to wait for (``WAIT``); or the adoption of containers whose monitor di
 
 from __future__ import annotations
 
+import collections
 import os
 
 from tsubo.engine import attach, status
@@ -41,7 +42,7 @@ from tsubo.engine.background import SOCKET_NAME, close_fds_except, record_crash
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import select
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from tsubo.engine.core import EngineCore
@@ -77,6 +78,7 @@ def run_monitor(paths: EnginePaths, ready_fd: int, keeper_fd: int, adopting: boo
 def _preload() -> None:
     """Import everything starting a container needs, once, while the first client is busy
     creating its container."""
+    import concurrent.futures  # noqa: F401 - the start workers
     import ctypes  # noqa: F401 - the seccomp filter loader
     import fcntl  # noqa: F401
     import select  # noqa: F401
@@ -142,6 +144,13 @@ class MonitorService:
         self.readers: dict[int, attach.FrameReader] = {}
         self.pidfds: dict[int, Supervised] = {}
         self.waiting: dict[int, Supervised] = {}  # clients of `wait` and `stop`
+        #: starts in worker threads (``_submit``): the pool, the finished jobs and the pipe
+        #: that tells the loop about them, how many are in flight, which containers
+        self.workers: Any = None
+        self.done: collections.deque[_StartJob] = collections.deque()
+        self.done_read = self.done_write = -1
+        self.jobs = 0
+        self.starting: set[str] = set()
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
@@ -195,7 +204,7 @@ class MonitorService:
                 self._guard("handling an event", self._dispatch, fd)
             self._guard("reaping", self._reap_children)
             self._guard("running timers", self._run_timers)
-            if self.containers or self.pending:
+            if self.containers or self.pending or self.jobs:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= _IDLE_EXIT_SECONDS and self._close_if_idle():
                 return 0
@@ -246,7 +255,7 @@ class MonitorService:
         deadlines = [s.restart_at for s in self.containers.values() if s.restart_at]
         deadlines += [s.exited_at + _DRAIN_SECONDS for s in self.containers.values()
                       if s.exit_code is not None and s.streams]
-        if not self.containers and not self.pending:
+        if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
         if not deadlines:
             return -1
@@ -298,6 +307,8 @@ class MonitorService:
             self._from_keeper()
         elif fd in self.pidfds:
             self._adopted_exited(self.pidfds[fd], None)
+        elif fd == self.done_read:
+            self._finish_jobs()
         elif fd in self.waiting:
             if not _read(fd):  # a waiter says nothing: this is its going away
                 self._drop_waiter(self.waiting[fd], fd)
@@ -356,30 +367,24 @@ class MonitorService:
 
     def _create_and_start(self, payload: bytes, client_fd: int,
                           reader: attach.FrameReader) -> None:
-        """``run``: the client sent its options; create the container here (this process
-        has SQLite and the engine code loaded already), then start it."""
+        """``run``: the client sent its options; a worker creates the container (this
+        process has SQLite and the engine code loaded already) and starts it."""
         from tsubo import jsonwire
         from tsubo.engine.options import RunOptions
         from tsubo.errors import TsuboError
 
         try:
             request = jsonwire.loads(payload)
-            assert isinstance(request, dict)
+            if not isinstance(request, dict):
+                raise TsuboError("create container", "", detail="malformed request")
             options = RunOptions.from_json(request["options"])
-            # born "starting" and ours: if we die half-way, our successor knows it for
-            # a failed start (and removes it, for --rm)
-            row = self.engine.create(options, name=request.get("name"), owner=self.me)
         except TsuboError as error:
             _send_quietly(client_fd, attach.error_frame(error))
             self._forget(client_fd)
             return
-        except Exception as error:
-            record_crash(self.paths, error, "creating a container")
-            _send_quietly(client_fd, attach.error_frame(
-                TsuboError("create container", "", detail=str(error))))
-            self._forget(client_fd)
-            return
-        self._start(row.id, client_fd, reader)
+        name = request.get("name")
+        self._submit(_StartJob(client_fd, reader, "", options, name if isinstance(name, str)
+                               else None))
 
     def _forget(self, fd: int) -> None:
         try:
@@ -478,8 +483,9 @@ class MonitorService:
     # --- starting -----------------------------------------------------------------------------
 
     def _start(self, container_id: str, client_fd: int, reader: attach.FrameReader) -> None:
+        """``start``: a worker mounts and starts the container."""
         from tsubo.engine.options import RunOptions
-        from tsubo.errors import NotFound, TsuboError
+        from tsubo.errors import NotFound
 
         try:
             row = self.db.get_container(container_id)
@@ -487,63 +493,157 @@ class MonitorService:
             _send_quietly(client_fd, attach.error_frame(error))
             self._forget(client_fd)
             return
-        supervised = self.containers.get(container_id)
-        if supervised is None:
-            supervised = Supervised(container_id, RunOptions.from_json_text(row.options))
-            self.containers[container_id] = supervised
-        supervised.clients.append(client_fd)
-        self.by_fd[client_fd] = supervised
-        self.readers[client_fd] = reader
-        self.poller.register(client_fd, 1)
-        try:
-            self._launch(supervised, row)
-        except TsuboError as error:
-            self._start_failed(supervised, error)
-        except Exception as error:
-            record_crash(self.paths, error, f"starting container {container_id}")
-            self._start_failed(supervised, TsuboError("start container", container_id,
-                                                      detail=str(error)))
+        options = self.containers[container_id].options if container_id in self.containers \
+            else RunOptions.from_json_text(row.options)
+        self._submit(_StartJob(client_fd, reader, container_id, options, None))
 
-    def _launch(self, supervised: Supervised, row: ContainerRow) -> None:
-        """Mount, create + start through the runtime, register the streams."""
+    # --- starting, off the loop -----------------------------------------------------------------
+    #
+    # Creating a container's row, mounting its root and attaching it to its networks stay on
+    # the loop (one SQLite connection, used by one thread: a few milliseconds). The runtime's
+    # fork chain (tens of milliseconds, mostly waiting on its children) runs in a worker
+    # thread, so the loop keeps relaying every other container's output meanwhile. A worker
+    # touches no monitor state and no database: what it started comes back to the loop
+    # through a wake-up pipe, and the loop registers it.
+
+    def _submit(self, job: _StartJob) -> None:
+        """Start *job*; the loop hears of the outcome through ``done_read``, never at once
+        (the caller may be walking the containers)."""
+        if self.workers is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.workers = ThreadPoolExecutor(max_workers=_START_WORKERS,
+                                              thread_name_prefix="tsubo-start")
+            self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.poller.register(self.done_read, 1)
+        self.jobs += 1
+        self._prepare(job)
+        if job.error is not None:
+            self._job_done(job)
+            return
+        self.starting.add(job.container_id)
+        self.workers.submit(self._spawn, job)
+
+    def _spawn(self, job: _StartJob) -> None:
+        """In a worker: the runtime's create + start; the outcome is left on *job*."""
+        from tsubo.engine.storage import ContainerFiles
+
+        try:
+            files = ContainerFiles(self.paths.container_dir(job.container_id))
+            job.started = _spawn_container(self.runtime, self.paths, job.container_id,
+                                           job.options, files.bundle)
+        except Exception as error:
+            job.error = error
+        finally:
+            self._job_done(job)
+
+    def _job_done(self, job: _StartJob) -> None:
+        """Hand a finished start to the loop (from any thread)."""
+        self.done.append(job)
+        try:
+            os.write(self.done_write, b"x")
+        except OSError:
+            pass  # the pipe is full: the loop has wake-ups enough
+
+    def _prepare(self, job: _StartJob) -> None:
+        """On the loop: create the container (``run``), mount it and attach it to its
+        networks; an error is left on *job*."""
+        from tsubo.engine.storage import ContainerFiles
+        from tsubo.image.snapshots import mount_root
+
+        try:
+            if not job.container_id:
+                # born "starting" and ours: if we die half-way, our successor knows it for
+                # a failed start (and removes it, for --rm)
+                job.row = self.engine.create(job.options, name=job.name, owner=self.me)
+                job.container_id = job.row.id
+            else:
+                job.row = self.db.get_container(job.container_id)
+            self.db.update_container(job.container_id, monitor_pid=self.me[0],
+                                     monitor_start_time=self.me[1])
+            files = ContainerFiles(self.paths.container_dir(job.container_id))
+            mount_root(files, [job.row.rootfs], volatile=job.options.remove)
+            if job.options.network == "bridge":
+                from tsubo.engine.networks import NetworkManager
+
+                endpoints = NetworkManager(self.engine).attach(
+                    job.container_id, job.row.name, job.options.networks,
+                    requested_ip=job.options.ip, mac_address=job.options.mac_address)
+                job.network_ids = [endpoint.network_id for endpoint in endpoints]
+        except Exception as error:
+            job.error = error
+
+    def _finish_jobs(self) -> None:
+        """The loop's half of each finished start: register the container or its error."""
+        from tsubo.kernel.signals import drain
+
+        drain(self.done_read)
+        while self.done:
+            job = self.done.popleft()
+            self.jobs -= 1
+            self.starting.discard(job.container_id)
+            self._guard(f"starting container {job.container_id or '(new)'}",
+                        self._started, job)
+        self._reap_children()  # an init that exited before we knew its pid
+
+    def _started(self, job: _StartJob) -> None:
+        from tsubo.errors import TsuboError
+
+        if job.error is not None and job.row is None:  # `run`: nothing was created
+            error = job.error if isinstance(job.error, TsuboError) else \
+                TsuboError("create container", "", detail=str(job.error))
+            if not isinstance(job.error, TsuboError):
+                record_crash(self.paths, job.error, "creating a container")
+            if job.client_fd >= 0:
+                _send_quietly(job.client_fd, attach.error_frame(error))
+                self._forget(job.client_fd)
+            return
+        supervised = self.containers.get(job.container_id)
+        if supervised is None:
+            supervised = Supervised(job.container_id, job.options)
+            self.containers[job.container_id] = supervised
+        if job.client_fd >= 0:
+            supervised.clients.append(job.client_fd)
+            self.by_fd[job.client_fd] = supervised
+            self.readers[job.client_fd] = job.reader
+            self.poller.register(job.client_fd, 1)
+        if job.error is not None:
+            if job.network_ids:  # attached, then the runtime failed
+                self._detach(supervised)
+            error = job.error if isinstance(job.error, TsuboError) else \
+                TsuboError("start container", job.container_id, detail=str(job.error))
+            if not isinstance(job.error, TsuboError):
+                record_crash(self.paths, job.error, f"starting container {job.container_id}")
+            self._start_failed(supervised, error)
+            return
+        assert job.started is not None and job.row is not None
+        for network_id in job.network_ids:
+            self._serve_dns(network_id)
+        self._register(supervised, job.row, job.started)
+
+    def _register(self, supervised: Supervised, row: ContainerRow, started: _Started) -> None:
+        """A container the runtime has started: its streams, its log, its row."""
         from tsubo.engine.logs import LogWriter
         from tsubo.engine.storage import ContainerFiles
         from tsubo.errors import NotFound, TsuboError
-        from tsubo.image.snapshots import mount_root
         from tsubo.state.clock import now_rfc3339
 
-        files = ContainerFiles(self.paths.container_dir(supervised.id))
-        self.db.update_container(supervised.id, monitor_pid=self.me[0],
-                                 monitor_start_time=self.me[1])
-        mount_root(files, [row.rootfs], volatile=supervised.options.remove)
-        options = supervised.options
-        if options.network == "bridge":
-            from tsubo.engine.networks import NetworkManager
-
-            endpoints = NetworkManager(self.engine).attach(
-                supervised.id, row.name, options.networks, requested_ip=options.ip,
-                mac_address=options.mac_address)
-            for endpoint in endpoints:
-                self._serve_dns(endpoint.network_id)
-        try:
-            pid, out_read, err_read = self._create(supervised, files.bundle)
-        except BaseException:
-            self._detach(supervised)
-            raise
-        supervised.pid = pid
+        supervised.pid = started.pid
         supervised.exit_code = None
         supervised.exit_error = ""
-        supervised.streams = {out_read: ("stdout", attach.STDOUT)}
-        if err_read >= 0:
-            supervised.streams[err_read] = ("stderr", attach.STDERR)
+        supervised.stdin_write = started.stdin_write
+        supervised.console_master = started.console_master
+        supervised.streams = {started.out_read: ("stdout", attach.STDOUT)}
+        if started.err_read >= 0:
+            supervised.streams[started.err_read] = ("stderr", attach.STDERR)
         for fd in supervised.streams:
             self.by_fd[fd] = supervised
             self.poller.register(fd, 1)
-        self.by_pid[pid] = supervised
+        self.by_pid[started.pid] = supervised
         self._keep(supervised)
-        supervised.log = LogWriter(files.log)
+        supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(supervised.id)).log)
         try:
-            self.db.update_container(supervised.id, state=status.RUNNING, pid=pid,
+            self.db.update_container(supervised.id, state=status.RUNNING, pid=started.pid,
                                      started_at=now_rfc3339(), exit_code=None,
                                      finished_at=None, oom_killed=0, error="")
         except NotFound:
@@ -554,7 +654,7 @@ class MonitorService:
                 "start container", row.name, detail="the container was removed meanwhile")))
             return
         self._broadcast(supervised, attach.encode(attach.STARTED,
-                                                  f"{pid} {supervised.id}".encode()))
+                                                  f"{started.pid} {supervised.id}".encode()))
 
     def _keep(self, supervised: Supervised) -> None:
         """Tell the keeper what to hold for this container (replacing what it held)."""
@@ -564,74 +664,6 @@ class MonitorService:
             names, fds = supervised.stdio_fds()
             keeper.send(self.keeper, [keeper.KEEP, supervised.id, str(supervised.pid),
                                       keeper.names_field(names)], fds)
-
-    def _create(self, supervised: Supervised, bundle: str) -> tuple[int, int, int]:
-        """The runtime's create + start with our pipes (or a pty) as the container's stdio;
-        (init pid, stdout fd, stderr fd or -1)."""
-        options = supervised.options
-        console_path = ""
-        listener = None
-        folder_fd = -1
-        out_read = err_read = -1
-        if options.tty:
-            import socket
-
-            run_dir = self.paths.container_run_dir(supervised.id)
-            os.makedirs(run_dir, mode=0o700, exist_ok=True)
-            console_path = f"{run_dir}/console.sock"
-            if os.path.exists(console_path):
-                os.unlink(console_path)
-            from tsubo.engine.paths import socket_address
-
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address, folder_fd = socket_address(console_path)
-            listener.bind(address)
-            os.chmod(console_path, 0o600)
-            listener.listen(1)
-            # The runtime connects in this process: the short address stays valid while
-            # folder_fd is open (closed below, once the pty has arrived).
-            console_path = address
-        stdio: tuple[int, int, int] | None = None
-        ends: list[int] = []  # the container's ends of its pipes: closed once it has them
-        if listener is None:
-            out_read, out_write = os.pipe2(os.O_CLOEXEC)
-            err_read, err_write = os.pipe2(os.O_CLOEXEC)
-            if options.interactive:
-                in_read, supervised.stdin_write = os.pipe2(os.O_CLOEXEC)
-            else:
-                in_read = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            ends = [in_read, out_write, err_write]
-            stdio = (in_read, out_write, err_write)
-        try:
-            record = self.runtime.create(supervised.id, bundle, console_socket=console_path,
-                                         start_now=True, stdio=stdio)
-        except BaseException:
-            for fd in (out_read, err_read, supervised.stdin_write):
-                if fd >= 0:
-                    os.close(fd)
-            supervised.stdin_write = -1
-            if listener is not None:
-                listener.close()
-                os.unlink(console_path)
-                if folder_fd >= 0:
-                    os.close(folder_fd)
-            raise
-        finally:
-            for fd in ends:
-                os.close(fd)
-        if listener is not None:
-            import socket
-
-            connection, _ = listener.accept()
-            _, fds, _, _ = socket.recv_fds(connection, 1024, 1)
-            connection.close()
-            listener.close()
-            os.unlink(console_path)
-            if folder_fd >= 0:
-                os.close(folder_fd)
-            supervised.console_master = fds[0]
-            out_read = fds[0]
-        return record.pid, out_read, err_read
 
     def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
         from tsubo.state.clock import now_rfc3339
@@ -714,11 +746,15 @@ class MonitorService:
     # --- exits --------------------------------------------------------------------------------
 
     def _reap_children(self) -> None:
+        """Reap the inits that exited. While a worker is starting a container, only our
+        known inits are reaped: a wait for any child could take the runtime's own
+        intermediate process from under the worker."""
         import time
 
         from tsubo.kernel.procfs import reap_children
 
-        for pid, wait_status in reap_children():
+        for pid, wait_status in (reap_children() if not self.jobs
+                                 else _reap_known(list(self.by_pid))):
             supervised = self.by_pid.pop(pid, None)
             if supervised is None:
                 continue  # an intermediate or hook process of the runtime
@@ -797,7 +833,7 @@ class MonitorService:
                             supervised)
 
     def _restart(self, supervised: Supervised) -> None:
-        from tsubo.errors import NotFound, TsuboError
+        from tsubo.errors import NotFound
 
         try:
             row = self.db.get_container(supervised.id)
@@ -810,14 +846,8 @@ class MonitorService:
                                          state=status.EXITED)
             self._finish(supervised)  # stopped, or being removed (rm -f claimed it)
             return
-        try:
-            self._launch(supervised, row)
-        except TsuboError as error:
-            self._start_failed(supervised, error)
-        except Exception as error:
-            record_crash(self.paths, error, f"restarting container {supervised.id}")
-            self._start_failed(supervised, TsuboError("restart container", supervised.id,
-                                                      detail=str(error)))
+        self._submit(_StartJob(-1, attach.FrameReader(), supervised.id, supervised.options,
+                               None))
 
     def _detach(self, supervised: Supervised) -> None:
         """Off its networks: netns pin (and with it the veths), leases, endpoints."""
@@ -990,8 +1020,8 @@ class MonitorService:
         from tsubo.kernel.procfs import is_alive
 
         for row in self.db.list_containers(True):
-            if row.state not in status.MONITORED or \
-                    row.id in self.containers:
+            if row.state not in status.MONITORED or row.id in self.containers or \
+                    row.id in self.starting:
                 continue
             if row.monitor_pid and (row.monitor_pid, row.monitor_start_time) != self.me and \
                     is_alive(row.monitor_pid, row.monitor_start_time):
@@ -1051,6 +1081,112 @@ class MonitorService:
         return pidfd
 
 
+#: how many containers are created and started at once, off the loop
+_START_WORKERS = 2
+
+
+class _StartJob:
+    """A container to create (``run``: no ID yet) or start, handed to a worker thread; the
+    worker fills in the row, what it started, or the error."""
+
+    __slots__ = ("client_fd", "container_id", "error", "name", "network_ids", "options",
+                 "reader", "row", "started")
+
+    def __init__(self, client_fd: int, reader: attach.FrameReader, container_id: str,
+                 options: RunOptions, name: str | None) -> None:
+        self.client_fd = client_fd
+        self.reader = reader
+        self.container_id = container_id
+        self.options = options
+        self.name = name
+        self.row: ContainerRow | None = None
+        self.network_ids: list[str] = []
+        self.started: _Started | None = None
+        self.error: Exception | None = None
+
+
+class _Started:
+    """A container's init as the runtime started it, with our ends of its stdio."""
+
+    __slots__ = ("console_master", "err_read", "out_read", "pid", "stdin_write")
+
+    def __init__(self, pid: int, out_read: int, err_read: int, stdin_write: int,
+                 console_master: int) -> None:
+        self.pid = pid
+        self.out_read = out_read
+        self.err_read = err_read
+        self.stdin_write = stdin_write
+        self.console_master = console_master
+
+
+def _spawn_container(runtime: Runtime, paths: EnginePaths, container_id: str,
+                     options: RunOptions, bundle: str) -> _Started:
+    """The runtime's create + start (in a worker thread) with new pipes (or a pty) as the
+    container's stdio; what the loop needs to serve it."""
+    stdin_write = -1
+    console_path = ""
+    listener = None
+    folder_fd = -1
+    out_read = err_read = -1
+    if options.tty:
+        import socket
+
+        run_dir = paths.container_run_dir(container_id)
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+        console_path = f"{run_dir}/console.sock"
+        if os.path.exists(console_path):
+            os.unlink(console_path)
+        from tsubo.engine.paths import socket_address
+
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address, folder_fd = socket_address(console_path)
+        listener.bind(address)
+        os.chmod(console_path, 0o600)
+        listener.listen(1)
+        # The runtime connects in this process: the short address stays valid while
+        # folder_fd is open (closed below, once the pty has arrived).
+        console_path = address
+    stdio: tuple[int, int, int] | None = None
+    ends: list[int] = []  # the container's ends of its pipes: closed once it has them
+    if listener is None:
+        out_read, out_write = os.pipe2(os.O_CLOEXEC)
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        if options.interactive:
+            in_read, stdin_write = os.pipe2(os.O_CLOEXEC)
+        else:
+            in_read = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        ends = [in_read, out_write, err_write]
+        stdio = (in_read, out_write, err_write)
+    try:
+        record = runtime.create(container_id, bundle, console_socket=console_path,
+                                       start_now=True, stdio=stdio)
+    except BaseException:
+        for fd in (out_read, err_read, stdin_write):
+            if fd >= 0:
+                os.close(fd)
+        if listener is not None:
+            listener.close()
+            os.unlink(console_path)
+            if folder_fd >= 0:
+                os.close(folder_fd)
+        raise
+    finally:
+        for fd in ends:
+            os.close(fd)
+    if listener is not None:
+        import socket
+
+        connection, _ = listener.accept()
+        _, fds, _, _ = socket.recv_fds(connection, 1024, 1)
+        connection.close()
+        listener.close()
+        os.unlink(console_path)
+        if folder_fd >= 0:
+            os.close(folder_fd)
+        return _Started(record.pid, fds[0], -1, -1, fds[0])
+    return _Started(record.pid, out_read, err_read, stdin_write, -1)
+
+
 def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> bool:
     policy = options.restart
     if row.stopped_by_user or options.remove:
@@ -1060,6 +1196,17 @@ def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> b
     if policy.name == "on-failure" and exit_code != 0:
         return policy.max_retries == 0 or row.restart_count < policy.max_retries
     return False
+
+
+def _reap_known(pids: list[int]) -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of those of *pids* that have exited."""
+    for pid in pids:
+        try:
+            reaped, wait_status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if reaped:
+            yield reaped, wait_status
 
 
 def _send_datagram(sock: Any, packet: bytes, address: Any) -> None:

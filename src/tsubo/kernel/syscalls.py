@@ -162,3 +162,17 @@ def write_own_memory(address: int, data: bytes) -> None:
 
 
 _memcpy = _function("memcpy")
+
+
+_inotify_init1 = _function("inotify_init1")
+_inotify_add_watch = _function("inotify_add_watch")
+
+
+def inotify_init1(flags: int) -> int:
+    """inotify_init1(2): a new inotify fd."""
+    return _check(_inotify_init1(flags))
+
+
+def inotify_add_watch(fd: int, path: str, mask: int) -> int:
+    """inotify_add_watch(2): watch *path* for the events in *mask*; the watch descriptor."""
+    return _check(_inotify_add_watch(fd, os.fsencode(path), _Long(mask)))
