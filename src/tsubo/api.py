@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from tsubo.image.store import Image, ImageStore
     from tsubo.kernel.signals import parse_signal, signal_name
     from tsubo.network.models import Endpoint, Network
+    from tsubo.network.ports import PublishedPort, port_lines, ports_column
     from tsubo.oci.default_spec import default_spec
     from tsubo.runtime.container import Runtime, read_caller_file
     from tsubo.runtime.exec import process_from_flags
@@ -69,6 +70,7 @@ _REEXPORTS = {
     "LoadedImage": ("tsubo.image.archive", "LoadedImage"),
     "Network": ("tsubo.network.models", "Network"),
     "PruneResult": ("tsubo.engine.diskusage", "PruneResult"),
+    "PublishedPort": ("tsubo.network.ports", "PublishedPort"),
     "PullResult": ("tsubo.image.pull", "PullResult"),
     "PushResult": ("tsubo.image.push", "PushResult"),
     "Reference": ("tsubo.image.reference", "Reference"),
@@ -85,6 +87,8 @@ _REEXPORTS = {
     "parse_reference": ("tsubo.image.reference", "parse_reference"),
     "parse_signal": ("tsubo.kernel.signals", "parse_signal"),
     "parse_since": ("tsubo.engine.logs", "parse_since"),
+    "port_lines": ("tsubo.network.ports", "port_lines"),
+    "ports_column": ("tsubo.network.ports", "ports_column"),
     "process_from_flags": ("tsubo.runtime.exec", "process_from_flags"),
     "read_caller_file": ("tsubo.runtime.container", "read_caller_file"),
     "signal_name": ("tsubo.kernel.signals", "signal_name"),
@@ -211,6 +215,11 @@ class Container:
 
     def inspect(self) -> dict[str, Any]:
         return self._engine.inspect_container(self.id)
+
+    @property
+    def ports(self) -> list[PublishedPort]:
+        """The host ports published to it while it runs (``docker port``)."""
+        return self._engine.published_ports(self.id).get(self.id, [])
 
     def __enter__(self) -> Container:
         return self
@@ -354,6 +363,14 @@ class Engine:
 
     def containers(self, *, all: bool = False) -> list[Container]:
         return [Container(self, row.id) for row in self.core.containers(all_states=all)]
+
+    def published_ports(self, ref: str | None = None) -> dict[str, list[PublishedPort]]:
+        """Published host ports by container ID (of the container *ref* if given); a
+        container has some only while it runs."""
+        from tsubo.engine.networks import NetworkManager
+
+        container_id = None if ref is None else self.core.db.resolve_container(ref).id
+        return NetworkManager(self.core).published(container_id)
 
     def container_records(self, *, all: bool = False) -> list[ContainerRecord]:
         """The rows ``ps`` lists (refreshed)."""
@@ -575,16 +592,19 @@ def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, A
 
 __all__ = [
     "AttachClient", "Container", "ContainerRecord", "DiskUsage", "Endpoint", "Engine",
-    "ExecResult", "Image", "LoadedImage", "Network", "PruneResult", "PullResult",
-    "PushResult", "Reference", "RunOptions", "Runtime", "VolumeRecord", "build_run_options",
+    "ExecResult", "Image", "LoadedImage", "Network", "PruneResult", "PublishedPort",
+    "PullResult", "PushResult", "Reference", "RunOptions", "Runtime", "VolumeRecord",
+    "build_run_options",
     "default_spec", "destination_reference", "features", "iter_loaded_lines", "layer_sizes",
     "normalise_key", "now_rfc3339", "parse_platform", "parse_reference", "parse_signal",
-    "parse_since", "process_from_flags", "read_caller_file", "signal_name",
+    "parse_since", "port_lines", "ports_column", "process_from_flags", "read_caller_file",
+    "signal_name",
 ]
 
 # names used only in type annotations above (kept visible to type checkers)
 if TYPE_CHECKING:
     _TYPES = (Callable, EngineCommands, default_spec, destination_reference, features,
               iter_loaded_lines, layer_sizes, normalise_key, now_rfc3339, parse_platform,
+              port_lines, ports_column,
               parse_reference, parse_signal, parse_since, process_from_flags,
               read_caller_file, signal_name, Endpoint, Reference, Runtime)

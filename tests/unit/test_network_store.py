@@ -252,7 +252,7 @@ def test_ledger_refusals(store):
         store.record("mount", "/x", cid(1))
     with pytest.raises(ValueError, match="unknown ledger kind"):
         store.ledger_entries("route")
-    assert LEDGER_KINDS == ("link", "netns", "nft-chain")
+    assert LEDGER_KINDS == ("link", "netns", "nft-chain", "port")
 
 
 def test_ledger_record_is_committed_at_once(store, db):

@@ -65,6 +65,9 @@ _CREATE_OPTIONS = (
     Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
+    Option("publish,p", LIST, "publish a port: [IP:][HOSTPORT[-END]:]PORT[-END][/PROTO]"),
+    Option("publish-all,P", FLAG, "publish every exposed port on an ephemeral host port"),
+    Option("expose", LIST, "expose a port or range: PORT[-END][/PROTO]"),
     Option("rm", FLAG, "remove the container when it exits"),
 )
 _RUN_OPTIONS = (
@@ -255,16 +258,35 @@ def _inspect(engine: Engine, parsed: Parsed) -> int:
 
 
 def _ps(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.api import ports_column
     from tsubo.cli.render import container_table, filter_rows, format_rows
 
     rows = engine.container_records(all=parsed.flag("all") or bool(parsed.texts("filter")))
     rows = filter_rows(rows, parsed.texts("filter"), all_states=parsed.flag("all"))
     if parsed.flag("quiet"):
         _print("".join(f"{row.id[:12]}\n" for row in rows), end="")
-    elif parsed.text("format"):
-        _print(format_rows(rows, parsed.text("format")), end="")
+        return 0
+    ports = {cid: ports_column(found) for cid, found in engine.published_ports().items()}
+    if parsed.text("format"):
+        _print(format_rows(rows, parsed.text("format"), ports), end="")
     else:
-        _print(container_table(rows))
+        _print(container_table(rows, ports))
+    return 0
+
+
+def _port(engine: Engine, parsed: Parsed) -> int:
+    """``port CONTAINER [PORT[/PROTO]]``: its published ports (Docker's lines)."""
+    from tsubo.api import port_lines
+
+    if not parsed.positional or len(parsed.positional) > 2:
+        raise InvalidArgument("port", " ".join(parsed.positional),
+                              detail="requires CONTAINER [PORT[/PROTO]]")
+    ref, wanted = parsed.positional[0], (parsed.positional[1:] or [""])[0]
+    lines = port_lines(engine.container(ref).ports, wanted)
+    if wanted and not lines:
+        raise InvalidArgument("port", wanted, detail=f"no public port '{wanted}' published "
+                              f"for {ref}")
+    _print("".join(f"{line}\n" for line in lines), end="")
     return 0
 
 
@@ -424,6 +446,8 @@ COMMANDS: dict[str, Command] = {
                             Option("user,u", VALUE, "user (name|uid[:group|gid])")),
                     "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
                     "run a command in a running container"),
+    "port": Command(_port, (), "port CONTAINER [PORT[/PROTO]]",
+                    "list a container's published ports"),
     "inspect": Command(_inspect, (), "inspect CONTAINER|IMAGE...",
                        "show containers (else images) as JSON"),
     "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),

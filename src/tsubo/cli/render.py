@@ -57,7 +57,7 @@ def status_text(row: ContainerRow, now: float) -> str:
     return row.state.capitalize()
 
 
-def _fields(row: ContainerRow, now: float) -> dict[str, str]:
+def _fields(row: ContainerRow, now: float, ports: str = "") -> dict[str, str]:
     from tsubo import jsonwire
 
     options = jsonwire.loads(row.options)
@@ -69,15 +69,16 @@ def _fields(row: ContainerRow, now: float) -> dict[str, str]:
         "Command": command,
         "CreatedAt": row.created_at, "RunningFor": f"{human_duration(now - created)} ago",
         "Status": status_text(row, now), "State": row.state, "Names": row.name,
-        "Ports": "", "Labels": row.labels,
+        "Ports": ports, "Labels": row.labels,
     }
 
 
-def container_table(rows: list[ContainerRow]) -> str:
+def container_table(rows: list[ContainerRow], ports: dict[str, str] | None = None) -> str:
+    """``ps``'s table; PORTS: the published ports' column text by container ID."""
     now = time.time()
     table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for row in rows:
-        fields = _fields(row, now)
+        fields = _fields(row, now, (ports or {}).get(row.id, ""))
         command = fields["Command"]
         command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
         table.append([fields["ID"], fields["Image"][:30], command, fields["RunningFor"],
@@ -87,10 +88,11 @@ def container_table(rows: list[ContainerRow]) -> str:
                                 zip(line, widths, strict=True)).rstrip() for line in table)
 
 
-def format_rows(rows: list[ContainerRow], template: str) -> str:
+def format_rows(rows: list[ContainerRow], template: str,
+                ports: dict[str, str] | None = None) -> str:
     now = time.time()
-    return format_records([_fields(row, now) for row in rows], template,
-                          lambda: container_table(rows))
+    return format_records([_fields(row, now, (ports or {}).get(row.id, "")) for row in rows],
+                          template, lambda: container_table(rows, ports))
 
 
 def format_records(records: list[dict[str, str]], template: str,

@@ -111,6 +111,10 @@ class EngineCore:
         else:
             raise InvalidArgument("create container", "", detail="no image or --rootfs given")
         _apply_image_defaults(options, image_config or {})
+        if options.publish:  # a fixed host port in use: refused before anything is made
+            from tsubo.engine.networks import NetworkManager
+
+            NetworkManager(self).check_ports(options.publish, name or "")
         container_id = names.new_container_id()
         if name is not None:
             name = container_name(name)  # the one normalisation: "/web" is "web"
@@ -359,8 +363,12 @@ class EngineCore:
                 bridge.delete_netns(entry.name)
             elif entry.kind == "link":
                 bridge.apply_endpoint_detach(bridge.plan_endpoint_detach(entry.name))
-            store.forget(entry.kind, entry.name)
-            done.append(f"removed {entry.kind} {entry.name}")
+            elif entry.kind == "nft-chain":  # a container's published ports
+                from tsubo.engine.networks import unpublish
+
+                unpublish(store, entry.owner)
+            if store.forget(entry.kind, entry.name) or entry.kind == "nft-chain":
+                done.append(f"removed {entry.kind} {entry.name}")
         for container_id in list(rows):
             if container_id not in live and store.container_endpoints(container_id):
                 store.forget_container(container_id)
@@ -429,14 +437,24 @@ class EngineCore:
 
 
 def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> None:
-    """What the image config decides unless the user did: the stop signal, and an
-    anonymous volume for each ``Volumes`` path no ``-v`` covers (as Docker)."""
+    """What the image config decides unless the user did: the stop signal, an anonymous
+    volume for each ``Volumes`` path no ``-v`` covers (as Docker), and for ``-P`` an
+    ephemeral published port for each exposed port no ``-p`` names."""
     from tsubo.engine.options import VolumeSpec, parse_signal_name
 
     if not options.stop_signal:
         declared = image_config.get("StopSignal")
         options.stop_signal = parse_signal_name(declared) if isinstance(declared, str) \
             and declared else "SIGTERM"
+    if options.publish_all:  # -P: every exposed port (--expose, the image's EXPOSE)
+        from tsubo.network.ports import parse_expose, publish_all
+
+        exposed = [pair for text in options.expose for pair in parse_expose(text)]
+        declared_ports = image_config.get("ExposedPorts")
+        if isinstance(declared_ports, dict):
+            exposed += [pair for key in declared_ports if isinstance(key, str)
+                        for pair in parse_expose(key, "EXPOSE")]
+        options.publish = publish_all(options.publish, exposed)
     declared_volumes = image_config.get("Volumes")
     if isinstance(declared_volumes, dict):
         taken = {os.path.normpath(volume.destination) for volume in options.volumes}

@@ -8,6 +8,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EngineState
     from tsubo.state.db import ContainerRow
 
@@ -75,10 +76,26 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
         },
         "Mounts": [m for m in config.get("mounts", []) if m.get("type") == "bind"
                    and not str(m.get("destination", "")).startswith("/etc/")],
+        "NetworkSettings": _network_settings(engine, row, options, image),
         "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": row.rootfs,
                                                    "UpperDir": f"{files.directory}/upper",
                                                    "MergedDir": files.merged}},
     }
+
+
+def _network_settings(engine: EngineState, row: ContainerRow, options: RunOptions,
+                      image: dict[str, Any]) -> dict[str, Any]:
+    """``NetworkSettings.Ports``: every exposed or published container port, with its host
+    bindings while the container runs (null when it has none), as Docker prints it."""
+    from tsubo.engine.networks import NetworkManager
+    from tsubo.network.ports import parse_expose, ports_map
+
+    exposed = [pair for text in options.expose for pair in parse_expose(text)]
+    exposed += [pair for key in _dict(image.get("ExposedPorts")) if isinstance(key, str)
+                for pair in parse_expose(key, "EXPOSE")]
+    exposed += [(spec.container_port, spec.protocol) for spec in options.publish]
+    published = NetworkManager(engine).published(row.id).get(row.id, [])
+    return {"Ports": ports_map(published, exposed)}
 
 
 def _dict(value: object) -> dict[str, Any]:

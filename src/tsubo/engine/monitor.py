@@ -566,10 +566,13 @@ class MonitorService:
             if job.options.network == "bridge":
                 from tsubo.engine.networks import NetworkManager
 
-                endpoints = NetworkManager(self.engine).attach(
+                manager = NetworkManager(self.engine)
+                endpoints = manager.attach(
                     job.container_id, job.row.name, job.options.networks,
                     requested_ip=job.options.ip, mac_address=job.options.mac_address)
                 job.network_ids = [endpoint.network_id for endpoint in endpoints]
+                if job.options.publish:  # undone with the attach if anything fails
+                    manager.publish(job.container_id, job.row.name, job.options.publish)
         except Exception as error:
             job.error = error
 

@@ -10,17 +10,27 @@ at any step leaves only objects that ``tsubo system gc`` can find by name from t
 
 A container's network namespace is pinned at ``/run/netns/<container name>``, so the seed's
 habit ``ip netns exec container1 ...`` works on tsubo containers.
+
+Published ports (``-p``): :meth:`NetworkManager.check_ports` refuses a fixed host port held
+by a running container or a listening host process before a container is created;
+:meth:`NetworkManager.publish` claims the ports in the ledger (one transaction: of two
+containers asking for one port at once exactly one wins) and writes the container's DNAT
+chain in one nft transaction when it starts; :func:`unpublish` takes both away when it
+stops (and ``system gc`` after a crash).
 """
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from tsubo.engine.paths import EngineState
     from tsubo.network.models import Endpoint, Network
+    from tsubo.network.ports import PortSpec, PublishedPort
     from tsubo.network.store import NetworkStore
 
 DEFAULT_NETWORK = "bridge"
@@ -226,18 +236,194 @@ class NetworkManager:
         return removed
 
     def reload(self) -> int:
-        """Write every network's firewall rules again, e.g. after a host firewall flush;
-        how many networks there are."""
+        """Write every network's firewall rules again (and the published ports of running
+        containers), e.g. after a host firewall flush; how many networks there are."""
         from tsubo.network import firewall
 
         networks = self.store.list_networks()
         if networks:
-            firewall.reload(networks)
+            firewall.reload(networks, publications=self._publications())
         return len(networks)
+
+    # --- published ports --------------------------------------------------------------------
+
+    def check_ports(self, specs: Sequence[PortSpec], name: str = "") -> None:
+        """Refuse, before anything is made, a fixed host port that a running container or
+        a host process holds (AlreadyExists naming it), and IPv6 host addresses."""
+        from tsubo.network import ports
+
+        for spec in specs:
+            if ":" in spec.host_ip:
+                from tsubo.errors import Unsupported
+
+                raise Unsupported("publish port", f"[{spec.host_ip}]:{spec.host_start}",
+                                  detail="tsubo's networks are IPv4 only: publish on an "
+                                  "IPv4 address (or all of them)")
+        fixed = [spec for spec in specs if not spec.ephemeral]
+        if not fixed:
+            return
+        claims = [(ports.PublishedPort.from_ledger_name(port_name), owner)
+                  for owner, names in self.store.published_ports().items()
+                  for port_name in names]
+
+        def holder_of(protocol: str, ip: str, port: int) -> str | None:
+            for published, owner in claims:
+                if published.overlaps(protocol, ip, port) and self._is_live(owner):
+                    return owner
+            return None
+
+        self._choose(fixed, holder_of, name)
+
+    def publish(self, container_id: str, name: str, specs: Sequence[PortSpec]
+                ) -> list[PublishedPort]:
+        """Claim host ports for SPECS and forward them to the container's first address
+        (one nft transaction). A claim left by a container that no longer runs (a crash
+        before gc) is taken over. Undone on failure."""
+        from tsubo.network import firewall
+        from tsubo.network.ports import PublishedPort
+        from tsubo.undo import UndoStack
+
+        endpoints = self.store.container_endpoints(container_id)
+        if not endpoints:
+            from tsubo.errors import WrongState
+
+            raise WrongState("publish ports of", name, detail="the container has no network")
+        endpoint = endpoints[0]
+        network = self.store.get_network(endpoint.network_id)
+        self.check_ports(specs, name)
+        stale: set[str] = set()
+
+        def choose(holder_of: Callable[[str, str, int], str | None]) -> list[str]:
+            def live_holder(protocol: str, ip: str, port: int) -> str | None:
+                owner = holder_of(protocol, ip, port)
+                if owner is not None and not self._is_live(owner):
+                    stale.add(owner)
+                return owner
+            return [port.ledger_name for port in self._choose(specs, live_holder, name)]
+
+        with UndoStack("publish ports of", name) as undo:
+            try:
+                names = self.store.claim_ports(container_id, choose)
+            except Exception:
+                if not stale:
+                    raise
+                for owner in stale:  # gone without its cleanup: take its claims over
+                    unpublish(self.store, owner)
+                names = self.store.claim_ports(container_id, choose)
+            undo.push(lambda: _forget_ports(self.store, names))
+            published = [PublishedPort.from_ledger_name(port_name) for port_name in names]
+            chain = firewall.container_chain_name(container_id)
+            self.store.record("nft-chain", chain, container_id)
+            undo.push(_forgetter(self.store, "nft-chain", chain))
+            firewall.publish(container_id, name, endpoint.address, published,
+                             bridge=network.bridge_name)
+            undo.commit()
+        return published
+
+    def published(self, container_id: str | None = None) -> dict[str, list[PublishedPort]]:
+        """The host ports published, by container (of one container if given)."""
+        from tsubo.network.ports import PublishedPort
+
+        return {owner: [PublishedPort.from_ledger_name(port_name) for port_name in names]
+                for owner, names in self.store.published_ports(container_id).items()}
+
+    def _choose(self, specs: Sequence[PortSpec], holder_of: Callable[[str, str, int],
+                                                                     str | None],
+                name: str) -> list[PublishedPort]:
+        """:func:`tsubo.network.ports.choose` with the host's sockets as holders too;
+        AlreadyExists naming the holder."""
+        from tsubo.errors import AlreadyExists
+        from tsubo.kernel import procfs
+        from tsubo.network import ports
+
+        sockets: dict[str, list[tuple[ports.PublishedPort, int]]] = {}
+
+        def any_holder(protocol: str, ip: str, port: int) -> str | None:
+            owner = holder_of(protocol, ip, port)
+            if owner is not None:
+                return owner
+            if protocol not in sockets:
+                sockets[protocol] = [(ports.PublishedPort(address, number, 0, protocol), inode)
+                                     for address, number, inode in
+                                     procfs.bound_sockets(protocol)]
+            for bound, inode in sockets[protocol]:
+                if bound.overlaps(protocol, ip, port):
+                    return f"socket:{inode}"
+            return None
+
+        try:
+            return ports.choose(specs, any_holder, procfs.local_port_range(),
+                                start=int.from_bytes(os.urandom(2), "big"))
+        except ports.PortTaken as taken:
+            raise AlreadyExists("publish port", name or "container",
+                                detail=taken.message(self._holder_text(taken.holder)),
+                                ) from None
+
+    def _holder_text(self, holder: str) -> str:
+        from tsubo.errors import TsuboError
+        from tsubo.kernel import procfs
+
+        if holder.startswith("socket:"):
+            found = procfs.socket_holder(int(holder[7:]))
+            return f"host process {found[0]} ({found[1]})" if found else "a host socket"
+        if len(holder) == 64:
+            try:
+                return f"container {self.engine.db.get_container(holder).name} " \
+                    f"({holder[:12]})"
+            except TsuboError:
+                return f"container {holder[:12]}"
+        return holder
+
+    def _is_live(self, container_id: str) -> bool:
+        """Whether a claim's owner still runs (a monitor holds it)."""
+        from tsubo.engine import status
+        from tsubo.errors import NotFound
+
+        try:
+            row = self.engine.db.get_container(container_id)
+        except NotFound:
+            return False
+        return row.state in status.MONITORED
+
+    def _publications(self) -> list[Any]:
+        from tsubo.network import firewall
+
+        found = []
+        for owner, published in self.published().items():
+            endpoints = self.store.container_endpoints(owner)
+            if endpoints and self._is_live(owner):
+                found.append(firewall.Publication(
+                    owner, self.engine.db.get_container(owner).name, endpoints[0].address,
+                    published))
+        return found
 
     def networks_of(self, container_id: str) -> list[tuple[Endpoint, Network]]:
         return [(endpoint, self.store.get_network(endpoint.network_id))
                 for endpoint in self.store.container_endpoints(container_id)]
+
+
+def unpublish(store: NetworkStore, container_id: str) -> bool:
+    """Take a container's published ports away (its DNAT chain and map elements: one nft
+    transaction) and forget their claims; False when it had none. Already gone is done."""
+    from tsubo.network import firewall
+    from tsubo.network.ports import PublishedPort
+
+    names = store.published_ports(container_id).get(container_id, [])
+    chain = firewall.container_chain_name(container_id)
+    chains = store.ledger_entries("nft-chain", owner=container_id)
+    if not names and not chains:
+        return False
+    firewall.unpublish(container_id, [PublishedPort.from_ledger_name(n) for n in names])
+    _forget_ports(store, names)
+    store.forget("nft-chain", chain)
+    return True
+
+
+def _forget_ports(store: NetworkStore, names: Sequence[str]) -> None:
+    from tsubo.network.store import PORT_KIND
+
+    for port_name in names:
+        store.forget(PORT_KIND, port_name)
 
 
 def _releaser(store: NetworkStore, network_id: str, address: str) -> Callable[[], object]:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from tsubo.network.ports import PortSpec
+
 #: Docker's minimum --memory (daemon/daemon_unix.go linuxMinMemory)
 MIN_MEMORY = 6 * 1024 * 1024
 
@@ -578,9 +580,9 @@ class RunOptions:
     """
 
     __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "entrypoint", "env",
-                 "hostname", "image", "init", "interactive", "ip", "labels", "mac_address",
-                 "memory", "memory_swap", "network", "networks", "no_new_privileges",
-                 "pids_limit", "read_only",
+                 "expose", "hostname", "image", "init", "interactive", "ip", "labels",
+                 "mac_address", "memory", "memory_swap", "network", "networks", "no_new_privileges",
+                 "pids_limit", "publish", "publish_all", "read_only",
                  "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
                  "tmpfs", "tty", "ulimits", "user", "volumes", "workdir")
 
@@ -620,6 +622,9 @@ class RunOptions:
         ip: str = "",
         mac_address: str = "",
         remove: bool = False,
+        publish: list[PortSpec] | None = None,
+        publish_all: bool = False,
+        expose: list[str] | None = None,
     ) -> None:
         self.image = image
         self.rootfs = rootfs
@@ -656,6 +661,11 @@ class RunOptions:
         self.ip = ip
         self.mac_address = mac_address
         self.remove = remove
+        #: published ports (``-p``; ``-P`` adds the exposed ones at create)
+        self.publish = list(publish or [])
+        self.publish_all = publish_all
+        #: ``--expose``: ``PORT/PROTO`` texts
+        self.expose = list(expose or [])
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what the engine stores in its database)."""
@@ -670,6 +680,8 @@ class RunOptions:
         data["cap_drop"] = list(self.cap_drop)
         data["labels"] = dict(self.labels)
         data["networks"] = list(self.networks)
+        data["publish"] = [spec.to_json() for spec in self.publish]
+        data["expose"] = list(self.expose)
         data["restart"] = {"name": self.restart.name, "max_retries": self.restart.max_retries}
         return data
 
@@ -692,6 +704,10 @@ class RunOptions:
             if "ulimits" in fields:
                 fields["ulimits"] = [(str(n), int(s), int(h)) for n, s, h in
                                      fields["ulimits"] or []]
+            if "publish" in fields:
+                from tsubo.network.ports import PortSpec
+
+                fields["publish"] = [PortSpec.from_json(p) for p in fields["publish"] or []]
             if "restart" in fields:
                 restart = fields["restart"] or {}
                 fields["restart"] = RestartPolicy(str(restart.get("name") or "no"),
@@ -735,12 +751,12 @@ RUN_OPTION_KEYS = frozenset((
     "hostname", "read_only", "tty", "interactive", "tmpfs", "volume", "memory",
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
     "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "network",
-    "ip", "mac_address", "rm",
+    "ip", "mac_address", "rm", "publish", "publish_all", "expose",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
-            "security_opts": "security_opt"}
-_FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm"))
+            "security_opts": "security_opt", "ports": "publish"}
+_FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm", "publish_all"))
 
 
 def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) -> RunOptions:
@@ -800,6 +816,7 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
         run.stop_timeout = _integer(values["stop_timeout"], "--stop-timeout")
     run.labels = parse_labels(_mapping_texts(values, "label", "="))
     _networks(run, values)
+    _ports(run, values)
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
     return run
@@ -840,6 +857,24 @@ def _networks(run: RunOptions, values: dict[str, object]) -> None:
     if (run.ip or run.mac_address) and run.network != "bridge":
         raise InvalidArgument("parse --ip", run.ip or run.mac_address,
                               detail="--ip and --mac-address need a network (--network NAME)")
+
+
+def _ports(run: RunOptions, values: dict[str, object]) -> None:
+    """``-p``, ``-P``, ``--expose`` (``network/ports.py`` has the grammar). Publishing needs
+    a network to forward to: Docker's "conflicting options" otherwise."""
+    from tsubo.network.ports import parse_expose, parse_publish
+
+    for text in _texts(values, "publish"):
+        run.publish += parse_publish(text)
+    for text in _texts(values, "expose"):
+        run.expose += [f"{port}/{protocol}" for port, protocol in parse_expose(text)]
+    if (run.publish or run.publish_all) and run.network != "bridge":
+        flag = "--publish" if run.publish else "--publish-all"
+        raise InvalidArgument(f"parse {flag}", run.network,
+                              detail="conflicting options: port publishing and the "
+                              f"{run.network} network mode",
+                              hint="publish on a network: --network bridge (or a network "
+                              "of yours)")
 
 
 def _at_least_minimum(size: int) -> int:

@@ -35,13 +35,17 @@ def remove_container_files(paths: EnginePaths, db: Database, container_id: str, 
 
 
 def detach_networks(paths: EnginePaths, db: Database, container_id: str) -> None:
-    """Take a container off its networks (netns pin, veths, leases), if it has any."""
+    """Take a container off its networks (published ports, netns pin, veths, leases), if
+    it has any."""
     from tsubo.network.store import NetworkStore
 
     store = NetworkStore(db)
     pinned = [entry.name for entry in store.ledger_entries("netns", owner=container_id)]
     if not pinned and not store.container_endpoints(container_id):
         return
+    from tsubo.engine.networks import unpublish
+
+    unpublish(store, container_id)  # published ports first, while the addresses exist
     from tsubo.network import bridge
 
     for name in pinned:

@@ -156,3 +156,95 @@ def write_sysctl(key: str, value: str, *, operation: str = "write sysctl") -> No
     thread that opens it: write inside :class:`~tsubo.kernel.iproute.InNetns` to reach a
     container's."""
     write("/proc/sys/" + key, value, operation=operation)
+
+
+# --- sockets (published ports: is a host port in use, and by whom) ---------------------------
+
+#: /proc/net/{tcp,udp}* ``st`` values that hold a port: TCP_LISTEN; UDP's unconnected 07
+_HOLDING_STATES = {"tcp": ("0A",), "udp": ("07",)}
+
+
+def _hex_address(text: str) -> str:
+    """``0100007F`` -> ``127.0.0.1``; a 32-digit IPv6 field -> its text (host byte order per
+    32-bit word, as the kernel prints them)."""
+    import socket
+
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 4:
+        return socket.inet_ntop(socket.AF_INET, words)
+    address = socket.inet_ntop(socket.AF_INET6, words)
+    if address.startswith("::ffff:") and "." in address:
+        return address[7:]  # a v4-mapped bind holds the IPv4 address
+    return address
+
+
+def bound_sockets(protocol: str) -> list[tuple[str, int, int]]:
+    """(address, port, inode) of the sockets of this network namespace that hold a
+    *protocol* (``tcp``: listening; ``udp``: bound, unconnected) port, IPv4 and IPv6, from
+    ``/proc/net/PROTO`` and ``PROTO6`` (the reader's network namespace). ``sctp``: the
+    endpoints of ``/proc/net/sctp/eps`` (IPv4 and IPv6 alike, listed by port)."""
+    if protocol == "sctp":
+        return _sctp_endpoints()
+    found = []
+    for path in (f"/proc/net/{protocol}", f"/proc/net/{protocol}6"):
+        try:
+            with open(path, encoding="ascii") as table:
+                lines = table.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] not in _HOLDING_STATES.get(protocol, ()):
+                continue
+            address, _, port = fields[1].partition(":")
+            found.append((_hex_address(address), int(port, 16), int(fields[9])))
+    return found
+
+
+def _sctp_endpoints() -> list[tuple[str, int, int]]:
+    try:
+        with open("/proc/net/sctp/eps", encoding="ascii") as table:
+            lines = table.read().splitlines()[1:]
+    except OSError:
+        return []
+    found = []
+    for line in lines:  # ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS
+        fields = line.split()
+        if len(fields) >= 9:
+            found.append((fields[8] if len(fields) == 9 else "0.0.0.0", int(fields[5]),
+                          int(fields[7])))
+    return found
+
+
+def socket_holder(inode: int, proc: str = "/proc") -> tuple[int, str] | None:
+    """(pid, command name) of a process with socket INODE open; None if none is found.
+    Walks every process's fd table: call it only to name the holder of a conflict."""
+    target = f"socket:[{inode}]"
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"{entry.path}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{entry.path}/fd/{fd}") == target:
+                    with open(f"{entry.path}/comm", encoding="utf-8",
+                              errors="replace") as comm:
+                        return int(entry.name), comm.read().strip()
+            except OSError:
+                continue
+    return None
+
+
+def local_port_range() -> tuple[int, int]:
+    """``net.ipv4.ip_local_port_range`` of this network namespace: where ephemeral published
+    ports are taken from, as Docker does."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as setting:
+            low, high = (int(word) for word in setting.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # the kernel's default
+    return low, high

@@ -142,6 +142,8 @@ if TYPE_CHECKING:
     Command = dict[str, object]
     Batch = dict[str, list[Command]]
 
+    from tsubo.network.ports import PublishedPort
+
 
 FAMILY = "inet"
 TABLE = "tsubo"
@@ -151,11 +153,23 @@ ACCEPT_MARK_COMMENT = "tsubo: accept what table inet tsubo accepted"
 #: before the usual filter chains (0: iptables, inet filter; +10: firewalld)
 FORWARD_PRIORITY = -10
 INPUT_PRIORITY = -10
+PREROUTING_CHAIN = "prerouting"
+OUTPUT_CHAIN = "output"
+POSTROUTING_CHAIN = "postrouting"
+LOCALHOST_CHAIN = "localhost"
 #: the port of the monitor's resolver on each gateway (``network/dns.py``; UDP only)
 DNS_PORT = 53
 NAT_PRIORITY = 100  # srcnat
 DISPATCH_COMMENT = "tsubo"
 COMMENT_MAX = 128  # nft's limit for a comment (NFT_USERDATA_MAXLEN is per attribute)
+
+OPERATOR_CHAIN = "operator"
+PUBLISH_CHAIN = "publish"
+PUBLISHED_MAP = "published"            # proto . port : jump ct-X (published on 0.0.0.0)
+PUBLISHED_ADDR_MAP = "published_addr"  # addr . proto . port : jump ct-X (on one address)
+DNAT_PRIORITY = -100  # dstnat
+RAW_PRIORITY = -300   # raw: before conntrack and NAT
+LOCALHOST = "127.0.0.0/8"
 
 BRIDGES_SET = "bridges"
 FROM_BRIDGE_MAP = "from_bridge"
@@ -220,6 +234,7 @@ _MARK_ACCEPTED: tuple[object, ...] = (
     {"accept": None},
 )
 _DROP = {"drop": None}
+_CT_DNAT = _match({"ct": {"key": "status"}}, "dnat", op="in")
 
 
 def _skeleton() -> list[Command]:
@@ -231,9 +246,11 @@ def _skeleton() -> list[Command]:
         _add("map", _obj(name=FROM_BRIDGE_MAP, type="ifname", map="verdict")),
         _add("map", _obj(name=TO_BRIDGE_MAP, type="ifname", map="verdict")),
         _add("map", _obj(name=TO_HOST_MAP, type="ifname", map="verdict")),
+        _add("chain", _obj(name=OPERATOR_CHAIN)),  # the operator's: never flushed by us
         _add("chain", _obj(name=FORWARD_CHAIN, type="filter", hook="forward",
                            prio=FORWARD_PRIORITY, policy="accept")),
         {"flush": {"chain": _obj(name=FORWARD_CHAIN)}},
+        _rule(FORWARD_CHAIN, DISPATCH_COMMENT, {"jump": {"target": OPERATOR_CHAIN}}),
         _rule(FORWARD_CHAIN, DISPATCH_COMMENT,
               {"vmap": {"key": _meta("iifname"), "data": f"@{FROM_BRIDGE_MAP}"}}),
         _rule(FORWARD_CHAIN, DISPATCH_COMMENT,
@@ -243,6 +260,7 @@ def _skeleton() -> list[Command]:
         {"flush": {"chain": _obj(name=INPUT_CHAIN)}},
         _rule(INPUT_CHAIN, DISPATCH_COMMENT,
               {"vmap": {"key": _meta("iifname"), "data": f"@{TO_HOST_MAP}"}}),
+        *_publish_skeleton(),
     ]
 
 
@@ -321,6 +339,8 @@ def _network_commands(net: FirewallNetwork) -> list[Command]:
     # leaving BR: same bridge (routed, or bridged under br_netfilter: iifname == oifname ==
     # BR), then isolation from the other tsubo bridges, then the way out (or not)
     commands.append(_rule(out_chain, comment, _match(_meta("oifname"), bridge), *_MARK_ACCEPTED))
+    if not net.internal:  # a port another network's container published, and its replies
+        commands.append(_rule(out_chain, comment, _CT_DNAT, *_MARK_ACCEPTED))
     commands.append(_rule(out_chain, comment,
                           _match(_meta("oifname"), f"@{BRIDGES_SET}"), _DROP))
     if net.internal:
@@ -334,13 +354,16 @@ def _network_commands(net: FirewallNetwork) -> list[Command]:
                               _match({"ct": {"key": "state"}}, ["established", "related"],
                                      op="in"), *_MARK_ACCEPTED))
         commands.append(_rule(in_chain, comment,
-                              _match({"ct": {"key": "status"}}, "dnat", op="in"),
-                              *_MARK_ACCEPTED))
+                              _CT_DNAT, *_MARK_ACCEPTED))
     commands.append(_rule(in_chain, comment, _DROP))
 
     if not net.internal and net.subnet:
         commands += [_add("chain", _nat_chain(nat_chain)),
                      {"flush": {"chain": _obj(name=nat_chain)}},
+                     # hairpin: a container reaching its own or a neighbour's published
+                     # port through a host address gets the answer from that address
+                     _rule(nat_chain, comment, _subnet_match(net.subnet),
+                           _match(_meta("oifname"), bridge), _CT_DNAT, {"masquerade": None}),
                      _rule(nat_chain, comment, _subnet_match(net.subnet),
                            _match(_meta("oifname"), bridge, op="!="), {"masquerade": None})]
 
@@ -353,6 +376,153 @@ def _network_commands(net: FirewallNetwork) -> list[Command]:
 
     for name, element in _elements(net, internal=net.internal):
         commands.append(_add("element", _obj(name=name, elem=[element])))
+    return commands
+
+
+# ---------------------------------------------------------------------------------------------
+# published ports (plans, pure)
+
+
+def _publish_skeleton() -> list[Command]:
+    """The base chains and maps of published ports: DNAT of any local destination
+    (prerouting: from other hosts and from containers; output: from the host itself),
+    localhost masquerade, and the drop of 127.0.0.0/8 arriving from anywhere but ``lo``.
+    Base chains are flushed and refilled (constant size); the maps keep their elements."""
+    local_ipv4 = (_match(_meta("nfproto"), "ipv4"),
+                  _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"))
+    lo_net = _match({"payload": {"protocol": "ip", "field": "daddr"}}, _prefix(LOCALHOST))
+    key = {"concat": [_meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]}
+    addr_key = {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, *key["concat"]]}
+    commands: list[Command] = [
+        _add("map", _obj(name=PUBLISHED_MAP, type=["inet_proto", "inet_service"],
+                         map="verdict")),
+        _add("map", _obj(name=PUBLISHED_ADDR_MAP,
+                         type=["ipv4_addr", "inet_proto", "inet_service"], map="verdict")),
+        _add("chain", _obj(name=PUBLISH_CHAIN)),
+        {"flush": {"chain": _obj(name=PUBLISH_CHAIN)}},
+        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
+              {"vmap": {"key": addr_key, "data": f"@{PUBLISHED_ADDR_MAP}"}}),
+        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
+              {"vmap": {"key": key, "data": f"@{PUBLISHED_MAP}"}}),
+    ]
+    for name, hook in ((PREROUTING_CHAIN, "prerouting"), (OUTPUT_CHAIN, "output")):
+        commands += [
+            _add("chain", _obj(name=name, type="nat", hook=hook, prio=DNAT_PRIORITY,
+                               policy="accept")),
+            {"flush": {"chain": _obj(name=name)}},
+            _rule(name, DISPATCH_COMMENT, *local_ipv4, {"jump": {"target": PUBLISH_CHAIN}}),
+        ]
+    commands += [
+        _add("chain", _obj(name=POSTROUTING_CHAIN, type="nat", hook="postrouting",
+                           prio=NAT_PRIORITY, policy="accept")),
+        {"flush": {"chain": _obj(name=POSTROUTING_CHAIN)}},
+        # the host's own 127.0.0.1 client, DNAT'ed onto a bridge: answer to the gateway
+        _rule(POSTROUTING_CHAIN, DISPATCH_COMMENT, _match(_meta("oifname"), f"@{BRIDGES_SET}"),
+              _match({"payload": {"protocol": "ip", "field": "saddr"}}, _prefix(LOCALHOST)),
+              {"masquerade": None}),
+        _add("chain", _obj(name=LOCALHOST_CHAIN, type="filter", hook="prerouting",
+                           prio=RAW_PRIORITY, policy="accept")),
+        {"flush": {"chain": _obj(name=LOCALHOST_CHAIN)}},
+        # 127.0.0.0/8 is the host's own: never from a link (route_localnet is on for our
+        # bridges, so without this a neighbour could reach 127.0.0.1 publishes: moby #45610)
+        _rule(LOCALHOST_CHAIN, DISPATCH_COMMENT, _match(_meta("iifname"), "lo", op="!="),
+              lo_net, _DROP),
+    ]
+    return commands
+
+
+def container_chain_name(container_id: str) -> str:
+    """The chain holding a container's DNAT rules (``ct-ID12``)."""
+    return f"ct-{container_id[:12]}"
+
+
+def container_comment(name: str, container_id: str) -> str:
+    return f"tsubo container {name} {container_id[:12]}"[:COMMENT_MAX]
+
+
+def _port_element(port: PublishedPort, comment: str, chain: str) -> tuple[str, list[object]]:
+    proto_port: list[object] = [port.protocol, port.host_port]
+    if port.is_wildcard:
+        map_name, key = PUBLISHED_MAP, proto_port
+    else:
+        map_name, key = PUBLISHED_ADDR_MAP, [port.host_ip, *proto_port]
+    return map_name, [{"elem": {"val": {"concat": key}, "comment": comment}},
+                      {"jump": {"target": chain}}]
+
+
+def publish_batch(container_id: str, name: str, address: str,
+                  ports: Sequence[PublishedPort]) -> Batch:
+    """One transaction: the table's publishing skeleton, the container's chain (one DNAT
+    rule per port) and one map element per port jumping to it. Its cost does not depend on
+    how many containers publish already (no rule of theirs is read or rewritten)."""
+    return {"nftables": [*_skeleton(), *_container_commands(container_id, name, address,
+                                                            ports)]}
+
+
+def _container_commands(container_id: str, name: str, address: str,
+                        ports: Sequence[PublishedPort]) -> list[Command]:
+    chain = container_chain_name(container_id)
+    comment = container_comment(name, container_id)
+    commands: list[Command] = [_add("chain", _obj(name=chain)),
+                               {"flush": {"chain": _obj(name=chain)}}]
+    for port in ports:
+        matches = [] if port.is_wildcard else [
+            _match({"payload": {"protocol": "ip", "field": "daddr"}}, port.host_ip)]
+        commands.append(_rule(
+            chain, comment, *matches,
+            _match(_meta("l4proto"), port.protocol),
+            _match({"payload": {"protocol": "th", "field": "dport"}}, port.host_port),
+            {"dnat": {"family": "ip", "addr": address, "port": port.container_port}}))
+    for map_name, element in (_port_element(port, comment, chain) for port in ports):
+        commands.append(_add("element", _obj(name=map_name, elem=[element])))
+    return commands
+
+
+def unpublish_batch(container_id: str, ports: Sequence[PublishedPort]) -> Batch:
+    """Delete the container's map elements and chain, present or not (each is added first,
+    with the same verdict, so deleting it cannot fail)."""
+    chain = container_chain_name(container_id)
+    commands: list[Command] = [
+        _add("table", {"family": FAMILY, "name": TABLE}),
+        _add("map", _obj(name=PUBLISHED_MAP, type=["inet_proto", "inet_service"],
+                         map="verdict")),
+        _add("map", _obj(name=PUBLISHED_ADDR_MAP,
+                         type=["ipv4_addr", "inet_proto", "inet_service"], map="verdict")),
+        _add("chain", _obj(name=chain)),
+    ]
+    elements = [_port_element(port, "", chain) for port in ports]
+    for map_name, element in elements:
+        commands.append(_add("element", _obj(name=map_name, elem=[element])))
+    for map_name, element in elements:
+        key = element[0]
+        assert isinstance(key, dict)
+        commands.append({"delete": {"element": _obj(name=map_name,
+                                                    elem=[key["elem"]["val"]])}})
+    commands += [{"flush": {"chain": _obj(name=chain)}}, {"delete": {"chain": _obj(name=chain)}}]
+    return {"nftables": commands}
+
+
+class Publication:
+    """A running container's published ports, as ``reload`` rewrites them."""
+
+    __slots__ = ("address", "container_id", "name", "ports")
+
+    def __init__(self, container_id: str, name: str, address: str,
+                 ports: Sequence[PublishedPort]) -> None:
+        self.container_id = container_id
+        self.name = name
+        self.address = address
+        self.ports = list(ports)
+
+
+def _operator_rules(table: Sequence[dict[str, object]] | None) -> list[Command]:
+    """The operator's rules in our ``operator`` chain (from ``nft -j list table``), to add
+    again after a rebuild: a reload never loses them."""
+    commands: list[Command] = []
+    for item in table or ():
+        rule = item.get("rule")
+        if isinstance(rule, dict) and rule.get("chain") == OPERATOR_CHAIN:
+            commands.append(_add("rule", {k: v for k, v in rule.items() if k != "handle"}))
     return commands
 
 
@@ -369,18 +539,24 @@ def _accept_mark_rules(chains: Iterable[HostChain]) -> list[Command]:
 
 
 def ruleset_for(
-    networks: Iterable[FirewallNetwork], host_chains: Iterable[HostChain] = ()
+    networks: Iterable[FirewallNetwork], host_chains: Iterable[HostChain] = (),
+    publications: Iterable[Publication] = (), operator_rules: Sequence[Command] = (),
 ) -> Batch:
-    """The whole table for NETWORKS, replacing whatever ``inet tsubo`` holds now (``add`` +
-    ``delete`` table first: one transaction), plus the accept-mark rule for each chain of
-    HOST_CHAINS (the ones that lack it; see :func:`survey`)."""
+    """The whole table for NETWORKS and the PUBLICATIONS of running containers, replacing
+    whatever ``inet tsubo`` holds now (``add`` + ``delete`` table first: one transaction),
+    with the operator's rules put back in ``operator``, plus the accept-mark rule for each
+    chain of HOST_CHAINS (the ones that lack it; see :func:`survey`)."""
     commands: list[Command] = [
         _add("table", {"family": FAMILY, "name": TABLE}),
         {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
         *_skeleton(),
+        *operator_rules,
     ]
     for net in networks:
         commands += _network_commands(net)
+    for publication in publications:
+        commands += _container_commands(publication.container_id, publication.name,
+                                        publication.address, publication.ports)
     commands += _accept_mark_rules(host_chains)
     return {"nftables": commands}
 
@@ -534,15 +710,41 @@ def teardown_network(net: FirewallNetwork, *, netns: str | None = None) -> None:
     nftables.apply(teardown_batch(net), netns=netns)
 
 
-def reload(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> None:
-    """Rebuild the table for NETWORKS in one transaction and restore the accept-mark rules,
-    e.g. after ``nft flush ruleset`` or a host firewall restart."""
+def reload(networks: Iterable[FirewallNetwork], *, publications: Iterable[Publication] = (),
+           netns: str | None = None) -> None:
+    """Rebuild the table for NETWORKS and PUBLICATIONS in one transaction (keeping the
+    operator's rules) and restore the accept-mark rules, e.g. after ``nft flush ruleset``
+    or a host firewall restart."""
     host = _survey_host(netns)
     native = [c for c in host if not c.xtables and not c.has_rule]
-    nftables.apply(ruleset_for(networks, native), netns=netns)
+    operator = _operator_rules(nftables.list_table(FAMILY, TABLE, netns=netns))
+    nftables.apply(ruleset_for(networks, native, publications, operator), netns=netns)
     for chain in host:
         if chain.xtables:
             _xtables_ensure(chain, netns)
+
+
+def publish(container_id: str, name: str, address: str, ports: Sequence[PublishedPort], *,
+            bridge: str = "", netns: str | None = None) -> None:
+    """Make PORTS reach ADDRESS (one nft transaction). BRIDGE (the container's first
+    network's) gets ``route_localnet``: the host's own 127.0.0.1 clients are DNAT'ed onto
+    it, and the kernel routes 127.0.0.0/8 to a link only where that is on (the drop in
+    ``localhost`` keeps others from using it)."""
+    if bridge:
+        from tsubo.kernel import procfs
+
+        procfs.write_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1",
+                            operation="enable route_localnet")
+    nftables.apply(publish_batch(container_id, name, address, ports), netns=netns)
+
+
+def unpublish(container_id: str, ports: Sequence[PublishedPort], *,
+              netns: str | None = None) -> None:
+    """Remove the container's DNAT chain and map elements; nothing to do without the
+    table (a flushed ruleset: they are gone already)."""
+    if nftables.list_table(FAMILY, TABLE, netns=netns) is None:
+        return
+    nftables.apply(unpublish_batch(container_id, ports), netns=netns)
 
 
 def remove_all(*, netns: str | None = None) -> None:

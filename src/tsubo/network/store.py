@@ -14,7 +14,9 @@ only code that reads or writes these tables.
   (pins under /run/netns), ``nft-chain`` -- recorded *before* it is created and forgotten
   after it is removed, so gc (and the next command after a crash) removes exactly what is
   ours, never by name pattern alone. A recorded object may not exist (the crash came
-  between record and create): removing it is then a no-op.
+  between record and create): removing it is then a no-op. A published host port is a
+  ``port`` entry: the claim that makes two containers asking for one port at once end with
+  exactly one winner (:meth:`NetworkStore.claim_ports`, one ``BEGIN IMMEDIATE``).
 
 ``network`` sits below ``engine`` in the layers, so this module does not import
 ``tsubo.state.db``: it takes any object with ``connection`` and ``transaction()`` (a
@@ -34,6 +36,7 @@ from tsubo.state.clock import now_rfc3339
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
     from typing import Any, Protocol
 
@@ -47,8 +50,10 @@ if TYPE_CHECKING:
 
 
 #: What the ledger records (``link``: bridges and veths; ``netns``: pins under /run/netns;
-#: ``nft-chain``: chains of the ``inet tsubo`` table).
-LEDGER_KINDS = ("link", "netns", "nft-chain")
+#: ``nft-chain``: chains of the ``inet tsubo`` table; ``port``: a host port a container
+#: publishes, named ``PROTO/HOSTPORT/HOSTIP/CPORT``, see :meth:`NetworkStore.claim_ports`).
+LEDGER_KINDS = ("link", "netns", "nft-chain", "port")
+PORT_KIND = "port"
 #: The holder of the gateway's lease.
 GATEWAY_HOLDER = ""
 
@@ -410,6 +415,47 @@ class NetworkStore:
             f"SELECT kind, name, owner, created_at FROM ledger{where} "
             "ORDER BY created_at, kind, name", params).fetchall()
         return [LedgerEntry(*row) for row in rows]
+
+    def claim_ports(self, owner: str, choose: Callable[[Callable[[str, str, int],
+                                                                str | None]], list[str]],
+                    ) -> list[str]:
+        """Record the host ports *owner* publishes, in one ``BEGIN IMMEDIATE`` transaction
+        with the look-up of the ports others hold: CHOOSE gets ``holder_of(protocol, ip,
+        port)`` (the owner of a claim on that port and address, or a wildcard one, else
+        None) and returns the ledger names to record (``network/ports.py``). Of two
+        concurrent claims on one port, the second sees the first's. What CHOOSE raises
+        leaves nothing recorded. Returns the names recorded."""
+        from tsubo.network.ports import PublishedPort
+
+        with self.transaction() as connection:
+            rows = connection.execute("SELECT name, owner FROM ledger WHERE kind = ?",
+                                      (PORT_KIND,)).fetchall()
+            held = [(PublishedPort.from_ledger_name(name), holder) for name, holder in rows]
+
+            def holder_of(protocol: str, ip: str, port: int) -> str | None:
+                for published, holder in held:
+                    if published.overlaps(protocol, ip, port):
+                        return str(holder)
+                return None
+
+            names = choose(holder_of)
+            now = now_rfc3339()
+            connection.executemany(
+                "INSERT INTO ledger (kind, name, owner, created_at) VALUES (?, ?, ?, ?)",
+                [(PORT_KIND, name, owner, now) for name in names])
+        return names
+
+    def published_ports(self, owner: str | None = None) -> dict[str, list[str]]:
+        """The ``port`` claims (ledger names) by owner, of one *owner* if given."""
+        query = "SELECT owner, name FROM ledger WHERE kind = ?"
+        params: tuple[str, ...] = (PORT_KIND,)
+        if owner is not None:
+            query += " AND owner = ?"
+            params = (PORT_KIND, owner)
+        found: dict[str, list[str]] = {}
+        for holder, name in self._connection.execute(query, params).fetchall():
+            found.setdefault(str(holder), []).append(str(name))
+        return found
 
     def resolve_name(self, network_id: str, name: str) -> str | None:
         """The address, on *network_id*, of the container called *name* (its name, in any
