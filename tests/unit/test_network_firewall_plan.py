@@ -37,6 +37,10 @@ def match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
+#: the skeleton's chains flushed and refilled after forward and input (published ports)
+SKELETON_FLUSHED = ["publish", "prerouting", "output", "postrouting", "localhost"]
+BASE_CHAINS = ("forward", "input", *SKELETON_FLUSHED)
+
 MARK_ACCEPT = [{"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), MARK]}}},
                {"accept": None}]
 
@@ -51,16 +55,20 @@ def test_owner_comment_and_chain_names() -> None:
 
 def test_setup_batch_skeleton_is_exact() -> None:
     batch = firewall.setup_batch(net())
-    head = commands(batch)[:12]
+    head = commands(batch)[:14]
     assert head == [
         {"add": {"table": {"family": "inet", "name": "tsubo"}}},
         {"add": {"set": {**T, "name": "bridges", "type": "ifname"}}},
         {"add": {"map": {**T, "name": "from_bridge", "type": "ifname", "map": "verdict"}}},
         {"add": {"map": {**T, "name": "to_bridge", "type": "ifname", "map": "verdict"}}},
         {"add": {"map": {**T, "name": "to_host", "type": "ifname", "map": "verdict"}}},
+        # the operator's chain: added (never flushed), jumped to before anything we accept
+        {"add": {"chain": {**T, "name": "operator"}}},
         {"add": {"chain": {**T, "name": "forward", "type": "filter", "hook": "forward",
                            "prio": -10, "policy": "accept"}}},
         {"flush": {"chain": {**T, "name": "forward"}}},
+        {"add": {"rule": {**T, "chain": "forward", "comment": "tsubo",
+                          "expr": [{"jump": {"target": "operator"}}]}}},
         {"add": {"rule": {**T, "chain": "forward", "comment": "tsubo",
                           "expr": [{"vmap": {"key": meta("iifname"), "data": "@from_bridge"}}]}}},
         {"add": {"rule": {**T, "chain": "forward", "comment": "tsubo",
@@ -79,6 +87,8 @@ def test_setup_batch_network_rules_are_exact() -> None:
     batch = firewall.setup_batch(n)
     assert rules(batch, out) == [
         [match(meta("oifname"), "tsbweb"), *MARK_ACCEPT],
+        # a port published by another network's container (reached through the host)
+        [match({"ct": {"key": "status"}}, "dnat", "in"), *MARK_ACCEPT],
         [match(meta("oifname"), "@bridges"), {"drop": None}],
         MARK_ACCEPT,
     ]
@@ -87,19 +97,21 @@ def test_setup_batch_network_rules_are_exact() -> None:
         [match({"ct": {"key": "status"}}, "dnat", "in"), *MARK_ACCEPT],
         [{"drop": None}],
     ]
-    assert rules(batch, nat) == [[
-        match({"payload": {"protocol": "ip", "field": "saddr"}},
-              {"prefix": {"addr": "10.88.1.0", "len": 24}}),
-        match(meta("oifname"), "tsbweb", "!="),
-        {"masquerade": None},
-    ]]
+    subnet = match({"payload": {"protocol": "ip", "field": "saddr"}},
+                   {"prefix": {"addr": "10.88.1.0", "len": 24}})
+    assert rules(batch, nat) == [
+        # hairpin: its own or a neighbour's published port through a host address
+        [subnet, match(meta("oifname"), "tsbweb"),
+         match({"ct": {"key": "status"}}, "dnat", "in"), {"masquerade": None}],
+        [subnet, match(meta("oifname"), "tsbweb", "!="), {"masquerade": None}],
+    ]
     nat_chain = [c["add"]["chain"] for c in commands(batch)
                  if "add" in c and c["add"].get("chain", {}).get("name") == nat]
     assert nat_chain == [{**T, "name": nat, "type": "nat", "hook": "postrouting", "prio": 100,
                           "policy": "accept"}]
     # chains are flushed before they are filled: setup is idempotent
     flushed = [c["flush"]["chain"]["name"] for c in commands(batch) if "flush" in c]
-    assert flushed == ["forward", "input", out, into, nat]
+    assert flushed == ["forward", "input", *SKELETON_FLUSHED, out, into, nat]
     # a network that is not internal has no host chain: the host's own policy applies
     assert firewall.host_chain_name(n) not in str(batch)
 
@@ -111,7 +123,7 @@ def test_every_rule_and_element_names_its_owner() -> None:
     for c in commands(batch):
         body = c.get("add", {})
         if "rule" in body:
-            expected = "tsubo" if body["rule"]["chain"] in ("forward", "input") else owner
+            expected = "tsubo" if body["rule"]["chain"] in BASE_CHAINS else owner
             assert body["rule"]["comment"] == expected
     elements = [c["add"]["element"] for c in commands(batch) if "element" in c.get("add", {})]
     assert elements == [
@@ -134,7 +146,10 @@ def test_internal_network_has_no_way_out_and_no_masquerade() -> None:
     ]
     assert rules(batch, into) == [[{"drop": None}]]
     assert rules(batch, nat) == []
-    assert "masquerade" not in str(batch)
+    # the only masquerade is the skeleton's, for the host's own 127.0.0.1 clients
+    assert "masquerade" not in str([c for c in commands(batch)
+                                    if c.get("add", {}).get("rule", {}).get("chain")
+                                    not in BASE_CHAINS])
     assert nat not in str(batch)
 
 
@@ -159,7 +174,8 @@ def test_internal_network_reaches_no_host_address_but_its_resolver() -> None:
     assert {"element": {**T, "name": "to_host", "elem": [[
         {"elem": {"val": "tsbweb", "comment": owner}}, {"jump": {"target": host}}]]}} in added
     flushed = [c["flush"]["chain"]["name"] for c in commands(batch) if "flush" in c]
-    assert flushed == ["forward", "input", *firewall.chain_names(n)[:2], host]
+    assert flushed == ["forward", "input", *SKELETON_FLUSHED, *firewall.chain_names(n)[:2],
+                       host]
     # the whole ruleset (reload) carries the same chain; a normal network beside it none
     other = net(ID2, "db", "10.88.2.0/24", "tsbdb")
     whole = firewall.ruleset_for([n, other])
@@ -191,7 +207,7 @@ def test_two_networks_are_isolated_through_the_shared_bridge_set() -> None:
         out = firewall.chain_names(n)[0]
         # same bridge first, then any other tsubo bridge is dropped, then the way out
         assert rules(batch, out)[0] == [match(meta("oifname"), n.bridge_name), *MARK_ACCEPT]
-        assert rules(batch, out)[1] == [match(meta("oifname"), "@bridges"), {"drop": None}]
+        assert rules(batch, out)[2] == [match(meta("oifname"), "@bridges"), {"drop": None}]
     # the two networks' objects do not overlap: adding one never touches the other
     setup_one = str(firewall.setup_batch(one))
     assert ID2[:12] not in setup_one and "tsbdb" not in setup_one
@@ -263,3 +279,103 @@ def test_accept_mark_rule_goes_to_the_top_of_host_chains() -> None:
     assert firewall.XTABLES_RULE == ("-m", "mark", "--mark", "0x1000000/0x1000000", "-m",
                                      "comment", "--comment", firewall.ACCEPT_MARK_COMMENT,
                                      "-j", "ACCEPT")
+
+
+# --- published ports ----------------------------------------------------------------------
+
+CID = "c3" * 32
+
+
+def published() -> list[Any]:
+    from tsubo.network.ports import PublishedPort
+
+    return [PublishedPort("0.0.0.0", 8080, 80, "tcp"),
+            PublishedPort("127.0.0.1", 5353, 53, "udp")]
+
+
+def test_publish_skeleton_dnats_local_destinations_and_drops_foreign_localhost() -> None:
+    batch = firewall.setup_batch(net())
+    local = [match(meta("nfproto"), "ipv4"),
+             match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
+             {"jump": {"target": "publish"}}]
+    assert rules(batch, "prerouting") == [local]
+    assert rules(batch, "output") == [local]
+    key = [meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
+    assert rules(batch, "publish") == [
+        [{"vmap": {"key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}},
+                                      *key]}, "data": "@published_addr"}}],
+        [{"vmap": {"key": {"concat": key}, "data": "@published"}}],
+    ]
+    loopback = {"prefix": {"addr": "127.0.0.0", "len": 8}}
+    assert rules(batch, "postrouting") == [[
+        match(meta("oifname"), "@bridges"),
+        match({"payload": {"protocol": "ip", "field": "saddr"}}, loopback),
+        {"masquerade": None}]]
+    assert rules(batch, "localhost") == [[
+        match(meta("iifname"), "lo", "!="),
+        match({"payload": {"protocol": "ip", "field": "daddr"}}, loopback), {"drop": None}]]
+    chains = {c["add"]["chain"]["name"]: c["add"]["chain"] for c in commands(batch)
+              if "chain" in c.get("add", {})}
+    assert chains["localhost"]["prio"] == -300 and chains["localhost"]["hook"] == "prerouting"
+    assert chains["prerouting"]["type"] == "nat" and chains["prerouting"]["prio"] == -100
+    assert chains["output"]["hook"] == "output"
+
+
+def test_publish_batch_is_one_chain_and_one_element_per_port() -> None:
+    batch = firewall.publish_batch(CID, "web1", "10.88.1.2", published())
+    chain = firewall.container_chain_name(CID)
+    assert chain == f"ct-{CID[:12]}"
+    assert rules(batch, chain) == [
+        [match(meta("l4proto"), "tcp"),
+         match({"payload": {"protocol": "th", "field": "dport"}}, 8080),
+         {"dnat": {"family": "ip", "addr": "10.88.1.2", "port": 80}}],
+        [match({"payload": {"protocol": "ip", "field": "daddr"}}, "127.0.0.1"),
+         match(meta("l4proto"), "udp"),
+         match({"payload": {"protocol": "th", "field": "dport"}}, 5353),
+         {"dnat": {"family": "ip", "addr": "10.88.1.2", "port": 53}}],
+    ]
+    comment = "tsubo container web1 " + CID[:12]
+    elements = [c["add"]["element"] for c in commands(batch) if "element" in c.get("add", {})]
+    assert elements == [
+        {**T, "name": "published", "elem": [[
+            {"elem": {"val": {"concat": ["tcp", 8080]}, "comment": comment}},
+            {"jump": {"target": chain}}]]},
+        {**T, "name": "published_addr", "elem": [[
+            {"elem": {"val": {"concat": ["127.0.0.1", "udp", 5353]}, "comment": comment}},
+            {"jump": {"target": chain}}]]},
+    ]
+    # nothing of any other container or network is read or rewritten: constant size
+    assert "nw-" not in str(batch)
+    # the fixed skeleton, the chain (add, flush), one rule and one element per port
+    assert len(commands(batch)) == len(firewall._skeleton()) + 2 + 2 + 2
+
+
+def test_unpublish_batch_deletes_exactly_the_container_objects() -> None:
+    chain = firewall.container_chain_name(CID)
+    cmds = commands(firewall.unpublish_batch(CID, published()))
+    deletes = [c["delete"] for c in cmds if "delete" in c]
+    assert deletes == [
+        {"element": {**T, "name": "published", "elem": [{"concat": ["tcp", 8080]}]}},
+        {"element": {**T, "name": "published_addr",
+                     "elem": [{"concat": ["127.0.0.1", "udp", 5353]}]}},
+        {"chain": {**T, "name": chain}},
+    ]
+    # each is added first (the same verdict), so "already gone" cannot fail
+    added = [c["add"] for c in cmds if "add" in c]
+    assert {"chain": {**T, "name": chain}} in added
+    assert sum("element" in a for a in added) == 2
+    assert not any("rule" in a for a in added)
+
+
+def test_reload_keeps_the_operator_rules_and_running_publications() -> None:
+    operator_rule: dict[str, object] = {"rule": {**T, "chain": "operator", "handle": 9,
+                                                 "expr": [{"drop": None}]}}
+    whole = firewall.ruleset_for(
+        [net()], (), [firewall.Publication(CID, "web1", "10.88.1.2", published())],
+        firewall._operator_rules([operator_rule, {"rule": {**T, "chain": "forward",
+                                                           "handle": 3, "expr": []}}]))
+    assert rules(whole, "operator") == [[{"drop": None}]]
+    assert len(rules(whole, firewall.container_chain_name(CID))) == 2
+    added_operator = [c["add"]["rule"] for c in commands(whole)
+                      if c.get("add", {}).get("rule", {}).get("chain") == "operator"]
+    assert "handle" not in added_operator[0]
