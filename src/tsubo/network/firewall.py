@@ -15,7 +15,9 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
       map from_bridge  { type ifname : verdict }    BR : jump nw-X-out
       map to_bridge    { type ifname : verdict }    BR : jump nw-X-in
       map to_host      { type ifname : verdict }    BR : jump nw-X-host   (internal only)
+      chain operator { }                            the operator's rules (never flushed)
       chain forward { type filter hook forward priority filter - 10; policy accept;
+        jump operator                               the operator decides first
         iifname vmap @from_bridge                   traffic leaving a tsubo bridge
         oifname vmap @to_bridge                     traffic entering one from elsewhere
       }
@@ -25,6 +27,8 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
       chain nw-X-out {
         oifname "BR" meta mark set mark | M accept  same network (also br_netfilter frames,
                                                     whose iifname and oifname are both BR)
+        ct status dnat mark | M accept              a published port of another network
+                                                    (reached through the host; not internal)
         oifname @bridges drop                       isolation: another tsubo network
         meta mark set mark | M accept               out of the host   (internal: drop)
       }
@@ -34,6 +38,7 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
         drop                                           unsolicited traffic from elsewhere
       }
       chain nw-X-nat { type nat hook postrouting priority srcnat; policy accept;
+        ip saddr SUBNET oifname "BR" ct status dnat masquerade      hairpin (not internal)
         ip saddr SUBNET oifname != "BR" masquerade                  (not for internal)
       }
       chain nw-X-host {                                             (internal only)
@@ -43,6 +48,24 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
         drop                                        any other packet for a host address
       }
     }
+
+Published ports (per container ``C``, chain ``ct-C12``; docs/network.md explains each line)::
+
+      map published      { type inet_proto . inet_service : verdict }        tcp . 8080 : jump ct-C
+      map published_addr { type ipv4_addr . inet_proto . inet_service : verdict }
+      chain publish { ip daddr . meta l4proto . th dport vmap @published_addr
+                      meta l4proto . th dport vmap @published }
+      chain prerouting { type nat hook prerouting priority dstnat;  (output: the same)
+        meta nfproto ipv4 fib daddr type local jump publish }
+      chain postrouting { type nat hook postrouting priority srcnat;
+        oifname @bridges ip saddr 127.0.0.0/8 masquerade }         the host's 127.0.0.1 clients
+      chain localhost { type filter hook prerouting priority raw;
+        iifname != "lo" ip daddr 127.0.0.0/8 drop }                127.0.0.1 is host-only
+      chain ct-C12 { tcp dport 8080 dnat ip to ADDRESS:80 }         one rule per port
+
+    A container's start adds its chain and elements in one transaction
+    (:func:`publish_batch`), its stop deletes exactly them (:func:`unpublish_batch`);
+    ``reload`` rebuilds them for running containers and keeps the ``operator`` chain's rules.
 
 An ``--internal`` network
     Its packets for the host's own addresses (any of them: gateways, uplink, 127.0.0.0/8,
@@ -96,7 +119,8 @@ A host forward policy of drop
     ruleset. Not covered:
 
     * chains that run BEFORE ours (priority < ``filter - 10``): their drops win, on purpose
-      (that is where an admin restricts containers; there is no DOCKER-USER chain);
+      (an admin may restrict containers there; the documented place is our ``operator``
+      chain, tsubo's DOCKER-USER, jumped to first by our forward chain);
     * drop rules in non-forward hooks: ``bridge``-family chains (``nft ... bridge filter
       forward`` sees the L2 frames), and the host's INPUT policy (container -> host
       services such as DNS on the gateway address) — not ours to open;
@@ -109,9 +133,8 @@ A host forward policy of drop
     * the mark bit stays set on forwarded packets (a host that routes, shapes or matches on
       bit 0x01000000 of the mark would see it).
 
-An IPv6 subnet gets the same rules (``ip6 saddr`` for masquerade). Published ports (DNAT,
-``route_localnet``, hairpin) belong to the port publishing code; ``nw-X-in`` already accepts
-DNAT'ed traffic so only their NAT rules are needed.
+An IPv6 subnet gets the same rules (``ip6 saddr`` for masquerade). Published ports are
+IPv4 only (the maps' keys are ``ipv4_addr``).
 """
 
 from __future__ import annotations
