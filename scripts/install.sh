@@ -11,6 +11,7 @@ packages=(
   busybox-static             # the userland of test and demo containers
   libseccomp2                # linux.seccomp is applied through libseccomp
   iproute2 procps nftables   # ip/ps/nft: used by tests (leak checks) and `tsubo-runtime ps`
+  iperf3                     # throughput through a published port (bench/network_ports.py)
   runc crun hyperfine        # peers and the timer for bench/
   podman conmon              # a real OCI client of tsubo-runtime (tests/e2e) and a peer
   tini catatonit             # real inits for containers (engine --init)

@@ -173,7 +173,7 @@ def test_published_port_from_the_host_another_machine_and_after_stop(ports: Port
     assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8080, timeout=1) is None
     assert fetch(ports.netns, UPLINK, 8080, timeout=1) is None
     table = ports.nft_table()
-    assert "ct-" not in table and "8080" not in table
+    assert "chain ct-" not in table and "8080" not in table
     assert ports.run("port", "web").stdout == ""
     # started again: published again
     ports.run("start", "web")
@@ -350,3 +350,26 @@ def test_publish_without_a_network_is_refused(ports: Ports) -> None:
     assert proc.returncode == 125 and "IPv4 only" in proc.stderr
     assert ports.run("ps", "-aq").stdout == ""
 
+
+
+def test_a_failing_nft_transaction_leaves_nothing(ports: Ports) -> None:
+    """A map element put there behind tsubo's back makes the container's transaction
+    fail (File exists): the start fails with nft's message; the container is taken down,
+    its claim, chain and lease are gone, and the port works for the next one."""
+    ports.serve("web", "-p", "8096:80")  # makes the table's skeleton
+    ports.run("rm", "-f", "web")
+    assert ports.host("nft", "add", "element", "inet", "tsubo", "published",
+                      "{ tcp . 8097 : drop }").returncode == 0
+    failed = ports.run("run", "-d", "--name", "broken", "--network", "pub", "-p", "8097:80",
+                       "--rootfs", str(ports.rootfs), "sleep", "300", check=False)
+    assert failed.returncode == 125
+    assert "nft" in failed.stderr and "exists" in failed.stderr.lower()
+    table = ports.nft_table()
+    assert "chain ct-" not in table and "dnat ip to" not in table
+    assert "broken" not in ports.run("ps", "--format", "{{.Names}}").stdout
+    assert json.loads(ports.run("network", "inspect", "pub").stdout)[0]["Containers"] == {}
+    assert ports.run("port", "broken").stdout == ""
+    ports.host("nft", "delete", "element", "inet", "tsubo", "published", "{ tcp . 8097 }")
+    ports.run("rm", "-f", "broken")
+    ports.serve("fixed", "-p", "8097:80")
+    assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8097) == "fixed"

@@ -379,3 +379,28 @@ def test_reload_keeps_the_operator_rules_and_running_publications() -> None:
     added_operator = [c["add"]["rule"] for c in commands(whole)
                       if c.get("add", {}).get("rule", {}).get("chain") == "operator"]
     assert "handle" not in added_operator[0]
+
+
+def test_owned_by_deletes_only_what_jumps_to_the_container_chain() -> None:
+    chain = firewall.container_chain_name(CID)
+    listed: list[dict[str, Any]] = [
+        {"map": {**T, "name": "published", "elem": [
+            [{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "x"}},
+             {"jump": {"target": chain}}],
+            [{"concat": ["tcp", 8097]}, {"drop": None}],  # someone else's
+            [{"concat": ["udp", 53]}, {"jump": {"target": "ct-other"}}]]}},
+        {"map": {**T, "name": "published_addr", "elem": [
+            [{"concat": ["127.0.0.1", "tcp", 9]}, {"jump": {"target": chain}}]]}},
+        {"map": {**T, "name": "from_bridge", "elem": [["tsbweb", {"jump": {
+            "target": chain}}]]}},
+        {"chain": {**T, "name": chain, "handle": 4}},
+    ]
+    assert firewall._owned_by(listed, chain) == [
+        {"delete": {"element": {**T, "name": "published",
+                                "elem": [{"concat": ["tcp", 8080]}]}}},
+        {"delete": {"element": {**T, "name": "published_addr",
+                                "elem": [{"concat": ["127.0.0.1", "tcp", 9]}]}}},
+        {"flush": {"chain": {**T, "name": chain}}},
+        {"delete": {"chain": {**T, "name": chain}}},
+    ]
+    assert firewall._owned_by([], chain) == []

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from tsubo.engine.core import EngineCore
     from tsubo.engine.logs import LogWriter
+    from tsubo.engine.networks import PortPublication
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
     from tsubo.errors import TsuboError
@@ -530,8 +531,16 @@ class MonitorService:
 
         try:
             files = ContainerFiles(self.paths.container_dir(job.container_id))
-            job.started = _spawn_container(self.runtime, self.paths, job.container_id,
-                                           job.options, files.bundle)
+            publishing = _Publishing(job.publication) if job.publication else None
+            try:  # its nft transaction runs while the runtime starts the container
+                job.started = _spawn_container(self.runtime, self.paths, job.container_id,
+                                               job.options, files.bundle)
+            finally:
+                published = publishing.wait() if publishing else None
+            if published is not None:  # started, but its ports are not: take it down
+                _unspawn(self.runtime, job.container_id, job.started)
+                job.started = None
+                raise published
         except Exception as error:
             job.error = error
         finally:
@@ -572,7 +581,8 @@ class MonitorService:
                     requested_ip=job.options.ip, mac_address=job.options.mac_address)
                 job.network_ids = [endpoint.network_id for endpoint in endpoints]
                 if job.options.publish:  # undone with the attach if anything fails
-                    manager.publish(job.container_id, job.row.name, job.options.publish)
+                    job.publication = manager.claim_ports(job.container_id, job.row.name,
+                                                          job.options.publish)
         except Exception as error:
             job.error = error
 
@@ -1093,7 +1103,7 @@ class _StartJob:
     worker fills in the row, what it started, or the error."""
 
     __slots__ = ("client_fd", "container_id", "error", "name", "network_ids", "options",
-                 "reader", "row", "started")
+                 "publication", "reader", "row", "started")
 
     def __init__(self, client_fd: int, reader: attach.FrameReader, container_id: str,
                  options: RunOptions, name: str | None) -> None:
@@ -1106,6 +1116,44 @@ class _StartJob:
         self.network_ids: list[str] = []
         self.started: _Started | None = None
         self.error: Exception | None = None
+        #: claimed ports whose nft transaction the worker runs beside the runtime's start
+        self.publication: PortPublication | None = None
+
+
+class _Publishing:
+    """A published-port transaction (``PortPublication.apply``) in a thread of its own."""
+
+    def __init__(self, publication: PortPublication) -> None:
+        import threading
+
+        self.publication = publication
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, name="tsubo-publish")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.publication.apply()
+        except Exception as error:  # handed to the worker that waits
+            self.error = error
+
+    def wait(self) -> Exception | None:
+        self.thread.join()
+        return self.error
+
+
+def _unspawn(runtime: Runtime, container_id: str, started: _Started | None) -> None:
+    """Kill and delete what the runtime started, and close our ends of its stdio."""
+    from tsubo.errors import TsuboError
+
+    try:
+        runtime.delete(container_id, force=True)
+    except TsuboError:
+        pass  # gone already
+    if started is not None:
+        for fd in {started.out_read, started.err_read, started.stdin_write,
+                   started.console_master} - {-1}:
+            os.close(fd)
 
 
 class _Started:

@@ -252,13 +252,7 @@ class NetworkManager:
         a host process holds (AlreadyExists naming it), and IPv6 host addresses."""
         from tsubo.network import ports
 
-        for spec in specs:
-            if ":" in spec.host_ip:
-                from tsubo.errors import Unsupported
-
-                raise Unsupported("publish port", f"[{spec.host_ip}]:{spec.host_start}",
-                                  detail="tsubo's networks are IPv4 only: publish on an "
-                                  "IPv4 address (or all of them)")
+        _refuse_ipv6(specs)
         fixed = [spec for spec in specs if not spec.ephemeral]
         if not fixed:
             return
@@ -276,12 +270,24 @@ class NetworkManager:
 
     def publish(self, container_id: str, name: str, specs: Sequence[PortSpec]
                 ) -> list[PublishedPort]:
-        """Claim host ports for SPECS and forward them to the container's first address
-        (one nft transaction). A claim left by a container that no longer runs (a crash
-        before gc) is taken over. Undone on failure."""
-        from tsubo.network import firewall
-        from tsubo.network.ports import PublishedPort
+        """:meth:`claim_ports` then their nft transaction (undone on failure)."""
         from tsubo.undo import UndoStack
+
+        with UndoStack("publish ports of", name) as undo:
+            publication = self.claim_ports(container_id, name, specs)
+            undo.push(lambda: unpublish(self.store, container_id))
+            publication.apply()
+            undo.commit()
+        return publication.ports
+
+    def claim_ports(self, container_id: str, name: str, specs: Sequence[PortSpec]
+                    ) -> PortPublication:
+        """Claim host ports for SPECS in the ledger (one transaction), to forward to the
+        container's first address; the nft transaction is the returned publication's
+        :meth:`~PortPublication.apply` (it touches no database: a worker thread may run it
+        while the runtime starts the container). A claim left by a container that no
+        longer runs (a crash before gc) is taken over. :func:`unpublish` undoes both."""
+        from tsubo.network import firewall
 
         endpoints = self.store.container_endpoints(container_id)
         if not endpoints:
@@ -290,7 +296,7 @@ class NetworkManager:
             raise WrongState("publish ports of", name, detail="the container has no network")
         endpoint = endpoints[0]
         network = self.store.get_network(endpoint.network_id)
-        self.check_ports(specs, name)
+        _refuse_ipv6(specs)  # the claim below does the rest of check_ports' work
         stale: set[str] = set()
 
         def choose(holder_of: Callable[[str, str, int], str | None]) -> list[str]:
@@ -301,7 +307,9 @@ class NetworkManager:
                 return owner
             return [port.ledger_name for port in self._choose(specs, live_holder, name)]
 
-        with UndoStack("publish ports of", name) as undo:
+        chain = firewall.container_chain_name(container_id)
+        self.store.record("nft-chain", chain, container_id)
+        try:
             try:
                 names = self.store.claim_ports(container_id, choose)
             except Exception:
@@ -310,15 +318,11 @@ class NetworkManager:
                 for owner in stale:  # gone without its cleanup: take its claims over
                     unpublish(self.store, owner)
                 names = self.store.claim_ports(container_id, choose)
-            undo.push(lambda: _forget_ports(self.store, names))
-            published = [PublishedPort.from_ledger_name(port_name) for port_name in names]
-            chain = firewall.container_chain_name(container_id)
-            self.store.record("nft-chain", chain, container_id)
-            undo.push(_forgetter(self.store, "nft-chain", chain))
-            firewall.publish(container_id, name, endpoint.address, published,
-                             bridge=network.bridge_name)
-            undo.commit()
-        return published
+        except BaseException:
+            self.store.forget("nft-chain", chain)
+            raise
+        return PortPublication(container_id, name, endpoint.address, network.bridge_name,
+                               names)
 
     def published(self, container_id: str | None = None) -> dict[str, list[PublishedPort]]:
         """The host ports published, by container (of one container if given)."""
@@ -330,42 +334,32 @@ class NetworkManager:
     def _choose(self, specs: Sequence[PortSpec], holder_of: Callable[[str, str, int],
                                                                      str | None],
                 name: str) -> list[PublishedPort]:
-        """:func:`tsubo.network.ports.choose` with the host's sockets as holders too;
-        AlreadyExists naming the holder."""
+        """:func:`tsubo.network.ports.choose` with the host's sockets as holders too (the
+        kernel asked by a bind probe); AlreadyExists naming the holder."""
         from tsubo.errors import AlreadyExists
-        from tsubo.kernel import procfs
+        from tsubo.kernel import procfs, sockets
         from tsubo.network import ports
-
-        sockets: dict[str, list[tuple[ports.PublishedPort, int]]] = {}
 
         def any_holder(protocol: str, ip: str, port: int) -> str | None:
             owner = holder_of(protocol, ip, port)
             if owner is not None:
                 return owner
-            if protocol not in sockets:
-                sockets[protocol] = [(ports.PublishedPort(address, number, 0, protocol), inode)
-                                     for address, number, inode in
-                                     procfs.bound_sockets(protocol)]
-            for bound, inode in sockets[protocol]:
-                if bound.overlaps(protocol, ip, port):
-                    return f"socket:{inode}"
-            return None
+            return f"socket:{protocol}" if sockets.port_taken(protocol, ip, port) else None
 
         try:
             return ports.choose(specs, any_holder, procfs.local_port_range(),
                                 start=int.from_bytes(os.urandom(2), "big"))
         except ports.PortTaken as taken:
+            holder = taken.holder
+            if holder.startswith("socket:"):
+                holder = sockets.holder(taken.spec.protocol, taken.spec.bind_ip,
+                                        taken.host_port)
             raise AlreadyExists("publish port", name or "container",
-                                detail=taken.message(self._holder_text(taken.holder)),
-                                ) from None
+                                detail=taken.message(self._holder_text(holder))) from None
 
     def _holder_text(self, holder: str) -> str:
         from tsubo.errors import TsuboError
-        from tsubo.kernel import procfs
 
-        if holder.startswith("socket:"):
-            found = procfs.socket_holder(int(holder[7:]))
-            return f"host process {found[0]} ({found[1]})" if found else "a host socket"
         if len(holder) == 64:
             try:
                 return f"container {self.engine.db.get_container(holder).name} " \
@@ -402,6 +396,29 @@ class NetworkManager:
                 for endpoint in self.store.container_endpoints(container_id)]
 
 
+class PortPublication:
+    """Claimed host ports of a container, and the one nft transaction that makes them
+    reach its address (:meth:`apply`: no database, any thread)."""
+
+    __slots__ = ("address", "bridge", "container_id", "name", "ports")
+
+    def __init__(self, container_id: str, name: str, address: str, bridge: str,
+                 names: Sequence[str]) -> None:
+        from tsubo.network.ports import PublishedPort
+
+        self.container_id = container_id
+        self.name = name
+        self.address = address
+        self.bridge = bridge
+        self.ports = [PublishedPort.from_ledger_name(port_name) for port_name in names]
+
+    def apply(self) -> None:
+        from tsubo.network import firewall
+
+        firewall.publish(self.container_id, self.name, self.address, self.ports,
+                         bridge=self.bridge)
+
+
 def unpublish(store: NetworkStore, container_id: str) -> bool:
     """Take a container's published ports away (its DNAT chain and map elements: one nft
     transaction) and forget their claims; False when it had none. Already gone is done."""
@@ -417,6 +434,16 @@ def unpublish(store: NetworkStore, container_id: str) -> bool:
     _forget_ports(store, names)
     store.forget("nft-chain", chain)
     return True
+
+
+def _refuse_ipv6(specs: Sequence[PortSpec]) -> None:
+    for spec in specs:
+        if ":" in spec.host_ip:
+            from tsubo.errors import Unsupported
+
+            raise Unsupported("publish port", f"[{spec.host_ip}]:{spec.host_start}",
+                              detail="tsubo's networks are IPv4 only: publish on an IPv4 "
+                              "address (or all of them)")
 
 
 def _forget_ports(store: NetworkStore, names: Sequence[str]) -> None:

@@ -45,7 +45,11 @@ def detach_networks(paths: EnginePaths, db: Database, container_id: str) -> None
         return
     from tsubo.engine.networks import unpublish
 
-    unpublish(store, container_id)  # published ports first, while the addresses exist
+    errors: list[BaseException] = []
+    try:
+        unpublish(store, container_id)  # published ports first, while the addresses exist
+    except Exception as error:  # the rest of the teardown goes on; reported below
+        errors.append(error)
     from tsubo.network import bridge
 
     for name in pinned:
@@ -53,3 +57,7 @@ def detach_networks(paths: EnginePaths, db: Database, container_id: str) -> None
         store.forget("netns", name)
     for endpoint in store.forget_container(container_id):
         store.forget("link", endpoint.host_ifname)
+    if errors:
+        from tsubo.errors import TeardownErrors
+
+        raise TeardownErrors("detach container", container_id[:12], errors)

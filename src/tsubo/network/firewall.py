@@ -474,12 +474,13 @@ def _port_element(port: PublishedPort, comment: str, chain: str) -> tuple[str, l
 
 
 def publish_batch(container_id: str, name: str, address: str,
-                  ports: Sequence[PublishedPort]) -> Batch:
-    """One transaction: the table's publishing skeleton, the container's chain (one DNAT
-    rule per port) and one map element per port jumping to it. Its cost does not depend on
-    how many containers publish already (no rule of theirs is read or rewritten)."""
-    return {"nftables": [*_skeleton(), *_container_commands(container_id, name, address,
-                                                            ports)]}
+                  ports: Sequence[PublishedPort], *, skeleton: bool = False) -> Batch:
+    """One transaction: the container's chain (one DNAT rule per port) and one map element
+    per port jumping to it (with SKELETON, the table's skeleton first: after a flush). Its
+    cost does not depend on how many containers publish already (no rule of theirs is read
+    or rewritten)."""
+    return {"nftables": [*(_skeleton() if skeleton else ()),
+                         *_container_commands(container_id, name, address, ports)]}
 
 
 def _container_commands(container_id: str, name: str, address: str,
@@ -758,16 +759,58 @@ def publish(container_id: str, name: str, address: str, ports: Sequence[Publishe
 
         procfs.write_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1",
                             operation="enable route_localnet")
-    nftables.apply(publish_batch(container_id, name, address, ports), netns=netns)
+    from tsubo.errors import TsuboError
+
+    try:  # the skeleton is there since the network's setup: the short batch (~3 ms)
+        nftables.apply(publish_batch(container_id, name, address, ports), netns=netns)
+    except TsuboError:  # a flushed table: the skeleton too (a failed batch changed nothing)
+        nftables.apply(publish_batch(container_id, name, address, ports, skeleton=True),
+                       netns=netns)
 
 
 def unpublish(container_id: str, ports: Sequence[PublishedPort], *,
               netns: str | None = None) -> None:
-    """Remove the container's DNAT chain and map elements; nothing to do without the
-    table (a flushed ruleset: they are gone already)."""
-    if nftables.list_table(FAMILY, TABLE, netns=netns) is None:
-        return
-    nftables.apply(unpublish_batch(container_id, ports), netns=netns)
+    """Remove the container's DNAT chain and map elements (one transaction; "already
+    gone", a flushed table included, is success). Should that fail (an element of ours is
+    gone and something else holds its key: its "add first" clashes), the table is listed
+    and exactly what jumps to the container's chain is deleted."""
+    from tsubo.errors import TsuboError
+
+    try:
+        nftables.apply(unpublish_batch(container_id, ports), netns=netns)
+    except TsuboError:
+        found = nftables.list_table(FAMILY, TABLE, netns=netns)
+        commands = _owned_by(found or [], container_chain_name(container_id))
+        if commands:
+            nftables.apply({"nftables": commands}, netns=netns)
+
+
+def _owned_by(table: Sequence[dict[str, object]], chain: str) -> list[Command]:
+    """Deletes of the map elements that jump to CHAIN and of CHAIN, as listed (pure)."""
+    commands: list[Command] = []
+    has_chain = False
+    for item in table:
+        found_chain = item.get("chain")
+        if isinstance(found_chain, dict) and found_chain.get("name") == chain:
+            has_chain = True
+        found_map = item.get("map")
+        if not isinstance(found_map, dict) or found_map.get("name") not in (
+                PUBLISHED_MAP, PUBLISHED_ADDR_MAP):
+            continue
+        elements = found_map.get("elem")
+        for element in elements if isinstance(elements, list) else ():
+            if not (isinstance(element, list) and len(element) == 2
+                    and element[1] == {"jump": {"target": chain}}):
+                continue
+            key = element[0]
+            if isinstance(key, dict) and isinstance(key.get("elem"), dict):
+                key = key["elem"].get("val")
+            commands.append({"delete": {"element": _obj(name=found_map["name"],
+                                                         elem=[key])}})
+    if has_chain:
+        commands += [{"flush": {"chain": _obj(name=chain)}},
+                     {"delete": {"chain": _obj(name=chain)}}]
+    return commands
 
 
 def remove_all(*, netns: str | None = None) -> None:
