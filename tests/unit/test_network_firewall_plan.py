@@ -346,8 +346,12 @@ def test_publish_batch_is_one_chain_and_one_element_per_port() -> None:
     ]
     # nothing of any other container or network is read or rewritten: constant size
     assert "nw-" not in str(batch)
-    # the fixed skeleton, the chain (add, flush), one rule and one element per port
-    assert len(commands(batch)) == len(firewall._skeleton()) + 2 + 2 + 2
+    # the chain (add, flush), one rule and one element per port; the skeleton (already
+    # there since the network's setup) only when asked for, after a flushed table
+    assert len(commands(batch)) == 2 + 2 + 2
+    again = commands(firewall.publish_batch(CID, "web1", "10.88.1.2", published(),
+                                            skeleton=True))
+    assert again == [*firewall._skeleton(), *commands(batch)]
 
 
 def test_unpublish_batch_deletes_exactly_the_container_objects() -> None:
