@@ -289,3 +289,32 @@ def test_resolve_name_and_names_taken_anywhere(store, db):
         assert store.container_name_taken(name), name
     for name in ("", "d", "db.example.org", db_id[:11], db_id, "nosuch"):
         assert not store.container_name_taken(name), name
+
+
+def test_port_claims_one_transaction_and_indexed_lookup(store: NetworkStore,
+                                                        db: Database) -> None:
+    from tsubo.network.ports import PortTaken, choose, parse_publish
+
+    def claim(owner: str, *texts: str) -> list[str]:
+        specs = [spec for text in texts for spec in parse_publish(text)]
+        return store.claim_ports(owner, lambda holder_of: [
+            p.ledger_name for p in choose(specs, holder_of, (40000, 40001))])
+
+    assert claim(cid(1), "8080:80") == ["tcp/8080/0.0.0.0/80"]
+    assert claim(cid(2), "127.0.0.1:8081:80/udp") == ["udp/8081/127.0.0.1/80"]
+    assert store.port_holder("tcp", "127.0.0.1", 8080) == cid(1)  # wildcard covers it
+    assert store.port_holder("tcp", "0.0.0.0", 80800) is None  # no prefix confusion
+    assert store.port_holder("udp", "10.0.0.1", 8081) is None
+    assert store.port_holder("udp", "0.0.0.0", 8081) == cid(2)
+    # a claim with one held port records nothing, not even its free ports
+    claim(cid(3), "9000:90")
+    with pytest.raises(PortTaken):
+        claim(cid(4), "9001:91", "8080:81")
+    assert store.published_ports(cid(4)) == {}
+    assert claim(cid(4), "9001:91") == ["tcp/9001/0.0.0.0/91"]
+    # a second connection (another process starting a container) sees the claims at once
+    with Database(db.path) as second:
+        other = NetworkStore(second)
+        assert other.port_holder("tcp", "0.0.0.0", 9000) == cid(3)
+        assert sorted(other.published_ports()) == sorted([cid(1), cid(2), cid(3), cid(4)])
+        assert other.ledger_entries("port", owner=cid(1))[0].name == "tcp/8080/0.0.0.0/80"

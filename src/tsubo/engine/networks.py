@@ -250,21 +250,13 @@ class NetworkManager:
     def check_ports(self, specs: Sequence[PortSpec], name: str = "") -> None:
         """Refuse, before anything is made, a fixed host port that a running container or
         a host process holds (AlreadyExists naming it), and IPv6 host addresses."""
-        from tsubo.network import ports
-
         _refuse_ipv6(specs)
         fixed = [spec for spec in specs if not spec.ephemeral]
         if not fixed:
             return
-        claims = [(ports.PublishedPort.from_ledger_name(port_name), owner)
-                  for owner, names in self.store.published_ports().items()
-                  for port_name in names]
-
         def holder_of(protocol: str, ip: str, port: int) -> str | None:
-            for published, owner in claims:
-                if published.overlaps(protocol, ip, port) and self._is_live(owner):
-                    return owner
-            return None
+            owner = self.store.port_holder(protocol, ip, port)
+            return owner if owner is not None and self._is_live(owner) else None
 
         self._choose(fixed, holder_of, name)
 

@@ -420,30 +420,31 @@ class NetworkStore:
                                                                 str | None]], list[str]],
                     ) -> list[str]:
         """Record the host ports *owner* publishes, in one ``BEGIN IMMEDIATE`` transaction
-        with the look-up of the ports others hold: CHOOSE gets ``holder_of(protocol, ip,
-        port)`` (the owner of a claim on that port and address, or a wildcard one, else
-        None) and returns the ledger names to record (``network/ports.py``). Of two
+        with the look-up of the ports others hold: CHOOSE gets :meth:`port_holder` and
+        returns the ledger names to record (``network/ports.py``). Of two
         concurrent claims on one port, the second sees the first's. What CHOOSE raises
         leaves nothing recorded. Returns the names recorded."""
-        from tsubo.network.ports import PublishedPort
-
         with self.transaction() as connection:
-            rows = connection.execute("SELECT name, owner FROM ledger WHERE kind = ?",
-                                      (PORT_KIND,)).fetchall()
-            held = [(PublishedPort.from_ledger_name(name), holder) for name, holder in rows]
-
-            def holder_of(protocol: str, ip: str, port: int) -> str | None:
-                for published, holder in held:
-                    if published.overlaps(protocol, ip, port):
-                        return str(holder)
-                return None
-
-            names = choose(holder_of)
+            names = choose(self.port_holder)
             now = now_rfc3339()
             connection.executemany(
                 "INSERT INTO ledger (kind, name, owner, created_at) VALUES (?, ?, ?, ?)",
                 [(PORT_KIND, name, owner, now) for name in names])
         return names
+
+    def port_holder(self, protocol: str, ip: str, port: int) -> str | None:
+        """The owner of a claim on PROTOCOL PORT that overlaps IP (the same address, or
+        either is a wildcard), else None: one range scan of the ledger's primary key
+        (``PROTO/PORT/...``), whatever the number of claims."""
+        from tsubo.network.ports import PublishedPort
+
+        prefix = f"{protocol}/{port}/"
+        for name, owner in self._connection.execute(
+                "SELECT name, owner FROM ledger WHERE kind = ? AND name >= ? AND name < ?",
+                (PORT_KIND, prefix, prefix[:-1] + "0")).fetchall():
+            if PublishedPort.from_ledger_name(name).overlaps(protocol, ip, port):
+                return str(owner)
+        return None
 
     def published_ports(self, owner: str | None = None) -> dict[str, list[str]]:
         """The ``port`` claims (ledger names) by owner, of one *owner* if given."""
