@@ -183,33 +183,40 @@ def test_connect_reaches_both_and_disconnect_cuts_it_off(net_engine: NetEngine) 
     assert "10.89.5.20" not in engine.run("exec", "both", "ip", "-o", "addr").stdout
 
 
-def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
-    """SIGKILL the monitor, its keeper and the container's init (by the pids the engine
-    recorded) with a container on a network: `system gc` removes exactly what the ledger
-    says is left. (Killing the monitor alone loses nothing: tests/e2e/
-    test_engine_survival.py.)"""
+def crash(root: Path, name: str) -> None:
+    """SIGKILL the engine's keeper and monitor and the container NAME's init (by the pids
+    the engine recorded), and reap them: what a crash of the whole engine leaves."""
+    import contextlib
     import signal
     import sqlite3
 
-    engine = net_engine
-    engine.run("network", "create", "gcnet", "--subnet", "10.89.6.0/24")
-    engine.start("victim", "gcnet", "10.89.6.10")
-    db = sqlite3.connect(engine.root / "tsubo.db")
+    db = sqlite3.connect(root / "tsubo.db")
     try:
         (monitor, init) = db.execute("SELECT monitor_pid, pid FROM containers "
-                                     "WHERE name = 'victim'").fetchone()
+                                     "WHERE name = ?", (name,)).fetchone()
     finally:
         db.close()
-    keeper = int((engine.root / "run" / "keeper.pid").read_text().split()[0])
+    keeper = int((root / "run" / "keeper.pid").read_text().split()[0])
     for pid in (keeper, monitor, init):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while any(Path(f"/proc/{pid}").exists() for pid in (keeper, monitor, init)) and \
             time.monotonic() < deadline:
         for pid in (keeper, monitor, init):
-            with __import__("contextlib").suppress(ChildProcessError):
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # pytest is the subreaper: reap them
         time.sleep(0.05)
+
+
+def test_gc_after_the_monitor_is_killed(net_engine: NetEngine) -> None:
+    """SIGKILL the monitor, its keeper and the container's init (by the pids the engine
+    recorded) with a container on a network: `system gc` removes exactly what the ledger
+    says is left. (Killing the monitor alone loses nothing: tests/e2e/
+    test_engine_survival.py.)"""
+    engine = net_engine
+    engine.run("network", "create", "gcnet", "--subnet", "10.89.6.0/24")
+    engine.start("victim", "gcnet", "10.89.6.10")
+    crash(engine.root, "victim")
     assert Path("/run/netns/victim").exists()  # left behind by the crash
 
     # gc first reconciles the container (its monitor is gone: exited, taken off its

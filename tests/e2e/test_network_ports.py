@@ -24,6 +24,7 @@ from tests import netprobe
 from tests.e2e.test_engine_network import (  # noqa: F401 (net_engine: a fixture)
     TSUBO,
     NetEngine,
+    crash,
     net_engine,
 )
 from tsubo.kernel.iproute import InNetns
@@ -373,3 +374,22 @@ def test_a_failing_nft_transaction_leaves_nothing(ports: Ports) -> None:
     ports.run("rm", "-f", "broken")
     ports.serve("fixed", "-p", "8097:80")
     assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8097) == "fixed"
+
+
+def test_gc_removes_the_ports_of_a_crashed_engine(ports: Ports) -> None:
+    """The whole engine SIGKILLed with a container publishing: its chain, map elements and
+    claims stay behind (recorded in the ledger), and `system gc` removes exactly them; the
+    port is free for the next container."""
+    ports.serve("victim", "-p", "8098:80", "-p", "127.0.0.1:8099:81/udp")
+    ports.serve("bystander", "-p", "8100:80")
+    crash(ports.root, "victim")
+    table = ports.nft_table()
+    assert "tcp . 8098" in table and "udp . 8099" in table  # left behind by the crash
+    ports.run("system", "gc")
+    table = ports.nft_table()
+    assert "8098" not in table and "8099" not in table
+    assert "tcp . 8100" in table  # the bystander keeps its port
+    assert ports.run("port", "victim").stdout == ""
+    assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8100) == "bystander"
+    ports.serve("heir", "-p", "8098:80")
+    assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8098) == "heir"
