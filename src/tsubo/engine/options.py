@@ -704,7 +704,7 @@ class RunOptions:
             if "ulimits" in fields:
                 fields["ulimits"] = [(str(n), int(s), int(h)) for n, s, h in
                                      fields["ulimits"] or []]
-            if "publish" in fields:
+            if fields.get("publish"):
                 from tsubo.network.ports import PortSpec
 
                 fields["publish"] = [PortSpec.from_json(p) for p in fields["publish"] or []]
@@ -862,6 +862,8 @@ def _networks(run: RunOptions, values: dict[str, object]) -> None:
 def _ports(run: RunOptions, values: dict[str, object]) -> None:
     """``-p``, ``-P``, ``--expose`` (``network/ports.py`` has the grammar). Publishing needs
     a network to forward to: Docker's "conflicting options" otherwise."""
+    if not (values.get("publish") or values.get("expose") or run.publish_all):
+        return  # the usual case: nothing imported (``docs/runtime.md``, hot path)
     from tsubo.network.ports import parse_expose, parse_publish
 
     for text in _texts(values, "publish"):

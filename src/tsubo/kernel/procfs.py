@@ -1,5 +1,9 @@
 """/proc and /sys: reading processes, and the one writer of kernel settings files.
 
+The sockets tables (``/proc/net/{tcp,udp}*``, ``/proc/net/sctp/eps``) and the fd links of
+processes are read to name the holder of a host port a container wants to publish
+(:func:`bound_sockets`, :func:`socket_holder`; ``kernel/sockets.py`` asks first).
+
 A container's status is never trusted from its state file alone: the recorded pid is
 checked against /proc, and the recorded start time (field 22 of ``/proc/PID/stat``, in
 clock ticks since boot) must match, so a reused pid reads as stopped, as does a zombie.
