@@ -78,7 +78,6 @@ def run_monitor(paths: EnginePaths, ready_fd: int, keeper_fd: int, adopting: boo
 def _preload() -> None:
     """Import everything starting a container needs, once, while the first client is busy
     creating its container."""
-    import concurrent.futures  # noqa: F401 - the start workers
     import ctypes  # noqa: F401 - the seccomp filter loader
     import fcntl  # noqa: F401
     import select  # noqa: F401
@@ -146,7 +145,8 @@ class MonitorService:
         self.waiting: dict[int, Supervised] = {}  # clients of `wait` and `stop`
         #: starts in worker threads (``_submit``): the pool, the finished jobs and the pipe
         #: that tells the loop about them, how many are in flight, which containers
-        self.workers: Any = None
+        self.queued: collections.deque[_StartJob] = collections.deque()
+        self.workers = 0  # worker threads running a start
         self.done: collections.deque[_StartJob] = collections.deque()
         self.done_read = self.done_write = -1
         self.jobs = 0
@@ -509,11 +509,7 @@ class MonitorService:
     def _submit(self, job: _StartJob) -> None:
         """Start *job*; the loop hears of the outcome through ``done_read``, never at once
         (the caller may be walking the containers)."""
-        if self.workers is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.workers = ThreadPoolExecutor(max_workers=_START_WORKERS,
-                                              thread_name_prefix="tsubo-start")
+        if self.done_read < 0:
             self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self.poller.register(self.done_read, 1)
         self.jobs += 1
@@ -522,7 +518,17 @@ class MonitorService:
             self._job_done(job)
             return
         self.starting.add(job.container_id)
-        self.workers.submit(self._spawn, job)
+        self.queued.append(job)
+        self._spawn_queued()
+
+    def _spawn_queued(self) -> None:
+        """Up to ``_START_WORKERS`` threads at a time, each for one start (``_thread``, not a
+        pool: concurrent.futures costs the monitor 2.5 MB of memory)."""
+        import _thread
+
+        while self.queued and self.workers < _START_WORKERS:
+            self.workers += 1
+            _thread.start_new_thread(self._spawn, (self.queued.popleft(),))
 
     def _spawn(self, job: _StartJob) -> None:
         """In a worker: the runtime's create + start; the outcome is left on *job*."""
@@ -535,6 +541,7 @@ class MonitorService:
         except Exception as error:
             job.error = error
         finally:
+            job.spawned = True
             self._job_done(job)
 
     def _job_done(self, job: _StartJob) -> None:
@@ -581,9 +588,12 @@ class MonitorService:
         while self.done:
             job = self.done.popleft()
             self.jobs -= 1
+            if job.spawned:
+                self.workers -= 1
             self.starting.discard(job.container_id)
             self._guard(f"starting container {job.container_id or '(new)'}",
                         self._started, job)
+        self._spawn_queued()
         self._reap_children()  # an init that exited before we knew its pid
 
     def _started(self, job: _StartJob) -> None:
@@ -1090,7 +1100,7 @@ class _StartJob:
     worker fills in the row, what it started, or the error."""
 
     __slots__ = ("client_fd", "container_id", "error", "name", "network_ids", "options",
-                 "reader", "row", "started")
+                 "reader", "row", "spawned", "started")
 
     def __init__(self, client_fd: int, reader: attach.FrameReader, container_id: str,
                  options: RunOptions, name: str | None) -> None:
@@ -1103,6 +1113,7 @@ class _StartJob:
         self.network_ids: list[str] = []
         self.started: _Started | None = None
         self.error: Exception | None = None
+        self.spawned = False  # a worker ran it (and is done)
 
 
 class _Started:
