@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
     from tsubo.errors import TsuboError
+    from tsubo.kernel.nftwatch import RulesetWatch
     from tsubo.runtime.container import Runtime
     from tsubo.state.db import ContainerRow, Database
 
@@ -151,6 +152,12 @@ class MonitorService:
         self.done_read = self.done_write = -1
         self.jobs = 0
         self.starting: set[str] = set()
+        #: the firewall's self-healing (``_firewall_*``): the nftables watch while a container
+        #: on a bridge network runs, when to look next, the recent repairs, the back-off
+        self.firewall_watch: RulesetWatch | None = None
+        self.firewall_check_at = 0.0
+        self.firewall_repairs: list[float] = []
+        self.firewall_backoff = 0.0
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
@@ -255,6 +262,8 @@ class MonitorService:
         deadlines = [s.restart_at for s in self.containers.values() if s.restart_at]
         deadlines += [s.exited_at + _DRAIN_SECONDS for s in self.containers.values()
                       if s.exit_code is not None and s.streams]
+        if self.firewall_check_at:
+            deadlines.append(self.firewall_check_at)
         if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
         if not deadlines:
@@ -309,6 +318,8 @@ class MonitorService:
             self._adopted_exited(self.pidfds[fd], None)
         elif fd == self.done_read:
             self._finish_jobs()
+        elif self.firewall_watch is not None and fd == self.firewall_watch.fd:
+            self._firewall_changed()
         elif fd in self.waiting:
             if not _read(fd):  # a waiter says nothing: this is its going away
                 self._drop_waiter(self.waiting[fd], fd)
@@ -629,6 +640,8 @@ class MonitorService:
         assert job.started is not None and job.row is not None
         for network_id in job.network_ids:
             self._serve_dns(network_id)
+        if job.network_ids:
+            self._guard("watching the firewall", self._firewall_watch)
         self._register(supervised, job.row, job.started)
 
     def _register(self, supervised: Supervised, row: ContainerRow, started: _Started) -> None:
@@ -841,6 +854,9 @@ class MonitorService:
                 supervised.restart_at = 0.0
                 self._guard(f"restarting container {supervised.id}", self._restart,
                             supervised)
+        if self.firewall_check_at and now >= self.firewall_check_at:
+            self.firewall_check_at = 0.0
+            self._guard("restoring the firewall", self._firewall_repair)
 
     def _restart(self, supervised: Supervised) -> None:
         from tsubo.errors import NotFound
@@ -881,6 +897,9 @@ class MonitorService:
         from tsubo.image.snapshots import unmount_root
 
         self.containers.pop(supervised.id, None)
+        if self.firewall_watch is not None and not any(
+                other.options.network == "bridge" for other in self.containers.values()):
+            self._firewall_unwatch()
         for fd in list(supervised.streams):
             self._close_stream(supervised, fd)
         self._close_stdin(supervised)
@@ -909,6 +928,61 @@ class MonitorService:
         for fd in list(supervised.waiters):
             _send_quietly(fd, done)
             self._drop_waiter(supervised, fd)
+
+    # --- the firewall that heals itself -------------------------------------------------------
+    #
+    # While a container on a bridge network runs, every nftables change in our network
+    # namespace (anyone's: nft, iptables-nft, firewalld, ufw) wakes us; a moment later (a
+    # tool's changes come in bursts) we look at what of tsubo's firewall is missing and
+    # restore it in one transaction. Our own restoring wakes us too, and then finds nothing
+    # missing. If something keeps undoing it, we back off (doubling, up to a minute) and say
+    # so in monitor.log once per back-off, rather than fight.
+
+    def _firewall_watch(self) -> None:
+        if self.firewall_watch is None:
+            from tsubo.kernel.nftwatch import RulesetWatch
+
+            self.firewall_watch = RulesetWatch()
+            self.poller.register(self.firewall_watch.fd, 1)
+
+    def _firewall_unwatch(self) -> None:
+        if self.firewall_watch is not None:
+            self.poller.unregister(self.firewall_watch.fd)
+            self.firewall_watch.close()
+            self.firewall_watch = None
+            self.firewall_check_at = 0.0
+
+    def _firewall_changed(self) -> None:
+        import time
+
+        assert self.firewall_watch is not None
+        self.firewall_watch.drain()
+        if not self.firewall_check_at:
+            self.firewall_check_at = time.monotonic() + _FIREWALL_SETTLE_SECONDS \
+                + self.firewall_backoff
+
+    def _firewall_repair(self) -> None:
+        import time
+
+        from tsubo.engine.background import record_event
+        from tsubo.engine.networks import NetworkManager
+
+        missing = NetworkManager(self.engine).repair()
+        now = time.monotonic()
+        if not missing:
+            if self.firewall_repairs and now - self.firewall_repairs[-1] > _FIREWALL_WINDOW:
+                self.firewall_repairs.clear()
+                self.firewall_backoff = 0.0
+            return
+        self.firewall_repairs = [t for t in self.firewall_repairs
+                                 if now - t <= _FIREWALL_WINDOW] + [now]
+        record_event(self.paths, "firewall restored: " + "; ".join(missing))
+        if len(self.firewall_repairs) >= _FIREWALL_REPAIRS_BEFORE_BACKOFF:
+            self.firewall_backoff = min(max(self.firewall_backoff * 2, 1.0),
+                                        _FIREWALL_BACKOFF_MAX)
+            record_event(self.paths, f"the firewall keeps changing: restored "
+                         f"{len(self.firewall_repairs)} times in {_FIREWALL_WINDOW:.0f} s; "
+                         f"next look {self.firewall_backoff:.0f} s after a change")
 
     # --- adopting: containers whose monitor died ----------------------------------------------
 
@@ -975,6 +1049,12 @@ class MonitorService:
         supervised = Supervised(container_id, RunOptions.from_json_text(row.options))
         self.containers[container_id] = supervised
         supervised.pid = pid
+        if supervised.options.network == "bridge":
+            from tsubo.engine.networks import NetworkManager
+
+            for endpoint, _ in NetworkManager(self.engine).networks_of(container_id):
+                self._guard("serving DNS", self._serve_dns, endpoint.network_id)
+            self._guard("watching the firewall", self._firewall_watch)
         for name, kind in (("stdout", attach.STDOUT), ("stderr", attach.STDERR),
                            ("console", attach.STDOUT)):
             if name in fds:
@@ -1090,6 +1170,13 @@ class MonitorService:
             return -1
         return pidfd
 
+
+#: the firewall's self-healing: how long a burst of changes may take before we look; the
+#: window in which repeated repairs mean someone keeps undoing ours, and the back-off then
+_FIREWALL_SETTLE_SECONDS = 0.1
+_FIREWALL_WINDOW = 10.0
+_FIREWALL_REPAIRS_BEFORE_BACKOFF = 5
+_FIREWALL_BACKOFF_MAX = 60.0
 
 #: how many containers are created and started at once, off the loop
 _START_WORKERS = 2

@@ -480,9 +480,10 @@ def survey(ruleset: Sequence[dict[str, object]], legacy: Iterable[str] = ()) -> 
     return found
 
 
-def _survey_host(netns: str | None) -> list[HostChain]:
+def _survey_host(netns: str | None,
+                 ruleset: Sequence[dict[str, object]] | None = None) -> list[HostChain]:
     legacy = [f for f in ("ip", "ip6") if "filter" in nftables.legacy_tables(f, netns=netns)]
-    chains = survey(nftables.list_ruleset(netns=netns), legacy)
+    chains = survey(nftables.list_ruleset(netns=netns) if ruleset is None else ruleset, legacy)
     usable = []
     for chain in chains:
         if chain.xtables and not nftables.has_tool(chain.xtables):
@@ -543,6 +544,58 @@ def reload(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> 
     for chain in host:
         if chain.xtables:
             _xtables_ensure(chain, netns)
+
+
+def damage(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> list[str]:
+    """What is missing of tsubo's firewall for NETWORKS (empty: all of it is there): the
+    table, a network's chains or its bridge's dispatch elements, the accept-mark rule of a
+    host forward chain. One ``nft list ruleset``, plus ``iptables -C`` for the chains
+    iptables owns. What a :func:`reload` repairs."""
+    ruleset = nftables.list_ruleset(netns=netns)
+    ours = [item for item in ruleset
+            if any(isinstance(body, dict) and body.get("family") == FAMILY
+                   and body.get("table", body.get("name")) == TABLE
+                   for body in item.values())]
+    chains = {str(chain.get("name")) for item in ours
+              if isinstance(chain := item.get("chain"), dict)}
+    problems = []
+    if not any(isinstance(item.get("table"), dict) for item in ours):
+        problems.append(f"table {FAMILY} {TABLE} is gone")
+    else:
+        dispatch = _dispatched_bridges(ours)
+        for net in networks:
+            out_chain, in_chain, _ = chain_names(net)
+            if {FORWARD_CHAIN, out_chain, in_chain} - chains or \
+                    net.bridge_name not in dispatch:
+                problems.append(f"the rules of network {net.name} are gone")
+    for chain in _survey_host(netns, ruleset):
+        if chain.xtables:
+            check = nftables.xtables(chain.xtables, ["-C", chain.name, *XTABLES_RULE],
+                                     netns=netns)
+            if check.exit_code != 0:
+                problems.append(f"{chain!r} lacks tsubo's accept rule")
+        elif not chain.has_rule:
+            problems.append(f"{chain!r} lacks tsubo's accept rule")
+    return problems
+
+
+def _dispatched_bridges(ours: Sequence[dict[str, object]]) -> set[str]:
+    """The bridges with an element in our ``from_bridge`` map (``nft -j`` lists one as
+    ``[{"elem": {"val": BR, "comment": ...}}, {"jump": ...}]``, or ``[BR, {"jump": ...}]``
+    without a comment)."""
+    found: set[str] = set()
+    for item in ours:
+        table_map = item.get("map")
+        if not isinstance(table_map, dict) or table_map.get("name") != FROM_BRIDGE_MAP:
+            continue
+        for element in table_map.get("elem") or []:
+            key: object = element[0] if isinstance(element, list) and element else None
+            if isinstance(key, dict):
+                inner = key.get("elem")
+                key = inner.get("val") if isinstance(inner, dict) else None
+            if isinstance(key, str):
+                found.add(key)
+    return found
 
 
 def remove_all(*, netns: str | None = None) -> None:
