@@ -65,6 +65,12 @@ _CREATE_OPTIONS = (
     Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
+    Option("network-alias", LIST, "another name for the container on its networks"),
+    Option("add-host", LIST, "add NAME:IP (or NAME:host-gateway) to /etc/hosts"),
+    Option("dns", LIST, "nameserver (on a network: what the network's resolver asks)"),
+    Option("dns-search", LIST, "DNS search domain"),
+    Option("dns-option", LIST, "resolv.conf option (e.g. ndots:2)"),
+    Option("domainname", VALUE, "the container's NIS domain name"),
     Option("rm", FLAG, "remove the container when it exits"),
 )
 _RUN_OPTIONS = (

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.options import RunOptions
-    from tsubo.engine.storage import ContainerFiles
+    from tsubo.engine.storage import ContainerFiles, ResolverSettings
     from tsubo.runtime.container import Runtime
     from tsubo.state.db import ContainerRow, Database
 
@@ -135,7 +135,8 @@ class EngineCore:
             files.create(etc_root)
             undo.push(files.remove)
             hostname = options.hostname or container_id[:12]
-            etc_files = files.write_etc_files(hostname, nameserver=nameserver)
+            etc_files = files.write_etc_files(hostname, nameserver=nameserver,
+                                              resolver=_resolver_settings(options, nameserver))
             volume_mounts = self._volume_mounts(container_id, options)
             self._copy_up_volumes(files, lower, options, volume_mounts)
             config = build_config(
@@ -469,3 +470,15 @@ def _hard_limit(name: str) -> int:
     import resource
 
     return int(resource.getrlimit(getattr(resource, name))[1])
+
+
+def _resolver_settings(options: RunOptions, gateway: str) -> ResolverSettings:
+    """The /etc/hosts and resolv.conf settings of *options*; ``host-gateway`` is *gateway*
+    (the first network's, which the options builder made sure exists)."""
+    from tsubo.engine.options import HOST_GATEWAY
+    from tsubo.engine.storage import ResolverSettings
+
+    hosts = [(name, gateway if address == HOST_GATEWAY else address)
+             for name, address in options.add_hosts]
+    return ResolverSettings(hosts=hosts, nameservers=options.dns, search=options.dns_search,
+                            options=options.dns_options, domainname=options.domainname)

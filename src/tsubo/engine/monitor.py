@@ -463,16 +463,19 @@ class MonitorService:
         if decision.reply:
             _send_datagram(sock, decision.reply, client)
         elif decision.relay:
-            self._relay_upstream(packet, sock, client)
+            self._relay_upstream(packet, sock, client,
+                                 store.upstreams_of(network_id, client[0]))
 
-    def _relay_upstream(self, packet: bytes, sock: Any, client: Any) -> None:
-        """A name that is not a container's: ask the upstream nameserver (the host's own,
-        unless the engine setting ``$TSUBO_DNS_UPSTREAM`` names others)."""
+    def _relay_upstream(self, packet: bytes, sock: Any, client: Any,
+                        own: list[str]) -> None:
+        """A name that is not a container's: ask the upstream nameserver (the asking
+        container's ``--dns``, *own*; else the host's, unless the engine setting
+        ``$TSUBO_DNS_UPSTREAM`` names others)."""
         import socket
 
         from tsubo.network.ipam import dns_upstreams
 
-        servers = [server for server in dns_upstreams() if ":" not in server]
+        servers = [server for server in own or dns_upstreams() if ":" not in server]
         if not servers:
             return
         if self.upstream is None:

@@ -613,6 +613,8 @@ def build_config(
         "mounts": build_mounts(options, etc_files, volume_mounts, init_path),
         "linux": linux,
     }
+    if options.domainname:
+        config["domainname"] = options.domainname
     if options.labels:
         config["annotations"] = dict(options.labels)
     return config
