@@ -1,7 +1,7 @@
 """Names and resolver options on a network (issue 10, item 8): ``--network-alias``,
 ``--hostname``/``--domainname`` answered by the network's resolver, ``--add-host`` (with
 ``host-gateway``), ``--dns`` (the asking container's own upstream), ``--dns-search``,
-``--dns-option``; and the same options without a network.
+``--dns-option``; the same options without a network; DNS over TCP, answered and relayed.
 
 Everything runs inside the throwaway "host" namespace of ``test_network_internal``'s
 ``engine`` fixture, with two fake upstream resolvers of the test's own there: the engine's
@@ -9,6 +9,10 @@ Everything runs inside the throwaway "host" namespace of ``test_network_internal
 """
 
 from __future__ import annotations
+
+import socket
+import struct
+import threading
 
 from tests import netprobe
 from tests.e2e import test_engine_network, test_network_internal
@@ -18,9 +22,12 @@ from tests.e2e.test_network_internal import (
     OUTSIDE_ANSWER,
     UPSTREAM,
     asked_upstream,
+    dns_query,
     fake_upstream_reply,
     nslookup,
 )
+from tsubo.kernel.iproute import InNetns
+from tsubo.network import dns
 
 # the fixtures this module uses (imported as values so they register here)
 net_engine = test_engine_network.net_engine
@@ -108,3 +115,85 @@ def test_bad_names_and_resolver_options_are_one_line(engine: NetEngine) -> None:
         assert proc.returncode == EXIT_ENGINE, (flags, proc.stderr)
         assert message in one_line(proc.stderr), (flags, proc.stderr)
     assert engine.run("ps", "-aq").stdout == ""
+
+
+def _big_answer(query: bytes) -> bytes:
+    """An answer with 60 A records (~1 KB: more than a classic 512-byte datagram)."""
+    parsed = dns.question(query)
+    assert parsed is not None
+    end = parsed[3]
+    records = b"".join(b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 89, 7, n])
+                       for n in range(60))
+    return query[:2] + struct.pack("!HHHHH", 0x8180, 1, 60, 0, 0) + query[12:end] + records
+
+
+class TcpDnsServer:
+    """A DNS-over-TCP upstream in the test's namespace: answers every query with
+    :func:`_big_answer` and records the names it was asked."""
+
+    def __init__(self, netns: str, address: str) -> None:
+        self.asked: list[str] = []
+        with InNetns(netns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, 53))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                query = dns.read_tcp_message(conn) or b""
+                parsed = dns.question(query)
+                if parsed is not None:
+                    self.asked.append(parsed[1])
+                    answer = _big_answer(query)
+                    conn.sendall(dns.tcp_frame(answer))
+
+    def __enter__(self) -> TcpDnsServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def _tcp_query(netns: str, server: str, name: str) -> bytes:
+    """One DNS query over TCP from inside *netns*; the answer (b"" if none)."""
+    answers: list[bytes] = []
+
+    def ask() -> None:
+        with socket.create_connection((server, 53), timeout=5) as conn:
+            conn.sendall(dns.tcp_frame(dns_query(name)))
+            answers.append(dns.read_tcp_message(conn) or b"")
+
+    netprobe.in_netns(netns, ask)
+    return answers[0] if answers else b""
+
+
+def test_dns_over_tcp_answers_and_relays_big_answers(engine: NetEngine) -> None:
+    engine.host("ip", "addr", "add", f"{OWN_UPSTREAM}/24", "dev", "up1")
+    with TcpDnsServer(engine.netns, OWN_UPSTREAM) as upstream:
+        engine.run("network", "create", "tcpdns", "--subnet", "10.89.23.0/24")
+        engine.run("run", "-d", "--name", "srv", "--network", "tcpdns", "--ip", "10.89.23.10",
+                   "--network-alias", "www", "--rootfs", str(engine.rootfs), "sleep", "300")
+        engine.run("run", "-d", "--name", "asker", "--network", "tcpdns", "--dns",
+                   OWN_UPSTREAM, "--rootfs", str(engine.rootfs), "sleep", "300")
+        # a container's name, answered by the resolver itself
+        local = _tcp_query("asker", "10.89.23.1", "www")
+        assert local.endswith(bytes([10, 89, 23, 10])) and dns.rcode(local) == 0
+        # an outside name whose answer needs TCP: relayed to the container's upstream
+        big = _tcp_query("asker", "10.89.23.1", "big.example")
+        assert len(big) > 512 and struct.unpack("!H", big[6:8])[0] == 60
+        assert upstream.asked == ["big.example"]
+        engine.run("rm", "-f", "srv", "asker")
+        engine.run("network", "rm", "tcpdns")

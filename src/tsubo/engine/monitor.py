@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from tsubo.engine.paths import EnginePaths
     from tsubo.errors import TsuboError
     from tsubo.kernel.nftwatch import RulesetWatch
+    from tsubo.network import dns
     from tsubo.runtime.container import Runtime
     from tsubo.state.db import ContainerRow, Database
 
@@ -162,6 +163,10 @@ class MonitorService:
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
         self.dns: dict[int, tuple[Any, str]] = {}
+        #: DNS over TCP on each gateway: listeners fd -> (socket, network id); connections
+        #: fd -> (socket, network id, what arrived so far)
+        self.dns_tcp: dict[int, tuple[Any, str]] = {}
+        self.dns_conns: dict[int, tuple[Any, str, bytearray]] = {}
         self.upstream: Any = None
         self.relayed: dict[tuple[bytes, str], tuple[Any, Any]] = {}
         self.wake_read = -1
@@ -306,6 +311,10 @@ class MonitorService:
             drain(fd)
         elif fd in self.dns:
             self._dns_query(fd)
+        elif fd in self.dns_tcp:
+            self._dns_accept(fd)
+        elif fd in self.dns_conns:
+            self._dns_stream(fd)
         elif self.upstream is not None and fd == self.upstream.fileno():
             self._dns_reply()
         elif fd == self.listener:
@@ -445,26 +454,100 @@ class MonitorService:
         sock.setblocking(False)
         self.dns[sock.fileno()] = (sock, network_id)
         self.poller.register(sock.fileno(), 1)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((gateway, 53))
+            listener.listen(16)
+        except OSError as error:
+            listener.close()
+            record_crash(self.paths, error, f"serving names over TCP on {gateway}:53")
+            return
+        listener.setblocking(False)
+        self.dns_tcp[listener.fileno()] = (listener, network_id)
+        self.poller.register(listener.fileno(), 1)
 
     def _dns_query(self, fd: int) -> None:
-        from tsubo.network import dns
-        from tsubo.network.store import NetworkStore
-
         sock, network_id = self.dns[fd]
         try:
             packet, client = sock.recvfrom(4096)
         except OSError:
             return
-        store = NetworkStore(self.db)
         # an error here (the network gone, say) ends in the event guard: nothing is sent
-        decision = dns.decide(packet, internal=store.get_network(network_id).internal,
-                              lookup=lambda name: store.resolve_name(network_id, name),
-                              engine_name=store.container_name_taken)
+        decision, upstreams = self._dns_decide(packet, network_id, client[0])
         if decision.reply:
             _send_datagram(sock, decision.reply, client)
         elif decision.relay:
-            self._relay_upstream(packet, sock, client,
-                                 store.upstreams_of(network_id, client[0]))
+            self._relay_upstream(packet, sock, client, upstreams)
+
+    def _dns_decide(self, packet: bytes, network_id: str,
+                    client_address: str) -> tuple[dns.Decision, list[str]]:
+        """What to do with a query from *client_address* on *network_id*, and the asking
+        container's own upstreams (its ``--dns``; empty: the engine's)."""
+        from tsubo.network import dns
+        from tsubo.network.store import NetworkStore
+
+        store = NetworkStore(self.db)
+        decision = dns.decide(packet, internal=store.get_network(network_id).internal,
+                              lookup=lambda name: store.resolve_name(network_id, name),
+                              engine_name=store.container_name_taken)
+        return decision, store.upstreams_of(network_id, client_address) if decision.relay \
+            else []
+
+    # DNS over TCP (RFC 7766), for answers that do not fit a datagram: a resolver that got
+    # a truncated answer asks again over TCP. Each message is preceded by its length (two
+    # bytes). Our own answers are written at once (small); a relayed query goes to the
+    # upstream over TCP in a thread of its own (blocking, bounded by a timeout), which
+    # owns the client's connection from then on. One query per connection.
+
+    def _dns_accept(self, fd: int) -> None:
+        listener, network_id = self.dns_tcp[fd]
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        if len(self.dns_conns) >= _DNS_TCP_CONNECTIONS:
+            conn.close()  # a flood: the oldest keep their turn
+            return
+        conn.setblocking(False)
+        self.dns_conns[conn.fileno()] = (conn, network_id, bytearray())
+        self.poller.register(conn.fileno(), 1)
+
+    def _dns_stream(self, fd: int) -> None:
+        conn, network_id, buffer = self.dns_conns[fd]
+        try:
+            data = conn.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        buffer += data
+        size = int.from_bytes(buffer[:2], "big") if len(buffer) >= 2 else -1
+        if data and (size < 0 or len(buffer) < 2 + size):
+            return  # more to come
+        self.poller.unregister(fd)
+        del self.dns_conns[fd]
+        if not data and (size < 0 or len(buffer) < 2 + size):
+            conn.close()  # gone before its query was complete
+            return
+        packet = bytes(buffer[2:2 + size])
+        try:
+            decision, upstreams = self._dns_decide(packet, network_id, conn.getpeername()[0])
+        except BaseException:
+            conn.close()
+            raise
+        if decision.reply:
+            _send_quietly_stream(conn, decision.reply)
+            conn.close()
+        elif decision.relay:
+            import _thread
+
+            from tsubo.network.ipam import dns_upstreams
+
+            servers = [server for server in upstreams or dns_upstreams() if ":" not in server]
+            _thread.start_new_thread(_relay_tcp, (conn, packet, servers))
+        else:
+            conn.close()
 
     def _relay_upstream(self, packet: bytes, sock: Any, client: Any,
                         own: list[str]) -> None:
@@ -1308,6 +1391,45 @@ def _reap_known(pids: list[int]) -> Iterator[tuple[int, int]]:
             continue
         if reaped:
             yield reaped, wait_status
+
+
+#: DNS over TCP: connections served at once, and how long a relayed query may take
+_DNS_TCP_CONNECTIONS = 64
+_DNS_TCP_TIMEOUT = 5.0
+
+
+def _send_quietly_stream(conn: Any, message: bytes) -> None:
+    """One DNS message on a TCP connection; a client gone is no error."""
+    from tsubo.network.dns import tcp_frame
+
+    try:
+        conn.setblocking(True)
+        conn.settimeout(_DNS_TCP_TIMEOUT)
+        conn.sendall(tcp_frame(message))
+    except OSError:
+        pass
+
+
+def _relay_tcp(conn: Any, packet: bytes, servers: list[str]) -> None:
+    """In a thread: ask the first upstream that answers over TCP, pass its answer back,
+    close the client's connection."""
+    import socket
+
+    from tsubo.network.dns import read_tcp_message, tcp_frame
+
+    try:
+        for server in servers:
+            try:
+                with socket.create_connection((server, 53), timeout=_DNS_TCP_TIMEOUT) as up:
+                    up.sendall(tcp_frame(packet))
+                    answer = read_tcp_message(up)
+            except OSError:
+                continue
+            if answer is not None:
+                _send_quietly_stream(conn, answer)
+                return
+    finally:
+        conn.close()
 
 
 def _send_datagram(sock: Any, packet: bytes, address: Any) -> None:

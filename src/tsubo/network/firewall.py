@@ -40,6 +40,7 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
         ct original ip daddr SUBNET ct state established,related accept
                                                     replies to connections the host opened
         ip daddr GATEWAY udp dport 53 socket wildcard 0 accept      the monitor's resolver
+        ip daddr GATEWAY tcp dport 53 socket wildcard 0 accept      (and over TCP)
         drop                                        any other packet for a host address
       }
     }
@@ -297,14 +298,14 @@ def _host_rules(net: FirewallNetwork) -> list[Command]:
             _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
             {"accept": None}))
     if net.gateway:
-        commands.append(_rule(
+        commands += [_rule(
             chain, comment,
             _match({"payload": {"protocol": _protocol(net.gateway), "field": "daddr"}},
                    net.gateway),
-            _match({"payload": {"protocol": "udp", "field": "dport"}}, DNS_PORT),
+            _match({"payload": {"protocol": transport, "field": "dport"}}, DNS_PORT),
             # only a socket bound to the gateway itself: not a host resolver on 0.0.0.0:53
             _match({"socket": {"key": "wildcard"}}, 0),
-            {"accept": None}))
+            {"accept": None}) for transport in ("udp", "tcp")]
     commands.append(_rule(chain, comment, _DROP))
     return commands
 
