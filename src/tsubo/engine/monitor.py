@@ -147,6 +147,7 @@ class MonitorService:
         self.waiting: dict[int, Supervised] = {}  # clients of `wait` and `stop`
         #: starts in worker threads (``_submit``): the pool, the finished jobs and the pipe
         #: that tells the loop about them, how many are in flight, which containers
+        self.to_prepare: collections.deque[_StartJob] = collections.deque()
         self.queued: collections.deque[_StartJob] = collections.deque()
         self.workers = 0  # worker threads running a start
         self.done: collections.deque[_StartJob] = collections.deque()
@@ -216,6 +217,8 @@ class MonitorService:
                 self._guard("handling an event", self._dispatch, fd)
             self._guard("reaping", self._reap_children)
             self._guard("running timers", self._run_timers)
+            if self.to_prepare:
+                self._guard("starting a container", self._prepare_next)
             if self.containers or self.pending or self.jobs:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= _IDLE_EXIT_SECONDS and self._close_if_idle():
@@ -263,6 +266,8 @@ class MonitorService:
     def _next_timeout(self, idle_since: float) -> int:
         import time
 
+        if self.to_prepare:
+            return 0  # a start waits its turn: look at the other events, then take it
         now = time.monotonic()
         deadlines = [s.restart_at for s in self.containers.values() if s.restart_at]
         deadlines += [s.exited_at + _DRAIN_SECONDS for s in self.containers.values()
@@ -604,12 +609,20 @@ class MonitorService:
     # through a wake-up pipe, and the loop registers it.
 
     def _submit(self, job: _StartJob) -> None:
-        """Start *job*; the loop hears of the outcome through ``done_read``, never at once
-        (the caller may be walking the containers)."""
+        """Start *job*: prepared on the loop, one per turn of it (``_prepare_next``), so the
+        output of running containers is relayed between two starts; the loop hears of the
+        outcome through ``done_read``, never at once (the caller may be walking the
+        containers)."""
         if self.done_read < 0:
             self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self.poller.register(self.done_read, 1)
         self.jobs += 1
+        if job.container_id:
+            self.starting.add(job.container_id)
+        self.to_prepare.append(job)
+
+    def _prepare_next(self) -> None:
+        job = self.to_prepare.popleft()
         self._prepare(job)
         if job.error is not None:
             self._job_done(job)
@@ -620,8 +633,13 @@ class MonitorService:
 
     def _spawn_queued(self) -> None:
         """Up to ``_START_WORKERS`` threads at a time, each for one start (``_thread``, not a
-        pool: concurrent.futures costs the monitor 2.5 MB of memory)."""
+        pool: concurrent.futures costs the monitor 2.5 MB of memory). While one runs, the
+        loop gets the interpreter back within 1 ms instead of the default 5 (the workers'
+        Python would otherwise hold it for a switch interval at a time)."""
         import _thread
+        import sys
+
+        sys.setswitchinterval(_SWITCH_INTERVAL)
 
         while self.queued and self.workers < _START_WORKERS:
             self.workers += 1
@@ -1263,6 +1281,9 @@ _FIREWALL_SETTLE_SECONDS = 0.1
 _FIREWALL_WINDOW = 10.0
 _FIREWALL_REPAIRS_BEFORE_BACKOFF = 5
 _FIREWALL_BACKOFF_MAX = 60.0
+
+#: the interpreter's switch interval while workers run (seconds; Python's default 0.005)
+_SWITCH_INTERVAL = 0.001
 
 #: how many containers are created and started at once, off the loop
 _START_WORKERS = 2
