@@ -163,6 +163,8 @@ class MonitorService:
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
+        #: what serves each of the engine's own fds (``_watch``)
+        self.handlers: dict[int, Callable[[int], object]] = {}
         self.dns: dict[int, tuple[Any, str]] = {}
         #: DNS over TCP on each gateway: listeners fd -> (socket, network id); connections
         #: fd -> (socket, network id, what arrived so far)
@@ -207,9 +209,9 @@ class MonitorService:
             self._open_engine()
         if self.keeper is not None:
             self.keeper.setblocking(False)
-            self.poller.register(self.keeper.fileno(), 1)
+            self._watch(self.keeper.fileno(), lambda _: self._from_keeper())
         self.wake_read = signals.wake_on(_signal.SIGCHLD)
-        self.poller.register(self.wake_read, 1)
+        self._watch(self.wake_read, signals.drain)
         idle_since = time.monotonic()
         while True:
             timeout = self._next_timeout(idle_since)
@@ -261,7 +263,7 @@ class MonitorService:
         sock.setblocking(False)
         self.listener_sock = sock
         self.listener = sock.fileno()
-        self.poller.register(self.listener, 1)
+        self._watch(self.listener, lambda _: self._accept())
 
     def _next_timeout(self, idle_since: float) -> int:
         import time
@@ -309,31 +311,24 @@ class MonitorService:
         finally:
             os.close(lock)
 
-    def _dispatch(self, fd: int) -> None:
-        if fd == self.wake_read:
-            from tsubo.kernel.signals import drain
+    def _watch(self, fd: int, handler: Callable[[int], object]) -> None:
+        """Poll *fd*; *handler(fd)* serves it (the engine's own fds: signals, listeners,
+        the keeper, DNS, the firewall watch, finished starts)."""
+        self.handlers[fd] = handler
+        self.poller.register(fd, 1)
 
-            drain(fd)
-        elif fd in self.dns:
-            self._dns_query(fd)
-        elif fd in self.dns_tcp:
-            self._dns_accept(fd)
-        elif fd in self.dns_conns:
-            self._dns_stream(fd)
-        elif self.upstream is not None and fd == self.upstream.fileno():
-            self._dns_reply()
-        elif fd == self.listener:
-            self._accept()
+    def _unwatch(self, fd: int) -> None:
+        self.handlers.pop(fd, None)
+        self.poller.unregister(fd)
+
+    def _dispatch(self, fd: int) -> None:
+        handler = self.handlers.get(fd)
+        if handler is not None:
+            handler(fd)
         elif fd in self.pending:
             self._pending_input(fd)
-        elif self.keeper is not None and fd == self.keeper.fileno():
-            self._from_keeper()
         elif fd in self.pidfds:
             self._adopted_exited(self.pidfds[fd], None)
-        elif fd == self.done_read:
-            self._finish_jobs()
-        elif self.firewall_watch is not None and fd == self.firewall_watch.fd:
-            self._firewall_changed()
         elif fd in self.waiting:
             if not _read(fd):  # a waiter says nothing: this is its going away
                 self._drop_waiter(self.waiting[fd], fd)
@@ -458,7 +453,7 @@ class MonitorService:
             return
         sock.setblocking(False)
         self.dns[sock.fileno()] = (sock, network_id)
-        self.poller.register(sock.fileno(), 1)
+        self._watch(sock.fileno(), self._dns_query)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -470,7 +465,7 @@ class MonitorService:
             return
         listener.setblocking(False)
         self.dns_tcp[listener.fileno()] = (listener, network_id)
-        self.poller.register(listener.fileno(), 1)
+        self._watch(listener.fileno(), self._dns_accept)
 
     def _dns_query(self, fd: int) -> None:
         sock, network_id = self.dns[fd]
@@ -516,7 +511,7 @@ class MonitorService:
             return
         conn.setblocking(False)
         self.dns_conns[conn.fileno()] = (conn, network_id, bytearray())
-        self.poller.register(conn.fileno(), 1)
+        self._watch(conn.fileno(), self._dns_stream)
 
     def _dns_stream(self, fd: int) -> None:
         conn, network_id, buffer = self.dns_conns[fd]
@@ -530,7 +525,7 @@ class MonitorService:
         size = int.from_bytes(buffer[:2], "big") if len(buffer) >= 2 else -1
         if data and (size < 0 or len(buffer) < 2 + size):
             return  # more to come
-        self.poller.unregister(fd)
+        self._unwatch(fd)
         del self.dns_conns[fd]
         if not data and (size < 0 or len(buffer) < 2 + size):
             conn.close()  # gone before its query was complete
@@ -569,7 +564,7 @@ class MonitorService:
         if self.upstream is None:
             self.upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.upstream.setblocking(False)
-            self.poller.register(self.upstream.fileno(), 1)
+            self._watch(self.upstream.fileno(), lambda _: self._dns_reply())
         self.relayed[(packet[:2], servers[0])] = (sock, client)
         _send_datagram(self.upstream, packet, (servers[0], 53))
 
@@ -615,7 +610,7 @@ class MonitorService:
         containers)."""
         if self.done_read < 0:
             self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self.poller.register(self.done_read, 1)
+            self._watch(self.done_read, lambda _: self._finish_jobs())
         self.jobs += 1
         if job.container_id:
             self.starting.add(job.container_id)
@@ -1047,11 +1042,11 @@ class MonitorService:
             from tsubo.kernel.nftwatch import RulesetWatch
 
             self.firewall_watch = RulesetWatch()
-            self.poller.register(self.firewall_watch.fd, 1)
+            self._watch(self.firewall_watch.fd, lambda _: self._firewall_changed())
 
     def _firewall_unwatch(self) -> None:
         if self.firewall_watch is not None:
-            self.poller.unregister(self.firewall_watch.fd)
+            self._unwatch(self.firewall_watch.fd)
             self.firewall_watch.close()
             self.firewall_watch = None
             self.firewall_check_at = 0.0
@@ -1102,7 +1097,7 @@ class MonitorService:
             except OSError:
                 message = None
             if message is None:  # the keeper is gone: we go on without one
-                self.poller.unregister(self.keeper.fileno())
+                self._unwatch(self.keeper.fileno())
                 self.keeper.close()
                 self.keeper = None
                 return
