@@ -195,6 +195,7 @@ def test_a_logs_f_stream_never_pauses_50_ms_while_20_containers_start(
     engine_cli.ok("rm", "-f", "talker", *(f"s{n}" for n in range(20)))
     follower.wait(20)
     reader.join(20)
+    follower.stdout.close()
     during = [later - earlier for earlier, later in itertools.pairwise(arrivals)
               if earlier >= begin and later <= end]
     assert len(during) > 10, "no output while the containers started"
