@@ -345,6 +345,12 @@ def _network(engine: Engine, parsed: Parsed) -> int:
     return network_command(engine, parsed)
 
 
+def _lab(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.lab import lab_command
+
+    return lab_command(engine, parsed)
+
+
 def _system(engine: Engine, parsed: Parsed) -> int:
     if parsed.positional[:1] == ["df"]:
         from tsubo.cli.images import df_command
@@ -471,6 +477,16 @@ COMMANDS: dict[str, Command] = {
         Option("quiet,q", FLAG, "ls: only names"),
     ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
         "manage networks"),
+    "lab": Command(_lab, (
+        Option("topo,t", VALUE, "the topology file (containerlab's *.clab.yml)"),
+        Option("name", VALUE, "destroy/inspect/exec: the lab's name instead of -t"),
+        Option("all,a", FLAG, "destroy/inspect/exec: every deployed lab"),
+        Option("cleanup", FLAG, "destroy: also the management network, if unused"),
+        Option("format,f", VALUE, "inspect: table or json; graph: dot or mermaid"),
+        Option("label", LIST, "exec: only containers with this label (KEY=VALUE)"),
+        Option("cmd", VALUE, "exec: the command to run"),
+    ), "lab deploy|destroy|inspect|exec|validate|graph [-t FILE] [OPTIONS]",
+        "network labs from containerlab topology files"),
     "system": Command(_system, (), "system prune|gc|df [-v]",
                       "remove stopped containers | remove leftovers of crashes | disk usage"),
     "version": Command(_version, (), "version", "print the version"),
@@ -504,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # `network create NAME --subnet X`: flags may follow the verb's arguments
         parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
-                       stop_at_positional=name not in ("network", "volume", "save", "images"))
+                       stop_at_positional=name not in ("network", "volume", "save", "images",
+                                                       "lab"))
         if name == "version":
             return _version()
         from tsubo.api import Engine

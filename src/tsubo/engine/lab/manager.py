@@ -1,0 +1,464 @@
+"""Deploy, destroy, inspect and exec in labs, on the engine: the lab's nodes are engine
+containers (``clab-<lab>-<node>``), its links veth pairs between their pinned namespaces.
+
+What it owns
+    The order of a deploy and of a teardown, and the lab record's life (``records.py``).
+
+Deploy, in order (each object recorded before it is made; a failure tears down what the
+record names, so a failed deploy leaves nothing)
+    1. the record (``deploying``, with our pid and start time);
+    2. the management network, if the lab has one and it does not exist (an engine
+       network: bridge, IPAM, firewall, DNS for the node names);
+    3. the bridges of ``kind: bridge`` nodes that do not exist yet (host namespace);
+    4. one container per ``linux`` node, on the management network (its namespace is then
+       pinned at ``/run/netns/<container name>`` by the engine) or on none (we pin it with
+       ``ip netns attach``), with the node's image or rootfs, cmd, env, binds, labels
+       (containerlab's ``containerlab``, ``clab-node-name``, ... too), user, memory, cpu;
+    5. every link in one ``ip`` process (the ends go straight into their namespaces),
+       then per node one ``ip`` process: its sysctls, interfaces up, addresses, routes;
+    6. the nodes' ``exec`` commands (after the links exist, as containerlab);
+    7. the record says ``deployed``.
+
+``deploy`` is idempotent: the same file deployed again finds the lab running and does
+nothing; a different file under the same lab name is refused (destroy it first). A record
+left ``deploying`` by a deploy that died is torn down first. ``system gc`` tears down such
+labs too (:func:`gc_labs`).
+
+Teardown goes on past failures and reports them all: containers (their pinned namespaces,
+and with them the node-to-node veth pairs, go with them), our netns pins, host-side veth
+ends and bridges, then the management network if the lab created it and no container is
+left on it, and last the record.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tsubo.engine.lab import records
+from tsubo.engine.lab.topology import HOST, MGMT_NET, Topology
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tsubo.engine.containers import Engine as EngineCommands
+    from tsubo.engine.lab.checks import CheckResult
+    from tsubo.engine.lab.records import LabRecord
+    from tsubo.engine.lab.topology import Node
+    from tsubo.network.models import Network
+    from tsubo.network.store import NetworkStore
+
+#: the labels containerlab puts on its containers (``lab exec --label`` selects on them)
+LABEL_LAB = "containerlab"
+LABEL_NODE = "clab-node-name"
+LABEL_KIND = "clab-node-kind"
+LABEL_FILE = "clab-topo-file"
+
+
+def topology_digest(topology: Topology) -> str:
+    import hashlib
+
+    return hashlib.sha256(repr(topology).encode()).hexdigest()
+
+
+class LabManager:
+    def __init__(self, engine: EngineCommands) -> None:
+        self.engine = engine
+
+    def _ledger(self) -> NetworkStore:
+        """The network ledger, on the engine's current connection (a ``run`` reopens it)."""
+        from tsubo.network.store import NetworkStore
+
+        return NetworkStore(self.engine.db)
+
+    # --- deploy ----------------------------------------------------------------------------
+
+    def deploy(self, topology: Topology) -> tuple[LabRecord, bool]:
+        """Deploy *topology*; (its record, whether anything was done)."""
+        from tsubo.errors import AlreadyExists, WrongState
+        from tsubo.kernel.procfs import read_stat
+        from tsubo.undo import UndoStack
+
+        paths = self.engine.paths
+        digest = topology_digest(topology)
+        existing = records.load(paths, topology.name)
+        if existing is not None:
+            if existing.state == records.DEPLOYING and existing.deployer_alive():
+                raise WrongState("deploy lab", topology.name,
+                                 detail=f"being deployed by process {existing.deployer_pid}")
+            if existing.state == records.DEPLOYED:
+                if existing.digest != digest:
+                    raise AlreadyExists("deploy lab", topology.name,
+                                        detail="deployed from another version of the file",
+                                        hint="tsubo lab destroy it first")
+                if self._all_running(existing):
+                    return existing, False
+            self.teardown(existing)  # a dead deploy's leftovers, or nodes that died
+        me = read_stat(os.getpid())
+        record = records.LabRecord(name=topology.name, path=topology.path, digest=digest,
+                                   deployer_pid=os.getpid(),
+                                   deployer_start=me.start_time if me else 0)
+        records.save(paths, record)
+        with UndoStack("deploy lab", topology.name) as undo:
+            undo.push(lambda: self.teardown(record))
+            mgmt = self._mgmt_network(topology, record)
+            self._bridges(topology, record)
+            pids = self._nodes(topology, record, mgmt)
+            self._links(topology, record, pids)
+            self._exec(topology, record)
+            record.state = records.DEPLOYED
+            record.deployer_pid = record.deployer_start = 0
+            records.save(paths, record)
+            undo.commit()
+        return record, True
+
+    def _all_running(self, record: LabRecord) -> bool:
+        from tsubo.engine import status
+        from tsubo.errors import NotFound
+
+        for name in record.containers.values():
+            try:
+                row = self.engine.refresh(self.engine.db.resolve_container(name))
+            except NotFound:
+                return False
+            if row.state != status.RUNNING:
+                return False
+        return True
+
+    def _mgmt_network(self, topology: Topology, record: LabRecord) -> Network | None:
+        from tsubo.engine.networks import NetworkManager
+        from tsubo.errors import NotFound
+
+        if not any(topology.has_mgmt(node) for node in topology.nodes.values()) \
+                and not any(MGMT_NET in (link.a.node, link.b.node) for link in topology.links):
+            return None
+        manager = NetworkManager(self.engine)
+        name = topology.mgmt.network
+        record.mgmt_network = name
+        try:
+            network = manager.get(name)
+        except NotFound:
+            record.mgmt_created = True
+            records.save(self.engine.paths, record)
+            return manager.create(name, subnet=topology.mgmt.ipv4_subnet,
+                                  mtu=topology.mgmt.mtu, bridge_name=topology.mgmt.bridge,
+                                  labels={LABEL_LAB: topology.name})
+        records.save(self.engine.paths, record)
+        return network
+
+    def _bridges(self, topology: Topology, record: LabRecord) -> None:
+        from tsubo.network import links
+
+        wanted = [node.name for node in topology.nodes.values() if node.kind == "bridge"]
+        missing = [name for name in wanted if not _host_link_exists(name)]
+        if not missing:
+            return
+        for name in missing:
+            self._ledger().record("link", name, record.owner)
+            record.bridges.append(name)
+        records.save(self.engine.paths, record)
+        links.apply_host([line for name in missing for line in links.plan_bridge(name)])
+
+    def _nodes(self, topology: Topology, record: LabRecord, mgmt: Network | None
+               ) -> dict[str, int]:
+        """Start every linux node; node -> pid of its init."""
+        from tsubo.engine.options import build_run_options
+        from tsubo.network import links
+
+        pids: dict[str, int] = {}
+        for node in topology.nodes.values():
+            if node.kind != "linux":
+                continue
+            name = topology.container_name(node.name)
+            record.containers[node.name] = name
+            records.save(self.engine.paths, record)
+            options = build_run_options(
+                node_run_options(topology, node, mgmt.name if mgmt is not None else ""),
+                cwd=topology.directory)
+            row = self.engine.run_detached(options, name=name)
+            pids[node.name] = row.pid
+            if not topology.has_mgmt(node) and node.network_mode != "host":
+                self._ledger().record("netns", name, row.id)
+                record.pins.append(name)
+                records.save(self.engine.paths, record)
+                links.pin_netns_of(name, row.pid)
+        return pids
+
+    def _links(self, topology: Topology, record: LabRecord, pids: dict[str, int]) -> None:
+        from tsubo.network import links
+
+        mgmt_bridge = ""
+        if record.mgmt_network and any(MGMT_NET in (link.a.node, link.b.node)
+                                       for link in topology.links):
+            from tsubo.engine.networks import NetworkManager
+
+            mgmt_bridge = NetworkManager(self.engine).get(record.mgmt_network).bridge_name
+
+        def side(node: str) -> tuple[str | None, str]:
+            """(netns, master bridge) of an endpoint's node."""
+            if node == HOST:
+                return None, ""
+            if node == MGMT_NET:
+                return None, mgmt_bridge
+            if topology.nodes[node].kind == "bridge":
+                return None, node
+            return topology.container_name(node), ""
+
+        host_ends = [end.interface for link in topology.links for end in (link.a, link.b)
+                     if side(end.node)[0] is None]
+        if host_ends:
+            for ifname in host_ends:
+                self._ledger().record("link", ifname, record.owner)
+                record.host_links.append(ifname)
+            records.save(self.engine.paths, record)
+        host_lines = []
+        for link in topology.links:
+            a_netns, a_master = side(link.a.node)
+            b_netns, b_master = side(link.b.node)
+            host_lines.extend(links.plan_veth(link.a.interface, a_netns, link.b.interface,
+                                              b_netns, mtu=link.mtu, a_master=a_master,
+                                              b_master=b_master))
+        host_lines += links.plan_up(host_ends)
+        for (owner, ifname), addresses in sorted(topology.addresses.items()):
+            if owner == HOST:
+                host_lines += links.plan_addresses(ifname, addresses)
+        host_lines += [links.plan_route(route.destination, route.via)
+                       for route in topology.routes.get(HOST, ())]
+        if host_lines:
+            links.apply_host(host_lines)
+        for node in topology.nodes.values():
+            if node.kind != "linux" or node.network_mode == "host":
+                continue
+            ifnames = sorted({end.interface for link in topology.links
+                              for end in (link.a, link.b) if end.node == node.name})
+            lines = ["link set lo up", *links.plan_up(ifnames)]
+            for ifname in ifnames:
+                lines += links.plan_addresses(ifname,
+                                              topology.addresses.get((node.name, ifname), ()))
+            lines += [links.plan_route(route.destination, route.via)
+                      for route in topology.routes.get(node.name, ())]
+            sysctls = [(key.replace(".", "/"), value) for key, value in node.sysctls]
+            links.apply_in_netns(topology.container_name(node.name), lines, sysctls)
+        del pids
+
+    def _exec(self, topology: Topology, record: LabRecord) -> None:
+        import shlex
+
+        from tsubo.errors import TsuboError
+
+        for node in topology.nodes.values():
+            for command in node.exec:
+                code, output = self.run_captured(record.containers[node.name],
+                                                 shlex.split(command))
+                if code != 0:
+                    last = output.decode(errors="replace").strip().splitlines()[-1:] or [""]
+                    raise TsuboError("deploy lab", topology.name,
+                                     detail=f'exec "{command}" on node {node.name} exited '
+                                     f"{code}" + (f": {last[0]}" if last[0] else ""))
+
+    def run_captured(self, container: str, command: Sequence[str]) -> tuple[int, bytes]:
+        """Run *command* in *container*; (exit code, stdout and stderr together)."""
+        import tempfile
+
+        with open(os.devnull, "rb") as null, tempfile.TemporaryFile() as out:
+            code = self.engine.exec(container, list(command),
+                                    stdio=(null.fileno(), out.fileno(), out.fileno()),
+                                    forward_signals=False)
+            out.seek(0)
+            return code, out.read()
+
+    # --- destroy ---------------------------------------------------------------------------
+
+    def destroy(self, name: str, *, cleanup: bool = False) -> LabRecord:
+        """Tear the lab down (``cleanup``: also its management network when no container is
+        left on it, even if the lab did not create it)."""
+        from tsubo.errors import NotFound, WrongState
+
+        record = records.load(self.engine.paths, name)
+        if record is None:
+            raise NotFound("destroy lab", name, detail="no such lab is deployed")
+        if record.state == records.DEPLOYING and record.deployer_alive():
+            raise WrongState("destroy lab", name,
+                             detail=f"being deployed by process {record.deployer_pid}")
+        if cleanup and record.mgmt_network:
+            record.mgmt_created = True
+        self.teardown(record)
+        return record
+
+    def teardown(self, record: LabRecord) -> None:
+        """Remove everything *record* names; goes on past failures, reports them all."""
+        from tsubo.errors import NotFound, TeardownErrors
+        from tsubo.network import bridge, links
+
+        errors: list[BaseException] = []
+        for name in reversed(list(record.containers.values())):
+            try:
+                self.engine.remove(name, force=True)
+            except NotFound:
+                pass
+            except Exception as error:
+                errors.append(error)
+        for name in record.pins:
+            try:
+                bridge.delete_netns(name)
+                self._ledger().forget("netns", name)
+            except Exception as error:
+                errors.append(error)
+        host = [*record.host_links, *record.bridges]
+        try:
+            links.remove_host_links(host)
+            for name in host:
+                self._ledger().forget("link", name)
+        except Exception as error:
+            errors.append(error)
+        if record.mgmt_network and record.mgmt_created:
+            from tsubo.engine.networks import NetworkManager
+
+            manager = NetworkManager(self.engine)
+            try:
+                network = manager.get(record.mgmt_network)
+                if not manager.store.network_endpoints(network.id):
+                    manager.remove(network.id)
+            except NotFound:
+                pass
+            except Exception as error:
+                errors.append(error)
+        if errors:
+            raise TeardownErrors("destroy lab", record.name, errors)
+        records.remove(self.engine.paths, record.name)
+
+    # --- inspect and exec ------------------------------------------------------------------
+
+    def record(self, name: str) -> LabRecord:
+        from tsubo.errors import NotFound
+
+        record = records.load(self.engine.paths, name)
+        if record is None:
+            raise NotFound("find lab", name, detail="no such lab is deployed")
+        return record
+
+    def names(self) -> list[str]:
+        return records.names(self.engine.paths)
+
+    def inspect(self, name: str) -> dict[str, object]:
+        """The lab and its nodes (containerlab's ``inspect`` fields, JSON-friendly)."""
+        from tsubo import jsonwire
+        from tsubo.errors import NotFound
+
+        record = self.record(name)
+        nodes: list[dict[str, object]] = []
+        for node, container in record.containers.items():
+            try:
+                row = self.engine.refresh(self.engine.db.resolve_container(container))
+            except NotFound:
+                nodes.append({"node": node, "name": container, "container_id": "",
+                              "state": "missing", "ipv4_address": "", "kind": "linux",
+                              "image": "", "labels": {}})
+                continue
+            labels = jsonwire.loads(row.labels or "{}")
+            address = ""
+            if record.mgmt_network:
+                from tsubo.engine.networks import NetworkManager
+
+                for endpoint, network in NetworkManager(self.engine).networks_of(row.id):
+                    if network.name == record.mgmt_network:
+                        address = f"{endpoint.address}/{endpoint.prefix_len}"
+            nodes.append({"node": node, "name": row.name, "container_id": row.id[:12],
+                          "state": row.state, "ipv4_address": address,
+                          "kind": labels.get(LABEL_KIND, "linux")
+                          if isinstance(labels, dict) else "linux",
+                          "image": row.image[:19] or row.rootfs.split(":")[0],
+                          "labels": labels})
+        return {"name": record.name, "file": record.path, "state": record.state,
+                "mgmt_network": record.mgmt_network, "bridges": list(record.bridges),
+                "host_links": list(record.host_links), "nodes": nodes}
+
+    def validate(self, topology: Topology) -> list[CheckResult]:
+        """Run the file's checks against the deployed lab (WrongState when it is not)."""
+        from tsubo.engine.lab.checks import run_check
+        from tsubo.errors import WrongState
+
+        record = self.record(topology.name)
+        if record.state != records.DEPLOYED:
+            raise WrongState("validate lab", topology.name, detail="its deploy did not finish")
+        mgmt_subnet = ""
+        if record.mgmt_network:
+            from tsubo.engine.networks import NetworkManager
+            from tsubo.errors import NotFound
+
+            try:
+                mgmt_subnet = NetworkManager(self.engine).get(record.mgmt_network).subnet
+            except NotFound:
+                pass
+        return [run_check(topology, check, mgmt_subnet=mgmt_subnet)
+                for check in topology.checks]
+
+    def containers_matching(self, name: str, labels: Sequence[tuple[str, str]]) -> list[str]:
+        """The lab's container names whose labels include all of *labels*."""
+        from tsubo import jsonwire
+        from tsubo.errors import NotFound
+
+        chosen = []
+        for container in self.record(name).containers.values():
+            try:
+                row = self.engine.db.resolve_container(container)
+            except NotFound:
+                continue
+            have = jsonwire.loads(row.labels or "{}")
+            if isinstance(have, dict) and all(have.get(key) == value
+                                              for key, value in labels):
+                chosen.append(container)
+        return chosen
+
+
+def node_run_options(topology: Topology, node: Node, mgmt_network: str) -> dict[str, object]:
+    """The engine's ``run`` options of a linux node (pure)."""
+    labels = {LABEL_LAB: topology.name, LABEL_NODE: node.name, LABEL_KIND: node.kind,
+              **({LABEL_FILE: topology.path} if topology.path else {}), **dict(node.labels)}
+    values: dict[str, object] = {
+        "image": node.image if not node.rootfs else "", "rootfs": node.rootfs,
+        "env": [f"{key}={value}" for key, value in node.env],
+        "label": [f"{key}={value}" for key, value in labels.items()],
+        "volume": list(node.binds), "cap_add": list(node.cap_add), "user": node.user,
+        "hostname": node.name,
+    }
+    if node.cmd is not None:
+        values["command"] = list(node.cmd)
+    if node.entrypoint is not None:
+        values["entrypoint"] = node.entrypoint
+    if node.memory:
+        text = node.memory.lower()
+        values["memory"] = text[:-1] if text.endswith(("kb", "mb", "gb")) else text
+    if node.cpu is not None:
+        values["cpus"] = node.cpu
+    if node.network_mode == "host":
+        values["network"] = ["host"]
+    elif topology.has_mgmt(node) and mgmt_network:
+        values["network"] = [mgmt_network]
+        if node.mgmt_ipv4:
+            values["ip"] = node.mgmt_ipv4
+    else:
+        values["network"] = ["none"]
+    return values
+
+
+def _host_link_exists(name: str) -> bool:
+    from tsubo.kernel import iproute
+
+    try:
+        return bool(iproute.query(["link", "show", "dev", name]))
+    except iproute.IpError:
+        return False
+
+
+def gc_labs(engine: EngineCommands) -> list[str]:
+    """Tear down the labs whose deploy died half-way (``system gc``); what was done."""
+    done = []
+    manager = LabManager(engine)
+    for name in manager.names():
+        record = records.load(engine.paths, name)
+        if record is None or record.state != records.DEPLOYING or record.deployer_alive():
+            continue
+        manager.teardown(record)
+        done.append(f"destroyed lab {name} (its deploy did not finish)")
+    return done
