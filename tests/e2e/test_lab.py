@@ -1,0 +1,248 @@
+"""Labs end to end: ``tsubo lab`` and ``tsubo.Lab`` deploy real containers joined by real
+veth pairs, and checks send real packets between them.
+
+Everything runs inside a throwaway "host" network namespace (the ``netns`` fixture, entered
+with nsenter, network namespace only), so links, bridges and packets stay in namespaces
+the test made; the "host" of the seed lab is that namespace.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import engine_fixtures
+from tests.e2e.engine_fixtures import engine_binary, wait_engine_gone, wait_for
+
+rootfs_tar = engine_fixtures.rootfs_tar
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class LabHost:
+    """The tsubo CLI and plain commands, inside the test's throwaway network namespace."""
+
+    def __init__(self, netns: str, root: Path) -> None:
+        self.netns = netns
+        self.root = root
+
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.netns}"]
+
+    def tsubo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.prefix(), str(engine_binary()), "--root", str(self.root),
+                               *args], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    def host(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.prefix(), *argv], capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+
+    def links(self) -> list[str]:
+        out = self.host("ip", "-j", "link").stdout
+        return sorted(link["ifname"] for link in json.loads(out) if link["ifname"] != "lo")
+
+    def python(self, script: str) -> Any:
+        """Run *script* with the venv's interpreter in the namespace; its last stdout line,
+        parsed as JSON."""
+        proc = subprocess.run([*self.prefix(), sys.executable, "-c", textwrap.dedent(script)],
+                              capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def lab_host(netns: Any, tmp_path: Path) -> Iterator[LabHost]:
+    host = LabHost(netns.name, tmp_path / "root")
+    host.host("ip", "link", "set", "lo", "up")
+    try:
+        yield host
+    finally:
+        listed = host.tsubo("lab", "inspect", "--format", "json", check=False).stdout
+        for lab in json.loads(listed or "[]"):
+            host.tsubo("lab", "destroy", "--name", lab["name"], "--cleanup", check=False)
+        ids = host.tsubo("ps", "-aq", check=False).stdout.split()
+        if ids:
+            host.tsubo("rm", "-f", *ids, check=False)
+        for network in host.tsubo("network", "ls", "-q", check=False).stdout.split():
+            host.tsubo("network", "rm", network, check=False)
+        wait_engine_gone(host.root)
+
+
+def _nothing_left(host: LabHost) -> None:
+    assert host.links() == []
+    assert host.tsubo("ps", "-aq").stdout.split() == []
+    assert host.tsubo("network", "ls", "-q").stdout.split() == []
+    assert not list(Path("/run/netns").glob("clab-*"))
+    assert not list((host.root / "labs").glob("*.json"))
+    assert host.tsubo("system", "gc").stdout.strip() == ""
+
+
+def test_seed_lab_rebuilds_the_seeds_part_two(lab_host: LabHost, rootfs_tar: Path) -> None:
+    """examples/seed.clab.yml, unchanged: bridge docker1, the host's leg veth1 at .100,
+    container1 at .1 and container2 at .2 — and the seed's pings."""
+    host = lab_host
+    host.tsubo("import", "-c", 'CMD ["sh"]', str(rootfs_tar), "busybox")
+    seed = str(EXAMPLES / "seed.clab.yml")
+    deployed = host.tsubo("lab", "deploy", "-t", seed)
+    assert "container1" in deployed.stdout and "running" in deployed.stdout
+
+    validated = host.tsubo("lab", "validate", "-t", seed)
+    assert validated.stdout.splitlines()[-1] == "3 passed, 0 failed"
+    # the seed's own commands work on the lab
+    ping = host.host("ip", "netns", "exec", "container1", "busybox", "ping", "-c", "1",
+                     "-W", "2", "192.168.10.2")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert host.host("busybox", "ping", "-c", "1", "-W", "2", "192.168.10.1").returncode == 0
+    links = json.loads(host.host("ip", "-j", "-d", "link", "show", "master", "docker1").stdout)
+    assert sorted(link["ifname"] for link in links) == \
+        ["docker1-veth1", "docker1-veth2", "docker1-veth3"]
+    address = json.loads(host.host("ip", "-j", "-4", "addr", "show", "dev", "veth1").stdout)
+    assert [a["local"] for a in address[0]["addr_info"]] == ["192.168.10.100"]
+    inside = host.tsubo("exec", "container2", "ip", "addr", "show", "container-veth2").stdout
+    assert "192.168.10.2/24" in inside
+
+    again = host.tsubo("lab", "deploy", "-t", seed)  # idempotent: nothing is redone
+    assert "already deployed" in again.stdout
+    executed = host.tsubo("lab", "exec", "-t", seed, "--label", "clab-node-name=container1",
+                          "--cmd", "hostname")
+    assert executed.stdout == "--- container1 (exit 0)\ncontainer1\n"
+
+    host.tsubo("lab", "destroy", "-t", seed)
+    host.tsubo("rmi", "busybox")
+    _nothing_left(host)
+
+
+def test_three_routers_in_a_line_through_the_python_api(lab_host: LabHost,
+                                                        busybox_rootfs: Path) -> None:
+    """r1 reaches r3 only through r2: not when r2 stops forwarding, and never over the
+    management network the nodes also have."""
+    result = lab_host.python(f"""
+        import json, subprocess, tsubo
+        with tsubo.Lab("line", root={str(lab_host.root)!r}, rootfs={str(busybox_rootfs)!r},
+                       mgmt=True) as lab:
+            for name in ("r1", "r2", "r3"):
+                lab.node(name, cmd="sleep 600",
+                         sysctls={{"net.ipv4.ip_forward": 1}} if name == "r2" else {{}})
+            lab.link("r1:eth1", "r2:eth1", "10.0.12.1/24", "10.0.12.2/24")
+            lab.link("r2:eth2", "r3:eth1", "10.0.23.2/24", "10.0.23.3/24")
+            lab.route("r1", "10.0.23.0/24", "10.0.12.2")
+            lab.route("r3", "10.0.12.0/24", "10.0.23.2")
+            lab.deploy()
+            found = {{
+                "forwarding": lab.check_reachable("r1", "r3:eth1"),
+                "back": lab.check_reachable("r3", "r1"),
+                # the management address of r3 is on the mgmt network: never a check's way
+                "mgmt": lab.check_reachable("r1", lab.engine.inspect_lab("line")["nodes"][2]
+                                            ["ipv4_address"].split("/")[0]),
+                "mgmt_route": lab.exec("r1", ["ip", "route"]).stdout.decode(),
+            }}
+            # /proc/sys is read-only inside the container: switch r2 off from the host side
+            subprocess.run(["ip", "netns", "exec", "clab-line-r2", "sysctl", "-qw",
+                            "net.ipv4.ip_forward=0"], check=True)
+            found["off"] = lab.check_unreachable("r1", "r3:eth1")
+            found["off_reachable"] = lab.check_reachable("r1", "r3:eth1")
+            found["r2_still"] = lab.check_reachable("r1", "r2:eth1")
+        found["labs_after"] = tsubo.Engine({str(lab_host.root)!r}).labs()
+        print(json.dumps(found))
+    """)
+    assert result["forwarding"] and result["back"]
+    assert "default via" in result["mgmt_route"]  # r1 could reach r3's mgmt address...
+    assert result["mgmt"] is False                  # ...but a check never goes that way
+    assert result["off"] and not result["off_reachable"]
+    assert result["r2_still"]
+    assert result["labs_after"] == []
+    _nothing_left(lab_host)
+
+
+def _line_file(tmp_path: Path, rootfs: Path, checks: str, nodes: int = 3) -> Path:
+    names = [f"r{i}" for i in range(1, nodes + 1)]
+    text = ["name: l3", "mgmt: {network: lab3}", "topology:",
+            f"  defaults: {{tsubo: {{rootfs: {rootfs}}}, cmd: sleep 600}}", "  nodes:"]
+    text += [f"    {name}: {{}}" for name in names]
+    text += ["    br9: {kind: bridge}", "  links:"]
+    text += [f'    - endpoints: ["{a}:eth1", "{b}:eth2"]' for a, b in itertools.pairwise(names)]
+    text += ['    - endpoints: ["r1:eth3", "br9:br9-r1"]']
+    text += ["tsubo:", "  addresses:", "    r1:eth1: 10.9.0.1/30", "    r2:eth2: 10.9.0.2/30",
+             checks]
+    path = tmp_path / "l3.clab.yml"
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def test_validate_exit_codes_and_bad_files(lab_host: LabHost, busybox_rootfs: Path,
+                                           tmp_path: Path) -> None:
+    host = lab_host
+    no_checks = _line_file(tmp_path, busybox_rootfs, "")
+    host.tsubo("lab", "deploy", "-t", str(no_checks))
+    assert host.tsubo("lab", "validate", "-t", str(no_checks), check=False).returncode == 2
+    # another version of the file under the same name is refused, the lab untouched
+    failing = _line_file(tmp_path, busybox_rootfs, "  checks:\n"
+                         "    - {from: r1, to: r2:eth2}\n"
+                         "    - {from: r1, to: 10.9.0.2, expect: unreachable}\n"
+                         "    - {from: r1:eth1, to: 10.9.0.2, tcp: 80}")
+    refused = host.tsubo("lab", "deploy", "-t", str(failing), check=False)
+    assert refused.returncode == 1 and "another version" in refused.stderr
+    host.tsubo("lab", "destroy", "-t", str(no_checks))
+    host.tsubo("lab", "deploy", "-t", str(failing))
+    result = host.tsubo("lab", "validate", "-t", str(failing), check=False)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok   r1 reaches r2:eth2 (icmp)")
+    assert lines[1].startswith("FAIL r1 does not reach 10.9.0.2 (icmp)")
+    assert lines[2].startswith("FAIL r1:eth1 reaches 10.9.0.2 (tcp/80)")
+    assert lines[3] == "1 passed, 2 failed"
+    host.tsubo("lab", "destroy", "-t", str(failing))
+
+    bad = tmp_path / "bad.clab.yml"
+    bad.write_text(failing.read_text().replace("r2:eth2\"]", "r9:eth2\"]"))
+    refused = host.tsubo("lab", "deploy", "-t", str(bad), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith('tsubo: read lab bad.clab.yml:11: endpoint "r9:eth2"')
+    _nothing_left(host)
+
+
+def test_sigkill_mid_deploy_then_gc_leaves_nothing(lab_host: LabHost, busybox_rootfs: Path,
+                                                   tmp_path: Path) -> None:
+    host = lab_host
+    topology = _line_file(tmp_path, busybox_rootfs, "", nodes=8)
+    record = host.root / "labs" / "l3.json"
+    deploy = subprocess.Popen([*host.prefix(), str(engine_binary()), "--root", str(host.root),
+                               "lab", "deploy", "-t", str(topology)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def half_way() -> bool:
+            try:
+                return len(json.loads(record.read_text())["containers"]) >= 3
+            except (OSError, ValueError):
+                return False
+
+        assert wait_for(half_way, 60, 0.005)
+    finally:
+        os.kill(deploy.pid, signal.SIGKILL)  # our own child, by its pid
+        deploy.wait()
+    state = json.loads(record.read_text())
+    assert state["state"] == "deploying"
+    assert "br9" in state["bridges"]
+    assert "br9" in host.links()
+    collected = host.tsubo("system", "gc").stdout
+    assert "destroyed lab l3 (its deploy did not finish)" in collected
+    deadline = time.monotonic() + 10
+    while host.links() and time.monotonic() < deadline:  # netns cleanup is asynchronous
+        time.sleep(0.05)
+    _nothing_left(host)
