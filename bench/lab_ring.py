@@ -1,0 +1,98 @@
+"""Benchmark: a ring of N nodes (N point-to-point links, a check per link) with `tsubo lab`.
+
+For each size (default 25, 50, 100) writes a ring topology (node i's eth1 to node i+1's
+eth2, a /30 per link, busybox `sleep` nodes from a rootfs folder), then times
+`tsubo lab deploy`, `tsubo lab validate` (one ICMP check per link, over the link) and
+`tsubo lab destroy`, inside a throwaway network namespace. The issue's bar: 100 nodes
+deploy in <= 15 s and destroy in <= 5 s, growing linearly from 25 to 100.
+
+    sudo .venv/bin/python bench/lab_ring.py [--sizes 25,50,100] [--mgmt]
+
+`--mgmt` gives every node containerlab's management network as well (one more veth
+and an address per node, on an engine bridge network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from common import TSUBO, Sandbox, make_busybox_rootfs, markdown_table, run_command
+
+
+def ring_file(path: Path, size: int, rootfs: Path, mgmt: bool) -> Path:
+    lines = [f"name: ring{size}", *([] if mgmt else ["mgmt: {network: none}"]),
+             "topology:", f"  defaults: {{tsubo: {{rootfs: {rootfs}}}, cmd: sleep 3600}}",
+             "  nodes:"]
+    lines += [f"    r{i}: {{}}" for i in range(size)]
+    lines += ["  links:"]
+    lines += [f'    - endpoints: ["r{i}:eth1", "r{(i + 1) % size}:eth2"]' for i in range(size)]
+    lines += ["tsubo:", "  addresses:"]
+    for i in range(size):
+        base = 4 * i  # 10.77.<hi>.<lo>/30 per link
+        a, b = base + 1, base + 2
+        lines += [f"    r{i}:eth1: 10.77.{a >> 8}.{a & 255}/30",
+                  f"    r{(i + 1) % size}:eth2: 10.77.{b >> 8}.{b & 255}/30"]
+    lines += ["  checks:"]
+    lines += [f"    - {{from: r{i}:eth1, to: r{(i + 1) % size}:eth2}}" for i in range(size)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--sizes", default="25,50,100")
+    parser.add_argument("--mgmt", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(text) for text in args.sizes.split(",")]
+    sandbox = Sandbox("tsubo-bench-lab-ring-")
+    netns = f"tsubo-bench-{os.getpid()}"
+    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
+    root = sandbox.tmp / "tsubo"
+    tsubo = [*prefix, str(TSUBO), "--root", str(root)]
+    problems: list[str] = []
+    rows: list[list[object]] = []
+    run_command(["ip", "netns", "add", netns])
+    try:
+        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
+        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        for size in sizes:
+            topology = ring_file(sandbox.tmp / f"ring{size}.clab.yml", size, rootfs, args.mgmt)
+            deploy = run_command([*tsubo, "lab", "deploy", "-t", str(topology)], timeout=600)
+            if not deploy.ok:
+                problems.append(f"deploy {size}: {deploy.error()}")
+                run_command([*tsubo, "lab", "destroy", "-t", str(topology)], timeout=600)
+                break
+            validate = run_command([*tsubo, "lab", "validate", "-t", str(topology)],
+                                   timeout=600)
+            passed = validate.stdout.strip().splitlines()[-1] if validate.stdout else ""
+            if not validate.ok:
+                problems.append(f"validate {size}: {passed or validate.error()}")
+            destroy = run_command([*tsubo, "lab", "destroy", "-t", str(topology)],
+                                  timeout=600)
+            if not destroy.ok:
+                problems.append(f"destroy {size}: {destroy.error()}")
+            rows.append([size, f"{deploy.seconds:.2f}", f"{deploy.seconds / size * 1000:.0f}",
+                         f"{validate.seconds:.2f}", f"{destroy.seconds:.2f}", passed])
+    finally:
+        deadline = time.monotonic() + 15
+        while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sandbox.settle()
+        run_command(["ip", "netns", "del", netns])
+        problems += sandbox.close()
+    print(f"`tsubo lab` ring of N nodes ({'with' if args.mgmt else 'no'} management "
+          f"network), {os.cpu_count()} cores\n")
+    print(markdown_table(["nodes", "deploy s", "deploy ms/node", "validate s", "destroy s",
+                          "checks"], rows))
+    if problems:
+        print("PROBLEMS:\n" + "\n".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
