@@ -614,8 +614,21 @@ class Engine:
             results.append((container, ExecResult(code, output, b"")))
         return results
 
+    def lab_capture(self, name: str, endpoint: str, *, write: str = "", count: int = 0,
+                    timeout: float | None = None, expression: Sequence[str] = ()) -> str:
+        """tcpdump on *endpoint* (``node:iface``) of a deployed lab, in the node's
+        namespace, for *count* packets or *timeout* seconds (default 10), of the packets
+        matching the filter *expression* (``["icmp"]``): into the pcap file *write*,
+        else its decoded packets are returned."""
+        from tsubo.engine.lab.capture import capture
+        from tsubo.engine.lab.manager import LabManager
+
+        return capture(LabManager(self.core).record(name), endpoint, write=write,
+                       count=count, timeout=timeout, expression=expression)
+
     def lab_graph(self, topology: str | Topology, format: str = "dot") -> str:
-        """A picture of the topology (``dot`` or ``mermaid``), without deploying it."""
+        """A picture of the topology (``dot``, ``mermaid``, ``svg`` through Graphviz, or
+        ``text``), without deploying it."""
         from tsubo.engine.lab.graph import render
 
         topology = self.read_lab(topology) if isinstance(topology, str) else topology

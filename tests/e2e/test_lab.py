@@ -246,3 +246,48 @@ def test_sigkill_mid_deploy_then_gc_leaves_nothing(lab_host: LabHost, busybox_ro
     while host.links() and time.monotonic() < deadline:  # netns cleanup is asynchronous
         time.sleep(0.05)
     _nothing_left(host)
+
+
+def test_capture_writes_a_pcap_with_the_expected_icmp(lab_host: LabHost, busybox_rootfs: Path,
+                                                      tmp_path: Path) -> None:
+    host = lab_host
+    topology = tmp_path / "two.clab.yml"
+    topology.write_text(textwrap.dedent(f"""\
+        name: two
+        mgmt: {{network: none}}
+        topology:
+          defaults: {{tsubo: {{rootfs: {busybox_rootfs}}}, cmd: sleep 600}}
+          nodes: {{r1: {{}}, r2: {{}}}}
+          links: [{{endpoints: ["r1:eth1", "r2:eth1"]}}]
+        tsubo:
+          addresses: {{r1:eth1: 10.1.0.1/30, r2:eth1: 10.1.0.2/30}}
+        """))
+    host.tsubo("lab", "deploy", "-t", str(topology))
+    pcap = tmp_path / "r2.pcap"
+    capture = subprocess.Popen(
+        [*host.prefix(), str(engine_binary()), "--root", str(host.root), "lab", "capture",
+         "-t", str(topology), "r2:eth1", "icmp", "-c", "2", "-w", str(pcap),
+         "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # ping until the capture has its two packets (the first may come before tcpdump
+        # listens): one echo request and its reply
+        deadline = time.monotonic() + 20
+        while capture.poll() is None and time.monotonic() < deadline:
+            host.host("ip", "netns", "exec", "clab-two-r1", "busybox", "ping", "-c", "1",
+                      "-W", "1", "10.1.0.2")
+            time.sleep(0.1)
+        out, err = capture.communicate(timeout=30)
+    finally:
+        if capture.poll() is None:
+            os.kill(capture.pid, signal.SIGKILL)  # our own child, by its pid
+            capture.wait()
+    assert capture.returncode == 0, err
+    assert "2 packets captured" in out
+    read = host.host("tcpdump", "-r", str(pcap), "-n").stdout.splitlines()
+    assert len(read) == 2
+    assert "IP 10.1.0.1 > 10.1.0.2: ICMP echo request" in read[0]
+    assert "IP 10.1.0.2 > 10.1.0.1: ICMP echo reply" in read[1]
+    picture = host.tsubo("lab", "graph", "-t", str(topology), "--format", "svg").stdout
+    assert picture.lstrip().startswith("<?xml") and "r1 (linux)" in picture
+    host.tsubo("lab", "destroy", "-t", str(topology))
+    _nothing_left(host)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from tsubo.api import Engine
     from tsubo.cli.argv import Parsed
 
-VERBS = "deploy, destroy, inspect, exec, validate or graph"
+VERBS = "deploy, destroy, inspect, exec, validate, graph or capture"
 #: ``lab validate``: netlab's convention
 EXIT_CHECK_FAILED = 1
 EXIT_NO_CHECKS = 2
@@ -22,6 +22,8 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
     if not parsed.positional:
         raise InvalidArgument("lab", "", detail=f"expected {VERBS}")
     verb, rest = parsed.positional[0], parsed.positional[1:]
+    if verb == "capture":
+        return _capture(engine, parsed, rest)
     if rest:
         raise InvalidArgument(f"lab {verb}", " ".join(rest), detail="unexpected arguments",
                               hint="the topology file goes after -t")
@@ -80,9 +82,30 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
         out.write(f"{len(checks) - failed} passed, {failed} failed\n")
         return EXIT_CHECK_FAILED if failed else 0
     elif verb == "graph":
-        out.write(engine.lab_graph(_file(parsed, verb), parsed.text("format") or "dot"))
+        chosen = parsed.text("format") or ("text" if out.isatty() else "dot")
+        out.write(engine.lab_graph(_file(parsed, verb), chosen))
     else:
         raise InvalidArgument("lab", verb, detail=f"unknown verb: expected {VERBS}")
+    return 0
+
+
+def _capture(engine: Engine, parsed: Parsed, endpoints: list[str]) -> int:
+    """``lab capture NODE:IFACE [FILTER...] [-w FILE.pcap] [-c COUNT] [--timeout S]``."""
+    if not endpoints:
+        raise InvalidArgument("lab capture", "", detail="expected NODE:INTERFACE")
+    count = parsed.text("count")
+    timeout = parsed.text("timeout")
+    try:
+        count_value = int(count) if count else 0
+        timeout_value = float(timeout) if timeout else None
+    except ValueError:
+        raise InvalidArgument("lab capture", f"{count} {timeout}".strip(),
+                              detail="-c takes a number of packets, --timeout seconds") \
+            from None
+    [name] = _names(engine, parsed, "capture")
+    sys.stdout.write(engine.lab_capture(name, endpoints[0], write=parsed.text("write"),
+                                        count=count_value, timeout=timeout_value,
+                                        expression=endpoints[1:]))
     return 0
 
 

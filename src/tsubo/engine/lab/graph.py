@@ -1,10 +1,12 @@
-"""Pictures of a topology, without deploying it: Graphviz ``dot`` and ``mermaid`` text.
+"""Pictures of a topology, without deploying it: Graphviz ``dot``, ``mermaid``, ``svg``
+(through Graphviz's ``dot`` program) and plain ``text`` (what a terminal gets).
 
 What it owns
     Turning a :class:`~tsubo.engine.lab.topology.Topology` into a graph description:
     one vertex per node (its kind in the label; ``host`` and ``mgmt-net`` when a link
     uses them), one edge per link labelled with both interface names (and the addresses
-    from ``tsubo.addresses``). Pure: nothing is read or run.
+    from ``tsubo.addresses``). Pure except ``svg``, which runs ``dot -Tsvg`` (Debian's
+    graphviz; a clear error without it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tsubo.engine.lab.topology import Endpoint, Topology
 
-FORMATS = ("dot", "mermaid")
+FORMATS = ("dot", "mermaid", "svg", "text")
 
 
 def _vertices(topology: Topology) -> list[tuple[str, str]]:
@@ -31,6 +33,11 @@ def _vertices(topology: Topology) -> list[tuple[str, str]]:
 def _end_label(topology: Topology, end: Endpoint) -> str:
     addresses = topology.addresses.get((end.node, end.interface), ())
     return end.interface + (f" {addresses[0]}" if addresses else "")
+
+
+def _end_text(topology: Topology, end: Endpoint) -> str:
+    addresses = topology.addresses.get((end.node, end.interface), ())
+    return f"{end}" + (f" ({addresses[0]})" if addresses else "")
 
 
 def _quoted(text: str) -> str:
@@ -58,6 +65,24 @@ def render(topology: Topology, format: str = "dot") -> str:
         for link in topology.links:
             label = f"{_end_label(topology, link.a)} - {_end_label(topology, link.b)}"
             lines.append(f'  {ids[link.a.node]} ---|"{label}"| {ids[link.b.node]}')
+        return "\n".join(lines) + "\n"
+    if format == "svg":
+        from tsubo.kernel import helpers
+
+        helpers.require("dot")
+        result = helpers.run(["dot", "-Tsvg"], stdin=render(topology, "dot").encode(),
+                             operation="draw lab", obj=topology.name, timeout=60)
+        result.check()
+        return result.stdout.decode()
+    if format == "text":
+        width = max((len(f"{link.a}") for link in topology.links), default=0)
+        lines = [f"lab {topology.name}: {len(topology.nodes)} nodes, "
+                 f"{len(topology.links)} links"]
+        lines += [f"  {_end_text(topology, link.a):<{width}}  ----  "
+                  f"{_end_text(topology, link.b)}" for link in topology.links]
+        unlinked = sorted(set(topology.nodes) - {end.node for link in topology.links
+                                                 for end in (link.a, link.b)})
+        lines += [f"  {name}  (no links)" for name in unlinked]
         return "\n".join(lines) + "\n"
     raise InvalidArgument("draw lab", format, detail="unknown format",
                           hint=" or ".join(FORMATS))
