@@ -575,6 +575,20 @@ class Engine:
         topology = self.read_lab(topology) if isinstance(topology, str) else topology
         return LabManager(self.core).deploy(topology)[1]
 
+    def explain_lab(self, topology: str | Topology) -> list[str]:
+        """The ``ip`` and ``sysctl`` commands that wire the lab as ``deploy_lab`` does, in
+        its order, runnable by hand (from the same plan the deploy applies)."""
+        from tsubo.engine.lab.plan import explain
+        from tsubo.errors import NotFound
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        bridge = topology.mgmt.bridge or "MGMT_BRIDGE"
+        try:
+            bridge = self.inspect_network(topology.mgmt.network)["Options"]["bridge"]
+        except NotFound:
+            pass
+        return explain(topology, bridge)
+
     def destroy_lab(self, name: str, *, cleanup: bool = False) -> None:
         """Remove the lab's containers, links, bridges (and its management network when it
         made it, or with *cleanup* when nothing else uses it)."""

@@ -291,3 +291,88 @@ def test_capture_writes_a_pcap_with_the_expected_icmp(lab_host: LabHost, busybox
     assert picture.lstrip().startswith("<?xml") and "r1 (linux)" in picture
     host.tsubo("lab", "destroy", "-t", str(topology))
     _nothing_left(host)
+
+
+def _wiring_state(host: LabHost, namespaces: list[str]) -> dict[str, Any]:
+    """What the wiring made, without what differs by nature (MACs, ifindexes)."""
+
+    def interfaces(prefix: list[str]) -> dict[str, Any]:
+        found = {}
+        links = json.loads(host.host("ip", *prefix, "-j", "-d", "link").stdout)
+        addresses = {entry["ifname"]: sorted(f"{a['local']}/{a['prefixlen']}"
+                                             for a in entry.get("addr_info", [])
+                                             if a.get("family") == "inet")
+                     for entry in json.loads(host.host("ip", *prefix, "-j", "addr").stdout)}
+        for link in links:
+            found[link["ifname"]] = (link["mtu"], "UP" in link["flags"], link.get("master"),
+                                     link.get("linkinfo", {}).get("info_kind"),
+                                     addresses.get(link["ifname"], []))
+        return found
+
+    def routes(prefix: list[str]) -> list[tuple[str, str, str]]:
+        return sorted((route["dst"], route.get("gateway", ""), route["dev"])
+                      for route in json.loads(host.host("ip", *prefix, "-j", "route").stdout))
+
+    state: dict[str, Any] = {"host": interfaces([]), "host routes": routes([])}
+    for name in namespaces:
+        state[name] = interfaces(["-n", name])
+        state[f"{name} routes"] = routes(["-n", name])
+        state[f"{name} forwarding"] = host.host(
+            "ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv4/ip_forward").stdout
+    return state
+
+
+def test_explain_prints_commands_that_wire_the_lab_as_deploy_does(
+        lab_host: LabHost, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """--explain comes from the plan the deploy applies: its commands, replayed by hand in
+    the same fresh namespace, give the same links, addresses, routes and sysctls."""
+    host = lab_host
+    topology = tmp_path / "x.clab.yml"
+    topology.write_text(textwrap.dedent(f"""\
+        name: x
+        mgmt: {{network: none}}
+        topology:
+          defaults: {{tsubo: {{rootfs: {busybox_rootfs}}}, cmd: sleep 600}}
+          nodes:
+            r1: {{}}
+            r2: {{sysctls: {{net.ipv4.ip_forward: 1}}}}
+            r3: {{}}
+            br9: {{kind: bridge}}
+          links:
+            - endpoints: ["r1:eth1", "r2:eth1"]
+            - {{type: veth, mtu: 1500, endpoints: [{{node: r2, interface: eth2}},
+                                                   {{node: r3, interface: eth1}}]}}
+            - endpoints: ["r1:eth3", "br9:br9-r1"]
+            - endpoints: ["host:veth9", "br9:br9-host"]
+        tsubo:
+          addresses:
+            r1:eth1: 10.0.12.1/24
+            r2:eth1: 10.0.12.2/24
+            r2:eth2: 10.0.23.2/24
+            r3:eth1: 10.0.23.3/24
+            r1:eth3: 10.0.9.1/24
+            host:veth9: 10.0.9.100/24
+          routes:
+            r1: ["10.0.23.0/24 via 10.0.12.2"]
+            r3: ["10.0.12.0/24 via 10.0.23.2"]
+        """))
+    namespaces = ["clab-x-r1", "clab-x-r2", "clab-x-r3"]
+    commands = host.tsubo("lab", "deploy", "--explain", "-t", str(topology)).stdout
+    assert not (host.root / "labs" / "x.json").exists()  # --explain deploys nothing
+    assert "ip link add name eth1 netns clab-x-r1 mtu 9500 type veth peer name eth1 " \
+        "netns clab-x-r2 mtu 9500" in commands
+    replay = host.host("bash", "-e", "-c", commands)
+    assert replay.returncode == 0, replay.stderr
+    by_hand = _wiring_state(host, namespaces)
+    for name in namespaces:
+        host.host("ip", "netns", "del", name)
+    host.host("ip", "link", "del", "br9")
+    host.host("ip", "link", "del", "veth9")
+    assert wait_for(lambda: host.links() == [], 10)
+
+    host.tsubo("lab", "deploy", "-t", str(topology))
+    deployed = _wiring_state(host, namespaces)
+    host.tsubo("lab", "destroy", "-t", str(topology))
+    assert deployed == by_hand
+    assert deployed["clab-x-r2"]["eth2"][0] == 1500 and "br9" in deployed["host"]
+    _nothing_left(host)

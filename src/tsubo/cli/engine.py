@@ -485,6 +485,7 @@ COMMANDS: dict[str, Command] = {
         Option("format,f", VALUE, "inspect: table or json; graph: dot, mermaid, svg, text"),
         Option("label", LIST, "exec: only containers with this label (KEY=VALUE)"),
         Option("cmd", VALUE, "exec: the command to run"),
+        Option("explain", FLAG, "deploy: print the equivalent ip commands, deploy nothing"),
         Option("write,w", VALUE, "capture: write packets to this pcap file"),
         Option("count,c", VALUE, "capture: stop after this many packets"),
         Option("timeout", VALUE, "capture: stop after this many seconds (default 10)"),

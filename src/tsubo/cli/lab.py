@@ -28,7 +28,9 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
         raise InvalidArgument(f"lab {verb}", " ".join(rest), detail="unexpected arguments",
                               hint="the topology file goes after -t")
     out = sys.stdout
-    if verb == "deploy":
+    if verb == "deploy" and parsed.flag("explain"):
+        out.write("\n".join(engine.explain_lab(_file(parsed, verb))) + "\n")
+    elif verb == "deploy":
         changed = engine.deploy_lab(_file(parsed, verb))
         name = engine.read_lab(_file(parsed, verb)).name
         if not changed:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 
 from tsubo.engine.lab import records
-from tsubo.engine.lab.topology import HOST, MGMT_NET, Topology
+from tsubo.engine.lab.topology import MGMT_NET, Topology
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ class LabManager:
             undo.push(lambda: self.teardown(record))
             mgmt = self._mgmt_network(topology, record)
             self._bridges(topology, record)
-            pids = self._nodes(topology, record, mgmt)
-            self._links(topology, record, pids)
+            self._nodes(topology, record, mgmt)
+            self._links(topology, record)
             self._exec(topology, record)
             record.state = records.DEPLOYED
             record.deployer_pid = record.deployer_start = 0
@@ -159,13 +159,11 @@ class LabManager:
         records.save(self.engine.paths, record)
         links.apply_host([line for name in missing for line in links.plan_bridge(name)])
 
-    def _nodes(self, topology: Topology, record: LabRecord, mgmt: Network | None
-               ) -> dict[str, int]:
-        """Start every linux node; node -> pid of its init."""
+    def _nodes(self, topology: Topology, record: LabRecord, mgmt: Network | None) -> None:
+        """Start every linux node (pinning the namespaces the engine does not pin)."""
         from tsubo.engine.options import build_run_options
         from tsubo.network import links
 
-        pids: dict[str, int] = {}
         for node in topology.nodes.values():
             if node.kind != "linux":
                 continue
@@ -176,15 +174,14 @@ class LabManager:
                 node_run_options(topology, node, mgmt.name if mgmt is not None else ""),
                 cwd=topology.directory)
             row = self.engine.run_detached(options, name=name)
-            pids[node.name] = row.pid
             if not topology.has_mgmt(node) and node.network_mode != "host":
                 self._ledger().record("netns", name, row.id)
                 record.pins.append(name)
                 records.save(self.engine.paths, record)
                 links.pin_netns_of(name, row.pid)
-        return pids
 
-    def _links(self, topology: Topology, record: LabRecord, pids: dict[str, int]) -> None:
+    def _links(self, topology: Topology, record: LabRecord) -> None:
+        from tsubo.engine.lab.plan import plan_wiring
         from tsubo.network import links
 
         mgmt_bridge = ""
@@ -194,52 +191,16 @@ class LabManager:
 
             mgmt_bridge = NetworkManager(self.engine).get(record.mgmt_network).bridge_name
 
-        def side(node: str) -> tuple[str | None, str]:
-            """(netns, master bridge) of an endpoint's node."""
-            if node == HOST:
-                return None, ""
-            if node == MGMT_NET:
-                return None, mgmt_bridge
-            if topology.nodes[node].kind == "bridge":
-                return None, node
-            return topology.container_name(node), ""
-
-        host_ends = [end.interface for link in topology.links for end in (link.a, link.b)
-                     if side(end.node)[0] is None]
-        if host_ends:
-            for ifname in host_ends:
+        wiring = plan_wiring(topology, mgmt_bridge)
+        if wiring.host_ends:
+            for ifname in wiring.host_ends:
                 self._ledger().record("link", ifname, record.owner)
                 record.host_links.append(ifname)
             records.save(self.engine.paths, record)
-        host_lines = []
-        for link in topology.links:
-            a_netns, a_master = side(link.a.node)
-            b_netns, b_master = side(link.b.node)
-            host_lines.extend(links.plan_veth(link.a.interface, a_netns, link.b.interface,
-                                              b_netns, mtu=link.mtu, a_master=a_master,
-                                              b_master=b_master))
-        host_lines += links.plan_up(host_ends)
-        for (owner, ifname), addresses in sorted(topology.addresses.items()):
-            if owner == HOST:
-                host_lines += links.plan_addresses(ifname, addresses)
-        host_lines += [links.plan_route(route.destination, route.via)
-                       for route in topology.routes.get(HOST, ())]
-        if host_lines:
-            links.apply_host(host_lines)
-        for node in topology.nodes.values():
-            if node.kind != "linux" or node.network_mode == "host":
-                continue
-            ifnames = sorted({end.interface for link in topology.links
-                              for end in (link.a, link.b) if end.node == node.name})
-            lines = ["link set lo up", *links.plan_up(ifnames)]
-            for ifname in ifnames:
-                lines += links.plan_addresses(ifname,
-                                              topology.addresses.get((node.name, ifname), ()))
-            lines += [links.plan_route(route.destination, route.via)
-                      for route in topology.routes.get(node.name, ())]
-            sysctls = [(key.replace(".", "/"), value) for key, value in node.sysctls]
-            links.apply_in_netns(topology.container_name(node.name), lines, sysctls)
-        del pids
+        if wiring.host_lines:
+            links.apply_host(wiring.host_lines)
+        for node in wiring.nodes:
+            links.apply_in_netns(node.netns, node.lines, node.sysctls)
 
     def _exec(self, topology: Topology, record: LabRecord) -> None:
         import shlex
