@@ -575,6 +575,15 @@ class Engine:
         topology = self.read_lab(topology) if isinstance(topology, str) else topology
         return LabManager(self.core).deploy(topology)[1]
 
+    def apply_lab(self, topology: str | Topology) -> list[str]:
+        """Change a deployed lab in place to match a new version of its file (nodes and
+        links added or removed, link MTUs, addresses, routes, sysctls); nodes that did not
+        change keep running. What was done, one line each (empty: nothing to do)."""
+        from tsubo.engine.lab.manager import LabManager
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        return LabManager(self.core).apply(topology)
+
     def explain_lab(self, topology: str | Topology) -> list[str]:
         """The ``ip`` and ``sysctl`` commands that wire the lab as ``deploy_lab`` does, in
         its order, runnable by hand (from the same plan the deploy applies)."""

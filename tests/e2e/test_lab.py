@@ -190,15 +190,17 @@ def test_validate_exit_codes_and_bad_files(lab_host: LabHost, busybox_rootfs: Pa
     no_checks = _line_file(tmp_path, busybox_rootfs, "")
     host.tsubo("lab", "deploy", "-t", str(no_checks))
     assert host.tsubo("lab", "validate", "-t", str(no_checks), check=False).returncode == 2
-    # another version of the file under the same name is refused, the lab untouched
     failing = _line_file(tmp_path, busybox_rootfs, "  checks:\n"
                          "    - {from: r1, to: r2:eth2}\n"
                          "    - {from: r1, to: 10.9.0.2, expect: unreachable}\n"
                          "    - {from: r1:eth1, to: 10.9.0.2, tcp: 80}")
-    refused = host.tsubo("lab", "deploy", "-t", str(failing), check=False)
+    # checks are not part of what is deployed: the same lab
+    assert "already deployed" in host.tsubo("lab", "deploy", "-t", str(failing)).stdout
+    # another version of the file under the same name is refused, the lab untouched
+    other = tmp_path / "other.clab.yml"
+    other.write_text(failing.read_text().replace("10.9.0.2/30", "10.9.0.3/30"))
+    refused = host.tsubo("lab", "deploy", "-t", str(other), check=False)
     assert refused.returncode == 1 and "another version" in refused.stderr
-    host.tsubo("lab", "destroy", "-t", str(no_checks))
-    host.tsubo("lab", "deploy", "-t", str(failing))
     result = host.tsubo("lab", "validate", "-t", str(failing), check=False)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -375,4 +377,72 @@ def test_explain_prints_commands_that_wire_the_lab_as_deploy_does(
     host.tsubo("lab", "destroy", "-t", str(topology))
     assert deployed == by_hand
     assert deployed["clab-x-r2"]["eth2"][0] == 1500 and "br9" in deployed["host"]
+    _nothing_left(host)
+
+
+def test_apply_changes_a_running_lab_without_restarting_the_others(
+        lab_host: LabHost, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """Version 2 of a file drops node r1 (and its link), adds node r4 with two links, and
+    changes the MTU of the r2-r3 link: r2 and r3 keep running (same container, same init);
+    the new links carry traffic; applying it again does nothing."""
+    host = lab_host
+    head = textwrap.dedent(f"""\
+        name: ap
+        mgmt: {{network: none}}
+        topology:
+          defaults: {{tsubo: {{rootfs: {busybox_rootfs}}}, cmd: sleep 600}}
+        """)
+    first = tmp_path / "ap1.clab.yml"
+    first.write_text(head + textwrap.dedent("""\
+          nodes: {r1: {}, r2: {}, r3: {}}
+          links:
+            - endpoints: ["r1:eth1", "r2:eth1"]
+            - endpoints: ["r2:eth2", "r3:eth1"]
+        tsubo:
+          addresses: {r1:eth1: 10.1.0.1/30, r2:eth1: 10.1.0.2/30,
+                      r2:eth2: 10.2.0.1/30, r3:eth1: 10.2.0.2/30}
+        """))
+    second = tmp_path / "ap2.clab.yml"
+    second.write_text(head + textwrap.dedent("""\
+          nodes: {r2: {}, r3: {}, r4: {}}
+          links:
+            - {endpoints: ["r2:eth2", "r3:eth1"], mtu: 1400}
+            - endpoints: ["r3:eth2", "r4:eth1"]
+            - endpoints: ["r2:eth3", "r4:eth2"]
+        tsubo:
+          addresses: {r2:eth2: 10.2.0.1/30, r3:eth1: 10.2.0.2/30, r3:eth2: 10.3.0.1/30,
+                      r4:eth1: 10.3.0.2/30, r2:eth3: 10.4.0.1/30, r4:eth2: 10.4.0.2/30}
+          checks:
+            - {from: r2, to: r3:eth1}
+            - {from: r3, to: r4:eth1}
+            - {from: r2, to: r4:eth2}
+        """))
+    host.tsubo("lab", "deploy", "-t", str(first))
+
+    def inits() -> dict[str, tuple[str, int]]:
+        nodes = json.loads(host.tsubo("lab", "inspect", "--name", "ap", "--format",
+                                      "json").stdout)[0]["nodes"]
+        found = {}
+        for node in nodes:
+            record = json.loads(host.tsubo("inspect", node["name"]).stdout)[0]
+            found[node["node"]] = (record["Id"], record["State"]["Pid"])
+        return found
+
+    before = inits()
+    changes = host.tsubo("lab", "apply", "-t", str(second)).stdout.splitlines()
+    assert changes == ["removed link r1:eth1 - r2:eth1", "removed node r1", "added node r4",
+                       "changed link r2:eth2 - r3:eth1 (mtu 1400)",
+                       "added link r3:eth2 - r4:eth1 (mtu 9500)",
+                       "added link r2:eth3 - r4:eth2 (mtu 9500)"]
+    after = inits()
+    assert sorted(after) == ["r2", "r3", "r4"]
+    assert after["r2"] == before["r2"] and after["r3"] == before["r3"]  # not restarted
+    assert not Path("/run/netns/clab-ap-r1").exists()
+    r2_links = json.loads(host.host("ip", "-n", "clab-ap-r2", "-j", "link").stdout)
+    assert {link["ifname"]: link["mtu"] for link in r2_links} == \
+        {"lo": 65536, "eth2": 1400, "eth3": 9500}
+    validated = host.tsubo("lab", "validate", "-t", str(second))
+    assert validated.stdout.splitlines()[-1] == "3 passed, 0 failed"
+    assert host.tsubo("lab", "apply", "-t", str(second)).stdout == "nothing to change\n"
+    host.tsubo("lab", "destroy", "-t", str(second))
     _nothing_left(host)

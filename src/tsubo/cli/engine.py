@@ -489,7 +489,7 @@ COMMANDS: dict[str, Command] = {
         Option("write,w", VALUE, "capture: write packets to this pcap file"),
         Option("count,c", VALUE, "capture: stop after this many packets"),
         Option("timeout", VALUE, "capture: stop after this many seconds (default 10)"),
-    ), "lab deploy|destroy|inspect|exec|validate|graph|capture [-t FILE] [OPTIONS]",
+    ), "lab deploy|apply|destroy|inspect|exec|validate|graph|capture [-t FILE] [OPTIONS]",
         "network labs from containerlab topology files"),
     "system": Command(_system, (), "system prune|gc|df [-v]",
                       "remove stopped containers | remove leftovers of crashes | disk usage"),

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from tsubo.api import Engine
     from tsubo.cli.argv import Parsed
 
-VERBS = "deploy, destroy, inspect, exec, validate, graph or capture"
+VERBS = "deploy, apply, destroy, inspect, exec, validate, graph or capture"
 #: ``lab validate``: netlab's convention
 EXIT_CHECK_FAILED = 1
 EXIT_NO_CHECKS = 2
@@ -36,6 +36,9 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
         if not changed:
             out.write(f"lab {name} is already deployed\n")
         _table(engine, [name])
+    elif verb == "apply":
+        changes = engine.apply_lab(_file(parsed, verb))
+        out.write("".join(f"{change}\n" for change in changes) or "nothing to change\n")
     elif verb == "destroy":
         for name in _names(engine, parsed, verb):
             engine.destroy_lab(name, cleanup=parsed.flag("cleanup"))

@@ -69,6 +69,7 @@ def plan_up(ifnames: Sequence[str]) -> list[str]:
 
 
 def plan_addresses(ifname: str, addresses: Sequence[str]) -> list[str]:
+    """``addr replace``: the same line sets an address the first time and again."""
     import ipaddress
 
     lines = []
@@ -78,7 +79,7 @@ def plan_addresses(ifname: str, addresses: Sequence[str]) -> list[str]:
         except ValueError:
             raise InvalidArgument("plan address", address, detail="not an address with a "
                                   "prefix") from None
-        lines.append(f"addr add {address} dev {check_ifname(ifname)}")
+        lines.append(f"addr replace {address} dev {check_ifname(ifname)}")
     return lines
 
 

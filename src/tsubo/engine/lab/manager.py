@@ -19,8 +19,9 @@ record names, so a failed deploy leaves nothing)
     6. the nodes' ``exec`` commands (after the links exist, as containerlab);
     7. the record says ``deployed``.
 
-``deploy`` is idempotent: the same file deployed again finds the lab running and does
-nothing; a different file under the same lab name is refused (destroy it first). A record
+``deploy`` is idempotent: the same lab deployed again finds it running and does nothing;
+another version under the same lab name is refused (``apply`` changes a running lab in
+place: see there). A record
 left ``deploying`` by a deploy that died is torn down first. ``system gc`` tears down such
 labs too (:func:`gc_labs`).
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from tsubo.engine.containers import Engine as EngineCommands
     from tsubo.engine.lab.checks import CheckResult
     from tsubo.engine.lab.records import LabRecord
-    from tsubo.engine.lab.topology import Node
+    from tsubo.engine.lab.topology import Link, Node
     from tsubo.network.models import Network
     from tsubo.network.store import NetworkStore
 
@@ -56,9 +57,32 @@ LABEL_FILE = "clab-topo-file"
 
 
 def topology_digest(topology: Topology) -> str:
+    """What a deploy makes of *topology*: not its path, its lines or its checks (editing a
+    comment or a check is not another lab)."""
     import hashlib
 
-    return hashlib.sha256(repr(topology).encode()).hexdigest()
+    shape = (topology.name, topology.prefix, topology.mgmt,
+             sorted((name, node_digest(node)) for name, node in topology.nodes.items()),
+             sorted(link_key(link) for link in topology.links),
+             sorted(topology.addresses.items()),
+             sorted((node, [(r.destination, r.via) for r in routes])
+                    for node, routes in topology.routes.items()))
+    return hashlib.sha256(repr(shape).encode()).hexdigest()
+
+
+def node_digest(node: Node) -> str:
+    """What needs a node's container made again when it changes (all but its line, its
+    ``exec`` commands and its sysctls, which ``apply`` writes in place)."""
+    import dataclasses
+    import hashlib
+
+    shape = dataclasses.replace(node, line=0, sysctls=(), exec=())
+    return hashlib.sha256(repr(shape).encode()).hexdigest()[:16]
+
+
+def link_key(link: Link) -> tuple[str, str, str, str, int]:
+    a, b = sorted((link.a, link.b), key=str)
+    return (a.node, a.interface, b.node, b.interface, link.mtu)
 
 
 class LabManager:
@@ -90,7 +114,7 @@ class LabManager:
                 if existing.digest != digest:
                     raise AlreadyExists("deploy lab", topology.name,
                                         detail="deployed from another version of the file",
-                                        hint="tsubo lab destroy it first")
+                                        hint="tsubo lab apply changes it in place")
                 if self._all_running(existing):
                     return existing, False
             self.teardown(existing)  # a dead deploy's leftovers, or nodes that died
@@ -106,6 +130,7 @@ class LabManager:
             self._nodes(topology, record, mgmt)
             self._links(topology, record)
             self._exec(topology, record)
+            _remember(record, topology)
             record.state = records.DEPLOYED
             record.deployer_pid = record.deployer_start = 0
             records.save(paths, record)
@@ -159,13 +184,15 @@ class LabManager:
         records.save(self.engine.paths, record)
         links.apply_host([line for name in missing for line in links.plan_bridge(name)])
 
-    def _nodes(self, topology: Topology, record: LabRecord, mgmt: Network | None) -> None:
-        """Start every linux node (pinning the namespaces the engine does not pin)."""
+    def _nodes(self, topology: Topology, record: LabRecord, mgmt: Network | None,
+               only: set[str] | None = None) -> None:
+        """Start every linux node (or those in *only*), pinning the namespaces the engine
+        does not pin."""
         from tsubo.engine.options import build_run_options
         from tsubo.network import links
 
         for node in topology.nodes.values():
-            if node.kind != "linux":
+            if node.kind != "linux" or (only is not None and node.name not in only):
                 continue
             name = topology.container_name(node.name)
             record.containers[node.name] = name
@@ -202,12 +229,15 @@ class LabManager:
         for node in wiring.nodes:
             links.apply_in_netns(node.netns, node.lines, node.sysctls)
 
-    def _exec(self, topology: Topology, record: LabRecord) -> None:
+    def _exec(self, topology: Topology, record: LabRecord,
+              only: set[str] | None = None) -> None:
         import shlex
 
         from tsubo.errors import TsuboError
 
         for node in topology.nodes.values():
+            if only is not None and node.name not in only:
+                continue
             for command in node.exec:
                 code, output = self.run_captured(record.containers[node.name],
                                                  shlex.split(command))
@@ -227,6 +257,121 @@ class LabManager:
                                     forward_signals=False)
             out.seek(0)
             return code, out.read()
+
+    # --- apply -----------------------------------------------------------------------------
+
+    def apply(self, topology: Topology) -> list[str]:
+        """Change the deployed lab in place to match *topology*: nodes and links added or
+        removed, a node whose container options changed made again (and its links), link
+        MTUs, addresses, routes and sysctls set; nodes that did not change keep running
+        untouched. What was done, one line each."""
+        import dataclasses
+
+        from tsubo.engine.lab.plan import plan_wiring
+        from tsubo.errors import InvalidArgument, WrongState
+        from tsubo.network import links
+
+        record = self.record(topology.name)
+        if record.state != records.DEPLOYED:
+            raise WrongState("apply lab", topology.name, detail="its deploy did not finish")
+        if record.shape_mgmt != repr((topology.prefix, topology.mgmt)):
+            raise InvalidArgument("apply lab", topology.name, detail="the prefix or the "
+                                  "management network changed: destroy and deploy")
+        if topology_digest(topology) == record.digest:
+            return []
+        old_nodes = dict(record.node_digests)
+        new_nodes = {name: (node.kind if node.kind == "bridge" else node_digest(node))
+                     for name, node in topology.nodes.items()}
+        removed = set(old_nodes) - set(new_nodes)
+        added = set(new_nodes) - set(old_nodes)
+        changed = {name for name in set(old_nodes) & set(new_nodes)
+                   if old_nodes[name] != new_nodes[name]}
+        renewed = removed | changed  # their namespaces (and links) go
+        old_links = {(str(a_node), str(a_if), str(b_node), str(b_if), int(mtu))
+                     for a_node, a_if, b_node, b_if, mtu in record.links}
+        new_links = {link_key(link): link for link in topology.links}
+        gone = {key for key in old_links if key not in new_links
+                or key[0] in renewed or key[2] in renewed}
+        made = [link for key, link in new_links.items()
+                if key not in old_links or key in gone]
+        done: list[str] = []
+        # 1. links that go, by one surviving end (the other goes with it)
+        host_lines: list[str] = []
+        per_netns: dict[str, list[str]] = {}
+        for a_node, a_if, b_node, b_if, _ in sorted(gone):
+            for end_node, ifname in ((a_node, a_if), (b_node, b_if)):
+                if end_node in renewed:
+                    continue
+                if end_node in record.containers:
+                    per_netns.setdefault(record.containers[end_node], []).append(
+                        f"link del {ifname}")
+                else:
+                    host_lines.append(f"link del {ifname}")
+                break
+            if (a_node, a_if, b_node, b_if) not in {key[:4] for key in new_links}:
+                done.append(f"removed link {a_node}:{a_if} - {b_node}:{b_if}")
+        for netns, lines in per_netns.items():
+            links.apply_in_netns(netns, lines)
+        if host_lines:
+            links.apply_host(host_lines)
+        gone_host_ends = {ifname for a_node, a_if, b_node, b_if, _ in gone
+                          for end_node, ifname in ((a_node, a_if), (b_node, b_if))
+                          if end_node not in record.containers}
+        for ifname in sorted(gone_host_ends & set(record.host_links)):
+            record.host_links.remove(ifname)
+            self._ledger().forget("link", ifname)
+        # 2. nodes that go, or are made again
+        for name in sorted(renewed):
+            container = record.containers.pop(name, "")
+            if container:
+                self.engine.remove(container, force=True)
+                if container in record.pins:
+                    from tsubo.network import bridge
+
+                    bridge.delete_netns(container)
+                    record.pins.remove(container)
+                    self._ledger().forget("netns", container)
+            elif name in record.bridges:
+                links.remove_host_links([name])
+                record.bridges.remove(name)
+                self._ledger().forget("link", name)
+            if name in removed:
+                done.append(f"removed node {name}")
+        records.save(self.engine.paths, record)
+        # 3. nodes that come (again), then the links that come, then every node's state
+        mgmt = self._mgmt_network(topology, record)
+        self._bridges(topology, record)
+        starting = {name for name in added | changed if topology.nodes[name].kind == "linux"}
+        self._nodes(topology, record, mgmt, only=starting)
+        done += [f"{'made again' if name in changed else 'added'} node {name}"
+                 for name in sorted(added | changed)]
+        mgmt_bridge = ""
+        if record.mgmt_network and any(MGMT_NET in (link.a.node, link.b.node)
+                                       for link in made):
+            from tsubo.engine.networks import NetworkManager
+
+            mgmt_bridge = NetworkManager(self.engine).get(record.mgmt_network).bridge_name
+        wiring = plan_wiring(topology, mgmt_bridge)
+        fresh = plan_wiring(dataclasses.replace(topology, links=tuple(made)), mgmt_bridge)
+        for ifname in fresh.host_ends:
+            self._ledger().record("link", ifname, record.owner)
+            record.host_links.append(ifname)
+        records.save(self.engine.paths, record)
+        links.apply_host([*fresh.host_lines, *_stale_lines(record, topology, None)])
+        old_ends = {key[:4] for key in old_links}
+        done += [f"{'changed' if link_key(link)[:4] in old_ends else 'added'} link "
+                 f"{link.a} - {link.b} (mtu {link.mtu})" for link in made
+                 if link_key(link) not in old_links]
+        for step in wiring.nodes:
+            owner = next(name for name in topology.nodes
+                         if topology.container_name(name) == step.netns)
+            links.apply_in_netns(step.netns,
+                                 [*_stale_lines(record, topology, owner), *step.lines],
+                                 step.sysctls)
+        self._exec(topology, record, only=starting)
+        _remember(record, topology)
+        records.save(self.engine.paths, record)
+        return done
 
     # --- destroy ---------------------------------------------------------------------------
 
@@ -423,3 +568,42 @@ def gc_labs(engine: EngineCommands) -> list[str]:
         manager.teardown(record)
         done.append(f"destroyed lab {name} (its deploy did not finish)")
     return done
+
+
+def _remember(record: LabRecord, topology: Topology) -> None:
+    """Keep what ``apply`` compares a new version of the file with."""
+    record.digest = topology_digest(topology)
+    record.path = topology.path
+    record.shape_mgmt = repr((topology.prefix, topology.mgmt))
+    record.node_digests = {name: (node.kind if node.kind == "bridge" else node_digest(node))
+                           for name, node in topology.nodes.items()}
+    record.links = [list(link_key(link)) for link in topology.links]
+    record.addresses = {f"{node}:{ifname}": list(addresses)
+                        for (node, ifname), addresses in topology.addresses.items()}
+    record.routes = {node: [f"{route.destination} via {route.via}" for route in routes]
+                     for node, routes in topology.routes.items()}
+
+
+def _stale_lines(record: LabRecord, topology: Topology, node: str | None) -> list[str]:
+    """``addr del`` / ``route del`` lines for what the deployed version of *node* (None:
+    the host) had and the new one has not (on links that stay)."""
+    from tsubo.engine.lab.topology import HOST
+
+    owner = HOST if node is None else node
+    lines = []
+    for key, addresses in record.addresses.items():
+        end_node, ifname = key.split(":", 1)
+        if end_node != owner:
+            continue
+        wanted = set(topology.addresses.get((end_node, ifname), ()))
+        still_linked = any((link.a.node, link.a.interface) == (end_node, ifname)
+                           or (link.b.node, link.b.interface) == (end_node, ifname)
+                           for link in topology.links)
+        if still_linked:
+            lines += [f"addr del {address} dev {ifname}" for address in addresses
+                      if address not in wanted]
+    wanted_routes = {f"{route.destination} via {route.via}"
+                     for route in topology.routes.get(owner, ())}
+    lines += [f"route del {route}" for route in record.routes.get(owner, [])
+              if route not in wanted_routes]
+    return lines

@@ -46,6 +46,12 @@ class LabRecord:
     host_links: list[str] = field(default_factory=list)
     mgmt_network: str = ""
     mgmt_created: bool = False
+    #: what ``apply`` compares a new version of the file with (``manager._remember``)
+    shape_mgmt: str = ""
+    node_digests: dict[str, str] = field(default_factory=dict)
+    links: list[list[str | int]] = field(default_factory=list)
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+    routes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:
