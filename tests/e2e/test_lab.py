@@ -446,3 +446,29 @@ def test_apply_changes_a_running_lab_without_restarting_the_others(
     assert host.tsubo("lab", "apply", "-t", str(second)).stdout == "nothing to change\n"
     host.tsubo("lab", "destroy", "-t", str(second))
     _nothing_left(host)
+
+
+def test_a_containerlab_file_deploys_unchanged(lab_host: LabHost, rootfs_tar: Path) -> None:
+    """tests/data/containerlab-doc.clab.yml (containerlab's documented form: kinds, env,
+    labels, cmd, exec, both link forms, a custom management network) with its image
+    alpine:3 standing for busybox's rootfs imported under that name."""
+    host = lab_host
+    host.tsubo("import", "-c", 'CMD ["sleep", "600"]', str(rootfs_tar), "alpine:3")
+    topology = str(Path(__file__).resolve().parents[1] / "data" / "containerlab-doc.clab.yml")
+    host.tsubo("lab", "deploy", "-t", topology)
+    info = json.loads(host.tsubo("lab", "inspect", "-t", topology, "--format",
+                                 "json").stdout)[0]
+    assert [node["name"] for node in info["nodes"]] == ["clab-srl02-n1", "clab-srl02-n2"]
+    assert all(node["ipv4_address"].startswith("172.100.100.") for node in info["nodes"])
+    # exec ran after the links existed
+    eth1 = json.loads(host.host("ip", "-n", "clab-srl02-n2", "-j", "-4", "addr", "show",
+                                "eth1").stdout)
+    assert [a["local"] for a in eth1[0]["addr_info"]] == ["192.168.0.2"]
+    eth2 = json.loads(host.host("ip", "-n", "clab-srl02-n1", "-j", "link", "show",
+                                "eth2").stdout)
+    assert eth2[0]["mtu"] == 1500
+    mine = host.tsubo("lab", "exec", "-t", topology, "--label", "owner=me", "--cmd", "env")
+    assert mine.stdout.startswith("--- clab-srl02-n1 (exit 0)\n") and "ENV1=VAL1" in mine.stdout
+    host.tsubo("lab", "destroy", "-t", topology)
+    host.tsubo("rmi", "alpine:3")
+    _nothing_left(host)

@@ -20,38 +20,9 @@ from tsubo.network import links
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-#: containerlab's documentation, "Topology definition" (linux nodes), unchanged
-CONTAINERLAB_DOC = """\
-name: srl02
-mgmt:
-  network: custom_mgmt
-  ipv4-subnet: 172.100.100.0/24
-topology:
-  kinds:
-    linux:
-      image: alpine:3
-  nodes:
-    n1:
-      kind: linux
-      env:
-        ENV1: VAL1
-      labels:
-        owner: me
-    n2:
-      kind: linux
-      cmd: ash -c "sleep infinity"
-      exec:
-        - ip address add 192.168.0.2/24 dev eth1
-  links:
-    - endpoints: ["n1:eth1", "n2:eth1"]
-    - type: veth
-      mtu: 1500
-      endpoints:
-        - node: n1
-          interface: eth2
-        - node: n2
-          interface: eth2
-"""
+#: a file in containerlab's documented form, with nothing tsubo-specific
+CONTAINERLAB_DOC = (Path(__file__).resolve().parents[1] / "data"
+                    / "containerlab-doc.clab.yml").read_text()
 
 
 def parse(text: str) -> Topology:
@@ -66,7 +37,7 @@ def error_of(text: str) -> str:
     return message
 
 
-def test_containerlab_documentation_file_reads_unchanged() -> None:
+def test_a_containerlab_file_reads_unchanged() -> None:
     topology = parse(CONTAINERLAB_DOC)
     assert topology.name == "srl02"
     assert topology.mgmt.network == "custom_mgmt"

@@ -525,7 +525,10 @@ def node_run_options(topology: Topology, node: Node, mgmt_network: str) -> dict[
         "image": node.image if not node.rootfs else "", "rootfs": node.rootfs,
         "env": [f"{key}={value}" for key, value in node.env],
         "label": [f"{key}={value}" for key, value in labels.items()],
-        "volume": list(node.binds), "cap_add": list(node.cap_add), "user": node.user,
+        "volume": list(node.binds),
+        # a node configures its own interfaces (containerlab's files do it in `exec`:
+        # `ip address add ... dev eth1`); NET_ADMIN reaches only the node's namespace
+        "cap_add": list(dict.fromkeys(["NET_ADMIN", *node.cap_add])), "user": node.user,
         "hostname": node.name,
     }
     if node.cmd is not None:
