@@ -99,6 +99,10 @@ class LabManager:
 
     def deploy(self, topology: Topology) -> tuple[LabRecord, bool]:
         """Deploy *topology*; (its record, whether anything was done)."""
+        with records.LabLock(self.engine.paths, topology.name):
+            return self._deploy(topology)
+
+    def _deploy(self, topology: Topology) -> tuple[LabRecord, bool]:
         from tsubo.errors import AlreadyExists, WrongState
         from tsubo.kernel.procfs import read_stat
         from tsubo.undo import UndoStack
@@ -265,6 +269,10 @@ class LabManager:
         removed, a node whose container options changed made again (and its links), link
         MTUs, addresses, routes and sysctls set; nodes that did not change keep running
         untouched. What was done, one line each."""
+        with records.LabLock(self.engine.paths, topology.name):
+            return self._apply(topology)
+
+    def _apply(self, topology: Topology) -> list[str]:
         import dataclasses
 
         from tsubo.engine.lab.plan import plan_wiring
@@ -378,11 +386,18 @@ class LabManager:
     def destroy(self, name: str, *, cleanup: bool = False) -> LabRecord:
         """Tear the lab down (``cleanup``: also its management network when no container is
         left on it, even if the lab did not create it)."""
-        from tsubo.errors import NotFound, WrongState
+        from tsubo.errors import NotFound
 
-        record = records.load(self.engine.paths, name)
-        if record is None:
-            raise NotFound("destroy lab", name, detail="no such lab is deployed")
+        with records.LabLock(self.engine.paths, name):
+            record = records.load(self.engine.paths, name)
+            if record is None:
+                raise NotFound("destroy lab", name, detail="no such lab is deployed")
+            return self._destroy(record, cleanup=cleanup)
+
+    def _destroy(self, record: LabRecord, *, cleanup: bool) -> LabRecord:
+        from tsubo.errors import WrongState
+
+        name = record.name
         if record.state == records.DEPLOYING and record.deployer_alive():
             raise WrongState("destroy lab", name,
                              detail=f"being deployed by process {record.deployer_pid}")
@@ -564,11 +579,18 @@ def gc_labs(engine: EngineCommands) -> list[str]:
     """Tear down the labs whose deploy died half-way (``system gc``); what was done."""
     done = []
     manager = LabManager(engine)
+    from tsubo.errors import WrongState
+
     for name in manager.names():
-        record = records.load(engine.paths, name)
-        if record is None or record.state != records.DEPLOYING or record.deployer_alive():
-            continue
-        manager.teardown(record)
+        try:
+            with records.LabLock(engine.paths, name):
+                record = records.load(engine.paths, name)
+                if record is None or record.state != records.DEPLOYING \
+                        or record.deployer_alive():
+                    continue
+                manager.teardown(record)
+        except WrongState:
+            continue  # a command is working on it: not a leftover
         done.append(f"destroyed lab {name} (its deploy did not finish)")
     return done
 

@@ -12,6 +12,10 @@ Decisions
     * A file per lab rather than a table: no schema migration for a feature that sits
       beside the engine, and ``cat`` shows what a lab holds. Written atomically (temp file
       and rename); read with the bounded JSON reader.
+    * One command at a time per lab: ``deploy``, ``apply``, ``destroy`` and gc hold an
+      exclusive ``flock`` on ``labs/.<name>.lock`` (not waiting: a second command is told
+      the lab is busy). The lock files stay (a few bytes; removing one another command
+      may hold is a race).
     * Kernel objects in the host's namespace (bridges, host veth ends) are also in the
       network ledger with owner ``lab:<name>``; gc keeps them while the record exists.
 """
@@ -77,6 +81,38 @@ def _file(paths: EnginePaths, name: str) -> str:
 
         raise InvalidArgument("find lab", name, detail="not a lab name")
     return f"{labs_dir(paths)}/{name}.json"
+
+
+class LabLock:
+    """``with LabLock(paths, name):`` this process works on lab *name* alone (WrongState
+    when another holds it)."""
+
+    def __init__(self, paths: EnginePaths, name: str) -> None:
+        self.path = f"{labs_dir(paths)}/.{_file(paths, name).rsplit('/', 1)[1]}.lock"
+        self.name = name
+        self.fd = -1
+
+    def __enter__(self) -> LabLock:
+        import fcntl
+
+        from tsubo.errors import WrongState
+
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                          0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            raise WrongState("lock lab", self.name,
+                             detail="another tsubo command is working on it") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
 
 
 def save(paths: EnginePaths, record: LabRecord) -> None:
