@@ -616,12 +616,14 @@ class Engine:
 
         return LabManager(self.core).inspect(name)
 
-    def validate_lab(self, topology: str | Topology) -> list[CheckResult]:
-        """Run the topology's checks on the deployed lab (``.passed``, ``.describe()``)."""
+    def validate_lab(self, topology: str | Topology, *, matrix: bool = False
+                     ) -> list[CheckResult]:
+        """Run the topology's checks on the deployed lab (``.passed``, ``.describe()``);
+        *matrix*: every node to every other node's addresses instead."""
         from tsubo.engine.lab.manager import LabManager
 
         topology = self.read_lab(topology) if isinstance(topology, str) else topology
-        return LabManager(self.core).validate(topology)
+        return LabManager(self.core).validate(topology, matrix=matrix)
 
     def lab_exec(self, name: str, command: Sequence[str], *,
                  labels: Sequence[tuple[str, str]] = ()) -> list[tuple[str, ExecResult]]:

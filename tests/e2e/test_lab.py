@@ -208,6 +208,12 @@ def test_validate_exit_codes_and_bad_files(lab_host: LabHost, busybox_rootfs: Pa
     assert lines[1].startswith("FAIL r1 does not reach 10.9.0.2 (icmp)")
     assert lines[2].startswith("FAIL r1:eth1 reaches 10.9.0.2 (tcp/80)")
     assert lines[3] == "1 passed, 2 failed"
+    # the matrix: r3 has no address and no route but over its management interface, which
+    # no check may use
+    matrix = host.tsubo("lab", "validate", "-t", str(failing), "--matrix", check=False)
+    assert matrix.returncode == 1
+    assert matrix.stdout.splitlines() == ["    r2:eth2  r1:eth1", "r1  ok", "r2           ok",
+                                          "r3  -        -", "2 reached, 2 not"]
     host.tsubo("lab", "destroy", "-t", str(failing))
 
     bad = tmp_path / "bad.clab.yml"

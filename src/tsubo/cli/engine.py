@@ -486,6 +486,7 @@ COMMANDS: dict[str, Command] = {
         Option("label", LIST, "exec: only containers with this label (KEY=VALUE)"),
         Option("cmd", VALUE, "exec: the command to run"),
         Option("explain", FLAG, "deploy: print the equivalent ip commands, deploy nothing"),
+        Option("matrix", FLAG, "validate: every node to every other node's addresses"),
         Option("write,w", VALUE, "capture: write packets to this pcap file"),
         Option("count,c", VALUE, "capture: stop after this many packets"),
         Option("timeout", VALUE, "capture: stop after this many seconds (default 10)"),

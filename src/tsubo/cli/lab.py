@@ -9,7 +9,7 @@ from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from tsubo.api import Engine
+    from tsubo.api import Engine, Topology
     from tsubo.cli.argv import Parsed
 
 VERBS = "deploy, apply, destroy, inspect, exec, validate, graph or capture"
@@ -77,6 +77,8 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
         return status
     elif verb == "validate":
         topology = engine.read_lab(_file(parsed, verb))
+        if parsed.flag("matrix"):
+            return _matrix(engine, topology)
         if not topology.checks:
             out.write(f"lab {topology.name} defines no checks (tsubo.checks)\n")
             return EXIT_NO_CHECKS
@@ -92,6 +94,28 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
     else:
         raise InvalidArgument("lab", verb, detail=f"unknown verb: expected {VERBS}")
     return 0
+
+
+def _matrix(engine: Engine, topology: Topology) -> int:
+    """Every node to every other node's addresses: a table, ``ok`` or ``-``."""
+    results = engine.validate_lab(topology, matrix=True)
+    if not results:
+        sys.stdout.write(f"lab {topology.name} has no addresses to reach\n")
+        return EXIT_NO_CHECKS
+    sources = list(dict.fromkeys(result.check.source for result in results))
+    targets = list(dict.fromkeys(result.check.target for result in results))
+    cell = {(result.check.source, result.check.target): "ok" if result.passed else "-"
+            for result in results}
+    rows = [["", *targets]]
+    rows += [[source, *(cell.get((source, target), "") for target in targets)]
+             for source in sources]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    sys.stdout.write("\n".join("  ".join(text.ljust(width) for text, width
+                                         in zip(row, widths, strict=True)).rstrip()
+                               for row in rows) + "\n")
+    failed = sum(not result.passed for result in results)
+    sys.stdout.write(f"{len(results) - failed} reached, {failed} not\n")
+    return EXIT_CHECK_FAILED if failed else 0
 
 
 def _capture(engine: Engine, parsed: Parsed, endpoints: list[str]) -> int:

@@ -494,9 +494,10 @@ class LabManager:
                 "mgmt_network": record.mgmt_network, "bridges": list(record.bridges),
                 "host_links": list(record.host_links), "nodes": nodes}
 
-    def validate(self, topology: Topology) -> list[CheckResult]:
-        """Run the file's checks against the deployed lab (WrongState when it is not)."""
-        from tsubo.engine.lab.checks import run_check
+    def validate(self, topology: Topology, *, matrix: bool = False) -> list[CheckResult]:
+        """Run the file's checks against the deployed lab (WrongState when it is not);
+        *matrix*: instead, every node to every other node's addresses."""
+        from tsubo.engine.lab.checks import matrix_checks, run_checks
         from tsubo.errors import WrongState
 
         record = self.record(topology.name)
@@ -511,8 +512,8 @@ class LabManager:
                 mgmt_subnet = NetworkManager(self.engine).get(record.mgmt_network).subnet
             except NotFound:
                 pass
-        return [run_check(topology, check, mgmt_subnet=mgmt_subnet)
-                for check in topology.checks]
+        checks = matrix_checks(topology) if matrix else list(topology.checks)
+        return run_checks(topology, checks, mgmt_subnet=mgmt_subnet)
 
     def containers_matching(self, name: str, labels: Sequence[tuple[str, str]]) -> list[str]:
         """The lab's container names whose labels include all of *labels*."""
