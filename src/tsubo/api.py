@@ -552,6 +552,13 @@ class Engine:
         row = self._running_on_a_network(container, "disconnect")
         NetworkManager(self.core).disconnect(row.id, network)
 
+    def network_graph(self, format: str = "dot") -> str:
+        """The engine's networks and their containers, drawn as ``lab graph`` draws a
+        topology (``dot``, ``mermaid``, ``svg``, ``text``)."""
+        from tsubo.engine.lab.graph import live_topology, render
+
+        return render(live_topology(self.core), format)
+
     def reload_networks(self) -> int:
         """Write every network's firewall rules again (after a host firewall flush); how
         many networks there are."""

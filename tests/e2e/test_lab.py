@@ -475,6 +475,9 @@ def test_a_containerlab_file_deploys_unchanged(lab_host: LabHost, rootfs_tar: Pa
     assert eth2[0]["mtu"] == 1500
     mine = host.tsubo("lab", "exec", "-t", topology, "--label", "owner=me", "--cmd", "env")
     assert mine.stdout.startswith("--- clab-srl02-n1 (exit 0)\n") and "ENV1=VAL1" in mine.stdout
+    # the engine's live networks, drawn as a lab is
+    drawn = host.tsubo("network", "graph", "--format", "dot").stdout
+    assert '"clab-srl02-n2" -- "custom_mgmt (172.100.100.0/24)"' in drawn
     host.tsubo("lab", "destroy", "-t", topology)
     host.tsubo("rmi", "alpine:3")
     _nothing_left(host)

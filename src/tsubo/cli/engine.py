@@ -475,7 +475,8 @@ COMMANDS: dict[str, Command] = {
         Option("label", LIST, "set metadata (KEY=VALUE)"),
         Option("ip", VALUE, "connect: the container's address"),
         Option("quiet,q", FLAG, "ls: only names"),
-    ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
+        Option("format,f", VALUE, "graph: dot, mermaid, svg or text"),
+    ), "network create|ls|inspect|rm|prune|connect|disconnect|reload|graph [OPTIONS] [ARGS]",
         "manage networks"),
     "lab": Command(_lab, (
         Option("topo,t", VALUE, "the topology file (containerlab's *.clab.yml)"),

@@ -6,7 +6,9 @@ What it owns
     one vertex per node (its kind in the label; ``host`` and ``mgmt-net`` when a link
     uses them), one edge per link labelled with both interface names (and the addresses
     from ``tsubo.addresses``). Pure except ``svg``, which runs ``dot -Tsvg`` (Debian's
-    graphviz; a clear error without it).
+    graphviz; a clear error without it). :func:`live_topology` draws the engine's own
+    networks the same way (``tsubo network graph``): each network a bridge, each
+    container on one a node, each endpoint a link with the container's address.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from tsubo.errors import InvalidArgument
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tsubo.engine.lab.topology import Endpoint, Topology
+    from tsubo.engine.paths import EngineState
 
 FORMATS = ("dot", "mermaid", "svg", "text")
 
@@ -76,8 +79,8 @@ def render(topology: Topology, format: str = "dot") -> str:
         return result.stdout.decode()
     if format == "text":
         width = max((len(f"{link.a}") for link in topology.links), default=0)
-        lines = [f"lab {topology.name}: {len(topology.nodes)} nodes, "
-                 f"{len(topology.links)} links"]
+        title = f"lab {topology.name}" if topology.path else topology.name
+        lines = [f"{title}: {len(topology.nodes)} nodes, {len(topology.links)} links"]
         lines += [f"  {_end_text(topology, link.a):<{width}}  ----  "
                   f"{_end_text(topology, link.b)}" for link in topology.links]
         unlinked = sorted(set(topology.nodes) - {end.node for link in topology.links
@@ -86,3 +89,30 @@ def render(topology: Topology, format: str = "dot") -> str:
         return "\n".join(lines) + "\n"
     raise InvalidArgument("draw lab", format, detail="unknown format",
                           hint=" or ".join(FORMATS))
+
+
+def live_topology(engine: EngineState) -> Topology:
+    """The engine's networks and the containers on them, as a topology to draw."""
+    from tsubo.engine.lab.topology import Endpoint, Link, Mgmt, Node, Topology
+    from tsubo.errors import NotFound
+    from tsubo.network.store import NetworkStore
+
+    store = NetworkStore(engine.db)
+    nodes: dict[str, Node] = {}
+    links: list[Link] = []
+    addresses: dict[tuple[str, str], tuple[str, ...]] = {}
+    for network in store.list_networks():
+        bridge = f"{network.name} ({network.subnet})"
+        nodes[bridge] = Node(name=bridge, kind="bridge", line=0)
+        for endpoint in store.network_endpoints(network.id):
+            try:
+                container = engine.db.get_container(endpoint.container_id).name
+            except NotFound:
+                container = endpoint.container_id[:12]
+            nodes.setdefault(container, Node(name=container, kind="linux", line=0))
+            links.append(Link(Endpoint(container, endpoint.ifname),
+                              Endpoint(bridge, endpoint.host_ifname), 0, 0))
+            addresses[(container, endpoint.ifname)] = (
+                f"{endpoint.address}/{endpoint.prefix_len}",)
+    return Topology(name="tsubo networks", path="", prefix="", mgmt=Mgmt(network="none"),
+                    nodes=nodes, links=tuple(links), addresses=addresses)
