@@ -804,7 +804,7 @@ class Lab:
                  traceback: TracebackType | None) -> None:
         """Destroy the lab (an error here never replaces the one that ended the block)."""
         try:
-            if self._deployed is not None or self.name in self.engine.labs():
+            if self._deployed is not None:  # never another's lab of the same name
                 self.destroy()
         except Exception:
             if exc is None:

@@ -193,3 +193,26 @@ def test_link_plans_put_each_end_straight_into_its_namespace() -> None:
         links.plan_veth("eth1#x", "a", "eth1", "c", mtu=1500)
     assert links.plan_route("10.0.23.0/24", "10.0.12.2") == \
         "route replace 10.0.23.0/24 via 10.0.12.2"
+
+
+def test_what_a_deploy_is_ignores_path_lines_and_checks() -> None:
+    from tsubo.engine.lab.manager import topology_digest
+
+    base = ("name: d\ntopology:\n  nodes: {r1: {image: x}, r2: {image: x}}\n"
+            "  links: [{endpoints: [\"r1:eth1\", \"r2:eth1\"]}]\n")
+    first = parse_topology(base, "/a/d.clab.yml")
+    moved = parse_topology("# a comment shifts every line\n" + base
+                           + "tsubo:\n  checks: [{from: r1, to: r2}]\n", "/b/d.clab.yml")
+    assert topology_digest(first) == topology_digest(moved)
+    other = parse_topology(base.replace("image: x}, r2", "image: y}, r2"), "/a/d.clab.yml")
+    assert topology_digest(first) != topology_digest(other)
+
+
+def test_text_picture_lists_every_link() -> None:
+    topology = read_topology(str(EXAMPLES / "seed.clab.yml"))
+    assert render(topology, "text").splitlines() == [
+        "lab seed: 3 nodes, 3 links",
+        "  host:veth1 (192.168.10.100/24)                ----  docker1:docker1-veth1",
+        "  container1:container-veth1 (192.168.10.1/24)  ----  docker1:docker1-veth2",
+        "  container2:container-veth2 (192.168.10.2/24)  ----  docker1:docker1-veth3",
+    ]

@@ -78,7 +78,7 @@ def render(topology: Topology, format: str = "dot") -> str:
         result.check()
         return result.stdout.decode()
     if format == "text":
-        width = max((len(f"{link.a}") for link in topology.links), default=0)
+        width = max((len(_end_text(topology, link.a)) for link in topology.links), default=0)
         title = f"lab {topology.name}" if topology.path else topology.name
         lines = [f"{title}: {len(topology.nodes)} nodes, {len(topology.links)} links"]
         lines += [f"  {_end_text(topology, link.a):<{width}}  ----  "
