@@ -216,3 +216,14 @@ def test_text_picture_lists_every_link() -> None:
         "  container1:container-veth1 (192.168.10.1/24)  ----  docker1:docker1-veth2",
         "  container2:container-veth2 (192.168.10.2/24)  ----  docker1:docker1-veth3",
     ]
+
+
+def test_a_sysctl_is_part_of_the_lab_but_not_of_the_nodes_container() -> None:
+    from tsubo.engine.lab.manager import node_digest, topology_digest
+
+    base = "name: d\ntopology:\n  nodes: {r1: {image: x}}\n"
+    plain = parse_topology(base, "/a/d.clab.yml")
+    forwarding = parse_topology(base.replace("image: x}", "image: x, sysctls: "
+                                             "{net.ipv4.ip_forward: 1}}"), "/a/d.clab.yml")
+    assert topology_digest(plain) != topology_digest(forwarding)  # apply has work to do
+    assert node_digest(plain.nodes["r1"]) == node_digest(forwarding.nodes["r1"])  # in place

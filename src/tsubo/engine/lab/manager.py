@@ -21,9 +21,8 @@ record names, so a failed deploy leaves nothing)
 
 ``deploy`` is idempotent: the same lab deployed again finds it running and does nothing;
 another version under the same lab name is refused (``apply`` changes a running lab in
-place: see there). A record
-left ``deploying`` by a deploy that died is torn down first. ``system gc`` tears down such
-labs too (:func:`gc_labs`).
+place: see there). A record left ``deploying`` by a deploy that died is torn down first;
+``system gc`` tears down such labs too (:func:`gc_labs`).
 
 Teardown goes on past failures and reports them all: containers (their pinned namespaces,
 and with them the node-to-node veth pairs, go with them), our netns pins, host-side veth
@@ -62,7 +61,8 @@ def topology_digest(topology: Topology) -> str:
     import hashlib
 
     shape = (topology.name, topology.prefix, topology.mgmt,
-             sorted((name, node_digest(node)) for name, node in topology.nodes.items()),
+             sorted((name, node_digest(node), node.sysctls, node.exec)
+                    for name, node in topology.nodes.items()),
              sorted(link_key(link) for link in topology.links),
              sorted(topology.addresses.items()),
              sorted((node, [(r.destination, r.via) for r in routes])
