@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,11 @@ def ring_file(path: Path, size: int, rootfs: Path, mgmt: bool) -> Path:
 def podman_ring(podman: Podman, wrap: list[str], size: int) -> tuple[list[object], list[str]]:
     """The ring with podman: (table row, problems)."""
     problems: list[str] = []
+    # containers/image writes a cache under /var/lib/containers for root whatever --root
+    # says: shadow it in a private mount namespace per command, as common.Podman's import
+    target = "/var/lib/containers" if Path("/var/lib/containers").is_dir() else "/var/lib"
+    shadow = f'mount --bind {shlex.quote(str(podman.tmp / "shadow"))} {target} && exec "$@"'
+    wrap = [*wrap, "unshare", "--mount", "--propagation", "private", "sh", "-c", shadow, "sh"]
 
     def timed(commands: list[list[str]]) -> tuple[float, list[Result]]:
         results = [podman.run(*argv, wrap=wrap, timeout=120) for argv in commands]

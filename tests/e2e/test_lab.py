@@ -481,3 +481,29 @@ def test_a_containerlab_file_deploys_unchanged(lab_host: LabHost, rootfs_tar: Pa
     host.tsubo("lab", "destroy", "-t", topology)
     host.tsubo("rmi", "alpine:3")
     _nothing_left(host)
+
+
+def test_a_failing_deploy_leaves_nothing(lab_host: LabHost, busybox_rootfs: Path,
+                                         tmp_path: Path) -> None:
+    """The last node's exec fails after everything else was made: one line names it, and
+    the nodes, bridge, host links, netns pins, management network and record are gone."""
+    host = lab_host
+    topology = tmp_path / "fail.clab.yml"
+    topology.write_text(textwrap.dedent(f"""\
+        name: fail
+        topology:
+          defaults: {{tsubo: {{rootfs: {busybox_rootfs}}}, cmd: sleep 600}}
+          nodes:
+            r1: {{network-mode: none}}
+            r2: {{exec: ["sh -c 'echo no such thing >&2; exit 3'"]}}
+            br5: {{kind: bridge}}
+          links:
+            - endpoints: ["r1:eth1", "r2:eth1"]
+            - endpoints: ["r2:eth2", "br5:br5-r2"]
+            - endpoints: ["host:h5", "br5:br5-h"]
+        """))
+    failed = host.tsubo("lab", "deploy", "-t", str(topology), check=False)
+    assert failed.returncode == 1
+    assert failed.stderr == ('tsubo: deploy lab fail: exec "sh -c \'echo no such thing >&2; '
+                             'exit 3\'" on node r2 exited 3: no such thing\n')
+    _nothing_left(host)
