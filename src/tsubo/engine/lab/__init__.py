@@ -3,11 +3,13 @@ engine containers joined by veth pairs, checked with real traffic.
 
     topology.py  the file: YAML (PyYAML, loaded lazily) -> frozen dataclasses, every
                  problem one error naming the line
-    plan.py      pure: container names, per-node run options, link and address lines
-    records.py   what a deployed lab made, as a file per lab (written before the kernel work)
-    manager.py   deploy / destroy / inspect / exec / gc on the engine
+    plan.py      pure: the wiring (which ip lines run in which namespace), and --explain
+    records.py   what a deployed lab made, as a file per lab (written before the kernel
+                 work), and the per-lab lock
+    manager.py   deploy / apply / destroy / inspect / exec / validate / gc on the engine
     checks.py    reachable / unreachable checks over the topology's own interfaces
-    graph.py     dot and mermaid pictures of a topology, without deploying it
+    graph.py     dot, mermaid, svg and text pictures of a topology, without deploying it
+    capture.py   tcpdump on a node's interface, in its namespace
 
 See ``docs/lab.md`` for the format, the ``tsubo:`` extension key and the decisions.
 """
