@@ -450,7 +450,29 @@ def test_apply_changes_a_running_lab_without_restarting_the_others(
     validated = host.tsubo("lab", "validate", "-t", str(second))
     assert validated.stdout.splitlines()[-1] == "3 passed, 0 failed"
     assert host.tsubo("lab", "apply", "-t", str(second)).stdout == "nothing to change\n"
-    host.tsubo("lab", "destroy", "-t", str(second))
+
+    # version 3: another address on a link that stays, a route, a sysctl: set in place
+    third = tmp_path / "ap3.clab.yml"
+    third.write_text(second.read_text()
+                     .replace("r3:eth2: 10.3.0.1/30", "r3:eth2: 10.3.0.5/29")
+                     .replace("r4:eth1: 10.3.0.2/30", "r4:eth1: 10.3.0.6/29")
+                     .replace("nodes: {r2: {}, r3: {}, r4: {}}",
+                              "nodes: {r2: {}, r3: {sysctls: {net.ipv4.ip_forward: 1}}, "
+                              "r4: {}}")
+                     .replace("  checks:", "  routes: {r2: [\"10.3.0.0/29 via 10.2.0.2\"], "
+                              "r4: [\"10.2.0.0/30 via 10.3.0.5\"]}\n  checks:")
+                     .replace("{from: r3, to: r4:eth1}", "{from: r2, to: r4:eth1}"))
+    assert host.tsubo("lab", "apply", "-t", str(third)).stdout.splitlines() == [
+        "addresses of r3:eth2: 10.3.0.5/29", "addresses of r4:eth1: 10.3.0.6/29",
+        "routes of r2: 10.3.0.0/29 via 10.2.0.2", "routes of r4: 10.2.0.0/30 via 10.3.0.5",
+        "sysctls of r3: net.ipv4.ip_forward=1"]
+    assert inits() == after  # nobody restarted
+    r3_eth2 = json.loads(host.host("ip", "-n", "clab-ap-r3", "-j", "-4", "addr", "show",
+                                   "eth2").stdout)
+    assert [a["local"] for a in r3_eth2[0]["addr_info"]] == ["10.3.0.5"]
+    validated = host.tsubo("lab", "validate", "-t", str(third))  # r2 -> r3 -> r4
+    assert validated.stdout.splitlines()[-1] == "3 passed, 0 failed"
+    host.tsubo("lab", "destroy", "-t", str(third))
     _nothing_left(host)
 
 

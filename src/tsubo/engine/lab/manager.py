@@ -377,6 +377,9 @@ class LabManager:
                                  [*_stale_lines(record, topology, owner), *step.lines],
                                  step.sysctls)
         self._exec(topology, record, only=starting)
+        kept = {end for key in (old_links & set(new_links)) - gone
+                for end in ((key[0], key[1]), (key[2], key[3]))}
+        done += _settings_changed(record, topology, renewed | added, kept)
         _remember(record, topology)
         records.save(self.engine.paths, record)
         return done
@@ -608,6 +611,32 @@ def _remember(record: LabRecord, topology: Topology) -> None:
                         for (node, ifname), addresses in topology.addresses.items()}
     record.routes = {node: [f"{route.destination} via {route.via}" for route in routes]
                      for node, routes in topology.routes.items()}
+    record.sysctls = {name: [f"{key}={value}" for key, value in node.sysctls]
+                      for name, node in topology.nodes.items() if node.sysctls}
+
+
+def _settings_changed(record: LabRecord, topology: Topology, fresh: set[str],
+                      kept: set[tuple[str, str]]) -> list[str]:
+    """What ``apply`` set in place: addresses on the *kept* link ends, routes and sysctls
+    of the nodes that kept running (not in *fresh*); one line each."""
+    done = []
+    new_addresses = {f"{node}:{ifname}": list(addresses)
+                     for (node, ifname), addresses in topology.addresses.items()}
+    for key in sorted(set(record.addresses) | set(new_addresses)):
+        node, ifname = key.split(":", 1)
+        if (node, ifname) in kept \
+                and record.addresses.get(key, []) != new_addresses.get(key, []):
+            done.append(f"addresses of {key}: {', '.join(new_addresses.get(key, [])) or '-'}")
+    new_routes = {node: [f"{route.destination} via {route.via}" for route in routes]
+                  for node, routes in topology.routes.items()}
+    for node in sorted(set(record.routes) | set(new_routes)):
+        if node not in fresh and record.routes.get(node, []) != new_routes.get(node, []):
+            done.append(f"routes of {node}: {', '.join(new_routes.get(node, [])) or '-'}")
+    for name, spec in topology.nodes.items():
+        given = [f"{key}={value}" for key, value in spec.sysctls]
+        if name not in fresh and record.sysctls.get(name, []) != given:
+            done.append(f"sysctls of {name}: {', '.join(given) or '-'}")
+    return done
 
 
 def _stale_lines(record: LabRecord, topology: Topology, node: str | None) -> list[str]:

@@ -56,6 +56,7 @@ class LabRecord:
     links: list[list[str | int]] = field(default_factory=list)
     addresses: dict[str, list[str]] = field(default_factory=dict)
     routes: dict[str, list[str]] = field(default_factory=dict)
+    sysctls: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:
