@@ -48,7 +48,9 @@ def icmp_echo(address: str, *, ifname: str = "", timeout: float = 1.0, tries: in
     seconds (per try)."""
     import select
 
-    ident = (os.getpid() ^ id(address)) & 0xFFFF
+    # a raw socket sees every ICMP packet of the namespace (on its device): a random
+    # identifier keeps checks running at once in other threads apart
+    ident = int.from_bytes(os.urandom(2), "big")
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
         _bind_device(sock, ifname)
         for sequence in range(1, tries + 1):
