@@ -227,3 +227,15 @@ def test_a_sysctl_is_part_of_the_lab_but_not_of_the_nodes_container() -> None:
                                              "{net.ipv4.ip_forward: 1}}"), "/a/d.clab.yml")
     assert topology_digest(plain) != topology_digest(forwarding)  # apply has work to do
     assert node_digest(plain.nodes["r1"]) == node_digest(forwarding.nodes["r1"])  # in place
+
+
+def test_svg_without_graphviz_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tsubo.errors import Unsupported
+    from tsubo.kernel import helpers
+
+    topology = read_topology(str(EXAMPLES / "seed.clab.yml"))
+    monkeypatch.setattr(helpers, "which", lambda name: None)  # a host without graphviz
+    with pytest.raises(Unsupported) as caught:
+        render(topology, "svg")
+    assert caught.value.message() == ("draw lab seed: svg needs Graphviz's dot (hint: apt "
+                                      "install graphviz, or use --format dot|mermaid|text)")

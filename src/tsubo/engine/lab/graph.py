@@ -70,9 +70,12 @@ def render(topology: Topology, format: str = "dot") -> str:
             lines.append(f'  {ids[link.a.node]} ---|"{label}"| {ids[link.b.node]}')
         return "\n".join(lines) + "\n"
     if format == "svg":
+        from tsubo.errors import Unsupported
         from tsubo.kernel import helpers
 
-        helpers.require("dot")
+        if helpers.which("dot") is None:
+            raise Unsupported("draw lab", topology.name, detail="svg needs Graphviz's dot",
+                              hint="apt install graphviz, or use --format dot|mermaid|text")
         result = helpers.run(["dot", "-Tsvg"], stdin=render(topology, "dot").encode(),
                              operation="draw lab", obj=topology.name, timeout=60)
         result.check()
