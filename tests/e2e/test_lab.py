@@ -225,10 +225,14 @@ def test_validate_exit_codes_and_bad_files(lab_host: LabHost, busybox_rootfs: Pa
     _nothing_left(host)
 
 
+@pytest.mark.parametrize("step", ["nodes", "links"])
 def test_sigkill_mid_deploy_then_gc_leaves_nothing(lab_host: LabHost, busybox_rootfs: Path,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, step: str) -> None:
+    """Killed while it starts the nodes, or once it records the host-side link ends."""
     host = lab_host
     topology = _line_file(tmp_path, busybox_rootfs, "", nodes=8)
+    # a last step that takes a while, so the kill always lands before the deploy ends
+    topology.write_text(topology.read_text().replace("    r8: {}", '    r8: {exec: ["sleep 5"]}'))
     record = host.root / "labs" / "l3.json"
     deploy = subprocess.Popen([*host.prefix(), str(engine_binary()), "--root", str(host.root),
                                "lab", "deploy", "-t", str(topology)],
@@ -236,9 +240,11 @@ def test_sigkill_mid_deploy_then_gc_leaves_nothing(lab_host: LabHost, busybox_ro
     try:
         def half_way() -> bool:
             try:
-                return len(json.loads(record.read_text())["containers"]) >= 3
+                state = json.loads(record.read_text())
             except (OSError, ValueError):
                 return False
+            return bool(state["host_links"]) if step == "links" \
+                else len(state["containers"]) >= 3
 
         assert wait_for(half_way, 60, 0.005)
     finally:
