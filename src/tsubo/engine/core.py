@@ -343,6 +343,7 @@ class EngineCore:
         recorded in the network ledger whose owner no longer runs, runtime containers
         without an engine row, overlay roots of stopped containers, short layer links
         whose layer was removed. Returns what it did."""
+        from tsubo.engine.lab.records import live_owners
         from tsubo.image.snapshots import LINKS_DIR, prune_layer_links, unmount_root
         from tsubo.network import bridge
         from tsubo.network.store import NetworkStore
@@ -353,8 +354,9 @@ class EngineCore:
                 if row.state in status.MONITORED}
         store = NetworkStore(self.db)
         network_ids = {network.id for network in store.list_networks()}
+        labs = live_owners(self.paths)  # a lab's bridges and host links live with its record
         for entry in store.ledger_entries():
-            if entry.owner in live or entry.owner in network_ids:
+            if entry.owner in live or entry.owner in network_ids or entry.owner in labs:
                 continue
             if entry.kind == "netns":
                 bridge.delete_netns(entry.name)
