@@ -22,7 +22,10 @@ log. (tsubo's `--rm` containers print no id, and other users of this host may be
 `tsubo/<id>` cgroups meanwhile, so their cgroups are not attributed here; bench/engine_memory.py
 checks them by id.)
 
-    sudo .venv/bin/python bench/engine_run.py [--rounds 30] [--warmup 3]
+With ``--also LABEL=PATH`` (repeatable), another install's ``tsubo`` (e.g. one made by
+``pip install .`` into a plain venv) gets a row of its own, with its own root, side by side.
+
+    sudo .venv/bin/python bench/engine_run.py [--rounds 30] [--warmup 3] [--also LABEL=PATH]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from common import (
     IMAGE,
@@ -40,6 +44,7 @@ from common import (
     Case,
     Podman,
     Sandbox,
+    Timings,
     interleaved,
     make_busybox_rootfs,
     make_tar,
@@ -51,9 +56,22 @@ from common import (
 )
 
 BASELINE = "podman (runc)"
+SUBNET = "10.89.{}.0/24"  # one per tsubo install, inside the throwaway netns
 
 
-def main() -> int:
+class TsuboInstall:
+    """One tsubo binary and the engine root it runs with in this benchmark."""
+
+    def __init__(self, label: str, binary: Path, root: Path) -> None:
+        self.label = label
+        self.binary = binary
+        self.root = root
+
+    def argv(self, *args: str) -> list[str]:
+        return [str(self.binary), "--root", str(self.root), *args]
+
+
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         epilog="Needs root, podman, conmon, runc, unshare and busybox-static.",
@@ -68,9 +86,20 @@ def main() -> int:
                         help="bridge: every run attached to a bridge network (tsubo: one "
                         "made with `tsubo network create`; podman: its default), all of it "
                         "inside a throwaway network namespace")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
+                        help="another tsubo binary to time beside the venv's (repeatable)")
     args = parser.parse_args()
     if args.rounds < 1 or args.warmup < 0:
         parser.error("--rounds must be >= 1 and --warmup >= 0")
+    for also in args.also:
+        label, _, path = also.partition("=")
+        if not label or not os.access(path, os.X_OK):
+            parser.error(f"--also {also}: expected LABEL=PATH of an executable")
+    return args
+
+
+def main() -> int:
+    args = _parse_args()
     try:
         tools = require("podman", "conmon", "runc", "unshare", "tar")
     except BenchError as error:
@@ -78,9 +107,13 @@ def main() -> int:
         return 2
 
     sandbox = Sandbox("tsubo-bench-engine-run-")
+    installs = [TsuboInstall("tsubo", TSUBO, sandbox.tmp / "tsubo")]
+    for number, also in enumerate(args.also, start=1):
+        label, _, path = also.partition("=")
+        installs.append(TsuboInstall(f"tsubo ({label})", Path(path),
+                                     sandbox.tmp / f"tsubo-{number}"))
     problems: list[str] = []
     podman: Podman | None = None
-    tsubo_root = sandbox.tmp / "tsubo"
     netns_made: list[str] = []
     try:
         rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
@@ -88,50 +121,23 @@ def main() -> int:
         podman = Podman(tools["podman"], tools["runc"], sandbox.tmp)
         podman.setup(tar)
         sandbox.expected_mounts |= podman.expected_mounts
-        pm = podman
-
         prefix: list[str] = []
-        tsubo_network = podman_network = "none"
         if args.network == "bridge":
             netns = f"tsubo-bench-{os.getpid()}"
             run_command(["ip", "netns", "add", netns])
             netns_made.append(netns)
             prefix = ["nsenter", f"--net=/run/netns/{netns}"]
             run_command([*prefix, "ip", "link", "set", "lo", "up"])
-            made = run_command([*prefix, str(TSUBO), "--root", str(tsubo_root), "network",
-                                "create", "benchnet", "--subnet", "10.89.200.0/24"])
-            if not made.ok:
-                raise BenchError(f"tsubo network create: {made.error()}")
-            tsubo_network, podman_network = "benchnet", "bridge"
-
-        def tsubo_argv(_round: int) -> list[str]:
-            return [*prefix, str(TSUBO), "--root", str(tsubo_root), "run", "--rm",
-                    "--network", tsubo_network, "--rootfs", str(rootfs), "true"]
-
-        def podman_argv(runtime: str) -> Case:
-            def argv(_round: int) -> list[str]:
-                return [*prefix, *pm.argv("--runtime", runtime, "run", "--rm", "--pull",
-                                          "never", "--network", podman_network, IMAGE, "true")]
-            return Case(f"podman ({os.path.basename(runtime)})", argv, pm.env, sandbox.tmp)
-
-        cases = [
-            Case("tsubo", tsubo_argv, cwd=sandbox.tmp),
-            podman_argv(tools["runc"]),
-            podman_argv(str(TSUBO_RUNTIME)),
-        ]
-        containers_dir = tsubo_root / "containers"
+            for number, install in enumerate(installs):
+                made = run_command([*prefix, *install.argv(
+                    "network", "create", "benchnet", "--subnet", SUBNET.format(200 + number))])
+                if not made.ok:
+                    raise BenchError(f"tsubo network create: {made.error()}")
+        cases = _cases(installs, podman, tools["runc"], prefix, args.network, rootfs,
+                       sandbox.tmp)
 
         def settle() -> None:
-            if args.cold_monitor:
-                sandbox.settle()
-                return
-            # The monitor stays up between runs (it exits ~2 s after its last container);
-            # wait for everything else, and for the --rm removal to be done.
-            sandbox.settle(keep=lambda argv: str(tsubo_root) in argv)
-            deadline = time.monotonic() + 10
-            while containers_dir.is_dir() and os.listdir(containers_dir) and \
-                    time.monotonic() < deadline:
-                time.sleep(0.002)
+            _settle(sandbox, installs, args.cold_monitor)
 
         timings = interleaved(cases, args.rounds, args.warmup, settle=settle)
         driver, driver_note = podman.driver, podman.driver_note
@@ -145,27 +151,7 @@ def main() -> int:
         problems.append(str(error))
         timings = None
     finally:
-        if tsubo_root.exists():
-            left = run_command([str(TSUBO), "--root", str(tsubo_root), "ps", "-aq"])
-            ids = left.stdout.split()
-            if ids:
-                problems.append(f"tsubo containers left (removed): {ids}")
-                run_command([str(TSUBO), "--root", str(tsubo_root), "rm", "-f", *ids])
-            sandbox.settle()
-            containers_dir = tsubo_root / "containers"
-            dirs = sorted(os.listdir(containers_dir)) if containers_dir.is_dir() else []
-            if dirs:
-                problems.append(f"tsubo container folders left in {containers_dir}: {dirs}")
-        for netns in netns_made:
-            run_command(["nsenter", f"--net=/run/netns/{netns}", str(TSUBO), "--root",
-                         str(tsubo_root), "network", "rm", "benchnet"])
-        if podman is not None and podman.driver:
-            sandbox.container_ids |= podman.container_ids()  # its cgroups are ours to check
-            problems += podman.teardown()
-        for netns in netns_made:
-            sandbox.settle()
-            run_command(["ip", "netns", "del", netns])
-        problems += sandbox.close()
+        problems += _teardown(sandbox, installs, podman, netns_made)
 
     if timings is not None:
         print(f"`ENGINE run --rm --network {args.network} busybox true`, {args.rounds} "
@@ -175,25 +161,94 @@ def main() -> int:
               f"podman storage: {driver}"
               + (f" ({driver_note})" if driver_note else "") + "\n")
         print(f"versions: {'; '.join(versions.values())}\n")
-        base = timings.samples[BASELINE]
-        base_median = median_p90(base)[0] if base else None
-        rows: list[list[object]] = []
-        for case in cases:
-            if case.name in timings.errors:
-                rows.append([case.name, f"fails here: {timings.errors[case.name]}", "", "", ""])
-                continue
-            median, p90 = median_p90(timings.samples[case.name])
-            settled, _ = median_p90(timings.settled[case.name])
-            ratio = f"{median / base_median:.2f}" if base_median else "-"
-            rows.append([case.name, f"{median:.1f}", f"{p90:.1f}", ratio, f"{settled:.1f}"])
-        print(markdown_table(
-            ["engine", "command median ms", "p90 ms", f"/ {BASELINE}", "+ helpers median ms"],
-            rows,
-        ))
+        _report(cases, timings)
     if problems:
         print("\nPROBLEMS:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     return 0
+
+
+def _cases(installs: list[TsuboInstall], podman: Podman, runc: str, prefix: list[str],
+           network: str, rootfs: Path, cwd: Path) -> list[Case]:
+    tsubo_network = "benchnet" if network == "bridge" else "none"
+    podman_network = "bridge" if network == "bridge" else "none"
+
+    def tsubo_case(install: TsuboInstall) -> Case:
+        def argv(_round: int) -> list[str]:
+            return [*prefix, *install.argv("run", "--rm", "--network", tsubo_network,
+                                           "--rootfs", str(rootfs), "true")]
+        return Case(install.label, argv, cwd=cwd)
+
+    def podman_case(runtime: str) -> Case:
+        def argv(_round: int) -> list[str]:
+            return [*prefix, *podman.argv("--runtime", runtime, "run", "--rm", "--pull",
+                                          "never", "--network", podman_network, IMAGE, "true")]
+        return Case(f"podman ({os.path.basename(runtime)})", argv, podman.env, cwd)
+
+    return [*(tsubo_case(install) for install in installs), podman_case(runc),
+            podman_case(str(TSUBO_RUNTIME))]
+
+
+def _settle(sandbox: Sandbox, installs: list[TsuboInstall], cold_monitor: bool) -> None:
+    if cold_monitor:
+        sandbox.settle()
+        return
+    # The monitors stay up between runs (each exits ~2 s after its last container); wait
+    # for everything else, and for the --rm removals to be done.
+    roots = [str(install.root) for install in installs]
+    sandbox.settle(keep=lambda argv: any(root in argv for root in roots))
+    deadline = time.monotonic() + 10
+    for install in installs:
+        containers_dir = install.root / "containers"
+        while containers_dir.is_dir() and os.listdir(containers_dir) and \
+                time.monotonic() < deadline:
+            time.sleep(0.002)
+
+
+def _teardown(sandbox: Sandbox, installs: list[TsuboInstall], podman: Podman | None,
+              netns_made: list[str]) -> list[str]:
+    problems: list[str] = []
+    for install in installs:
+        if not install.root.exists():
+            continue
+        left = run_command(install.argv("ps", "-aq"))
+        ids = left.stdout.split()
+        if ids:
+            problems.append(f"{install.label} containers left (removed): {ids}")
+            run_command(install.argv("rm", "-f", *ids))
+        sandbox.settle()
+        containers_dir = install.root / "containers"
+        dirs = sorted(os.listdir(containers_dir)) if containers_dir.is_dir() else []
+        if dirs:
+            problems.append(f"tsubo container folders left in {containers_dir}: {dirs}")
+        for netns in netns_made:
+            run_command(["nsenter", f"--net=/run/netns/{netns}",
+                         *install.argv("network", "rm", "benchnet")])
+    if podman is not None and podman.driver:
+        sandbox.container_ids |= podman.container_ids()  # its cgroups are ours to check
+        problems += podman.teardown()
+    for netns in netns_made:
+        sandbox.settle()
+        run_command(["ip", "netns", "del", netns])
+    return problems + sandbox.close()
+
+
+def _report(cases: list[Case], timings: Timings) -> None:
+    base = timings.samples[BASELINE]
+    base_median = median_p90(base)[0] if base else None
+    rows: list[list[object]] = []
+    for case in cases:
+        if case.name in timings.errors:
+            rows.append([case.name, f"fails here: {timings.errors[case.name]}", "", "", ""])
+            continue
+        median, p90 = median_p90(timings.samples[case.name])
+        settled, _ = median_p90(timings.settled[case.name])
+        ratio = f"{median / base_median:.2f}" if base_median else "-"
+        rows.append([case.name, f"{median:.1f}", f"{p90:.1f}", ratio, f"{settled:.1f}"])
+    print(markdown_table(
+        ["engine", "command median ms", "p90 ms", f"/ {BASELINE}", "+ helpers median ms"],
+        rows,
+    ))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from common import (
     BenchError,
     Case,
     Sandbox,
+    Timings,
     interleaved,
     make_busybox_rootfs,
     markdown_table,
@@ -323,47 +324,15 @@ def main() -> int:
             output.append(f"## pull of a {len(layers)}-layer image, {total_mb:.0f} MB of gzip "
                           f"blobs, {args.rounds} interleaved rounds (+{args.warmup} warmup), "
                           f"fresh store each round, {os.cpu_count()} cores\n")
-            base = timings.samples.get(BASELINE)
-            base_median = median_p90(base)[0] if base else None
-            rows: list[list[object]] = []
-            for case in cases:
-                if case.name in timings.errors:
-                    rows.append([case.name, f"fails: {timings.errors[case.name]}", "", "", ""])
-                    problems.append(f"{case.name}: {timings.errors[case.name]}")
-                    continue
-                median, p90 = median_p90(timings.samples[case.name])
-                ratio = f"{median / base_median:.2f}" if base_median else "-"
-                rows.append([case.name, f"{median / 1000:.2f}", f"{p90 / 1000:.2f}", ratio,
-                             f"{total_mb / (median / 1000):.0f}"])
-            if tsubo_problem:
-                rows.insert(0, ["tsubo", f"not measured: {tsubo_problem}", "", "", ""])
-            output.append(markdown_table(
-                ["client", "median s", "p90 s", f"/ {BASELINE}", "MB/s (compressed)"], rows))
+            output.append(_pull_table(cases, timings, total_mb, tsubo_problem, problems))
 
-            size_mb, tsubo_times, tar_times, digest = unpack_rates(
-                layout, layers, sandbox.tmp, args.unpack_rounds)
-            tsubo_s, tar_s = statistics.median(tsubo_times), statistics.median(tar_times)
-            output.append(f"\n## unpack of the biggest layer ({digest[:19]}..., {size_mb:.0f} MB "
-                          f"uncompressed, gzip), median of {args.unpack_rounds}\n")
-            output.append(markdown_table(["unpacker", "median s", "MB/s", "time / tar"], [
-                ["tsubo unpack_layer (in-process)", f"{tsubo_s:.2f}",
-                 f"{size_mb / tsubo_s:.0f}", f"{tsubo_s / tar_s:.2f}"],
-                ["tar -xzf", f"{tar_s:.2f}", f"{size_mb / tar_s:.0f}", "1.00"],
-            ]))
+            output += _unpack_section(layout, layers, sandbox.tmp, args.unpack_rounds)
 
             if tsubo_problem:
                 output.append("\n## overlay per container: not measured (no tsubo pull)")
             else:
-                times, create_problems = create_times(registry, sandbox.tmp, args.containers)
-                problems += create_problems
-                if len(times) >= 20:
-                    first, last = statistics.median(times[:10]), statistics.median(times[-10:])
-                    output.append(f"\n## `tsubo create IMAGE true` of {len(times)} containers "
-                                  f"of the {len(layers)}-layer image\n")
-                    output.append(markdown_table(["containers", "median ms"], [
-                        ["1st-10th", f"{first:.1f}"],
-                        [f"{ordinal(len(times) - 9)}-{ordinal(len(times))}", f"{last:.1f}"],
-                        ["last / first", f"{last / first:.2f}"]]))
+                output += _create_section(registry, sandbox.tmp, args.containers, len(layers),
+                                          problems)
             versions = [tool_version([tools["podman"], "--version"]),
                         tool_version([tools["skopeo"], "--version"]),
                         tool_version([str(TSUBO), "--version"])]
@@ -378,6 +347,53 @@ def main() -> int:
         print("\nPROBLEMS:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
     return 0
+
+
+def _pull_table(cases: list[Case], timings: Timings, total_mb: float, tsubo_problem: str,
+                problems: list[str]) -> str:
+    base = timings.samples.get(BASELINE)
+    base_median = median_p90(base)[0] if base else None
+    rows: list[list[object]] = []
+    for case in cases:
+        if case.name in timings.errors:
+            rows.append([case.name, f"fails: {timings.errors[case.name]}", "", "", ""])
+            problems.append(f"{case.name}: {timings.errors[case.name]}")
+            continue
+        median, p90 = median_p90(timings.samples[case.name])
+        ratio = f"{median / base_median:.2f}" if base_median else "-"
+        rows.append([case.name, f"{median / 1000:.2f}", f"{p90 / 1000:.2f}", ratio,
+                     f"{total_mb / (median / 1000):.0f}"])
+    if tsubo_problem:
+        rows.insert(0, ["tsubo", f"not measured: {tsubo_problem}", "", "", ""])
+    return markdown_table(["client", "median s", "p90 s", f"/ {BASELINE}", "MB/s (compressed)"],
+                          rows)
+
+
+def _unpack_section(layout: OciLayout, layers: list[Layer], tmp: Path,
+                    rounds: int) -> list[str]:
+    size_mb, tsubo_times, tar_times, digest = unpack_rates(layout, layers, tmp, rounds)
+    tsubo_s, tar_s = statistics.median(tsubo_times), statistics.median(tar_times)
+    return [f"\n## unpack of the biggest layer ({digest[:19]}..., {size_mb:.0f} MB "
+            f"uncompressed, gzip), median of {rounds}\n",
+            markdown_table(["unpacker", "median s", "MB/s", "time / tar"], [
+                ["tsubo unpack_layer (in-process)", f"{tsubo_s:.2f}",
+                 f"{size_mb / tsubo_s:.0f}", f"{tsubo_s / tar_s:.2f}"],
+                ["tar -xzf", f"{tar_s:.2f}", f"{size_mb / tar_s:.0f}", "1.00"]])]
+
+
+def _create_section(registry: Registry, tmp: Path, containers: int, layer_count: int,
+                    problems: list[str]) -> list[str]:
+    times, create_problems = create_times(registry, tmp, containers)
+    problems += create_problems
+    if len(times) < 20:
+        return []
+    first, last = statistics.median(times[:10]), statistics.median(times[-10:])
+    return [f"\n## `tsubo create IMAGE true` of {len(times)} containers "
+            f"of the {layer_count}-layer image\n",
+            markdown_table(["containers", "median ms"], [
+                ["1st-10th", f"{first:.1f}"],
+                [f"{ordinal(len(times) - 9)}-{ordinal(len(times))}", f"{last:.1f}"],
+                ["last / first", f"{last / first:.2f}"]])]
 
 
 if __name__ == "__main__":

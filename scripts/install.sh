@@ -18,6 +18,7 @@ packages=(
   libzstd1 zstd              # zstd layers are read through libzstd; zstd(1) makes test layers
   docker-registry skopeo     # a real registry on 127.0.0.1 and an independent client (tests)
   umoci apache2-utils        # reference unpacker (tests); htpasswd for the basic-auth registry
+  tcpdump graphviz           # tsubo lab capture (in a node's netns); lab graph --format svg
 )
 missing=()
 for package in "${packages[@]}"; do

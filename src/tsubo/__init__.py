@@ -11,14 +11,15 @@ from tsubo.version import OCI_VERSION, __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from tsubo.api import Container, Engine, ExecResult
+    from tsubo.api import Container, Engine, ExecResult, Lab
     from tsubo.errors import TsuboError
 
-__all__ = ["OCI_VERSION", "Container", "Engine", "ExecResult", "TsuboError", "__version__"]
+__all__ = ["OCI_VERSION", "Container", "Engine", "ExecResult", "Lab", "TsuboError",
+           "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    if name in ("Engine", "Container", "ExecResult"):
+    if name in ("Engine", "Container", "ExecResult", "Lab"):
         from tsubo import api
 
         return getattr(api, name)

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from tsubo.engine.attach import AttachClient
     from tsubo.engine.containers import Engine as EngineCommands
     from tsubo.engine.diskusage import DiskUsage, PruneResult, layer_sizes
+    from tsubo.engine.lab.checks import CheckResult
+    from tsubo.engine.lab.topology import Topology
     from tsubo.engine.logs import parse_since
     from tsubo.engine.options import RunOptions
     from tsubo.image.archive import LoadedImage, iter_loaded_lines
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
 #: name -> (module, attribute): what this module re-exports, loaded on first access
 _REEXPORTS = {
     "AttachClient": ("tsubo.engine.attach", "AttachClient"),
+    "CheckResult": ("tsubo.engine.lab.checks", "CheckResult"),
+    "Topology": ("tsubo.engine.lab.topology", "Topology"),
     "ContainerRecord": ("tsubo.state.db", "ContainerRow"),
     "DiskUsage": ("tsubo.engine.diskusage", "DiskUsage"),
     "Endpoint": ("tsubo.network.models", "Endpoint"),
@@ -381,8 +385,11 @@ class Engine:
         return self.core.prune()
 
     def gc(self) -> list[str]:
-        """Remove what crashed commands or monitors left behind; what was done."""
-        return self.core.gc()
+        """Remove what crashed commands or monitors left behind; what was done (labs whose
+        deploy died half-way are torn down first)."""
+        from tsubo.engine.lab.manager import gc_labs
+
+        return [*gc_labs(self.core), *self.core.gc()]
 
     # --- volumes -----------------------------------------------------------------------------
 
@@ -562,12 +569,119 @@ class Engine:
         row = self._running_on_a_network(container, "disconnect")
         NetworkManager(self.core).disconnect(row.id, network)
 
+    def network_graph(self, format: str = "dot") -> str:
+        """The engine's networks and their containers, drawn as ``lab graph`` draws a
+        topology (``dot``, ``mermaid``, ``svg``, ``text``)."""
+        from tsubo.engine.lab.graph import live_topology, render
+
+        return render(live_topology(self.core), format)
+
     def reload_networks(self) -> int:
         """Write every network's firewall rules again (after a host firewall flush); how
         many networks there are."""
         from tsubo.engine.networks import NetworkManager
 
         return NetworkManager(self.core).reload()
+
+    # --- labs ------------------------------------------------------------------------------
+
+    def read_lab(self, path: str) -> Topology:
+        """Read and check a topology file (containerlab's ``*.clab.yml``)."""
+        from tsubo.engine.lab.topology import read_topology
+
+        return read_topology(path)
+
+    def deploy_lab(self, topology: str | Topology) -> bool:
+        """Deploy a lab from a file or a read topology; False when it already ran as
+        asked (``deploy`` is idempotent)."""
+        from tsubo.engine.lab.manager import LabManager
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        return LabManager(self.core).deploy(topology)[1]
+
+    def apply_lab(self, topology: str | Topology) -> list[str]:
+        """Change a deployed lab in place to match a new version of its file (nodes and
+        links added or removed, link MTUs, addresses, routes, sysctls); nodes that did not
+        change keep running. What was done, one line each (empty: nothing to do)."""
+        from tsubo.engine.lab.manager import LabManager
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        return LabManager(self.core).apply(topology)
+
+    def explain_lab(self, topology: str | Topology) -> list[str]:
+        """The ``ip`` and ``sysctl`` commands that wire the lab as ``deploy_lab`` does, in
+        its order, runnable by hand (from the same plan the deploy applies)."""
+        from tsubo.engine.lab.plan import explain
+        from tsubo.errors import NotFound
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        bridge = topology.mgmt.bridge or "MGMT_BRIDGE"
+        try:
+            bridge = self.inspect_network(topology.mgmt.network)["Options"]["bridge"]
+        except NotFound:
+            pass
+        return explain(topology, bridge)
+
+    def destroy_lab(self, name: str, *, cleanup: bool = False) -> None:
+        """Remove the lab's containers, links, bridges (and its management network when it
+        made it, or with *cleanup* when nothing else uses it)."""
+        from tsubo.engine.lab.manager import LabManager
+
+        LabManager(self.core).destroy(name, cleanup=cleanup)
+
+    def labs(self) -> list[str]:
+        """The names of the deployed labs."""
+        from tsubo.engine.lab.manager import LabManager
+
+        return LabManager(self.core).names()
+
+    def inspect_lab(self, name: str) -> dict[str, Any]:
+        from tsubo.engine.lab.manager import LabManager
+
+        return LabManager(self.core).inspect(name)
+
+    def validate_lab(self, topology: str | Topology, *, matrix: bool = False
+                     ) -> list[CheckResult]:
+        """Run the topology's checks on the deployed lab (``.passed``, ``.describe()``);
+        *matrix*: every node to every other node's addresses instead."""
+        from tsubo.engine.lab.manager import LabManager
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        return LabManager(self.core).validate(topology, matrix=matrix)
+
+    def lab_exec(self, name: str, command: Sequence[str], *,
+                 labels: Sequence[tuple[str, str]] = ()) -> list[tuple[str, ExecResult]]:
+        """Run *command* in each of the lab's containers carrying all of *labels*
+        (``clab-node-name=r1``); (container name, result) each, stdout and stderr
+        together."""
+        from tsubo.engine.lab.manager import LabManager
+
+        manager = LabManager(self.core)
+        results = []
+        for container in manager.containers_matching(name, labels):
+            code, output = manager.run_captured(container, command)
+            results.append((container, ExecResult(code, output, b"")))
+        return results
+
+    def lab_capture(self, name: str, endpoint: str, *, write: str = "", count: int = 0,
+                    timeout: float | None = None, expression: Sequence[str] = ()) -> str:
+        """tcpdump on *endpoint* (``node:iface``) of a deployed lab, in the node's
+        namespace, for *count* packets or *timeout* seconds (default 10), of the packets
+        matching the filter *expression* (``["icmp"]``): into the pcap file *write*,
+        else its decoded packets are returned."""
+        from tsubo.engine.lab.capture import capture
+        from tsubo.engine.lab.manager import LabManager
+
+        return capture(LabManager(self.core).record(name), endpoint, write=write,
+                       count=count, timeout=timeout, expression=expression)
+
+    def lab_graph(self, topology: str | Topology, format: str = "dot") -> str:
+        """A picture of the topology (``dot``, ``mermaid``, ``svg`` through Graphviz, or
+        ``text``), without deploying it."""
+        from tsubo.engine.lab.graph import render
+
+        topology = self.read_lab(topology) if isinstance(topology, str) else topology
+        return render(topology, format)
 
     def _running_on_a_network(self, ref: str, verb: str) -> ContainerRecord:
         from tsubo.engine import status
@@ -582,6 +696,141 @@ class Engine:
         return row
 
 
+class Lab:
+    """A lab built in code; leaving the ``with`` block destroys it::
+
+        with tsubo.Lab("two", root="/tmp/tsubo-lab", rootfs="/srv/busybox") as lab:
+            lab.node("r1", cmd="sleep 600")
+            lab.node("r2", cmd="sleep 600")
+            lab.link("r1:eth1", "r2:eth1", "10.0.0.1/30", "10.0.0.2/30")
+            lab.deploy()
+            assert lab.check_reachable("r1", "r2:eth1")
+
+    The same schema and checks as a ``*.clab.yml`` file (the lab is written as one and
+    read back through the one reader, so both give the same errors). Nodes get no
+    management network unless *mgmt* is true. *rootfs* / *image*: the default of every
+    node.
+    """
+
+    def __init__(self, name: str, *, engine: Engine | None = None, root: str | None = None,
+                 rootfs: str = "", image: str = "", mgmt: bool = False) -> None:
+        self.name = name
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else Engine(root)
+        self._defaults: dict[str, Any] = {}
+        if rootfs:
+            self._defaults["tsubo"] = {"rootfs": os.path.abspath(rootfs)}
+        if image:
+            self._defaults["image"] = image
+        self._mgmt = mgmt
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._links: list[dict[str, Any]] = []
+        self._addresses: dict[str, list[str]] = {}
+        self._routes: dict[str, list[str]] = {}
+        self._deployed: Topology | None = None
+
+    def node(self, name: str, *, kind: str = "linux", **keys: Any) -> Lab:
+        """A node with containerlab's keys (``cmd``, ``env``, ``sysctls``, ``exec``, ...;
+        ``cap_add``, ``network_mode`` ... with ``_`` for ``-``); ``rootfs=`` a directory."""
+        spec: dict[str, Any] = {"kind": kind}
+        for key, value in keys.items():
+            if key == "rootfs":
+                spec["tsubo"] = {"rootfs": os.path.abspath(value)}
+            else:
+                spec[key.replace("_", "-")] = value
+        self._nodes[name] = spec
+        return self
+
+    def link(self, a: str, b: str, a_address: str = "", b_address: str = "", *,
+             mtu: int = 0) -> Lab:
+        """A veth pair between endpoints ``node:iface`` (``host:veth1`` for the host's
+        namespace), with an address for either end."""
+        self._links.append({"endpoints": [a, b], **({"mtu": mtu} if mtu else {})})
+        for end, address in ((a, a_address), (b, b_address)):
+            if address:
+                self._addresses.setdefault(end, []).append(address)
+        return self
+
+    def route(self, node: str, destination: str, via: str) -> Lab:
+        self._routes.setdefault(node, []).append(f"{destination} via {via}")
+        return self
+
+    def topology(self) -> Topology:
+        """The lab as read back by the topology reader (InvalidArgument on a mistake)."""
+        import yaml
+
+        from tsubo.engine.lab.topology import parse_topology
+
+        document: dict[str, Any] = {"name": self.name, "topology": {
+            "defaults": self._defaults, "nodes": self._nodes, "links": self._links}}
+        if not self._mgmt:
+            document["mgmt"] = {"network": "none"}
+        extension = {key: value for key, value in (("addresses", self._addresses),
+                                                   ("routes", self._routes)) if value}
+        if extension:
+            document["tsubo"] = extension
+        return parse_topology(yaml.safe_dump(document, sort_keys=False),
+                              os.path.join(os.getcwd(), f"{self.name}.clab.yml"))
+
+    def deploy(self) -> None:
+        topology = self.topology()
+        self.engine.deploy_lab(topology)
+        self._deployed = topology
+
+    def destroy(self) -> None:
+        from tsubo.errors import NotFound
+
+        try:
+            self.engine.destroy_lab(self.name)
+        except NotFound:
+            pass
+        self._deployed = None
+
+    def _check(self, source: str, target: str, reachable: bool, tcp: int,
+               timeout: float) -> bool:
+        from tsubo.engine.lab.checks import run_check
+        from tsubo.engine.lab.topology import Check
+        from tsubo.errors import WrongState
+
+        if self._deployed is None:
+            raise WrongState("check lab", self.name, detail="not deployed")
+        result = run_check(self._deployed, Check(source, target, reachable, tcp, timeout, 0))
+        return result.passed
+
+    def check_reachable(self, source: str, target: str, *, tcp: int = 0,
+                        timeout: float = 1.0) -> bool:
+        """Does *source* (``node`` or ``node:iface``) reach *target* (an address,
+        ``node:iface`` or ``node``) over the lab's links, now?"""
+        return self._check(source, target, True, tcp, timeout)
+
+    def check_unreachable(self, source: str, target: str, *, tcp: int = 0,
+                          timeout: float = 1.0) -> bool:
+        return self._check(source, target, False, tcp, timeout)
+
+    def exec(self, node: str, command: Sequence[str]) -> ExecResult:
+        if self._deployed is None:
+            from tsubo.errors import WrongState
+
+            raise WrongState("exec in lab", self.name, detail="not deployed")
+        return self.engine.container(self._deployed.container_name(node)).exec(command)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        """Destroy the lab (an error here never replaces the one that ended the block)."""
+        try:
+            if self._deployed is not None:  # never another's lab of the same name
+                self.destroy()
+        except Exception:
+            if exc is None:
+                raise
+        finally:
+            if self._own_engine:
+                self.engine.close()
+
+
 def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, Any],
              cwd: str | None) -> RunOptions:
     from tsubo.engine.options import build_run_options as build
@@ -591,14 +840,13 @@ def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, A
 
 
 __all__ = [
-    "AttachClient", "Container", "ContainerRecord", "DiskUsage", "Endpoint", "Engine",
-    "ExecResult", "Image", "LoadedImage", "Network", "PruneResult", "PublishedPort",
-    "PullResult", "PushResult", "Reference", "RunOptions", "Runtime", "VolumeRecord",
-    "build_run_options",
-    "default_spec", "destination_reference", "features", "iter_loaded_lines", "layer_sizes",
-    "normalise_key", "now_rfc3339", "parse_platform", "parse_reference", "parse_signal",
-    "parse_since", "port_lines", "ports_column", "process_from_flags", "read_caller_file",
-    "signal_name",
+    "AttachClient", "CheckResult", "Container", "ContainerRecord", "DiskUsage", "Endpoint",
+    "Engine", "ExecResult", "Image", "Lab", "LoadedImage", "Network", "PruneResult",
+    "PublishedPort", "PullResult", "PushResult", "Reference", "RunOptions", "Runtime",
+    "Topology", "VolumeRecord", "build_run_options", "default_spec", "destination_reference",
+    "features", "iter_loaded_lines", "layer_sizes", "normalise_key", "now_rfc3339",
+    "parse_platform", "parse_reference", "parse_signal", "parse_since", "port_lines",
+    "ports_column", "process_from_flags", "read_caller_file", "signal_name",
 ]
 
 # names used only in type annotations above (kept visible to type checkers)

@@ -374,6 +374,16 @@ def hostile(case: str, folder: Path, busybox_rootfs: Path) -> tuple[Path, str]:
         docker_archive(path, {config_name: config, "l.tar": layer},
                        [{"Config": config_name, "RepoTags": ["UPPER:x"], "Layers": ["l.tar"]}])
         return path, "UPPER"
+    return _hostile_stream_or_layout(case, folder, path, layer, config_name, config)
+
+
+def _hostile_stream_or_layout(case: str, folder: Path, path: Path, layer: bytes,
+                              config_name: str, config: bytes) -> tuple[Path, str]:
+    """The cases of :func:`hostile` about broken streams, manifests and OCI layouts."""
+
+    def entry(layers: list[str]) -> list[dict[str, object]]:
+        return [{"Config": config_name, "RepoTags": ["evil:1"], "Layers": layers}]
+
     if case == "truncated":
         docker_archive(path, {config_name: config, "l.tar": layer}, entry(["l.tar"]))
         data = path.read_bytes()

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.engine_fixtures import wait_engine_gone
+from tsubo.network.firewall import ACCEPT_MARK
 
 TSUBO = Path(os.environ.get("TSUBO_TEST_ENGINE", Path(__import__("sys").executable).parent
                             / "tsubo"))
@@ -260,28 +262,137 @@ def test_exhaustion_is_a_clear_error(net_engine: NetEngine) -> None:
     assert len(full.stderr.strip().splitlines()) == 1
 
 
-def test_reload_restores_forwarding_after_a_firewall_flush(net_engine: NetEngine) -> None:
-    engine = net_engine
-    engine.host("nft", "add", "table", "inet", "hostfilter")
-    engine.host("nft", "add", "chain", "inet", "hostfilter", "forward",
+def _host_drop_chain(engine: NetEngine, table: str = "hostfilter") -> None:
+    """What a host firewall brings: a forward chain with a drop policy."""
+    engine.host("nft", "add", "table", "inet", table)
+    engine.host("nft", "add", "chain", "inet", table, "forward",
                 "{ type filter hook forward priority 0; policy drop; }")
-    engine.run("network", "create", "rl", "--subnet", "10.89.9.0/24")
-    engine.start("r1", "rl", "10.89.9.10")
-    engine.start("r2", "rl", "10.89.9.11")
 
+
+def _pinger(engine: NetEngine, source: str, target: str) -> Callable[[], bool]:
     def ping() -> bool:
-        return engine.run("exec", "r1", "ping", "-c", "1", "-W", "1", "10.89.9.11",
+        return engine.run("exec", source, "ping", "-c", "1", "-W", "1", target,
                           check=False).returncode == 0
+    return ping
 
-    assert ping()
+
+def _firewall_whole(engine: NetEngine, networks: int = 1) -> bool:
+    """tsubo's table with its networks' chains is there, and every host forward chain
+    (nft's own, iptables-nft's) holds tsubo's accept rule."""
+    listed = engine.host("nft", "-j", "list", "ruleset")
+    if listed.returncode != 0:
+        return False
+    items = json.loads(listed.stdout)["nftables"]
+    ours = [i["chain"] for i in items if "chain" in i and i["chain"]["table"] == "tsubo"]
+    if len([c for c in ours if c["name"].endswith("-out")]) < networks:
+        return False
+    forward = {(c["family"], c["table"], c["name"]) for i in items if "chain" in i
+               for c in [i["chain"]] if c.get("hook") == "forward" and c["table"] != "tsubo"}
+    # tsubo's accept rule: "meta mark & M == M accept" (iptables-nft's shows no comment)
+    mark_match = {"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, ACCEPT_MARK]},
+                            "right": ACCEPT_MARK}}
+    accepted = {(r["family"], r["table"], r["chain"]) for i in items if "rule" in i
+                for r in [i["rule"]] if mark_match in r.get("expr", [])}
+    return forward <= accepted
+
+
+def _healing_time(engine: NetEngine, timeout: float = 5.0) -> float:
+    """Seconds until the firewall is whole again (fails after *timeout*)."""
+    begin = time.monotonic()
+    while not _firewall_whole(engine):
+        assert time.monotonic() - begin < timeout, "the firewall was not restored"
+        time.sleep(0.01)
+    return time.monotonic() - begin
+
+
+def test_reload_restores_the_table_when_no_container_runs(net_engine: NetEngine) -> None:
+    engine = net_engine
+    engine.run("network", "create", "rl", "--subnet", "10.89.9.0/24")
     engine.host("nft", "flush", "ruleset")  # a host firewall restart wipes our rules...
-    engine.host("nft", "add", "table", "inet", "hostfilter")  # ...and brings its own back
-    engine.host("nft", "add", "chain", "inet", "hostfilter", "forward",
-                "{ type filter hook forward priority 0; policy drop; }")
-    assert not ping()
+    _host_drop_chain(engine)  # ...and brings its own back
+    assert not _firewall_whole(engine)
     engine.run("network", "reload")
-    assert ping()
+    assert _firewall_whole(engine)
     engine.host("nft", "delete", "table", "inet", "hostfilter")
+
+
+#: (what a host tool does, the commands) — each run inside the throwaway namespace
+FIREWALL_TRIGGERS = {
+    "nft flush ruleset": [["nft", "flush", "ruleset"]],
+    "a new forward chain with a drop policy": [
+        ["nft", "add", "table", "inet", "late"],
+        ["nft", "add", "chain", "inet", "late", "late_forward",
+         "{ type filter hook forward priority 0; policy drop; }"]],
+    "iptables -P FORWARD DROP": [["iptables", "-P", "FORWARD", "DROP"]],
+    "delete table inet tsubo": [["nft", "delete", "table", "inet", "tsubo"]],
+    "iptables-restore of a ufw-like ruleset": [["iptables-restore"]],
+}
+
+UFW_LIKE = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw-before-forward - [0:0]
+:ufw-user-forward - [0:0]
+-A FORWARD -j ufw-before-forward
+-A ufw-before-forward -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A ufw-before-forward -j ufw-user-forward
+-A INPUT -i lo -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("trigger", list(FIREWALL_TRIGGERS))
+def test_the_firewall_heals_itself_within_a_second(net_engine: NetEngine,
+                                                   trigger: str) -> None:
+    engine = net_engine
+    if "iptables" in trigger and shutil.which("iptables") is None:
+        pytest.skip("iptables is not installed (Debian package iptables)")
+    _host_drop_chain(engine)
+    engine.run("network", "create", "heal", "--subnet", "10.89.19.0/24")
+    engine.start("h1", "heal", "10.89.19.10")
+    engine.start("h2", "heal", "10.89.19.11")
+    ping = _pinger(engine, "h1", "10.89.19.11")
+    assert ping()
+    try:
+        for argv in FIREWALL_TRIGGERS[trigger]:
+            done = subprocess.run([*engine.prefix(), *argv], capture_output=True, text=True,
+                                  timeout=30, input=UFW_LIKE if argv[0] == "iptables-restore"
+                                  else None)
+            assert done.returncode == 0, (argv, done.stderr)
+        if trigger == "nft flush ruleset":
+            _host_drop_chain(engine)  # the host's own firewall comes back first
+        assert _healing_time(engine) < 1.0
+        assert ping()
+        log = (engine.root / "run" / "monitor.log").read_text()
+        assert "firewall restored" in log
+    finally:
+        engine.host("nft", "flush", "ruleset")  # everything of the host's (tsubo's goes with
+        engine.host("iptables", "-P", "FORWARD", "ACCEPT")  # its network, recreated below)
+        engine.run("network", "reload")
+
+
+def test_the_monitor_backs_off_instead_of_fighting(net_engine: NetEngine) -> None:
+    """Something deletes tsubo's table again and again: the monitor restores it a few times,
+    then backs off and says so once, instead of rewriting it for ever."""
+    engine = net_engine
+    engine.run("network", "create", "fight", "--subnet", "10.89.29.0/24")
+    engine.start("f1", "fight", "10.89.29.10")
+    fighter = subprocess.Popen(
+        [*engine.prefix(), "sh", "-c",
+         "end=$(($(date +%s) + 4)); while [ $(date +%s) -lt $end ]; do "
+         "nft delete table inet tsubo 2>/dev/null; sleep 0.05; done"])
+    try:
+        fighter.wait(30)
+    finally:
+        if fighter.poll() is None:
+            fighter.kill()
+            fighter.wait()
+    log = (engine.root / "run" / "monitor.log").read_text()
+    restored = log.count("firewall restored")
+    assert 5 <= restored <= 14, log
+    assert log.count("the firewall keeps changing") >= 1
+    assert _healing_time(engine, timeout=40) < 40  # left alone, it heals again
 
 
 def test_container_names_resolve_on_a_network(net_engine: NetEngine) -> None:

@@ -258,21 +258,7 @@ def _state_entries() -> set[str]:
 def podman(subreaper: None) -> Iterator[Podman]:
     """Sandboxed podman with IMAGE imported; see the module docstring. Teardown removes every
     container and image, then fails if a process, mount or runtime state entry is left."""
-    if os.geteuid() != 0:
-        pytest.skip("podman e2e tests need root")
-    binary = shutil.which("podman")
-    if binary is None:
-        pytest.skip("podman not installed: install Debian packages podman and conmon")
-    if shutil.which("conmon") is None:
-        pytest.skip("conmon not installed: install Debian package conmon")
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare not installed: install Debian package util-linux")
-    if not BUSYBOX.is_file() or b"/ld-linux" in BUSYBOX.read_bytes()[:4096]:
-        pytest.skip(f"{BUSYBOX} missing or not static: install Debian package busybox-static")
-    runtime = runtime_binary()
-    if not (runtime.is_file() and os.access(runtime, os.X_OK)):
-        pytest.skip(f"runtime under test not found: {runtime}")
-
+    binary, runtime = _podman_preconditions()
     tmp = Path(tempfile.mkdtemp(prefix="tsubo-e2e-podman-"))
     tmp.chmod(0o700)
     for d in ("graph", "run", "libpod-tmp", "networks", "vartmp", "shadow"):
@@ -310,37 +296,64 @@ def podman(subreaper: None) -> Iterator[Podman]:
         assert cache_after == cache_before, f"the import wrote the host's {HOST_BLOB_CACHE}"
         yield pm
     finally:
-        for args in (("rm", "-af", "-t", "0"), ("rmi", "-af")):
-            try:
-                proc = pm.run(*args)
-                if proc.returncode != 0:
-                    problems.append(_describe(proc))
-            except subprocess.TimeoutExpired:
-                problems.append(f"podman {' '.join(args)} timed out")
-        try:
-            left = pm.run("ps", "-aq").stdout.split()
-            if left:
-                problems.append(f"containers left after rm -af: {left}")
-        except subprocess.TimeoutExpired:
-            problems.append("podman ps -aq timed out")
-        survivors = wait_settled(tmp)
-        if survivors:
-            problems.append(f"podman helpers still running (killed, ours): {survivors}")
-            problems += leakcheck.kill_pids(survivors)
-        strays = _processes_mentioning(str(tmp))
-        if strays:  # not our descendants: reported, never killed by pattern
-            problems.append(f"processes mentioning {tmp} remain: {strays}")
-        mounts = _mounts_under(tmp)
-        if mounts:
-            problems.append(f"mounts left under {tmp} (temp dir NOT removed): {mounts}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        new_states = sorted(_state_entries() - states_before)
-        if new_states:
-            problems.append(f"runtime state entries left: {new_states}")
+        problems += _podman_teardown(pm, tmp, states_before)
         leakcheck.reap_zombie_children()
         if problems:
             pytest.fail("podman teardown:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def _podman_preconditions() -> tuple[str, Path]:
+    """podman's binary and the runtime under test, or a skip saying what to install."""
+    if os.geteuid() != 0:
+        pytest.skip("podman e2e tests need root")
+    binary = shutil.which("podman")
+    if binary is None:
+        pytest.skip("podman not installed: install Debian packages podman and conmon")
+    if shutil.which("conmon") is None:
+        pytest.skip("conmon not installed: install Debian package conmon")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare not installed: install Debian package util-linux")
+    if not BUSYBOX.is_file() or b"/ld-linux" in BUSYBOX.read_bytes()[:4096]:
+        pytest.skip(f"{BUSYBOX} missing or not static: install Debian package busybox-static")
+    runtime = runtime_binary()
+    if not (runtime.is_file() and os.access(runtime, os.X_OK)):
+        pytest.skip(f"runtime under test not found: {runtime}")
+    return binary, runtime
+
+
+def _podman_teardown(pm: Podman, tmp: Path, states_before: set[str]) -> list[str]:
+    """Remove every container and image; what is left behind (processes, mounts, runtime
+    state entries), as problems."""
+    problems: list[str] = []
+    for args in (("rm", "-af", "-t", "0"), ("rmi", "-af")):
+        try:
+            proc = pm.run(*args)
+            if proc.returncode != 0:
+                problems.append(_describe(proc))
+        except subprocess.TimeoutExpired:
+            problems.append(f"podman {' '.join(args)} timed out")
+    try:
+        left = pm.run("ps", "-aq").stdout.split()
+        if left:
+            problems.append(f"containers left after rm -af: {left}")
+    except subprocess.TimeoutExpired:
+        problems.append("podman ps -aq timed out")
+    survivors = wait_settled(tmp)
+    if survivors:
+        problems.append(f"podman helpers still running (killed, ours): {survivors}")
+        problems += leakcheck.kill_pids(survivors)
+    strays = _processes_mentioning(str(tmp))
+    if strays:  # not our descendants: reported, never killed by pattern
+        problems.append(f"processes mentioning {tmp} remain: {strays}")
+    mounts = _mounts_under(tmp)
+    if mounts:
+        problems.append(f"mounts left under {tmp} (temp dir NOT removed): {mounts}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    new_states = sorted(_state_entries() - states_before)
+    if new_states:
+        problems.append(f"runtime state entries left: {new_states}")
+    return problems
 
 
 @pytest.fixture(autouse=True)

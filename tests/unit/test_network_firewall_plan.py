@@ -162,10 +162,12 @@ def test_internal_network_reaches_no_host_address_but_its_resolver() -> None:
         [match({"ct": {"key": "ip daddr", "dir": "original"}},
                {"prefix": {"addr": "10.88.1.0", "len": 24}}),
          match({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}],
-        # the monitor's resolver: UDP 53 on the gateway, served by a socket bound to it
-        [match({"payload": {"protocol": "ip", "field": "daddr"}}, "10.88.1.1"),
-         match({"payload": {"protocol": "udp", "field": "dport"}}, 53),
-         match({"socket": {"key": "wildcard"}}, 0), {"accept": None}],
+        # the monitor's resolver: UDP and TCP 53 on the gateway, served by a socket bound
+        # to it
+        *([match({"payload": {"protocol": "ip", "field": "daddr"}}, "10.88.1.1"),
+           match({"payload": {"protocol": transport, "field": "dport"}}, 53),
+           match({"socket": {"key": "wildcard"}}, 0), {"accept": None}]
+          for transport in ("udp", "tcp")),
         [{"drop": None}],
     ]
     added = [c["add"] for c in commands(batch) if "add" in c]

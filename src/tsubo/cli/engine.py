@@ -68,6 +68,12 @@ _CREATE_OPTIONS = (
     Option("publish,p", LIST, "publish a port: [IP:][HOSTPORT[-END]:]PORT[-END][/PROTO]"),
     Option("publish-all,P", FLAG, "publish every exposed port on an ephemeral host port"),
     Option("expose", LIST, "expose a port or range: PORT[-END][/PROTO]"),
+    Option("network-alias", LIST, "another name for the container on its networks"),
+    Option("add-host", LIST, "add NAME:IP (or NAME:host-gateway) to /etc/hosts"),
+    Option("dns", LIST, "nameserver (on a network: what the network's resolver asks)"),
+    Option("dns-search", LIST, "DNS search domain"),
+    Option("dns-option", LIST, "resolv.conf option (e.g. ndots:2)"),
+    Option("domainname", VALUE, "the container's NIS domain name"),
     Option("rm", FLAG, "remove the container when it exits"),
 )
 _RUN_OPTIONS = (
@@ -367,6 +373,12 @@ def _network(engine: Engine, parsed: Parsed) -> int:
     return network_command(engine, parsed)
 
 
+def _lab(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.lab import lab_command
+
+    return lab_command(engine, parsed)
+
+
 def _system(engine: Engine, parsed: Parsed) -> int:
     if parsed.positional[:1] == ["df"]:
         from tsubo.cli.images import df_command
@@ -493,8 +505,24 @@ COMMANDS: dict[str, Command] = {
         Option("label", LIST, "set metadata (KEY=VALUE)"),
         Option("ip", VALUE, "connect: the container's address"),
         Option("quiet,q", FLAG, "ls: only names"),
-    ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
+        Option("format,f", VALUE, "graph: dot, mermaid, svg or text"),
+    ), "network create|ls|inspect|rm|prune|connect|disconnect|reload|graph [OPTIONS] [ARGS]",
         "manage networks"),
+    "lab": Command(_lab, (
+        Option("topo,t", VALUE, "the topology file (containerlab's *.clab.yml)"),
+        Option("name", VALUE, "destroy/inspect/exec: the lab's name instead of -t"),
+        Option("all,a", FLAG, "destroy/inspect/exec: every deployed lab"),
+        Option("cleanup", FLAG, "destroy: also the management network, if unused"),
+        Option("format,f", VALUE, "inspect: table or json; graph: dot, mermaid, svg, text"),
+        Option("label", LIST, "exec: only containers with this label (KEY=VALUE)"),
+        Option("cmd", VALUE, "exec: the command to run"),
+        Option("explain", FLAG, "deploy: print the equivalent ip commands, deploy nothing"),
+        Option("matrix", FLAG, "validate: every node to every other node's addresses"),
+        Option("write,w", VALUE, "capture: write packets to this pcap file"),
+        Option("count,c", VALUE, "capture: stop after this many packets"),
+        Option("timeout", VALUE, "capture: stop after this many seconds (default 10)"),
+    ), "lab deploy|apply|destroy|inspect|exec|validate|graph|capture [-t FILE] [OPTIONS]",
+        "network labs from containerlab topology files"),
     "system": Command(_system, (), "system prune|gc|df [-v]",
                       "remove stopped containers | remove leftovers of crashes | disk usage"),
     "version": Command(_version, (), "version", "print the version"),
@@ -528,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # `network create NAME --subnet X`: flags may follow the verb's arguments
         parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
-                       stop_at_positional=name not in ("network", "volume", "save", "images"))
+                       stop_at_positional=name not in ("network", "volume", "save", "images",
+                                                       "lab"))
         if name == "version":
             return _version()
         from tsubo.api import Engine

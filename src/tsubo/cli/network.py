@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def network_command(engine: Engine, parsed: Parsed) -> int:
     if not parsed.positional:
         raise InvalidArgument("network", "", detail="expected create, ls, inspect, rm, prune, "
-                              "connect, disconnect or reload")
+                              "connect, disconnect, reload or graph")
     verb, names = parsed.positional[0], parsed.positional[1:]
     out = sys.stdout
     if verb == "create":
@@ -68,6 +68,9 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
     elif verb == "reload":
         # after a host firewall flush or restart: our table and host-chain rules again
         out.write(f"reloaded the rules of {engine.reload_networks()} network(s)\n")
+    elif verb == "graph":
+        chosen = parsed.text("format") or ("text" if out.isatty() else "dot")
+        out.write(engine.network_graph(chosen))
     elif verb == "prune":
         for network in engine.prune_networks():
             out.write(f"deleted network {network.name}\n")

@@ -151,78 +151,65 @@ class AttachClient:
                     raise TsuboError("start container", "", detail="exited before starting")
 
     def relay(self) -> int | None:
-        """Relay until the container exits; returns its exit code (None: monitor gone)."""
-        import _signal
+        """Relay until the container exits; returns its exit code (None: monitor gone, or
+        the user detached)."""
         import select
 
-        from tsubo.kernel.signals import drain
-
-        reader = self._reader
-        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        pending_signals: list[int] = []
-        forwarded = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
-
-        def on_signal(number: int, frame: object) -> None:
-            pending_signals.append(number)
-
-        previous = {number: _signal.signal(number, on_signal) for number in forwarded}
-        winch_previous = None
-        if self.tty:
-            winch_previous = _signal.signal(_signal.SIGWINCH, on_signal)
-        old_wakeup = _signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
-        terminal_state = _enter_raw_mode(0) if self.tty and os.isatty(0) else None
-        poller = select.poll()
-        poller.register(self.sock_fd, select.POLLIN)
-        poller.register(wake_read, select.POLLIN)
-        stdin_open = self.stdin
-        if stdin_open:
-            poller.register(0, select.POLLIN)
-        if self.tty:
-            self._send_window_size()
-        try:
-            code = self._output(self._backlog)
-            if code is not None:
-                return code
-            while True:
-                for fd, _ in poller.poll():
-                    if fd == wake_read:
-                        drain(wake_read)
-                        while pending_signals:
-                            number = pending_signals.pop(0)
-                            if number == _signal.SIGWINCH:
-                                self._send_window_size()
-                            else:
-                                send_all(self.sock_fd, encode(SIGNAL, str(number).encode()))
-                    elif fd == 0:
-                        data = os.read(0, 65536)
-                        if self.tty and DETACH_KEYS in self._last_input + data:
-                            # Docker's ctrl-p ctrl-q: leave, the container runs on.
-                            self.detached = True
-                            return None
-                        self._last_input = data[-1:]
-                        if data:
-                            send_all(self.sock_fd, encode(STDIN, data))
+        with _ForwardedSignals(self.tty) as signals:
+            terminal_state = _enter_raw_mode(0) if self.tty and os.isatty(0) else None
+            poller = select.poll()
+            poller.register(self.sock_fd, select.POLLIN)
+            poller.register(signals.wake_read, select.POLLIN)
+            if self.stdin:
+                poller.register(0, select.POLLIN)
+            if self.tty:
+                self._send_window_size()
+            try:
+                code = self._output(self._backlog)
+                while code is None:
+                    for fd, _ in poller.poll():
+                        if fd == signals.wake_read:
+                            self._forward(signals.take())
+                        elif fd == 0:
+                            if not self._input(poller):
+                                return None  # detached
                         else:
-                            send_all(self.sock_fd, encode(CLOSE_STDIN))
-                            poller.unregister(0)
-                            stdin_open = False
-                    else:
-                        data = os.read(self.sock_fd, 65536)
-                        if not data:
-                            return None
-                        code = self._output(reader.feed(data))
-                        if code is not None:
-                            return code
-        finally:
-            if terminal_state is not None:
-                _restore_mode(0, terminal_state)
-            _signal.set_wakeup_fd(old_wakeup)
-            for number, handler in previous.items():
-                _signal.signal(number, handler)
-            if winch_previous is not None:
-                _signal.signal(_signal.SIGWINCH, winch_previous)
-            os.close(wake_read)
-            os.close(wake_write)
+                            data = os.read(self.sock_fd, 65536)
+                            if not data:
+                                return None
+                            code = self._output(self._reader.feed(data))
+                            if code is not None:
+                                break
+                return code
+            finally:
+                if terminal_state is not None:
+                    _restore_mode(0, terminal_state)
+
+    def _forward(self, numbers: list[int]) -> None:
+        """Signals we caught: window sizes, or for the container (sig-proxy)."""
+        import _signal
+
+        for number in numbers:
+            if number == _signal.SIGWINCH:
+                self._send_window_size()
+            else:
+                send_all(self.sock_fd, encode(SIGNAL, str(number).encode()))
+
+    def _input(self, poller: Any) -> bool:
+        """What we read on stdin, to the container (its end: close its stdin); False when
+        the user typed the detach keys."""
+        data = os.read(0, 65536)
+        if self.tty and DETACH_KEYS in self._last_input + data:
+            # Docker's ctrl-p ctrl-q: leave, the container runs on.
+            self.detached = True
+            return False
+        self._last_input = data[-1:]
+        if data:
+            send_all(self.sock_fd, encode(STDIN, data))
+        else:
+            send_all(self.sock_fd, encode(CLOSE_STDIN))
+            poller.unregister(0)
+        return True
 
     @staticmethod
     def _output(frames: list[tuple[bytes, bytes]]) -> int | None:
@@ -242,6 +229,53 @@ class AttachClient:
         except OSError:
             return
         send_all(self.sock_fd, encode(RESIZE, f"{size.lines} {size.columns}".encode()))
+
+
+class _ForwardedSignals:
+    """While relaying: SIGINT, SIGTERM, SIGHUP, SIGQUIT (and SIGWINCH on a terminal) are
+    caught, noted and made to wake the relay's poll (``wake_read``); the previous handlers
+    come back on exit."""
+
+    _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.pending: list[int] = []
+        self.wake_read = self.wake_write = -1
+        self.previous: dict[int, Any] = {}
+        self.old_wakeup = -1
+
+    def __enter__(self) -> _ForwardedSignals:
+        import _signal
+
+        self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        numbers = [getattr(_signal, name) for name in self._FORWARDED]
+        if self.tty:
+            numbers.append(_signal.SIGWINCH)
+        for number in numbers:
+            self.previous[number] = _signal.signal(number, self._caught)
+        self.old_wakeup = _signal.set_wakeup_fd(self.wake_write, warn_on_full_buffer=False)
+        return self
+
+    def _caught(self, number: int, frame: object) -> None:
+        self.pending.append(number)
+
+    def take(self) -> list[int]:
+        """The signals caught since the last call (the wake-up pipe drained)."""
+        from tsubo.kernel.signals import drain
+
+        drain(self.wake_read)
+        taken, self.pending = self.pending, []
+        return taken
+
+    def __exit__(self, *_: object) -> None:
+        import _signal
+
+        _signal.set_wakeup_fd(self.old_wakeup)
+        for number, handler in self.previous.items():
+            _signal.signal(number, handler)
+        os.close(self.wake_read)
+        os.close(self.wake_write)
 
 
 def _enter_raw_mode(fd: int) -> list[Any]:

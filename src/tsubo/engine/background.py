@@ -26,6 +26,20 @@ def record_crash(paths: EnginePaths, error: BaseException, what: str = "monitor"
         pass
 
 
+def record_event(paths: EnginePaths, line: str) -> None:
+    """One line, with the time, in ``<run root>/monitor.log``: what the monitor did on its
+    own that an operator may want to know (a firewall restored)."""
+    try:
+        import time
+
+        os.makedirs(paths.run, mode=0o700, exist_ok=True)
+        with open(f"{paths.run}/monitor.log", "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} monitor (pid {os.getpid()}): "
+                      f"{line}\n")
+    except OSError:
+        pass
+
+
 def close_fds_except(*keep: int) -> None:
     null = os.open("/dev/null", os.O_RDWR)
     for target in (0, 1, 2):

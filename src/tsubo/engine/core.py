@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.options import RunOptions
-    from tsubo.engine.storage import ContainerFiles
+    from tsubo.engine.storage import ContainerFiles, ResolverSettings
     from tsubo.runtime.container import Runtime
     from tsubo.state.db import ContainerRow, Database
 
@@ -139,7 +139,8 @@ class EngineCore:
             files.create(etc_root)
             undo.push(files.remove)
             hostname = options.hostname or container_id[:12]
-            etc_files = files.write_etc_files(hostname, nameserver=nameserver)
+            etc_files = files.write_etc_files(hostname, nameserver=nameserver,
+                                              resolver=_resolver_settings(options, nameserver))
             volume_mounts = self._volume_mounts(container_id, options)
             self._copy_up_volumes(files, lower, options, volume_mounts)
             config = build_config(
@@ -346,6 +347,7 @@ class EngineCore:
         recorded in the network ledger whose owner no longer runs, runtime containers
         without an engine row, overlay roots of stopped containers, short layer links
         whose layer was removed. Returns what it did."""
+        from tsubo.engine.lab.records import live_owners
         from tsubo.image.snapshots import LINKS_DIR, prune_layer_links, unmount_root
         from tsubo.network import bridge
         from tsubo.network.store import NetworkStore
@@ -356,8 +358,9 @@ class EngineCore:
                 if row.state in status.MONITORED}
         store = NetworkStore(self.db)
         network_ids = {network.id for network in store.list_networks()}
+        labs = live_owners(self.paths)  # a lab's bridges and host links live with its record
         for entry in store.ledger_entries():
-            if entry.owner in live or entry.owner in network_ids:
+            if entry.owner in live or entry.owner in network_ids or entry.owner in labs:
                 continue
             if entry.kind == "netns":
                 bridge.delete_netns(entry.name)
@@ -487,3 +490,15 @@ def _hard_limit(name: str) -> int:
     import resource
 
     return int(resource.getrlimit(getattr(resource, name))[1])
+
+
+def _resolver_settings(options: RunOptions, gateway: str) -> ResolverSettings:
+    """The /etc/hosts and resolv.conf settings of *options*; ``host-gateway`` is *gateway*
+    (the first network's, which the options builder made sure exists)."""
+    from tsubo.engine.options import HOST_GATEWAY
+    from tsubo.engine.storage import ResolverSettings
+
+    hosts = [(name, gateway if address == HOST_GATEWAY else address)
+             for name, address in options.add_hosts]
+    return ResolverSettings(hosts=hosts, nameservers=options.dns, search=options.dns_search,
+                            options=options.dns_options, domainname=options.domainname)

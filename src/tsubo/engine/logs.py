@@ -281,14 +281,12 @@ def follow_logs(path: str, *, is_running: Callable[[], bool], poll_interval: flo
     selector = _Selector(since, until, timestamps, streams)
     watch = FolderWatch(os.path.dirname(path) or ".")
     files = _open_files(path)
-    current = -1  # the newest file, being followed
-    position = 0  # where its unread lines start
+    followed = _Followed(path, *(files.pop() if files else (-1, 0)))
     try:
-        if files:
-            current, position = files.pop()
         try:
-            yield from _select_existing([*files, (current, position)] if current >= 0
-                                        else files, selector, tail)
+            yield from _select_existing(
+                [*files, (followed.fd, followed.position)] if followed.fd >= 0 else files,
+                selector, tail)
         finally:
             for fd, _ in files:
                 os.close(fd)
@@ -296,47 +294,66 @@ def follow_logs(path: str, *, is_running: Callable[[], bool], poll_interval: flo
             # Asked first: output written before the container stopped is then on disk
             # by the time we read below, so stopping after an idle read loses nothing.
             running = is_running()
-            progressed = False
-            if current < 0:
-                current = _open_or_none(path)
-                position = 0
-            if current >= 0:
-                # Looked at before draining: if the writer has moved on, the old file is
-                # complete once drained.
-                rotated = not _same_file(current, path)
-                size = os.fstat(current).st_size
-                if size < position:  # truncated
-                    position = 0
-                end = _complete_end(current, size)
-                if end > position:
-                    for line in _forward_lines(current, position, end):
-                        item = selector.select(line)
-                        if item is not None:
-                            yield item
-                    position = end
-                    progressed = True
-                newest = _open_or_none(path) if rotated else -1
-                if newest >= 0:
-                    old, current, position = current, newest, 0
-                    progressed = True
-                    try:
-                        newer = _rotated_since(path, old, newest)
-                    finally:
-                        os.close(old)
-                    try:
-                        yield from _select_existing(newer, selector, None)
-                    finally:
-                        for fd, _ in newer:
-                            os.close(fd)
-            if progressed:
+            if (yield from followed.advance(selector)):
                 continue
             if not running:
                 return
             watch.wait(poll_interval)
     finally:
         watch.close()
-        if current >= 0:
-            os.close(current)
+        followed.close()
+
+
+class _Followed:
+    """The newest log file, being followed: its fd (-1: not there yet) and where its
+    unread lines start."""
+
+    def __init__(self, path: str, fd: int, position: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.position = position
+
+    def advance(self, selector: _Selector) -> Generator[tuple[str, bytes], None, bool]:
+        """Yield what was appended (and what rotation moved); True if anything was read."""
+        if self.fd < 0:
+            self.fd = _open_or_none(self.path)
+            self.position = 0
+            if self.fd < 0:
+                return False
+        progressed = False
+        # Looked at before draining: if the writer has moved on, the old file is complete
+        # once drained.
+        rotated = not _same_file(self.fd, self.path)
+        size = os.fstat(self.fd).st_size
+        if size < self.position:  # truncated
+            self.position = 0
+        end = _complete_end(self.fd, size)
+        if end > self.position:
+            for line in _forward_lines(self.fd, self.position, end):
+                item = selector.select(line)
+                if item is not None:
+                    yield item
+            self.position = end
+            progressed = True
+        newest = _open_or_none(self.path) if rotated else -1
+        if newest >= 0:
+            old, self.fd, self.position = self.fd, newest, 0
+            try:
+                newer = _rotated_since(self.path, old, newest)
+            finally:
+                os.close(old)
+            try:
+                yield from _select_existing(newer, selector, None)
+            finally:
+                for fd, _ in newer:
+                    os.close(fd)
+            progressed = True
+        return progressed
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _select_existing(files: list[tuple[int, int]], selector: _Selector,

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
     from tsubo.errors import TsuboError
+    from tsubo.kernel.nftwatch import RulesetWatch
+    from tsubo.network import dns
     from tsubo.runtime.container import Runtime
     from tsubo.state.db import ContainerRow, Database
 
@@ -79,7 +81,6 @@ def run_monitor(paths: EnginePaths, ready_fd: int, keeper_fd: int, adopting: boo
 def _preload() -> None:
     """Import everything starting a container needs, once, while the first client is busy
     creating its container."""
-    import concurrent.futures  # noqa: F401 - the start workers
     import ctypes  # noqa: F401 - the seccomp filter loader
     import fcntl  # noqa: F401
     import select  # noqa: F401
@@ -147,15 +148,29 @@ class MonitorService:
         self.waiting: dict[int, Supervised] = {}  # clients of `wait` and `stop`
         #: starts in worker threads (``_submit``): the pool, the finished jobs and the pipe
         #: that tells the loop about them, how many are in flight, which containers
-        self.workers: Any = None
+        self.to_prepare: collections.deque[_StartJob] = collections.deque()
+        self.queued: collections.deque[_StartJob] = collections.deque()
+        self.workers = 0  # worker threads running a start
         self.done: collections.deque[_StartJob] = collections.deque()
         self.done_read = self.done_write = -1
         self.jobs = 0
         self.starting: set[str] = set()
+        #: the firewall's self-healing (``_firewall_*``): the nftables watch while a container
+        #: on a bridge network runs, when to look next, the recent repairs, the back-off
+        self.firewall_watch: RulesetWatch | None = None
+        self.firewall_check_at = 0.0
+        self.firewall_repairs: list[float] = []
+        self.firewall_backoff = 0.0
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
+        #: what serves each of the engine's own fds (``_watch``)
+        self.handlers: dict[int, Callable[[int], object]] = {}
         self.dns: dict[int, tuple[Any, str]] = {}
+        #: DNS over TCP on each gateway: listeners fd -> (socket, network id); connections
+        #: fd -> (socket, network id, what arrived so far)
+        self.dns_tcp: dict[int, tuple[Any, str]] = {}
+        self.dns_conns: dict[int, tuple[Any, str, bytearray]] = {}
         self.upstream: Any = None
         self.relayed: dict[tuple[bytes, str], tuple[Any, Any]] = {}
         self.wake_read = -1
@@ -195,9 +210,9 @@ class MonitorService:
             self._open_engine()
         if self.keeper is not None:
             self.keeper.setblocking(False)
-            self.poller.register(self.keeper.fileno(), 1)
+            self._watch(self.keeper.fileno(), lambda _: self._from_keeper())
         self.wake_read = signals.wake_on(_signal.SIGCHLD)
-        self.poller.register(self.wake_read, 1)
+        self._watch(self.wake_read, signals.drain)
         idle_since = time.monotonic()
         while True:
             timeout = self._next_timeout(idle_since)
@@ -205,6 +220,8 @@ class MonitorService:
                 self._guard("handling an event", self._dispatch, fd)
             self._guard("reaping", self._reap_children)
             self._guard("running timers", self._run_timers)
+            if self.to_prepare:
+                self._guard("starting a container", self._prepare_next)
             if self.containers or self.pending or self.jobs:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= _IDLE_EXIT_SECONDS and self._close_if_idle():
@@ -247,15 +264,19 @@ class MonitorService:
         sock.setblocking(False)
         self.listener_sock = sock
         self.listener = sock.fileno()
-        self.poller.register(self.listener, 1)
+        self._watch(self.listener, lambda _: self._accept())
 
     def _next_timeout(self, idle_since: float) -> int:
         import time
 
+        if self.to_prepare:
+            return 0  # a start waits its turn: look at the other events, then take it
         now = time.monotonic()
         deadlines = [s.restart_at for s in self.containers.values() if s.restart_at]
         deadlines += [s.exited_at + _DRAIN_SECONDS for s in self.containers.values()
                       if s.exit_code is not None and s.streams]
+        if self.firewall_check_at:
+            deadlines.append(self.firewall_check_at)
         if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
         if not deadlines:
@@ -291,25 +312,24 @@ class MonitorService:
         finally:
             os.close(lock)
 
-    def _dispatch(self, fd: int) -> None:
-        if fd == self.wake_read:
-            from tsubo.kernel.signals import drain
+    def _watch(self, fd: int, handler: Callable[[int], object]) -> None:
+        """Poll *fd*; *handler(fd)* serves it (the engine's own fds: signals, listeners,
+        the keeper, DNS, the firewall watch, finished starts)."""
+        self.handlers[fd] = handler
+        self.poller.register(fd, 1)
 
-            drain(fd)
-        elif fd in self.dns:
-            self._dns_query(fd)
-        elif self.upstream is not None and fd == self.upstream.fileno():
-            self._dns_reply()
-        elif fd == self.listener:
-            self._accept()
+    def _unwatch(self, fd: int) -> None:
+        self.handlers.pop(fd, None)
+        self.poller.unregister(fd)
+
+    def _dispatch(self, fd: int) -> None:
+        handler = self.handlers.get(fd)
+        if handler is not None:
+            handler(fd)
         elif fd in self.pending:
             self._pending_input(fd)
-        elif self.keeper is not None and fd == self.keeper.fileno():
-            self._from_keeper()
         elif fd in self.pidfds:
             self._adopted_exited(self.pidfds[fd], None)
-        elif fd == self.done_read:
-            self._finish_jobs()
         elif fd in self.waiting:
             if not _read(fd):  # a waiter says nothing: this is its going away
                 self._drop_waiter(self.waiting[fd], fd)
@@ -434,41 +454,118 @@ class MonitorService:
             return
         sock.setblocking(False)
         self.dns[sock.fileno()] = (sock, network_id)
-        self.poller.register(sock.fileno(), 1)
+        self._watch(sock.fileno(), self._dns_query)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((gateway, 53))
+            listener.listen(16)
+        except OSError as error:
+            listener.close()
+            record_crash(self.paths, error, f"serving names over TCP on {gateway}:53")
+            return
+        listener.setblocking(False)
+        self.dns_tcp[listener.fileno()] = (listener, network_id)
+        self._watch(listener.fileno(), self._dns_accept)
 
     def _dns_query(self, fd: int) -> None:
-        from tsubo.network import dns
-        from tsubo.network.store import NetworkStore
-
         sock, network_id = self.dns[fd]
         try:
             packet, client = sock.recvfrom(4096)
         except OSError:
             return
-        store = NetworkStore(self.db)
         # an error here (the network gone, say) ends in the event guard: nothing is sent
-        decision = dns.decide(packet, internal=store.get_network(network_id).internal,
-                              lookup=lambda name: store.resolve_name(network_id, name),
-                              engine_name=store.container_name_taken)
+        decision, upstreams = self._dns_decide(packet, network_id, client[0])
         if decision.reply:
             _send_datagram(sock, decision.reply, client)
         elif decision.relay:
-            self._relay_upstream(packet, sock, client)
+            self._relay_upstream(packet, sock, client, upstreams)
 
-    def _relay_upstream(self, packet: bytes, sock: Any, client: Any) -> None:
-        """A name that is not a container's: ask the upstream nameserver (the host's own,
-        unless the engine setting ``$TSUBO_DNS_UPSTREAM`` names others)."""
+    def _dns_decide(self, packet: bytes, network_id: str,
+                    client_address: str) -> tuple[dns.Decision, list[str]]:
+        """What to do with a query from *client_address* on *network_id*, and the asking
+        container's own upstreams (its ``--dns``; empty: the engine's)."""
+        from tsubo.network import dns
+        from tsubo.network.store import NetworkStore
+
+        store = NetworkStore(self.db)
+        decision = dns.decide(packet, internal=store.get_network(network_id).internal,
+                              lookup=lambda name: store.resolve_name(network_id, name),
+                              engine_name=store.container_name_taken)
+        return decision, store.upstreams_of(network_id, client_address) if decision.relay \
+            else []
+
+    # DNS over TCP (RFC 7766), for answers that do not fit a datagram: a resolver that got
+    # a truncated answer asks again over TCP. Each message is preceded by its length (two
+    # bytes). Our own answers are written at once (small); a relayed query goes to the
+    # upstream over TCP in a thread of its own (blocking, bounded by a timeout), which
+    # owns the client's connection from then on. One query per connection.
+
+    def _dns_accept(self, fd: int) -> None:
+        listener, network_id = self.dns_tcp[fd]
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        if len(self.dns_conns) >= _DNS_TCP_CONNECTIONS:
+            conn.close()  # a flood: the oldest keep their turn
+            return
+        conn.setblocking(False)
+        self.dns_conns[conn.fileno()] = (conn, network_id, bytearray())
+        self._watch(conn.fileno(), self._dns_stream)
+
+    def _dns_stream(self, fd: int) -> None:
+        conn, network_id, buffer = self.dns_conns[fd]
+        try:
+            data = conn.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        buffer += data
+        size = int.from_bytes(buffer[:2], "big") if len(buffer) >= 2 else -1
+        if data and (size < 0 or len(buffer) < 2 + size):
+            return  # more to come
+        self._unwatch(fd)
+        del self.dns_conns[fd]
+        if not data and (size < 0 or len(buffer) < 2 + size):
+            conn.close()  # gone before its query was complete
+            return
+        packet = bytes(buffer[2:2 + size])
+        try:
+            decision, upstreams = self._dns_decide(packet, network_id, conn.getpeername()[0])
+        except BaseException:
+            conn.close()
+            raise
+        if decision.reply:
+            _send_quietly_stream(conn, decision.reply)
+            conn.close()
+        elif decision.relay:
+            import _thread
+
+            from tsubo.network.ipam import dns_upstreams
+
+            servers = [server for server in upstreams or dns_upstreams() if ":" not in server]
+            _thread.start_new_thread(_relay_tcp, (conn, packet, servers))
+        else:
+            conn.close()
+
+    def _relay_upstream(self, packet: bytes, sock: Any, client: Any,
+                        own: list[str]) -> None:
+        """A name that is not a container's: ask the upstream nameserver (the asking
+        container's ``--dns``, *own*; else the host's, unless the engine setting
+        ``$TSUBO_DNS_UPSTREAM`` names others)."""
         import socket
 
         from tsubo.network.ipam import dns_upstreams
 
-        servers = [server for server in dns_upstreams() if ":" not in server]
+        servers = [server for server in own or dns_upstreams() if ":" not in server]
         if not servers:
             return
         if self.upstream is None:
             self.upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.upstream.setblocking(False)
-            self.poller.register(self.upstream.fileno(), 1)
+            self._watch(self.upstream.fileno(), lambda _: self._dns_reply())
         self.relayed[(packet[:2], servers[0])] = (sock, client)
         _send_datagram(self.upstream, packet, (servers[0], 53))
 
@@ -508,22 +605,41 @@ class MonitorService:
     # through a wake-up pipe, and the loop registers it.
 
     def _submit(self, job: _StartJob) -> None:
-        """Start *job*; the loop hears of the outcome through ``done_read``, never at once
-        (the caller may be walking the containers)."""
-        if self.workers is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.workers = ThreadPoolExecutor(max_workers=_START_WORKERS,
-                                              thread_name_prefix="tsubo-start")
+        """Start *job*: prepared on the loop, one per turn of it (``_prepare_next``), so the
+        output of running containers is relayed between two starts; the loop hears of the
+        outcome through ``done_read``, never at once (the caller may be walking the
+        containers)."""
+        if self.done_read < 0:
             self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self.poller.register(self.done_read, 1)
+            self._watch(self.done_read, lambda _: self._finish_jobs())
         self.jobs += 1
+        if job.container_id:
+            self.starting.add(job.container_id)
+        self.to_prepare.append(job)
+
+    def _prepare_next(self) -> None:
+        job = self.to_prepare.popleft()
         self._prepare(job)
         if job.error is not None:
             self._job_done(job)
             return
         self.starting.add(job.container_id)
-        self.workers.submit(self._spawn, job)
+        self.queued.append(job)
+        self._spawn_queued()
+
+    def _spawn_queued(self) -> None:
+        """Up to ``_START_WORKERS`` threads at a time, each for one start (``_thread``, not a
+        pool: concurrent.futures costs the monitor 2.5 MB of memory). While one runs, the
+        loop gets the interpreter back within 1 ms instead of the default 5 (the workers'
+        Python would otherwise hold it for a switch interval at a time)."""
+        import _thread
+        import sys
+
+        sys.setswitchinterval(_SWITCH_INTERVAL)
+
+        while self.queued and self.workers < _START_WORKERS:
+            self.workers += 1
+            _thread.start_new_thread(self._spawn, (self.queued.popleft(),))
 
     def _spawn(self, job: _StartJob) -> None:
         """In a worker: the runtime's create + start; the outcome is left on *job*."""
@@ -544,6 +660,7 @@ class MonitorService:
         except Exception as error:
             job.error = error
         finally:
+            job.spawned = True
             self._job_done(job)
 
     def _job_done(self, job: _StartJob) -> None:
@@ -594,9 +711,12 @@ class MonitorService:
         while self.done:
             job = self.done.popleft()
             self.jobs -= 1
+            if job.spawned:
+                self.workers -= 1
             self.starting.discard(job.container_id)
             self._guard(f"starting container {job.container_id or '(new)'}",
                         self._started, job)
+        self._spawn_queued()
         self._reap_children()  # an init that exited before we knew its pid
 
     def _started(self, job: _StartJob) -> None:
@@ -632,6 +752,8 @@ class MonitorService:
         assert job.started is not None and job.row is not None
         for network_id in job.network_ids:
             self._serve_dns(network_id)
+        if job.network_ids:
+            self._guard("watching the firewall", self._firewall_watch)
         self._register(supervised, job.row, job.started)
 
     def _register(self, supervised: Supervised, row: ContainerRow, started: _Started) -> None:
@@ -844,6 +966,9 @@ class MonitorService:
                 supervised.restart_at = 0.0
                 self._guard(f"restarting container {supervised.id}", self._restart,
                             supervised)
+        if self.firewall_check_at and now >= self.firewall_check_at:
+            self.firewall_check_at = 0.0
+            self._guard("restoring the firewall", self._firewall_repair)
 
     def _restart(self, supervised: Supervised) -> None:
         from tsubo.errors import NotFound
@@ -884,6 +1009,9 @@ class MonitorService:
         from tsubo.image.snapshots import unmount_root
 
         self.containers.pop(supervised.id, None)
+        if self.firewall_watch is not None and not any(
+                other.options.network == "bridge" for other in self.containers.values()):
+            self._firewall_unwatch()
         for fd in list(supervised.streams):
             self._close_stream(supervised, fd)
         self._close_stdin(supervised)
@@ -913,6 +1041,61 @@ class MonitorService:
             _send_quietly(fd, done)
             self._drop_waiter(supervised, fd)
 
+    # --- the firewall that heals itself -------------------------------------------------------
+    #
+    # While a container on a bridge network runs, every nftables change in our network
+    # namespace (anyone's: nft, iptables-nft, firewalld, ufw) wakes us; a moment later (a
+    # tool's changes come in bursts) we look at what of tsubo's firewall is missing and
+    # restore it in one transaction. Our own restoring wakes us too, and then finds nothing
+    # missing. If something keeps undoing it, we back off (doubling, up to a minute) and say
+    # so in monitor.log once per back-off, rather than fight.
+
+    def _firewall_watch(self) -> None:
+        if self.firewall_watch is None:
+            from tsubo.kernel.nftwatch import RulesetWatch
+
+            self.firewall_watch = RulesetWatch()
+            self._watch(self.firewall_watch.fd, lambda _: self._firewall_changed())
+
+    def _firewall_unwatch(self) -> None:
+        if self.firewall_watch is not None:
+            self._unwatch(self.firewall_watch.fd)
+            self.firewall_watch.close()
+            self.firewall_watch = None
+            self.firewall_check_at = 0.0
+
+    def _firewall_changed(self) -> None:
+        import time
+
+        assert self.firewall_watch is not None
+        self.firewall_watch.drain()
+        if not self.firewall_check_at:
+            self.firewall_check_at = time.monotonic() + _FIREWALL_SETTLE_SECONDS \
+                + self.firewall_backoff
+
+    def _firewall_repair(self) -> None:
+        import time
+
+        from tsubo.engine.background import record_event
+        from tsubo.engine.networks import NetworkManager
+
+        missing = NetworkManager(self.engine).repair()
+        now = time.monotonic()
+        if not missing:
+            if self.firewall_repairs and now - self.firewall_repairs[-1] > _FIREWALL_WINDOW:
+                self.firewall_repairs.clear()
+                self.firewall_backoff = 0.0
+            return
+        self.firewall_repairs = [t for t in self.firewall_repairs
+                                 if now - t <= _FIREWALL_WINDOW] + [now]
+        record_event(self.paths, "firewall restored: " + "; ".join(missing))
+        if len(self.firewall_repairs) >= _FIREWALL_REPAIRS_BEFORE_BACKOFF:
+            self.firewall_backoff = min(max(self.firewall_backoff * 2, 1.0),
+                                        _FIREWALL_BACKOFF_MAX)
+            record_event(self.paths, f"the firewall keeps changing: restored "
+                         f"{len(self.firewall_repairs)} times in {_FIREWALL_WINDOW:.0f} s; "
+                         f"next look {self.firewall_backoff:.0f} s after a change")
+
     # --- adopting: containers whose monitor died ----------------------------------------------
 
     def _from_keeper(self) -> None:
@@ -927,7 +1110,7 @@ class MonitorService:
             except OSError:
                 message = None
             if message is None:  # the keeper is gone: we go on without one
-                self.poller.unregister(self.keeper.fileno())
+                self._unwatch(self.keeper.fileno())
                 self.keeper.close()
                 self.keeper = None
                 return
@@ -978,6 +1161,12 @@ class MonitorService:
         supervised = Supervised(container_id, RunOptions.from_json_text(row.options))
         self.containers[container_id] = supervised
         supervised.pid = pid
+        if supervised.options.network == "bridge":
+            from tsubo.engine.networks import NetworkManager
+
+            for endpoint, _ in NetworkManager(self.engine).networks_of(container_id):
+                self._guard("serving DNS", self._serve_dns, endpoint.network_id)
+            self._guard("watching the firewall", self._firewall_watch)
         for name, kind in (("stdout", attach.STDOUT), ("stderr", attach.STDERR),
                            ("console", attach.STDOUT)):
             if name in fds:
@@ -1094,6 +1283,16 @@ class MonitorService:
         return pidfd
 
 
+#: the firewall's self-healing: how long a burst of changes may take before we look; the
+#: window in which repeated repairs mean someone keeps undoing ours, and the back-off then
+_FIREWALL_SETTLE_SECONDS = 0.1
+_FIREWALL_WINDOW = 10.0
+_FIREWALL_REPAIRS_BEFORE_BACKOFF = 5
+_FIREWALL_BACKOFF_MAX = 60.0
+
+#: the interpreter's switch interval while workers run (seconds; Python's default 0.005)
+_SWITCH_INTERVAL = 0.001
+
 #: how many containers are created and started at once, off the loop
 _START_WORKERS = 2
 
@@ -1103,7 +1302,7 @@ class _StartJob:
     worker fills in the row, what it started, or the error."""
 
     __slots__ = ("client_fd", "container_id", "error", "name", "network_ids", "options",
-                 "publication", "reader", "row", "started")
+                 "publication", "reader", "row", "spawned", "started")
 
     def __init__(self, client_fd: int, reader: attach.FrameReader, container_id: str,
                  options: RunOptions, name: str | None) -> None:
@@ -1116,6 +1315,7 @@ class _StartJob:
         self.network_ids: list[str] = []
         self.started: _Started | None = None
         self.error: Exception | None = None
+        self.spawned = False  # a worker ran it (and is done)
         #: claimed ports whose nft transaction the worker runs beside the runtime's start
         self.publication: PortPublication | None = None
 
@@ -1258,6 +1458,45 @@ def _reap_known(pids: list[int]) -> Iterator[tuple[int, int]]:
             continue
         if reaped:
             yield reaped, wait_status
+
+
+#: DNS over TCP: connections served at once, and how long a relayed query may take
+_DNS_TCP_CONNECTIONS = 64
+_DNS_TCP_TIMEOUT = 5.0
+
+
+def _send_quietly_stream(conn: Any, message: bytes) -> None:
+    """One DNS message on a TCP connection; a client gone is no error."""
+    from tsubo.network.dns import tcp_frame
+
+    try:
+        conn.setblocking(True)
+        conn.settimeout(_DNS_TCP_TIMEOUT)
+        conn.sendall(tcp_frame(message))
+    except OSError:
+        pass
+
+
+def _relay_tcp(conn: Any, packet: bytes, servers: list[str]) -> None:
+    """In a thread: ask the first upstream that answers over TCP, pass its answer back,
+    close the client's connection."""
+    import socket
+
+    from tsubo.network.dns import read_tcp_message, tcp_frame
+
+    try:
+        for server in servers:
+            try:
+                with socket.create_connection((server, 53), timeout=_DNS_TCP_TIMEOUT) as up:
+                    up.sendall(tcp_frame(packet))
+                    answer = read_tcp_message(up)
+            except OSError:
+                continue
+            if answer is not None:
+                _send_quietly_stream(conn, answer)
+                return
+    finally:
+        conn.close()
 
 
 def _send_datagram(sock: Any, packet: bytes, address: Any) -> None:

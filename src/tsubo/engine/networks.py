@@ -383,6 +383,19 @@ class NetworkManager:
                     published))
         return found
 
+    def repair(self) -> list[str]:
+        """Restore the firewall if any of it is missing (one transaction); what was
+        missing (empty: it was all there, nothing was written)."""
+        from tsubo.network import firewall
+
+        networks = self.store.list_networks()
+        if not networks:
+            return []
+        missing = firewall.damage(networks)
+        if missing:
+            firewall.reload(networks, publications=self._publications())
+        return missing
+
     def networks_of(self, container_id: str) -> list[tuple[Endpoint, Network]]:
         return [(endpoint, self.store.get_network(endpoint.network_id))
                 for endpoint in self.store.container_endpoints(container_id)]

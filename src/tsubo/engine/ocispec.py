@@ -452,21 +452,7 @@ def convert_seccomp_profile(profile: dict[str, Any], capabilities: list[str], *,
         result["architectures"] = architectures
     syscalls = []
     for rule in profile.get("syscalls") or []:
-        includes = rule.get("includes") or {}
-        excludes = rule.get("excludes") or {}
-        if arch in (excludes.get("arches") or []):
-            continue
-        if any(cap in capabilities for cap in excludes.get("caps") or []):
-            continue
-        if excludes.get("minKernel") and _kernel_at_least(kernel_release,
-                                                          excludes["minKernel"]):
-            continue
-        if includes.get("arches") and arch not in includes["arches"]:
-            continue
-        if not all(cap in capabilities for cap in includes.get("caps") or []):
-            continue
-        if includes.get("minKernel") and not _kernel_at_least(kernel_release,
-                                                              includes["minKernel"]):
+        if not _rule_applies(rule, arch, capabilities, kernel_release):
             continue
         names = list(rule.get("names") or [])
         if rule.get("name"):
@@ -481,6 +467,24 @@ def convert_seccomp_profile(profile: dict[str, Any], capabilities: list[str], *,
         syscalls.append(converted)
     result["syscalls"] = syscalls
     return result
+
+
+def _rule_applies(rule: dict[str, Any], arch: str, capabilities: list[str],
+                  kernel_release: str) -> bool:
+    """A profile rule's ``includes`` all hold and none of its ``excludes`` does."""
+    includes = rule.get("includes") or {}
+    excludes = rule.get("excludes") or {}
+    if arch in (excludes.get("arches") or []) or \
+            any(cap in capabilities for cap in excludes.get("caps") or []):
+        return False
+    if excludes.get("minKernel") and _kernel_at_least(kernel_release, excludes["minKernel"]):
+        return False
+    if includes.get("arches") and arch not in includes["arches"]:
+        return False
+    if not all(cap in capabilities for cap in includes.get("caps") or []):
+        return False
+    return not (includes.get("minKernel")
+                and not _kernel_at_least(kernel_release, includes["minKernel"]))
 
 
 def _load_profile(path: str) -> dict[str, Any]:
@@ -609,6 +613,8 @@ def build_config(
         "mounts": build_mounts(options, etc_files, volume_mounts, init_path),
         "linux": linux,
     }
+    if options.domainname:
+        config["domainname"] = options.domainname
     if options.labels:
         config["annotations"] = dict(options.labels)
     return config

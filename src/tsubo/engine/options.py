@@ -356,6 +356,74 @@ def parse_labels(entries: list[str]) -> dict[str, str]:
     return labels
 
 
+# --- names and resolver ---------------------------------------------------------------------
+
+#: ``--add-host NAME:host-gateway``: the gateway of the container's first network
+HOST_GATEWAY = "host-gateway"
+
+
+def _ip_address(text: str) -> bool:
+    import _socket
+
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(family, text)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def _dns_name(text: str) -> bool:
+    labels = text.rstrip(".").split(".")
+    return 0 < len(text) <= 253 and all(
+        0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in label)
+        for label in labels)
+
+
+def parse_add_host(text: str) -> tuple[str, str]:
+    """``--add-host NAME:IP`` (or ``NAME=IP``; IPv6 as is, or in brackets; ``IP`` may be
+    ``host-gateway``) -> (name, address)."""
+    separator = "=" if "=" in text else ":"
+    name, _, address = text.partition(separator)
+    address = address.removeprefix("[").removesuffix("]")
+    if not _dns_name(name):
+        raise _bad("--add-host", text, f"invalid hostname {name!r}")
+    if address != HOST_GATEWAY and not _ip_address(address):
+        raise _bad("--add-host", text, f"invalid IP address {address!r} (expected "
+                   f"NAME:IP or NAME:{HOST_GATEWAY})")
+    return name, address
+
+
+def parse_dns_server(text: str) -> str:
+    """``--dns IP``."""
+    if not _ip_address(text):
+        raise _bad("--dns", text, "not an IP address")
+    return text
+
+
+def parse_dns_search(text: str) -> str:
+    """``--dns-search DOMAIN`` (``.`` clears the search list, as in Docker)."""
+    if text != "." and not _dns_name(text):
+        raise _bad("--dns-search", text, "not a domain name")
+    return text
+
+
+def parse_dns_option(text: str) -> str:
+    """``--dns-option OPT`` (resolv.conf(5) ``options``: one word, like ``ndots:2``)."""
+    if not text or any(c.isspace() for c in text):
+        raise _bad("--dns-option", text, "expected one resolv.conf option (e.g. ndots:2)")
+    return text
+
+
+def parse_network_alias(text: str) -> str:
+    """``--network-alias NAME``: another name the container answers to on its networks."""
+    if not _dns_name(text):
+        raise _bad("--network-alias", text, "not a valid DNS name")
+    return text
+
+
 # --- volumes and tmpfs --------------------------------------------------------------------
 
 
@@ -579,10 +647,11 @@ class RunOptions:
     ``seccomp`` is ``"default"``, ``"unconfined"`` or the path of a JSON profile.
     """
 
-    __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "entrypoint", "env",
-                 "expose", "hostname", "image", "init", "interactive", "ip", "labels",
-                 "mac_address", "memory", "memory_swap", "network", "networks", "no_new_privileges",
-                 "pids_limit", "publish", "publish_all", "read_only",
+    __slots__ = ("add_hosts", "cap_add", "cap_drop", "command", "cpu_shares", "cpus", "dns",
+                 "dns_options", "dns_search", "domainname", "entrypoint", "env", "expose",
+                 "hostname", "image", "init", "interactive", "ip", "labels", "mac_address",
+                 "memory", "memory_swap", "network", "network_aliases", "networks",
+                 "no_new_privileges", "pids_limit", "publish", "publish_all", "read_only",
                  "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
                  "tmpfs", "tty", "ulimits", "user", "volumes", "workdir")
 
@@ -625,6 +694,12 @@ class RunOptions:
         publish: list[PortSpec] | None = None,
         publish_all: bool = False,
         expose: list[str] | None = None,
+        network_aliases: list[str] | None = None,
+        add_hosts: list[list[str]] | None = None,
+        dns: list[str] | None = None,
+        dns_search: list[str] | None = None,
+        dns_options: list[str] | None = None,
+        domainname: str = "",
     ) -> None:
         self.image = image
         self.rootfs = rootfs
@@ -666,6 +741,13 @@ class RunOptions:
         self.publish_all = publish_all
         #: ``--expose``: ``PORT/PROTO`` texts
         self.expose = list(expose or [])
+        self.network_aliases = list(network_aliases or [])
+        #: ``--add-host``: [name, address] pairs (address may be ``host-gateway``)
+        self.add_hosts = [list(pair) for pair in add_hosts or []]
+        self.dns = list(dns or [])
+        self.dns_search = list(dns_search or [])
+        self.dns_options = list(dns_options or [])
+        self.domainname = domainname
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what the engine stores in its database)."""
@@ -682,6 +764,9 @@ class RunOptions:
         data["networks"] = list(self.networks)
         data["publish"] = [spec.to_json() for spec in self.publish]
         data["expose"] = list(self.expose)
+        for key in ("network_aliases", "dns", "dns_search", "dns_options"):
+            data[key] = list(getattr(self, key))
+        data["add_hosts"] = [list(pair) for pair in self.add_hosts]
         data["restart"] = {"name": self.restart.name, "max_retries": self.restart.max_retries}
         return data
 
@@ -751,11 +836,14 @@ RUN_OPTION_KEYS = frozenset((
     "hostname", "read_only", "tty", "interactive", "tmpfs", "volume", "memory",
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
     "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "network",
-    "ip", "mac_address", "rm", "publish", "publish_all", "expose",
+    "ip", "mac_address", "rm",
+    "network_alias", "add_host", "dns", "dns_search", "dns_option", "domainname",
+    "publish", "publish_all", "expose",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
-            "security_opts": "security_opt", "ports": "publish"}
+            "security_opts": "security_opt", "network_aliases": "network_alias",
+            "add_hosts": "add_host", "dns_options": "dns_option", "ports": "publish"}
 _FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm", "publish_all"))
 
 
@@ -816,6 +904,7 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
         run.stop_timeout = _integer(values["stop_timeout"], "--stop-timeout")
     run.labels = parse_labels(_mapping_texts(values, "label", "="))
     _networks(run, values)
+    _names_and_resolver(run, values)
     _ports(run, values)
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
@@ -857,6 +946,27 @@ def _networks(run: RunOptions, values: dict[str, object]) -> None:
     if (run.ip or run.mac_address) and run.network != "bridge":
         raise InvalidArgument("parse --ip", run.ip or run.mac_address,
                               detail="--ip and --mac-address need a network (--network NAME)")
+
+
+def _names_and_resolver(run: RunOptions, values: dict[str, object]) -> None:
+    run.network_aliases = [parse_network_alias(text) for text in _texts(values,
+                                                                         "network_alias")]
+    if run.network_aliases and run.network != "bridge":
+        raise InvalidArgument("parse --network-alias", run.network_aliases[0],
+                              detail="network-scoped aliases need a network (--network NAME)")
+    run.add_hosts = [list(parse_add_host(text)) for text in _mapping_texts(values, "add_host",
+                                                                           ":")]
+    if any(address == HOST_GATEWAY for _, address in run.add_hosts) and \
+            run.network != "bridge":
+        raise InvalidArgument("parse --add-host", HOST_GATEWAY,
+                              detail="host-gateway is the gateway of the container's network: "
+                              "it needs one (--network NAME)")
+    run.dns = [parse_dns_server(text) for text in _texts(values, "dns")]
+    run.dns_search = [parse_dns_search(text) for text in _texts(values, "dns_search")]
+    run.dns_options = [parse_dns_option(text) for text in _texts(values, "dns_option")]
+    run.domainname = _text(values, "domainname")
+    if run.domainname and not _dns_name(run.domainname):
+        raise _bad("--domainname", run.domainname, "not a domain name")
 
 
 def _ports(run: RunOptions, values: dict[str, object]) -> None:

@@ -55,19 +55,27 @@ class ContainerFiles:
         os.chown(f"{self.directory}/upper", info.st_uid, info.st_gid)
 
     def write_etc_files(self, hostname: str, host_resolv_conf: str = "/etc/resolv.conf",
-                        nameserver: str = "") -> dict[str, str]:
+                        nameserver: str = "", *, resolver: ResolverSettings | None = None
+                        ) -> dict[str, str]:
         """Write hostname, hosts and resolv.conf (the host's, or *nameserver* alone: the
-        gateway's resolver of a container on a network); {container path: host file}."""
+        gateway's resolver of a container on a network), with *resolver*'s extra hosts,
+        nameservers, search domains and options; {container path: host file}."""
+        settings = resolver or ResolverSettings()
+        names = f"{hostname}.{settings.domainname}\t{hostname}" if settings.domainname \
+            else hostname
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 f"127.0.1.1\t{hostname}\n")
+                 f"127.0.1.1\t{names}\n"
+                 + "".join(f"{address}\t{name}\n" for name, address in settings.hosts))
         if nameserver:
-            resolv = f"nameserver {nameserver}\noptions ndots:0\n".encode()
+            resolv = settings.resolv_conf(f"nameserver {nameserver}\noptions ndots:0\n",
+                                          keep_nameservers=True).encode()
         else:
             try:
                 with open(host_resolv_conf, "rb") as source:
-                    resolv = source.read()
+                    host = source.read(64 * 1024).decode("utf-8", "replace")
             except OSError:
-                resolv = b""
+                host = ""
+            resolv = settings.resolv_conf(host, keep_nameservers=False).encode()
         files = {"hostname": f"{hostname}\n".encode(), "hosts": hosts.encode(),
                  "resolv.conf": resolv}
         mapping = {}
@@ -88,6 +96,42 @@ class ContainerFiles:
         if os.path.ismount(self.merged):
             unmount_root(self.merged)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ResolverSettings:
+    """``--add-host`` (resolved: ``host-gateway`` is an address by now), ``--dns``,
+    ``--dns-search``, ``--dns-option`` and ``--domainname``, for the /etc files."""
+
+    __slots__ = ("domainname", "hosts", "nameservers", "options", "search")
+
+    def __init__(self, *, hosts: list[tuple[str, str]] | None = None,
+                 nameservers: list[str] | None = None, search: list[str] | None = None,
+                 options: list[str] | None = None, domainname: str = "") -> None:
+        self.hosts = list(hosts or [])
+        self.nameservers = list(nameservers or [])
+        self.search = list(search or [])
+        self.options = list(options or [])
+        self.domainname = domainname
+
+    def resolv_conf(self, base: str, *, keep_nameservers: bool) -> str:
+        """*base* with our settings in place of its own: nameservers (unless
+        *keep_nameservers*: the network's resolver asks ours upstream), the search list
+        (``.`` alone clears it), options (appended: the last ``ndots`` wins)."""
+        lines = []
+        for line in base.splitlines():
+            word = line.split(maxsplit=1)[0] if line.split() else ""
+            if (word == "nameserver" and self.nameservers and not keep_nameservers) or \
+                    (word in ("search", "domain") and self.search):
+                continue
+            lines.append(line)
+        if self.nameservers and not keep_nameservers:
+            lines += [f"nameserver {server}" for server in self.nameservers]
+        search = [domain for domain in self.search if domain != "."]
+        if search:
+            lines.append("search " + " ".join(search))
+        if self.options:
+            lines.append("options " + " ".join(self.options))
+        return "\n".join(lines) + "\n" if lines else ""
 
 
 def check_lower_dir(path: str) -> str:

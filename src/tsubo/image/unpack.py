@@ -173,10 +173,8 @@ def unpack_layer(
     """
     import gzip
     import hashlib
-    import tarfile
-    import zlib
 
-    from tsubo.image.zstd import ZstdError, ZstdReader
+    from tsubo.image.zstd import ZstdReader
 
     compression = compression_of(media_type)
     hasher = hashlib.sha256()
@@ -200,43 +198,15 @@ def unpack_layer(
             stream = decompressor = ZstdReader(raw)
         reader = _HashingReader(stream, hasher)
         writer = _LayerWriter(root_fd, layer_digest, DirMetadata(f"{temp}.dirs"))
-        try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFFER) as archive:  # type: ignore[call-overload]
-                # next(), not iteration: each TarInfo is dropped from ``members`` (which
-                # tarfile keeps for getmembers()) as soon as it is read
-                while (member := archive.next()) is not None:
-                    archive.members.clear()
-                    writer.add(member, archive)
-            writer.close()
-            reader.drain()
-        except (tarfile.TarError, EOFError, zlib.error) as error:
-            raise InvalidArgument("unpack layer", layer_digest,
-                                  detail=f"corrupt or truncated layer: {error}") from error
-        except ZstdError as error:
-            raise InvalidArgument("unpack layer", layer_digest,
-                                  detail=f"corrupt or truncated layer: zstd {error.detail}") \
-                from error
-        except OSError as error:  # gzip.BadGzipFile, or reading the blob failed
-            raise InvalidArgument("unpack layer", layer_digest,
-                                  detail=f"corrupt or truncated layer: {error}") from error
+        _extract(reader, writer, layer_digest)
         diff_id = f"sha256:{hasher.hexdigest()}"
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise InvalidArgument(
                 "unpack layer", layer_digest,
                 detail=f"diff_id is {diff_id}, the image config says {expected_diff_id}",
             )
-        final = os.path.join(target_parent, diff_id.removeprefix("sha256:"))
-        if os.path.isdir(final):
-            remove_tree(temp)
-            return UnpackResult(diff_id, reader.size, final)
-        writer.finish()
-        try:
-            os.rename(temp, final)
-        except OSError:
-            if not os.path.isdir(final):  # not "someone else unpacked it meanwhile"
-                raise
-            remove_tree(temp)
-        return UnpackResult(diff_id, reader.size, final)
+        return UnpackResult(diff_id, reader.size, _install(temp, target_parent, diff_id,
+                                                           writer))
     except BaseException:
         if writer is not None:
             writer.close()
@@ -250,6 +220,52 @@ def unpack_layer(
         if decompressor is not None:
             decompressor.close()
         raw.close()
+
+
+def _extract(reader: _HashingReader, writer: _LayerWriter, layer_digest: str) -> None:
+    """Every entry of the tar stream *reader* through *writer*, then the rest of the
+    stream (hashed: the diff_id covers the whole blob); a bad stream is InvalidArgument."""
+    import tarfile
+    import zlib
+
+    from tsubo.image.zstd import ZstdError
+
+    try:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFFER) as archive:  # type: ignore[call-overload]
+            # next(), not iteration: each TarInfo is dropped from ``members`` (which
+            # tarfile keeps for getmembers()) as soon as it is read
+            while (member := archive.next()) is not None:
+                archive.members.clear()
+                writer.add(member, archive)
+        writer.close()
+        reader.drain()
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise InvalidArgument("unpack layer", layer_digest,
+                              detail=f"corrupt or truncated layer: {error}") from error
+    except ZstdError as error:
+        raise InvalidArgument("unpack layer", layer_digest,
+                              detail=f"corrupt or truncated layer: zstd {error.detail}") \
+            from error
+    except OSError as error:  # gzip.BadGzipFile, or reading the blob failed
+        raise InvalidArgument("unpack layer", layer_digest,
+                              detail=f"corrupt or truncated layer: {error}") from error
+
+
+def _install(temp: str, target_parent: str, diff_id: str, writer: _LayerWriter) -> str:
+    """Move the complete layer *temp* to its place by diff_id (or drop it: the same layer
+    is there already); its path."""
+    final = os.path.join(target_parent, diff_id.removeprefix("sha256:"))
+    if os.path.isdir(final):
+        remove_tree(temp)
+        return final
+    writer.finish()
+    try:
+        os.rename(temp, final)
+    except OSError:
+        if not os.path.isdir(final):  # not "someone else unpacked it meanwhile"
+            raise
+        remove_tree(temp)
+    return final
 
 
 def remove_tree(path: str) -> None:

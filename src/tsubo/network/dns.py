@@ -30,6 +30,7 @@ import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 _TYPE_A = 1
 _CLASS_IN = 1
@@ -151,3 +152,22 @@ def answer(packet: bytes, end: int, address: str | None) -> bytes:
         body += struct.pack("!HHHIH", 0xC00C, _TYPE_A, _CLASS_IN, _TTL, 4)
         body += bytes(int(part) for part in address.split("."))
     return header + body
+
+
+# --- DNS over TCP (RFC 7766): each message preceded by its length, two bytes ---------------
+
+
+def tcp_frame(message: bytes) -> bytes:
+    """*message* as it goes on a TCP connection."""
+    return len(message).to_bytes(2, "big") + message
+
+
+def read_tcp_message(conn: Any) -> bytes | None:
+    """One message from the blocking socket *conn* (None: it closed before a whole one)."""
+    data = b""
+    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data[2:2 + int.from_bytes(data[:2], "big")]

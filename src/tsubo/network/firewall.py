@@ -45,6 +45,7 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
         ct original ip daddr SUBNET ct state established,related accept
                                                     replies to connections the host opened
         ip daddr GATEWAY udp dport 53 socket wildcard 0 accept      the monitor's resolver
+        ip daddr GATEWAY tcp dport 53 socket wildcard 0 accept      (and over TCP)
         drop                                        any other packet for a host address
       }
     }
@@ -338,14 +339,14 @@ def _host_rules(net: FirewallNetwork) -> list[Command]:
             _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
             {"accept": None}))
     if net.gateway:
-        commands.append(_rule(
+        commands += [_rule(
             chain, comment,
             _match({"payload": {"protocol": _protocol(net.gateway), "field": "daddr"}},
                    net.gateway),
-            _match({"payload": {"protocol": "udp", "field": "dport"}}, DNS_PORT),
+            _match({"payload": {"protocol": transport, "field": "dport"}}, DNS_PORT),
             # only a socket bound to the gateway itself: not a host resolver on 0.0.0.0:53
             _match({"socket": {"key": "wildcard"}}, 0),
-            {"accept": None}))
+            {"accept": None}) for transport in ("udp", "tcp")]
     commands.append(_rule(chain, comment, _DROP))
     return commands
 
@@ -680,9 +681,10 @@ def survey(ruleset: Sequence[dict[str, object]], legacy: Iterable[str] = ()) -> 
     return found
 
 
-def _survey_host(netns: str | None) -> list[HostChain]:
+def _survey_host(netns: str | None,
+                 ruleset: Sequence[dict[str, object]] | None = None) -> list[HostChain]:
     legacy = [f for f in ("ip", "ip6") if "filter" in nftables.legacy_tables(f, netns=netns)]
-    chains = survey(nftables.list_ruleset(netns=netns), legacy)
+    chains = survey(nftables.list_ruleset(netns=netns) if ruleset is None else ruleset, legacy)
     usable = []
     for chain in chains:
         if chain.xtables and not nftables.has_tool(chain.xtables):
@@ -811,6 +813,58 @@ def _owned_by(table: Sequence[dict[str, object]], chain: str) -> list[Command]:
         commands += [{"flush": {"chain": _obj(name=chain)}},
                      {"delete": {"chain": _obj(name=chain)}}]
     return commands
+
+
+def damage(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> list[str]:
+    """What is missing of tsubo's firewall for NETWORKS (empty: all of it is there): the
+    table, a network's chains or its bridge's dispatch elements, the accept-mark rule of a
+    host forward chain. One ``nft list ruleset``, plus ``iptables -C`` for the chains
+    iptables owns. What a :func:`reload` repairs."""
+    ruleset = nftables.list_ruleset(netns=netns)
+    ours = [item for item in ruleset
+            if any(isinstance(body, dict) and body.get("family") == FAMILY
+                   and body.get("table", body.get("name")) == TABLE
+                   for body in item.values())]
+    chains = {str(chain.get("name")) for item in ours
+              if isinstance(chain := item.get("chain"), dict)}
+    problems = []
+    if not any(isinstance(item.get("table"), dict) for item in ours):
+        problems.append(f"table {FAMILY} {TABLE} is gone")
+    else:
+        dispatch = _dispatched_bridges(ours)
+        for net in networks:
+            out_chain, in_chain, _ = chain_names(net)
+            if {FORWARD_CHAIN, out_chain, in_chain} - chains or \
+                    net.bridge_name not in dispatch:
+                problems.append(f"the rules of network {net.name} are gone")
+    for chain in _survey_host(netns, ruleset):
+        if chain.xtables:
+            check = nftables.xtables(chain.xtables, ["-C", chain.name, *XTABLES_RULE],
+                                     netns=netns)
+            if check.exit_code != 0:
+                problems.append(f"{chain!r} lacks tsubo's accept rule")
+        elif not chain.has_rule:
+            problems.append(f"{chain!r} lacks tsubo's accept rule")
+    return problems
+
+
+def _dispatched_bridges(ours: Sequence[dict[str, object]]) -> set[str]:
+    """The bridges with an element in our ``from_bridge`` map (``nft -j`` lists one as
+    ``[{"elem": {"val": BR, "comment": ...}}, {"jump": ...}]``, or ``[BR, {"jump": ...}]``
+    without a comment)."""
+    found: set[str] = set()
+    for item in ours:
+        table_map = item.get("map")
+        if not isinstance(table_map, dict) or table_map.get("name") != FROM_BRIDGE_MAP:
+            continue
+        for element in table_map.get("elem") or []:
+            key: object = element[0] if isinstance(element, list) and element else None
+            if isinstance(key, dict):
+                inner = key.get("elem")
+                key = inner.get("val") if isinstance(inner, dict) else None
+            if isinstance(key, str):
+                found.add(key)
+    return found
 
 
 def remove_all(*, netns: str | None = None) -> None:

@@ -459,23 +459,51 @@ class NetworkStore:
         return found
 
     def resolve_name(self, network_id: str, name: str) -> str | None:
-        """The address, on *network_id*, of the container called *name* (its name, in any
-        case as DNS names go, or its 12-digit short ID); None when no container of that
-        network has it."""
+        """The address, on *network_id*, of the container called *name* (in any case, as
+        DNS names go): its name, its 12-digit short ID, one of its ``--network-alias``es,
+        its ``--hostname`` (also with its ``--domainname``); a container's own name first.
+        None when no container of that network has it."""
         row = self._connection.execute(
             "SELECT e.address FROM endpoints e JOIN containers c ON c.id = e.container_id "
-            "WHERE e.network_id = ? AND (c.name = ? COLLATE NOCASE OR substr(c.id, 1, 12) = ?)",
-            (network_id, name, name.lower())).fetchone()
+            f"WHERE e.network_id = ? AND ({_NAMED_SQL}) "
+            "ORDER BY c.name = ? COLLATE NOCASE DESC LIMIT 1",
+            (network_id, *_named_params(name), name)).fetchone()
         return str(row[0]) if row else None
+
+    def upstreams_of(self, network_id: str, address: str) -> list[str]:
+        """The ``--dns`` servers of the container at *address* on *network_id* (empty: the
+        engine's upstreams)."""
+        row = self._connection.execute(
+            "SELECT json_extract(c.options, '$.dns') FROM endpoints e "
+            "JOIN containers c ON c.id = e.container_id "
+            "WHERE e.network_id = ? AND e.address = ?", (network_id, address)).fetchone()
+        if not row or not row[0]:
+            return []
+        servers = jsonwire.loads(row[0], "", operation="load run options")
+        return [str(server) for server in servers] if isinstance(servers, list) else []
 
     def container_name_taken(self, name: str) -> bool:
         """Whether any container of this engine (on any network, or none; in any state) is
         called *name* (in any case) or has it as its 12-digit short ID: the names the
         network resolvers never relay upstream."""
         row = self._connection.execute(
-            "SELECT 1 FROM containers WHERE name = ? COLLATE NOCASE OR substr(id, 1, 12) = ? "
-            "LIMIT 1", (name, name.lower())).fetchone()
+            f"SELECT 1 FROM containers c WHERE {_NAMED_SQL} LIMIT 1",
+            _named_params(name)).fetchone()
         return row is not None
+
+
+#: a container ``c`` answers to a name ``?``: see :meth:`NetworkStore.resolve_name`
+_NAMED_SQL = (
+    "c.name = ? COLLATE NOCASE OR substr(c.id, 1, 12) = ? "
+    "OR json_extract(c.options, '$.hostname') = ? COLLATE NOCASE "
+    "OR json_extract(c.options, '$.hostname') || '.' || json_extract(c.options, "
+    "'$.domainname') = ? COLLATE NOCASE "
+    "OR EXISTS (SELECT 1 FROM json_each(c.options, '$.network_aliases') a "
+    "WHERE a.value = ? COLLATE NOCASE)")
+
+
+def _named_params(name: str) -> tuple[str, ...]:
+    return name, name.lower(), name, name, name
 
 
 def _check_kind(kind: str) -> None:
