@@ -149,7 +149,7 @@ def parse_publish(text: str, flag: str = "--publish") -> list[PortSpec]:
                 raise _bad(flag, text, f"invalid IP address: {ip_text}")
             raw = raw[1:-1]
         found = normalize_ip(raw)
-        if found is None or (":" in found) != (":" in raw):
+        if found is None:
             raise _bad(flag, text, f"invalid IP address: {ip_text}")
         host_ip = "" if found == ANY_IPV4 else found
     if not container_text:
