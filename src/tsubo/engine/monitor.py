@@ -161,6 +161,12 @@ class MonitorService:
         self.firewall_check_at = 0.0
         self.firewall_repairs: list[float] = []
         self.firewall_backoff = 0.0
+        #: pids of our own ``nft`` runs that published ports (a worker's thread adds them),
+        #: and who committed the changes heard since the last look (0: unknown; lost:
+        #: notifications dropped): a look after only our own transactions is skipped
+        self.own_nft_pids: collections.deque[int] = collections.deque(maxlen=64)
+        self.firewall_committers: list[int] = []
+        self.firewall_unknown = False
         self.listener = -1
         self.listener_sock: object = None
         #: DNS on each network's gateway: fd -> (socket, network id); relayed queries
@@ -647,7 +653,8 @@ class MonitorService:
 
         try:
             files = ContainerFiles(self.paths.container_dir(job.container_id))
-            publishing = _Publishing(job.publication) if job.publication else None
+            publishing = _Publishing(job.publication, self.own_nft_pids.append) \
+                if job.publication else None
             try:  # its nft transaction runs while the runtime starts the container
                 job.started = _spawn_container(self.runtime, self.paths, job.container_id,
                                                job.options, files.bundle)
@@ -1068,7 +1075,12 @@ class MonitorService:
         import time
 
         assert self.firewall_watch is not None
-        self.firewall_watch.drain()
+        watch = self.firewall_watch
+        watch.drain()
+        # who committed what, for the look: our own port publishing needs none
+        self.firewall_committers += watch.committed or [0]
+        self.firewall_unknown = self.firewall_unknown or watch.lost
+        watch.committed, watch.lost = [], False
         if not self.firewall_check_at:
             self.firewall_check_at = time.monotonic() + _FIREWALL_SETTLE_SECONDS \
                 + self.firewall_backoff
@@ -1079,6 +1091,15 @@ class MonitorService:
         from tsubo.engine.background import record_event
         from tsubo.engine.networks import NetworkManager
 
+        committers, self.firewall_committers = self.firewall_committers, []
+        unknown, self.firewall_unknown = self.firewall_unknown, False
+        ours = [pid for pid in committers if pid and pid in self.own_nft_pids]
+        for pid in ours:
+            self.own_nft_pids.remove(pid)
+        if not unknown and len(ours) == len(committers):
+            # only our own ports were published since the last look: nothing to check (a
+            # look lists the ruleset, whose size grows with every published port)
+            return
         missing = NetworkManager(self.engine).repair()
         now = time.monotonic()
         if not missing:
@@ -1323,17 +1344,19 @@ class _StartJob:
 class _Publishing:
     """A published-port transaction (``PortPublication.apply``) in a thread of its own."""
 
-    def __init__(self, publication: PortPublication) -> None:
+    def __init__(self, publication: PortPublication, committed: Callable[[int], object]
+                 ) -> None:
         import threading
 
         self.publication = publication
+        self.committed = committed  # told the pid of the nft that committed it
         self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name="tsubo-publish")
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            self.publication.apply()
+            self.committed(self.publication.apply())
         except Exception as error:  # handed to the worker that waits
             self.error = error
 

@@ -417,11 +417,12 @@ class PortPublication:
         self.bridge = bridge
         self.ports = [PublishedPort.from_ledger_name(port_name) for port_name in names]
 
-    def apply(self) -> None:
+    def apply(self) -> int:
+        """The transaction; the pid of the ``nft`` that committed it."""
         from tsubo.network import firewall
 
-        firewall.publish(self.container_id, self.name, self.address, self.ports,
-                         bridge=self.bridge)
+        return firewall.publish(self.container_id, self.name, self.address, self.ports,
+                                bridge=self.bridge)
 
 
 def unpublish(store: NetworkStore, container_id: str) -> bool:

@@ -79,13 +79,15 @@ class HelperResult:
     """How one run ended: ``exit_code`` (negative: killed by that signal), the captured
     ``stdout`` and ``stderr`` (bytes), and whether the timeout killed it."""
 
-    __slots__ = ("argv", "exit_code", "obj", "operation", "program", "stderr", "stdout",
-                 "timed_out", "timeout")
+    __slots__ = ("argv", "exit_code", "obj", "operation", "pid", "program", "stderr",
+                 "stdout", "timed_out", "timeout")
 
     def __init__(self, argv: Sequence[str], program: str, exit_code: int, stdout: bytes,
                  stderr: bytes, *, operation: str = "run", obj: str = "",
-                 timeout: float | None = None, timed_out: bool = False) -> None:
+                 timeout: float | None = None, timed_out: bool = False, pid: int = 0) -> None:
         self.argv = list(argv)
+        #: the process it ran as (nftables names it in its change notifications)
+        self.pid = pid
         self.program = program
         self.exit_code = exit_code
         self.stdout = stdout
@@ -213,7 +215,7 @@ def run(argv: Sequence[str], *, stdin: bytes = b"", program: str | None = None,
         status, timed_out = _wait(pid, timeout)
         return HelperResult(argv, path, os.waitstatus_to_exitcode(status), _read_all(fds[1]),
                             _read_all(fds[2]), operation=operation, obj=obj, timeout=timeout,
-                            timed_out=timed_out)
+                            timed_out=timed_out, pid=pid)
     finally:
         for fd in fds:
             os.close(fd)

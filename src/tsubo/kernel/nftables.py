@@ -40,11 +40,12 @@ if TYPE_CHECKING:
 # nft
 
 
-def apply(batch: object, *, netns: str | None = None) -> None:
-    """Apply one JSON batch (``{"nftables": [...]}``, or its text) as one transaction."""
+def apply(batch: object, *, netns: str | None = None) -> int:
+    """Apply one JSON batch (``{"nftables": [...]}``, or its text) as one transaction; the
+    pid of the ``nft`` that committed it (the kernel's change notification names it)."""
     text = batch if isinstance(batch, str) else jsonwire.dumps(batch)
-    helpers.run(["nft", "-j", "-f", "-"], stdin=text.encode(), netns=netns,
-                operation="nft").check()
+    return helpers.run(["nft", "-j", "-f", "-"], stdin=text.encode(), netns=netns,
+                       operation="nft").check().pid
 
 
 def list_table(

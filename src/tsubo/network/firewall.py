@@ -751,11 +751,12 @@ def reload(networks: Iterable[FirewallNetwork], *, publications: Iterable[Public
 
 
 def publish(container_id: str, name: str, address: str, ports: Sequence[PublishedPort], *,
-            bridge: str = "", netns: str | None = None) -> None:
+            bridge: str = "", netns: str | None = None) -> int:
     """Make PORTS reach ADDRESS (one nft transaction). BRIDGE (the container's first
     network's) gets ``route_localnet``: the host's own 127.0.0.1 clients are DNAT'ed onto
     it, and the kernel routes 127.0.0.0/8 to a link only where that is on (the drop in
-    ``localhost`` keeps others from using it)."""
+    ``localhost`` keeps others from using it). Returns the pid of the ``nft`` that
+    committed it."""
     if bridge:
         from tsubo.kernel import procfs
 
@@ -764,10 +765,10 @@ def publish(container_id: str, name: str, address: str, ports: Sequence[Publishe
     from tsubo.errors import TsuboError
 
     try:  # the skeleton is there since the network's setup: the short batch (~3 ms)
-        nftables.apply(publish_batch(container_id, name, address, ports), netns=netns)
+        return nftables.apply(publish_batch(container_id, name, address, ports), netns=netns)
     except TsuboError:  # a flushed table: the skeleton too (a failed batch changed nothing)
-        nftables.apply(publish_batch(container_id, name, address, ports, skeleton=True),
-                       netns=netns)
+        return nftables.apply(publish_batch(container_id, name, address, ports,
+                                            skeleton=True), netns=netns)
 
 
 def unpublish(container_id: str, ports: Sequence[PublishedPort], *,

@@ -1,0 +1,56 @@
+"""The nftables watch names who committed each transaction (kernel/nftwatch.py), so the
+monitor can tell its own port publishing from anyone else's change: a real netlink
+subscription in a throwaway network namespace."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+from typing import Any
+
+from tsubo.kernel import nftables
+from tsubo.kernel.iproute import InNetns
+from tsubo.kernel.nftwatch import RulesetWatch, committers
+
+TABLE = {"nftables": [{"add": {"table": {"family": "inet", "name": "tsubo"}}}]}
+
+
+def drain_until(watch: RulesetWatch, count: int) -> None:
+    """Drain until COUNT transactions were heard (their ends may come a moment after)."""
+    while len(watch.committed) < count:
+        assert select.select([watch.fd], [], [], 5)[0], "no notification"
+        watch.drain()
+
+
+def test_the_watch_names_the_nft_that_committed(netns: Any) -> None:
+    with InNetns(netns.name):
+        watch = RulesetWatch()
+    try:
+        pid = nftables.apply(TABLE, netns=netns.name)
+        assert pid > 0
+        drain_until(watch, 1)
+        assert watch.committed == [pid]
+        # someone else's change names someone else
+        subprocess.run(["nsenter", f"--net=/run/netns/{netns.name}", "nft", "add", "chain",
+                        "inet", "tsubo", "x"], check=True)
+        drain_until(watch, 2)
+        assert len(watch.committed) == 2 and watch.committed[1] not in (0, pid)
+        assert not watch.lost
+    finally:
+        watch.close()
+        subprocess.run(["nsenter", f"--net=/run/netns/{netns.name}", "nft", "delete",
+                        "table", "inet", "tsubo"], check=False)
+
+
+def test_committers_of_a_read_that_holds_no_generation() -> None:
+    # a lone NEWTABLE message (type 10 << 8 | 0): no transaction end, no committer
+    message = (20).to_bytes(4, "little") + (10 << 8).to_bytes(2, "little") + bytes(14)
+    assert committers(message) == []
+    assert committers(b"") == [] and committers(b"\x00" * 8) == []
+
+
+def test_committers_of_a_generation_message_as_the_kernel_sends_it() -> None:
+    # NFT_MSG_NEWGEN as read from the socket: gen id 2, by pid 0x44bc, "nft"
+    payload = bytes.fromhex("00000002" "0800010000000002" "08000200000044bc" "080003006e667400")
+    header = (16 + len(payload)).to_bytes(4, "little") + (10 << 8 | 15).to_bytes(2, "little")
+    assert committers(header + bytes(10) + payload) == [0x44BC]
