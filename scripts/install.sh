@@ -17,6 +17,7 @@ packages=(
   libzstd1 zstd              # zstd layers are read through libzstd; zstd(1) makes test layers
   docker-registry skopeo     # a real registry on 127.0.0.1 and an independent client (tests)
   umoci apache2-utils        # reference unpacker (tests); htpasswd for the basic-auth registry
+  buildah                    # the reference builder: `buildah bud` of the same Dockerfile (tests)
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -1,0 +1,91 @@
+"""The Dockerfile parser, variable substitution and ``.dockerignore`` rules (pure, no root)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tsubo.build.context import IgnoreRules, pattern_regex
+from tsubo.build.dockerfile import expand, key_values, parse, split_words
+from tsubo.errors import InvalidArgument
+
+
+def test_continuations_comments_and_blank_lines() -> None:
+    parsed = parse("FROM busybox\n"
+                   "# a comment\n"
+                   "\n"
+                   "RUN echo one \\\n"
+                   "  # a comment inside the instruction\n"
+                   "  && echo two\n"
+                   "run echo lower-case keyword\n")
+    keywords = [instruction.keyword for instruction in parsed.instructions]
+    assert keywords == ["FROM", "RUN", "RUN"]
+    assert parsed.instructions[1].args == "echo one   && echo two"
+    assert parsed.instructions[1].line == 4
+    assert parsed.instructions[2].line == 7
+
+
+def test_escape_and_syntax_directives() -> None:
+    parsed = parse("# syntax=docker/dockerfile:1\n# escape=`\nFROM x\nRUN dir c:\\ `\n  /w\n")
+    assert parsed.escape == "`"
+    assert parsed.instructions[1].args == "dir c:\\   /w"
+    assert len(parsed.notes) == 1 and "syntax=docker/dockerfile:1" in parsed.notes[0]
+    # a directive after an instruction is a comment
+    late = parse("FROM x\n# escape=`\nRUN a \\\n b\n")
+    assert late.escape == "\\" and late.instructions[1].args == "a  b"
+
+
+def test_exec_form_flags_and_heredocs() -> None:
+    parsed = parse('FROM x\nCMD ["echo", "a b"]\nENTRYPOINT [not json\n'
+                   "COPY --from=build --chown=1:2 a b /dst/\n"
+                   "RUN <<EOF\necho one\necho two\nEOF\n"
+                   "COPY <<-\"END\" /file\n\tcontent $X\n\tEND\n")
+    cmd, entrypoint, copy, run, inline = parsed.instructions[1:]
+    assert cmd.json == ["echo", "a b"]
+    assert entrypoint.json is None and entrypoint.args == "[not json"
+    assert copy.flags == {"from": "build", "chown": "1:2"} and copy.args == "a b /dst/"
+    assert run.heredocs[0].name == "EOF" and run.heredocs[0].content == "echo one\necho two\n"
+    assert inline.heredocs[0].content == "content $X\n" and inline.heredocs[0].quoted
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("FROM x\nFROBNICATE y\n", "Dockerfile:2: unknown instruction FROBNICATE"),
+    ("FROM x\nCOPY --frm=a b c\n", "COPY does not take --frm"),
+    ("FROM x\nRUN <<EOF\necho\n", "heredoc <<EOF is not terminated"),
+    ("# only a comment\n", "no instructions"),
+    ("# escape=x\nFROM x\n", "escape must be"),
+    ("FROM x\nSHELL sh -c\n", "SHELL needs the JSON form"),
+])
+def test_bad_lines_are_one_clear_error(text: str, message: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse(text)
+    assert message in caught.value.message()
+    assert "\n" not in caught.value.message()
+
+
+def test_variables_quotes_and_words() -> None:
+    env = {"A": "one", "EMPTY": "", "SPACED": "x y"}
+    assert expand("$A-${A}_${MISSING:-dflt}${A:+set}${EMPTY:-e}", env) == "one-one_dfltsete"
+    assert expand("'$A' \"$A\" \\$A", env) == "$A one $A"
+    assert split_words('a "b c" d\\ e $SPACED', env) == ["a", "b c", "d e", "x y"]
+    assert key_values('K=v L="two words" M=$A', env, "\\", "here", "ENV") == [
+        ("K", "v"), ("L", "two words"), ("M", "one")]
+    assert key_values("K value with spaces", env, "\\", "here", "ENV") == [
+        ("K", "value with spaces")]
+    with pytest.raises(InvalidArgument, match="needs KEY=VALUE"):
+        key_values("=x", env, "\\", "here", "LABEL")
+    with pytest.raises(InvalidArgument, match="unterminated"):
+        split_words('"open', env)
+    with pytest.raises(InvalidArgument, match="required"):
+        expand("${MISSING:?required}", env)
+
+
+def test_dockerignore_rules() -> None:
+    rules = IgnoreRules("# comment\n*.log\n/build\n**/secret*\n!keep.log\ndocs/*.md\n")
+    assert rules.excluded("a.log") and not rules.excluded("keep.log")
+    assert rules.excluded("build") and rules.excluded("build/out/x")  # the dir's content
+    assert rules.excluded("deep/down/secret.txt") and rules.excluded("secret")
+    assert rules.excluded("docs/a.md") and not rules.excluded("docs/sub/a.md")
+    assert not rules.excluded("sub/a.log")  # * does not cross /
+    assert not IgnoreRules("").excluded("anything")
+    assert pattern_regex("a/**/b").match("a/b") and pattern_regex("a/**/b").match("a/x/y/b")
+    assert pattern_regex("[a-c]?").match("b1") and not pattern_regex("[!a-c]").match("a")
