@@ -25,12 +25,15 @@ if TYPE_CHECKING:
     from tsubo.state.db import ContainerRow
 
 
-def mount_point_filter(bundle_config: str, lower_dirs: list[str]
+def mount_point_filter(bundle_config: str, upper: str, lower_dirs: list[str]
                        ) -> Callable[[str, os.stat_result], bool]:
     """A ``skip(path, lstat)`` for the layer writers: True for an empty file or directory
-    at a mount destination of the container's OCI config that no lower layer has."""
+    at a mount destination of the container's OCI config that no lower layer has, and
+    for a directory above one that was copied up only for it (the lower layers have it
+    with the same owner and mode, and all it holds in *upper* is skipped)."""
     from tsubo import jsonwire
-    from tsubo.image.layerdiff import _in_lower
+    from tsubo.image.layerdiff import OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, _in_lower, _lstat_in
+    from tsubo.kernel.untrusted import open_directory_nofollow
 
     destinations: set[str] = set()
     try:
@@ -45,11 +48,29 @@ def mount_point_filter(bundle_config: str, lower_dirs: list[str]
             destinations.add(os.path.normpath(destination).strip("/"))
 
     def skip(path: str, info: os.stat_result) -> bool:
-        if path not in destinations or _in_lower(lower_dirs, path):
+        if path in destinations and not _in_lower(lower_dirs, path):
+            if stat.S_ISREG(info.st_mode):
+                return info.st_size == 0
+            return stat.S_ISDIR(info.st_mode)
+        if not stat.S_ISDIR(info.st_mode) or \
+                not any(dest.startswith(path + "/") for dest in destinations):
             return False
-        if stat.S_ISREG(info.st_mode):
-            return info.st_size == 0
-        return stat.S_ISDIR(info.st_mode)
+        below = next((found for layer in lower_dirs
+                      if (found := _lstat_in(layer, path.split("/"))) is not None), None)
+        if below is None or (below.st_mode, below.st_uid, below.st_gid) != \
+                (info.st_mode, info.st_uid, info.st_gid):
+            return False
+        fd = open_directory_nofollow(upper, path)
+        if fd < 0:
+            return False
+        try:
+            if any(not name.startswith(OVERLAY_XATTR_PREFIX) or name == OPAQUE_XATTR
+                   for name in os.listxattr(fd)):
+                return False  # opaque, or metadata of its own (not overlay's bookkeeping)
+            return all(skip(f"{path}/{name}", os.lstat(name, dir_fd=fd))
+                       for name in os.listdir(fd))
+        finally:
+            os.close(fd)
 
     return skip
 
@@ -70,7 +91,7 @@ class ContainerTree:
         return f"{self.files.directory}/upper"
 
     def skip(self) -> Callable[[str, os.stat_result], bool]:
-        return mount_point_filter(self.files.config, self.lower_dirs)
+        return mount_point_filter(self.files.config, self.upper, self.lower_dirs)
 
 
 def container_changes(core: EngineCore, ref: str) -> list[tuple[str, str]]:
