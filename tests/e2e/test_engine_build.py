@@ -415,3 +415,52 @@ def test_the_built_tree_and_config_match_buildah(tsubo: EngineCLI, buildah: Buil
         for path in ("/data", "/run"):
             tree.pop(path, None)
     assert registry_fixtures.diff_trees(expected, actual, ("buildah", "tsubo")) == ""
+
+
+# --- networks and registries --------------------------------------------------------------------
+
+def test_run_steps_get_the_default_bridge_unless_told(tsubo: EngineCLI, tmp_path: Path) -> None:
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM bb\nRUN ip -o -4 addr show eth0 | wc -l > /eth0-count\n"})
+    try:
+        proc = tsubo("build", "-t", "net", str(context), timeout=BUILD_TIMEOUT)
+        assert proc.returncode == 0, proc.stderr
+    finally:  # the default network (its bridge, the nft table) outlives the build
+        removed = tsubo("network", "rm", "bridge")
+    assert removed.returncode == 0, removed.stderr
+    assert run(tsubo, "net", "cat", "/eth0-count") == "1\n"
+    none = build(tsubo, context, "--no-cache", "-t", "nonet")
+    assert "Using cache" not in none.stdout  # the network is part of the step's key
+    assert run(tsubo, "nonet", "cat", "/eth0-count") == "0\n"
+
+
+registry = registry_fixtures.registry
+
+
+def test_a_built_image_pushes_and_skopeo_reads_it(
+        registry: registry_fixtures.Registry, tsubo: EngineCLI, tmp_path: Path) -> None:
+    from tests.e2e.test_engine_pull import image_layers, make_puller
+    from tests.e2e.test_engine_push import assert_same_tree, skopeo_inspect
+
+    target = f"{registry.address}/built/app:1"
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM bb\nRUN rm -rf /home && mkdir /home && echo hi > /home/hi\n"
+                      "COPY f /f\nCMD [\"cat\", \"/f\"]\n", "f": "pushed\n"})
+    built = image_id(build(tsubo, context, "-t", target))
+    original = registry_fixtures.merged_layers_tree(image_layers(tsubo, target),
+                                                    tmp_path / "mnt")
+    pusher = make_puller(registry, tsubo, tmp_path)
+    pushed = pusher("push", "-q", target)
+    assert pushed.returncode == 0, pushed.stderr
+    inspected = skopeo_inspect(registry, "built/app:1")
+    assert inspected["Digest"] == pushed.stdout.strip()
+    assert len(inspected["Layers"]) == 3
+    config = json.loads(registry.skopeo("inspect", "--config", "--tls-verify=false",
+                                        f"docker://{target}").stdout)
+    assert config["config"]["Cmd"] == ["cat", "/f"]
+    assert [entry.get("empty_layer", False) for entry in config["history"]][-2:] == \
+        [False, True]
+    assert f"sha256:{built}" == tsubo.inspect(target)["Id"]
+    assert_same_tree(original, registry_fixtures.scan_tree(
+        registry.reference_rootfs("built/app:1")), ("tsubo", "umoci"),
+        "umoci unpack of the pushed built image")
