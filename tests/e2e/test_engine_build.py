@@ -179,6 +179,31 @@ COPY --from=0 /bin/busybox /bin/busybox
                                                              "(--target)")
 
 
+def test_workdir_quiet_iidfile_and_the_python_api(tsubo: EngineCLI, tmp_path: Path) -> None:
+    import tsubo as tsubo_api
+
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM bb\nWORKDIR /made/here\nRUN touch inside\nWORKDIR /tmp\n"})
+    iidfile = tmp_path / "iid"
+    quiet = build(tsubo, context, "-q", "--iidfile", str(iidfile), "-t", "wd")
+    assert quiet.stdout == iidfile.read_text() + "\n"  # only the ID
+    assert run(tsubo, "wd", "ls", "/made/here") == "inside\n"
+    history = [entry.get("created_by") for entry in json.loads(
+        (tsubo.root / "blobs" / "sha256" / iidfile.read_text().split(":")[1]).read_text()
+    )["history"]]
+    assert history == ["WORKDIR /made/here", "RUN /bin/sh -c touch inside", "WORKDIR /tmp"]
+    said: list[str] = []
+    printed: list[bytes] = []
+    (context / "Dockerfile").write_text("FROM wd\nRUN echo from the API; pwd\n")
+    with tsubo_api.Engine(str(tsubo.root)) as engine:
+        image = engine.build(str(context), tags=["api:1"], network="none",
+                             say=said.append, output=printed.append)
+        assert engine.image("api:1").id == image.id
+    assert said[:2] == ["STEP 1/2: FROM wd", "STEP 2/2: RUN echo from the API; pwd"]
+    assert said[-1] == "Successfully tagged docker.io/library/api:1"
+    assert b"".join(printed) == b"from the API\n/tmp\n"
+
+
 def test_whiteouts_and_opaque_directories(tsubo: EngineCLI, tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {"Dockerfile": """\
 FROM bb

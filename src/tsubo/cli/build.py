@@ -13,7 +13,7 @@ import os
 import sys
 
 from tsubo.cli.argv import FLAG, LIST, VALUE, Option
-from tsubo.errors import InvalidArgument
+from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,8 +108,12 @@ def build_command(engine: Engine, parsed: Parsed) -> int:
                          timestamp=timestamp, pull=parsed.flag("pull"), say=say,
                          output=output)
     if parsed.text("iidfile"):
-        with open(parsed.text("iidfile"), "w", encoding="ascii") as iidfile:
-            iidfile.write(f"sha256:{image.id}")
+        try:
+            with open(parsed.text("iidfile"), "w", encoding="ascii") as iidfile:
+                iidfile.write(f"sha256:{image.id}")
+        except OSError as error:
+            raise TsuboError.from_os_error("write --iidfile", parsed.text("iidfile"),
+                                           error) from None
     _out(image.id if not quiet else f"sha256:{image.id}")
     return 0
 
