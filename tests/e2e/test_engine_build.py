@@ -237,6 +237,37 @@ def test_dockerignore_and_what_leaves_the_context(tsubo: EngineCLI, tmp_path: Pa
         assert detail in engine_fixtures.one_line(proc.stderr)
 
 
+def test_hostile_trees_stay_inside(tsubo: EngineCLI, tmp_path: Path) -> None:
+    """What RUN steps plant (a symlink to /, a FIFO, a device node, a symlink to a host
+    file) is copied as what it is, never followed or opened; COPY through the symlink lands
+    inside the image; ADD of an archive with ``../`` entries is refused."""
+    marker = tmp_path / "host-marker"
+    context = write_context(tmp_path / "ctx", {
+        "Dockerfile": "FROM bb\n"
+                      "RUN ln -s / /escape && mkfifo /fifo && mknod /null c 1 3"
+                      f" && ln -s {marker} /host-link\n"
+                      f"COPY f /escape{tmp_path}/host-marker\n",
+        "f": "inside\n"})
+    build(tsubo, context, "-t", "hostile")
+    assert not marker.exists()  # the COPY went into the image, not to the host
+    assert run(tsubo, "hostile", "cat", f"{tmp_path}/host-marker") == "inside\n"
+    run_layer = tsubo.inspect("hostile")["RootFS"]["Layers"][1].split(":")[1]
+    with tarfile.open(tsubo.root / "blobs" / "sha256" / run_layer) as tar:
+        names = {member.name: member for member in tar.getmembers()}
+    assert names["fifo"].isfifo() and names["null"].ischr()
+    assert names["escape"].issym() and names["escape"].linkname == "/"
+    assert names["host-link"].linkname == str(marker)
+    inner = tmp_path / "evil"
+    inner.mkdir()
+    (inner / "x").write_text("x")
+    with tarfile.open(context / "evil.tar", "w") as tar:
+        tar.add(inner / "x", arcname="../../outside-x")
+    proc = tsubo("build", "-f", "-", str(context), input="FROM bb\nADD evil.tar /a/\n")
+    assert proc.returncode == 1
+    assert "outside-x" in engine_fixtures.one_line(proc.stderr), proc.stderr
+    assert not (tmp_path / "outside-x").exists()
+
+
 def test_cache_hits_and_misses(tsubo: EngineCLI, tmp_path: Path) -> None:
     context = write_context(tmp_path / "ctx", {
         "Dockerfile": "FROM bb\nARG V=1\nRUN echo first $V > /first\nCOPY one.txt /\n"
