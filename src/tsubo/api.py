@@ -471,9 +471,12 @@ class Engine:
               quiet: bool = False, labels: dict[str, str] | None = None,
               timestamp: int | None = None, pull: bool = False,
               say: Callable[[str], None] | None = None,
-              output: Callable[[bytes], None] | None = None) -> Image:
+              output: Callable[[bytes], None] | None = None,
+              context_stream: BinaryIO | None = None) -> Image:
         """Build an image from a Dockerfile (``tsubo build``): *dockerfile* is its path
-        (default ``CONTEXT/Dockerfile``) or *dockerfile_text* its text; *say* receives the
+        (default ``CONTEXT/Dockerfile``) or *dockerfile_text* its text; *context_stream* a
+        tar of the context (plain, gzip, zstd, xz or bzip2) instead of the directory
+        *context* (``build -``); *say* receives the
         progress lines (``STEP 2/5: RUN ...``), *output* what RUN steps print. *timestamp*
         (default ``$SOURCE_DATE_EPOCH``) fixes every time in the image."""
         from tsubo.build.builder import BuildOptions, build
@@ -481,7 +484,8 @@ class Engine:
         if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip():
             timestamp = _epoch(os.environ["SOURCE_DATE_EPOCH"], "SOURCE_DATE_EPOCH")
         options = BuildOptions(
-            os.path.abspath(context), dockerfile_path=os.path.abspath(dockerfile)
+            os.path.abspath(context) if context_stream is None else "",
+            context_stream=context_stream, dockerfile_path=os.path.abspath(dockerfile)
             if dockerfile else "", dockerfile_text=dockerfile_text, tags=list(tags),
             build_args=build_args, target=target, no_cache=no_cache, network=network,
             quiet=quiet, labels=labels, timestamp=timestamp, pull=pull)

@@ -163,7 +163,10 @@ FROM scratch
 COPY --from=builder /out/app /app
 COPY --from=0 /bin/busybox /bin/busybox
 """})
-    final = image_id(build(tsubo, context, "-t", "final"))
+    final_proc = build(tsubo, context, "-t", "final")
+    final = image_id(final_proc)
+    assert "STEP 5/5: COPY --from=0" in final_proc.stdout
+    assert "tested" not in final_proc.stdout  # a stage the target does not need: skipped
     assert tsubo.inspect("final")["Id"] == f"sha256:{final}"
     [top] = tsubo.inspect("final")["RootFS"]["Layers"][:1]
     assert layer_names(tsubo, top) == ["app"]
@@ -171,7 +174,7 @@ COPY --from=0 /bin/busybox /bin/busybox
     assert tsubo("run", "--rm", "--network", "none", "final", "/bin/busybox", "ls",
                  "/out").returncode != 0
     tester = build(tsubo, context, "--target", "tester", "-t", "tester")
-    assert "STEP 5/7" not in tester.stdout  # the stages after the target are not built
+    assert "STEP 4/4: RUN echo tested" in tester.stdout
     assert run(tsubo, "tester", "cat", "/out/test-report") == "tested\n"
     missing = build(tsubo, context, "--target", "nope", ok=False)
     assert missing.returncode == 1
@@ -202,6 +205,34 @@ def test_workdir_quiet_iidfile_and_the_python_api(tsubo: EngineCLI, tmp_path: Pa
     assert said[:2] == ["STEP 1/2: FROM wd", "STEP 2/2: RUN echo from the API; pwd"]
     assert said[-1] == "Successfully tagged docker.io/library/api:1"
     assert b"".join(printed) == b"from the API\n/tmp\n"
+
+
+def test_onbuild_triggers_stdin_context_and_compressed_add(tsubo: EngineCLI,
+                                                         tmp_path: Path) -> None:
+    parent = write_context(tmp_path / "parent", {
+        "Dockerfile": "FROM bb\nONBUILD COPY marker /from-trigger\n"
+                      "ONBUILD RUN echo triggered > /trigger\n"})
+    build(tsubo, parent, "-t", "parent")
+    assert tsubo.inspect("parent")["Config"]["OnBuild"] == [
+        "COPY marker /from-trigger", "RUN echo triggered > /trigger"]
+    child = write_context(tmp_path / "child", {
+        "Dockerfile": "FROM parent\nADD tree.tar.xz /xz/\n", "marker": "from the child\n"})
+    inner = write_context(tmp_path / "inner", {"in/xz.txt": "unpacked\n"})
+    with tarfile.open(child / "tree.tar.xz", "w:xz") as tar:
+        tar.add(inner, arcname=".")
+    archive = tmp_path / "context.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(child, arcname=".")
+    with archive.open("rb") as stdin:
+        proc = subprocess.run(tsubo.argv("build", "--network", "none", "-t", "child", "-"),
+                              stdin=stdin, capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT, env=engine_fixtures.engine_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "--> ONBUILD RUN echo triggered > /trigger" in proc.stdout
+    assert run(tsubo, "child", "cat", "/from-trigger", "/trigger", "/xz/in/xz.txt") == \
+        "from the child\ntriggered\nunpacked\n"
+    assert tsubo.inspect("child")["Config"].get("OnBuild") is None  # not passed on
+    assert list((tsubo.root / "build").iterdir()) == []  # the unpacked context is gone
 
 
 def test_whiteouts_and_opaque_directories(tsubo: EngineCLI, tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 ``build`` prints podman's progress (``STEP 2/5: RUN ...``, the step's output as it comes,
 ``--> Using cache ...`` / ``--> <id>``, ``COMMIT``, the final ID on the last line); ``-q``
-only the ID. ``-f -`` reads the Dockerfile from stdin, a context of ``-`` is refused (a
-tar context on stdin is not supported). ``diff`` prints Docker's ``A|C|D /path`` lines;
-``export`` writes a tar to ``-o FILE`` or to stdout (refused when stdout is a terminal).
+only the ID. ``-f -`` reads the Dockerfile from stdin; a context of ``-`` is a tar of the
+context on stdin (plain or compressed; its ``Dockerfile`` unless ``-f`` names another).
+``diff`` prints Docker's ``A|C|D /path`` lines; ``export`` writes a tar to ``-o FILE`` or
+to stdout (refused when stdout is a terminal).
 """
 
 from __future__ import annotations
@@ -70,12 +71,12 @@ def build_command(engine: Engine, parsed: Parsed) -> int:
         raise InvalidArgument("build", " ".join(parsed.positional),
                               detail="expected exactly one CONTEXT directory")
     context = parsed.positional[0]
-    if context == "-":
-        raise InvalidArgument("build", "-", detail="a context on stdin is not supported: "
-                              "give a directory")
     dockerfile = parsed.text("file")
     text = None
     if dockerfile == "-":
+        if context == "-":
+            raise InvalidArgument("build", "-f - -", detail="stdin cannot be both the "
+                                  "Dockerfile and the context")
         text = sys.stdin.read()
         dockerfile = ""
     timestamp = None
@@ -106,7 +107,8 @@ def build_command(engine: Engine, parsed: Parsed) -> int:
                          network=network, quiet=quiet,
                          labels=_pairs(parsed.texts("label"), "--label"),
                          timestamp=timestamp, pull=parsed.flag("pull"), say=say,
-                         output=output)
+                         output=output,
+                         context_stream=sys.stdin.buffer if context == "-" else None)
     if parsed.text("iidfile"):
         try:
             with open(parsed.text("iidfile"), "w", encoding="ascii") as iidfile:
