@@ -255,11 +255,16 @@ def test_dockerignore_and_what_leaves_the_context(tsubo: EngineCLI, tmp_path: Pa
         "Dockerfile": "FROM bb\nCOPY . /ctx/\n", ".dockerignore": "*.log\nsecret/\n!keep.log\n",
         "a.log": "x", "keep.log": "kept\n", "secret/key": "k", "src/main.c": "int main;\n"})
     (context / "link-out").symlink_to(outside)
+    (context / "link-in").symlink_to("/src/main.c")  # absolute: the context's root
+    (context / "Dockerfile").write_text("FROM bb\nCOPY . /ctx/\nCOPY link-in /followed\n")
     build(tsubo, context, "-t", "ctx")
     listing = run(tsubo, "ctx", "sh", "-c", "cd /ctx && find . | sort; readlink link-out")
     assert listing.split("\n") == [".", "./.dockerignore", "./Dockerfile", "./keep.log",
-                                   "./link-out", "./src", "./src/main.c", str(outside), ""]
+                                   "./link-in", "./link-out", "./src", "./src/main.c",
+                                   str(outside), ""]
+    assert run(tsubo, "ctx", "cat", "/followed") == "int main;\n"  # a named link: followed
     for dockerfile, detail in (("COPY ../outside.txt /", "is outside the build context"),
+                               ("COPY link-out /", "is a symlink to nothing in the build"),
                                ("COPY a.log /", "excluded by .dockerignore"),
                                ("COPY nothing* /", "no source files were specified"),
                                ("ADD http://example.com/x /", "remote source")):
