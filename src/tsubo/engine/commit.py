@@ -32,7 +32,7 @@ def mount_point_filter(bundle_config: str, upper: str, lower_dirs: list[str]
     for a directory above one that was copied up only for it (the lower layers have it
     with the same owner and mode, and all it holds in *upper* is skipped)."""
     from tsubo import jsonwire
-    from tsubo.image.layerdiff import OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, _in_lower, _lstat_in
+    from tsubo.image.layerdiff import OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, in_lower, lstat_in
     from tsubo.kernel.untrusted import open_directory_nofollow
 
     destinations: set[str] = set()
@@ -48,7 +48,7 @@ def mount_point_filter(bundle_config: str, upper: str, lower_dirs: list[str]
             destinations.add(os.path.normpath(destination).strip("/"))
 
     def skip(path: str, info: os.stat_result) -> bool:
-        if path in destinations and not _in_lower(lower_dirs, path):
+        if path in destinations and not in_lower(lower_dirs, path):
             if stat.S_ISREG(info.st_mode):
                 return info.st_size == 0
             return stat.S_ISDIR(info.st_mode)
@@ -56,7 +56,7 @@ def mount_point_filter(bundle_config: str, upper: str, lower_dirs: list[str]
                 not any(dest.startswith(path + "/") for dest in destinations):
             return False
         below = next((found for layer in lower_dirs
-                      if (found := _lstat_in(layer, path.split("/"))) is not None), None)
+                      if (found := lstat_in(layer, path.split("/"))) is not None), None)
         if below is None or (below.st_mode, below.st_uid, below.st_gid) != \
                 (info.st_mode, info.st_uid, info.st_gid):
             return False

@@ -293,10 +293,10 @@ def changes(upper: str, lower_dirs: list[str],
     for entry, dir_fd in walk(upper, skip):
         path = f"/{entry.path}"
         if is_whiteout(entry.info):
-            if _in_lower(lower_dirs, entry.path):
+            if in_lower(lower_dirs, entry.path):
                 found.append(("D", path))
             continue
-        found.append(("C" if _in_lower(lower_dirs, entry.path) else "A", path))
+        found.append(("C" if in_lower(lower_dirs, entry.path) else "A", path))
         if dir_fd >= 0 and _opaque(dir_fd):
             present = set(os.listdir(dir_fd))
             for name in sorted(_lower_names(lower_dirs, entry.path) - present):
@@ -304,11 +304,11 @@ def changes(upper: str, lower_dirs: list[str],
     return sorted(found, key=lambda change: change[1])
 
 
-def _in_lower(lower_dirs: list[str], path: str) -> bool:
+def in_lower(lower_dirs: list[str], path: str) -> bool:
     """Whether *path* is visible in the stack of *lower_dirs* (top first)."""
     parts = path.split("/")
     for layer in lower_dirs:
-        info = _lstat_in(layer, parts)
+        info = lstat_in(layer, parts)
         if info is None:
             if _hidden_below(layer, parts):
                 return False
@@ -321,7 +321,7 @@ def _hidden_below(layer: str, parts: list[str]) -> bool:
     """Whether *layer* hides *parts* from the layers under it: a parent whited out, or an
     opaque parent directory."""
     for depth in range(1, len(parts)):
-        info = _lstat_in(layer, parts[:depth])
+        info = lstat_in(layer, parts[:depth])
         if info is None:
             continue
         if is_whiteout(info) or not stat.S_ISDIR(info.st_mode):
@@ -347,7 +347,7 @@ def _lower_names(lower_dirs: list[str], path: str) -> set[str]:
             continue
         try:
             for name in os.listdir(fd):
-                if _in_lower(lower_dirs, f"{path}/{name}"):
+                if in_lower(lower_dirs, f"{path}/{name}"):
                     names.add(name)
             opaque = _opaque(fd)
         finally:
@@ -367,7 +367,7 @@ def _open_in(root: str, parts: list[str]) -> int:
         return -1
 
 
-def _lstat_in(root: str, parts: list[str]) -> os.stat_result | None:
+def lstat_in(root: str, parts: list[str]) -> os.stat_result | None:
     fd = _open_in(root, parts[:-1])
     if fd < 0:
         return None
