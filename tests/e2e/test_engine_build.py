@@ -424,6 +424,19 @@ ENTRYPOINT ["/bin/sh"]
 CMD ["-c", "cat /app/hi"]
 """
 
+COMPARED_MULTI_STAGE = """\
+ARG BASE=bb
+FROM $BASE AS tools
+RUN mkdir -p /opt/tool/lib /opt/tool/old && echo v1 > /opt/tool/lib/so && touch /opt/tool/old/x
+RUN rm -rf /opt/tool/old && mkdir /opt/tool/old && echo new > /opt/tool/old/y \\
+    && rm /opt/tool/lib/so && ln /opt/tool/old/y /opt/tool/hard
+FROM bb
+ADD tree.tar.gz /srv/
+COPY --from=tools /opt/tool /opt/tool
+COPY . /ctx/
+RUN chown -R 1000:1000 /srv && chmod 1777 /srv
+"""
+
 BUILDAH_STORAGE_CONF = """\
 [storage]
 driver = "vfs"
@@ -473,11 +486,26 @@ def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
         "Labels", "StopSignal", "Healthcheck")}
 
 
-def test_the_built_tree_and_config_match_buildah(tsubo: EngineCLI, buildah: Buildah,
-                                                 tmp_path: Path) -> None:
+def _compared_context(tmp_path: Path, which: str) -> Path:
+    if which == "instructions":
+        return write_context(tmp_path / "ctx", {
+            "Dockerfile": COMPARED_DOCKERFILE, "src/main.c": "int main(void) { return 0; }\n",
+            "src/inc/a.h": "#define A 1\n", "tool.sh": "#!/bin/sh\necho tool\n"})
     context = write_context(tmp_path / "ctx", {
-        "Dockerfile": COMPARED_DOCKERFILE, "src/main.c": "int main(void) { return 0; }\n",
-        "src/inc/a.h": "#define A 1\n", "tool.sh": "#!/bin/sh\necho tool\n"})
+        "Dockerfile": COMPARED_MULTI_STAGE, ".dockerignore": "*.tmp\n",
+        "keep/a": "a\n", "drop.tmp": "x"})
+    inner = write_context(tmp_path / "tree", {"etc/app.conf": "k=v\n", "bin/run": "#!\n"})
+    os.chmod(inner / "bin" / "run", 0o755)
+    (inner / "link").symlink_to("etc/app.conf")
+    with tarfile.open(context / "tree.tar.gz", "w:gz") as tar:
+        tar.add(inner, arcname=".")
+    return context
+
+
+@pytest.mark.parametrize("which", ["instructions", "multi-stage"])
+def test_the_built_tree_and_config_match_buildah(tsubo: EngineCLI, buildah: Buildah,
+                                                 tmp_path: Path, which: str) -> None:
+    context = _compared_context(tmp_path, which)
     build(tsubo, context, "-t", "cmp")
     archive = tmp_path / "bb.tar"
     tsubo.ok("save", "-o", str(archive), "bb")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 import time
 from contextlib import contextmanager
 
@@ -35,10 +36,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
-    from typing import Any
+    from typing import Any, BinaryIO, ClassVar
 
-    from typing import BinaryIO
-
+    from tsubo.build.context import CopyOptions
     from tsubo.build.dockerfile import Instruction
     from tsubo.engine.containers import Engine
     from tsubo.engine.options import RunOptions
@@ -522,8 +522,8 @@ class Builder:
                                              value]
         return instruction.original
 
-    _METADATA: dict[str, Callable[[Builder, Stage, Instruction, str, dict[str, str], str],
-                                  str | None]] = {
+    _METADATA: ClassVar[dict[str, Callable[[Builder, Stage, Instruction, str, dict[str, str], str],
+                                  str | None]]] = {
         "ARG": _arg, "ENV": _env, "LABEL": _label, "WORKDIR": _workdir, "CMD": _command,
         "ENTRYPOINT": _command, "SHELL": _shell, "EXPOSE": _expose, "VOLUME": _volume,
         "USER": _simple, "STOPSIGNAL": _simple, "MAINTAINER": _simple,
@@ -767,13 +767,7 @@ class Builder:
     def _copy_layer(self, stage: Stage, source: Source, chosen: list[tuple[str, str]],
                     inline: list[dockerfile.Heredoc], destination: str, chown: str,
                     chmod: int | None, where: str, *, add: bool, many: bool) -> str:
-        from tsubo.build.context import (
-            CopyOptions,
-            copy_entry,
-            is_directory,
-            open_destination,
-            write_file,
-        )
+        from tsubo.build.context import CopyOptions, is_directory, open_destination, write_file
         from tsubo.image.layerdiff import store_layer, write_upper_layer
 
         workdir = stage.image_config.get("WorkingDir") or "/"
@@ -785,45 +779,53 @@ class Builder:
                                    "must be a directory and end with /")
         with self._scratch_root(stage.diff_ids) as (merged, upper):
             owner = _owner(chown, merged, where) if chown else None
-            options = CopyOptions(owner if owner is not None else (0, 0), chmod)
-            target = os.path.normpath(target)
-            into_directory = as_directory or many or is_directory(merged, target)
-            for named, path in chosen:
-                info = source.lstat(path, where)
-                assert info is not None
-                import stat as stat_module
-
-                is_dir = stat_module.S_ISDIR(info.st_mode)
-                if add and not is_dir and stat_module.S_ISREG(info.st_mode) \
-                        and _is_archive(source, path, where):
-                    self._extract(source, path, merged, target, owner, where)
-                    continue
-                parent = target if (is_dir or into_directory) else os.path.dirname(target)
-                name = os.path.basename(named) if into_directory else \
-                    os.path.basename(target)
-                dest_fd = open_destination(merged, parent, owner)
-                try:
-                    parent_fd, leaf = source.open_parent(path, where)
+            with CopyOptions(owner if owner is not None else (0, 0), chmod) as options:
+                target = os.path.normpath(target)
+                into_directory = as_directory or many or is_directory(merged, target)
+                for named, path in chosen:
+                    self._copy_source(source, named, path, merged, target, into_directory,
+                                      options, owner, add=add, where=where)
+                for heredoc in inline:
+                    parent = target if into_directory else os.path.dirname(target)
+                    name = heredoc.name if into_directory else os.path.basename(target)
+                    dest_fd = open_destination(merged, parent, owner)
                     try:
-                        copy_entry(source, parent_fd, leaf, path, dest_fd, name, options,
-                                   contents_only=is_dir)
+                        write_file(dest_fd, name, heredoc.content.encode(), options)
                     finally:
-                        os.close(parent_fd)
-                finally:
-                    os.close(dest_fd)
-            for heredoc in inline:
-                parent = target if into_directory else os.path.dirname(target)
-                name = heredoc.name if into_directory else os.path.basename(target)
-                dest_fd = open_destination(merged, parent, owner)
-                try:
-                    write_file(dest_fd, name, heredoc.content.encode(), options)
-                finally:
-                    os.close(dest_fd)
+                        os.close(dest_fd)
             diff_id = store_layer(self.store, lambda out: write_upper_layer(
                 upper, out, timestamp=self.options.timestamp))
         if diff_id not in stage.diff_ids:
             self.made_layers.add(diff_id)
         return diff_id
+
+    def _copy_source(self, source: Source, named: str, path: str, merged: str, target: str,
+                     into_directory: bool, options: CopyOptions,
+                     owner: tuple[int, int] | None, *, add: bool, where: str) -> None:
+        """One source of a COPY/ADD (*named* as given, *path* after a symlink) into the
+        mounted root *merged*: a directory's content into *target*, a file into it or as
+        it, a local archive of an ADD unpacked into it (owned by *owner*, ``--chown``, if
+        given, else as the archive says)."""
+        from tsubo.build.context import copy_entry, open_destination
+
+        info = source.lstat(path, where)
+        assert info is not None
+        is_dir = stat.S_ISDIR(info.st_mode)
+        if add and stat.S_ISREG(info.st_mode) and _is_archive(source, path, where):
+            self._extract(source, path, merged, target, owner, where)
+            return
+        parent = target if (is_dir or into_directory) else os.path.dirname(target)
+        name = os.path.basename(named) if into_directory else os.path.basename(target)
+        dest_fd = open_destination(merged, parent, owner)
+        try:
+            parent_fd, leaf = source.open_parent(path, where)
+            try:
+                copy_entry(source, parent_fd, leaf, path, dest_fd, name, options,
+                           contents_only=is_dir)
+            finally:
+                os.close(parent_fd)
+        finally:
+            os.close(dest_fd)
 
     def _extract(self, source: Source, path: str, merged: str, target: str,
                  owner: tuple[int, int] | None, where: str) -> None:

@@ -285,13 +285,32 @@ def _entries(source: Source, parent_fd: int, name: str, path: str, depth: int
 
 # --- copying into an image root ----------------------------------------------------------------
 
+#: hard links a copy keeps at most (each holds a directory fd until the copy ends); past
+#: that, further links of a file become copies
+MAX_LINKS_KEPT = 1024
+
+
 class CopyOptions:
     """How copied entries are written: *owner* (uid, gid) or None to keep the source's,
-    *mode* from ``--chmod`` or None to keep the source's."""
+    *mode* from ``--chmod`` or None to keep the source's. Files with several links in the
+    source stay hard links of each other in the copy: :attr:`links` remembers where the
+    first of each was written (a directory fd and a name) until :meth:`close`."""
 
     def __init__(self, owner: tuple[int, int] | None, mode: int | None) -> None:
         self.owner = owner
         self.mode = mode
+        self.links: dict[tuple[int, int], tuple[int, str]] = {}
+
+    def close(self) -> None:
+        for fd, _name in self.links.values():
+            os.close(fd)
+        self.links.clear()
+
+    def __enter__(self) -> CopyOptions:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def open_destination(root: str, path: str, owner: tuple[int, int] | None) -> int:
@@ -424,6 +443,19 @@ def _remove_existing(target_fd: int, name: str) -> None:
 
 
 def _copy_file(parent_fd: int, name: str, path: str, info: os.stat_result, target_fd: int,
+               target_name: str, options: CopyOptions) -> None:
+    key = (info.st_dev, info.st_ino)
+    if info.st_nlink > 1 and key in options.links:
+        first_fd, first_name = options.links[key]
+        os.link(first_name, target_name, src_dir_fd=first_fd, dst_dir_fd=target_fd,
+                follow_symlinks=False)
+        return
+    _copy_data(parent_fd, name, path, info, target_fd, target_name, options)
+    if info.st_nlink > 1 and len(options.links) < MAX_LINKS_KEPT:
+        options.links[key] = (os.dup(target_fd), target_name)
+
+
+def _copy_data(parent_fd: int, name: str, path: str, info: os.stat_result, target_fd: int,
                target_name: str, options: CopyOptions) -> None:
     reader = os.open(name, _READ_FLAGS, dir_fd=parent_fd)
     try:
