@@ -492,6 +492,13 @@ class Engine:
         return build(self.core, options, say or (lambda text: None),
                      output or (lambda data: None))
 
+    def prune_build_cache(self) -> tuple[int, int]:
+        """Forget the build cache and remove the layers only it kept (``builder prune``):
+        (cache entries, bytes freed)."""
+        from tsubo.build.builder import prune_cache
+
+        return prune_cache(self.core)
+
     def diff(self, ref: str) -> list[tuple[str, str]]:
         """``docker diff``: ``(A|C|D, /path)`` for each change of the container's files."""
         from tsubo.engine.commit import container_changes

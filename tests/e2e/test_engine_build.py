@@ -168,11 +168,24 @@ COPY --from=0 /bin/busybox /bin/busybox
     assert "STEP 5/5: COPY --from=0" in final_proc.stdout
     assert "tested" not in final_proc.stdout  # a stage the target does not need: skipped
     assert tsubo.inspect("final")["Id"] == f"sha256:{final}"
-    [top] = tsubo.inspect("final")["RootFS"]["Layers"][:1]
-    assert layer_names(tsubo, top) == ["app"]
+    [first] = tsubo.inspect("final")["RootFS"]["Layers"][:1]
+    assert layer_names(tsubo, first) == ["app"]
     assert run(tsubo, "final", "/bin/busybox", "cat", "/app") == "compiled\n"
     assert tsubo("run", "--rm", "--network", "none", "final", "/bin/busybox", "ls",
                  "/out").returncode != 0
+    # the builder stage's layers are kept by the cache alone: builder prune removes them
+    layers = set(os.listdir(tsubo.root / "layers"))
+    pruned = tsubo.ok("builder", "prune", "-f").splitlines()
+    assert pruned[0] == "Deleted build cache entries: 3" and pruned[1] != \
+        "Total reclaimed space: 0B"
+    kept = set(os.listdir(tsubo.root / "layers"))
+    in_images = {diff_id.split(":")[1] for ref in ("final", "bb")
+                 for diff_id in tsubo.inspect(ref)["RootFS"]["Layers"]}
+    assert kept == in_images and layers - kept
+    assert run(tsubo, "final", "/bin/busybox", "cat", "/app") == "compiled\n"
+    assert "Using cache" not in build(tsubo, context).stdout
+    refused = tsubo("builder", "prune")  # stdin is not a terminal: no silent yes
+    assert refused.returncode == 1 and "add -f" in engine_fixtures.one_line(refused.stderr)
     tester = build(tsubo, context, "--target", "tester", "-t", "tester")
     assert "STEP 4/4: RUN echo tested" in tester.stdout
     assert run(tsubo, "tester", "cat", "/out/test-report") == "tested\n"

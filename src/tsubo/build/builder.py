@@ -1088,6 +1088,46 @@ def _rfc3339(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+def prune_cache(engine: Engine) -> tuple[int, int]:
+    """``builder prune``: forget every cache entry and remove the layers only the cache
+    kept (no image uses them: a multi-stage build's earlier stages); (entries, bytes).
+    Refused while a build, pull, load or import runs (they hold the blob lock)."""
+    from tsubo.errors import WrongState
+    from tsubo.image.store import ImageStore
+
+    store = ImageStore(engine.db, engine.paths.data)
+    lock = store.pruning()
+    if not lock.try_acquire():
+        raise WrongState("prune build cache", engine.paths.data, detail="a build, pull, "
+                         "load or import is running", hint="try again when it is done")
+    try:
+        folder = os.path.join(engine.paths.data, CACHE_DIR)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            names = []
+        layers: set[str] = set()
+        for name in names:
+            try:
+                with open(os.path.join(folder, name), encoding="ascii") as entry:
+                    layers.add(entry.read().split(" ", 1)[0].strip())
+            except (OSError, UnicodeDecodeError):
+                pass
+            try:
+                os.unlink(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass
+        used = {diff_id for image in store.images() for diff_id in image.layers}
+        gone = {diff_id for diff_id in layers - used if store.has_layer(diff_id)}
+        freed = sum(int(row[0]) for row in (store.db.connection.execute(
+            "SELECT size FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
+            for diff_id in gone) if row is not None)
+        store.remove_unused_layers(gone)
+        return len(names), freed
+    finally:
+        lock.release()
+
+
 def build(engine: Engine, options: BuildOptions, say: Callable[[str], None],
           output: Callable[[bytes], None]) -> Image:
     """Build the Dockerfile of *options*; *say* gets the progress lines, *output* what

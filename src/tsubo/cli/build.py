@@ -43,6 +43,7 @@ COMMIT_OPTIONS = (
     Option("pause,p", FLAG, "pause the container while committing (default true)", True),
 )
 EXPORT_OPTIONS = (Option("output,o", VALUE, "write to this file, not stdout"),)
+BUILDER_OPTIONS = (Option("force,f", FLAG, "do not ask for confirmation"),)
 
 
 def _out(text: str) -> None:
@@ -155,4 +156,25 @@ def export_command(engine: Engine, parsed: Parsed) -> int:
                               "tar to a terminal", hint="use -o FILE or redirect stdout")
     with os.fdopen(os.dup(1), "wb") as stdout:
         engine.export(parsed.positional[0], stream=stdout)
+    return 0
+
+
+def builder_command(engine: Engine, parsed: Parsed) -> int:
+    """``builder prune [-f]``: the build cache, and the layers only it kept."""
+    from tsubo.cli.render import human_size
+
+    if parsed.positional != ["prune"]:
+        raise InvalidArgument("builder", " ".join(parsed.positional),
+                              detail="expected: builder prune [-f]")
+    if not parsed.flag("force"):
+        if not sys.stdin.isatty():
+            raise InvalidArgument("builder prune", "", detail="this removes the build cache "
+                                  "and stdin is not a terminal to confirm it", hint="add -f")
+        sys.stdout.write("WARNING! This will remove all the build cache.\n"
+                         "Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    entries, freed = engine.prune_build_cache()
+    _out(f"Deleted build cache entries: {entries}\nTotal reclaimed space: {human_size(freed)}")
     return 0

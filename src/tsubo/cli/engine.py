@@ -383,6 +383,12 @@ def _diff(engine: Engine, parsed: Parsed) -> int:
     return diff_command(engine, parsed)
 
 
+def _builder(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.build import builder_command
+
+    return builder_command(engine, parsed)
+
+
 def _export(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.build import export_command
 
@@ -462,6 +468,8 @@ COMMANDS: dict[str, Command] = {
                      "build [-t NAME[:TAG]] [-f FILE|-] [--build-arg K=V] [--target STAGE] "
                      "[--no-cache] [--network MODE] [-q] [--iidfile F] CONTEXT",
                      "build an image from a Dockerfile"),
+    "builder": Command(_builder, _build_cli.BUILDER_OPTIONS, "builder prune [-f]",
+                       "remove the build cache (and the layers only it kept)"),
     "commit": Command(_commit, _build_cli.COMMIT_OPTIONS,
                       "commit [-c INSTRUCTION] [-m MESSAGE] [-a AUTHOR] CONTAINER "
                       "[REPOSITORY[:TAG]]", "make an image from a container's changes"),
@@ -541,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `network create NAME --subnet X`: flags may follow the verb's arguments
         parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
                        stop_at_positional=name not in ("network", "volume", "save", "images",
-                                                             "build", "export"))
+                                                             "build", "export", "builder"))
         if name == "version":
             return _version()
         from tsubo.api import Engine

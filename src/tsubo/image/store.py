@@ -362,11 +362,16 @@ class ImageStore:
             except Missing:
                 pass
 
+    def pruning(self) -> _BlobLock:
+        """The blob lock, exclusive: :meth:`_BlobLock.try_acquire` it before removing what
+        a running pull, load, import or build may be about to use."""
+        return _BlobLock(f"{self.root}/blobs.lock", exclusive=True)
+
     def prune_unreferenced(self) -> int:
         """Delete what failed pulls and loads left: verified blobs that are neither an
         image's config nor a recorded layer's blob, and partial downloads no writer holds.
         Returns the bytes freed."""
-        lock = _BlobLock(f"{self.root}/blobs.lock", exclusive=True)
+        lock = self.pruning()
         if not lock.try_acquire():
             return 0  # a pull, load or import is adding blobs: prune them another time
         try:
