@@ -466,7 +466,7 @@ COMMANDS: dict[str, Command] = {
                       "make an image from a root filesystem tarball"),
     "build": Command(_build, _build_cli.BUILD_OPTIONS,
                      "build [-t NAME[:TAG]] [-f FILE|-] [--build-arg K=V] [--target STAGE] "
-                     "[--no-cache] [--network MODE] [-q] [--iidfile F] CONTEXT",
+                     "[--no-cache] [--network MODE] [-q] [--iidfile F] CONTEXT|-",
                      "build an image from a Dockerfile"),
     "builder": Command(_builder, _build_cli.BUILDER_OPTIONS, "builder prune [-f]",
                        "remove the build cache (and the layers only it kept)"),
