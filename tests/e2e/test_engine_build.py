@@ -417,6 +417,21 @@ def test_diff_commit_and_export_of_a_container(tsubo: EngineCLI, tmp_path: Path)
     assert missing.returncode == 1 and "nosuch" in engine_fixtures.one_line(missing.stderr)
 
 
+def test_commit_and_export_of_a_running_container(tsubo: EngineCLI, tmp_path: Path) -> None:
+    tsubo.ok("run", "-d", "--name", "live", "--network", "none", "bb", "sh", "-c",
+             "echo written > /live; sleep 60")
+    assert engine_fixtures.wait_for(lambda: tsubo("diff", "live").stdout == "A /live\n", 10)
+    tsubo.ok("commit", "live", "snapshot")  # paused while read, running again after
+    assert tsubo.status("live") == "running"
+    assert run(tsubo, "snapshot", "cat", "/live") == "written\n"
+    out = tmp_path / "live.tar"
+    tsubo.ok("export", "-o", str(out), "live")  # its mounted root, read as it is
+    with tarfile.open(out) as tar:
+        extracted = tar.extractfile("live")
+        assert extracted is not None and extracted.read() == b"written\n"
+    tsubo.ok("rm", "-f", "live")
+
+
 # --- against buildah --------------------------------------------------------------------------
 
 COMPARED_DOCKERFILE = """\
