@@ -141,11 +141,13 @@ def test_every_instruction_lands_in_the_image(tsubo: EngineCLI, tmp_path: Path) 
     listing = run(tsubo, "all:1", "ls -ln files files/sub | grep txt; cat /unpacked/deep/x.txt")
     assert listing.split("\n")[0].split()[:4] == ["-rwxr-x---", "1", "1000", "1000"]
     assert listing.endswith("x\n")
-    # history: one entry a step after FROM, metadata steps marked empty_layer
+    # history: the base layer's entry (bb was imported: none), then one entry a step
+    # after FROM, metadata steps marked empty_layer; one non-empty entry a layer
     with open(tsubo.root / "blobs" / "sha256" / tsubo.inspect("all:1")["Id"].split(":")[1],
               encoding="utf-8") as config_blob:
         history = json.load(config_blob)["history"]
-    assert len(history) == 19
+    assert len(history) == 20 and "empty_layer" not in history[0]
+    history = history[1:]
     assert history[0]["created_by"] == "ARG GREETING=hello" and history[0]["empty_layer"]
     assert history[3]["created_by"].startswith("RUN |1 GREETING=hi /bin/sh -c echo")
     assert "empty_layer" not in history[3]
@@ -207,7 +209,10 @@ def test_workdir_quiet_iidfile_and_the_python_api(tsubo: EngineCLI, tmp_path: Pa
     history = [entry.get("created_by") for entry in json.loads(
         (tsubo.root / "blobs" / "sha256" / iidfile.read_text().split(":")[1]).read_text()
     )["history"]]
-    assert history == ["WORKDIR /made/here", "RUN /bin/sh -c touch inside", "WORKDIR /tmp"]
+    assert history == ["", "WORKDIR /made/here", "RUN /bin/sh -c touch inside",
+                       "WORKDIR /tmp"]
+    sizes = [line.split()[-3] for line in tsubo.ok("image", "history", "wd").splitlines()[1:]]
+    assert sizes[-1] != "0B" and sizes[0] == "0B"  # the base layer's size on its own line
     said: list[str] = []
     printed: list[bytes] = []
     (context / "Dockerfile").write_text("FROM wd\nRUN echo from the API; pwd\n")

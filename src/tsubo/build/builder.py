@@ -376,6 +376,13 @@ class Builder:
 
         config = copy.deepcopy(image.config)
         config.setdefault("created", image.created_at)
+        history = list(config.get("history") or [])
+        missing = len(image.layers) - sum(1 for entry in history
+                                          if not entry.get("empty_layer"))
+        if missing > 0:  # an imported image has none: one entry a layer, as Docker keeps
+            config["history"] = [*({"created": config["created"], "created_by": "",
+                                    "comment": "base layer"} for _ in range(missing)),
+                                 *history]
         env = config.setdefault("config", {}).get("Env") or []
         if not any(str(item).startswith("PATH=") for item in env):
             config["config"]["Env"] = [DEFAULT_PATH, *env]  # as buildah and BuildKit
