@@ -495,9 +495,9 @@ class Engine:
     def prune_build_cache(self) -> tuple[int, int]:
         """Forget the build cache and remove the layers only it kept (``builder prune``):
         (cache entries, bytes freed)."""
-        from tsubo.build.builder import prune_cache
+        from tsubo.build.cache import prune
 
-        return prune_cache(self.core)
+        return prune(self.core)
 
     def diff(self, ref: str) -> list[tuple[str, str]]:
         """``docker diff``: ``(A|C|D, /path)`` for each change of the container's files."""

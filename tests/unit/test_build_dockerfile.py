@@ -1,11 +1,24 @@
-"""The Dockerfile parser, variable substitution and ``.dockerignore`` rules (pure, no root)."""
+"""The Dockerfile parser, variable substitution, instruction arguments, ``.dockerignore``
+rules and the build cache's folder (no root needed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tsubo.build.cache import BuildCache
 from tsubo.build.context import IgnoreRules, pattern_regex
-from tsubo.build.dockerfile import expand, key_values, parse, split_words
+from tsubo.build.dockerfile import (
+    expand,
+    key_values,
+    parse,
+    parse_chmod,
+    parse_duration,
+    parse_healthcheck,
+    parse_port,
+    split_words,
+)
 from tsubo.errors import InvalidArgument
 
 
@@ -89,3 +102,35 @@ def test_dockerignore_rules() -> None:
     assert not IgnoreRules("").excluded("anything")
     assert pattern_regex("a/**/b").match("a/b") and pattern_regex("a/**/b").match("a/x/y/b")
     assert pattern_regex("[a-c]?").match("b1") and not pattern_regex("[!a-c]").match("a")
+
+
+def test_instruction_arguments() -> None:
+    assert parse_chmod("0750", "here") == 0o750 and parse_chmod("", "here") is None
+    assert parse_port("80", "here") == "80/tcp" and parse_port("53/UDP", "here") == "53/udp"
+    assert parse_port("8000-8010", "here") == "8000-8010/tcp"
+    assert parse_duration("1m30s", "here") == 90_000_000_000
+    assert parse_duration("250ms", "here") == 250_000_000
+    for call in (lambda: parse_chmod("rwx", "here"), lambda: parse_chmod("17777", "here"),
+                 lambda: parse_port("http", "here"), lambda: parse_duration("30", "here"),
+                 lambda: parse_duration("5x", "here")):
+        with pytest.raises(InvalidArgument):
+            call()
+    [check] = parse("FROM x\nHEALTHCHECK --interval=5s --retries=2 CMD [\"probe\", \"-q\"]\n"
+                    ).instructions[1:]
+    assert parse_healthcheck(check, "here") == {"Test": ["CMD", "probe", "-q"],
+                                                "Interval": 5_000_000_000, "Retries": 2}
+    [none] = parse("FROM x\nHEALTHCHECK NONE\n").instructions[1:]
+    assert parse_healthcheck(none, "here") == {"Test": ["NONE"]}
+
+
+def test_the_cache_folder(tmp_path: Path) -> None:
+    cache = BuildCache(str(tmp_path))
+    key = "ab" * 32
+    assert cache.lookup(key) is None
+    cache.record(key, "sha256:" + "cd" * 32, "2026-01-01T00:00:00Z")
+    assert BuildCache(str(tmp_path)).lookup(key) == ("sha256:" + "cd" * 32,
+                                                     "2026-01-01T00:00:00Z")
+    cache.forget_recorded()
+    assert cache.lookup(key) is None and list((tmp_path / "build-cache").iterdir()) == []
+    with pytest.raises(ValueError):
+        cache.lookup("../escape")

@@ -1,3 +1,3 @@
-"""``tsubo build``: Dockerfiles parsed (``dockerfile.py``), build contexts read
-(``context.py``) and built, step by step, into images of the engine's store
-(``builder.py``), with a cache of the steps."""
+"""``tsubo build``: Dockerfiles parsed (``dockerfile.py``), build contexts read and
+copied from (``context.py``), images built step by step into the engine's store
+(``builder.py``), and the cache of those steps (``cache.py``)."""

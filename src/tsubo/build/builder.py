@@ -14,8 +14,8 @@ buildah's way: the step's changes land in a fresh overlay upper directory, and
 
 The cache: a step's key is the SHA-256 of its parent's key, the instruction (after
 substitution), the variables in scope and, for COPY/ADD, a content hash of what it reads;
-``<data root>/build-cache/<key>`` names the layer the step made. A hit needs that layer
-still in the store. A build that fails removes every layer it made that no image uses,
+``build/cache.py`` keeps which layer each key made. A hit needs that layer still in the
+store. A build that fails removes every layer it made that no image uses,
 its step images, containers and mounts: nothing is half-registered.
 """
 
@@ -29,7 +29,8 @@ import time
 from contextlib import contextmanager
 
 from tsubo.build import dockerfile
-from tsubo.build.context import IgnoreRules, Source
+from tsubo.build.cache import BuildCache
+from tsubo.build.context import IgnoreRules, Source, decompressed, is_archive
 from tsubo.errors import InvalidArgument, NotFound, TsuboError, Unsupported
 
 TYPE_CHECKING = False
@@ -50,7 +51,6 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 PREDEFINED_ARGS = frozenset(("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
                              "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
                              "all_proxy"))
-CACHE_DIR = "build-cache"
 SCRATCH_DIR = "build"
 
 
@@ -138,7 +138,7 @@ class Builder:
         self.say = (lambda text: None) if options.quiet else say
         self.output = (lambda data: None) if options.quiet else output
         self.made_layers: set[str] = set()
-        self.cache_files: list[str] = []
+        self.cache = BuildCache(engine.paths.data)
         self.global_args: dict[str, str] = {}
         self.used_args: set[str] = set()
         self.stages: list[Stage] = []
@@ -176,7 +176,7 @@ class Builder:
                 while chunk := self.options.context_stream.read(1 << 20):
                     out.write(chunk)
             # untrusted input: unpacked as a layer is, never by tarfile's extraction
-            unpacked = unpack_layer(_decompressed(spool, scratch), OCI_LAYER, scratch,
+            unpacked = unpack_layer(decompressed(spool, scratch), OCI_LAYER, scratch,
                                     "the build context (stdin)")
             self.options.context = unpacked.path
             return self._build()
@@ -494,7 +494,7 @@ class Builder:
                 where: str) -> str | None:
         ports = dict(stage.image_config.get("ExposedPorts") or {})
         for word in args.split():
-            ports[_port(word, where)] = {}
+            ports[dockerfile.parse_port(word, where)] = {}
         stage.image_config["ExposedPorts"] = ports
         return instruction.original
 
@@ -521,7 +521,7 @@ class Builder:
         elif keyword == "MAINTAINER":
             stage.config["author"] = value
         elif keyword == "HEALTHCHECK":
-            stage.image_config["Healthcheck"] = _healthcheck(instruction, where)
+            stage.image_config["Healthcheck"] = dockerfile.parse_healthcheck(instruction, where)
         else:  # ONBUILD
             if value.split(" ", 1)[0].upper() in ("ONBUILD", "FROM", "MAINTAINER"):
                 raise dockerfile.error(where, f"ONBUILD cannot trigger {value!r}")
@@ -701,7 +701,7 @@ class Builder:
         from_stage = instruction.flags.get("from", "")
         if from_stage and keyword == "ADD":
             raise dockerfile.error(where, "ADD does not take --from")
-        chmod = _chmod(instruction.flags.get("chmod", ""), where)
+        chmod = dockerfile.parse_chmod(instruction.flags.get("chmod", ""), where)
         chown = dockerfile.expand(instruction.flags.get("chown", ""), env, self.escape, where)
         hasher = hashlib.sha256()
         hasher.update(f"{stage.key}\0{instruction.original}\0{sorted(env.items())}\0"
@@ -818,7 +818,7 @@ class Builder:
         info = source.lstat(path, where)
         assert info is not None
         is_dir = stat.S_ISDIR(info.st_mode)
-        if add and stat.S_ISREG(info.st_mode) and _is_archive(source, path, where):
+        if add and stat.S_ISREG(info.st_mode) and is_archive(source, path, where):
             self._extract(source, path, merged, target, owner, where)
             return
         parent = target if (is_dir or into_directory) else os.path.dirname(target)
@@ -849,7 +849,7 @@ class Builder:
         try:
             fd, leaf = source.open_parent(path, where)
             try:
-                archive = _decompressed(f"/proc/self/fd/{fd}/{leaf}", scratch)
+                archive = decompressed(f"/proc/self/fd/{fd}/{leaf}", scratch)
                 result = unpack_layer(archive, OCI_LAYER, scratch, f"ADD {path}")
             finally:
                 os.close(fd)
@@ -881,32 +881,19 @@ class Builder:
         stage.key = key
         self._history(stage, created_by, empty=False)
 
-    def _cache_path(self, key: str) -> str:
-        return os.path.join(self.engine.paths.data, CACHE_DIR, key)
-
     def _cached(self, key: str) -> tuple[str, str] | None:
         """(diff_id, time made) of the step with *key*, when its layer is still here."""
         if self.options.no_cache:
             return None
-        try:
-            with open(self._cache_path(key), encoding="ascii") as entry:
-                diff_id, _, created = entry.read().strip().partition(" ")
-        except (OSError, UnicodeDecodeError):
+        found = self.cache.lookup(key)
+        if found is None or not self.store.has_layer(found[0]):
             return None
-        if not created or not self.store.has_layer(diff_id):
-            return None
-        self.say(f"--> Using cache {diff_id.removeprefix('sha256:')}")
-        return diff_id, created
+        self.say(f"--> Using cache {found[0].removeprefix('sha256:')}")
+        return found
 
     def _remember(self, key: str, diff_id: str) -> tuple[str, str]:
         created = _now()
-        path = self._cache_path(key)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        temp = f"{path}.{os.urandom(4).hex()}.tmp"
-        with open(temp, "w", encoding="ascii") as entry:
-            entry.write(f"{diff_id} {created}\n")
-        os.rename(temp, path)
-        self.cache_files.append(path)
+        self.cache.record(key, diff_id, created)
         self.say(f"--> {diff_id.removeprefix('sha256:')[:12]}")
         return diff_id, created
 
@@ -934,11 +921,7 @@ class Builder:
     def _discard(self) -> None:
         """After a failure: the layers this build made that no image uses, their cache
         entries, the scratch folders."""
-        for path in self.cache_files:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        self.cache.forget_recorded()
         if self.made_layers:
             self.store.remove_unused_layers(set(self.made_layers))
 
@@ -960,50 +943,6 @@ def _read_ignore(context: str) -> str:
         return ""
 
 
-def _is_archive(source: Source, path: str, where: str) -> bool:
-    """A tar (plain, gzip or zstd): ADD unpacks it."""
-    fd, leaf = source.open_parent(path, where)
-    try:
-        file_fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                          dir_fd=fd)
-    finally:
-        os.close(fd)
-    try:
-        head = os.pread(file_fd, 512, 0)
-    finally:
-        os.close(file_fd)
-    if head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", *_OTHER_COMPRESSIONS)):
-        return True
-    return len(head) >= 262 and head[257:262] == b"ustar"
-
-
-#: archives the layer unpacker does not read itself: decompressed to a scratch file first
-_OTHER_COMPRESSIONS = {b"\xfd7zXZ\x00": "lzma", b"BZh": "bz2"}
-
-
-def _decompressed(path: str, scratch: str) -> str:
-    """*path* itself, or for an xz or bzip2 archive a decompressed copy in *scratch*."""
-    import importlib
-
-    with open(path, "rb") as source:
-        head = source.read(6)
-        module = next((name for magic, name in _OTHER_COMPRESSIONS.items()
-                       if head.startswith(magic)), "")
-        if not module:
-            return path
-        source.seek(0)
-        target = os.path.join(scratch, "archive.tar")
-        opener = importlib.import_module(module).open
-        try:
-            with opener(source, "rb") as stream, open(target, "xb") as out:
-                while chunk := stream.read(1 << 20):
-                    out.write(chunk)
-        except (OSError, EOFError, ValueError) as error:
-            raise InvalidArgument("build", path, detail=f"corrupt {module} archive: "
-                                  f"{error}") from None
-        return target
-
-
 def _owner(chown: str, merged: str, where: str) -> tuple[int, int]:
     """``--chown=user[:group]`` by name or number, names from the image's own files."""
     from tsubo.engine.storage import lookup_group, make_passwd_lookup
@@ -1022,63 +961,6 @@ def _owner(chown: str, merged: str, where: str) -> tuple[int, int]:
     return uid, gid
 
 
-def _chmod(text: str, where: str) -> int | None:
-    if not text:
-        return None
-    try:
-        value = int(text, 8)
-    except ValueError:
-        raise dockerfile.error(where, f"--chmod={text}: expected an octal mode") from None
-    if not 0 <= value <= 0o7777:
-        raise dockerfile.error(where, f"--chmod={text}: out of range")
-    return value
-
-
-def _port(word: str, where: str) -> str:
-    number, _, protocol = word.partition("/")
-    protocol = (protocol or "tcp").lower()
-    low, _, high = number.partition("-")
-    if not low.isdigit() or (high and not high.isdigit()) \
-            or protocol not in ("tcp", "udp", "sctp"):
-        raise dockerfile.error(where, f"EXPOSE: bad port {word!r}")
-    return f"{number}/{protocol}"
-
-
-_DURATION_UNITS = {"ns": 1, "us": 1000, "ms": 1000_000, "s": 1000_000_000,
-                   "m": 60_000_000_000, "h": 3600_000_000_000}
-
-
-def _duration(text: str, where: str) -> int:
-    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise dockerfile.error(where, f"bad duration {text!r}")
-    return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
-
-
-def _healthcheck(instruction: Instruction, where: str) -> dict[str, Any]:
-    rest = instruction.args.strip()
-    kind, _, command = rest.partition(" ")
-    if kind.upper() == "NONE":
-        return {"Test": ["NONE"]}
-    if kind.upper() != "CMD" or not command.strip():
-        raise dockerfile.error(where, "HEALTHCHECK needs CMD COMMAND or NONE")
-    command = command.strip()
-    json_form = dockerfile._json_form(command)
-    test = ["CMD", *json_form] if json_form is not None else ["CMD-SHELL", command]
-    check: dict[str, Any] = {"Test": test}
-    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
-                      ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
-        if flag in instruction.flags:
-            check[key] = _duration(instruction.flags[flag], where)
-    if "retries" in instruction.flags:
-        retries = instruction.flags["retries"]
-        if not retries.isdigit():
-            raise dockerfile.error(where, f"--retries={retries}: expected a number")
-        check["Retries"] = int(retries)
-    return check
-
-
 def _hash(text: str) -> str:
     import hashlib
 
@@ -1093,46 +975,6 @@ def _now() -> str:
 
 def _rfc3339(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def prune_cache(engine: Engine) -> tuple[int, int]:
-    """``builder prune``: forget every cache entry and remove the layers only the cache
-    kept (no image uses them: a multi-stage build's earlier stages); (entries, bytes).
-    Refused while a build, pull, load or import runs (they hold the blob lock)."""
-    from tsubo.errors import WrongState
-    from tsubo.image.store import ImageStore
-
-    store = ImageStore(engine.db, engine.paths.data)
-    lock = store.pruning()
-    if not lock.try_acquire():
-        raise WrongState("prune build cache", engine.paths.data, detail="a build, pull, "
-                         "load or import is running", hint="try again when it is done")
-    try:
-        folder = os.path.join(engine.paths.data, CACHE_DIR)
-        try:
-            names = os.listdir(folder)
-        except FileNotFoundError:
-            names = []
-        layers: set[str] = set()
-        for name in names:
-            try:
-                with open(os.path.join(folder, name), encoding="ascii") as entry:
-                    layers.add(entry.read().split(" ", 1)[0].strip())
-            except (OSError, UnicodeDecodeError):
-                pass
-            try:
-                os.unlink(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass
-        used = {diff_id for image in store.images() for diff_id in image.layers}
-        gone = {diff_id for diff_id in layers - used if store.has_layer(diff_id)}
-        freed = sum(int(row[0]) for row in (store.db.connection.execute(
-            "SELECT size FROM layers WHERE diff_id = ?", (diff_id,)).fetchone()
-            for diff_id in gone) if row is not None)
-        store.remove_unused_layers(gone)
-        return len(names), freed
-    finally:
-        lock.release()
 
 
 def build(engine: Engine, options: BuildOptions, say: Callable[[str], None],

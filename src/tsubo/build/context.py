@@ -491,3 +491,49 @@ def write_file(target_fd: int, name: str, data: bytes, options: CopyOptions) -> 
         os.fchmod(fd, options.mode if options.mode is not None else 0o644)
     finally:
         os.close(fd)
+
+
+# --- archives ADD unpacks --------------------------------------------------------------------
+
+def is_archive(source: Source, path: str, where: str) -> bool:
+    """A tar (plain, gzip or zstd): ADD unpacks it."""
+    fd, leaf = source.open_parent(path, where)
+    try:
+        file_fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                          dir_fd=fd)
+    finally:
+        os.close(fd)
+    try:
+        head = os.pread(file_fd, 512, 0)
+    finally:
+        os.close(file_fd)
+    if head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", *_OTHER_COMPRESSIONS)):
+        return True
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+#: archives the layer unpacker does not read itself: decompressed to a scratch file first
+_OTHER_COMPRESSIONS = {b"\xfd7zXZ\x00": "lzma", b"BZh": "bz2"}
+
+
+def decompressed(path: str, scratch: str) -> str:
+    """*path* itself, or for an xz or bzip2 archive a decompressed copy in *scratch*."""
+    import importlib
+
+    with open(path, "rb") as source:
+        head = source.read(6)
+        module = next((name for magic, name in _OTHER_COMPRESSIONS.items()
+                       if head.startswith(magic)), "")
+        if not module:
+            return path
+        source.seek(0)
+        target = os.path.join(scratch, "archive.tar")
+        opener = importlib.import_module(module).open
+        try:
+            with opener(source, "rb") as stream, open(target, "xb") as out:
+                while chunk := stream.read(1 << 20):
+                    out.write(chunk)
+        except (OSError, EOFError, ValueError) as error:
+            raise InvalidArgument("build", path, detail=f"corrupt {module} archive: "
+                                  f"{error}") from None
+        return target

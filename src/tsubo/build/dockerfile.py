@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from tsubo.errors import InvalidArgument
 
@@ -315,3 +316,62 @@ def key_values(text: str, env: dict[str, str] | None, escape: str, where: str,
             raise error(where, f"{keyword} needs KEY=VALUE, got {word!r}")
         pairs.append((key, value))
     return pairs
+
+
+# --- instruction arguments --------------------------------------------------------------------
+
+def parse_chmod(text: str, where: str) -> int | None:
+    if not text:
+        return None
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise error(where, f"--chmod={text}: expected an octal mode") from None
+    if not 0 <= value <= 0o7777:
+        raise error(where, f"--chmod={text}: out of range")
+    return value
+
+
+def parse_port(word: str, where: str) -> str:
+    number, _, protocol = word.partition("/")
+    protocol = (protocol or "tcp").lower()
+    low, _, high = number.partition("-")
+    if not low.isdigit() or (high and not high.isdigit()) \
+            or protocol not in ("tcp", "udp", "sctp"):
+        raise error(where, f"EXPOSE: bad port {word!r}")
+    return f"{number}/{protocol}"
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1000, "ms": 1000_000, "s": 1000_000_000,
+                   "m": 60_000_000_000, "h": 3600_000_000_000}
+
+
+def parse_duration(text: str, where: str) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise error(where, f"bad duration {text!r}")
+    return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+
+
+def parse_healthcheck(instruction: Instruction, where: str) -> dict[str, Any]:
+    rest = instruction.args.strip()
+    kind, _, command = rest.partition(" ")
+    if kind.upper() == "NONE":
+        return {"Test": ["NONE"]}
+    if kind.upper() != "CMD" or not command.strip():
+        raise error(where, "HEALTHCHECK needs CMD COMMAND or NONE")
+    command = command.strip()
+    json_form = _json_form(command)
+    test = ["CMD", *json_form] if json_form is not None else ["CMD-SHELL", command]
+    check: dict[str, Any] = {"Test": test}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                      ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+        if flag in instruction.flags:
+            check[key] = parse_duration(instruction.flags[flag], where)
+    if "retries" in instruction.flags:
+        retries = instruction.flags["retries"]
+        if not retries.isdigit():
+            raise error(where, f"--retries={retries}: expected a number")
+        check["Retries"] = int(retries)
+    return check
