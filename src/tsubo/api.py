@@ -472,11 +472,12 @@ class Engine:
               timestamp: int | None = None, pull: bool = False,
               say: Callable[[str], None] | None = None,
               output: Callable[[bytes], None] | None = None,
-              context_stream: BinaryIO | None = None) -> Image:
+              context_stream: BinaryIO | None = None, platform: str = "") -> Image:
         """Build an image from a Dockerfile (``tsubo build``): *dockerfile* is its path
         (default ``CONTEXT/Dockerfile``) or *dockerfile_text* its text; *context_stream* a
         tar of the context (plain, gzip, zstd, xz or bzip2) instead of the directory
-        *context* (``build -``); *say* receives the
+        *context* (``build -``); *platform* only this machine's (``linux/amd64`` here);
+        *say* receives the
         progress lines (``STEP 2/5: RUN ...``), *output* what RUN steps print. *timestamp*
         (default ``$SOURCE_DATE_EPOCH``) fixes every time in the image."""
         from tsubo.build.builder import BuildOptions, build
@@ -488,7 +489,7 @@ class Engine:
             context_stream=context_stream, dockerfile_path=os.path.abspath(dockerfile)
             if dockerfile else "", dockerfile_text=dockerfile_text, tags=list(tags),
             build_args=build_args, target=target, no_cache=no_cache, network=network,
-            quiet=quiet, labels=labels, timestamp=timestamp, pull=pull)
+            quiet=quiet, labels=labels, timestamp=timestamp, pull=pull, platform=platform)
         return build(self.core, options, say or (lambda text: None),
                      output or (lambda data: None))
 

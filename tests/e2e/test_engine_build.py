@@ -215,14 +215,17 @@ def test_workdir_quiet_iidfile_and_the_python_api(tsubo: EngineCLI, tmp_path: Pa
     assert sizes[-1] != "0B" and sizes[0] == "0B"  # the base layer's size on its own line
     said: list[str] = []
     printed: list[bytes] = []
-    (context / "Dockerfile").write_text("FROM wd\nRUN echo from the API; pwd\n")
+    (context / "Dockerfile").write_text("FROM --platform=$TARGETPLATFORM wd\nARG TARGETOS\n"
+                                        "RUN echo from the API on $TARGETOS; pwd\n")
     with tsubo_api.Engine(str(tsubo.root)) as engine:
         image = engine.build(str(context), tags=["api:1"], network="none",
                              say=said.append, output=printed.append)
         assert engine.image("api:1").id == image.id
-    assert said[:2] == ["STEP 1/2: FROM wd", "STEP 2/2: RUN echo from the API; pwd"]
+    assert said[:3] == ["STEP 1/3: FROM --platform=$TARGETPLATFORM wd",
+                        "STEP 2/3: ARG TARGETOS",
+                        "STEP 3/3: RUN echo from the API on $TARGETOS; pwd"]
     assert said[-1] == "Successfully tagged docker.io/library/api:1"
-    assert b"".join(printed) == b"from the API\n/tmp\n"
+    assert b"".join(printed) == b"from the API on linux\n/tmp\n"
 
 
 def test_onbuild_triggers_stdin_context_and_compressed_add(tsubo: EngineCLI,
@@ -366,7 +369,9 @@ def test_a_failing_step_leaves_nothing(tsubo: EngineCLI, tmp_path: Path) -> None
             (["--network", "moon"], None, "expected bridge, none or host"),
             (["-f", "-"], "FROM bb\nFROBNICATE\n", "Dockerfile:2: unknown instruction"),
             (["-f", "-"], "RUN true\n", "RUN before the first FROM"),
-            (["-f", "-"], "FROM bb\nCOPY --chown=nobody-here f /\n", "--chown=nobody-here")):
+            (["-f", "-"], "FROM bb\nCOPY --chown=nobody-here f /\n", "--chown=nobody-here"),
+            (["--platform", "linux/s390x"], None, "images can be built here"),
+            (["-f", "-"], "FROM --platform=linux/s390x bb\n", "images can be built here")):
         bad = tsubo("build", *args, str(context), input=stdin)
         assert bad.returncode == 1 and detail in engine_fixtures.one_line(bad.stderr), bad
     assert tsubo.ok("images", "-q") == images_before

@@ -62,8 +62,10 @@ class BuildOptions:
                  build_args: dict[str, str] | None = None, target: str = "",
                  no_cache: bool = False, network: str = "none", quiet: bool = False,
                  labels: dict[str, str] | None = None, timestamp: int | None = None,
-                 pull: bool = False, context_stream: BinaryIO | None = None) -> None:
+                 pull: bool = False, context_stream: BinaryIO | None = None,
+                 platform: str = "") -> None:
         self.context = context
+        self.platform = platform
         #: a tar of the context (plain or compressed; ``build -``), instead of a directory
         self.context_stream = context_stream
         self.dockerfile_path = dockerfile_path
@@ -139,7 +141,9 @@ class Builder:
         self.output = (lambda data: None) if options.quiet else output
         self.made_layers: set[str] = set()
         self.cache = BuildCache(engine.paths.data)
-        self.global_args: dict[str, str] = {}
+        #: ARGs of the global scope: Docker's automatic platform ones, then those
+        #: declared before the first FROM
+        self.global_args: dict[str, str] = platform_args()
         self.used_args: set[str] = set()
         self.stages: list[Stage] = []
         self.escape = "\\"
@@ -186,6 +190,7 @@ class Builder:
     def _build(self) -> Image:
         from tsubo.image.reference import parse_reference
 
+        check_platform(self.options.platform, "--platform")
         names = [str(parse_reference(tag)) for tag in self.options.tags]  # bad ones: now
         if not os.path.isdir(self.options.context):
             raise NotFound("build", self.options.context,
@@ -353,11 +358,8 @@ class Builder:
                            if name in self.global_args}
         name = words[2].lower() if len(words) == 3 else ""
         if "platform" in instruction.flags:
-            platform = dockerfile.expand(instruction.flags["platform"], self.global_args,
-                                         self.escape, where)
-            if platform and platform.split("/")[1:2] != [_architecture()]:
-                raise Unsupported("build", where, detail=f"--platform {platform}: only "
-                                  f"linux/{_architecture()} images can be built here")
+            check_platform(dockerfile.expand(instruction.flags["platform"],
+                                             self.global_args, self.escape, where), where)
         for stage in self.stages:
             if stage.name and stage.name == base.lower():
                 import copy
@@ -933,6 +935,24 @@ class _ScratchFolder:
     @property
     def merged(self) -> str:
         return f"{self.directory}/merged"
+
+
+def platform_args() -> dict[str, str]:
+    """Docker's automatic platform ARGs (this machine's: tsubo builds for it alone)."""
+    from tsubo.image.store import _architecture
+
+    arch = _architecture()
+    return {f"{role}{part}": value for role in ("TARGET", "BUILD") for part, value in (
+        ("PLATFORM", f"linux/{arch}"), ("OS", "linux"), ("ARCH", arch), ("VARIANT", ""))}
+
+
+def check_platform(platform: str, where: str) -> None:
+    """Only this machine's platform (``linux/ARCH``) can be built; "" means it."""
+    from tsubo.image.store import _architecture
+
+    if platform and platform.split("/")[:2] != ["linux", _architecture()]:
+        raise Unsupported("build", where, detail=f"platform {platform}: only "
+                          f"linux/{_architecture()} images can be built here")
 
 
 def _read_ignore(context: str) -> str:

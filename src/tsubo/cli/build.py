@@ -29,6 +29,7 @@ BUILD_OPTIONS = (
     Option("target", VALUE, "build up to this stage"),
     Option("no-cache", FLAG, "do not use the build cache"),
     Option("pull", FLAG, "pull the FROM images even when they are here"),
+    Option("platform", VALUE, "OS/ARCH to build for: this machine's only"),
     Option("network", VALUE, "network of RUN steps: bridge, none or host", "bridge"),
     Option("label", LIST, "add a label KEY=VALUE to the image"),
     Option("quiet,q", FLAG, "print only the image ID"),
@@ -109,7 +110,8 @@ def build_command(engine: Engine, parsed: Parsed) -> int:
                          labels=_pairs(parsed.texts("label"), "--label"),
                          timestamp=timestamp, pull=parsed.flag("pull"), say=say,
                          output=output,
-                         context_stream=sys.stdin.buffer if context == "-" else None)
+                         context_stream=sys.stdin.buffer if context == "-" else None,
+                         platform=parsed.text("platform"))
     if parsed.text("iidfile"):
         try:
             with open(parsed.text("iidfile"), "w", encoding="ascii") as iidfile:
