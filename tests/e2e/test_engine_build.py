@@ -86,7 +86,7 @@ WORKDIR $APP_HOME
 COPY --chown=1000:1000 --chmod=750 files/ ./files/
 ADD layer.tar.gz /unpacked/
 COPY <<EOF /etc/motd
-message of the day
+message of the day in $APP_HOME, not \\$HOME
 EOF
 SHELL ["/bin/sh", "-ec"]
 RUN test "$(pwd)" = /srv/app && echo "shell ok $MODE" > shell.txt
@@ -137,7 +137,7 @@ def test_every_instruction_lands_in_the_image(tsubo: EngineCLI, tmp_path: Path) 
     # the files each step made
     assert run(tsubo, "all:1") == "hi from RUN\n"
     assert run(tsubo, "all:1", "cat shell.txt /tmp/uid /etc/motd") == \
-        "shell ok two words\n1000\nmessage of the day\n"
+        "shell ok two words\n1000\nmessage of the day in /srv/app, not $HOME\n"
     listing = run(tsubo, "all:1", "ls -ln files files/sub | grep txt; cat /unpacked/deep/x.txt")
     assert listing.split("\n")[0].split()[:4] == ["-rwxr-x---", "1", "1000", "1000"]
     assert listing.endswith("x\n")

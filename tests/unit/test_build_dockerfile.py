@@ -18,6 +18,7 @@ from tsubo.build.dockerfile import (
     parse_healthcheck,
     parse_port,
     split_words,
+    substitute,
 )
 from tsubo.errors import InvalidArgument
 
@@ -90,6 +91,7 @@ def test_variables_quotes_and_words() -> None:
         split_words('"open', env)
     with pytest.raises(InvalidArgument, match="required"):
         expand("${MISSING:?required}", env)
+    assert substitute("'$A' \"${A}\" \\$A $MISSING.", env) == "'one' \"one\" $A ."
 
 
 def test_dockerignore_rules() -> None:

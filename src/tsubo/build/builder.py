@@ -709,6 +709,9 @@ class Builder:
         hasher.update(f"{stage.key}\0{instruction.original}\0{sorted(env.items())}\0"
                       f"{stage.image_config.get('WorkingDir', '')}".encode())
         inline = [heredocs[word] for word in sources if word in heredocs]
+        inline = [heredoc if heredoc.quoted else dockerfile.Heredoc(
+            heredoc.name, dockerfile.substitute(heredoc.content, env, self.escape, where),
+            heredoc.quoted) for heredoc in inline]
         for heredoc in inline:
             hasher.update(heredoc.content.encode())
         files = [word for word in sources if word not in heredocs]

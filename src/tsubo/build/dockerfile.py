@@ -254,6 +254,26 @@ def _process(text: str, env: dict[str, str] | None, escape: str, where: str, *,
     return words
 
 
+def substitute(text: str, env: dict[str, str], escape: str = "\\",
+               where: str = "Dockerfile") -> str:
+    """Only the ``$`` forms of *text* replaced (``\\$`` stays a ``$``), quotes and blanks
+    kept: the body of a COPY heredoc whose delimiter is not quoted, as BuildKit reads it."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == escape and text[index + 1:index + 2] == "$":
+            out.append("$")
+            index += 2
+        elif char == "$":
+            value, index = _variable(text, index, env, escape, where)
+            out.append(value)
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
 def _variable(text: str, index: int, env: dict[str, str], escape: str, where: str
               ) -> tuple[str, int]:
     """The value of the ``$`` form starting at *index*, and the index after it."""
