@@ -67,6 +67,10 @@ def layer_names(cli: EngineCLI, diff_id: str) -> list[str]:
         return tar.getnames()
 
 
+def blob_names(cli: EngineCLI) -> set[str]:
+    return {f"sha256:{path.name}" for path in (cli.root / "blobs" / "sha256").iterdir()}
+
+
 def run(cli: EngineCLI, image: str, *command: str) -> str:
     return cli.ok("run", "--rm", "--network", "none", image, *command)
 
@@ -241,6 +245,7 @@ def test_onbuild_triggers_stdin_context_and_compressed_add(tsubo: EngineCLI,
     inner = write_context(tmp_path / "inner", {"in/xz.txt": "unpacked\n"})
     with tarfile.open(child / "tree.tar.xz", "w:xz") as tar:
         tar.add(inner, arcname=".")
+    blobs_before = blob_names(tsubo)
     archive = tmp_path / "context.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(child, arcname=".")
@@ -254,6 +259,12 @@ def test_onbuild_triggers_stdin_context_and_compressed_add(tsubo: EngineCLI,
         "from the child\ntriggered\nunpacked\n"
     assert tsubo.inspect("child")["Config"].get("OnBuild") is None  # not passed on
     assert list((tsubo.root / "build").iterdir()) == []  # the unpacked context is gone
+    # new blobs: the child's config and its new layers; nothing of the step images its
+    # RUN steps were started from
+    new_blobs = blob_names(tsubo) - blobs_before
+    child = tsubo.inspect("child")
+    assert new_blobs == {child["Id"], *(set(child["RootFS"]["Layers"]) -
+                                        set(tsubo.inspect("parent")["RootFS"]["Layers"]))}
 
 
 def test_whiteouts_and_opaque_directories(tsubo: EngineCLI, tmp_path: Path) -> None:

@@ -434,6 +434,7 @@ class ImageStore:
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM images WHERE id = ? AND id NOT IN "
                        "(SELECT image_id FROM image_tags)", (image_id,))
+        self._delete_unreferenced({f"sha256:{image_id}"})  # its config blob
 
     def remove_unused_layers(self, diff_ids: set[str]) -> None:
         """Delete those of *diff_ids* (directory, row, blob) no image uses: what a failed
