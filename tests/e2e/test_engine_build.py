@@ -262,8 +262,8 @@ def test_onbuild_triggers_stdin_context_and_compressed_add(tsubo: EngineCLI,
     # new blobs: the child's config and its new layers; nothing of the step images its
     # RUN steps were started from
     new_blobs = blob_names(tsubo) - blobs_before
-    child = tsubo.inspect("child")
-    assert new_blobs == {child["Id"], *(set(child["RootFS"]["Layers"]) -
+    built = tsubo.inspect("child")
+    assert new_blobs == {built["Id"], *(set(built["RootFS"]["Layers"]) -
                                         set(tsubo.inspect("parent")["RootFS"]["Layers"]))}
 
 
