@@ -18,6 +18,7 @@ packages=(
   docker-registry skopeo     # a real registry on 127.0.0.1 and an independent client (tests)
   umoci apache2-utils        # reference unpacker (tests); htpasswd for the basic-auth registry
   tcpdump graphviz           # tsubo lab capture (in a node's netns); lab graph --format svg
+  buildah                    # the reference builder: `buildah bud` of the same Dockerfile (tests)
 )
 missing=()
 for package in "${packages[@]}"; do
