@@ -43,13 +43,17 @@ class TsuboError(Exception):
         super().__init__(self.message())
 
     def message(self) -> str:
-        """One line: ``operation object: detail: ERRNO (hint: ...)``."""
+        """One line: ``operation object: detail: ERRNO (hint: ...)``; ERRNO is left out
+        when the detail ends in its strerror(3) text in lower case (Go's, runc's words)."""
         text = self.operation
         if self.object:
             text += f" {self.object}"
         if self.detail:
             text += f": {self.detail}"
-        if self.errno:
+        if self.errno and not self.detail.endswith(os.strerror(self.errno).lower()):
+            # (a detail ending in the errno's own words, lower-case as Go prints them, says
+            # it already: runc's shape ``exec: "/x": stat /x: no such file or directory``,
+            # which clients match)
             text += f": {errno_name(self.errno)}"
         if self.hint:
             text += f" (hint: {self.hint})"

@@ -17,7 +17,7 @@ import os
 import stat
 
 from tsubo.errors import TsuboError
-from tsubo.kernel import syscalls
+from tsubo.kernel import procfs, syscalls
 from tsubo.kernel.flags import (
     MNT_DETACH,
     MS_BIND,
@@ -25,6 +25,7 @@ from tsubo.kernel.flags import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SHARED,
     MS_SLAVE,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
@@ -166,6 +167,15 @@ def prepare_root(rootfs: str, propagation: int) -> None:
         syscalls.mount(None, "/", None, propagation)
     except OSError as error:
         raise TsuboError.from_os_error("set propagation of", "/", error) from None
+    if propagation & MS_SHARED:
+        # pivot_root(2) refuses a new root whose parent mount is shared (EINVAL), and the
+        # bind below would propagate to the parent's peers: make that one mount private
+        # first, as runc does (rootfsPropagation "shared" still applies to the rest).
+        parent = parent_mount_point(rootfs)
+        try:
+            syscalls.mount(None, parent, None, MS_PRIVATE)
+        except OSError as error:
+            raise TsuboError.from_os_error("make private", parent, error) from None
     try:
         syscalls.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     except OSError as error:
@@ -174,6 +184,19 @@ def prepare_root(rootfs: str, propagation: int) -> None:
     if propagation & (MS_SLAVE | MS_PRIVATE) == 0:
         # pivot_root refuses a shared parent: make the root's own mount private.
         syscalls.mount(None, rootfs, None, MS_PRIVATE)
+
+
+def parent_mount_point(path: str) -> str:
+    """The mount point of the mount that holds *path* (resolved): the longest mount point
+    in /proc/self/mountinfo that is *path* or one of its parent directories."""
+    path = os.path.realpath(path)
+    best = "/"
+    with open("/proc/self/mountinfo", "rb") as mountinfo:
+        for line in mountinfo:
+            point = procfs.unescape_mountinfo(os.fsdecode(line.split(b" ", 5)[4]))
+            if len(point) > len(best) and (path == point or path.startswith(point + "/")):
+                best = point
+    return best
 
 
 def mount_step(root_fd: int, step: MountStep) -> None:
@@ -349,6 +372,18 @@ def pivot_into(rootfs: str) -> None:
     finally:
         os.close(old_root)
         os.close(new_root)
+
+
+def propagate_new_root(propagation: int) -> None:
+    """After pivot_root: give the new "/" the config's ``rootfsPropagation`` when that is
+    shared (or unbindable): before the pivot the root's own mount had to be private. Slave
+    and private were set on the whole tree already (runc's order)."""
+    if not propagation or propagation & (MS_SLAVE | MS_PRIVATE):
+        return
+    try:
+        syscalls.mount(None, "/", None, propagation)
+    except OSError as error:
+        raise TsuboError.from_os_error("set propagation of", "/", error) from None
 
 
 def chroot_into(rootfs: str) -> None:

@@ -79,6 +79,7 @@ class Runtime:
         bundle = os.path.abspath(bundle)
         spec = parse_spec(_read_config(bundle))
         plan = make_plan(spec, bundle, no_pivot=no_pivot)
+        _check_sysctl_netns(plan)
         if not os.path.isdir(plan.rootfs):
             raise NotFound("create container", container_id,
                            detail=f"root.path {plan.rootfs} is not a directory")
@@ -409,6 +410,18 @@ def needs_unified_cgroup(spec: Spec) -> bool:
     resources = spec.linux.resources
     return bool(resources.hugepage_limits or resources.unified
                 or spec.linux.namespace_path("cgroup") == "")
+
+
+def _check_sysctl_netns(plan: LaunchPlan) -> None:
+    """``net.*`` sysctls in a network namespace joined by path: refused only when that is
+    our own namespace (the sysctl would change the host's network), as runc does."""
+    from tsubo.runtime.plan import sysctl_netns_path
+
+    path = sysctl_netns_path(plan)
+    if path and procfs.is_own_namespace(path, "net"):
+        key = next(key for key in plan.sysctl if key.startswith("net."))
+        raise InvalidArgument("load config", f"linux.sysctl.{key}",
+                              detail=f"is not allowed in the host's network namespace ({path})")
 
 
 def _read_config(bundle: str) -> bytes:

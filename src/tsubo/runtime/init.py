@@ -29,6 +29,7 @@ from tsubo.errors import TsuboError
 from tsubo.kernel import capabilities, mounts, procfs, syscalls
 from tsubo.kernel.flags import (
     CLONE_FLAGS,
+    CLONE_NEWNET,
     CLONE_NEWUSER,
     MS_RDONLY,
     NAMESPACE_FILES,
@@ -106,6 +107,11 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
                 syscalls.unshare(new & ~CLONE_NEWUSER)
             except OSError as error:
                 raise TsuboError.from_os_error("unshare namespaces", _names(new), error) from None
+        if new & CLONE_NEWNET:
+            try:
+                syscalls.loopback_up()
+            except OSError as error:
+                raise TsuboError.from_os_error("bring up", "lo", error) from None
         # The child waits until its pid has been reported, so the runtime always learns it
         # first and can kill and reap the child whatever happens next.
         gate_read, gate_write = os.pipe2(os.O_CLOEXEC)
@@ -337,6 +343,7 @@ def setup_root(plan: LaunchPlan, context: SetupContext) -> None:
         mounts.chroot_into(plan.rootfs)
     else:
         mounts.pivot_into(plan.rootfs)
+    mounts.propagate_new_root(plan.root_propagation)
 
 
 def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | None,
@@ -427,11 +434,16 @@ def resolve_executable(program: str, env: dict[str, str]) -> str:
         if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):
             return candidate
         denied = True
+    # runc's words (Go's exec.LookPath and os.Stat), which podman and containerd match to
+    # tell "not found" (127) from "cannot execute" (126); the errno keeps the same answer
+    # for the engine. The object stays empty: the operation is "exec:" in runc's shape.
     if denied:
-        raise TsuboError("exec", program, errno=13, detail="permission denied")
-    detail = "no such file or directory" if "/" in program else \
-        "executable file not found in $PATH"
-    raise TsuboError("exec", program, errno=2, detail=detail)
+        raise TsuboError("exec", "", errno=13, detail=f'"{program}": permission denied')
+    if "/" in program:
+        detail = f'"{program}": stat {program}: no such file or directory'
+    else:
+        detail = f'"{program}": executable file not found in $PATH'
+    raise TsuboError("exec", "", errno=2, detail=detail)
 
 
 def wait_for_start(fifo_fd: int) -> None:
