@@ -266,6 +266,35 @@ class Runtime:
                            status_rules.current_status(self.store, record))
         _cgroup_of(record).thaw()
 
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Change the resource limits of a created, running or paused container (runc's
+        ``update``): *resources* is a ``linux.resources`` object holding only what changes,
+        validated as a config's is and written to the container's cgroup; the recorded
+        config is updated to match, so ``state`` and later updates start from it. Device
+        rules are not updated (runc ignores them too: they are the container's security
+        boundary, set once at create)."""
+        from tsubo.kernel.cgroups.plan import plan_resources
+        from tsubo.oci.runtime_spec import Resources, parse_resources
+
+        parsed = parse_resources(resources, "resources")
+        changes = Resources(None, parsed.memory, parsed.cpu, parsed.pids_limit,
+                            parsed.block_io, parsed.hugepage_limits, parsed.network,
+                            parsed.rdma, parsed.unified)
+        lock = self.store.lock(container_id)
+        try:
+            record = self.store.load(container_id)
+            status_rules.check("update", container_id,
+                               status_rules.current_status(self.store, record))
+            cgroup = _cgroup_of(record)
+            cgroup.apply(plan_resources(changes, cgroup))
+            linux = record.config.setdefault("linux", {})
+            current = linux.get("resources")
+            linux["resources"] = merge_resources(current if isinstance(current, dict) else {},
+                                                 resources)
+            self.store.save(record)
+        finally:
+            os.close(lock)
+
     def delete(self, container_id: str, *, force: bool = False) -> list[TsuboError]:
         """Remove every trace of the container. A running one needs *force*; a created
         one is killed (as runc does). Returns what could not be checked while the
@@ -400,6 +429,21 @@ class Runtime:
                 forwarder.restore()
         code = os.waitstatus_to_exitcode(wait_status)
         return ExitInfo(128 - code if code < 0 else code, False)
+
+
+def merge_resources(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """*current* ``linux.resources`` with *changes* laid over it: objects merge key by key,
+    anything else (numbers, strings, lists) replaces; ``devices`` is never changed."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if key == "devices":
+            continue
+        previous = merged.get(key)
+        if isinstance(value, dict) and isinstance(previous, dict):
+            merged[key] = {**previous, **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def needs_unified_cgroup(spec: Spec) -> bool:
