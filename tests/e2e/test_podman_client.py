@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -619,27 +619,49 @@ def test_capabilities(podman: Podman) -> None:
     }
 
 
-def test_timing_tsubo_vs_runc(podman: Podman) -> None:
-    """Five `podman run --rm ... true` per runtime, interleaved; medians printed (see -s)."""
-    runtimes = {"tsubo-runtime": str(podman.runtime)}
-    runc = shutil.which("runc")
-    if runc is not None:
-        runtimes["runc"] = runc
+def time_interleaved(
+    runtimes: dict[str, str], run_once: Callable[[str], None], rounds: int = 5
+) -> dict[str, list[float]]:
+    """Seconds of `run_once(path)` per runtime, `rounds` rounds interleaved (so a busy
+    moment of the machine hits both)."""
     times: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(5):
+    for _ in range(rounds):
         for name, path in runtimes.items():
             started = time.perf_counter()
-            proc = podman.run("--runtime", path, "run", "--rm", "--network", "none", IMAGE, "true")
+            run_once(path)
             times[name].append(time.perf_counter() - started)
-            assert proc.returncode == 0, _describe(proc)
+    return times
+
+
+def print_medians(what: str, times: dict[str, list[float]]) -> None:
     print()
     for name, samples in times.items():
         print(
-            f"podman run --rm true via {name}: median {statistics.median(samples):.3f}s"
+            f"{what} via {name}: median {statistics.median(samples):.3f}s"
             f" (min {min(samples):.3f}s, max {max(samples):.3f}s, n={len(samples)})"
         )
-    if runc is None:
+    if "runc" not in times:
         print("runc not installed (Debian package runc): no comparison")
+
+
+def runtimes_to_compare(ours: Path) -> dict[str, str]:
+    """The runtime under test, and runc when it is installed."""
+    runtimes = {"tsubo-runtime": str(ours)}
+    runc = shutil.which("runc")
+    if runc is not None:
+        runtimes["runc"] = runc
+    return runtimes
+
+
+def test_timing_tsubo_vs_runc(podman: Podman) -> None:
+    """Five `podman run --rm ... true` per runtime, interleaved; medians printed (see -s)."""
+
+    def run_once(path: str) -> None:
+        proc = podman.run("--runtime", path, "run", "--rm", "--network", "none", IMAGE, "true")
+        assert proc.returncode == 0, _describe(proc)
+
+    print_medians("podman run --rm true", time_interleaved(runtimes_to_compare(podman.runtime),
+                                                          run_once))
 
 
 # ---------------------------------------------------------------------------------------------
