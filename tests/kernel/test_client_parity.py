@@ -10,6 +10,11 @@ network namespaces are the ``netns`` fixture's throwaway ones. These are `root` 
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -141,13 +146,18 @@ def test_loopback_of_a_joined_netns_is_left_alone(
 # --- rootfsPropagation -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("propagation", ["shared", "rshared"])
-def test_rootfs_propagation_shared(
-    runtime: RuntimeCLI, make_bundle: MakeBundle, propagation: str
+@pytest.mark.parametrize(
+    ("propagation", "tag"),
+    [("shared", "shared:"), ("rshared", "shared:"), ("unbindable", "unbindable"),
+     ("runbindable", "unbindable")],
+)
+def test_rootfs_propagation_shared_or_unbindable(
+    runtime: RuntimeCLI, make_bundle: MakeBundle, propagation: str, tag: str
 ) -> None:
-    """pivot_root refuses a shared parent mount (EINVAL): the parent is made private first,
-    and the container's / is shared once it is the root. The host's mounts do not change
-    (the leak check compares them)."""
+    """pivot_root refuses a shared parent mount and an unbindable one cannot be bound onto
+    itself (both EINVAL): the parent is made private first, and the container's / gets the
+    config's propagation once it is the root. The host's mounts do not change (the leak
+    check compares them)."""
     b = make_bundle(
         ["awk", "$5 == \"/\"", "/proc/self/mountinfo"],
         linux={"rootfsPropagation": propagation},
@@ -155,7 +165,7 @@ def test_rootfs_propagation_shared(
     code, out, err = _run(runtime, b.path)
     assert code == 0, err
     fields = out.split(" - ")[0].split()
-    assert any(field.startswith("shared:") for field in fields[6:]), out
+    assert any(field.startswith(tag) for field in fields[6:]), out
 
 
 # --- exec errors -----------------------------------------------------------------------------
@@ -219,3 +229,79 @@ def test_no_mount_namespace_is_refused_citing_the_spec(
     line = one_line_error(runtime.run("run", "--bundle", str(b.path), runtime.container_id()))
     assert "linux.namespaces" in line and "inherit" in line, line
     assert 'add {"type": "mount"}' in line, line
+
+
+# --- features --------------------------------------------------------------------------------
+
+
+def test_features_has_runcs_shape(runtime: RuntimeCLI) -> None:
+    """`features` (runtime spec features.md): every key runc 1.1 prints is there, and every
+    mount option it lists is one the runtime acts on (tmpcopyup included); when runc is
+    installed its keys are compared directly."""
+    proc = runtime.run("features")
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(proc.stdout)
+    assert {"ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux",
+            "annotations"} <= set(ours)
+    assert {"namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux"} <= set(
+        ours["linux"]
+    )
+    assert {"tmpcopyup", "rbind", "rshared", "ro", "nosuid"} <= set(ours["mountOptions"])
+    runc = shutil.which("runc")
+    if runc is not None:
+        theirs = json.loads(subprocess.run([runc, "features"], capture_output=True, text=True,
+                                           check=True, timeout=30).stdout)
+        assert set(theirs) <= set(ours)
+        assert set(theirs["linux"]) <= set(ours["linux"])
+        assert set(theirs["hooks"]) == set(ours["hooks"])
+        assert set(theirs["linux"]["namespaces"]) <= set(ours["linux"]["namespaces"])
+
+
+# --- a seccomp profile that denies getcwd ----------------------------------------------------
+
+
+@pytest.mark.parametrize("no_new_privileges", [False, True])
+def test_seccomp_denying_getcwd_still_runs(
+    runtime: RuntimeCLI, make_bundle: MakeBundle, no_new_privileges: bool
+) -> None:
+    """runtime-tools' linux_seccomp: getcwd answers EPERM. Without noNewPrivileges the
+    filter is loaded before the runtime checks its cwd is inside the root
+    (CVE-2024-21626); that check then walks ".." instead of calling getcwd, and the
+    container runs (runc 1.1 fails here). Inside, getcwd is denied as asked."""
+    b = make_bundle(
+        ["sh", "-c", "echo ran; pwd || echo getcwd-denied"],
+        process={"noNewPrivileges": no_new_privileges, "cwd": "/tmp"},
+        linux={"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}},
+    )
+    code, out, err = _run(runtime, b.path)
+    assert code == 0, err
+    assert out.split()[0] == "ran", out
+
+
+@pytest.mark.parametrize("fd", range(3, 11))
+def test_leaked_fd_cwd_with_getcwd_denied_never_reaches_the_host(
+    runtime: RuntimeCLI, make_bundle: MakeBundle, tmp_path: Path, fd: int
+) -> None:
+    """CVE-2024-21626 with the getcwd check unavailable (seccomp denies it, loaded before
+    the check): a cwd of /proc/self/fd/N is refused or inside the root; the host's file
+    is never read."""
+    secret = f"HOST-SECRET-{secrets.token_hex(8)}"
+    marker = tmp_path / "host-secret"
+    marker.write_text(secret + "\n")
+    up = "../" * 40
+    script = (f"echo ran; cat {up}{str(marker).lstrip('/')} 2>/dev/null; "
+              f"ls -1A {up} 2>/dev/null; exit 0")
+    b = make_bundle(
+        ["/bin/sh", "-c", script],
+        process={"cwd": f"/proc/self/fd/{fd}", "noNewPrivileges": False},
+        linux={"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}},
+    )
+    proc = runtime.run("run", "--bundle", str(b.path), runtime.container_id())
+    assert secret not in proc.stdout + proc.stderr
+    lines = proc.stdout.split()
+    if lines[:1] == ["ran"]:
+        assert sorted(lines[1:]) == sorted(os.listdir(b.rootfs)), proc.stdout
+    else:
+        one_line_error(proc)

@@ -27,6 +27,7 @@ from tsubo.kernel.flags import (
     MS_REMOUNT,
     MS_SHARED,
     MS_SLAVE,
+    MS_UNBINDABLE,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
     STATVFS_LOCKED_FLAGS,
@@ -162,7 +163,14 @@ def locked_flags(path: str) -> int:
 
 def prepare_root(rootfs: str, propagation: int) -> None:
     """Set the new mount namespace's propagation, then make *rootfs* a mount point (a
-    recursive bind on itself) so pivot_root(2) accepts it."""
+    recursive bind on itself) so pivot_root(2) accepts it. *propagation* is the config's
+    ``rootfsPropagation`` (default rslave); shared and unbindable reach the new / only after
+    the pivot (:func:`propagate_new_root`)."""
+    if propagation & MS_UNBINDABLE:
+        # Nothing could be bound from an unbindable tree (the rootfs onto itself, the
+        # config's binds: EINVAL): build the root in a slave tree and make the new /
+        # unbindable after the pivot (propagate_new_root).
+        propagation = MS_SLAVE | MS_REC
     try:
         syscalls.mount(None, "/", None, propagation)
     except OSError as error:
@@ -170,7 +178,8 @@ def prepare_root(rootfs: str, propagation: int) -> None:
     if propagation & MS_SHARED:
         # pivot_root(2) refuses a new root whose parent mount is shared (EINVAL), and the
         # bind below would propagate to the parent's peers: make that one mount private
-        # first, as runc does (rootfsPropagation "shared" still applies to the rest).
+        # first, as runc does (the config's propagation is given to the new / after the
+        # pivot).
         parent = parent_mount_point(rootfs)
         try:
             syscalls.mount(None, parent, None, MS_PRIVATE)

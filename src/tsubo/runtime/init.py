@@ -41,6 +41,8 @@ from tsubo.kernel.flags import (
 from tsubo.runtime import handshake
 from tsubo.runtime.plan import DEFAULT_PATH
 
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -343,7 +345,6 @@ def setup_root(plan: LaunchPlan, context: SetupContext) -> None:
         mounts.chroot_into(plan.rootfs)
     else:
         mounts.pivot_into(plan.rootfs)
-    mounts.propagate_new_root(plan.root_propagation)
 
 
 def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | None,
@@ -361,6 +362,8 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
         mounts.make_readonly(path)
     if plan.root_readonly:
         mounts.make_root_readonly()
+    # last of the mounts: masking binds /dev/null, which an unbindable tree would refuse
+    mounts.propagate_new_root(plan.root_propagation)
     if process.oom_score_adj is not None:
         procfs.write("/proc/self/oom_score_adj", str(process.oom_score_adj),
                      operation="set oomScoreAdj",
@@ -399,10 +402,38 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
     except OSError as error:
         raise TsuboError.from_os_error("change to working directory", process.cwd,
                                        error) from None
-    if os.getcwd().startswith("(unreachable)"):
+    if not cwd_inside_root():
         raise TsuboError("change to working directory", process.cwd,
                          detail="it is outside the container root")
     return resolve_executable(plan.process.args[0], plan.process.env)
+
+
+def cwd_inside_root() -> bool:
+    """Whether our working directory is inside our root (CVE-2024-21626: a cwd reached
+    through a leaked host fd is not). getcwd(2) says "(unreachable)" for one outside; if a
+    seccomp filter denies getcwd (already loaded when noNewPrivileges is false), walk ".."
+    from the cwd instead: inside the root the walk meets "/" (the kernel stops ".." there),
+    outside it ends at a directory that is its own parent without meeting it."""
+    try:
+        return not os.getcwd().startswith("(unreachable)")
+    except OSError:
+        pass
+    root = os.stat("/")
+    fd = os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for _depth in range(4096):
+            here = os.fstat(fd)
+            if (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino):
+                return True
+            parent = os.open("..", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            above = os.fstat(fd)
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False
+        return False
+    finally:
+        os.close(fd)
 
 
 def _step(operation: str, obj: str, function: Callable[..., object], *args: object) -> None:
