@@ -387,7 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                               hint="use the cgroupfs driver (drop --systemd-cgroup)")
         from tsubo.api import Runtime
 
-        return command.handler(Runtime(global_flags.text("root")), parsed)
+        runtime = Runtime(global_flags.text("root"))
+        try:
+            return command.handler(runtime, parsed)
+        finally:
+            for warning in runtime.warnings:  # failed poststart/poststop hooks
+                log.warning(warning.message())
     except TsuboError as error:
         log.error(error.message())
         return 1
@@ -470,8 +475,11 @@ class _Log:
                                   detail="must be text or json")
         self.json = log_format == "json"
 
-    def error(self, message: str) -> None:
-        sys.stderr.write(f"{PROGRAM}: {message}\n")
+    def warning(self, message: str) -> None:
+        self.error(message, level="warning")
+
+    def error(self, message: str, level: str = "error") -> None:
+        sys.stderr.write(f"{PROGRAM}: {'warning: ' if level == 'warning' else ''}{message}\n")
         if not self.path:
             return
         from tsubo.api import now_rfc3339
@@ -479,9 +487,9 @@ class _Log:
         if self.json:
             from tsubo import jsonwire
 
-            line = jsonwire.dumps({"level": "error", "msg": message, "time": now_rfc3339()})
+            line = jsonwire.dumps({"level": level, "msg": message, "time": now_rfc3339()})
         else:
-            line = f'time="{now_rfc3339()}" level=error msg="{message}"'
+            line = f'time="{now_rfc3339()}" level={level} msg="{message}"'
         try:
             with open(self.path, "a", encoding="utf-8") as log_file:
                 log_file.write(line + "\n")

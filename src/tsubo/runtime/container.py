@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.kernel.cgroups import Cgroup
-    from tsubo.oci.runtime_spec import Hook, Spec
+    from tsubo.oci.runtime_spec import Spec
     from tsubo.runtime.init import SetupContext
     from tsubo.runtime.plan import LaunchPlan
 
@@ -55,6 +55,9 @@ class Runtime:
 
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.store = StateStore(root)
+        #: what went wrong without failing the operation (a poststart or poststop hook);
+        #: the CLI prints them as warnings
+        self.warnings: list[TsuboError] = []
 
     # --- create / start / run -----------------------------------------------------------
 
@@ -134,8 +137,8 @@ class Runtime:
                 os.close(fifo_fd)
             undo.commit()
         if start_now:
-            _run_runtime_hooks(record, "poststart",
-                               self._state_json(record, status_rules.RUNNING, record.pid))
+            self.warnings += _run_runtime_hooks(
+                record, "poststart", self._state_json(record, status_rules.RUNNING, record.pid))
         return record
 
     def _run_create_hooks(self, spec: Spec, record: ContainerRecord, pid: int) -> str:
@@ -156,8 +159,8 @@ class Runtime:
             status = status_rules.current_status(self.store, record)
             status_rules.check("start", container_id, status)
             _open_exec_fifo(self.store.fifo_path(container_id), record)
-            _run_runtime_hooks(record, "poststart",
-                               self._state_json(record, status_rules.RUNNING, record.pid))
+            self.warnings += _run_runtime_hooks(
+                record, "poststart", self._state_json(record, status_rules.RUNNING, record.pid))
         finally:
             os.close(lock)
 
@@ -337,8 +340,8 @@ class Runtime:
                 # process it left is in the container's cgroup (it joined before forking).
                 _collect(errors, lambda: _kill_members(_cgroup_of(record)))
             _collect(errors, _cgroup_of(record).destroy)
-            _collect(errors, lambda: _run_runtime_hooks(
-                record, "poststop", self._state_json(record, status_rules.STOPPED, 0)))
+            self.warnings += _run_runtime_hooks(
+                record, "poststop", self._state_json(record, status_rules.STOPPED, 0))
             self.store.remove(container_id)
             if errors:
                 raise TeardownErrors("delete container", container_id, errors)
@@ -541,16 +544,18 @@ def _open_exec_fifo(fifo: str, record: ContainerRecord) -> None:
     os.unlink(fifo)
 
 
-def _run_runtime_hooks(record: ContainerRecord, name: str, state_json: str) -> None:
-    entries: list[Hook] = []
+def _run_runtime_hooks(record: ContainerRecord, name: str, state_json: str
+                       ) -> list[TsuboError]:
+    """The poststart or poststop hooks of the record's config: each one runs, and each
+    failure is returned as a warning (the spec's rule for these two phases)."""
     raw = (record.config.get("hooks") or {}).get(name) or []
     if not raw:
-        return
+        return []
     from tsubo.oci.runtime_spec import Hook
     from tsubo.runtime import hooks
 
     entries = [Hook(item, f"hooks.{name}[{index}]") for index, item in enumerate(raw)]
-    hooks.run_hooks(name, entries, state_json)
+    return hooks.run_hooks_warning_only(name, entries, state_json)
 
 
 def _kill_and_wait(pid: int, start_time: int | None = None) -> None:
