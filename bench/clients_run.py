@@ -4,7 +4,8 @@ Rows (interleaved in one run: each round runs every row once, in rotating order)
 
 - ``podman run --rm --network none --runtime runc IMAGE true`` and the same with
   ``--runtime <venv>/bin/tsubo-runtime`` (podman isolated as in bench/common.py);
-- ``ctr run --rm --rootfs ROOTFS --runc-binary runc ID true`` and the same with
+- ``ctr run --rm --rootfs ROOTFS --runc-binary runc ID /bin/true`` (no image config, so no
+  PATH: runc would not find a bare `true`) and the same with
   ``--runc-binary tsubo-runtime``: containerd 1.6's runc shim (the one its CRI plugin uses
   for every Kubernetes pod) against a containerd of our own (root, state, sockets and `opt`
   in the temp dir, CRI plugin off), started here and stopped by its pid.
@@ -164,7 +165,12 @@ def main() -> int:
         sandbox.expected_mounts |= podman.expected_mounts
         containerd.start()
         cases = _cases(podman, containerd, tools["runc"], rootfs, sandbox)
-        timings = interleaved(cases, args.rounds, args.warmup, settle=sandbox.settle)
+        config = str(containerd.home / "config.toml")
+
+        def settle() -> None:  # every helper gone but our containerd itself
+            sandbox.settle(keep=lambda argv: config in argv)
+
+        timings = interleaved(cases, args.rounds, args.warmup, settle=settle)
         versions = [tool_version([tools[name], "--version"])
                     for name in ("podman", "runc", "containerd")]
     except BenchError as error:
@@ -213,7 +219,7 @@ def _cases(podman: Podman, containerd: Containerd, runc: str, rootfs: Path,
             sandbox.container_ids.add(cid)
             return containerd.argv("run", "--rm", "--rootfs", "--runc-binary", runtime,
                                    "--cgroup", f"/{sandbox.cgroup_parent}/{cid}",
-                                   str(rootfs), cid, "true")
+                                   str(rootfs), cid, "/bin/true")
         return Case(f"ctr ({os.path.basename(runtime)})", argv, cwd=sandbox.tmp)
 
     return [podman_case(runc), podman_case(str(TSUBO_RUNTIME)), ctr_case(runc),
