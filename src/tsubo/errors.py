@@ -43,17 +43,13 @@ class TsuboError(Exception):
         super().__init__(self.message())
 
     def message(self) -> str:
-        """One line: ``operation object: detail: ERRNO (hint: ...)``; ERRNO is left out
-        when the detail ends in its strerror(3) text in lower case (Go's, runc's words)."""
+        """One line: ``operation object: detail: ERRNO (hint: ...)``."""
         text = self.operation
         if self.object:
             text += f" {self.object}"
         if self.detail:
             text += f": {self.detail}"
-        if self.errno and not self.detail.endswith(os.strerror(self.errno).lower()):
-            # (a detail ending in the errno's own words, lower-case as Go prints them, says
-            # it already: runc's shape ``exec: "/x": stat /x: no such file or directory``,
-            # which clients match)
+        if self.errno:
             text += f": {errno_name(self.errno)}"
         if self.hint:
             text += f" (hint: {self.hint})"
@@ -97,6 +93,19 @@ class Unsupported(TsuboError):
 
 class ChildFailed(TsuboError):
     """A step inside the container's setup failed; raised in the parent from the handshake."""
+
+
+class ExecFailed(ChildFailed):
+    """The container's program cannot be executed: not found, or not executable. Its
+    *object* is the program, its *errno* ENOENT or EACCES, and its one line is runc's
+    (``exec: "PROGRAM": DETAIL``, from Go's os/exec), which podman and containerd match to
+    tell "not found" (127) from "cannot execute" (126)."""
+
+    def message(self) -> str:
+        text = f'{self.operation}: "{self.object}": {self.detail}'
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
 
 
 class TeardownErrors(TsuboError):

@@ -25,7 +25,7 @@ import os
 import resource
 import stat
 
-from tsubo.errors import TsuboError
+from tsubo.errors import ExecFailed, TsuboError
 from tsubo.kernel import capabilities, mounts, procfs, syscalls
 from tsubo.kernel.flags import (
     CLONE_FLAGS,
@@ -465,16 +465,14 @@ def resolve_executable(program: str, env: dict[str, str]) -> str:
         if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):
             return candidate
         denied = True
-    # runc's words (Go's exec.LookPath and os.Stat), which podman and containerd match to
-    # tell "not found" (127) from "cannot execute" (126); the errno keeps the same answer
-    # for the engine. The object stays empty: the operation is "exec:" in runc's shape.
+    # runc's words (Go's exec.LookPath and os.Stat): see errors.ExecFailed
     if denied:
-        raise TsuboError("exec", "", errno=13, detail=f'"{program}": permission denied')
+        raise ExecFailed("exec", program, errno=13, detail="permission denied")
     if "/" in program:
-        detail = f'"{program}": stat {program}: no such file or directory'
+        detail = f"stat {program}: no such file or directory"
     else:
-        detail = f'"{program}": executable file not found in $PATH'
-    raise TsuboError("exec", "", errno=2, detail=detail)
+        detail = "executable file not found in $PATH"
+    raise ExecFailed("exec", program, errno=2, detail=detail)
 
 
 def wait_for_start(fifo_fd: int) -> None:
