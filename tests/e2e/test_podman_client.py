@@ -722,8 +722,9 @@ def _pid(podman: Podman, name: str) -> int:
 
 
 def test_pause_update_restart(podman: Podman) -> None:
-    """pause/unpause (runtime pause/resume), update (runtime update --resources FILE),
-    restart (a new create/start of the same container)."""
+    """pause/unpause (runtime pause/resume), update (runtime update --resources FILE), stats,
+    restart (a new create/start of the same
+    container)."""
     name = _name()
     limit = "/sys/fs/cgroup/memory/memory.limit_in_bytes"
     if not Path(limit).exists():
@@ -738,6 +739,9 @@ def test_pause_update_restart(podman: Podman) -> None:
 
         podman.ok("update", "--memory", "64m", name)
         assert podman.ok("exec", name, "cat", limit).strip() == str(64 << 20)
+        # stats works; podman 4.3 still shows the limit it started with (under runc too)
+        stats = podman.ok("stats", "--no-stream", "--format", "{{.Name}} {{.MemLimit}}", name)
+        assert stats.split() == [name, str(128 << 20)], stats
 
         first = _pid(podman, name)
         podman.ok("restart", "-t", "0", name)
