@@ -723,8 +723,7 @@ def _pid(podman: Podman, name: str) -> int:
 
 def test_pause_update_restart(podman: Podman) -> None:
     """pause/unpause (runtime pause/resume), update (runtime update --resources FILE), stats,
-    restart (a new create/start of the same
-    container)."""
+    restart (a new create/start of the same container)."""
     name = _name()
     limit = "/sys/fs/cgroup/memory/memory.limit_in_bytes"
     if not Path(limit).exists():

@@ -37,6 +37,9 @@ def run_hooks_warning_only(name: str, hooks: list[Hook], state_json: str) -> lis
             run_hook(f"{name}[{index}]", hook, state_json)
         except TsuboError as error:
             warnings.append(error)
+        except OSError as error:  # (the runner reports its own failures as TsuboError)
+            warnings.append(TsuboError.from_os_error("run hook", f"{name}[{index}] {hook.path}",
+                                                     error))
     return warnings
 
 
