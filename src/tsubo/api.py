@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from tsubo.engine.lab.checks import CheckResult
     from tsubo.engine.lab.topology import Topology
     from tsubo.engine.logs import parse_since
-    from tsubo.engine.options import RunOptions
+    from tsubo.engine.options import RunOptions, parse_size
     from tsubo.image.archive import LoadedImage, iter_loaded_lines
     from tsubo.image.auth import normalise_key
     from tsubo.image.pull import PullResult, parse_platform
@@ -88,6 +88,7 @@ _REEXPORTS = {
     "parse_platform": ("tsubo.image.pull", "parse_platform"),
     "parse_reference": ("tsubo.image.reference", "parse_reference"),
     "parse_signal": ("tsubo.kernel.signals", "parse_signal"),
+    "parse_size": ("tsubo.engine.options", "parse_size"),
     "parse_since": ("tsubo.engine.logs", "parse_since"),
     "process_from_flags": ("tsubo.runtime.exec", "process_from_flags"),
     "read_caller_file": ("tsubo.runtime.container", "read_caller_file"),
@@ -913,7 +914,7 @@ __all__ = [
     "PullResult", "PushResult", "Reference", "RunOptions", "Runtime", "Topology",
     "VolumeRecord", "build_run_options", "default_spec", "destination_reference", "features",
     "iter_loaded_lines", "layer_sizes", "normalise_key", "now_rfc3339", "parse_platform",
-    "parse_reference", "parse_signal", "parse_since", "process_from_flags",
+    "parse_reference", "parse_signal", "parse_since", "parse_size", "process_from_flags",
     "read_caller_file", "signal_name",
 ]
 
@@ -921,5 +922,5 @@ __all__ = [
 if TYPE_CHECKING:
     _TYPES = (Callable, EngineCommands, default_spec, destination_reference, features,
               iter_loaded_lines, layer_sizes, normalise_key, now_rfc3339, parse_platform,
-              parse_reference, parse_signal, parse_since, process_from_flags,
+              parse_reference, parse_signal, parse_since, parse_size, process_from_flags,
               read_caller_file, signal_name, Endpoint, Reference, Runtime)
