@@ -662,14 +662,17 @@ class Podman:
         )
         (self.tmp / "storage.conf").write_text(STORAGE_CONF.format(driver=driver, tmp=self.tmp))
 
-    def _import(self, tar: Path) -> str:
-        # containers/image writes its blob-info cache to /var/lib/containers/cache for root,
-        # whatever --root says: shadow that (or /var/lib if it is absent) in a private mount
-        # namespace that dies with the import.
+    def shadow_wrap(self) -> list[str]:
+        """A command prefix for podman commands that copy images (import, build):
+        containers/image writes its blob-info cache to /var/lib/containers/cache for root,
+        whatever --root says: shadow that (or /var/lib if it is absent) in a private mount
+        namespace that dies with the command."""
         target = "/var/lib/containers" if Path("/var/lib/containers").is_dir() else "/var/lib"
         shadow = f'mount --bind {shlex.quote(str(self.tmp / "shadow"))} {target} && exec "$@"'
-        wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", shadow, "sh"]
-        result = self.run("import", str(tar), IMAGE, wrap=wrap)
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", shadow, "sh"]
+
+    def _import(self, tar: Path) -> str:
+        result = self.run("import", str(tar), IMAGE, wrap=self.shadow_wrap())
         return "" if result.ok else result.describe()
 
     def _reset(self) -> None:

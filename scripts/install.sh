@@ -14,11 +14,14 @@ packages=(
   iperf3                     # throughput through a published port (bench/network_ports.py)
   runc crun hyperfine        # peers and the timer for bench/
   podman conmon              # a real OCI client of tsubo-runtime (tests/e2e) and a peer
+  containernetworking-plugins iptables  # podman's bridge (CNI) in the e2e tests' netns
+  containerd                 # a real OCI client through its runc shim (tests/e2e, bench/)
   tini catatonit             # real inits for containers (engine --init)
   libzstd1 zstd              # zstd layers are read through libzstd; zstd(1) makes test layers
   docker-registry skopeo     # a real registry on 127.0.0.1 and an independent client (tests)
   umoci apache2-utils        # reference unpacker (tests); htpasswd for the basic-auth registry
   tcpdump graphviz           # tsubo lab capture (in a node's netns); lab graph --format svg
+  buildah                    # the reference builder: `buildah bud` of the same Dockerfile (tests)
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from tsubo.engine.lab.checks import CheckResult
     from tsubo.engine.lab.topology import Topology
     from tsubo.engine.logs import parse_since
-    from tsubo.engine.options import RunOptions
+    from tsubo.engine.options import RunOptions, parse_size
     from tsubo.image.archive import LoadedImage, iter_loaded_lines
     from tsubo.image.auth import normalise_key
     from tsubo.image.pull import PullResult, parse_platform
@@ -90,6 +90,7 @@ _REEXPORTS = {
     "parse_platform": ("tsubo.image.pull", "parse_platform"),
     "parse_reference": ("tsubo.image.reference", "parse_reference"),
     "parse_signal": ("tsubo.kernel.signals", "parse_signal"),
+    "parse_size": ("tsubo.engine.options", "parse_size"),
     "parse_since": ("tsubo.engine.logs", "parse_since"),
     "port_lines": ("tsubo.network.ports", "port_lines"),
     "ports_column": ("tsubo.network.ports", "ports_column"),
@@ -487,6 +488,82 @@ class Engine:
 
         return load_images(self.image_store, source, stream)
 
+    # --- building images -------------------------------------------------------------------
+
+    def build(self, context: str, *, dockerfile: str = "", dockerfile_text: str | None = None,
+              tags: Sequence[str] = (), build_args: dict[str, str] | None = None,
+              target: str = "", no_cache: bool = False, network: str = "bridge",
+              quiet: bool = False, labels: dict[str, str] | None = None,
+              timestamp: int | None = None, pull: bool = False,
+              say: Callable[[str], None] | None = None,
+              output: Callable[[bytes], None] | None = None,
+              context_stream: BinaryIO | None = None, platform: str = "") -> Image:
+        """Build an image from a Dockerfile (``tsubo build``): *dockerfile* is its path
+        (default ``CONTEXT/Dockerfile``) or *dockerfile_text* its text; *context_stream* a
+        tar of the context (plain, gzip, zstd, xz or bzip2) instead of the directory
+        *context* (``build -``); *platform* only this machine's (``linux/amd64`` here);
+        *say* receives the
+        progress lines (``STEP 2/5: RUN ...``), *output* what RUN steps print. *timestamp*
+        (default ``$SOURCE_DATE_EPOCH``) fixes every time in the image."""
+        from tsubo.build.builder import BuildOptions, build
+
+        if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip():
+            timestamp = _epoch(os.environ["SOURCE_DATE_EPOCH"], "SOURCE_DATE_EPOCH")
+        options = BuildOptions(
+            os.path.abspath(context) if context_stream is None else "",
+            context_stream=context_stream, dockerfile_path=os.path.abspath(dockerfile)
+            if dockerfile else "", dockerfile_text=dockerfile_text, tags=list(tags),
+            build_args=build_args, target=target, no_cache=no_cache, network=network,
+            quiet=quiet, labels=labels, timestamp=timestamp, pull=pull, platform=platform)
+        return build(self.core, options, say or (lambda text: None),
+                     output or (lambda data: None))
+
+    def prune_build_cache(self) -> tuple[int, int]:
+        """Forget the build cache and remove the layers only it kept (``builder prune``):
+        (cache entries, bytes freed)."""
+        from tsubo.build.cache import prune
+
+        return prune(self.core)
+
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """``docker diff``: ``(A|C|D, /path)`` for each change of the container's files."""
+        from tsubo.engine.commit import container_changes
+
+        return container_changes(self.core, ref)
+
+    def commit(self, ref: str, reference: str = "", *, changes: Sequence[str] = (),
+               message: str = "", author: str = "", pause: bool = True) -> Image:
+        """A new image from a container's changes (``docker commit``)."""
+        from tsubo.engine.commit import commit_container
+
+        return commit_container(self.core, ref, reference, changes=list(changes),
+                                message=message, author=author, pause=pause)
+
+    def export(self, ref: str, *, output: str = "", stream: BinaryIO | None = None) -> None:
+        """A container's whole file system as a tar, to the file *output* (complete or
+        not at all) or to *stream*."""
+        from tsubo.engine.commit import export_container
+
+        if stream is not None:
+            export_container(self.core, ref, stream)
+            return
+        if not output:
+            raise InvalidArgument("export", ref, detail="no output file or stream given")
+        from tsubo.errors import TsuboError
+
+        target = os.path.abspath(output)
+        temp = f"{target}.tsubo-{os.getpid()}.tmp"
+        try:
+            with open(temp, "xb") as out:
+                export_container(self.core, ref, out)
+            os.rename(temp, target)
+        except BaseException as error:
+            if os.path.lexists(temp):
+                os.unlink(temp)
+            if isinstance(error, OSError):
+                raise TsuboError.from_os_error("export to", target, error) from None
+            raise
+
     def disk_usage(self) -> DiskUsage:
         from tsubo.engine.diskusage import disk_usage
 
@@ -696,6 +773,15 @@ class Engine:
         return row
 
 
+def _epoch(text: str, what: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise InvalidArgument(f"read {what}", text, detail="expected seconds since the "
+                              "epoch") from None
+    if value < 0:
+        raise InvalidArgument(f"read {what}", text, detail="negative")
+    return value
 class Lab:
     """A lab built in code; leaving the ``with`` block destroys it::
 
@@ -845,8 +931,8 @@ __all__ = [
     "PublishedPort", "PullResult", "PushResult", "Reference", "RunOptions", "Runtime",
     "Topology", "VolumeRecord", "build_run_options", "default_spec", "destination_reference",
     "features", "iter_loaded_lines", "layer_sizes", "normalise_key", "now_rfc3339",
-    "parse_platform", "parse_reference", "parse_signal", "parse_since", "port_lines",
-    "ports_column", "process_from_flags", "read_caller_file", "signal_name",
+    "parse_platform", "parse_reference", "parse_signal", "parse_since", "parse_size",
+    "port_lines", "ports_column", "process_from_flags", "read_caller_file", "signal_name",
 ]
 
 # names used only in type annotations above (kept visible to type checkers)
@@ -854,5 +940,5 @@ if TYPE_CHECKING:
     _TYPES = (Callable, EngineCommands, default_spec, destination_reference, features,
               iter_loaded_lines, layer_sizes, normalise_key, now_rfc3339, parse_platform,
               port_lines, ports_column,
-              parse_reference, parse_signal, parse_since, process_from_flags,
+              parse_reference, parse_signal, parse_since, parse_size, process_from_flags,
               read_caller_file, signal_name, Endpoint, Reference, Runtime)

@@ -95,6 +95,19 @@ class ChildFailed(TsuboError):
     """A step inside the container's setup failed; raised in the parent from the handshake."""
 
 
+class ExecFailed(ChildFailed):
+    """The container's program cannot be executed: not found, or not executable. Its
+    *object* is the program, its *errno* ENOENT or EACCES, and its one line is runc's
+    (``exec: "PROGRAM": DETAIL``, from Go's os/exec), which podman and containerd match to
+    tell "not found" (127) from "cannot execute" (126)."""
+
+    def message(self) -> str:
+        text = f'{self.operation}: "{self.object}": {self.detail}'
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
 class TeardownErrors(TsuboError):
     """Teardown went on past failures; this lists all of them."""
 

@@ -492,13 +492,25 @@ def test_namespaced_sysctl_needs_its_namespace(key: str, namespace: str) -> None
         plan_of(linux={**namespaces("mount", *others), "sysctl": {key: "1"}},
                 hostname=None)
     assert caught.value.object == f"linux.sysctl.{key}"
-    assert caught.value.detail == f"needs a new {namespace} namespace"
+    assert caught.value.detail == (f"needs a {namespace} namespace of the container's own "
+                                   "(new, or joined by path)")
 
 
-def test_sysctl_needs_a_new_namespace_not_a_joined_one() -> None:
-    with pytest.raises(InvalidArgument, match="needs a new network namespace"):
-        plan_of(linux={**namespaces("mount", "uts", network="/run/netns/host"),
-                       "sysctl": {"net.ipv4.ip_forward": "1"}})
+def test_sysctl_in_a_joined_namespace_is_planned_for_the_kernel_check() -> None:
+    """A joined network namespace is allowed by the plan (podman passes its own netns by
+    path); whether it is the host's is for ``create`` to ask the kernel."""
+    from tsubo.runtime.plan import sysctl_netns_path
+
+    joined = plan_of(linux={**namespaces("mount", "uts", network="/run/netns/pod"),
+                            "sysctl": {"net.ipv4.ip_forward": "1"}})
+    assert joined.sysctl == {"net.ipv4.ip_forward": "1"}
+    assert sysctl_netns_path(joined) == "/run/netns/pod"
+    new = plan_of(linux={**namespaces("mount", "uts", "network"),
+                         "sysctl": {"net.ipv4.ip_forward": "1"}})
+    assert sysctl_netns_path(new) == ""
+    ipc_only = plan_of(linux={**namespaces("mount", "uts", "ipc", network="/run/netns/pod"),
+                              "sysctl": {"kernel.shmmni": "1"}})
+    assert sysctl_netns_path(ipc_only) == ""
 
 
 @pytest.mark.parametrize("key", ["vm.swappiness", "kernel.pid_max", "fs.file-max",

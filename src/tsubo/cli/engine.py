@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
+from tsubo.cli import build as _build_cli
 from tsubo.cli import registry as _registry_cli
 from tsubo.cli.argv import FLAG, LIST, VALUE, Command, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError
@@ -398,6 +399,36 @@ def _system(engine: Engine, parsed: Parsed) -> int:
     return 0
 
 
+def _build(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.build import build_command
+
+    return build_command(engine, parsed)
+
+
+def _commit(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.build import commit_command
+
+    return commit_command(engine, parsed)
+
+
+def _diff(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.build import diff_command
+
+    return diff_command(engine, parsed)
+
+
+def _builder(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.build import builder_command
+
+    return builder_command(engine, parsed)
+
+
+def _export(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.build import export_command
+
+    return export_command(engine, parsed)
+
+
 def _version(engine: Engine | None = None, parsed: Parsed | None = None) -> int:
     from tsubo.version import OCI_VERSION, __version__
 
@@ -469,6 +500,19 @@ COMMANDS: dict[str, Command] = {
                                        "LABEL instruction"),),
                       "import [-c INSTRUCTION] ROOTFS.tar NAME[:TAG]",
                       "make an image from a root filesystem tarball"),
+    "build": Command(_build, _build_cli.BUILD_OPTIONS,
+                     "build [-t NAME[:TAG]] [-f FILE|-] [--build-arg K=V] [--target STAGE] "
+                     "[--no-cache] [--network MODE] [-q] [--iidfile F] CONTEXT|-",
+                     "build an image from a Dockerfile"),
+    "builder": Command(_builder, _build_cli.BUILDER_OPTIONS, "builder prune [-f]",
+                       "remove the build cache (and the layers only it kept)"),
+    "commit": Command(_commit, _build_cli.COMMIT_OPTIONS,
+                      "commit [-c INSTRUCTION] [-m MESSAGE] [-a AUTHOR] CONTAINER "
+                      "[REPOSITORY[:TAG]]", "make an image from a container's changes"),
+    "diff": Command(_diff, (), "diff CONTAINER",
+                    "list the changed files of a container (A added, C changed, D deleted)"),
+    "export": Command(_export, _build_cli.EXPORT_OPTIONS, "export [-o FILE] CONTAINER",
+                      "write a container's file system as a tar (stdout without -o)"),
     "images": Command(_images, _IMAGE_LIST_OPTIONS,
                       "images [-a] [-q] [--digests] [--filter K=V] [--format F] [REPO[:TAG]]",
                       "list images"),
@@ -557,7 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `network create NAME --subnet X`: flags may follow the verb's arguments
         parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
                        stop_at_positional=name not in ("network", "volume", "save", "images",
-                                                       "lab"))
+                                                       "lab", "build", "export",
+                                                       "builder"))
         if name == "version":
             return _version()
         from tsubo.api import Engine

@@ -77,6 +77,30 @@ _SPEC_OPTIONS = (
     Option("bundle,b", VALUE, "directory to write config.json in", "."),
     Option("rootless", FLAG, "a config for running as an unprivileged user"),
 )
+#: runc's ``update`` flags: (flag, linux.resources section, key, kind); kind "size" takes
+#: runc's sizes (``64m``: go-units RAMInBytes), "swap" a size or -1, "int" a number,
+#: "text" a cpuset list
+_UPDATE_FLAGS = (
+    ("memory", "memory", "limit", "size"),
+    ("memory_swap", "memory", "swap", "swap"),
+    ("memory_reservation", "memory", "reservation", "size"),
+    ("cpu_share", "cpu", "shares", "int"),
+    ("cpu_quota", "cpu", "quota", "int"),
+    ("cpu_period", "cpu", "period", "int"),
+    ("cpu_rt_period", "cpu", "realtimePeriod", "int"),
+    ("cpu_rt_runtime", "cpu", "realtimeRuntime", "int"),
+    ("cpuset_cpus", "cpu", "cpus", "text"),
+    ("cpuset_mems", "cpu", "mems", "text"),
+    ("pids_limit", "pids", "limit", "int"),
+    ("blkio_weight", "blockIO", "weight", "int"),
+)
+#: a linux.resources object is a few hundred bytes; this is thousands of times that
+_MAX_RESOURCES_BYTES = 1 << 20
+_UPDATE_OPTIONS = (
+    Option("resources,r", VALUE, "JSON file of linux.resources to apply ('-': stdin)"),
+    *(Option(flag.replace("_", "-"), VALUE, f"set linux.resources.{section}.{key}")
+      for flag, section, key, _kind in _UPDATE_FLAGS),
+)
 _NO_OPTIONS: tuple[Option, ...] = ()
 
 
@@ -143,6 +167,55 @@ def _pause(runtime: Runtime, parsed: Parsed) -> int:
 def _resume(runtime: Runtime, parsed: Parsed) -> int:
     runtime.resume(parsed.positional[0])
     return 0
+
+
+def _update(runtime: Runtime, parsed: Parsed) -> int:
+    """runc's ``update``: ``--resources FILE`` (or ``-``: stdin, as containerd's shim and
+    podman pass it), then each flag laid over it."""
+    from tsubo import jsonwire
+
+    resources: dict[str, object] = {}
+    source = parsed.text("resources")
+    if source:
+        if source == "-":
+            text = sys.stdin.buffer.read(_MAX_RESOURCES_BYTES + 1)
+            if len(text) > _MAX_RESOURCES_BYTES:
+                raise InvalidArgument("update", "--resources -",
+                                      detail=f"more than {_MAX_RESOURCES_BYTES} bytes")
+        else:
+            from tsubo.api import read_caller_file
+
+            text = read_caller_file(source, "update")
+        loaded = jsonwire.loads(text, source, operation="update")
+        if not isinstance(loaded, dict):
+            raise InvalidArgument("update", source, detail="not a JSON object")
+        resources = loaded
+    for flag, section, key, kind in _UPDATE_FLAGS:
+        text = parsed.text(flag)
+        if not text:
+            continue
+        part = resources.get(section)
+        part = dict(part) if isinstance(part, dict) else {}
+        part[key] = _update_value(flag, text, kind)
+        resources[section] = part
+    runtime.update(parsed.positional[0], resources)
+    return 0
+
+
+def _update_value(flag: str, text: str, kind: str) -> int | str:
+    if kind == "text":
+        return text
+    if kind == "swap" and text.strip() == "-1":
+        return -1
+    if kind in ("size", "swap"):
+        from tsubo.api import parse_size
+
+        return parse_size(text, f"--{flag.replace('_', '-')}")
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgument("update", f"--{flag.replace('_', '-')} {text}",
+                              detail="must be a number") from None
 
 
 def _list(runtime: Runtime, parsed: Parsed) -> int:
@@ -277,6 +350,8 @@ COMMANDS: dict[str, Command] = {
                      1, 1),
     "resume": Command(_resume, _NO_OPTIONS, "resume <container-id>", "thaw all processes",
                       1, 1),
+    "update": Command(_update, _UPDATE_OPTIONS, "update [--resources FILE|-] [flags] <id>",
+                      "change the container's resource limits", 1, 1),
     "spec": Command(_spec, _SPEC_OPTIONS, "spec [--bundle DIR] [--rootless]",
                     "write a default config.json to start from", 0, 0),
     "features": Command(_features, _NO_OPTIONS, "features",
@@ -312,7 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                               hint="use the cgroupfs driver (drop --systemd-cgroup)")
         from tsubo.api import Runtime
 
-        return command.handler(Runtime(global_flags.text("root")), parsed)
+        runtime = Runtime(global_flags.text("root"))
+        try:
+            return command.handler(runtime, parsed)
+        finally:
+            for warning in runtime.warnings:  # failed poststart/poststop hooks
+                log.warning(warning.message())
     except TsuboError as error:
         log.error(error.message())
         return 1
@@ -395,8 +475,11 @@ class _Log:
                                   detail="must be text or json")
         self.json = log_format == "json"
 
-    def error(self, message: str) -> None:
-        sys.stderr.write(f"{PROGRAM}: {message}\n")
+    def warning(self, message: str) -> None:
+        self.error(message, level="warning")
+
+    def error(self, message: str, level: str = "error") -> None:
+        sys.stderr.write(f"{PROGRAM}: {'warning: ' if level == 'warning' else ''}{message}\n")
         if not self.path:
             return
         from tsubo.api import now_rfc3339
@@ -404,9 +487,9 @@ class _Log:
         if self.json:
             from tsubo import jsonwire
 
-            line = jsonwire.dumps({"level": "error", "msg": message, "time": now_rfc3339()})
+            line = jsonwire.dumps({"level": level, "msg": message, "time": now_rfc3339()})
         else:
-            line = f'time="{now_rfc3339()}" level=error msg="{message}"'
+            line = f'time="{now_rfc3339()}" level={level} msg="{message}"'
         try:
             with open(self.path, "a", encoding="utf-8") as log_file:
                 log_file.write(line + "\n")

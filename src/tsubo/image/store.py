@@ -362,11 +362,16 @@ class ImageStore:
             except Missing:
                 pass
 
+    def pruning(self) -> _BlobLock:
+        """The blob lock, exclusive: :meth:`_BlobLock.try_acquire` it before removing what
+        a running pull, load, import or build may be about to use."""
+        return _BlobLock(f"{self.root}/blobs.lock", exclusive=True)
+
     def prune_unreferenced(self) -> int:
         """Delete what failed pulls and loads left: verified blobs that are neither an
         image's config nor a recorded layer's blob, and partial downloads no writer holds.
         Returns the bytes freed."""
-        lock = _BlobLock(f"{self.root}/blobs.lock", exclusive=True)
+        lock = self.pruning()
         if not lock.try_acquire():
             return 0  # a pull, load or import is adding blobs: prune them another time
         try:
@@ -422,14 +427,30 @@ class ImageStore:
             remove_tree(entry.path)
         return freed
 
+    def forget_image(self, image_id: str) -> None:
+        """Drop the row of an untagged image, keeping its layers: a build's step image,
+        made only so a RUN step's container has an image to start from (the layers
+        stay for the build cache and the images built on them)."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM images WHERE id = ? AND id NOT IN "
+                       "(SELECT image_id FROM image_tags)", (image_id,))
+        self._delete_unreferenced({f"sha256:{image_id}"})  # its config blob
+
+    def remove_unused_layers(self, diff_ids: set[str]) -> None:
+        """Delete those of *diff_ids* (directory, row, blob) no image uses: what a failed
+        build made."""
+        self._remove_layers(diff_ids, set())
+
     def _remove_unused(self, image: Image) -> None:
         """Delete the config blob and the layers (directory, row, blob) of a removed
         *image* that no remaining image uses."""
+        self._remove_layers(set(image.layers), {f"sha256:{image.id}"})
+
+    def _remove_layers(self, layers: set[str], candidates: set[str]) -> None:
         import shutil
 
         still_used = {diff for other in self.images() for diff in other.layers}
-        gone = set(image.layers) - still_used
-        candidates = {f"sha256:{image.id}"}
+        gone = layers - still_used
         for diff_id in gone:
             row = self.db.connection.execute("SELECT blob FROM layers WHERE diff_id = ?",
                                               (diff_id,)).fetchone()

@@ -17,7 +17,7 @@ import os
 import stat
 
 from tsubo.errors import TsuboError
-from tsubo.kernel import syscalls
+from tsubo.kernel import procfs, syscalls
 from tsubo.kernel.flags import (
     MNT_DETACH,
     MS_BIND,
@@ -25,7 +25,9 @@ from tsubo.kernel.flags import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SHARED,
     MS_SLAVE,
+    MS_UNBINDABLE,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
     STATVFS_LOCKED_FLAGS,
@@ -161,11 +163,28 @@ def locked_flags(path: str) -> int:
 
 def prepare_root(rootfs: str, propagation: int) -> None:
     """Set the new mount namespace's propagation, then make *rootfs* a mount point (a
-    recursive bind on itself) so pivot_root(2) accepts it."""
+    recursive bind on itself) so pivot_root(2) accepts it. *propagation* is the config's
+    ``rootfsPropagation`` (default rslave); shared and unbindable reach the new / only after
+    the pivot (:func:`propagate_new_root`)."""
+    if propagation & MS_UNBINDABLE:
+        # Nothing could be bound from an unbindable tree (the rootfs onto itself, the
+        # config's binds: EINVAL): build the root in a slave tree and make the new /
+        # unbindable after the pivot (propagate_new_root).
+        propagation = MS_SLAVE | MS_REC
     try:
         syscalls.mount(None, "/", None, propagation)
     except OSError as error:
         raise TsuboError.from_os_error("set propagation of", "/", error) from None
+    if propagation & MS_SHARED:
+        # pivot_root(2) refuses a new root whose parent mount is shared (EINVAL), and the
+        # bind below would propagate to the parent's peers: make that one mount private
+        # first, as runc does (the config's propagation is given to the new / after the
+        # pivot).
+        parent = parent_mount_point(rootfs)
+        try:
+            syscalls.mount(None, parent, None, MS_PRIVATE)
+        except OSError as error:
+            raise TsuboError.from_os_error("make private", parent, error) from None
     try:
         syscalls.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
     except OSError as error:
@@ -174,6 +193,19 @@ def prepare_root(rootfs: str, propagation: int) -> None:
     if propagation & (MS_SLAVE | MS_PRIVATE) == 0:
         # pivot_root refuses a shared parent: make the root's own mount private.
         syscalls.mount(None, rootfs, None, MS_PRIVATE)
+
+
+def parent_mount_point(path: str) -> str:
+    """The mount point of the mount that holds *path* (resolved): the longest mount point
+    in /proc/self/mountinfo that is *path* or one of its parent directories."""
+    path = os.path.realpath(path)
+    best = "/"
+    with open("/proc/self/mountinfo", "rb") as mountinfo:
+        for line in mountinfo:
+            point = procfs.unescape_mountinfo(os.fsdecode(line.split(b" ", 5)[4]))
+            if len(point) > len(best) and (path == point or path.startswith(point + "/")):
+                best = point
+    return best
 
 
 def mount_step(root_fd: int, step: MountStep) -> None:
@@ -349,6 +381,18 @@ def pivot_into(rootfs: str) -> None:
     finally:
         os.close(old_root)
         os.close(new_root)
+
+
+def propagate_new_root(propagation: int) -> None:
+    """After pivot_root: give the new "/" the config's ``rootfsPropagation`` when that is
+    shared (or unbindable): before the pivot the root's own mount had to be private. Slave
+    and private were set on the whole tree already (runc's order)."""
+    if not propagation or propagation & (MS_SLAVE | MS_PRIVATE):
+        return
+    try:
+        syscalls.mount(None, "/", None, propagation)
+    except OSError as error:
+        raise TsuboError.from_os_error("set propagation of", "/", error) from None
 
 
 def chroot_into(rootfs: str) -> None:

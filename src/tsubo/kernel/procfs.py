@@ -162,6 +162,34 @@ def write_sysctl(key: str, value: str, *, operation: str = "write sysctl") -> No
     write("/proc/sys/" + key, value, operation=operation)
 
 
+def is_own_namespace(path: str, name: str) -> bool:
+    """Whether the namespace file *path* is this process's own namespace *name* (``net``,
+    ``ipc``...): the same nsfs inode as ``/proc/self/ns/<name>``. A path that cannot be
+    read is not ours (joining it fails later with its own error)."""
+    try:
+        theirs = os.stat(path)
+        ours = os.stat(f"/proc/self/ns/{name}")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def unescape_mountinfo(field: str) -> str:
+    r"""mountinfo escapes space, tab, newline and backslash as ``\ooo`` octal."""
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
 # --- sockets (published ports: is a host port in use, and by whom) ---------------------------
 
 #: /proc/net/{tcp,udp}* ``st`` values that hold a port: TCP_LISTEN; UDP's unconnected 07

@@ -64,6 +64,14 @@ _setns = _function("setns")
 _sethostname = _function("sethostname")
 _setdomainname = _function("setdomainname")
 _prctl = _function("prctl")
+_socket = _function("socket")
+_ioctl = _function("ioctl")
+
+_AF_INET = 2
+_SOCK_DGRAM_CLOEXEC = 2 | 0o2000000
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFF_LOOPBACK = 0x8
 
 
 def _check(result: int) -> int:
@@ -118,6 +126,19 @@ def setdomainname(name: str) -> None:
     """setdomainname(2)."""
     raw = name.encode()
     _check(_setdomainname(raw, _Long(len(raw))))
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` of the calling process's network namespace up (what runc does in a new
+    one: ``ping 127.0.0.1`` works): SIOCSIFFLAGS on a datagram socket, no netlink library.
+    A new namespace's ``lo`` has no other changeable flag set, so the flags written are
+    exactly up + loopback (the kernel keeps non-changeable bits as they are anyway)."""
+    fd = _check(_socket(_AF_INET, _SOCK_DGRAM_CLOEXEC, 0))
+    try:
+        ifreq = struct.pack("16sh22x", b"lo", _IFF_UP | _IFF_LOOPBACK)
+        _check(_ioctl(fd, _Long(_SIOCSIFFLAGS), ifreq))
+    finally:
+        os.close(fd)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

@@ -1,4 +1,4 @@
-"""The OCI runtime spec's ``config.json`` (1.0.x-1.2.x), parsed and validated into typed objects.
+"""The OCI runtime spec's ``config.json`` (any 1.x), parsed and validated into typed objects.
 
 Pure: no file system access beyond reading the given text, no side effects. Every
 validation error is an :class:`InvalidArgument` naming the JSON path of the bad field
@@ -47,7 +47,10 @@ if TYPE_CHECKING:
     )
     from tsubo.oci.seccomp import Seccomp
 
-SUPPORTED_VERSIONS = ("1.0.", "1.1.", "1.2.")
+#: every 1.x: minor versions of the runtime spec only add optional fields (its versioning
+#: rule), so a config from a newer client (runtime-tools writes 1.3.0) is one we can read;
+#: what it asks that we cannot do is refused field by field. runc refuses no 1.x either.
+SUPPORTED_MAJOR = "1."
 #: config.json's size limit: runc has none; a config with Docker's seccomp profile is
 #: ~30 KB, so this is hundreds of times any real one
 MAX_CONFIG_BYTES = 16 << 20
@@ -281,9 +284,8 @@ class Spec:
     def __init__(self, data: JSONObject) -> None:
         self.raw = data
         self.oci_version = as_str(data.get("ociVersion"), "ociVersion")
-        if not self.oci_version.startswith(SUPPORTED_VERSIONS):
-            raise fail("ociVersion", f"{self.oci_version!r} is not a supported version "
-                        "(1.0.x-1.2.x)")
+        if not self.oci_version.startswith(SUPPORTED_MAJOR):
+            raise fail("ociVersion", f"{self.oci_version!r} is not a supported version (1.x)")
         root = as_object(data.get("root"), "root")
         self.root_path = as_str(root.get("path"), "root.path")
         if not self.root_path:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.kernel.cgroups import Cgroup
-    from tsubo.oci.runtime_spec import Hook, Spec
+    from tsubo.oci.runtime_spec import Spec
     from tsubo.runtime.init import SetupContext
     from tsubo.runtime.plan import LaunchPlan
 
@@ -55,6 +55,9 @@ class Runtime:
 
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.store = StateStore(root)
+        #: what went wrong without failing the operation (a poststart or poststop hook);
+        #: the CLI prints them as warnings
+        self.warnings: list[TsuboError] = []
 
     # --- create / start / run -----------------------------------------------------------
 
@@ -79,6 +82,7 @@ class Runtime:
         bundle = os.path.abspath(bundle)
         spec = parse_spec(_read_config(bundle))
         plan = make_plan(spec, bundle, no_pivot=no_pivot)
+        _check_sysctl_netns(plan)
         if not os.path.isdir(plan.rootfs):
             raise NotFound("create container", container_id,
                            detail=f"root.path {plan.rootfs} is not a directory")
@@ -133,8 +137,8 @@ class Runtime:
                 os.close(fifo_fd)
             undo.commit()
         if start_now:
-            _run_runtime_hooks(record, "poststart",
-                               self._state_json(record, status_rules.RUNNING, record.pid))
+            self.warnings += _run_runtime_hooks(
+                record, "poststart", self._state_json(record, status_rules.RUNNING, record.pid))
         return record
 
     def _run_create_hooks(self, spec: Spec, record: ContainerRecord, pid: int) -> str:
@@ -155,8 +159,8 @@ class Runtime:
             status = status_rules.current_status(self.store, record)
             status_rules.check("start", container_id, status)
             _open_exec_fifo(self.store.fifo_path(container_id), record)
-            _run_runtime_hooks(record, "poststart",
-                               self._state_json(record, status_rules.RUNNING, record.pid))
+            self.warnings += _run_runtime_hooks(
+                record, "poststart", self._state_json(record, status_rules.RUNNING, record.pid))
         finally:
             os.close(lock)
 
@@ -265,6 +269,35 @@ class Runtime:
                            status_rules.current_status(self.store, record))
         _cgroup_of(record).thaw()
 
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Change the resource limits of a created, running or paused container (runc's
+        ``update``): *resources* is a ``linux.resources`` object holding only what changes,
+        validated as a config's is and written to the container's cgroup; the recorded
+        config is updated to match, so ``state`` and later updates start from it. Device
+        rules are not updated (runc ignores them too: they are the container's security
+        boundary, set once at create)."""
+        from tsubo.kernel.cgroups.plan import plan_resources
+        from tsubo.oci.runtime_spec import Resources, parse_resources
+
+        parsed = parse_resources(resources, "resources")
+        changes = Resources(None, parsed.memory, parsed.cpu, parsed.pids_limit,
+                            parsed.block_io, parsed.hugepage_limits, parsed.network,
+                            parsed.rdma, parsed.unified)
+        lock = self.store.lock(container_id)
+        try:
+            record = self.store.load(container_id)
+            status_rules.check("update", container_id,
+                               status_rules.current_status(self.store, record))
+            cgroup = _cgroup_of(record)
+            cgroup.apply(plan_resources(changes, cgroup))
+            linux = record.config.setdefault("linux", {})
+            current = linux.get("resources")
+            linux["resources"] = merge_resources(current if isinstance(current, dict) else {},
+                                                 resources)
+            self.store.save(record)
+        finally:
+            os.close(lock)
+
     def delete(self, container_id: str, *, force: bool = False) -> list[TsuboError]:
         """Remove every trace of the container. A running one needs *force*; a created
         one is killed (as runc does). Returns what could not be checked while the
@@ -307,8 +340,8 @@ class Runtime:
                 # process it left is in the container's cgroup (it joined before forking).
                 _collect(errors, lambda: _kill_members(_cgroup_of(record)))
             _collect(errors, _cgroup_of(record).destroy)
-            _collect(errors, lambda: _run_runtime_hooks(
-                record, "poststop", self._state_json(record, status_rules.STOPPED, 0)))
+            self.warnings += _run_runtime_hooks(
+                record, "poststop", self._state_json(record, status_rules.STOPPED, 0))
             self.store.remove(container_id)
             if errors:
                 raise TeardownErrors("delete container", container_id, errors)
@@ -401,6 +434,21 @@ class Runtime:
         return ExitInfo(128 - code if code < 0 else code, False)
 
 
+def merge_resources(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """*current* ``linux.resources`` with *changes* laid over it: objects merge key by key,
+    anything else (numbers, strings, lists) replaces; ``devices`` is never changed."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if key == "devices":
+            continue
+        previous = merged.get(key)
+        if isinstance(value, dict) and isinstance(previous, dict):
+            merged[key] = {**previous, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def needs_unified_cgroup(spec: Spec) -> bool:
     """On a hybrid host the v2 tree holds only what v1 lacks (hugetlb here). Joining it
     costs an RCU grace period (~20 ms, see Cgroup.join_self), so a container joins it only
@@ -409,6 +457,18 @@ def needs_unified_cgroup(spec: Spec) -> bool:
     resources = spec.linux.resources
     return bool(resources.hugepage_limits or resources.unified
                 or spec.linux.namespace_path("cgroup") == "")
+
+
+def _check_sysctl_netns(plan: LaunchPlan) -> None:
+    """``net.*`` sysctls in a network namespace joined by path: refused only when that is
+    our own namespace (the sysctl would change the host's network), as runc does."""
+    from tsubo.runtime.plan import sysctl_netns_path
+
+    path = sysctl_netns_path(plan)
+    if path and procfs.is_own_namespace(path, "net"):
+        key = next(key for key in plan.sysctl if key.startswith("net."))
+        raise InvalidArgument("load config", f"linux.sysctl.{key}",
+                              detail=f"is not allowed in the host's network namespace ({path})")
 
 
 def _read_config(bundle: str) -> bytes:
@@ -484,16 +544,18 @@ def _open_exec_fifo(fifo: str, record: ContainerRecord) -> None:
     os.unlink(fifo)
 
 
-def _run_runtime_hooks(record: ContainerRecord, name: str, state_json: str) -> None:
-    entries: list[Hook] = []
+def _run_runtime_hooks(record: ContainerRecord, name: str, state_json: str
+                       ) -> list[TsuboError]:
+    """The poststart or poststop hooks of the record's config: each one runs, and each
+    failure is returned as a warning (the spec's rule for these two phases)."""
     raw = (record.config.get("hooks") or {}).get(name) or []
     if not raw:
-        return
+        return []
     from tsubo.oci.runtime_spec import Hook
     from tsubo.runtime import hooks
 
     entries = [Hook(item, f"hooks.{name}[{index}]") for index, item in enumerate(raw)]
-    hooks.run_hooks(name, entries, state_json)
+    return hooks.run_hooks_warning_only(name, entries, state_json)
 
 
 def _kill_and_wait(pid: int, start_time: int | None = None) -> None:

@@ -41,6 +41,7 @@ class ExecPlan:
         self.masked_paths: list[str] = []
         self.readonly_paths: list[str] = []
         self.root_readonly = False
+        self.root_propagation = 0  # the container's mounts are already as they should be
 
 
 def container_namespaces(pid: int, spec: Any) -> list[tuple[str, str]]:

@@ -30,7 +30,8 @@ def features() -> dict[str, Any]:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": list(HOOK_NAMES),
-        "mountOptions": sorted([*MOUNT_FLAG_OPTIONS, *PROPAGATION_OPTIONS, "bind", "rbind"]),
+        "mountOptions": sorted([*MOUNT_FLAG_OPTIONS, *PROPAGATION_OPTIONS, "bind", "rbind",
+                                "tmpcopyup"]),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": list(CAPABILITY_NUMBERS),

@@ -5,9 +5,10 @@ Two pipes connect them: the child writes to ``child_to_parent``, the parent to
 ASCII unit separator; fields never hold newlines), small enough that a single write(2) is
 atomic on a pipe, so the intermediate process and the container's init can share the pipe.
 
-A failing child sends ``error`` with errno, operation, object and detail; the parent's
-receiver re-raises it as :class:`tsubo.errors.ChildFailed`, so the user sees exactly which
-step failed inside the container ("mount proc on /proc: EPERM"). Receivers are named for
+A failing child sends ``error`` with errno, operation, object, detail, hint and kind; the
+parent's receiver re-raises it as :class:`tsubo.errors.ChildFailed` (kind ``exec``: its
+subclass :class:`tsubo.errors.ExecFailed`, whose line is runc's), so the user sees exactly
+which step failed inside the container ("mount proc on /proc: EPERM"). Receivers are named for
 what they wait for and fail with "expected X, received Y".
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from tsubo.errors import ChildFailed, TsuboError
+from tsubo.errors import ChildFailed, ExecFailed, TsuboError
 
 _SEPARATOR = "\x1f"
 
@@ -40,11 +41,13 @@ def send(fd: int, kind: str, *fields: str) -> None:
 def send_error(fd: int, error: BaseException) -> None:
     """Report *error* to the parent; never raises (the child is about to exit)."""
     if isinstance(error, TsuboError):
-        fields = (str(error.errno), error.operation, error.object, error.detail, error.hint)
+        fields = (str(error.errno), error.operation, error.object, error.detail, error.hint,
+                  "exec" if isinstance(error, ExecFailed) else "")
     elif isinstance(error, OSError):
-        fields = (str(error.errno or 0), "container setup", str(error.filename or ""), "", "")
+        fields = (str(error.errno or 0), "container setup", str(error.filename or ""), "", "",
+                  "")
     else:
-        fields = ("0", "container setup", "", f"{type(error).__name__}: {error}", "")
+        fields = ("0", "container setup", "", f"{type(error).__name__}: {error}", "", "")
     try:
         send(fd, ERROR, *fields)
     except OSError:
@@ -87,9 +90,10 @@ class Channel:
 
 
 def _child_error(fields: list[str]) -> ChildFailed:
-    fields = [*fields, "", "", "", "", ""]
-    errno_text, operation, obj, detail, hint = fields[:5]
-    return ChildFailed(operation or "container setup", obj, errno=int(errno_text or 0),
+    fields = [*fields, "", "", "", "", "", ""]
+    errno_text, operation, obj, detail, hint, kind = fields[:6]
+    error_class = ExecFailed if kind == "exec" else ChildFailed
+    return error_class(operation or "container setup", obj, errno=int(errno_text or 0),
                        detail=detail, hint=hint)
 
 

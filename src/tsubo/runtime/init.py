@@ -25,10 +25,11 @@ import os
 import resource
 import stat
 
-from tsubo.errors import TsuboError
+from tsubo.errors import ExecFailed, TsuboError
 from tsubo.kernel import capabilities, mounts, procfs, syscalls
 from tsubo.kernel.flags import (
     CLONE_FLAGS,
+    CLONE_NEWNET,
     CLONE_NEWUSER,
     MS_RDONLY,
     NAMESPACE_FILES,
@@ -39,6 +40,8 @@ from tsubo.kernel.flags import (
 )
 from tsubo.runtime import handshake
 from tsubo.runtime.plan import DEFAULT_PATH
+
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,6 +109,11 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
                 syscalls.unshare(new & ~CLONE_NEWUSER)
             except OSError as error:
                 raise TsuboError.from_os_error("unshare namespaces", _names(new), error) from None
+        if new & CLONE_NEWNET:
+            try:
+                syscalls.loopback_up()
+            except OSError as error:
+                raise TsuboError.from_os_error("bring up", "lo", error) from None
         # The child waits until its pid has been reported, so the runtime always learns it
         # first and can kill and reap the child whatever happens next.
         gate_read, gate_write = os.pipe2(os.O_CLOEXEC)
@@ -354,6 +362,8 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
         mounts.make_readonly(path)
     if plan.root_readonly:
         mounts.make_root_readonly()
+    # last of the mounts: masking binds /dev/null, which an unbindable tree would refuse
+    mounts.propagate_new_root(plan.root_propagation)
     if process.oom_score_adj is not None:
         procfs.write("/proc/self/oom_score_adj", str(process.oom_score_adj),
                      operation="set oomScoreAdj",
@@ -392,10 +402,38 @@ def setup_process(plan: LaunchPlan, seccomp_filter: SeccompFilter | BpfFilter | 
     except OSError as error:
         raise TsuboError.from_os_error("change to working directory", process.cwd,
                                        error) from None
-    if os.getcwd().startswith("(unreachable)"):
+    if not cwd_inside_root():
         raise TsuboError("change to working directory", process.cwd,
                          detail="it is outside the container root")
     return resolve_executable(plan.process.args[0], plan.process.env)
+
+
+def cwd_inside_root() -> bool:
+    """Whether our working directory is inside our root (CVE-2024-21626: a cwd reached
+    through a leaked host fd is not). getcwd(2) says "(unreachable)" for one outside; if a
+    seccomp filter denies getcwd (already loaded when noNewPrivileges is false), walk ".."
+    from the cwd instead: inside the root the walk meets "/" (the kernel stops ".." there),
+    outside it ends at a directory that is its own parent without meeting it."""
+    try:
+        return not os.getcwd().startswith("(unreachable)")
+    except OSError:
+        pass
+    root = os.stat("/")
+    fd = os.open(".", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for _depth in range(4096):
+            here = os.fstat(fd)
+            if (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino):
+                return True
+            parent = os.open("..", O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            above = os.fstat(fd)
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False
+        return False
+    finally:
+        os.close(fd)
 
 
 def _step(operation: str, obj: str, function: Callable[..., object], *args: object) -> None:
@@ -427,11 +465,14 @@ def resolve_executable(program: str, env: dict[str, str]) -> str:
         if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):
             return candidate
         denied = True
+    # runc's words (Go's exec.LookPath and os.Stat): see errors.ExecFailed
     if denied:
-        raise TsuboError("exec", program, errno=13, detail="permission denied")
-    detail = "no such file or directory" if "/" in program else \
-        "executable file not found in $PATH"
-    raise TsuboError("exec", program, errno=2, detail=detail)
+        raise ExecFailed("exec", program, errno=13, detail="permission denied")
+    if "/" in program:
+        detail = f"stat {program}: no such file or directory"
+    else:
+        detail = "executable file not found in $PATH"
+    raise ExecFailed("exec", program, errno=2, detail=detail)
 
 
 def wait_for_start(fifo_fd: int) -> None:

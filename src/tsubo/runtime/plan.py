@@ -137,9 +137,16 @@ class LaunchPlan:
         self.userns = linux.namespace_path("user") is not None
         self.cgroupns = linux.namespace_path("cgroup") == ""
         if linux.namespace_path("mount") is None:
+            # The runtime spec (config-linux.md, "Namespaces") says an unlisted type is
+            # inherited; for "mount" that would build the container's root and pivot_root
+            # in the caller's own mount namespace, changing the host for everyone (runc
+            # does just that: "/" made rslave and every config mount left on the host, then
+            # chroot). We refuse and say why (docs/runtime.md, "Namespaces not listed").
             raise Unsupported("load config", "linux.namespaces",
-                              detail="a mount namespace is required (the container root "
-                              "must not be set up in the host's mounts)")
+                              detail="no mount namespace: the runtime spec would have the "
+                              "container inherit the runtime's, but its root would then be "
+                              "mounted and pivoted in the host's mounts",
+                              hint='add {"type": "mount"} to linux.namespaces')
         if self.userns and linux.namespace_path("user") == "" and not linux.uid_mappings:
             raise InvalidArgument("load config", "linux.uidMappings",
                                   detail="a new user namespace needs uid and gid mappings")
@@ -279,17 +286,30 @@ def cgroup_resources(resources: Resources, devices: list[DeviceNode]) -> Resourc
 
 
 def validate_sysctl(sysctl: dict[str, str], spec: Spec) -> dict[str, str]:
-    """Only namespaced sysctls, each with its namespace private (runc's rule)."""
+    """Only namespaced sysctls, each in a namespace the container has apart from the host's
+    (runc's rule): its namespace listed in ``linux.namespaces``, new or joined by path. A
+    joined network namespace must not be the runtime's own, which only the kernel can tell:
+    :func:`sysctl_netns_path` names the path ``create`` checks."""
     for key in sysctl:
         needed = next((ns for prefix, ns in _NAMESPACED_SYSCTLS if key.startswith(prefix)
                        or key == prefix), None)
         if needed is None:
             raise InvalidArgument("load config", f"linux.sysctl.{key}",
                                   detail="is not namespaced: it would change the host")
-        if spec.linux.namespace_path(needed) != "":
+        if spec.linux.namespace_path(needed) is None:
             raise InvalidArgument("load config", f"linux.sysctl.{key}",
-                                  detail=f"needs a new {needed} namespace")
+                                  detail=f"needs a {needed} namespace of the container's own "
+                                  "(new, or joined by path)")
     return sysctl
+
+
+def sysctl_netns_path(plan: LaunchPlan) -> str:
+    """The network namespace path a ``net.*`` sysctl would be written in, when it is joined
+    by path ("" otherwise): ``create`` refuses it if it is the runtime's own (the host's,
+    as runc puts it), so podman's namespace (made by podman, passed by path) is allowed."""
+    if not any(key.startswith("net.") for key in plan.sysctl):
+        return ""
+    return next((path for kind, path in plan.join_namespaces if kind == "network"), "")
 
 
 def capability_sets(spec: Spec) -> capabilities.CapabilitySets:

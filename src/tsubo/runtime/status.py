@@ -54,6 +54,7 @@ _ALLOWED = {
     "pause": (RUNNING,),
     "resume": (PAUSED,),
     "exec": (CREATED, RUNNING),
+    "update": (CREATED, RUNNING, PAUSED),
 }
 
 

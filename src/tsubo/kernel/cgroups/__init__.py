@@ -161,8 +161,8 @@ class CgroupLayout:
             fields = left.split(" ")
             if len(fields) < 5:
                 continue
-            root = _unescape_mountinfo(fields[3])
-            mount_point = _unescape_mountinfo(fields[4])
+            root = procfs.unescape_mountinfo(fields[3])
+            mount_point = procfs.unescape_mountinfo(fields[4])
             if fs[0] == "cgroup2":
                 if UNIFIED not in hierarchies:
                     hierarchies[UNIFIED] = mount_point
@@ -202,22 +202,6 @@ def _parse_proc_cgroups(text: str) -> frozenset[str]:
     return frozenset(
         line.split("\t", 1)[0] for line in text.splitlines() if line and line[0] != "#"
     )
-
-
-def _unescape_mountinfo(field: str) -> str:
-    r"""mountinfo escapes space, tab, newline and backslash as ``\ooo`` octal."""
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def own_cgroups() -> dict[str, str]:
@@ -876,8 +860,9 @@ class Cgroup:
         * v1 / hybrid: a ``tmpfs`` (mode 755) at the destination; then per hierarchy key
           (``cpu``, ``memory``, ``systemd`` for ``name=systemd``, ``unified`` for the v2
           mount ...) a ``cgroup`` mount with the hierarchy's controllers as data when
-          ``cgroupns``, else a bind of our own directory; finally the tmpfs is remounted
-          read-only.
+          ``cgroupns``, else a bind of our own directory. The tmpfs itself stays writable,
+          as runc leaves it (it is the container's own, empty but for the hierarchies'
+          mount points; tools such as systemd create symlinks in it).
 
         Read-only (the default): fresh ``cgroup``/``cgroup2`` mounts carry ``MS_RDONLY``;
         a bind is followed by its own ``MS_REMOUNT|MS_BIND|MS_RDONLY`` entry (a bind
@@ -913,16 +898,6 @@ class Cgroup:
                 plan.append(("cgroup", target, "cgroup", _MS_SAFE | _MS_RELATIME | rdonly, data))
             else:
                 bind(directory, target)
-        if read_only:
-            plan.append(
-                (
-                    "tmpfs",
-                    "",
-                    "tmpfs",
-                    _MS_REMOUNT | _MS_SAFE | _MS_RELATIME | _MS_RDONLY,
-                    "mode=755",
-                )
-            )
         return plan
 
 
