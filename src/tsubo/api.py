@@ -389,6 +389,13 @@ class Engine:
 
         remove_volume(self.core, name)
 
+    def prune_volumes(self, *, all: bool = False) -> list[tuple[str, int]]:
+        """Remove the anonymous volumes no container uses (*all*: named ones too);
+        (name, bytes freed) of each."""
+        from tsubo.engine.volumes import prune_volumes
+
+        return prune_volumes(self.core, all_volumes=all)
+
     # --- images --------------------------------------------------------------------------------
 
     @property

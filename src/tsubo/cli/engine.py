@@ -12,7 +12,7 @@ import os
 import sys
 
 from tsubo.cli import registry as _registry_cli
-from tsubo.cli.argv import FLAG, LIST, VALUE, Command, Option, Parsed, parse, usage
+from tsubo.cli.argv import FLAG, LIST, VALUE, Command, FlagError, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
@@ -29,6 +29,7 @@ EXIT_NOT_FOUND = 127
 
 GLOBAL_OPTIONS = (
     Option("root", VALUE, "data root (default /var/lib/tsubo, or $TSUBO_ROOT)"),
+    Option("debug,D", FLAG, "show the traceback of an unexpected error (or $TSUBO_DEBUG=1)"),
     Option("help,h", FLAG, "show help"),
     Option("version,v", FLAG, "print the version"),
 )
@@ -104,9 +105,22 @@ def _create(engine: Engine, parsed: Parsed) -> int:
     return 0
 
 
+class NotATerminal(InvalidArgument):
+    """``-it`` with a stdin that is not a terminal (Docker's words; exit 1 even for run)."""
+
+
+def _check_input_is_a_terminal(parsed: Parsed) -> None:
+    """``-i -t`` reads the terminal in raw mode: refuse a pipe or a file as Docker does,
+    rather than hang or garble it (``-t`` alone is fine)."""
+    if parsed.flag("tty") and parsed.flag("interactive") and not parsed.flag("detach") \
+            and not os.isatty(0):
+        raise NotATerminal("the input device is not a TTY")
+
+
 def _run(engine: Engine, parsed: Parsed) -> int:
     from tsubo.api import build_run_options
 
+    _check_input_is_a_terminal(parsed)
     values = _run_values(parsed)
     name = parsed.text("name") or None
     if parsed.flag("detach"):
@@ -143,7 +157,7 @@ def _start(engine: Engine, parsed: Parsed) -> int:
             engine.start(ref)
             _print(ref)
         except TsuboError as error:
-            _error(error.message())
+            _error(error.message(readable=True))
             status = 1
     return status
 
@@ -159,7 +173,7 @@ def _each(parsed: Parsed, action: Callable[[str], object], verb: str) -> int:
             action(ref)
             _print(ref)
         except TsuboError as error:
-            _error(error.message())
+            _error(error.message(readable=True))
             status = 1
     return status
 
@@ -209,6 +223,7 @@ def _exec(engine: Engine, parsed: Parsed) -> int:
         raise InvalidArgument("exec", "", detail="requires a container and a command")
     ref, command = parsed.positional[0], parsed.positional[1:]
     env = parsed.texts("env")
+    _check_input_is_a_terminal(parsed)
     if parsed.flag("tty"):
         from tsubo.cli.terminal import exec_with_tty
 
@@ -273,6 +288,11 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
 def _volume(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.render import volume_command
 
+    if parsed.positional[:1] == ["prune"]:
+        from tsubo.cli.prune import volume_prune_command
+
+        return volume_prune_command(engine, Parsed(parsed.values, parsed.positional[1:],
+                                                   parsed.given))
     return volume_command(engine, parsed.positional, quiet=parsed.flag("quiet"))
 
 
@@ -346,22 +366,49 @@ def _network(engine: Engine, parsed: Parsed) -> int:
 
 
 def _system(engine: Engine, parsed: Parsed) -> int:
-    if parsed.positional[:1] == ["df"]:
+    """``system df|gc|prune|info|events``: each verb parses its own flags."""
+    from tsubo.cli.prune import SYSTEM_PRUNE_OPTIONS, system_prune_command
+
+    verb, rest = (parsed.positional[0], parsed.positional[1:]) if parsed.positional \
+        else ("", [])
+    if verb == "df":
         from tsubo.cli.images import df_command
 
-        return df_command(engine, parsed.positional[1:])
-    if parsed.positional[:1] == ["gc"]:
-        for line in engine.gc():
-            _print(line)
+        return df_command(engine, rest)
+    verbs: dict[str, Command] = {
+        "gc": Command(_system_gc, (), "system gc", "remove what crashed commands left"),
+        "prune": Command(system_prune_command, SYSTEM_PRUNE_OPTIONS,
+                         "system prune [-a] [--volumes] [-f]",
+                         "remove stopped containers, unused networks and dangling images"),
+        **{name: COMMANDS[name] for name in ("info", "events") if name in COMMANDS},
+    }
+    command = verbs.get(verb)
+    if command is None:
+        raise InvalidArgument("system", verb, detail="expected df, gc, prune"
+                              + "".join(f", {name}" for name in ("info", "events")
+                                        if name in verbs))
+    if "--help" in rest:
+        _print(f"usage: {PROGRAM} {command.usage}\n\n{command.summary}\n\n"
+               f"{usage(command.options)}")
         return 0
-    if parsed.positional[:1] != ["prune"]:
-        raise InvalidArgument("system", " ".join(parsed.positional),
-                              detail="supported: system prune, system gc, system df")
-    removed = engine.prune_containers()
-    for container_id in removed:
-        _print(f"deleted container {container_id}")
-    _print(f"Total reclaimed: {len(removed)} containers")
+    sub = parse(rest, command.options, f"system {verb}", stop_at_positional=False,
+                combine_short=True, help_command=f"{PROGRAM} system {verb}")
+    return command.handler(engine, sub)
+
+
+def _system_gc(engine: Engine, parsed: Parsed) -> int:
+    if parsed.positional:
+        raise InvalidArgument("system gc", " ".join(parsed.positional),
+                              detail="takes no arguments")
+    for line in engine.gc():
+        _print(line)
     return 0
+
+
+def _container_prune(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.prune import container_prune_command
+
+    return container_prune_command(engine, parsed)
 
 
 def _version(engine: Engine | None = None, parsed: Parsed | None = None) -> int:
@@ -457,8 +504,11 @@ COMMANDS: dict[str, Command] = {
                      "save credentials for a registry"),
     "logout": Command(_logout, _registry_cli.LOGOUT_OPTIONS, "logout [REGISTRY]",
                       "forget a registry's credentials"),
-    "volume": Command(_volume, (Option("quiet,q", FLAG, "ls: only names"),),
-                      "volume create|ls [-q]|inspect|rm [NAME...]", "manage volumes"),
+    "volume": Command(_volume, (Option("quiet,q", FLAG, "ls: only names"),
+                                Option("all,a", FLAG, "prune: named volumes too"),
+                                Option("force,f", FLAG, "prune: do not prompt")),
+                      "volume create|ls [-q]|inspect|rm|prune [-a] [-f] [NAME...]",
+                      "manage volumes"),
     "network": Command(_network, (
         Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),
         Option("gateway", VALUE, "gateway address (default: the subnet's first)"),
@@ -471,70 +521,201 @@ COMMANDS: dict[str, Command] = {
         Option("quiet,q", FLAG, "ls: only names"),
     ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
         "manage networks"),
-    "system": Command(_system, (), "system prune|gc|df [-v]",
-                      "remove stopped containers | remove leftovers of crashes | disk usage"),
+    "system": Command(_system, (), "system prune [-a] [--volumes] [-f]|gc|df [-v]",
+                      "remove unused objects | remove leftovers of crashes | disk usage"),
+    "container-prune": Command(_container_prune, (Option("force,f", FLAG, "do not prompt"),),
+                               "container prune [-f]", "remove all stopped containers"),
     "version": Command(_version, (), "version", "print the version"),
 }
 
 
+#: commands whose flags end at their first positional argument: what follows is the
+#: container's command (``run IMAGE ls -l``) or ps's options (``top web -ef``), as Docker's
+_FLAGS_BEFORE_POSITIONALS = frozenset({"run", "create", "exec", "top"})
+#: commands whose first positional is a verb that parses its own flags
+_GROUPS = frozenset({"image", "system"})
+EXIT_USAGE = 1  # docker/cli: an unknown command
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell tool whose reader went away
+_EPIPE = 32
+
+
+class _Invocation:
+    """What the top-level guard needs to know about the command being run."""
+
+    __slots__ = ("command", "debug")
+
+    def __init__(self) -> None:
+        self.command = ""
+        self.debug = os.environ.get("TSUBO_DEBUG", "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status. Nothing escapes as a traceback: a broken pipe
+    ends quietly (141), an error is one line, anything unexpected is one line pointing at
+    ``--debug`` (which adds the traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["runtime"]:
         from tsubo.cli import runtime
 
         return runtime.main(args[1:])
+    invocation = _Invocation()
+    _quiet_unraisable_broken_pipes(invocation)
     try:
-        global_flags = parse(args, GLOBAL_OPTIONS, PROGRAM)
-        if global_flags.flag("version"):
-            return _version()
-        if global_flags.flag("help") or not global_flags.positional:
-            _print(_help())
-            return 0 if global_flags.flag("help") else 1
-        name, *rest = global_flags.positional
-        command = COMMANDS.get(name)
-        if command is None:
-            raise InvalidArgument(PROGRAM, name, detail="unknown command",
-                                  hint=f"'{PROGRAM} --help' lists the commands")
-        if rest[:1] in (["--help"], ["-h"]) and name not in ("run", "create"):
-            _print(f"usage: {PROGRAM} {command.usage}\n\n{command.summary}\n\n"
-                   f"{usage(command.options)}")
-            return 0
-        if rest[:1] == ["--help"]:
-            _print(f"usage: {PROGRAM} {command.usage}\n\n{usage(command.options)}")
-            return 0
-        # `network create NAME --subnet X`: flags may follow the verb's arguments
-        parsed = parse(rest, command.options, f"{PROGRAM} {name}", combine_short=True,
-                       stop_at_positional=name not in ("network", "volume", "save", "images"))
-        if name == "version":
-            return _version()
-        from tsubo.api import Engine
-
-        engine = Engine(global_flags.text("root") or None)
-        try:
-            return command.handler(engine, parsed)
-        finally:
-            engine.close()
+        return _dispatch(args, invocation)
+    except FlagError as error:
+        _error(error.message(readable=True))
+        return EXIT_ENGINE
     except TsuboError as error:
-        _error(error.message())
-        return _exit_code(error, args)
+        if error.errno == _EPIPE:
+            return _broken_pipe()
+        _error(error.message(readable=True))
+        return _exit_code(error, invocation.command)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # the guard: a bug must still be one line
+        if isinstance(error, OSError) and error.errno == _EPIPE:
+            return _broken_pipe()
+        _unexpected(error, invocation)
+        return _exit_code(None, invocation.command)
 
 
-def _exit_code(error: TsuboError, args: list[str]) -> int:
+def _dispatch(args: list[str], invocation: _Invocation) -> int:
+    global_flags = parse(args, GLOBAL_OPTIONS, PROGRAM, combine_short=True,
+                         help_command=PROGRAM)
+    invocation.debug = invocation.debug or global_flags.flag("debug")
+    if global_flags.flag("version"):
+        return _version()
+    if global_flags.flag("help") or not global_flags.positional:
+        _print(_help())
+        return 0 if global_flags.flag("help") else EXIT_USAGE
+    name, *rest = global_flags.positional
+    if name == "help":  # `tsubo help [COMMAND]`
+        if not rest:
+            _print(_help())
+            return 0
+        name, rest = rest[0], ["--help"]
+    shown = name
+    if name == "container":
+        shown, name, rest = _container_verb(rest)
+        if not name:
+            return EXIT_USAGE
+    command = None if name.startswith("container-") and shown == name else COMMANDS.get(name)
+    if command is None:
+        _error(f"'{shown}' is not a {PROGRAM} command (see '{PROGRAM} --help')")
+        return EXIT_USAGE
+    invocation.command = name
+    if _wants_help(name, rest):
+        _print(f"usage: {PROGRAM} {command.usage}\n\n{command.summary}\n\n"
+               f"{usage(command.options)}")
+        return 0
+    interspersed = name not in _FLAGS_BEFORE_POSITIONALS and name not in _GROUPS
+    parsed = parse(rest, command.options, shown, stop_at_positional=not interspersed,
+                   combine_short=True, help_command=f"{PROGRAM} {shown}")
+    if name == "version":
+        return _version()
+    from tsubo.api import Engine
+
+    engine = Engine(global_flags.text("root") or None)
+    try:
+        return command.handler(engine, parsed)
+    finally:
+        engine.close()
+
+
+#: ``container VERB``: the top-level command it is (Docker's management-command aliases)
+CONTAINER_VERBS = {
+    "ls": "ps", "list": "ps", "ps": "ps", "rm": "rm", "remove": "rm",
+    "prune": "container-prune", "inspect": "container-inspect",
+    **{verb: verb for verb in ("run", "create", "start", "stop", "restart", "kill", "logs",
+                               "exec", "wait", "pause", "unpause", "rename", "cp", "top",
+                               "stats", "attach", "update", "port", "export", "diff")},
+}
+
+
+def _container_verb(rest: list[str]) -> tuple[str, str, list[str]]:
+    """(``container VERB`` as shown, the command it is, its arguments); an empty command
+    after printing why (no verb, or one that is not a container command)."""
+    if not rest or rest[0] in ("--help", "-h"):
+        verbs = ", ".join(sorted(verb for verb, command in CONTAINER_VERBS.items()
+                                 if command in COMMANDS))
+        (_print if rest else _error)(f"usage: {PROGRAM} container COMMAND\n\n"
+                                     f"commands: {verbs}")
+        return "container", "", []
+    verb = rest[0]
+    target = CONTAINER_VERBS.get(verb, "")
+    if target not in COMMANDS:
+        _error(f"'container {verb}' is not a {PROGRAM} command "
+               f"(see '{PROGRAM} container --help')")
+        return f"container {verb}", "", []
+    return f"container {verb}", target, rest[1:]
+
+
+def _wants_help(name: str, rest: list[str]) -> bool:
+    """``--help`` among the flags (before ``--``; only first for commands whose flags stop
+    at a positional, and for groups, whose verbs have their own); ``-h`` too where no flag
+    of the command is ``-h`` (``run -h`` is the host name, as in Docker)."""
+    if name in _FLAGS_BEFORE_POSITIONALS or name in _GROUPS:
+        return rest[:1] == ["--help"] or (rest[:1] == ["-h"] and name not in ("run", "create"))
+    words = rest[:rest.index("--")] if "--" in rest else rest
+    command = COMMANDS[name]
+    takes_h = any("h" in option.names for option in command.options)
+    return "--help" in words or ("-h" in words and not takes_h)
+
+
+def _broken_pipe() -> int:
+    """Our reader went away (``| head``): stop quietly, and let nothing written later
+    (the launcher's final flush) fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _quiet_unraisable_broken_pipes(invocation: _Invocation) -> None:
+    """A broken pipe met while an object is finalised (a stream closed during unwinding)
+    is not worth an "Exception ignored" report; anything else still is."""
+    default = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, OSError) and error.errno == _EPIPE and not invocation.debug:
+            return
+        default(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def _unexpected(error: BaseException, invocation: _Invocation) -> None:
+    if invocation.debug:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+    where = f"{invocation.command}: " if invocation.command else ""
+    lines = str(error).splitlines()
+    detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    hint = "" if invocation.debug else " (run with --debug to see the traceback)"
+    _error(f"{where}unexpected error: {detail}{hint}")
+
+
+def _exit_code(error: TsuboError | None, command: str) -> int:
     """Docker's: 126 the command cannot be executed, 127 it was not found (both only when
     the runtime's exec step failed), 125 any other failure of ``run``/``create``, and 1
     for the other commands (the docker CLI's generic error status)."""
-    if error.operation == "exec" and error.errno == 2:
+    if error is not None and error.operation == "exec" and error.errno == 2:
         return EXIT_NOT_FOUND
-    if error.operation == "exec" and error.errno in (13, 8, 21):  # EACCES, ENOEXEC, EISDIR
-        return EXIT_CANNOT_EXECUTE
-    command = next((arg for arg in args if arg in COMMANDS), "")
+    if error is not None and error.operation == "exec" and error.errno in (13, 8, 21):
+        return EXIT_CANNOT_EXECUTE  # EACCES, ENOEXEC, EISDIR
+    if isinstance(error, NotATerminal):
+        return 1
     return EXIT_ENGINE if command in ("run", "create", "") else 1
 
 
 def _help() -> str:
-    commands = "\n".join(f"   {name:<9} {command.summary}" for name, command in COMMANDS.items())
+    commands = "\n".join(f"   {name:<9} {command.summary}" for name, command in COMMANDS.items()
+                         if not name.startswith("container-"))
     return (f"usage: {PROGRAM} [--root DIR] COMMAND [OPTIONS]\n\n"
             "A daemonless container engine.\n\n"
             f"commands:\n{commands}\n   runtime   the OCI runtime (tsubo runtime --help)\n")
@@ -546,7 +727,11 @@ def _print(text: str, end: str = "\n") -> None:
 
 
 def _error(text: str) -> None:
-    sys.stderr.write(f"{PROGRAM}: {text}\n")
+    try:
+        sys.stderr.write(f"{PROGRAM}: {text}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # nowhere left to say it
 
 
 def _json(text: str) -> dict[str, object]:

@@ -214,7 +214,8 @@ def image_command(engine: Engine, parsed: Parsed, commands: dict[str, Command]) 
         _write(f"usage: {PROGRAM} image {verb} {command.usage.partition(' ')[2]}\n\n"
                f"{command.summary}\n\n{usage(command.options)}\n")
         return 0
-    sub = parse(rest, command.options, f"{PROGRAM} image {verb}", combine_short=True)
+    sub = parse(rest, command.options, f"image {verb}", stop_at_positional=False,
+                combine_short=True, help_command=f"{PROGRAM} image {verb}")
     return command.handler(engine, sub)
 
 
@@ -350,7 +351,8 @@ def df_command(engine: Engine, args: list[str]) -> int:
     with ``-v`` each image, container and volume."""
     from tsubo.cli.render import human_duration, human_size, status_text
 
-    parsed = parse(args, DF_OPTIONS, f"{PROGRAM} system df", combine_short=True)
+    parsed = parse(args, DF_OPTIONS, "system df", stop_at_positional=False, combine_short=True,
+                   help_command=f"{PROGRAM} system df")
     if parsed.positional:
         raise InvalidArgument("system df", " ".join(parsed.positional),
                               detail="takes no arguments")

@@ -16,7 +16,7 @@ import os
 from tsubo.engine import status
 from tsubo.engine.paths import EnginePaths
 from tsubo.engine.teardown import remove_container_files
-from tsubo.errors import InvalidArgument, NotFound, TsuboError
+from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,9 +46,22 @@ class EngineCore:
     def db(self) -> Database:
         """The database, opened on first use (so ``run`` can fork its monitor first)."""
         if self._db is None:
+            import sqlite3
+
             from tsubo.state.db import Database
 
-            self._db = Database(self.paths.database)
+            try:
+                self._db = Database(self.paths.database)
+            except OSError as error:  # a root that cannot hold it: one line, not a traceback
+                if isinstance(error, FileExistsError):  # makedirs of a root that is a file
+                    error = NotADirectoryError(20, "not a directory")
+                raise TsuboError.from_os_error("open the engine database",
+                                               self.paths.database, error,
+                                               hint="--root or $TSUBO_ROOT names a "
+                                               "writable folder") from None
+            except sqlite3.Error as error:
+                raise TsuboError("open the engine database", self.paths.database,
+                                 detail=str(error)) from None
         return self._db
 
     def close(self) -> None:
@@ -280,8 +293,11 @@ class EngineCore:
         process: dict[str, Any] = dict(record.config.get("process") or {})
         process["args"] = command
         process["terminal"] = tty
-        if env:
-            process["env"] = [*process.get("env", []), *env]
+        # as Docker's exec: TERM=xterm with a terminal, then the caller's variables, each
+        # replacing the container's of the same name
+        extra = [*(["TERM=xterm"] if tty else []), *(env or [])]
+        if extra:
+            process["env"] = _replace_or_append(list(process.get("env", [])), extra)
         if workdir:
             process["cwd"] = workdir
         if user:
@@ -290,9 +306,31 @@ class EngineCore:
             uid, gid, groups = resolve_user(user, make_passwd_lookup(root),
                                             lambda name: lookup_group(root, name))
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
-        info = self.runtime.exec(row.id, process, detach=detach, console_socket=console_socket,
-                                 stdio=stdio, forward_signals=forward_signals)
+        try:
+            info = self.runtime.exec(row.id, process, detach=detach,
+                                     console_socket=console_socket, stdio=stdio,
+                                     forward_signals=forward_signals)
+        except TsuboError as error:
+            if error.operation == "exec" and error.errno in (2, 8, 13, 21):
+                raise  # the command itself: not found or not executable (127, 126)
+            # a container exiting under us fails in the runtime's internals (its cgroup
+            # gone, its namespaces gone): say what the user can act on
+            if not self._still_running(row.id):
+                raise WrongState("exec in container", row.name,
+                                 detail=f"container {row.name} is not running") from None
+            raise
         return info.exit_code
+
+    def _still_running(self, container_id: str) -> bool:
+        from tsubo.kernel.procfs import is_alive
+
+        try:
+            row = self.refresh(self.db.get_container(container_id))
+            record = self.runtime.store.load(container_id)
+        except TsuboError:
+            return False
+        return row.state in (status.RUNNING, status.PAUSED) and \
+            is_alive(record.pid, record.start_time)
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, timestamps: bool = False
@@ -426,6 +464,19 @@ class EngineCore:
             return current
         self.reconcile()
         return self.db.get_container(row.id)
+
+
+def _replace_or_append(env: list[str], changes: list[str]) -> list[str]:
+    """*env* with each ``KEY=VALUE`` of *changes* replacing *KEY*'s entry, or appended."""
+    for change in changes:
+        key = change.partition("=")[0] + "="
+        for index, entry in enumerate(env):
+            if entry.startswith(key):
+                env[index] = change
+                break
+        else:
+            env.append(change)
+    return env
 
 
 def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> None:

@@ -668,7 +668,14 @@ class MonitorService:
     def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
         from tsubo.state.clock import now_rfc3339
 
-        self._update(supervised.id, state=status.EXITED, exit_code=125, pid=0,
+        # Docker's: 127 the command was not found, 126 it could not be executed, 125 any
+        # other failure to start (the CLI exits with the same status)
+        code = 125
+        if error.operation == "exec" and error.errno == 2:
+            code = 127
+        elif error.operation == "exec" and error.errno in (8, 13, 21):
+            code = 126
+        self._update(supervised.id, state=status.EXITED, exit_code=code, pid=0,
                      finished_at=now_rfc3339(), error=error.message())
         self._broadcast(supervised, attach.error_frame(error))
         self._finish(supervised)

@@ -556,8 +556,9 @@ def build_config(
     hostname = options.hostname or container_id[:12]
     workdir = options.workdir or image.workdir or "/"
     if not workdir.startswith("/"):
-        raise InvalidArgument("create container", workdir,
-                              detail="the working directory must be an absolute path")
+        raise InvalidArgument("check the working directory" if options.workdir
+                              else "check the image's WORKDIR", workdir,
+                              detail="must be an absolute path")
     uid, gid, additional_gids = resolve_user(options.user or image.user, passwd_lookup,
                                              group_lookup)
     caps = capability_list(options.cap_add, options.cap_drop)
