@@ -644,7 +644,7 @@ def test_system_prune_removes_only_stopped(engine_cli: EngineCLI) -> None:
     assert engine_cli.ok("wait", exited) == "0\n"
     created = engine_cli.ok("create", "--rootfs", str(engine_cli.rootfs), "true").strip()
     assert HEX64.match(created)
-    out = engine_cli.ok("system", "prune")
+    out = engine_cli.ok("system", "prune", "-f")
     assert exited in out and created in out and running not in out
     assert engine_cli.ids() == [running[:12]]
     assert engine_cli.container_dirs() == [running]

@@ -34,6 +34,11 @@ GLOBAL_OPTIONS = (
     Option("version,v", FLAG, "print the version"),
 )
 
+_INSPECT_OPTIONS = (
+    Option("format,f", VALUE, "a Go template ({{.State.Status}}, {{json .Config}}) or json"),
+    Option("type", VALUE, "only this kind of object: container, image, network or volume"),
+)
+
 _CREATE_OPTIONS = (
     Option("name", VALUE, "assign a name to the container"),
     Option("rootfs", VALUE, "use this directory as the (read-only) root, under an overlay"),
@@ -261,12 +266,40 @@ def _logs(engine: Engine, parsed: Parsed) -> int:
 
 
 def _inspect(engine: Engine, parsed: Parsed) -> int:
-    import json
+    """``inspect [-f TEMPLATE] [--type container|image|network|volume] NAME...``: every
+    name is looked up (an error for one is reported, the others still print), then the
+    records print together, as Docker's."""
+    from tsubo.cli.gotemplate import Template, format_inspected
 
     if not parsed.positional:
         raise InvalidArgument("inspect", "", detail="requires at least one container or image")
-    _print(json.dumps([engine.inspect(ref) for ref in parsed.positional], indent=4))
-    return 0
+    kind = parsed.text("type")
+    lookups: dict[str, Callable[[str], dict[str, Any]]] = {
+        "": engine.inspect, "container": engine.inspect_container,
+        "image": lambda ref: engine.image(ref).inspect(),
+        "network": engine.inspect_network, "volume": engine.inspect_volume}
+    if kind not in lookups:
+        raise InvalidArgument("inspect --type", kind,
+                              detail="expected container, image, network or volume")
+    template = parsed.text("format")
+    if template and template != "json":
+        Template(template)  # a bad template fails before any lookup
+    records, status = [], 0
+    for ref in parsed.positional:
+        try:
+            records.append(lookups[kind](ref))
+        except TsuboError as error:
+            _error(error.message(readable=True))
+            status = 1
+    if records or not status:
+        _print(format_inspected(records, template), end="")
+    return status
+
+
+def _container_inspect(engine: Engine, parsed: Parsed) -> int:
+    """``container inspect``: containers only."""
+    parsed.values["type"] = "container"
+    return _inspect(engine, parsed)
 
 
 def _ps(engine: Engine, parsed: Parsed) -> int:
@@ -285,15 +318,51 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
 
 # --- volumes, system ---------------------------------------------------------------------------
 
+_VOLUME_VERBS = {
+    "create": ((), "volume create [NAME]"),
+    "ls": ((Option("quiet,q", FLAG, "only names"),), "volume ls [-q]"),
+    "inspect": (_INSPECT_OPTIONS[:1], "volume inspect [-f TEMPLATE] NAME..."),
+    "rm": ((Option("force,f", FLAG, "no error for a missing volume"),), "volume rm NAME..."),
+    "prune": ((Option("all,a", FLAG, "named volumes too, not only anonymous ones"),
+               Option("force,f", FLAG, "do not prompt for confirmation")),
+              "volume prune [-a] [-f]"),
+}
+
+
 def _volume(engine: Engine, parsed: Parsed) -> int:
+    """``volume VERB``: each verb parses its own flags (``inspect -f`` is a template,
+    ``prune -f`` skips the question, as Docker's)."""
     from tsubo.cli.render import volume_command
 
-    if parsed.positional[:1] == ["prune"]:
+    verb, rest = (parsed.positional[0], parsed.positional[1:]) if parsed.positional \
+        else ("", [])
+    verb = {"list": "ls", "remove": "rm"}.get(verb, verb)
+    if verb not in _VOLUME_VERBS:
+        return volume_command(engine, parsed.positional)  # names the known verbs
+    options, usage_text = _VOLUME_VERBS[verb]
+    if "--help" in rest:
+        _print(f"usage: {PROGRAM} {usage_text}\n\n{usage(options)}")
+        return 0
+    sub = parse(rest, options, f"volume {verb}", stop_at_positional=False,
+                combine_short=True, help_command=f"{PROGRAM} volume {verb}")
+    if verb == "prune":
         from tsubo.cli.prune import volume_prune_command
 
-        return volume_prune_command(engine, Parsed(parsed.values, parsed.positional[1:],
-                                                   parsed.given))
-    return volume_command(engine, parsed.positional, quiet=parsed.flag("quiet"))
+        return volume_prune_command(engine, sub)
+    if verb == "inspect":
+        sub.values["type"] = "volume"
+        return _inspect(engine, sub)
+    if verb == "rm" and sub.flag("force"):
+        from tsubo.errors import NotFound
+
+        for name in sub.positional:
+            try:
+                engine.remove_volume(name)
+            except NotFound:
+                pass
+            _print(name)
+        return 0
+    return volume_command(engine, [verb, *sub.positional], quiet=sub.values.get("quiet") is True)
 
 
 def _import(engine: Engine, parsed: Parsed) -> int:
@@ -471,8 +540,12 @@ COMMANDS: dict[str, Command] = {
                             Option("user,u", VALUE, "user (name|uid[:group|gid])")),
                     "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
                     "run a command in a running container"),
-    "inspect": Command(_inspect, (), "inspect CONTAINER|IMAGE...",
-                       "show containers (else images) as JSON"),
+    "inspect": Command(_inspect, _INSPECT_OPTIONS,
+                       "inspect [-f TEMPLATE] [--type TYPE] CONTAINER|IMAGE...",
+                       "show containers (else images) as JSON, or through a Go template"),
+    "container-inspect": Command(_container_inspect, _INSPECT_OPTIONS[:1],
+                                 "container inspect [-f TEMPLATE] CONTAINER...",
+                                 "show containers as JSON, or through a Go template"),
     "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
     "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),
@@ -504,10 +577,7 @@ COMMANDS: dict[str, Command] = {
                      "save credentials for a registry"),
     "logout": Command(_logout, _registry_cli.LOGOUT_OPTIONS, "logout [REGISTRY]",
                       "forget a registry's credentials"),
-    "volume": Command(_volume, (Option("quiet,q", FLAG, "ls: only names"),
-                                Option("all,a", FLAG, "prune: named volumes too"),
-                                Option("force,f", FLAG, "prune: do not prompt")),
-                      "volume create|ls [-q]|inspect|rm|prune [-a] [-f] [NAME...]",
+    "volume": Command(_volume, (), "volume create|ls|inspect|rm|prune [OPTIONS] [NAME...]",
                       "manage volumes"),
     "network": Command(_network, (
         Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),
@@ -519,6 +589,7 @@ COMMANDS: dict[str, Command] = {
         Option("label", LIST, "set metadata (KEY=VALUE)"),
         Option("ip", VALUE, "connect: the container's address"),
         Option("quiet,q", FLAG, "ls: only names"),
+        Option("format,f", VALUE, "inspect: a Go template ({{.IPAM.Config}}) or json"),
     ), "network create|ls|inspect|rm|prune|connect|disconnect|reload [OPTIONS] [ARGS]",
         "manage networks"),
     "system": Command(_system, (), "system prune [-a] [--volumes] [-f]|gc|df [-v]",
@@ -533,7 +604,7 @@ COMMANDS: dict[str, Command] = {
 #: container's command (``run IMAGE ls -l``) or ps's options (``top web -ef``), as Docker's
 _FLAGS_BEFORE_POSITIONALS = frozenset({"run", "create", "exec", "top"})
 #: commands whose first positional is a verb that parses its own flags
-_GROUPS = frozenset({"image", "system"})
+_GROUPS = frozenset({"image", "system", "volume"})
 EXIT_USAGE = 1  # docker/cli: an unknown command
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell tool whose reader went away
 _EPIPE = 32

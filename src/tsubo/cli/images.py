@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from tsubo.cli.argv import FLAG, Command, Option, Parsed, parse, usage
+from tsubo.cli.argv import FLAG, VALUE, Command, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, Unsupported
 
 TYPE_CHECKING = False
@@ -221,12 +221,12 @@ def image_command(engine: Engine, parsed: Parsed, commands: dict[str, Command]) 
 
 def image_inspect_command(engine: Engine, parsed: Parsed) -> int:
     """``image inspect IMAGE...``: images only (``inspect`` tries containers first)."""
-    import json
+    from tsubo.cli.gotemplate import format_inspected
 
     if not parsed.positional:
         raise InvalidArgument("image inspect", "", detail="requires at least one image")
-    _write(json.dumps([engine.image(ref).inspect() for ref in parsed.positional], indent=4)
-           + "\n")
+    _write(format_inspected([engine.image(ref).inspect() for ref in parsed.positional],
+                            parsed.text("format")))
     return 0
 
 
@@ -309,8 +309,10 @@ _GROUP_ONLY: dict[str, Command] = {
                      "remove dangling images (-a: every image no container uses)"),
     "history": Command(history_command, HISTORY_OPTIONS, "image history [-q] IMAGE",
                        "show the history of an image"),
-    "inspect": Command(image_inspect_command, (), "image inspect IMAGE...",
-                       "show images as JSON"),
+    "inspect": Command(image_inspect_command,
+                       (Option("format,f", VALUE, "a Go template ({{.Config.Cmd}}) or json"),),
+                       "image inspect [-f TEMPLATE] IMAGE...",
+                       "show images as JSON, or through a Go template"),
 }
 
 

@@ -177,7 +177,10 @@ class Engine(EngineCore):
                 raise WrongState("remove container", row.name,
                                  detail=f"container is still {row.state}")
             if row.state in (status.RUNNING, status.PAUSED):
-                self.kill(row.id, 9)
+                try:
+                    self.kill(row.id, 9)
+                except TsuboError:
+                    pass  # it exited meanwhile: the next round sees it so
                 self._wait_exited(row.id, 20.0)
             elif row.state == status.STARTING:
                 # its monitor is mounting and starting it: let it finish, then kill it
