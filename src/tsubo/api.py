@@ -212,6 +212,9 @@ class Container:
     def inspect(self) -> dict[str, Any]:
         return self._engine.inspect_container(self.id)
 
+    def rename(self, name: str) -> None:
+        self._engine.rename(self.id, name)
+
     def __enter__(self) -> Container:
         return self
 
@@ -334,6 +337,12 @@ class Engine:
         is done."""
         return self.core.logs(ref, follow=follow, tail=tail, since=since,
                               timestamps=timestamps)
+
+    def rename(self, ref: str, name: str) -> Container:
+        """Give a container another name (a stopped one, if it is on a bridge network)."""
+        from tsubo.engine.rename import rename_container
+
+        return Container(self, rename_container(self.core, ref, name).id)
 
     def inspect_container(self, ref: str) -> dict[str, Any]:
         return self.core.inspect(ref)

@@ -296,6 +296,11 @@ def _inspect(engine: Engine, parsed: Parsed) -> int:
     return status
 
 
+def _rename(engine: Engine, parsed: Parsed) -> int:
+    engine.rename(*parsed.positional)
+    return 0
+
+
 def _container_inspect(engine: Engine, parsed: Parsed) -> int:
     """``container inspect``: containers only."""
     parsed.values["type"] = "container"
@@ -547,6 +552,8 @@ COMMANDS: dict[str, Command] = {
                                  "container inspect [-f TEMPLATE] CONTAINER...",
                                  "show containers as JSON, or through a Go template"),
     "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
+    "rename": Command(_rename, (), "rename CONTAINER NEW_NAME", "rename a container",
+                      min_args=2, max_args=2),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
     "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),
     "import": Command(_import, (Option("change,c", LIST, "CMD, ENTRYPOINT, ENV, WORKDIR, USER, "
@@ -684,6 +691,7 @@ def _dispatch(args: list[str], invocation: _Invocation) -> int:
                    combine_short=True, help_command=f"{PROGRAM} {shown}")
     if name == "version":
         return _version()
+    _check_arity(shown, command, parsed)
     from tsubo.api import Engine
 
     engine = Engine(global_flags.text("root") or None)
@@ -719,6 +727,24 @@ def _container_verb(rest: list[str]) -> tuple[str, str, list[str]]:
                f"(see '{PROGRAM} container --help')")
         return f"container {verb}", "", []
     return f"container {verb}", target, rest[1:]
+
+
+def _check_arity(shown: str, command: Command, parsed: Parsed) -> None:
+    """The number of arguments a command declares (``min_args``/``max_args``), before
+    anything runs, in Docker's words."""
+    count = len(parsed.positional)
+    low, high = command.min_args, command.max_args
+    if count >= low and (high is None or count <= high):
+        return
+    plural = "" if (high if low == high else low) == 1 else "s"
+    if low == high:
+        need = f"exactly {low} argument{plural}"
+    elif high is None or count < low:
+        need = f"at least {low} argument{plural}"
+    else:
+        need = f"at most {high} argument{'' if high == 1 else 's'}"
+    raise InvalidArgument(shown, " ".join(parsed.positional), detail=f"requires {need}",
+                          hint=f"usage: {PROGRAM} {command.usage}")
 
 
 def _wants_help(name: str, rest: list[str]) -> bool:
