@@ -215,6 +215,18 @@ class Container:
     def rename(self, name: str) -> None:
         self._engine.rename(self.id, name)
 
+    def copy_from(self, path: str, destination: str = "", *, stream: BinaryIO | None = None,
+                  follow: bool = False, archive: bool = False) -> None:
+        """``docker cp CONTAINER:PATH DESTINATION`` (or a tar archive to *stream*)."""
+        self._engine.copy_from(self.id, path, destination, stream=stream, follow=follow,
+                               archive=archive)
+
+    def copy_to(self, source: str, path: str, *, stream: BinaryIO | None = None,
+                follow: bool = False, archive: bool = False) -> None:
+        """``docker cp SOURCE CONTAINER:PATH`` (``source=""``: a tar archive from *stream*)."""
+        self._engine.copy_to(self.id, source, path, stream=stream, follow=follow,
+                             archive=archive)
+
     def __enter__(self) -> Container:
         return self
 
@@ -343,6 +355,26 @@ class Engine:
         from tsubo.engine.rename import rename_container
 
         return Container(self, rename_container(self.core, ref, name).id)
+
+    def copy_from(self, ref: str, path: str, destination: str = "", *,
+                  stream: BinaryIO | None = None, follow: bool = False,
+                  archive: bool = False) -> None:
+        """Copy *path* of a container to the host path *destination* (relative: the
+        caller's), or as a tar archive to *stream*. Paths resolve inside the container's
+        root and never follow a symlink out of it."""
+        from tsubo.engine.copy import copy_from_container
+
+        copy_from_container(self.core, ref, path, destination=destination, stream=stream,
+                            follow=follow, archive=archive)
+
+    def copy_to(self, ref: str, source: str, path: str, *, stream: BinaryIO | None = None,
+                follow: bool = False, archive: bool = False) -> None:
+        """Copy the host path *source* (or, when it is ``""``, the tar archive read from
+        *stream*) to *path* in a container."""
+        from tsubo.engine.copy import copy_to_container
+
+        copy_to_container(self.core, ref, path, source=source, stream=stream, follow=follow,
+                          archive=archive)
 
     def inspect_container(self, ref: str) -> dict[str, Any]:
         return self.core.inspect(ref)

@@ -296,6 +296,45 @@ def _inspect(engine: Engine, parsed: Parsed) -> int:
     return status
 
 
+def _cp(engine: Engine, parsed: Parsed) -> int:
+    """``cp [-a] [-L] CONTAINER:SRC DEST|-`` or ``cp [-a] [-L] SRC|- CONTAINER:DEST``."""
+    source, destination = (_copy_end(arg) for arg in parsed.positional)
+    follow, archive = parsed.flag("follow_link"), parsed.flag("archive")
+    if source[0] and destination[0]:
+        raise InvalidArgument("cp", " ".join(parsed.positional),
+                              detail="copying between containers is not supported")
+    if source[0]:
+        if destination[1] == "-":
+            sys.stdout.flush()
+            engine.copy_from(source[0], source[1], stream=sys.stdout.buffer, follow=follow,
+                             archive=archive)
+        else:
+            engine.copy_from(source[0], source[1], destination[1], follow=follow, archive=archive)
+        return 0
+    if not destination[0]:
+        raise InvalidArgument("cp", " ".join(parsed.positional),
+                              detail="must specify at least one container source",
+                              hint="CONTAINER:PATH names a path in a container")
+    if source[1] == "-":
+        engine.copy_to(destination[0], "", destination[1], stream=sys.stdin.buffer,
+                       follow=follow, archive=archive)
+    else:
+        engine.copy_to(destination[0], source[1], destination[1], follow=follow,
+                       archive=archive)
+    return 0
+
+
+def _copy_end(arg: str) -> tuple[str, str]:
+    """(container, path) of a ``cp`` argument; container ``""`` for a host path (one
+    starting with ``/`` or ``.``, or without a colon, as Docker splits them)."""
+    if arg.startswith(("/", ".")) or ":" not in arg or arg == "-":
+        return "", arg
+    container, _, path = arg.partition(":")
+    if not container:
+        return "", arg
+    return container, path or "/"
+
+
 def _rename(engine: Engine, parsed: Parsed) -> int:
     engine.rename(*parsed.positional)
     return 0
@@ -552,6 +591,10 @@ COMMANDS: dict[str, Command] = {
                                  "container inspect [-f TEMPLATE] CONTAINER...",
                                  "show containers as JSON, or through a Go template"),
     "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
+    "cp": Command(_cp, (Option("archive,a", FLAG, "keep the owners (uid/gid) and modes"),
+                        Option("follow-link,L", FLAG, "follow a symlink the source names")),
+                  "cp [-a] [-L] CONTAINER:SRC DEST|-  or  cp [-a] [-L] SRC|- CONTAINER:DEST",
+                  "copy files between a container and the host", min_args=2, max_args=2),
     "rename": Command(_rename, (), "rename CONTAINER NEW_NAME", "rename a container",
                       min_args=2, max_args=2),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),
