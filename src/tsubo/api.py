@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from tsubo.engine.diskusage import DiskUsage, PruneResult, layer_sizes
     from tsubo.engine.logs import parse_since
     from tsubo.engine.options import RunOptions
+    from tsubo.engine.stats import ContainerStats, StatsSampler
     from tsubo.image.archive import LoadedImage, iter_loaded_lines
     from tsubo.image.auth import normalise_key
     from tsubo.image.pull import PullResult, parse_platform
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 _REEXPORTS = {
     "AttachClient": ("tsubo.engine.attach", "AttachClient"),
     "ContainerRecord": ("tsubo.state.db", "ContainerRow"),
+    "ContainerStats": ("tsubo.engine.stats", "ContainerStats"),
     "DiskUsage": ("tsubo.engine.diskusage", "DiskUsage"),
     "Endpoint": ("tsubo.network.models", "Endpoint"),
     "Image": ("tsubo.image.store", "Image"),
@@ -376,6 +378,39 @@ class Engine:
         copy_to_container(self.core, ref, path, source=source, stream=stream, follow=follow,
                           archive=archive)
 
+    def top(self, ref: str, ps_args: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+        """The container's processes as the host's ``ps`` (default ``-ef``) shows them:
+        (column titles, rows)."""
+        from tsubo.engine.stats import top
+
+        return top(self.core, ref, list(ps_args))
+
+    def stats_sampler(self) -> StatsSampler:
+        """Successive readings of containers' use (``sample(records)``), CPU % between
+        two readings."""
+        from tsubo.engine.stats import StatsSampler
+
+        return StatsSampler(self.core)
+
+    def stats(self, refs: Sequence[str] = (), *, all: bool = False, interval: float = 0.5
+              ) -> list[ContainerStats]:
+        """One reading of the named containers (default: the running ones; *all*: every
+        one), CPU % over *interval* seconds."""
+        import time
+
+        rows = [self.core.refresh(self.core.db.resolve_container(ref)) for ref in refs] \
+            if refs else self.core.containers(all_states=all)
+        sampler = self.stats_sampler()
+        sampler.sample(rows)
+        time.sleep(interval)
+        return sampler.sample(rows)
+
+    def info(self) -> dict[str, Any]:
+        """What this engine and host are, as ``docker info`` says it."""
+        from tsubo.engine.info import engine_info
+
+        return engine_info(self.core)
+
     def inspect_container(self, ref: str) -> dict[str, Any]:
         return self.core.inspect(ref)
 
@@ -622,7 +657,8 @@ def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, A
 
 
 __all__ = [
-    "AttachClient", "Container", "ContainerRecord", "DiskUsage", "Endpoint", "Engine",
+    "AttachClient", "Container", "ContainerRecord", "ContainerStats", "DiskUsage", "Endpoint",
+    "Engine",
     "ExecResult", "Image", "LoadedImage", "Network", "PruneResult", "PullResult",
     "PushResult", "Reference", "RunOptions", "Runtime", "VolumeRecord", "build_run_options",
     "default_spec", "destination_reference", "features", "iter_loaded_lines", "layer_sizes",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
+from tsubo.cli import monitoring as _monitoring
 from tsubo.cli import registry as _registry_cli
 from tsubo.cli.argv import FLAG, LIST, VALUE, Command, FlagError, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError
@@ -335,6 +336,24 @@ def _copy_end(arg: str) -> tuple[str, str]:
     return container, path or "/"
 
 
+def _top(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.monitoring import top_command
+
+    return top_command(engine, parsed)
+
+
+def _stats(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.monitoring import stats_command
+
+    return stats_command(engine, parsed)
+
+
+def _info(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.monitoring import info_command
+
+    return info_command(engine, parsed)
+
+
 def _rename(engine: Engine, parsed: Parsed) -> int:
     engine.rename(*parsed.positional)
     return 0
@@ -595,6 +614,13 @@ COMMANDS: dict[str, Command] = {
                         Option("follow-link,L", FLAG, "follow a symlink the source names")),
                   "cp [-a] [-L] CONTAINER:SRC DEST|-  or  cp [-a] [-L] SRC|- CONTAINER:DEST",
                   "copy files between a container and the host", min_args=2, max_args=2),
+    "top": Command(_top, (), "top CONTAINER [ps OPTIONS]",
+                   "show a container's processes (the host's ps, default -ef)", min_args=1),
+    "stats": Command(_stats, _monitoring.STATS_OPTIONS,
+                     "stats [-a] [--no-stream] [--no-trunc] [--format F] [CONTAINER...]",
+                     "show containers' CPU, memory, network, block I/O and PIDs"),
+    "info": Command(_info, _monitoring.INFO_OPTIONS, "info [-f TEMPLATE]",
+                    "show what this engine and host are"),
     "rename": Command(_rename, (), "rename CONTAINER NEW_NAME", "rename a container",
                       min_args=2, max_args=2),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),

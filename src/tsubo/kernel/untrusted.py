@@ -360,31 +360,33 @@ def write_file(dir_fd: int, name: str, source_fd: int, info: os.stat_result,
                owner: CopyOwner) -> None:
     """*name* in *dir_fd* becomes a copy of the open regular file *source_fd* (at most
     ``info.st_size`` bytes: a file growing meanwhile is cut there)."""
-    def make(temporary: str) -> int:
-        return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                       | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-
-    temporary, fd = _temporary_name(dir_fd, make)
-    assert fd is not None
-    try:
+    def fill(fd: int) -> None:
         remaining = info.st_size
         while remaining > 0:
             sent = os.sendfile(fd, source_fd, None, min(remaining, 1 << 24))
             if not sent:
                 break
             remaining -= sent
-        owner.apply(fd, info)
-    except BaseException:
-        os.close(fd)
-        _remove_entry(dir_fd, temporary)
-        raise
-    os.close(fd)
-    _replace(dir_fd, temporary, name)
+
+    _write_new_file(dir_fd, name, fill, info, owner)
 
 
 def write_stream(dir_fd: int, name: str, read: Callable[[int], bytes], info: EntryMeta,
                  owner: CopyOwner) -> None:
     """As :func:`write_file`, from *read* (a tar member's stream)."""
+    def fill(fd: int) -> None:
+        while chunk := read(1 << 20):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+
+    _write_new_file(dir_fd, name, fill, info, owner)
+
+
+def _write_new_file(dir_fd: int, name: str, fill: Callable[[int], None],
+                    info: os.stat_result | EntryMeta, owner: CopyOwner) -> None:
+    """A new file under a temporary name, filled by *fill*, given its owner, mode and
+    times, then renamed over *name*; removed again when anything fails."""
     def make(temporary: str) -> int:
         return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                        | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
@@ -392,10 +394,7 @@ def write_stream(dir_fd: int, name: str, read: Callable[[int], bytes], info: Ent
     temporary, fd = _temporary_name(dir_fd, make)
     assert fd is not None
     try:
-        while chunk := read(1 << 20):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
+        fill(fd)
         owner.apply(fd, info)
     except BaseException:
         os.close(fd)
