@@ -450,7 +450,9 @@ class Engine:
         from tsubo.engine.volumes import ensure_volume
         from tsubo.state.names import new_container_id
 
-        return ensure_volume(self.core, name or new_container_id(), labels=labels)
+        name = ensure_volume(self.core, name or new_container_id(), labels=labels)
+        self._event("volume", "create", name, driver="local")
+        return name
 
     def volumes(self) -> list[VolumeRecord]:
         return self.core.db.list_volumes()
@@ -464,13 +466,17 @@ class Engine:
         from tsubo.engine.volumes import remove_volume
 
         remove_volume(self.core, name)
+        self._event("volume", "destroy", name, driver="local")
 
     def prune_volumes(self, *, all: bool = False) -> list[tuple[str, int]]:
         """Remove the anonymous volumes no container uses (*all*: named ones too);
         (name, bytes freed) of each."""
         from tsubo.engine.volumes import prune_volumes
 
-        return prune_volumes(self.core, all_volumes=all)
+        removed = prune_volumes(self.core, all_volumes=all)
+        for name, _ in removed:
+            self._event("volume", "destroy", name, driver="local")
+        return removed
 
     # --- images --------------------------------------------------------------------------------
 
@@ -486,8 +492,10 @@ class Engine:
         (``cli/progress.ProgressView`` is one)."""
         from tsubo.image.pull import pull
 
-        return pull(self.image_store, reference, platform=platform, tls_verify=tls_verify,
-                    authfile=authfile, events=events)
+        result = pull(self.image_store, reference, platform=platform, tls_verify=tls_verify,
+                      authfile=authfile, events=events)
+        self._event("image", "pull", reference, name=reference)
+        return result
 
     def push(self, image: str, destination: str = "", *, tls_verify: bool = True,
              authfile: str = "", events: Any = None) -> PushResult:
@@ -502,7 +510,9 @@ class Engine:
     def import_image(self, tarball: str, reference: str, changes: Sequence[str] = ()
                      ) -> Image:
         """A one-layer image from a root filesystem tarball (``tsubo import``)."""
-        return self.image_store.import_tarball(tarball, reference, list(changes))
+        image = self.image_store.import_tarball(tarball, reference, list(changes))
+        self._event("image", "import", f"sha256:{image.id}", name=reference)
+        return image
 
     def image(self, reference: str) -> Image:
         """By name, ID or unique ID prefix; ``.inspect()`` gives Docker's JSON shape."""
@@ -523,10 +533,14 @@ class Engine:
         return layer_sizes(self.core.db)
 
     def tag(self, source: str, target: str) -> Image:
-        return self.image_store.tag(source, target)
+        image = self.image_store.tag(source, target)
+        self._event("image", "tag", f"sha256:{image.id}", name=target)
+        return image
 
     def remove_image(self, reference: str, *, force: bool = False) -> Image:
-        return self.image_store.remove(reference, force=force)
+        image = self.image_store.remove(reference, force=force)
+        self._event("image", "delete", f"sha256:{image.id}", name=reference)
+        return image
 
     def prune_images(self, *, all_images: bool = False) -> PruneResult:
         from tsubo.engine.diskusage import prune_images
@@ -591,9 +605,11 @@ class Engine:
                 raise InvalidArgument("parse --mtu", text, detail="expected an integer") \
                     from None
         label_map = dict(labels) if isinstance(labels, dict) else parse_labels(list(labels))
-        return NetworkManager(self.core).create(
+        network = NetworkManager(self.core).create(
             name, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
             mtu=mtu, bridge_name=bridge_name, labels=label_map)
+        self._event("network", "create", network.id, name=network.name, type="bridge")
+        return network
 
     def networks(self) -> list[Network]:
         from tsubo.engine.networks import NetworkManager
@@ -608,25 +624,32 @@ class Engine:
     def remove_network(self, ref: str) -> Network:
         from tsubo.engine.networks import NetworkManager
 
-        return NetworkManager(self.core).remove(ref)
+        network = NetworkManager(self.core).remove(ref)
+        self._event("network", "destroy", network.id, name=network.name, type="bridge")
+        return network
 
     def prune_networks(self) -> list[Network]:
         """Remove every network no container is on; the removed ones."""
         from tsubo.engine.networks import NetworkManager
 
-        return NetworkManager(self.core).prune()
+        removed = NetworkManager(self.core).prune()
+        for network in removed:
+            self._event("network", "destroy", network.id, name=network.name, type="bridge")
+        return removed
 
     def connect(self, network: str, container: str, *, ip: str = "") -> None:
         from tsubo.engine.networks import NetworkManager
 
         row = self._running_on_a_network(container, "connect")
         NetworkManager(self.core).connect(row.id, row.name, network, requested_ip=ip)
+        self._event("network", "connect", network, container=row.id, name=network)
 
     def disconnect(self, network: str, container: str) -> None:
         from tsubo.engine.networks import NetworkManager
 
         row = self._running_on_a_network(container, "disconnect")
         NetworkManager(self.core).disconnect(row.id, network)
+        self._event("network", "disconnect", network, container=row.id, name=network)
 
     def reload_networks(self) -> int:
         """Write every network's firewall rules again (after a host firewall flush); how
@@ -634,6 +657,25 @@ class Engine:
         from tsubo.engine.networks import NetworkManager
 
         return NetworkManager(self.core).reload()
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def events(self, *, since: float | None = None, until: float | None = None,
+               filters: Sequence[str] = (), follow: bool = False) -> Iterator[dict[str, Any]]:
+        """The engine's events (``docker events``) from *since* to *until* (seconds since
+        the epoch), those every ``KEY=VALUE`` of *filters* accepts (type, event, container,
+        image, network, volume, label; a key given twice accepts either value); *follow*
+        waits for new ones (until *until*, if given)."""
+        from tsubo.engine.events import stream_events
+
+        self.core.db  # noqa: B018 (opens the root, or says in one error why it cannot)
+        return stream_events(self.core.paths.data, since=since, until=until,
+                             filters=list(filters), follow=follow)
+
+    def _event(self, kind: str, action: str, actor: str, **attributes: str) -> None:
+        from tsubo.state import events
+
+        events.record(self.core.paths.data, kind, action, actor, attributes)
 
     def _running_on_a_network(self, ref: str, verb: str) -> ContainerRecord:
         from tsubo.engine import status

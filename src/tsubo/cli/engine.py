@@ -348,6 +348,12 @@ def _stats(engine: Engine, parsed: Parsed) -> int:
     return stats_command(engine, parsed)
 
 
+def _events(engine: Engine, parsed: Parsed) -> int:
+    from tsubo.cli.monitoring import events_command
+
+    return events_command(engine, parsed)
+
+
 def _info(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.monitoring import info_command
 
@@ -621,6 +627,9 @@ COMMANDS: dict[str, Command] = {
                      "show containers' CPU, memory, network, block I/O and PIDs"),
     "info": Command(_info, _monitoring.INFO_OPTIONS, "info [-f TEMPLATE]",
                     "show what this engine and host are"),
+    "events": Command(_events, _monitoring.EVENTS_OPTIONS,
+                      "events [--since T] [--until T] [--filter K=V] [--format F]",
+                      "show the engine's events (and follow them)"),
     "rename": Command(_rename, (), "rename CONTAINER NEW_NAME", "rename a container",
                       min_args=2, max_args=2),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from tsubo.cli.argv import FLAG, VALUE, Option
+from tsubo.cli.argv import FLAG, LIST, VALUE, Option
 from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
@@ -21,6 +21,12 @@ STATS_OPTIONS = (
     Option("no-stream", FLAG, "print one reading and exit"),
     Option("no-trunc", FLAG, "do not truncate IDs"),
     Option("format", VALUE, "table, json, or a Go template ({{.Name}} {{.CPUPerc}})"),
+)
+EVENTS_OPTIONS = (
+    Option("since", VALUE, "events from this time (RFC 3339, Unix seconds, or 10m ago)"),
+    Option("until", VALUE, "events up to this time (then exit)"),
+    Option("filter,f", LIST, "type=, event=, container=, image=, network=, volume=, label="),
+    Option("format", VALUE, "json or a Go template ({{.Action}} {{.Actor.ID}})"),
 )
 INFO_OPTIONS = (Option("format,f", VALUE, "json or a Go template ({{.CgroupVersion}})"),)
 #: seconds between two frames of the live view (Docker's)
@@ -194,3 +200,45 @@ def info_command(engine: Engine, parsed: Parsed) -> int:
     ]
     _write("\n".join(lines) + "\n")
     return 0
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def events_command(engine: Engine, parsed: Parsed) -> int:
+    """``events [--since T] [--until T] [--filter K=V] [--format F]``: the log, then new
+    events as they happen (until ``--until``, or an interrupt)."""
+    import json
+
+    from tsubo.api import parse_since
+    from tsubo.cli.gotemplate import Template
+
+    if parsed.positional:
+        raise InvalidArgument("events", " ".join(parsed.positional),
+                              detail="takes no arguments")
+    now = time.time()
+    since = parse_since(parsed.text("since"), now) if parsed.text("since") else None
+    until = parse_since(parsed.text("until"), now) if parsed.text("until") else None
+    template = parsed.text("format")
+    compiled = Template(template) if template not in ("", "json", "{{json .}}") else None
+    for event in engine.events(since=since if since is not None else now if until is None
+                               else None, until=until, filters=parsed.texts("filter"),
+                               follow=until is None or until > now):
+        if template in ("json", "{{json .}}"):
+            _write(json.dumps(event, separators=(",", ":")) + "\n")
+        elif compiled is not None:
+            _write(compiled.render(event) + "\n")
+        else:
+            _write(event_line(event) + "\n")
+    return 0
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """Docker's default line: ``TIME TYPE ACTION ID (key=value, ...)``."""
+    stamp = int(event.get("timeNano", 0))
+    seconds, nanos = divmod(stamp, 1_000_000_000)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    shown = ", ".join(f"{key}={attributes[key]}" for key in sorted(attributes))
+    return (f"{when} {event.get('Type')} {event.get('Action')} {actor.get('ID', '')}"
+            + (f" ({shown})" if shown else ""))

@@ -136,6 +136,8 @@ class Engine(EngineCore):
             if row.state == status.PAUSED:
                 self.runtime.resume(row.id)
             self.runtime.kill(row.id, parse_signal(options.stop_signal))
+            self.event(row.id, "kill", name=row.name,
+                       signal=str(parse_signal(options.stop_signal)))
         except TsuboError:
             pass  # it exited meanwhile
         if not self._wait_exited(row.id, wait_for):
@@ -144,6 +146,7 @@ class Engine(EngineCore):
             except TsuboError:
                 pass
             self._wait_exited(row.id, 20.0)
+        self.event(row.id, "stop", name=row.name)
         return self.db.get_container(row.id)
 
     def restart(self, ref: str, timeout: float | None = None) -> ContainerRow:

@@ -165,7 +165,14 @@ class EngineCore:
             with open(files.config, "w", encoding="utf-8") as config_file:
                 config_file.write(jsonwire.dumps(config))
             undo.commit()
+        self.event(container_id, "create", name=name, image=options.image or options.rootfs)
         return self.db.get_container(container_id)
+
+    def event(self, container_id: str, action: str, **attributes: str) -> None:
+        """Record a container event (``state/events.py``; never fails)."""
+        from tsubo.state import events
+
+        events.record(self.paths.data, "container", action, container_id, attributes)
 
     def _shared_netns(self, ref: str) -> str:
         """``--network container:NAME``: join that running container's network namespace
@@ -259,6 +266,7 @@ class EngineCore:
         status.check("kill", row.name, row.state)
         self.db.update_container(row.id, stopped_by_user=1)
         self.runtime.kill(row.id, signal)
+        self.event(row.id, "kill", name=row.name, signal=str(signal))
         if row.state == status.PAUSED and signal == 9:
             self.unpause(row.id)
         return row
@@ -268,12 +276,14 @@ class EngineCore:
         status.check("pause", row.name, row.state)
         self.runtime.pause(row.id)
         self.db.update_container(row.id, state=status.PAUSED)
+        self.event(row.id, "pause", name=row.name)
 
     def unpause(self, ref: str) -> None:
         row = self.refresh(self.db.resolve_container(ref))
         status.check("unpause", row.name, row.state)
         self.runtime.resume(row.id)
         self.db.update_container(row.id, state=status.RUNNING)
+        self.event(row.id, "unpause", name=row.name)
 
     def exec(self, ref: str, command: list[str], *, env: list[str] | None = None,
              workdir: str = "", user: str = "", tty: bool = False, detach: bool = False,
@@ -306,6 +316,7 @@ class EngineCore:
             uid, gid, groups = resolve_user(user, make_passwd_lookup(root),
                                             lambda name: lookup_group(root, name))
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+        self.event(row.id, f"exec_start: {' '.join(command)}", name=row.name)
         try:
             info = self.runtime.exec(row.id, process, detach=detach,
                                      console_socket=console_socket, stdio=stdio,

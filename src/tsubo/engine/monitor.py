@@ -653,6 +653,7 @@ class MonitorService:
             self._broadcast(supervised, attach.error_frame(TsuboError(
                 "start container", row.name, detail="the container was removed meanwhile")))
             return
+        self.engine.event(supervised.id, "start", name=row.name)
         self._broadcast(supervised, attach.encode(attach.STARTED,
                                                   f"{started.pid} {supervised.id}".encode()))
 
@@ -805,6 +806,9 @@ class MonitorService:
         self._update(supervised.id, state=status.EXITED, exit_code=code, pid=0,
                      finished_at=now_rfc3339(), oom_killed=int(oom),
                      error=supervised.exit_error)
+        if oom:
+            self.engine.event(supervised.id, "oom")
+        self.engine.event(supervised.id, "die", exitCode=str(code))
         frame = attach.encode(attach.EXITED, str(code).encode())
         if supervised.options.remove:
             supervised.exit_frame = frame

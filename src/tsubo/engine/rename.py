@@ -47,6 +47,7 @@ def rename_container(engine: EngineCore, ref: str, new_name: str) -> ContainerRo
             engine.db.rename_container(row.id, row.name)  # as it was
             raise TsuboError("rename container", row.name,
                              detail=f"update its config.json: {error}") from None
+    engine.event(row.id, "rename", name=name, oldName=row.name)
     return engine.db.get_container(row.id)
 
 
