@@ -134,9 +134,13 @@ class AttachClient:
 
         reader = FrameReader()
         while True:
-            data = os.read(self.sock_fd, 65536)
+            try:
+                data = os.read(self.sock_fd, 65536)
+            except ConnectionResetError:
+                data = b""
             if not data:
-                raise TsuboError("start container", "", detail="the monitor exited early")
+                raise TsuboError("start container", "", detail="the monitor exited early",
+                                 hint="its log is monitor.log in the run root")
             frames = reader.feed(data)
             for index, (kind, payload) in enumerate(frames):
                 if kind == STARTED:
