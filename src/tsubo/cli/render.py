@@ -174,9 +174,10 @@ def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> i
     if verb == "create":
         out.write(engine.create_volume(names[0] if names else "") + "\n")
     elif verb in ("ls", "list"):
+        volumes = engine.volumes()  # an unusable root fails before the header
         if not quiet:
             out.write("DRIVER    VOLUME NAME\n")
-        for volume in engine.volumes():
+        for volume in volumes:
             out.write(f"{volume.name}\n" if quiet else f"local     {volume.name}\n")
     elif verb == "inspect":
         out.write(json.dumps([engine.inspect_volume(name) for name in names], indent=4)

@@ -135,9 +135,9 @@ class Engine(EngineCore):
         try:
             if row.state == status.PAUSED:
                 self.runtime.resume(row.id)
-            self.runtime.kill(row.id, parse_signal(options.stop_signal))
-            self.event(row.id, "kill", name=row.name,
+            self.event(row.id, "kill", name=row.name,  # before its "die"
                        signal=str(parse_signal(options.stop_signal)))
+            self.runtime.kill(row.id, parse_signal(options.stop_signal))
         except TsuboError:
             pass  # it exited meanwhile
         if not self._wait_exited(row.id, wait_for):

@@ -265,8 +265,8 @@ class EngineCore:
         row = self.refresh(self.db.resolve_container(ref))
         status.check("kill", row.name, row.state)
         self.db.update_container(row.id, stopped_by_user=1)
+        self.event(row.id, "kill", name=row.name, signal=str(signal))  # before its "die"
         self.runtime.kill(row.id, signal)
-        self.event(row.id, "kill", name=row.name, signal=str(signal))
         if row.state == status.PAUSED and signal == 9:
             self.unpause(row.id)
         return row
