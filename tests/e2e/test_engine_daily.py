@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import select
 import subprocess
@@ -30,6 +29,7 @@ from tests.e2e.engine_fixtures import (
     processes_using,
     wait_for,
 )
+from tests.e2e.test_engine_cli import run_in_pty
 
 engine_cgroup_parents = engine_fixtures.engine_cgroup_parents
 engine_cli = engine_fixtures.engine_cli
@@ -181,37 +181,9 @@ def test_exec_into_an_exiting_container_says_not_running(engine_cli: EngineCLI) 
         assert seen_failure
 
 
-def _answer_in_pty(argv: list[str], answer: bytes, timeout: float = 20.0) -> tuple[int, bytes]:
-    """Run *argv* on a new terminal, type *answer* once it asks ``[y/N]``; (exit code,
-    everything it printed)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.execve(argv[0], argv, engine_env())
-        finally:
-            os._exit(127)
-    out = b""
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([fd], [], [], 0.5)
-            if not readable:
-                continue
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
-            if not answered and b"[y/N]" in out:
-                os.write(fd, answer)
-                answered = True
-    finally:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out
+def _answer_in_pty(argv: list[str], answer: bytes) -> tuple[int, bytes]:
+    """Run *argv* on a new terminal, type *answer* once it asks ``[y/N]``."""
+    return run_in_pty(argv, answer=(b"[y/N]", answer))
 
 
 def test_prune_asks_on_a_terminal(engine_cli: EngineCLI) -> None:
