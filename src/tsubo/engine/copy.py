@@ -45,9 +45,11 @@ class _Place:
     """One end of a copy: a directory fd (``O_PATH``) and a name in it (``""``: the
     directory itself), and whether only a directory's contents are meant (``/.``)."""
 
-    __slots__ = ("contents", "dir_fd", "name", "shown", "trailing_slash")
+    __slots__ = ("contents", "dir_fd", "name", "shown", "skip", "trailing_slash")
 
     def __init__(self, dir_fd: int, name: str, shown: str) -> None:
+        #: file systems not to walk into (a running container's /proc and /sys)
+        self.skip: frozenset[int] = frozenset()
         self.dir_fd = dir_fd
         self.name = name
         self.shown = shown
@@ -69,6 +71,7 @@ def copy_from_container(engine: EngineCore, ref: str, path: str, *, destination:
     row = engine.refresh(engine.db.resolve_container(ref))
     with _container_root(engine, row, path) as root_fd:
         source = _container_place(root_fd, path, follow=follow)
+        source.skip = _kernel_file_systems(root_fd)
         try:
             if stream is not None:
                 _write_archive(source, stream)
@@ -195,6 +198,21 @@ def _container_root(engine: EngineCore, row: ContainerRow, path: str) -> _Root:
     return _Root(engine, row, path)
 
 
+def _kernel_file_systems(root_fd: int) -> frozenset[int]:
+    """The ``st_dev`` of the root's /proc and /sys when they are mounts of their own (a
+    running container's): a copy of ``/`` does not walk the kernel's interfaces."""
+    devices = set()
+    root_device = os.fstat(root_fd).st_dev
+    for name in _KERNEL_TREES:
+        try:
+            device = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_dev
+        except OSError:
+            continue
+        if device != root_device:
+            devices.add(device)
+    return frozenset(devices)
+
+
 def _container_place(root_fd: int, path: str, *, follow: bool) -> _Place:
     """The source *path* inside the container's root (``-L``: its last symlink too)."""
     from tsubo.kernel.untrusted import open_in_root, open_parent_in_root
@@ -283,11 +301,15 @@ def _copy(source: _Place, target: _Place, directory: int, owner: CopyOwner) -> N
     """Copy by Docker's rules; *directory* is an fd of the target when it is a directory
     (found through symlinks: the caller's own on the host, clamped to the root in the
     container), else -1."""
-    from tsubo.kernel.untrusted import copy_contents, copy_entry, entry_stat, open_directory_at
+    from tsubo.kernel.untrusted import copy_entry, entry_stat
 
     info = entry_stat(source.dir_fd, source.name)
     if info is None:
         raise NotFound("copy", source.shown, detail="no such file or directory")
+    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)
+            or stat.S_ISLNK(info.st_mode)):
+        raise InvalidArgument("copy", source.shown, detail="only directories, regular files "
+                              "and symlinks are copied (this is a device, FIFO or socket)")
     source_is_directory = stat.S_ISDIR(info.st_mode)
     contents = source_is_directory and (source.contents or not source.name)
     name = source.name or os.path.basename(source.shown.rstrip("/")) or ""
@@ -295,8 +317,9 @@ def _copy(source: _Place, target: _Place, directory: int, owner: CopyOwner) -> N
         if directory >= 0:
             if contents or not name or name == ".":
                 _copy_contents(source, directory, owner)
-            else:
-                copy_entry(source.dir_fd, source.name, directory, name, owner)
+            elif not copy_entry(source.dir_fd, source.name, directory, name, owner,
+                                skip=source.skip):
+                raise _vanished(source)
             return
         existing = entry_stat(target.dir_fd, target.name)
         if existing is not None and source_is_directory:
@@ -312,17 +335,19 @@ def _copy(source: _Place, target: _Place, directory: int, owner: CopyOwner) -> N
 
             directory, _ = make_directory(target.dir_fd, target.name)
             try:
-                source_fd = open_directory_at(source.dir_fd, source.name)
-                try:
-                    copy_contents(source_fd, directory, owner)
-                finally:
-                    os.close(source_fd)
+                _copy_contents(source, directory, owner)
             finally:
                 os.close(directory)
-        else:
-            copy_entry(source.dir_fd, source.name, target.dir_fd, target.name, owner)
+        elif not copy_entry(source.dir_fd, source.name, target.dir_fd, target.name, owner,
+                            skip=source.skip):
+            raise _vanished(source)
     except OSError as error:
         raise TsuboError.from_os_error("copy to", target.shown, error) from None
+
+
+def _vanished(source: _Place) -> NotFound:
+    return NotFound("copy", source.shown, detail="no such file or directory (it changed "
+                    "while being copied)")
 
 
 def _copy_contents(source: _Place, directory: int, owner: CopyOwner) -> None:
@@ -330,7 +355,7 @@ def _copy_contents(source: _Place, directory: int, owner: CopyOwner) -> None:
 
     source_fd = open_directory_at(source.dir_fd, source.name)
     try:
-        copy_contents(source_fd, directory, owner)
+        copy_contents(source_fd, directory, owner, skip=source.skip)
     finally:
         os.close(source_fd)
 
@@ -365,11 +390,11 @@ def _write_archive(source: _Place, stream: BinaryIO) -> None:
     if source.name == "" and not source.contents and source.shown.rstrip("/"):
         name = os.path.basename(source.shown.rstrip("/"))
     with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _archive_entry(tar, source.dir_fd, source.name, name, 0)
+        _archive_entry(tar, source.dir_fd, source.name, name, 0, source.skip)
 
 
 def _archive_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str,
-                   depth: int) -> None:
+                   depth: int, skip: frozenset[int]) -> None:
     import tarfile
 
     from tsubo.kernel.untrusted import (
@@ -386,6 +411,8 @@ def _archive_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str,
     member.mode = stat.S_IMODE(info.st_mode)
     member.uid, member.gid = info.st_uid, info.st_gid
     member.mtime = int(info.st_mtime)
+    if stat.S_ISDIR(info.st_mode) and info.st_dev in skip:
+        return
     if stat.S_ISDIR(info.st_mode):
         if depth > MAX_COPY_DEPTH:
             raise TsuboError("copy", arcname, detail=f"nested deeper than {MAX_COPY_DEPTH}")
@@ -399,7 +426,7 @@ def _archive_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str,
             with os.scandir(fd) as entries:
                 names = sorted(entry.name for entry in entries)
             for child in names:
-                _archive_entry(tar, fd, child, f"{arcname}/{child}", depth + 1)
+                _archive_entry(tar, fd, child, f"{arcname}/{child}", depth + 1, skip)
         finally:
             os.close(fd)
     elif stat.S_ISREG(info.st_mode):

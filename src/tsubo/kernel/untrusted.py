@@ -434,52 +434,63 @@ def make_directory(dir_fd: int, name: str, mode: int = 0o755) -> tuple[int, bool
 
 
 def copy_entry(source_dir_fd: int, source_name: str, target_dir_fd: int, target_name: str,
-               owner: CopyOwner, *, depth: int = 0) -> None:
+               owner: CopyOwner, *, depth: int = 0, skip: frozenset[int] = frozenset()
+               ) -> bool:
     """Copy one entry (a directory with everything under it, a regular file or a
     symlink) from one directory fd to another: directories merge into what is there,
     files and symlinks replace it. Device nodes, FIFOs and sockets are skipped, as is
-    what vanishes or changes type meanwhile."""
+    what vanishes or changes type meanwhile, and directories on the file systems
+    (``st_dev``) in *skip* (a container's /proc and /sys). False when nothing was
+    copied (skipped, or gone)."""
     info = entry_stat(source_dir_fd, source_name)
     if info is None:
-        return
+        return False
+    if stat.S_ISDIR(info.st_mode) and info.st_dev in skip:
+        return False
     if stat.S_ISDIR(info.st_mode):
         try:
             source_fd = open_directory_at(source_dir_fd, source_name)
         except OSError:
-            return  # swapped for something else meanwhile
+            return False  # swapped for something else meanwhile
         try:
             target_fd, made = make_directory(target_dir_fd, target_name)
             try:
-                copy_contents(source_fd, target_fd, owner, depth=depth + 1)
+                copy_contents(source_fd, target_fd, owner, depth=depth + 1, skip=skip)
                 if made or owner.keep:
                     owner.apply(target_fd, info)
             finally:
                 os.close(target_fd)
         finally:
             os.close(source_fd)
+        return True
     elif stat.S_ISREG(info.st_mode):
         opened = open_regular_at(source_dir_fd, source_name)
         if opened is None:
-            return
+            return False
         source_fd, checked = opened
         try:
             write_file(target_dir_fd, target_name, source_fd, checked, owner)
         finally:
             os.close(source_fd)
+        return True
     elif stat.S_ISLNK(info.st_mode):
         try:
             target = os.readlink(source_name, dir_fd=source_dir_fd)
         except OSError:
-            return
+            return False
         write_symlink(target_dir_fd, target_name, target, info, owner)
+        return True
+    return False
 
 
-def copy_contents(source_fd: int, target_fd: int, owner: CopyOwner, *, depth: int = 0) -> None:
-    """Copy every entry of the directory *source_fd* into the directory *target_fd*."""
+def copy_contents(source_fd: int, target_fd: int, owner: CopyOwner, *, depth: int = 0,
+                  skip: frozenset[int] = frozenset()) -> None:
+    """Copy every entry of the directory *source_fd* into the directory *target_fd*
+    (*skip*: as :func:`copy_entry`)."""
     if depth > MAX_COPY_DEPTH:
         raise TsuboError("copy", "directory tree", detail=f"nested deeper than "
                          f"{MAX_COPY_DEPTH} levels")
     with os.scandir(source_fd) as entries:
         names = [entry.name for entry in entries]
     for name in names:
-        copy_entry(source_fd, name, target_fd, name, owner, depth=depth)
+        copy_entry(source_fd, name, target_fd, name, owner, depth=depth, skip=skip)
