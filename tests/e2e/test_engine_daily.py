@@ -507,3 +507,38 @@ def test_container_group_lists(engine_cli: EngineCLI, verb: str) -> None:
     assert engine_cli.ok("container", verb, "-q") == f"{container_id[:12]}\n"
     assert engine_cli.ok("container", "stop", "-t", "0", "web") == "web\n"
     assert engine_cli.ok("container", "rm", "web") == "web\n"
+
+
+def test_python_api_daily(engine_cli: EngineCLI) -> None:
+    """The same operations through ``tsubo.Engine``: rename, top, stats, info, events,
+    volume prune; errors are tsubo errors."""
+    import tsubo
+    from tsubo.errors import AlreadyExists, NotFound, WrongState
+
+    with tsubo.Engine(str(engine_cli.root)) as engine:
+        since = time.time()
+        with engine.run(rootfs=str(engine_cli.rootfs), command=["sleep", "100"],
+                        name="apiweb") as container:
+            container.rename("apiweb2")
+            assert container.name == "apiweb2"
+            engine.create(rootfs=str(engine_cli.rootfs), command=["true"], name="taken")
+            with pytest.raises(AlreadyExists):
+                engine.rename("apiweb2", "taken")
+            titles, rows = engine.top("apiweb2", ["-o", "pid,args"])
+            assert titles == ["PID", "COMMAND"] and rows == [[str(container.pid), "sleep 100"]]
+            (stats,) = engine.stats(["apiweb2"], interval=0.1)
+            assert (stats.name, stats.pids) == ("apiweb2", 1) and stats.memory > 0
+            info = engine.info()
+            assert (info["Containers"], info["ContainersRunning"]) == (2, 1)
+        with pytest.raises(NotFound):
+            engine.top("apiweb2")
+        with pytest.raises(WrongState):
+            engine.top("taken")
+        actions = [(event["Action"], event["Actor"]["Attributes"].get("name"))
+                   for event in engine.events(since=since, until=time.time(),
+                                              filters=["container=apiweb2"])]
+        assert ("rename", "apiweb2") in actions and ("destroy", "apiweb2") in actions
+        engine.create_volume("kept")
+        assert engine.prune_volumes() == []
+        assert [name for name, _ in engine.prune_volumes(all=True)] == ["kept"]
+        engine.remove("taken")
