@@ -33,7 +33,7 @@ TYPES = ("container", "image", "network", "volume")
 def record(data_root: str, kind: str, action: str, actor: str,
            attributes: Mapping[str, str] | None = None) -> None:
     """Append one event; never raises (an event is not worth failing the operation)."""
-    import json
+    from tsubo import jsonwire  # the lean writer: no ``import json`` on a command's path
 
     now = time.time_ns()
     attributes = {key: str(value) for key, value in (attributes or {}).items()}
@@ -43,7 +43,7 @@ def record(data_root: str, kind: str, action: str, actor: str,
     event.update({"Type": kind, "Action": action,
                   "Actor": {"ID": actor, "Attributes": attributes}, "scope": "local",
                   "time": now // 1_000_000_000, "timeNano": now})
-    line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+    line = (jsonwire.dumps(event) + "\n").encode()
     path = f"{data_root}/{FILE_NAME}"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -80,7 +80,7 @@ def read_events(data_root: str, *, since: float | None = None, until: float | No
     """The events from *since* (seconds; None: from the start of the log) to *until*
     (None: now, or forever when *follow*), those *match* accepts. Following, *wait*
     (timeout) blocks until the log may have grown (default: a short sleep)."""
-    import json
+    from tsubo import jsonwire
 
     path = f"{data_root}/{FILE_NAME}"
     since_ns = int(since * 1e9) if since is not None else None
@@ -88,7 +88,7 @@ def read_events(data_root: str, *, since: float | None = None, until: float | No
 
     def wanted(raw: bytes) -> dict[str, Any] | None:
         try:
-            event = json.loads(raw)
+            event = jsonwire.loads(raw, "event")
         except ValueError:
             return None  # a torn last line of a crashed writer
         if not isinstance(event, dict) or not isinstance(event.get("timeNano"), int):
