@@ -299,7 +299,11 @@ class EngineCore:
         status.check("exec in", row.name, row.state)
         if not command:
             raise InvalidArgument("exec in container", row.name, detail="no command given")
-        record = self.runtime.store.load(row.id)
+        try:
+            record = self.runtime.store.load(row.id)
+        except TsuboError:  # the monitor deleted it: the container has just exited
+            self._raise_if_exited(row)
+            raise
         process: dict[str, Any] = dict(record.config.get("process") or {})
         process["args"] = command
         process["terminal"] = tty
@@ -324,13 +328,17 @@ class EngineCore:
         except TsuboError as error:
             if error.operation == "exec" and error.errno in (2, 8, 13, 21):
                 raise  # the command itself: not found or not executable (127, 126)
-            # a container exiting under us fails in the runtime's internals (its cgroup
-            # gone, its namespaces gone): say what the user can act on
-            if not self._still_running(row.id):
-                raise WrongState("exec in container", row.name,
-                                 detail=f"container {row.name} is not running") from None
+            self._raise_if_exited(row)
             raise
         return info.exit_code
+
+    def _raise_if_exited(self, row: ContainerRow) -> None:
+        """Docker's "container X is not running" when the container exited while we
+        exec'd into it (which fails somewhere in the runtime's internals: its state
+        deleted, its cgroup or namespaces gone), rather than those internals."""
+        if not self._still_running(row.id):
+            raise WrongState("exec in container", row.name,
+                             detail=f"container {row.name} is not running") from None
 
     def _still_running(self, container_id: str) -> bool:
         from tsubo.kernel.procfs import is_alive
