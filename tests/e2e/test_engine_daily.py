@@ -542,3 +542,33 @@ def test_python_api_daily(engine_cli: EngineCLI) -> None:
         assert engine.prune_volumes() == []
         assert [name for name, _ in engine.prune_volumes(all=True)] == ["kept"]
         engine.remove("taken")
+
+
+def test_run_flags_cidfile_and_label_file(engine_cli: EngineCLI, tmp_path: Path) -> None:
+    """Docker's --cidfile (written once the container exists; an existing file refuses the
+    run before anything is made, exit 125) and --label-file (KEY=VALUE lines, # comments,
+    a bare KEY is an empty label; --label wins)."""
+    cli = engine_cli
+    rootfs = str(cli.rootfs)
+    labels = tmp_path / "labels"
+    labels.write_text("a=1\n# a comment\n\nbare\nb=from file\n")
+    cidfile = tmp_path / "cid"
+    container_id = cli.run_d(["sleep", "100"], "--cidfile", str(cidfile), "--label-file",
+                             str(labels), "-l", "b=2", "--name", "lf")
+    assert cidfile.read_text() == container_id
+    assert json.loads(cli.ok("inspect", "-f", "{{json .Config.Labels}}", "lf")) == {
+        "a": "1", "bare": "", "b": "2"}
+    rows: list[tuple[object, ...]] = [
+        (["run", "-d", "--cidfile", str(cidfile), "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: create container --cidfile: container ID file found, [^\n]*\n",
+         "docker: Container ID file found, make sure the other container isn't running"),
+        (["create", "--label-file", str(tmp_path / "none"), "--rootfs", rootfs, "true"],
+         FLAG_ERROR, "", r"tsubo: read --label-file [^\n]*: no such file or directory\n",
+         "a missing label file: nothing created"),
+    ]
+    for row in rows:
+        _check(cli, row)
+    assert cli.ids() == [container_id[:12]]
+    attached = tmp_path / "attached"
+    proc = cli("run", "--rm", "--cidfile", str(attached), "--rootfs", rootfs, "true")
+    assert proc.returncode == 0 and HEX64.match(attached.read_text())

@@ -69,6 +69,8 @@ _CREATE_OPTIONS = (
            "else SIGTERM)"),
     Option("stop-timeout", VALUE, "seconds to wait before SIGKILL on stop", "10"),
     Option("label,l", LIST, "set metadata (KEY=VALUE)"),
+    Option("label-file", LIST, "read labels from a file of KEY=VALUE lines"),
+    Option("cidfile", VALUE, "write the container ID to this file (which must not exist)"),
     Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
@@ -88,7 +90,7 @@ def _run_values(parsed: Parsed) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for option in _RUN_OPTIONS:
         key = option.key
-        if key in ("name", "detach") or key not in parsed.given:
+        if key in ("name", "detach", "cidfile") or key not in parsed.given:
             continue
         values[key] = parsed.values[key]
     positional = list(parsed.positional)
@@ -106,9 +108,35 @@ def _int(text: str, flag: str) -> int:
 
 
 def _create(engine: Engine, parsed: Parsed) -> int:
+    cidfile = _check_cidfile(parsed)
     container = engine.create(name=parsed.text("name") or None, **_run_values(parsed))
+    _write_cidfile(cidfile, container.id)
     _print(container.id)
     return 0
+
+
+def _check_cidfile(parsed: Parsed) -> str:
+    """``--cidfile``: refused before anything is made when the file exists (Docker's
+    guard against two containers writing one file); its absolute path, or ``""``."""
+    path = parsed.text("cidfile")
+    if path and os.path.lexists(path):
+        raise InvalidArgument("create container", "--cidfile",
+                              detail=f"container ID file found, make sure the other container "
+                              f"isn't running or delete {path}")
+    return os.path.abspath(path) if path else ""
+
+
+def _write_cidfile(path: str, container_id: str) -> None:
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise TsuboError.from_os_error("write --cidfile", path, error) from None
+    try:
+        os.write(fd, container_id.encode())
+    finally:
+        os.close(fd)
 
 
 class NotATerminal(InvalidArgument):
@@ -127,17 +155,21 @@ def _run(engine: Engine, parsed: Parsed) -> int:
     from tsubo.api import build_run_options
 
     _check_input_is_a_terminal(parsed)
+    cidfile = _check_cidfile(parsed)
     values = _run_values(parsed)
     name = parsed.text("name") or None
     if parsed.flag("detach"):
-        _print(engine.run(name=name, **values).id)
+        container_id = engine.run(name=name, **values).id
+        _write_cidfile(cidfile, container_id)
+        _print(container_id)
         return 0
-    return _attach(engine.run_attached(build_run_options(values), name=name))
+    return _attach(engine.run_attached(build_run_options(values), name=name), cidfile)
 
 
-def _attach(client: AttachClient) -> int:
+def _attach(client: AttachClient, cidfile: str = "") -> int:
     try:
         client.wait_started()
+        _write_cidfile(cidfile, client.container_id)
         code = client.relay()
     finally:
         os.close(client.sock_fd)

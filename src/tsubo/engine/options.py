@@ -311,17 +311,27 @@ def parse_env_file(path: str) -> list[str]:
     """Docker's env-file format: ``KEY=VALUE`` lines taken literally (no quotes, no
     expansion), ``#`` comment lines and blank lines skipped, a bare ``KEY`` takes its value
     from this process's environment (left out when unset)."""
+    return _read_key_values(path, "--env-file", from_environment=True)
+
+
+def parse_label_file(path: str) -> list[str]:
+    """``--label-file``: the env-file format, a bare ``KEY`` being a label with an empty
+    value (Docker's ``ReadKVStrings`` without an environment)."""
+    return _read_key_values(path, "--label-file", from_environment=False)
+
+
+def _read_key_values(path: str, flag: str, *, from_environment: bool) -> list[str]:
     try:
         with open(path, "rb") as env_file:
             data = env_file.read()
     except OSError as error:
-        raise TsuboError.from_os_error("read --env-file", path, error) from None
+        raise TsuboError.from_os_error(f"read {flag}", path, error) from None
     env = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidArgument("read --env-file", path,
+            raise InvalidArgument(f"read {flag}", path,
                                   detail=f"line {number} is not valid UTF-8") from None
         if number == 1:
             line = line.removeprefix("\ufeff")
@@ -330,14 +340,16 @@ def parse_env_file(path: str) -> list[str]:
             continue
         name, equals, value = line.partition("=")
         if not name:
-            raise InvalidArgument("read --env-file", path,
+            raise InvalidArgument(f"read {flag}", path,
                                   detail=f"line {number} has no variable name")
         if any(char.isspace() for char in name):
-            raise InvalidArgument("read --env-file", path,
+            raise InvalidArgument(f"read {flag}", path,
                                   detail=f"line {number}: variable {name!r} contains "
                                   "whitespace")
         if equals:
             env.append(f"{name}={value}")
+        elif not from_environment:
+            env.append(name)
         elif name in os.environ:
             env.append(f"{name}={os.environ[name]}")
     return env
@@ -734,11 +746,13 @@ RUN_OPTION_KEYS = frozenset((
     "image", "rootfs", "command", "entrypoint", "env", "env_file", "workdir", "user",
     "hostname", "read_only", "tty", "interactive", "tmpfs", "volume", "memory",
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
-    "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "network",
+    "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "label_file",
+    "network",
     "ip", "mac_address", "rm",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
+            "label_files": "label_file",
             "security_opts": "security_opt"}
 _FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm"))
 
@@ -798,7 +812,9 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
         run.stop_signal = parse_signal_name(_text(values, "stop_signal"))
     if values.get("stop_timeout") not in (None, ""):
         run.stop_timeout = _integer(values["stop_timeout"], "--stop-timeout")
-    run.labels = parse_labels(_mapping_texts(values, "label", "="))
+    labels = [entry for path in _texts(values, "label_file")
+              for entry in parse_label_file(_path(path, base))]
+    run.labels = parse_labels(labels + _mapping_texts(values, "label", "="))
     _networks(run, values)
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
