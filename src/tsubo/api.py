@@ -193,6 +193,15 @@ class Container:
     def wait(self, timeout: float | None = None) -> int:
         return self._engine.wait(self.id, timeout)
 
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Return once its health check says healthy (see :meth:`Engine.wait_healthy`)."""
+        self._engine.wait_healthy(self.id, timeout)
+
+    @property
+    def health(self) -> str:
+        """``starting``, ``healthy``, ``unhealthy``, or ``""`` (no check, not running)."""
+        return self._engine.health_status(self.id)
+
     def stop(self, timeout: float | None = None) -> None:
         self._engine.stop(self.id, timeout)
 
@@ -410,6 +419,41 @@ class Engine:
         from tsubo.engine.info import engine_info
 
         return engine_info(self.core)
+
+    def health_status(self, ref: str) -> str:
+        """``starting``, ``healthy`` or ``unhealthy`` for a running container with a health
+        check; ``""`` otherwise."""
+        from tsubo.engine.health import read_health
+
+        row = self.core.db.resolve_container(ref)
+        if row.state != "running":
+            return ""
+        health = read_health(self.core.paths, row.id)
+        status = health.get("Status") if health else ""
+        return status if isinstance(status, str) else ""
+
+    def wait_healthy(self, ref: str, timeout: float | None = None) -> None:
+        """Return once the container is healthy; WrongState if it stops running first (or
+        has no health check), TsuboError after *timeout* seconds."""
+        import time
+
+        from tsubo.errors import TsuboError, WrongState
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self.core.refresh(self.core.db.resolve_container(ref))
+            status = self.health_status(row.id)
+            if status == "healthy":
+                return
+            if row.state not in ("running", "starting", "restarting") or \
+                    (row.state == "running" and not status):
+                raise WrongState("wait for container", row.name,
+                                 detail=f"container is {row.state}" if row.state != "running"
+                                 else "the container has no health check")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TsuboError("wait for container", row.name,
+                                 detail=f"not healthy after {timeout:g}s (it is {status})")
+            time.sleep(0.05)
 
     def inspect_container(self, ref: str) -> dict[str, Any]:
         return self.core.inspect(ref)

@@ -572,3 +572,58 @@ def test_run_flags_cidfile_and_label_file(engine_cli: EngineCLI, tmp_path: Path)
     attached = tmp_path / "attached"
     proc = cli("run", "--rm", "--cidfile", str(attached), "--rootfs", rootfs, "true")
     assert proc.returncode == 0 and HEX64.match(attached.read_text())
+
+
+def test_health_checks(engine_cli: EngineCLI) -> None:
+    """Docker's --health-*: "starting", unhealthy after Retries failures, healthy on the
+    first success; shown by ps ("Up 1 second (healthy)"), inspect (State.Health with the
+    last results, Config.Healthcheck) and events (health_status: ...); a probe that
+    outlives --health-timeout is killed; --no-healthcheck has none; wait --condition
+    healthy returns once healthy."""
+    cli = engine_cli
+    cli.run_d(["sleep", "100"], "--name", "hc", "--health-cmd", "test -f /tmp/ok",
+              "--health-interval", "200ms", "--health-retries", "2")
+    assert cli.ok("ps", "--format", "{{.Status}}").endswith("(health: starting)\n")
+    assert wait_for(lambda: cli.inspect("hc")["State"]["Health"]["Status"] == "unhealthy", 10)
+    assert cli.ok("ps", "--format", "{{.Status}}").endswith("(unhealthy)\n")
+    cli.ok("exec", "hc", "touch", "/tmp/ok")
+    assert cli.ok("wait", "--condition", "healthy", "hc", timeout=20) == "hc\n"
+    record = cli.inspect("hc")
+    health = record["State"]["Health"]
+    assert (health["Status"], health["FailingStreak"]) == ("healthy", 0)
+    assert 3 <= len(health["Log"]) <= 5 and health["Log"][-1]["ExitCode"] == 0
+    assert record["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "test -f /tmp/ok"], "Interval": 200_000_000, "Retries": 2,
+        "Timeout": 30_000_000_000, "StartPeriod": 0}
+    assert cli.ok("ps", "--format", "{{.Status}}").endswith("(healthy)\n")
+    actions = cli.ok("events", "--since", "1m", "--until", "0s", "--filter",
+                     "event=health_status", "--format", "{{.Action}}").splitlines()
+    assert actions == ["health_status: unhealthy", "health_status: healthy"]
+
+    cli.run_d(["sleep", "100"], "--name", "slow", "--health-cmd", "sleep 30",
+              "--health-timeout", "300ms", "--health-interval", "200ms",
+              "--health-retries", "1")
+    assert wait_for(lambda: cli.inspect("slow")["State"]["Health"]["Status"] == "unhealthy",
+                    10)
+    last = cli.inspect("slow")["State"]["Health"]["Log"][-1]
+    assert (last["ExitCode"], last["Output"]) == (-1, "Health check exceeded timeout (0.3s)")
+    # the killed probes are gone: at most the one in flight is left beside the init
+    assert len(cli.ok("top", "slow").splitlines()) <= 3
+
+    cli.run_d(["sleep", "100"], "--name", "plain", "--no-healthcheck")
+    assert "Health" not in cli.inspect("plain")["State"]
+    proc = cli("wait", "--condition", "healthy", "plain")
+    assert proc.returncode == DOCKER_CLI_ERROR
+    assert "no health check" in one_line(proc.stderr)
+    _check(cli, (["run", "--rm", "--no-healthcheck", "--health-cmd", "true", "--rootfs",
+                  str(cli.rootfs), "true"], FLAG_ERROR, "",
+                 r"tsubo: create container --no-healthcheck: conflicts with --health-\* "
+                 r"options\n", "docker: --no-healthcheck conflicts with --health-* options"))
+
+    import tsubo
+
+    with tsubo.Engine(str(cli.root)) as engine, \
+            engine.run(rootfs=str(cli.rootfs), command=["sleep", "100"],
+                       health_cmd="true", health_interval=0.2) as container:
+        container.wait_healthy(timeout=10)
+        assert container.health == "healthy"

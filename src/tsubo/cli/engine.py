@@ -75,6 +75,12 @@ _CREATE_OPTIONS = (
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
     Option("rm", FLAG, "remove the container when it exits"),
+    Option("health-cmd", VALUE, "command to run to check health (through /bin/sh -c)"),
+    Option("health-interval", VALUE, "time between checks (ms|s|m|h, default 30s)"),
+    Option("health-timeout", VALUE, "longest a check may run (default 30s)"),
+    Option("health-start-period", VALUE, "failures in this time after start do not count"),
+    Option("health-retries", VALUE, "failures in a row that make it unhealthy (default 3)"),
+    Option("no-healthcheck", FLAG, "disable any health check (the image's too)"),
 )
 _RUN_OPTIONS = (
     *_CREATE_OPTIONS,
@@ -249,6 +255,15 @@ def _unpause(engine: Engine, parsed: Parsed) -> int:
 def _wait(engine: Engine, parsed: Parsed) -> int:
     if not parsed.positional:
         raise InvalidArgument("wait", "", detail="requires at least one container")
+    condition = parsed.text("condition") or "not-running"
+    if condition == "healthy":
+        for ref in parsed.positional:
+            engine.wait_healthy(ref)
+            _print(ref)
+        return 0
+    if condition != "not-running":
+        raise InvalidArgument("wait --condition", condition,
+                              detail="expected not-running or healthy")
     for ref in parsed.positional:
         _print(str(engine.wait(ref)))
     return 0
@@ -410,10 +425,12 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
     rows = filter_rows(rows, parsed.texts("filter"), all_states=parsed.flag("all"))
     if parsed.flag("quiet"):
         _print("".join(f"{row.id[:12]}\n" for row in rows), end="")
-    elif parsed.text("format"):
-        _print(format_rows(rows, parsed.text("format")), end="")
+        return 0
+    health = {row.id: engine.health_status(row.id) for row in rows if row.state == "running"}
+    if parsed.text("format"):
+        _print(format_rows(rows, parsed.text("format"), health), end="")
     else:
-        _print(container_table(rows))
+        _print(container_table(rows, health))
     return 0
 
 
@@ -647,7 +664,9 @@ COMMANDS: dict[str, Command] = {
     "container-inspect": Command(_container_inspect, _INSPECT_OPTIONS[:1],
                                  "container inspect [-f TEMPLATE] CONTAINER...",
                                  "show containers as JSON, or through a Go template"),
-    "wait": Command(_wait, (), "wait CONTAINER...", "wait for containers; print exit codes"),
+    "wait": Command(_wait, (Option("condition", VALUE, "not-running (default) or healthy"),),
+                    "wait [--condition not-running|healthy] CONTAINER...",
+                    "wait for containers; print exit codes (or until healthy)"),
     "cp": Command(_cp, (Option("archive,a", FLAG, "keep the owners (uid/gid) and modes"),
                         Option("follow-link,L", FLAG, "follow a symlink the source names")),
                   "cp [-a] [-L] CONTAINER:SRC DEST|-  or  cp [-a] [-L] SRC|- CONTAINER:DEST",

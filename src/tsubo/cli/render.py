@@ -44,12 +44,19 @@ def human_duration(seconds: float) -> str:
     return f"{int(days / 7)} weeks"
 
 
-def status_text(row: ContainerRow, now: float) -> str:
+#: how ``ps`` shows a running container's health (Docker's words)
+_HEALTH_SHOWN = {"starting": " (health: starting)", "healthy": " (healthy)",
+                 "unhealthy": " (unhealthy)"}
+
+
+def status_text(row: ContainerRow, now: float, health: str = "") -> str:
     started = _parse_time(row.started_at)
     finished = _parse_time(row.finished_at)
     if row.state in ("running", "paused") and started:
         text = f"Up {human_duration(now - started)}"
-        return text + " (Paused)" if row.state == "paused" else text
+        if row.state == "paused":
+            return text + " (Paused)"
+        return text + _HEALTH_SHOWN.get(health, "")
     if row.state == "restarting" and finished:
         return f"Restarting ({row.exit_code}) {human_duration(now - finished)} ago"
     if row.state == "exited" and finished:
@@ -57,7 +64,7 @@ def status_text(row: ContainerRow, now: float) -> str:
     return row.state.capitalize()
 
 
-def _fields(row: ContainerRow, now: float) -> dict[str, str]:
+def _fields(row: ContainerRow, now: float, health: str = "") -> dict[str, str]:
     from tsubo import jsonwire
 
     options = jsonwire.loads(row.options)
@@ -68,16 +75,16 @@ def _fields(row: ContainerRow, now: float) -> dict[str, str]:
         "ID": row.id[:12], "Image": str(options.get("image") or row.rootfs),
         "Command": command,
         "CreatedAt": row.created_at, "RunningFor": f"{human_duration(now - created)} ago",
-        "Status": status_text(row, now), "State": row.state, "Names": row.name,
+        "Status": status_text(row, now, health), "State": row.state, "Names": row.name,
         "Ports": "", "Labels": row.labels,
     }
 
 
-def container_table(rows: list[ContainerRow]) -> str:
+def container_table(rows: list[ContainerRow], health: dict[str, str] | None = None) -> str:
     now = time.time()
     table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for row in rows:
-        fields = _fields(row, now)
+        fields = _fields(row, now, (health or {}).get(row.id, ""))
         command = fields["Command"]
         command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
         table.append([fields["ID"], fields["Image"][:30], command, fields["RunningFor"],
@@ -87,10 +94,11 @@ def container_table(rows: list[ContainerRow]) -> str:
                                 zip(line, widths, strict=True)).rstrip() for line in table)
 
 
-def format_rows(rows: list[ContainerRow], template: str) -> str:
+def format_rows(rows: list[ContainerRow], template: str,
+                health: dict[str, str] | None = None) -> str:
     now = time.time()
-    return format_records([_fields(row, now) for row in rows], template,
-                          lambda: container_table(rows))
+    return format_records([_fields(row, now, (health or {}).get(row.id, "")) for row in rows],
+                          template, lambda: container_table(rows, health))
 
 
 def format_records(records: list[dict[str, str]], template: str,

@@ -507,6 +507,8 @@ def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> 
         declared = image_config.get("StopSignal")
         options.stop_signal = parse_signal_name(declared) if isinstance(declared, str) \
             and declared else "SIGTERM"
+    options.healthcheck = effective_healthcheck(options.healthcheck,
+                                                image_config.get("Healthcheck"))
     declared_volumes = image_config.get("Volumes")
     if isinstance(declared_volumes, dict):
         taken = {os.path.normpath(volume.destination) for volume in options.volumes}
@@ -514,6 +516,29 @@ def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> 
             if isinstance(path, str) and path.startswith("/") \
                     and os.path.normpath(path) not in taken:
                 options.volumes.append(VolumeSpec("", os.path.normpath(path)))
+
+
+#: Docker's defaults for what a HEALTHCHECK leaves out (ns; retries)
+HEALTH_DEFAULTS = {"Interval": 30_000_000_000, "Timeout": 30_000_000_000, "StartPeriod": 0,
+                   "Retries": 3}
+
+
+def effective_healthcheck(given: dict[str, Any] | None, declared: object
+                          ) -> dict[str, Any] | None:
+    """The health check a container runs: the ``--health-*`` flags over the image's
+    HEALTHCHECK (a field left out or zero is the image's, then Docker's default); None
+    when there is none or ``--no-healthcheck``/``HEALTHCHECK NONE`` turned it off."""
+    image = declared if isinstance(declared, dict) else {}
+    merged = dict(image) if given is None else dict(given)
+    if given is not None and not merged.get("Test"):
+        merged["Test"] = image.get("Test") or []
+    test = merged.get("Test")
+    if not isinstance(test, list) or not test or test[0] == "NONE":
+        return None
+    for field, default in HEALTH_DEFAULTS.items():
+        if not merged.get(field):
+            merged[field] = image.get(field) or default
+    return merged
 
 
 def cgroup_parent() -> str:

@@ -30,7 +30,7 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
         else image.get("Entrypoint")
     process = _dict(config.get("process") or {})
     running = row.state in status.ACTIVE
-    return {
+    record = {
         "Id": row.id,
         "Created": row.created_at,
         "Path": (process.get("args") or [""])[0],
@@ -79,6 +79,14 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
                                                    "UpperDir": f"{files.directory}/upper",
                                                    "MergedDir": files.merged}},
     }
+    if options.healthcheck:
+        from tsubo.engine.health import read_health
+
+        record["Config"]["Healthcheck"] = options.healthcheck
+        health = read_health(engine.paths, row.id)
+        if health is not None:
+            record["State"]["Health"] = health
+    return record
 
 
 def _dict(value: object) -> dict[str, Any]:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.core import EngineCore
+    from tsubo.engine.health import HealthState, ProbeResult
     from tsubo.engine.logs import LogWriter
     from tsubo.engine.options import RunOptions
     from tsubo.engine.paths import EnginePaths
@@ -113,6 +114,8 @@ class Supervised:
         self.pidfd = -1
         #: connections waiting for it to be done (``wait``, ``stop``): told its exit code
         self.waiters: list[int] = []
+        #: its health check's state, when it has one (``engine/health.py``)
+        self.health: HealthState | None = None
 
     def stdio_fds(self) -> tuple[list[str], list[int]]:
         """The fds the keeper must hold for this container: (names, fds)."""
@@ -148,6 +151,8 @@ class MonitorService:
         #: that tells the loop about them, how many are in flight, which containers
         self.workers: Any = None
         self.done: collections.deque[_StartJob] = collections.deque()
+        #: finished health probes: (container ID, result), handed over as starts are
+        self.probes_done: collections.deque[tuple[str, ProbeResult]] = collections.deque()
         self.done_read = self.done_write = -1
         self.jobs = 0
         self.starting: set[str] = set()
@@ -255,6 +260,9 @@ class MonitorService:
         deadlines = [s.restart_at for s in self.containers.values() if s.restart_at]
         deadlines += [s.exited_at + _DRAIN_SECONDS for s in self.containers.values()
                       if s.exit_code is not None and s.streams]
+        deadlines += [s.health.next_at for s in self.containers.values()
+                      if s.health is not None and not s.health.probing
+                      and s.exit_code is None]
         if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
         if not deadlines:
@@ -509,13 +517,7 @@ class MonitorService:
     def _submit(self, job: _StartJob) -> None:
         """Start *job*; the loop hears of the outcome through ``done_read``, never at once
         (the caller may be walking the containers)."""
-        if self.workers is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.workers = ThreadPoolExecutor(max_workers=_START_WORKERS,
-                                              thread_name_prefix="tsubo-start")
-            self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self.poller.register(self.done_read, 1)
+        self._ensure_workers()
         self.jobs += 1
         self._prepare(job)
         if job.error is not None:
@@ -523,6 +525,62 @@ class MonitorService:
             return
         self.starting.add(job.container_id)
         self.workers.submit(self._spawn, job)
+
+    def _ensure_workers(self) -> None:
+        if self.workers is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.workers = ThreadPoolExecutor(max_workers=_START_WORKERS,
+                                              thread_name_prefix="tsubo-start")
+            self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.poller.register(self.done_read, 1)
+
+    # --- health checks (engine/health.py): probes run in the workers, as starts do; while
+    # one runs, ``jobs`` keeps the loop from reaping any child but our inits
+
+    def _probe(self, supervised: Supervised) -> None:
+        assert supervised.health is not None
+        supervised.health.probing = True
+        self._ensure_workers()
+        self.jobs += 1
+        self.workers.submit(self._run_probe, supervised.id, supervised.health.config)
+
+    def _run_probe(self, container_id: str, config: dict[str, Any]) -> None:
+        """In a worker: one probe; the result goes to the loop."""
+        from tsubo.engine.health import ProbeResult, probe
+        from tsubo.state.clock import now_rfc3339
+
+        try:
+            result = probe(self.runtime, container_id, config)
+        except Exception as error:
+            stamp = now_rfc3339()
+            result = ProbeResult(stamp, stamp, -1, f"health check failed: {error}")
+        self.probes_done.append((container_id, result))
+        try:
+            os.write(self.done_write, b"x")
+        except OSError:
+            pass
+
+    def _probed(self, container_id: str, result: ProbeResult) -> None:
+        """On the loop: a probe's result changes the container's health."""
+        supervised = self.containers.get(container_id)
+        if supervised is None or supervised.health is None or supervised.exit_code is not None:
+            return
+        health = supervised.health
+        health.probing = False
+        if health.record(result):
+            self.engine.event(container_id, f"health_status: {health.status}")
+        health.save()
+
+    def _start_health(self, supervised: Supervised) -> None:
+        """A container just started: its health is "starting" (a new state each run)."""
+        from tsubo.engine.health import HealthState, health_path
+
+        config = supervised.options.healthcheck
+        supervised.health = None
+        if config and (config.get("Test") or ["NONE"])[0] != "NONE":
+            supervised.health = HealthState(config, health_path(self.paths, supervised.id))
+            supervised.health.save()
 
     def _spawn(self, job: _StartJob) -> None:
         """In a worker: the runtime's create + start; the outcome is left on *job*."""
@@ -578,6 +636,11 @@ class MonitorService:
         from tsubo.kernel.signals import drain
 
         drain(self.done_read)
+        while self.probes_done:
+            container_id, result = self.probes_done.popleft()
+            self.jobs -= 1
+            self._guard(f"recording a health check of {container_id}", self._probed,
+                        container_id, result)
         while self.done:
             job = self.done.popleft()
             self.jobs -= 1
@@ -654,6 +717,8 @@ class MonitorService:
                 "start container", row.name, detail="the container was removed meanwhile")))
             return
         self.engine.event(supervised.id, "start", name=row.name)
+        self._guard(f"starting the health checks of {supervised.id}", self._start_health,
+                    supervised)
         self._broadcast(supervised, attach.encode(attach.STARTED,
                                                   f"{started.pid} {supervised.id}".encode()))
 
@@ -838,6 +903,10 @@ class MonitorService:
                 # Exited, but something else still holds its output pipes: stop waiting.
                 for fd in list(supervised.streams):
                     self._close_stream(supervised, fd)
+            health = supervised.health
+            if health is not None and not health.probing and supervised.exit_code is None \
+                    and now >= health.next_at:
+                self._guard(f"health check of {supervised.id}", self._probe, supervised)
             if supervised.restart_at and now >= supervised.restart_at:
                 supervised.restart_at = 0.0
                 self._guard(f"restarting container {supervised.id}", self._restart,

@@ -590,7 +590,8 @@ class RunOptions:
     """
 
     __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "entrypoint", "env",
-                 "hostname", "image", "init", "interactive", "ip", "labels", "mac_address",
+                 "healthcheck", "hostname", "image", "init", "interactive", "ip", "labels",
+                 "mac_address",
                  "memory", "memory_swap", "network", "networks", "no_new_privileges",
                  "pids_limit", "read_only",
                  "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
@@ -632,6 +633,7 @@ class RunOptions:
         ip: str = "",
         mac_address: str = "",
         remove: bool = False,
+        healthcheck: dict[str, Any] | None = None,
     ) -> None:
         self.image = image
         self.rootfs = rootfs
@@ -668,6 +670,9 @@ class RunOptions:
         self.ip = ip
         self.mac_address = mac_address
         self.remove = remove
+        #: Docker's HealthConfig (``Test``, ``Interval``/``Timeout``/``StartPeriod`` in ns,
+        #: ``Retries``; ``{"Test": ["NONE"]}`` for --no-healthcheck); None: the image's
+        self.healthcheck = dict(healthcheck) if healthcheck is not None else None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what the engine stores in its database)."""
@@ -747,7 +752,8 @@ RUN_OPTION_KEYS = frozenset((
     "hostname", "read_only", "tty", "interactive", "tmpfs", "volume", "memory",
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
     "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "label_file",
-    "network",
+    "network", "health_cmd", "health_interval", "health_timeout", "health_start_period",
+    "health_retries", "no_healthcheck",
     "ip", "mac_address", "rm",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
@@ -815,10 +821,73 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
     labels = [entry for path in _texts(values, "label_file")
               for entry in parse_label_file(_path(path, base))]
     run.labels = parse_labels(labels + _mapping_texts(values, "label", "="))
+    run.healthcheck = _healthcheck(values)
     _networks(run, values)
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
     return run
+
+
+#: Go's time.ParseDuration units, in nanoseconds
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                   "m": 60_000_000_000, "h": 3_600_000_000_000}
+_HEALTH_DURATIONS = (("health_interval", "Interval"), ("health_timeout", "Timeout"),
+                     ("health_start_period", "StartPeriod"))
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """Go's ``time.ParseDuration`` (``30s``, ``1m30s``, ``500ms``, ``1.5h``; ``0``) in
+    nanoseconds; negative durations are refused."""
+    import re
+
+    rest = text.strip()
+    if rest == "0":
+        return 0
+    total = 0.0
+    if not rest:
+        raise _bad(flag, text, "expected a duration such as 30s, 1m30s or 500ms")
+    for number, unit, in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", rest):
+        total += float(number) * _DURATION_UNITS[unit]
+    if re.fullmatch(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+", rest) is None:
+        raise _bad(flag, text, "expected a duration such as 30s, 1m30s or 500ms")
+    return int(total)
+
+
+def _healthcheck(values: dict[str, object]) -> dict[str, Any] | None:
+    """Docker's ``--health-*`` flags and ``--no-healthcheck`` as a HealthConfig (zero
+    durations: the image's, else Docker's defaults, decided at create); None when none
+    was given (the image's own HEALTHCHECK then applies)."""
+    given = [key for key in ("health_cmd", "health_retries", *(k for k, _ in _HEALTH_DURATIONS))
+             if values.get(key) not in (None, "")]
+    if _flag(values, "no_healthcheck"):
+        if given:
+            raise InvalidArgument("create container", "--no-healthcheck",
+                                  detail="conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    config: dict[str, Any] = {}
+    command = _text(values, "health_cmd")
+    if command:
+        config["Test"] = ["CMD-SHELL", command]
+    for key, field in _HEALTH_DURATIONS:
+        value = values.get(key)
+        if value in (None, ""):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # API: seconds
+            nanos = int(value * 1_000_000_000)
+        else:
+            nanos = parse_duration(_text(values, key), _flag_name(key))
+        if nanos < 0 or 0 < nanos < 1_000_000:
+            raise _bad(_flag_name(key), _text(values, key),
+                       "must be at least 1ms (or 0 for the default)")
+        config[field] = nanos
+    if values.get("health_retries") not in (None, ""):
+        retries = _integer(values["health_retries"], "--health-retries")
+        if retries < 0:
+            raise _bad("--health-retries", str(retries), "cannot be negative")
+        config["Retries"] = retries
+    return config
 
 
 def _resources(run: RunOptions, values: dict[str, object]) -> None:
