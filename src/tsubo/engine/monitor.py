@@ -1061,6 +1061,9 @@ class MonitorService:
             self._adopt_row(supervised, row)
         elif wait_status is not None:
             self._adopted_exited(supervised, wait_status)
+        else:  # probed again from "starting", as Docker's after a daemon restart
+            self._guard(f"starting the health checks of {container_id}", self._start_health,
+                        supervised)
 
     def _adopted_exited(self, supervised: Supervised, wait_status: int | None) -> None:
         """An adopted container's init ended: *wait_status* as the keeper reaped it, or None
