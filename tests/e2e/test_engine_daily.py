@@ -627,3 +627,53 @@ def test_health_checks(engine_cli: EngineCLI) -> None:
                        health_cmd="true", health_interval=0.2) as container:
         container.wait_healthy(timeout=10)
         assert container.health == "healthy"
+
+
+def test_run_flags_namespaces_sysctls_shm_cpuset(engine_cli: EngineCLI) -> None:
+    """Docker's --shm-size, --sysctl (namespaced ones only, never the host's), --cpuset-cpus,
+    --pid/--ipc/--uts host: each checked from inside the container."""
+    cli = engine_cli
+    rootfs = str(cli.rootfs)
+    own = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("pid", "ipc", "uts")}
+    host_name = os.uname().nodename
+    rows: list[tuple[object, ...]] = [
+        (["run", "--rm", "--shm-size", "16m", "--rootfs", rootfs, "sh", "-c",
+          "df -k /dev/shm | tail -1 | awk '{print $2}'"], 0, "16384\n", "",
+         "--shm-size sizes /dev/shm"),
+        (["run", "--rm", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl",
+          "kernel.shmmax=123456", "--rootfs", rootfs, "cat", "/proc/sys/net/ipv4/ip_forward",
+          "/proc/sys/kernel/shmmax"], 0, "1\n123456\n", "", "--sysctl of its own namespaces"),
+        (["run", "--rm", "--sysctl", "kernel.panic=1", "--rootfs", rootfs, "true"],
+         FLAG_ERROR, "", r"tsubo: parse --sysctl kernel.panic=1: [^\n]*not namespaced[^\n]*\n",
+         "a host-wide sysctl is refused"),
+        (["run", "--rm", "--network", "host", "--sysctl", "net.ipv4.ip_forward=0", "--rootfs",
+          rootfs, "true"], FLAG_ERROR, "", r"tsubo: [^\n]*--network host[^\n]*\n",
+         "net.* with the host's network namespace is refused"),
+        (["run", "--rm", "--cpuset-cpus", "0", "--rootfs", rootfs, "sh", "-c",
+          "grep Cpus_allowed_list /proc/self/status"], 0, r"Cpus_allowed_list:\s+0\n", "",
+         "--cpuset-cpus"),
+        (["run", "--rm", "--cpuset-cpus", "0-999", "--rootfs", rootfs, "true"], FLAG_ERROR,
+         "", r"tsubo: parse --cpuset-cpus 0-999: this host has CPUs [^\n]*\n",
+         "CPUs the host does not have"),
+        (["run", "--rm", "--pid", "host", "--rootfs", rootfs, "readlink", "/proc/self/ns/pid"],
+         0, f"{re.escape(own['pid'])}\n", "", "--pid host"),
+        (["run", "--rm", "--ipc", "host", "--rootfs", rootfs, "readlink", "/proc/self/ns/ipc"],
+         0, f"{re.escape(own['ipc'])}\n", "", "--ipc host"),
+        (["run", "--rm", "--uts", "host", "--rootfs", rootfs, "hostname"], 0,
+         f"{re.escape(host_name)}\n", "", "--uts host: the host's name"),
+        (["run", "--rm", "--uts", "host", "--hostname", "x", "--rootfs", rootfs, "true"],
+         FLAG_ERROR, "", r"tsubo: [^\n]*conflicting options: hostname and the UTS mode\n",
+         "docker: conflicting options"),
+        (["run", "--rm", "--pid", "container:x", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: parse --pid container:x: expected host\n", "(container: is left for later)"),
+    ]
+    for row in rows:
+        _check(cli, row)
+    for kind in ("pid", "ipc", "uts"):  # the default is a namespace of its own
+        inside = cli.ok("run", "--rm", "--rootfs", rootfs, "readlink", f"/proc/self/ns/{kind}")
+        assert inside.strip() != own[kind]
+    cli.run_d(["sleep", "100"], "--name", "shown", "--shm-size", "1g", "--pid", "host",
+              "--sysctl", "net.ipv4.tcp_syncookies=0")
+    host_config = cli.inspect("shown")["HostConfig"]
+    assert (host_config["ShmSize"], host_config["PidMode"], host_config["Sysctls"]) == (
+        1 << 30, "host", {"net.ipv4.tcp_syncookies": "0"})

@@ -81,6 +81,12 @@ _CREATE_OPTIONS = (
     Option("health-start-period", VALUE, "failures in this time after start do not count"),
     Option("health-retries", VALUE, "failures in a row that make it unhealthy (default 3)"),
     Option("no-healthcheck", FLAG, "disable any health check (the image's too)"),
+    Option("shm-size", VALUE, "size of /dev/shm (default 64m)"),
+    Option("sysctl", LIST, "a namespaced kernel parameter: KEY=VALUE (net.*, kernel.shm*, ...)"),
+    Option("cpuset-cpus", VALUE, "CPUs the container may run on (0-2,4)"),
+    Option("pid", VALUE, "host: the host's PID namespace"),
+    Option("ipc", VALUE, "host: the host's IPC namespace (and /dev/shm); private"),
+    Option("uts", VALUE, "host: the host's UTS namespace (its host name)"),
 )
 _RUN_OPTIONS = (
     *_CREATE_OPTIONS,

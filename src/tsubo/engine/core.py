@@ -147,7 +147,8 @@ class EngineCore:
             undo.push(lambda: self.db.delete_container(container_id))
             files.create(etc_root)
             undo.push(files.remove)
-            hostname = options.hostname or container_id[:12]
+            hostname = os.uname().nodename if options.uts_mode == "host" else \
+                options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname, nameserver=nameserver)
             volume_mounts = self._volume_mounts(container_id, options)
             self._copy_up_volumes(files, lower, options, volume_mounts)

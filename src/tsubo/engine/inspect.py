@@ -72,6 +72,9 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
                       for v in options.volumes],
             "Ulimits": [{"Name": name, "Soft": soft, "Hard": hard}
                         for name, soft, hard in options.ulimits],
+            "ShmSize": options.shm_size or 64 << 20, "Sysctls": options.sysctls,
+            "CpusetCpus": options.cpuset_cpus, "PidMode": options.pid_mode,
+            "IpcMode": options.ipc_mode or "private", "UTSMode": options.uts_mode,
         },
         "Mounts": [m for m in config.get("mounts", []) if m.get("type") == "bind"
                    and not str(m.get("destination", "")).startswith("/etc/")],

@@ -589,13 +589,13 @@ class RunOptions:
     ``seccomp`` is ``"default"``, ``"unconfined"`` or the path of a JSON profile.
     """
 
-    __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "entrypoint", "env",
-                 "healthcheck", "hostname", "image", "init", "interactive", "ip", "labels",
-                 "mac_address",
-                 "memory", "memory_swap", "network", "networks", "no_new_privileges",
-                 "pids_limit", "read_only",
-                 "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
-                 "tmpfs", "tty", "ulimits", "user", "volumes", "workdir")
+    __slots__ = ("cap_add", "cap_drop", "command", "cpu_shares", "cpus", "cpuset_cpus",
+                 "entrypoint", "env", "healthcheck", "hostname", "image", "init",
+                 "interactive", "ip", "ipc_mode", "labels", "mac_address", "memory",
+                 "memory_swap", "network", "networks", "no_new_privileges", "pid_mode",
+                 "pids_limit", "read_only", "remove", "restart", "rootfs", "seccomp",
+                 "shm_size", "stop_signal", "stop_timeout", "sysctls", "tmpfs", "tty",
+                 "ulimits", "user", "uts_mode", "volumes", "workdir")
 
     def __init__(
         self,
@@ -634,6 +634,12 @@ class RunOptions:
         mac_address: str = "",
         remove: bool = False,
         healthcheck: dict[str, Any] | None = None,
+        shm_size: int | None = None,
+        sysctls: dict[str, str] | None = None,
+        cpuset_cpus: str = "",
+        pid_mode: str = "",
+        ipc_mode: str = "",
+        uts_mode: str = "",
     ) -> None:
         self.image = image
         self.rootfs = rootfs
@@ -673,6 +679,13 @@ class RunOptions:
         #: Docker's HealthConfig (``Test``, ``Interval``/``Timeout``/``StartPeriod`` in ns,
         #: ``Retries``; ``{"Test": ["NONE"]}`` for --no-healthcheck); None: the image's
         self.healthcheck = dict(healthcheck) if healthcheck is not None else None
+        self.shm_size = shm_size  # bytes of /dev/shm; None: Docker's 64 MiB
+        self.sysctls = dict(sysctls or {})
+        self.cpuset_cpus = cpuset_cpus
+        #: "" (a namespace of its own) or "host" (the host's)
+        self.pid_mode = pid_mode
+        self.ipc_mode = ipc_mode
+        self.uts_mode = uts_mode
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what the engine stores in its database)."""
@@ -753,12 +766,13 @@ RUN_OPTION_KEYS = frozenset((
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
     "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "label_file",
     "network", "health_cmd", "health_interval", "health_timeout", "health_start_period",
-    "health_retries", "no_healthcheck",
+    "health_retries", "no_healthcheck", "shm_size", "sysctl", "cpuset_cpus", "pid", "ipc",
+    "uts",
     "ip", "mac_address", "rm",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
-            "label_files": "label_file",
+            "label_files": "label_file", "sysctls": "sysctl",
             "security_opts": "security_opt"}
 _FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm"))
 
@@ -822,10 +836,70 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
               for entry in parse_label_file(_path(path, base))]
     run.labels = parse_labels(labels + _mapping_texts(values, "label", "="))
     run.healthcheck = _healthcheck(values)
+    _namespaces(run, values)
     _networks(run, values)
+    run.sysctls = parse_sysctls(_mapping_texts(values, "sysctl", "="), run)
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
     return run
+
+
+#: the sysctls a container may set (moby's ValidateSysctl: namespaced ones only)
+_SYSCTL_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+               "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def parse_sysctls(entries: list[str], run: RunOptions) -> dict[str, str]:
+    """``--sysctl KEY=VALUE``: Docker's namespaced sysctls (IPC ones, ``fs.mqueue.*``,
+    ``net.*``), refused where the namespace is the host's (``--ipc host``,
+    ``--network host``: they would change the host)."""
+    sysctls = {}
+    for entry in entries:
+        key, equals, value = entry.partition("=")
+        if not equals or not key:
+            raise _bad("--sysctl", entry, "expected KEY=VALUE")
+        ipc = key in _SYSCTL_IPC or key.startswith("fs.mqueue.")
+        if not ipc and not key.startswith("net."):
+            raise _bad("--sysctl", entry, f"sysctl {key!r} is not allowed (not namespaced)")
+        if ipc and run.ipc_mode == "host":
+            raise _bad("--sysctl", entry, "not allowed with --ipc host: it would change "
+                       "the host")
+        if key.startswith("net.") and run.network == "host":
+            raise _bad("--sysctl", entry, "not allowed with --network host: it would "
+                       "change the host")
+        sysctls[key] = value
+    return sysctls
+
+
+def _namespaces(run: RunOptions, values: dict[str, object]) -> None:
+    """``--pid/--ipc/--uts host``, ``--shm-size``, ``--cpuset-cpus``."""
+    import re
+
+    for key, allowed in (("pid", ("", "host")), ("ipc", ("", "host", "private", "shareable")),
+                         ("uts", ("", "host"))):
+        mode = _text(values, key)
+        if mode not in allowed:
+            raise _bad(f"--{key}", mode, f"expected {' or '.join(a for a in allowed if a)}")
+        setattr(run, f"{key}_mode", "host" if mode == "host" else "")
+    if run.uts_mode == "host" and run.hostname:
+        raise InvalidArgument("create container", "--hostname",
+                              detail="conflicting options: hostname and the UTS mode")
+    shm = values.get("shm_size")
+    if shm not in (None, ""):
+        run.shm_size = shm if isinstance(shm, int) and not isinstance(shm, bool) \
+            else parse_size(_text(values, "shm_size"), "--shm-size")
+        if run.shm_size <= 0:
+            raise _bad("--shm-size", _text(values, "shm_size"), "must be greater than 0")
+    cpus = _text(values, "cpuset_cpus")
+    if cpus and re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cpus) is None:
+        raise _bad("--cpuset-cpus", cpus, "expected a list such as 0-2,4")
+    if cpus:
+        available = os.cpu_count() or 1
+        for part in cpus.split(","):
+            low, _, high = part.partition("-")
+            if int(high or low) >= available or (high and int(high) < int(low)):
+                raise _bad("--cpuset-cpus", cpus, f"this host has CPUs 0-{available - 1}")
+    run.cpuset_cpus = cpus
 
 
 #: Go's time.ParseDuration units, in nanoseconds
