@@ -354,12 +354,12 @@ class Engine:
                               forward_signals=forward_signals)
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
-             since: float | None = None, timestamps: bool = False
-             ) -> Iterator[tuple[str, bytes]]:
-        """(stream, bytes) as the container wrote them; *follow* waits for more until it
-        is done."""
+             since: float | None = None, timestamps: bool = False,
+             until: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) as the container wrote them, from *since* to *until* (unix
+        seconds); *follow* waits for more until it is done."""
         return self.core.logs(ref, follow=follow, tail=tail, since=since,
-                              timestamps=timestamps)
+                              timestamps=timestamps, until=until)
 
     def rename(self, ref: str, name: str) -> Container:
         """Give a container another name (a stopped one, if it is on a bridge network)."""

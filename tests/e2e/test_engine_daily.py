@@ -677,3 +677,37 @@ def test_run_flags_namespaces_sysctls_shm_cpuset(engine_cli: EngineCLI) -> None:
     host_config = cli.inspect("shown")["HostConfig"]
     assert (host_config["ShmSize"], host_config["PidMode"], host_config["Sysctls"]) == (
         1 << 30, "host", {"net.ipv4.tcp_syncookies": "0"})
+
+
+def test_ps_flags_and_logs_until(engine_cli: EngineCLI, rootfs_tar: Path) -> None:
+    """docker ps -n N / -l (of all states, newest first), --no-trunc, --filter ancestor=
+    (however the image is spelled); docker logs --until."""
+    cli = engine_cli
+    cli.ok("import", str(rootfs_tar), "bb")
+    proc = cli("run", "-d", "--name", "from-image", "bb", "sleep", "100")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.strip()
+    first_line = cli("run", "--name", "printer", "--rootfs", str(cli.rootfs), "sh", "-c",
+                     "echo early").stdout
+    assert first_line == "early\n"
+    cli.ok("create", "--name", "newest", "--rootfs", str(cli.rootfs), "true")
+    rows: list[tuple[object, ...]] = [
+        (["ps", "-n", "2", "--format", "{{.Names}}"], 0, "newest\nprinter\n", "",
+         "-n 2: the last two created, stopped ones too"),
+        (["ps", "-l", "--format", "{{.Names}}"], 0, "newest\n", "", "-l: the latest"),
+        (["ps", "--no-trunc", "-q"], 0, f"{first}\n", "", "--no-trunc: full IDs"),
+        (["ps", "--no-trunc", "--format", "{{.ID}}"], 0, f"{first}\n", "",
+         "--no-trunc in templates too"),
+        (["ps", "-a", "--filter", "ancestor=bb", "--format", "{{.Names}}"], 0,
+         "from-image\n", "", "ancestor=NAME"),
+        (["ps", "-a", "--filter", "ancestor=docker.io/library/bb:latest", "-q"], 0,
+         f"{first[:12]}\n", "", "ancestor=, however the reference is spelled"),
+        (["ps", "--filter", "colour=red"], DOCKER_CLI_ERROR, "", r"tsubo: [^\n]*colour[^\n]*\n",
+         "an unknown filter"),
+        (["logs", "printer", "--until", "0s"], 0, "early\n", "", "--until now: everything"),
+        (["logs", "printer", "--since", "1h", "--until", "30m"], 0, "", "",
+         "--until before the output: nothing"),
+    ]
+    for row in rows:
+        _check(cli, row)
+    assert cli("run", "--rm", "bb", "true").returncode == 0  # imports work as images

@@ -309,9 +309,11 @@ def _logs(engine: Engine, parsed: Parsed) -> int:
         raise InvalidArgument("logs", "", detail="requires exactly one container")
     tail_text = parsed.text("tail")
     tail = None if tail_text in ("", "all") else _int(tail_text, "--tail")
-    since = parse_since(parsed.text("since"), time.time()) if parsed.text("since") else None
+    now = time.time()
+    since = parse_since(parsed.text("since"), now) if parsed.text("since") else None
+    until = parse_since(parsed.text("until"), now) if parsed.text("until") else None
     for stream, data in engine.logs(parsed.positional[0], follow=parsed.flag("follow"),
-                                    tail=tail, since=since,
+                                    tail=tail, since=since, until=until,
                                     timestamps=parsed.flag("timestamps")):
         target = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
         target.write(data)
@@ -427,16 +429,22 @@ def _container_inspect(engine: Engine, parsed: Parsed) -> int:
 def _ps(engine: Engine, parsed: Parsed) -> int:
     from tsubo.cli.render import container_table, filter_rows, format_rows
 
-    rows = engine.container_records(all=parsed.flag("all") or bool(parsed.texts("filter")))
-    rows = filter_rows(rows, parsed.texts("filter"), all_states=parsed.flag("all"))
+    last = 1 if parsed.flag("latest") else _int(parsed.text("last"), "--last") \
+        if parsed.text("last") else -1
+    every = parsed.flag("all") or last >= 0  # -n/-l: of all states, as Docker's
+    rows = engine.container_records(all=every or bool(parsed.texts("filter")))
+    rows = filter_rows(rows, parsed.texts("filter"), all_states=every)
+    if last >= 0:
+        rows = rows[:last]  # newest first
+    no_trunc = parsed.flag("no_trunc")
     if parsed.flag("quiet"):
-        _print("".join(f"{row.id[:12]}\n" for row in rows), end="")
+        _print("".join(f"{row.id if no_trunc else row.id[:12]}\n" for row in rows), end="")
         return 0
     health = {row.id: engine.health_status(row.id) for row in rows if row.state == "running"}
     if parsed.text("format"):
-        _print(format_rows(rows, parsed.text("format"), health), end="")
+        _print(format_rows(rows, parsed.text("format"), health, no_trunc=no_trunc), end="")
     else:
-        _print(container_table(rows, health))
+        _print(container_table(rows, health, no_trunc=no_trunc))
     return 0
 
 
@@ -648,14 +656,20 @@ COMMANDS: dict[str, Command] = {
                   "rm [-f] [-v] CONTAINER...", "remove containers"),
     "ps": Command(_ps, (Option("all,a", FLAG, "show all containers"),
                         Option("quiet,q", FLAG, "only IDs"),
-                        Option("filter,f", LIST, "status=, name=, id=, label="),
+                        Option("filter,f", LIST, "status=, name=, id=, label=, ancestor="),
+                        Option("last,n", VALUE, "the last N created containers (all states)"),
+                        Option("latest,l", FLAG, "the latest created container"),
+                        Option("no-trunc", FLAG, "do not truncate IDs and commands"),
                         Option("format", VALUE, "table, json, or a {{.Field}} template")),
-                  "ps [-a] [-q] [--filter K=V] [--format F]", "list containers"),
+                  "ps [-a] [-q] [-n N] [-l] [--no-trunc] [--filter K=V] [--format F]",
+                  "list containers"),
     "logs": Command(_logs, (Option("follow,f", FLAG, "follow new output"),
                             Option("tail,n", VALUE, "number of lines from the end", "all"),
                             Option("since", VALUE, "show logs since a time or duration"),
+                            Option("until", VALUE, "show logs before a time or duration"),
                             Option("timestamps,t", FLAG, "show timestamps")),
-                    "logs [-f] [--tail N] [--since T] [-t] CONTAINER", "show a container's logs"),
+                    "logs [-f] [--tail N] [--since T] [--until T] [-t] CONTAINER",
+                    "show a container's logs"),
     "exec": Command(_exec, (Option("interactive,i", FLAG, "keep stdin open"),
                             Option("tty,t", FLAG, "allocate a pseudo-TTY"),
                             Option("detach,d", FLAG, "run in the background"),

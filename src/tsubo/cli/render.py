@@ -80,14 +80,19 @@ def _fields(row: ContainerRow, now: float, health: str = "") -> dict[str, str]:
     }
 
 
-def container_table(rows: list[ContainerRow], health: dict[str, str] | None = None) -> str:
+def container_table(rows: list[ContainerRow], health: dict[str, str] | None = None, *,
+                    no_trunc: bool = False) -> str:
+    """``ps``'s table (*no_trunc*: full IDs and commands, as ``--no-trunc``)."""
     now = time.time()
     table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for row in rows:
         fields = _fields(row, now, (health or {}).get(row.id, ""))
         command = fields["Command"]
-        command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
-        table.append([fields["ID"], fields["Image"][:30], command, fields["RunningFor"],
+        command = f'"{command[:17]}…"' if len(command) > 20 and not no_trunc \
+            else f'"{command}"'
+        table.append([row.id if no_trunc else fields["ID"],
+                      fields["Image"] if no_trunc else fields["Image"][:30], command,
+                      fields["RunningFor"],
                       fields["Status"], fields["Ports"], fields["Names"]])
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return "\n".join("   ".join(cell.ljust(width) for cell, width in
@@ -95,10 +100,14 @@ def container_table(rows: list[ContainerRow], health: dict[str, str] | None = No
 
 
 def format_rows(rows: list[ContainerRow], template: str,
-                health: dict[str, str] | None = None) -> str:
+                health: dict[str, str] | None = None, *, no_trunc: bool = False) -> str:
     now = time.time()
-    return format_records([_fields(row, now, (health or {}).get(row.id, "")) for row in rows],
-                          template, lambda: container_table(rows, health))
+    records = [_fields(row, now, (health or {}).get(row.id, "")) for row in rows]
+    if no_trunc:
+        for record, row in zip(records, rows, strict=True):
+            record["ID"] = row.id
+    return format_records(records, template,
+                          lambda: container_table(rows, health, no_trunc=no_trunc))
 
 
 def format_records(records: list[dict[str, str]], template: str,
@@ -146,9 +155,9 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
     wanted: dict[str, list[str]] = {}
     for text in filters:
         key, sep, value = text.partition("=")
-        if not sep or key not in ("status", "name", "id", "label"):
+        if not sep or key not in ("status", "name", "id", "label", "ancestor"):
             raise InvalidArgument("parse --filter", text,
-                                  detail="expected status=, name=, id= or label=")
+                                  detail="expected status=, name=, id=, label= or ancestor=")
         wanted.setdefault(key, []).append(value)
     if "status" not in wanted and not all_states:
         rows = [row for row in rows if row.state in ("running", "paused", "restarting")]
@@ -162,6 +171,8 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
             continue
         if "id" in wanted and not any(row.id.startswith(v) for v in wanted["id"]):
             continue
+        if "ancestor" in wanted and not any(_descends(row, v) for v in wanted["ancestor"]):
+            continue
         if "label" in wanted and not all(
                 (label.partition("=")[0] in labels and
                  (not label.partition("=")[1] or
@@ -170,6 +181,24 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
             continue
         result.append(row)
     return result
+
+
+def _descends(row: ContainerRow, image: str) -> bool:
+    """``--filter ancestor=IMAGE``: made from *image* (the same reference, however
+    spelled: ``bb``, ``bb:latest``, ``docker.io/library/bb``; or an ID prefix)."""
+    from tsubo import jsonwire
+    from tsubo.api import parse_reference
+    from tsubo.errors import TsuboError
+
+    options = jsonwire.loads(row.options)
+    name = str(options.get("image") or "") if isinstance(options, dict) else ""
+    bare = image.removeprefix("sha256:")
+    if len(bare) >= 4 and row.image.startswith(bare):
+        return True
+    try:
+        return bool(name) and str(parse_reference(name)) == str(parse_reference(image))
+    except TsuboError:
+        return False
 
 
 def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> int:

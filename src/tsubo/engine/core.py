@@ -353,15 +353,18 @@ class EngineCore:
             is_alive(record.pid, record.start_time)
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
-             since: float | None = None, timestamps: bool = False
-             ) -> Iterator[tuple[str, bytes]]:
+             since: float | None = None, timestamps: bool = False,
+             until: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) of the container's log; *until* (an end) reads what is there
+        up to that time and does not follow."""
         from tsubo.engine import logs
         from tsubo.engine.storage import ContainerFiles
 
         row = self.db.resolve_container(ref)
         path = ContainerFiles(self.paths.container_dir(row.id)).log
-        if not follow:
-            return logs.read_logs(path, tail=tail, since=since, timestamps=timestamps)
+        if not follow or until is not None:
+            return logs.read_logs(path, tail=tail, since=since, until=until,
+                                  timestamps=timestamps)
 
         def is_running() -> bool:
             return self.refresh(self.db.get_container(row.id)).state in status.ACTIVE
