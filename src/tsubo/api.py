@@ -551,9 +551,20 @@ class Engine:
         return push(store, image, destination or image, tls_verify=tls_verify,
                     authfile=authfile, events=events)
 
-    def import_image(self, tarball: str, reference: str, changes: Sequence[str] = ()
-                     ) -> Image:
-        """A one-layer image from a root filesystem tarball (``tsubo import``)."""
+    def import_image(self, tarball: str, reference: str, changes: Sequence[str] = (), *,
+                     stream: BinaryIO | None = None) -> Image:
+        """A one-layer image from a root filesystem tarball (``tsubo import``), or from
+        *stream* (``import -``: spooled to a file under the data root first, as the
+        import reads it twice: once for its digest, once into the blob store)."""
+        if stream is not None:
+            import tempfile
+
+            self.core.db  # noqa: B018 (the root exists, or one error says why)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".import-") as spool:
+                while chunk := stream.read(1 << 20):
+                    spool.write(chunk)
+                spool.flush()
+                return self.import_image(spool.name, reference, changes)
         image = self.image_store.import_tarball(tarball, reference, list(changes))
         self._event("image", "import", f"sha256:{image.id}", name=reference)
         return image

@@ -711,3 +711,15 @@ def test_ps_flags_and_logs_until(engine_cli: EngineCLI, rootfs_tar: Path) -> Non
     for row in rows:
         _check(cli, row)
     assert cli("run", "--rm", "bb", "true").returncode == 0  # imports work as images
+
+
+def test_import_from_stdin(engine_cli: EngineCLI, rootfs_tar: Path) -> None:
+    """docker import - NAME: the tarball on stdin (nothing left behind in the root)."""
+    cli = engine_cli
+    run = subprocess.run(cli.argv("import", "-", "piped:1"), input=rootfs_tar.read_bytes(),
+                         capture_output=True, env=engine_env(), timeout=60, check=False)
+    assert run.returncode == 0 and re.fullmatch(rb"sha256:[0-9a-f]{64}\n", run.stdout), run
+    assert cli.ok("run", "--rm", "piped:1", "echo", "from stdin") == "from stdin\n"
+    proc = cli("import", "-", "empty:1")  # stdin /dev/null: an empty layer is refused
+    assert proc.returncode == DOCKER_CLI_ERROR and "empty" in one_line(proc.stderr)
+    assert not [p.name for p in cli.root.iterdir() if p.name.startswith(".import-")]

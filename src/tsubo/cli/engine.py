@@ -501,8 +501,13 @@ def _import(engine: Engine, parsed: Parsed) -> int:
     if len(parsed.positional) != 2:
         raise InvalidArgument("import", " ".join(parsed.positional),
                               detail="expected ROOTFS.tar NAME[:TAG]")
-    image = engine.import_image(os.path.abspath(parsed.positional[0]), parsed.positional[1],
-                                parsed.texts("change"))
+    source = parsed.positional[0]
+    if source == "-":
+        image = engine.import_image("", parsed.positional[1], parsed.texts("change"),
+                                    stream=sys.stdin.buffer)
+    else:
+        image = engine.import_image(os.path.abspath(source), parsed.positional[1],
+                                    parsed.texts("change"))
     _print(f"sha256:{image.id}")
     return 0
 
@@ -707,7 +712,7 @@ COMMANDS: dict[str, Command] = {
     "unpause": Command(_unpause, (), "unpause CONTAINER...", "thaw all processes"),
     "import": Command(_import, (Option("change,c", LIST, "CMD, ENTRYPOINT, ENV, WORKDIR, USER, "
                                        "LABEL instruction"),),
-                      "import [-c INSTRUCTION] ROOTFS.tar NAME[:TAG]",
+                      "import [-c INSTRUCTION] ROOTFS.tar|- NAME[:TAG]",
                       "make an image from a root filesystem tarball"),
     "images": Command(_images, _IMAGE_LIST_OPTIONS,
                       "images [-a] [-q] [--digests] [--filter K=V] [--format F] [REPO[:TAG]]",
