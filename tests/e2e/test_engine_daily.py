@@ -669,6 +669,18 @@ def test_run_flags_namespaces_sysctls_shm_cpuset(engine_cli: EngineCLI) -> None:
     ]
     for row in rows:
         _check(cli, row)
+    host_dir = cli.root.parent / "mounted"
+    host_dir.mkdir()
+    (host_dir / "f").write_text("from the host\n")
+    out = cli.ok("run", "--rm", "--mount", f"type=bind,src={host_dir},dst=/data,readonly",
+                 "--mount", "type=tmpfs,dst=/scratch,tmpfs-size=1m", "--mount",
+                 "type=volume,src=mvol,dst=/v", "--rootfs", rootfs, "sh", "-c",
+                 "cat /data/f; touch /data/x 2>/dev/null || echo read-only; "
+                 "df -k /scratch | tail -1 | awk '{print $2}'; echo kept > /v/f")
+    assert out == "from the host\nread-only\n1024\n", out
+    assert cli.ok("run", "--rm", "--mount", "src=mvol,dst=/v", "--rootfs", rootfs, "cat",
+                  "/v/f") == "kept\n"
+    assert not (host_dir / "x").exists()
     for kind in ("pid", "ipc", "uts"):  # the default is a namespace of its own
         inside = cli.ok("run", "--rm", "--rootfs", rootfs, "readlink", f"/proc/self/ns/{kind}")
         assert inside.strip() != own[kind]

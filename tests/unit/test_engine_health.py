@@ -98,3 +98,35 @@ def test_failures_in_the_start_period_do_not_count() -> None:
     assert state.record(_result(0)) is True and state.status == HEALTHY
     assert state.record(_result(1)) is True  # healthy once: the start period is over
     assert state.status == UNHEALTHY
+
+
+# --- --mount (the same module's parser; kept here with the other issue-13 run flags) ------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("type=bind,src=/tmp,dst=/data,readonly", {"source": "/tmp", "destination": "/data",
+                                               "read_only": True}),
+    ("type=bind,source=rel,target=/x", {"source": "/base/rel", "destination": "/x",
+                                        "read_only": False}),
+    ("type=volume,source=vol,target=/v", {"source": "vol", "destination": "/v",
+                                          "read_only": False}),
+    ("target=/anon", {"source": "", "destination": "/anon", "read_only": False}),
+])
+def test_mount_becomes_a_volume_spec(text: str, expected: dict[str, object]) -> None:
+    from tsubo.engine.options import VolumeSpec, parse_mount
+
+    spec = parse_mount(text, "/base")
+    assert isinstance(spec, VolumeSpec)
+    assert {key: spec.to_json()[key] for key in expected} == expected
+
+
+def test_mount_tmpfs_and_refusals() -> None:
+    from tsubo.engine.options import TmpfsSpec, parse_mount
+
+    spec = parse_mount("type=tmpfs,dst=/t,tmpfs-size=64m,tmpfs-mode=1777")
+    assert isinstance(spec, TmpfsSpec) and spec.options == ["size=64m", "mode=1777"]
+    for bad in ("type=bind,dst=/x", "src=/a", "type=nfs,dst=/x", "foo=1,dst=/x",
+                "type=volume,src=/abs,dst=/x", "type=tmpfs,src=x,dst=/t", "dst=relative",
+                "type=bind,src=/a,dst=/b,readonly=maybe", "type=volume,src=v,dst=/x"):
+        with pytest.raises(InvalidArgument) as caught:
+            parse_mount(bad)
+        assert caught.value.operation == "parse --mount", bad

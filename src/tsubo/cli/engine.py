@@ -53,6 +53,7 @@ _CREATE_OPTIONS = (
     Option("entrypoint", VALUE, "overwrite the default entrypoint"),
     Option("volume,v", LIST, "bind mount or volume: SRC:DST[:ro]"),
     Option("tmpfs", LIST, "mount a tmpfs: DST[:OPTIONS]"),
+    Option("mount", LIST, "type=bind|volume|tmpfs,source=SRC,target=DST[,readonly]"),
     Option("read-only", FLAG, "mount the root read-only"),
     Option("memory,m", VALUE, "memory limit (e.g. 512m)"),
     Option("memory-swap", VALUE, "memory + swap limit (-1: unlimited)"),

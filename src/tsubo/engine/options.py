@@ -21,7 +21,7 @@ from tsubo.state.names import volume_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 #: Docker's minimum --memory (daemon/daemon_unix.go linuxMinMemory)
@@ -536,6 +536,76 @@ class TmpfsSpec:
         return f"TmpfsSpec({self.destination!r}, {self.options})"
 
 
+_MOUNT_KEYS = {"type": "type", "source": "source", "src": "source", "destination": "target",
+               "dst": "target", "target": "target", "readonly": "readonly",
+               "ro": "readonly", "bind-propagation": "bind-propagation",
+               "volume-nocopy": "volume-nocopy", "tmpfs-size": "tmpfs-size",
+               "tmpfs-mode": "tmpfs-mode", "consistency": "consistency"}
+
+
+def parse_mount(text: str, base: str = "/") -> VolumeSpec | TmpfsSpec:
+    """``--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,...]`` (Docker's
+    keys and their short forms), checked by the same rules as ``-v`` and ``--tmpfs``; a
+    relative bind source is the caller's (*base*)."""
+    fields: dict[str, str] = {}
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        key, equals, value = part.partition("=")
+        canonical = _MOUNT_KEYS.get(key.lower())
+        if canonical is None:
+            raise _bad("--mount", text, f"unexpected key {key!r}")
+        if not equals and canonical not in ("readonly", "volume-nocopy"):
+            raise _bad("--mount", text, f"invalid field {part!r}: must be a key=value pair")
+        fields[canonical] = value if equals else "true"
+    kind = fields.get("type", "volume")
+    target = fields.get("target", "")
+    if not target:
+        raise _bad("--mount", text, "target is required")
+    flags = {}
+    for key in ("readonly", "volume-nocopy"):
+        value = fields.get(key, "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise _bad("--mount", text, f"{key} takes true or false")
+        flags[key] = value in ("true", "1")
+    source = fields.get("source", "")
+    if kind == "tmpfs":
+        if source:
+            raise _bad("--mount", text, "a tmpfs mount takes no source")
+        options = [f"size={fields['tmpfs-size']}"] if "tmpfs-size" in fields else []
+        options += [f"mode={fields['tmpfs-mode']}"] if "tmpfs-mode" in fields else []
+        return _as_mount(text, parse_tmpfs, f"{target}:{','.join(options)}" if options
+                         else target)
+    mode = ["ro"] if flags["readonly"] else []
+    if kind == "bind":
+        if not source:
+            raise _bad("--mount", text, "a bind mount needs a source")
+        if "bind-propagation" in fields:
+            mode.append(fields["bind-propagation"])
+        source = os.path.normpath(os.path.join(base, source))
+    elif kind == "volume":
+        if "bind-propagation" in fields:
+            raise _bad("--mount", text, "bind-propagation is for bind mounts")
+        if flags["volume-nocopy"]:
+            mode.append("nocopy")
+        if source.startswith("/") or source.startswith("."):
+            raise _bad("--mount", text, "a volume's source is a volume name",
+                       hint="type=bind mounts a host path")
+    else:
+        raise _bad("--mount", text, f"unknown type {kind!r}: expected bind, volume or tmpfs")
+    spec = f"{source}:{target}" if source else target
+    return _as_mount(text, parse_volume, f"{spec}:{','.join(mode)}" if mode else spec)
+
+
+def _as_mount(text: str, parse: Callable[[str], VolumeSpec | TmpfsSpec], spec: str
+              ) -> VolumeSpec | TmpfsSpec:
+    """*spec* checked by the ``-v``/``--tmpfs`` parser, its error naming ``--mount``."""
+    try:
+        return parse(spec)
+    except InvalidArgument as error:
+        raise _bad("--mount", text, error.detail, error.hint) from None
+
+
 def parse_tmpfs(text: str) -> TmpfsSpec:
     """``--tmpfs /run`` or ``--tmpfs /run:rw,size=64m,mode=1777``."""
     path, _, option_text = text.partition(":")
@@ -766,13 +836,13 @@ RUN_OPTION_KEYS = frozenset((
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
     "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "label_file",
     "network", "health_cmd", "health_interval", "health_timeout", "health_start_period",
-    "health_retries", "no_healthcheck", "shm_size", "sysctl", "cpuset_cpus", "pid", "ipc",
+    "health_retries", "no_healthcheck", "mount", "shm_size", "sysctl", "cpuset_cpus", "pid", "ipc",
     "uts",
     "ip", "mac_address", "rm",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
-            "label_files": "label_file", "sysctls": "sysctl",
+            "label_files": "label_file", "sysctls": "sysctl", "mounts": "mount",
             "security_opts": "security_opt"}
 _FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm"))
 
@@ -817,6 +887,12 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
     run.tmpfs = [parse_tmpfs(text) for text in _mapping_texts(values, "tmpfs", ":")]
     run.volumes = [parse_volume(_relative_source(text, base))
                    for text in _texts(values, "volume")]
+    for text in _texts(values, "mount"):
+        mount = parse_mount(text, base)
+        if isinstance(mount, TmpfsSpec):
+            run.tmpfs.append(mount)
+        else:
+            run.volumes.append(mount)
     _resources(run, values)
     run.ulimits = [parse_ulimit(text) for text in _texts(values, "ulimit")]
     run.cap_add = [parse_capability(name) for name in _texts(values, "cap_add")]
