@@ -226,6 +226,10 @@ class Container:
     def rename(self, name: str) -> None:
         self._engine.rename(self.id, name)
 
+    def update(self, **changes: Any) -> None:
+        """See :meth:`Engine.update`."""
+        self._engine.update(self.id, **changes)
+
     def copy_from(self, path: str, destination: str = "", *, stream: BinaryIO | None = None,
                   follow: bool = False, archive: bool = False) -> None:
         """``docker cp CONTAINER:PATH DESTINATION`` (or a tar archive to *stream*)."""
@@ -292,7 +296,10 @@ class Engine:
             name: str | None = None, remove: bool = False, cwd: str | None = None,
             **options: Any) -> Container:
         """Create and start a container in the background; returns once it runs."""
-        run_options = _options(image, rootfs, command, {**options, "rm": remove}, cwd)
+        extra = dict(options)
+        if remove or "rm" not in extra:  # the CLI's values carry ``rm`` itself (run -d --rm)
+            extra["rm"] = remove
+        run_options = _options(image, rootfs, command, extra, cwd)
         return Container(self, self.core.run_detached(run_options, name=name).id)
 
     def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
@@ -419,6 +426,14 @@ class Engine:
         from tsubo.engine.info import engine_info
 
         return engine_info(self.core)
+
+    def update(self, ref: str, **changes: Any) -> Container:
+        """Change a container's resources (``memory``, ``memory_swap``, ``cpus``,
+        ``cpu_shares``, ``pids_limit``, ``cpuset_cpus``; applied at once to a running one)
+        and restart policy (``restart="on-failure:3"``), as ``docker update``."""
+        from tsubo.engine.update import update_container
+
+        return Container(self, update_container(self.core, ref, changes).id)
 
     def health_status(self, ref: str) -> str:
         """``starting``, ``healthy`` or ``unhealthy`` for a running container with a health

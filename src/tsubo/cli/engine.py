@@ -40,6 +40,19 @@ _INSPECT_OPTIONS = (
     Option("type", VALUE, "only this kind of object: container, image, network or volume"),
 )
 
+#: the resource flags ``run``/``create`` and ``update`` share
+_RESOURCE_OPTIONS = (
+    Option("memory,m", VALUE, "memory limit (e.g. 512m)"),
+    Option("memory-swap", VALUE, "memory + swap limit (-1: unlimited)"),
+    Option("cpus", VALUE, "number of CPUs (e.g. 1.5)"),
+    Option("cpu-shares,c", VALUE, "CPU shares (relative weight)"),
+    Option("pids-limit", VALUE, "process limit"),
+    Option("cpuset-cpus", VALUE, "CPUs the container may run on (0-2,4)"),
+)
+_RESTART_OPTION = Option("restart", VALUE, "no | on-failure[:N] | always | unless-stopped",
+                         "no")
+_UPDATE_OPTIONS = (*_RESOURCE_OPTIONS, _RESTART_OPTION)
+
 _CREATE_OPTIONS = (
     Option("name", VALUE, "assign a name to the container"),
     Option("rootfs", VALUE, "use this directory as the (read-only) root, under an overlay"),
@@ -55,17 +68,13 @@ _CREATE_OPTIONS = (
     Option("tmpfs", LIST, "mount a tmpfs: DST[:OPTIONS]"),
     Option("mount", LIST, "type=bind|volume|tmpfs,source=SRC,target=DST[,readonly]"),
     Option("read-only", FLAG, "mount the root read-only"),
-    Option("memory,m", VALUE, "memory limit (e.g. 512m)"),
-    Option("memory-swap", VALUE, "memory + swap limit (-1: unlimited)"),
-    Option("cpus", VALUE, "number of CPUs (e.g. 1.5)"),
-    Option("cpu-shares,c", VALUE, "CPU shares (relative weight)"),
-    Option("pids-limit", VALUE, "process limit"),
+    *_RESOURCE_OPTIONS,
     Option("ulimit", LIST, "ulimit: NAME=SOFT[:HARD]"),
     Option("cap-add", LIST, "add a capability"),
     Option("cap-drop", LIST, "drop a capability"),
     Option("security-opt", LIST, "no-new-privileges, seccomp=unconfined|PROFILE"),
     Option("init", FLAG, "run an init (tini) as PID 1 that reaps zombies"),
-    Option("restart", VALUE, "no | on-failure[:N] | always | unless-stopped", "no"),
+    _RESTART_OPTION,
     Option("stop-signal", VALUE, "signal to stop the container (default: the image's, "
            "else SIGTERM)"),
     Option("stop-timeout", VALUE, "seconds to wait before SIGKILL on stop", "10"),
@@ -84,7 +93,6 @@ _CREATE_OPTIONS = (
     Option("no-healthcheck", FLAG, "disable any health check (the image's too)"),
     Option("shm-size", VALUE, "size of /dev/shm (default 64m)"),
     Option("sysctl", LIST, "a namespaced kernel parameter: KEY=VALUE (net.*, kernel.shm*, ...)"),
-    Option("cpuset-cpus", VALUE, "CPUs the container may run on (0-2,4)"),
     Option("pid", VALUE, "host: the host's PID namespace"),
     Option("ipc", VALUE, "host: the host's IPC namespace (and /dev/shm); private"),
     Option("uts", VALUE, "host: the host's UTS namespace (its host name)"),
@@ -416,6 +424,13 @@ def _info(engine: Engine, parsed: Parsed) -> int:
     return info_command(engine, parsed)
 
 
+def _update(engine: Engine, parsed: Parsed) -> int:
+    """``update [--memory M] [--cpus N] [--pids-limit N] [--restart P] ... CONTAINER...``."""
+    changes = {option.key: parsed.values[option.key] for option in _UPDATE_OPTIONS
+               if option.key in parsed.given}
+    return _each(parsed, lambda ref: engine.update(ref, **changes), "update")
+
+
 def _rename(engine: Engine, parsed: Parsed) -> int:
     engine.rename(*parsed.positional)
     return 0
@@ -707,6 +722,9 @@ COMMANDS: dict[str, Command] = {
     "events": Command(_events, _monitoring.EVENTS_OPTIONS,
                       "events [--since T] [--until T] [--filter K=V] [--format F]",
                       "show the engine's events (and follow them)"),
+    "update": Command(_update, _UPDATE_OPTIONS,
+                      "update [--memory M] [--cpus N] [--pids-limit N] [--restart P] "
+                      "CONTAINER...", "change containers' resources and restart policy"),
     "rename": Command(_rename, (), "rename CONTAINER NEW_NAME", "rename a container",
                       min_args=2, max_args=2),
     "pause": Command(_pause, (), "pause CONTAINER...", "freeze all processes"),

@@ -171,7 +171,12 @@ class Engine(EngineCore):
         while not self.db.transition_container(container_id, (*status.REMOVABLE, status.RESTARTING)
                                                if force else status.REMOVABLE,
                                                state=status.REMOVING, stopped_by_user=1):
-            row = self.refresh(self.db.get_container(container_id))
+            try:
+                row = self.refresh(self.db.get_container(container_id))
+            except NotFound:
+                if force:  # an --rm container its monitor removed as it ended: gone
+                    return container_id
+                raise
             if row.state in status.ACTIVE and not force:
                 raise WrongState("remove container", row.name,
                                  detail=f"container is {row.state}",

@@ -848,6 +848,7 @@ class MonitorService:
     def _record_exit(self, supervised: Supervised) -> None:
         import time
 
+        from tsubo.engine.options import RunOptions
         from tsubo.errors import NotFound
         from tsubo.state.clock import now_rfc3339
 
@@ -884,6 +885,8 @@ class MonitorService:
         except NotFound:  # removed meanwhile (rm -f)
             self._finish(supervised)
             return
+        # the row's options: `update --restart` may have changed the policy since the start
+        supervised.options = RunOptions.from_json_text(row.options)
         if _should_restart(supervised.options, row, code) and \
                 self.db.transition_container(supervised.id, (status.EXITED,),
                                              state=status.RESTARTING,

@@ -234,6 +234,24 @@ class Runtime:
             return []
         return _cgroup_of(record).pids()
 
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """``runc update``: apply *resources* (a ``linux.resources`` object; device rules
+        are left as they are) to the container's cgroup now, and record them."""
+        from tsubo.kernel.cgroups.plan import plan_resources
+        from tsubo.oci.runtime_spec import parse_resources
+
+        record = self.store.load(container_id)
+        status = status_rules.current_status(self.store, record)
+        if status == status_rules.STOPPED:
+            raise WrongState("update container", container_id, detail="container is stopped")
+        wanted = {key: value for key, value in resources.items() if key != "devices"}
+        cgroup = _cgroup_of(record)
+        cgroup.apply(plan_resources(parse_resources(wanted), cgroup))
+        linux = dict(record.config.get("linux") or {})
+        linux["resources"] = {**dict(linux.get("resources") or {}), **wanted}
+        record.config = {**record.config, "linux": linux}
+        self.store.save(record)
+
     def usage(self, container_id: str) -> tuple[int, CgroupUsage]:
         """(the init's host pid, what the container's cgroup uses now)."""
         record = self.store.load(container_id)
