@@ -320,6 +320,19 @@ class Engine:
         tty = RunOptions.from_json_text(row.options).tty
         return AttachClient(fd, stdin=stdin, tty=tty)
 
+    def attach(self, ref: str, *, stdin: bool = True, sig_proxy: bool = True) -> AttachClient:
+        """Attach this process's stdio to a running container (``docker attach``):
+        ``wait_started()``, then ``relay()`` until it exits (its exit code) or the detach
+        keys (ctrl-p ctrl-q on a terminal) are typed. Its stdin is only sent when it was
+        started with ``interactive`` and *stdin* is true."""
+        from tsubo.engine.attach import AttachClient
+        from tsubo.engine.options import RunOptions
+
+        row, fd = self.core.attach(ref)
+        options = RunOptions.from_json_text(row.options)
+        return AttachClient(fd, stdin=stdin and options.interactive, tty=options.tty,
+                            sig_proxy=sig_proxy)
+
     def stop(self, ref: str, timeout: float | None = None) -> None:
         self.core.stop(ref, timeout)
 

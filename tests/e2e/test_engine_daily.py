@@ -776,3 +776,37 @@ def test_update_and_detached_rm(engine_cli: EngineCLI) -> None:
     assert cli.ok("rm", "-f", "auto") == "auto\n"
     cli.run_d(["true"], "--name", "brief", "--rm")
     assert wait_for(lambda: "brief" not in cli.ok("ps", "-a", "--format", "{{.Names}}"), 10)
+
+
+def test_attach(engine_cli: EngineCLI) -> None:
+    """docker attach: the running container's output from now on and its exit code; its
+    stdin when it was started with -i; a stopped one is refused (exit 1)."""
+    cli = engine_cli
+    cli.run_d(["sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); "
+               "sleep 0.1; done"], "--name", "talk")
+    attached = subprocess.Popen(cli.argv("attach", "--no-stdin", "talk"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=engine_env())
+    try:
+        time.sleep(1.0)
+        cli.ok("stop", "-t", "1", "talk")
+        out, err = attached.communicate(timeout=20)
+    finally:
+        if attached.poll() is None:
+            attached.kill()
+            attached.wait()
+    assert (attached.returncode, err) == (137, b"")
+    lines = out.decode().splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"line \d+", line) for line in lines), lines
+    assert lines[0] != "line 0"  # from the moment of attaching, not the log's start
+
+    cli.run_d(["sh", "-c", "read x; echo got $x; exit 4"], "-i", "--name", "reader")
+    proc = cli("attach", "reader", input="hello\n", timeout=20)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (4, "got hello\n", "")
+    _check(cli, (["attach", "reader"], DOCKER_CLI_ERROR, "",
+                 r"tsubo: attach to container reader: you cannot attach to a stopped "
+                 r"container, start it first\n", "docker: You cannot attach to a stopped "
+                 "container"))
+    _check(cli, (["attach", "--sig-proxy=false", "--detach-keys", "ctrl-x", "reader"],
+                 DOCKER_CLI_ERROR, "", r"tsubo: attach --detach-keys ctrl-x: [^\n]*\n",
+                 "only the default detach keys"))

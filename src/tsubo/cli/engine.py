@@ -424,6 +424,16 @@ def _info(engine: Engine, parsed: Parsed) -> int:
     return info_command(engine, parsed)
 
 
+def _attach_command(engine: Engine, parsed: Parsed) -> int:
+    """``attach [--no-stdin] [--sig-proxy=false] [--detach-keys ctrl-p,ctrl-q] CONTAINER``."""
+    keys = parsed.text("detach_keys")
+    if keys and keys != "ctrl-p,ctrl-q":
+        raise InvalidArgument("attach --detach-keys", keys,
+                              detail="only Docker's default, ctrl-p,ctrl-q, is supported")
+    return _attach(engine.attach(parsed.positional[0], stdin=not parsed.flag("no_stdin"),
+                                 sig_proxy=parsed.flag("sig_proxy")))
+
+
 def _update(engine: Engine, parsed: Parsed) -> int:
     """``update [--memory M] [--cpus N] [--pids-limit N] [--restart P] ... CONTAINER...``."""
     changes = {option.key: parsed.values[option.key] for option in _UPDATE_OPTIONS
@@ -722,6 +732,12 @@ COMMANDS: dict[str, Command] = {
     "events": Command(_events, _monitoring.EVENTS_OPTIONS,
                       "events [--since T] [--until T] [--filter K=V] [--format F]",
                       "show the engine's events (and follow them)"),
+    "attach": Command(_attach_command, (
+        Option("no-stdin", FLAG, "do not attach stdin"),
+        Option("sig-proxy", FLAG, "forward signals to the container (default true)", True),
+        Option("detach-keys", VALUE, "the detach sequence (ctrl-p,ctrl-q)")),
+        "attach [--no-stdin] [--sig-proxy=false] CONTAINER",
+        "attach to a running container's stdio", min_args=1, max_args=1),
     "update": Command(_update, _UPDATE_OPTIONS,
                       "update [--memory M] [--cpus N] [--pids-limit N] [--restart P] "
                       "CONTAINER...", "change containers' resources and restart policy"),

@@ -42,6 +42,7 @@ RUN = b"r"  # client -> monitor, first: create and start (payload: {"options", "
 RECONCILE = b"a"  # client -> monitor, first: adopt containers whose monitor is gone
 RECONCILED = b"d"  # monitor -> client: done (then the connection closes)
 WAIT = b"W"  # client -> monitor, first: tell me when this container is done (payload: ID)
+ATTACH = b"A"  # client -> monitor, first: attach to this running container (payload: ID)
 
 #: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
 DETACH_KEYS = b"\x10\x11"
@@ -113,10 +114,13 @@ def send_all(fd: int, data: bytes) -> None:
 class AttachClient:
     """Relay between our stdio and a monitor's attach socket until the container exits."""
 
-    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool) -> None:
+    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool, sig_proxy: bool = True
+                 ) -> None:
         self.sock_fd = sock_fd
         self.stdin = stdin
         self.tty = tty
+        #: forward INT/TERM/HUP/QUIT to the container (Docker's --sig-proxy)
+        self.sig_proxy = sig_proxy
         self.started_pid = 0
         #: the container's ID, as the monitor reports it with "started"
         self.container_id = ""
@@ -164,7 +168,8 @@ class AttachClient:
         reader = self._reader
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pending_signals: list[int] = []
-        forwarded = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+        forwarded = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT) \
+            if self.sig_proxy else ()
 
         def on_signal(number: int, frame: object) -> None:
             pending_signals.append(number)

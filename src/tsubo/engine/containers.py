@@ -86,6 +86,23 @@ class Engine(EngineCore):
             os.close(fd)
         return self.db.get_container(row.id)
 
+    def attach(self, ref: str) -> tuple[ContainerRow, int]:
+        """Attach to a running container through its monitor: the row and our end of the
+        attach socket (``AttachClient``: ``wait_started()``, then ``relay()``)."""
+        from tsubo.engine import attach
+
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state not in (status.RUNNING, status.PAUSED):
+            raise WrongState("attach to container", row.name, detail="you cannot attach to "
+                             "a stopped container, start it first")
+        fd = self.spawn_monitor()
+        try:
+            attach.send_all(fd, attach.encode(attach.ATTACH, row.id.encode()))
+        except BaseException:
+            os.close(fd)
+            raise
+        return row, fd
+
     def run_attached(self, options: RunOptions, *, name: str | None = None,
                      ) -> tuple[str, Any]:
         """create + start with the caller attached: the monitor creates the container

@@ -367,11 +367,32 @@ class MonitorService:
             if kind == attach.WAIT:
                 self._add_waiter(payload.decode(), fd)
                 return
+            if kind == attach.ATTACH:
+                self._attach_client(payload.decode(), fd, self.pending.pop(fd))
+                return
             if kind == attach.RECONCILE:
                 self.reconcile(False)
                 _send_quietly(fd, attach.encode(attach.RECONCILED))
                 self._forget(fd)
                 return
+
+    def _attach_client(self, container_id: str, fd: int, reader: attach.FrameReader) -> None:
+        """``attach``: one more client of a running container (its output from now on,
+        its stdin, signals and window size), told "started" at once."""
+        from tsubo.errors import WrongState
+
+        supervised = self.containers.get(container_id)
+        if supervised is None or supervised.exit_code is not None or not supervised.pid:
+            _send_quietly(fd, attach.error_frame(WrongState(
+                "attach to container", container_id[:12],
+                detail="you cannot attach to a stopped container, start it first")))
+            self._forget(fd)
+            return
+        supervised.clients.append(fd)
+        self.by_fd[fd] = supervised
+        self.readers[fd] = reader
+        _send_quietly(fd, attach.encode(attach.STARTED,
+                                        f"{supervised.pid} {supervised.id}".encode()))
 
     def _create_and_start(self, payload: bytes, client_fd: int,
                           reader: attach.FrameReader) -> None:
