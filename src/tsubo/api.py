@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from tsubo.engine.lab.topology import Topology
     from tsubo.engine.logs import parse_since
     from tsubo.engine.options import RunOptions, parse_size
+    from tsubo.engine.stats import ContainerStats, StatsSampler
     from tsubo.image.archive import LoadedImage, iter_loaded_lines
     from tsubo.image.auth import normalise_key
     from tsubo.image.pull import PullResult, parse_platform
@@ -68,6 +69,7 @@ _REEXPORTS = {
     "CheckResult": ("tsubo.engine.lab.checks", "CheckResult"),
     "Topology": ("tsubo.engine.lab.topology", "Topology"),
     "ContainerRecord": ("tsubo.state.db", "ContainerRow"),
+    "ContainerStats": ("tsubo.engine.stats", "ContainerStats"),
     "DiskUsage": ("tsubo.engine.diskusage", "DiskUsage"),
     "Endpoint": ("tsubo.network.models", "Endpoint"),
     "Image": ("tsubo.image.store", "Image"),
@@ -200,6 +202,15 @@ class Container:
     def wait(self, timeout: float | None = None) -> int:
         return self._engine.wait(self.id, timeout)
 
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Return once its health check says healthy (see :meth:`Engine.wait_healthy`)."""
+        self._engine.wait_healthy(self.id, timeout)
+
+    @property
+    def health(self) -> str:
+        """``starting``, ``healthy``, ``unhealthy``, or ``""`` (no check, not running)."""
+        return self._engine.health_status(self.id)
+
     def stop(self, timeout: float | None = None) -> None:
         self._engine.stop(self.id, timeout)
 
@@ -225,6 +236,25 @@ class Container:
     def ports(self) -> list[PublishedPort]:
         """The host ports published to it while it runs (``docker port``)."""
         return self._engine.published_ports(self.id).get(self.id, [])
+
+    def rename(self, name: str) -> None:
+        self._engine.rename(self.id, name)
+
+    def update(self, **changes: Any) -> None:
+        """See :meth:`Engine.update`."""
+        self._engine.update(self.id, **changes)
+
+    def copy_from(self, path: str, destination: str = "", *, stream: BinaryIO | None = None,
+                  follow: bool = False, archive: bool = False) -> None:
+        """``docker cp CONTAINER:PATH DESTINATION`` (or a tar archive to *stream*)."""
+        self._engine.copy_from(self.id, path, destination, stream=stream, follow=follow,
+                               archive=archive)
+
+    def copy_to(self, source: str, path: str, *, stream: BinaryIO | None = None,
+                follow: bool = False, archive: bool = False) -> None:
+        """``docker cp SOURCE CONTAINER:PATH`` (``source=""``: a tar archive from *stream*)."""
+        self._engine.copy_to(self.id, source, path, stream=stream, follow=follow,
+                             archive=archive)
 
     def __enter__(self) -> Container:
         return self
@@ -280,7 +310,10 @@ class Engine:
             name: str | None = None, remove: bool = False, cwd: str | None = None,
             **options: Any) -> Container:
         """Create and start a container in the background; returns once it runs."""
-        run_options = _options(image, rootfs, command, {**options, "rm": remove}, cwd)
+        extra = dict(options)
+        if remove or "rm" not in extra:  # the CLI's values carry ``rm`` itself (run -d --rm)
+            extra["rm"] = remove
+        run_options = _options(image, rootfs, command, extra, cwd)
         return Container(self, self.core.run_detached(run_options, name=name).id)
 
     def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
@@ -300,6 +333,19 @@ class Engine:
         row, fd = self.core.start(ref)
         tty = RunOptions.from_json_text(row.options).tty
         return AttachClient(fd, stdin=stdin, tty=tty)
+
+    def attach(self, ref: str, *, stdin: bool = True, sig_proxy: bool = True) -> AttachClient:
+        """Attach this process's stdio to a running container (``docker attach``):
+        ``wait_started()``, then ``relay()`` until it exits (its exit code) or the detach
+        keys (ctrl-p ctrl-q on a terminal) are typed. Its stdin is only sent when it was
+        started with ``interactive`` and *stdin* is true."""
+        from tsubo.engine.attach import AttachClient
+        from tsubo.engine.options import RunOptions
+
+        row, fd = self.core.attach(ref)
+        options = RunOptions.from_json_text(row.options)
+        return AttachClient(fd, stdin=stdin and options.interactive, tty=options.tty,
+                            sig_proxy=sig_proxy)
 
     def stop(self, ref: str, timeout: float | None = None) -> None:
         self.core.stop(ref, timeout)
@@ -342,12 +388,114 @@ class Engine:
                               forward_signals=forward_signals)
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
-             since: float | None = None, timestamps: bool = False
-             ) -> Iterator[tuple[str, bytes]]:
-        """(stream, bytes) as the container wrote them; *follow* waits for more until it
-        is done."""
+             since: float | None = None, timestamps: bool = False,
+             until: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) as the container wrote them, from *since* to *until* (unix
+        seconds); *follow* waits for more until it is done."""
         return self.core.logs(ref, follow=follow, tail=tail, since=since,
-                              timestamps=timestamps)
+                              timestamps=timestamps, until=until)
+
+    def rename(self, ref: str, name: str) -> Container:
+        """Give a container another name (a stopped one, if it is on a bridge network)."""
+        from tsubo.engine.rename import rename_container
+
+        return Container(self, rename_container(self.core, ref, name).id)
+
+    def copy_from(self, ref: str, path: str, destination: str = "", *,
+                  stream: BinaryIO | None = None, follow: bool = False,
+                  archive: bool = False) -> None:
+        """Copy *path* of a container to the host path *destination* (relative: the
+        caller's), or as a tar archive to *stream*. Paths resolve inside the container's
+        root and never follow a symlink out of it."""
+        from tsubo.engine.copy import copy_from_container
+
+        copy_from_container(self.core, ref, path, destination=destination, stream=stream,
+                            follow=follow, archive=archive)
+
+    def copy_to(self, ref: str, source: str, path: str, *, stream: BinaryIO | None = None,
+                follow: bool = False, archive: bool = False) -> None:
+        """Copy the host path *source* (or, when it is ``""``, the tar archive read from
+        *stream*) to *path* in a container."""
+        from tsubo.engine.copy import copy_to_container
+
+        copy_to_container(self.core, ref, path, source=source, stream=stream, follow=follow,
+                          archive=archive)
+
+    def top(self, ref: str, ps_args: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+        """The container's processes as the host's ``ps`` (default ``-ef``) shows them:
+        (column titles, rows)."""
+        from tsubo.engine.stats import top
+
+        return top(self.core, ref, list(ps_args))
+
+    def stats_sampler(self) -> StatsSampler:
+        """Successive readings of containers' use (``sample(records)``), CPU % between
+        two readings."""
+        from tsubo.engine.stats import StatsSampler
+
+        return StatsSampler(self.core)
+
+    def stats(self, refs: Sequence[str] = (), *, all: bool = False, interval: float = 0.5
+              ) -> list[ContainerStats]:
+        """One reading of the named containers (default: the running ones; *all*: every
+        one), CPU % over *interval* seconds."""
+        import time
+
+        rows = [self.core.refresh(self.core.db.resolve_container(ref)) for ref in refs] \
+            if refs else self.core.containers(all_states=all)
+        sampler = self.stats_sampler()
+        sampler.sample(rows)
+        time.sleep(interval)
+        return sampler.sample(rows)
+
+    def info(self) -> dict[str, Any]:
+        """What this engine and host are, as ``docker info`` says it."""
+        from tsubo.engine.info import engine_info
+
+        return engine_info(self.core)
+
+    def update(self, ref: str, **changes: Any) -> Container:
+        """Change a container's resources (``memory``, ``memory_swap``, ``cpus``,
+        ``cpu_shares``, ``pids_limit``, ``cpuset_cpus``; applied at once to a running one)
+        and restart policy (``restart="on-failure:3"``), as ``docker update``."""
+        from tsubo.engine.update import update_container
+
+        return Container(self, update_container(self.core, ref, changes).id)
+
+    def health_status(self, ref: str) -> str:
+        """``starting``, ``healthy`` or ``unhealthy`` for a running container with a health
+        check; ``""`` otherwise."""
+        from tsubo.engine.health import read_health
+
+        row = self.core.db.resolve_container(ref)
+        if row.state != "running":
+            return ""
+        health = read_health(self.core.paths, row.id)
+        status = health.get("Status") if health else ""
+        return status if isinstance(status, str) else ""
+
+    def wait_healthy(self, ref: str, timeout: float | None = None) -> None:
+        """Return once the container is healthy; WrongState if it stops running first (or
+        has no health check), TsuboError after *timeout* seconds."""
+        import time
+
+        from tsubo.errors import TsuboError, WrongState
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self.core.refresh(self.core.db.resolve_container(ref))
+            status = self.health_status(row.id)
+            if status == "healthy":
+                return
+            if row.state not in ("running", "starting", "restarting") or \
+                    (row.state == "running" and not status):
+                raise WrongState("wait for container", row.name,
+                                 detail=f"container is {row.state}" if row.state != "running"
+                                 else "the container has no health check")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TsuboError("wait for container", row.name,
+                                 detail=f"not healthy after {timeout:g}s (it is {status})")
+            time.sleep(0.05)
 
     def inspect_container(self, ref: str) -> dict[str, Any]:
         return self.core.inspect(ref)
@@ -399,7 +547,9 @@ class Engine:
         from tsubo.engine.volumes import ensure_volume
         from tsubo.state.names import new_container_id
 
-        return ensure_volume(self.core, name or new_container_id(), labels=labels)
+        name = ensure_volume(self.core, name or new_container_id(), labels=labels)
+        self._event("volume", "create", name, driver="local")
+        return name
 
     def volumes(self) -> list[VolumeRecord]:
         return self.core.db.list_volumes()
@@ -413,6 +563,17 @@ class Engine:
         from tsubo.engine.volumes import remove_volume
 
         remove_volume(self.core, name)
+        self._event("volume", "destroy", name, driver="local")
+
+    def prune_volumes(self, *, all: bool = False) -> list[tuple[str, int]]:
+        """Remove the anonymous volumes no container uses (*all*: named ones too);
+        (name, bytes freed) of each."""
+        from tsubo.engine.volumes import prune_volumes
+
+        removed = prune_volumes(self.core, all_volumes=all)
+        for name, _ in removed:
+            self._event("volume", "destroy", name, driver="local")
+        return removed
 
     # --- images --------------------------------------------------------------------------------
 
@@ -428,8 +589,10 @@ class Engine:
         (``cli/progress.ProgressView`` is one)."""
         from tsubo.image.pull import pull
 
-        return pull(self.image_store, reference, platform=platform, tls_verify=tls_verify,
-                    authfile=authfile, events=events)
+        result = pull(self.image_store, reference, platform=platform, tls_verify=tls_verify,
+                      authfile=authfile, events=events)
+        self._event("image", "pull", reference, name=reference)
+        return result
 
     def push(self, image: str, destination: str = "", *, tls_verify: bool = True,
              authfile: str = "", events: Any = None) -> PushResult:
@@ -441,10 +604,23 @@ class Engine:
         return push(store, image, destination or image, tls_verify=tls_verify,
                     authfile=authfile, events=events)
 
-    def import_image(self, tarball: str, reference: str, changes: Sequence[str] = ()
-                     ) -> Image:
-        """A one-layer image from a root filesystem tarball (``tsubo import``)."""
-        return self.image_store.import_tarball(tarball, reference, list(changes))
+    def import_image(self, tarball: str, reference: str, changes: Sequence[str] = (), *,
+                     stream: BinaryIO | None = None) -> Image:
+        """A one-layer image from a root filesystem tarball (``tsubo import``), or from
+        *stream* (``import -``: spooled to a file under the data root first, as the
+        import reads it twice: once for its digest, once into the blob store)."""
+        if stream is not None:
+            import tempfile
+
+            self.core.db  # noqa: B018 (the root exists, or one error says why)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".import-") as spool:
+                while chunk := stream.read(1 << 20):
+                    spool.write(chunk)
+                spool.flush()
+                return self.import_image(spool.name, reference, changes)
+        image = self.image_store.import_tarball(tarball, reference, list(changes))
+        self._event("image", "import", f"sha256:{image.id}", name=reference)
+        return image
 
     def image(self, reference: str) -> Image:
         """By name, ID or unique ID prefix; ``.inspect()`` gives Docker's JSON shape."""
@@ -465,10 +641,14 @@ class Engine:
         return layer_sizes(self.core.db)
 
     def tag(self, source: str, target: str) -> Image:
-        return self.image_store.tag(source, target)
+        image = self.image_store.tag(source, target)
+        self._event("image", "tag", f"sha256:{image.id}", name=target)
+        return image
 
     def remove_image(self, reference: str, *, force: bool = False) -> Image:
-        return self.image_store.remove(reference, force=force)
+        image = self.image_store.remove(reference, force=force)
+        self._event("image", "delete", f"sha256:{image.id}", name=reference)
+        return image
 
     def prune_images(self, *, all_images: bool = False) -> PruneResult:
         from tsubo.engine.diskusage import prune_images
@@ -609,9 +789,11 @@ class Engine:
                 raise InvalidArgument("parse --mtu", text, detail="expected an integer") \
                     from None
         label_map = dict(labels) if isinstance(labels, dict) else parse_labels(list(labels))
-        return NetworkManager(self.core).create(
+        network = NetworkManager(self.core).create(
             name, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
             mtu=mtu, bridge_name=bridge_name, labels=label_map)
+        self._event("network", "create", network.id, name=network.name, type="bridge")
+        return network
 
     def networks(self) -> list[Network]:
         from tsubo.engine.networks import NetworkManager
@@ -626,25 +808,32 @@ class Engine:
     def remove_network(self, ref: str) -> Network:
         from tsubo.engine.networks import NetworkManager
 
-        return NetworkManager(self.core).remove(ref)
+        network = NetworkManager(self.core).remove(ref)
+        self._event("network", "destroy", network.id, name=network.name, type="bridge")
+        return network
 
     def prune_networks(self) -> list[Network]:
         """Remove every network no container is on; the removed ones."""
         from tsubo.engine.networks import NetworkManager
 
-        return NetworkManager(self.core).prune()
+        removed = NetworkManager(self.core).prune()
+        for network in removed:
+            self._event("network", "destroy", network.id, name=network.name, type="bridge")
+        return removed
 
     def connect(self, network: str, container: str, *, ip: str = "") -> None:
         from tsubo.engine.networks import NetworkManager
 
         row = self._running_on_a_network(container, "connect")
         NetworkManager(self.core).connect(row.id, row.name, network, requested_ip=ip)
+        self._event("network", "connect", network, container=row.id, name=network)
 
     def disconnect(self, network: str, container: str) -> None:
         from tsubo.engine.networks import NetworkManager
 
         row = self._running_on_a_network(container, "disconnect")
         NetworkManager(self.core).disconnect(row.id, network)
+        self._event("network", "disconnect", network, container=row.id, name=network)
 
     def network_graph(self, format: str = "dot") -> str:
         """The engine's networks and their containers, drawn as ``lab graph`` draws a
@@ -759,6 +948,25 @@ class Engine:
 
         topology = self.read_lab(topology) if isinstance(topology, str) else topology
         return render(topology, format)
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def events(self, *, since: float | None = None, until: float | None = None,
+               filters: Sequence[str] = (), follow: bool = False) -> Iterator[dict[str, Any]]:
+        """The engine's events (``docker events``) from *since* to *until* (seconds since
+        the epoch), those every ``KEY=VALUE`` of *filters* accepts (type, event, container,
+        image, network, volume, label; a key given twice accepts either value); *follow*
+        waits for new ones (until *until*, if given)."""
+        from tsubo.engine.events import stream_events
+
+        self.core.db  # noqa: B018 (opens the root, or says in one error why it cannot)
+        return stream_events(self.core.paths.data, since=since, until=until,
+                             filters=list(filters), follow=follow)
+
+    def _event(self, kind: str, action: str, actor: str, **attributes: str) -> None:
+        from tsubo.state import events
+
+        events.record(self.core.paths.data, kind, action, actor, attributes)
 
     def _running_on_a_network(self, ref: str, verb: str) -> ContainerRecord:
         from tsubo.engine import status
@@ -926,13 +1134,14 @@ def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, A
 
 
 __all__ = [
-    "AttachClient", "CheckResult", "Container", "ContainerRecord", "DiskUsage", "Endpoint",
-    "Engine", "ExecResult", "Image", "Lab", "LoadedImage", "Network", "PruneResult",
-    "PublishedPort", "PullResult", "PushResult", "Reference", "RunOptions", "Runtime",
-    "Topology", "VolumeRecord", "build_run_options", "default_spec", "destination_reference",
-    "features", "iter_loaded_lines", "layer_sizes", "normalise_key", "now_rfc3339",
-    "parse_platform", "parse_reference", "parse_signal", "parse_since", "parse_size",
-    "port_lines", "ports_column", "process_from_flags", "read_caller_file", "signal_name",
+    "AttachClient", "CheckResult", "Container", "ContainerRecord", "ContainerStats",
+    "DiskUsage", "Endpoint", "Engine", "ExecResult", "Image", "Lab", "LoadedImage", "Network",
+    "PruneResult", "PublishedPort", "PullResult", "PushResult", "Reference", "RunOptions",
+    "Runtime", "Topology", "VolumeRecord", "build_run_options", "default_spec",
+    "destination_reference", "features", "iter_loaded_lines", "layer_sizes", "normalise_key",
+    "now_rfc3339", "parse_platform", "parse_reference", "parse_signal", "parse_since",
+    "parse_size", "port_lines", "ports_column", "process_from_flags", "read_caller_file",
+    "signal_name",
 ]
 
 # names used only in type annotations above (kept visible to type checkers)

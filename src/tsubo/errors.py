@@ -42,15 +42,18 @@ class TsuboError(Exception):
         self.hint = hint
         super().__init__(self.message())
 
-    def message(self) -> str:
-        """One line: ``operation object: detail: ERRNO (hint: ...)``."""
+    def message(self, *, readable: bool = False) -> str:
+        """One line: ``operation object: detail: ERRNO (hint: ...)``; *readable* spells
+        the errno as the C library does (``no such file or directory``), as Docker's CLI
+        prints it, instead of its name."""
         text = self.operation
         if self.object:
             text += f" {self.object}"
         if self.detail:
             text += f": {self.detail}"
         if self.errno:
-            text += f": {errno_name(self.errno)}"
+            name = describe_errno_plainly if readable else errno_name
+            text += f": {name(self.errno)}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text
@@ -101,7 +104,7 @@ class ExecFailed(ChildFailed):
     (``exec: "PROGRAM": DETAIL``, from Go's os/exec), which podman and containerd match to
     tell "not found" (127) from "cannot execute" (126)."""
 
-    def message(self) -> str:
+    def message(self, *, readable: bool = False) -> str:
         text = f'{self.operation}: "{self.object}": {self.detail}'
         if self.hint:
             text += f" (hint: {self.hint})"
@@ -122,6 +125,12 @@ def errno_name(number: int) -> str:
     import errno as errno_module  # tiny C module, only needed on the error path
 
     return errno_module.errorcode.get(number, str(number))
+
+
+def describe_errno_plainly(number: int) -> str:
+    """``no such file or directory`` for ENOENT (strerror, lower-cased as Go prints it)."""
+    text = os.strerror(number)
+    return text[:1].lower() + text[1:]
 
 
 def describe_errno(number: int) -> str:

@@ -44,9 +44,11 @@ RFC3339_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d
 TRAP_TERM = ["sh", "-c", 'trap "exit 3" TERM; while :; do sleep 0.1; done']
 
 
-def run_in_pty(argv: list[str], timeout: float = 20.0) -> tuple[int, bytes]:
+def run_in_pty(argv: list[str], timeout: float = 20.0,
+               answer: tuple[bytes, bytes] | None = None) -> tuple[int, bytes]:
     """Run *argv* with a new pty as its controlling terminal and stdio; (exit code, all
-    it printed). A child still running after *timeout* is killed (by its pid) and fails."""
+    it printed). A child still running after *timeout* is killed (by its pid) and fails.
+    *answer* (prompt, reply): type the reply once the prompt was printed."""
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
@@ -73,6 +75,9 @@ def run_in_pty(argv: list[str], timeout: float = 20.0) -> tuple[int, bytes]:
             if not data:
                 break
             out += data
+            if answer is not None and answer[0] in out:
+                os.write(fd, answer[1])
+                answer = None
     finally:
         os.close(fd)
     _, status = os.waitpid(pid, 0)
@@ -644,7 +649,7 @@ def test_system_prune_removes_only_stopped(engine_cli: EngineCLI) -> None:
     assert engine_cli.ok("wait", exited) == "0\n"
     created = engine_cli.ok("create", "--rootfs", str(engine_cli.rootfs), "true").strip()
     assert HEX64.match(created)
-    out = engine_cli.ok("system", "prune")
+    out = engine_cli.ok("system", "prune", "-f")
     assert exited in out and created in out and running not in out
     assert engine_cli.ids() == [running[:12]]
     assert engine_cli.container_dirs() == [running]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tsubo import OCI_VERSION, __version__
 from tsubo.cli import runtime
-from tsubo.cli.argv import FLAG, LIST, VALUE, Option, parse, usage
+from tsubo.cli.argv import FLAG, LIST, VALUE, FlagError, Option, parse, usage
 from tsubo.errors import InvalidArgument
 
 OPTIONS = (
@@ -279,3 +279,78 @@ def test_list_of_an_empty_root(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 def test_kill_with_a_bad_signal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert runtime.main(["--root", str(tmp_path), "kill", "web", "SIGNOPE"]) == 1
     assert capsys.readouterr().err == "tsubo-runtime: parse signal SIGNOPE: unknown signal\n"
+
+
+# --- Docker's habits (the tsubo engine CLI: interspersed, grouped, attached values) ---------
+
+DOCKER = (
+    Option("force,f", FLAG, "force"),
+    Option("interactive,i", FLAG, "stdin"),
+    Option("tty,t", FLAG, "tty"),
+    Option("detach,d", FLAG, "detach"),
+    Option("time", VALUE, "seconds"),
+    Option("env,e", LIST, "environment"),
+    Option("publish,p", LIST, "ports"),
+)
+
+
+def docker(*args: str, interspersed: bool = True) -> tuple[dict[str, object], list[str]]:
+    parsed = parse(args, DOCKER, "rm", stop_at_positional=not interspersed,
+                   combine_short=True, help_command="tsubo rm")
+    return parsed.values, parsed.positional
+
+
+@pytest.mark.parametrize("args", [["web", "-f"], ["-f", "web"], ["--force", "web"],
+                                  ["web", "--force=true"]])
+def test_docker_flags_anywhere_among_positionals(args: list[str]) -> None:
+    values, positional = docker(*args)
+    assert (values["force"], positional) == (True, ["web"])
+
+
+def test_docker_flags_after_several_positionals_and_a_value() -> None:
+    values, positional = docker("x1", "--time", "0", "x2", "-e", "A=1")
+    assert (values["time"], values["env"], positional) == ("0", ["A=1"], ["x1", "x2"])
+
+
+def test_docker_double_dash_ends_flags_even_interspersed() -> None:
+    values, positional = docker("web", "--", "-f", "--time")
+    assert (values["force"], positional) == (False, ["web", "-f", "--time"])
+
+
+@pytest.mark.parametrize(("group", "expected"), [
+    ("-itd", {"interactive": True, "tty": True, "detach": True}),
+    ("-dit", {"interactive": True, "tty": True, "detach": True}),
+    ("-ti", {"interactive": True, "tty": True, "detach": False}),
+])
+def test_docker_grouped_short_flags(group: str, expected: dict[str, bool]) -> None:
+    values, _ = docker(group, "web")
+    assert {key: values[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(("args", "key", "value"), [
+    (["-eA=1"], "env", ["A=1"]), (["-e=A=1"], "env", ["A=1"]),
+    (["-dp8080:80"], "publish", ["8080:80"]), (["-dp", "8080:80"], "publish", ["8080:80"]),
+    (["--env=A=1"], "env", ["A=1"]),
+])
+def test_docker_attached_values(args: list[str], key: str, value: list[str]) -> None:
+    assert docker(*args, "web")[0][key] == value
+
+
+def test_docker_stop_at_first_positional_keeps_the_command() -> None:
+    values, positional = docker("-it", "img", "sh", "-c", "ls -f", "-d", interspersed=False)
+    assert positional == ["img", "sh", "-c", "ls -f", "-d"]
+    assert values["detach"] is False
+
+
+@pytest.mark.parametrize(("args", "detail"), [
+    (["web", "--bogus"], "unknown flag"), (["web", "-x"], "unknown flag"),
+    (["-fx", "web"], "unknown flag"), (["web", "--time"], "needs a value"),
+    (["--force=maybe"], "expects true or false"),
+])
+def test_docker_flag_errors_are_flag_errors(args: list[str], detail: str) -> None:
+    with pytest.raises(FlagError) as caught:
+        docker(*args)
+    assert caught.value.detail == detail
+    assert isinstance(caught.value, InvalidArgument)
+    if detail == "unknown flag":
+        assert caught.value.hint == "'tsubo rm --help' lists the flags"

@@ -5,6 +5,12 @@ runc's callers (podman's conmon, containerd's go-runc, kubelet tooling) write fl
 ``--detach=true``; flags end at the first positional argument or ``--``. ``argparse``
 behaves differently on several of these and costs ~12 ms to import here, on a path that
 must beat runc's whole run, so this module parses exactly that grammar from a table.
+
+The ``tsubo`` engine CLI uses the same table with Docker's (cobra/pflag) habits on top:
+flags anywhere among the positionals (``rm web -f``) unless the command stops at its first
+positional (``run IMAGE CMD -x``), grouped short flags (``-itd``), a short flag's value
+attached (``-t0``, ``-eA=1``). A flag the command does not know, a value missing or a bad
+boolean is a :class:`FlagError`, which the engine CLI exits with 125 as Docker does.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ if TYPE_CHECKING:
 FLAG = "flag"  # boolean
 VALUE = "value"  # takes one value
 LIST = "list"  # takes one value, may repeat
+
+
+class FlagError(InvalidArgument):
+    """A usage error in the flags themselves: unknown, missing its value, a bad boolean."""
 
 
 class Option:
@@ -73,9 +83,12 @@ class Parsed:
 
 
 def parse(args: Sequence[str], options: Sequence[Option], where: str,
-          stop_at_positional: bool = True, combine_short: bool = False) -> Parsed:
-    """Parse *args* against *options*; ``InvalidArgument`` names the bad flag.
-    *combine_short* accepts grouped one-letter flags (``-it``) as Docker's CLI does."""
+          stop_at_positional: bool = True, combine_short: bool = False,
+          help_command: str = "") -> Parsed:
+    """Parse *args* against *options*; :class:`FlagError` names the bad flag.
+    *combine_short* accepts grouped one-letter flags (``-it``) and attached values
+    (``-t0``) as Docker's CLI does; the hint names ``HELP_COMMAND --help`` (default
+    *where*)."""
     by_name = {name: option for option in options for name in option.names}
     values: dict[str, object] = {option.key: option.default for option in options}
     given: set[str] = set()
@@ -107,21 +120,21 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
         name, has_value, inline = arg.lstrip("-").partition("=")
         found = by_name.get(name)
         if found is None:
-            raise InvalidArgument(where, arg, detail="unknown flag",
-                                  hint=f"'{where} --help' lists the flags")
+            raise FlagError(where, arg, detail="unknown flag",
+                            hint=f"'{help_command or where} --help' lists the flags")
         option = found
         given.add(option.key)
         if option.kind == FLAG:
             if has_value:
                 if inline not in ("true", "false", "1", "0"):
-                    raise InvalidArgument(where, arg, detail="expects true or false")
+                    raise FlagError(where, arg, detail="expects true or false")
                 values[option.key] = inline in ("true", "1")
             else:
                 values[option.key] = True
             continue
         if not has_value:
             if index >= len(args):
-                raise InvalidArgument(where, arg, detail="needs a value")
+                raise FlagError(where, arg, detail="needs a value")
             inline = args[index]
             index += 1
         if option.kind == LIST:
@@ -134,15 +147,24 @@ def parse(args: Sequence[str], options: Sequence[Option], where: str,
 
 
 def _expand_group(arg: str, by_name: dict[str, Option]) -> list[str] | None:
+    """``-itd`` -> ``-i -t -d``; the first letter that takes a value takes the rest of the
+    group as its value (``-t0``, ``-eA=1``, ``-t=5``), as pflag does. None when *arg* is
+    not such a group (a long name after one dash, ``-bundle``, or an unknown letter)."""
     letters = arg[1:]
-    if "=" in letters or letters in by_name:
+    if letters.partition("=")[0] in by_name:
         return None
-    options = [by_name.get(letter) for letter in letters]
-    if any(option is None for option in options):
-        return None
-    if any(option.kind != FLAG for option in options[:-1] if option is not None):
-        return None
-    return [f"-{letter}" for letter in letters]
+    expanded = []
+    for index, letter in enumerate(letters):
+        option = by_name.get(letter)
+        if option is None:
+            return None
+        expanded.append(f"-{letter}")
+        if option.kind != FLAG:
+            rest = letters[index + 1:]
+            if rest:
+                expanded.append(rest[1:] if rest.startswith("=") else rest)
+            return expanded
+    return expanded
 
 
 def usage(options: Sequence[Option]) -> str:

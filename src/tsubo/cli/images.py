@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from tsubo.cli.argv import FLAG, Command, Option, Parsed, parse, usage
+from tsubo.cli.argv import FLAG, VALUE, Command, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, Unsupported
 
 TYPE_CHECKING = False
@@ -214,18 +214,19 @@ def image_command(engine: Engine, parsed: Parsed, commands: dict[str, Command]) 
         _write(f"usage: {PROGRAM} image {verb} {command.usage.partition(' ')[2]}\n\n"
                f"{command.summary}\n\n{usage(command.options)}\n")
         return 0
-    sub = parse(rest, command.options, f"{PROGRAM} image {verb}", combine_short=True)
+    sub = parse(rest, command.options, f"image {verb}", stop_at_positional=False,
+                combine_short=True, help_command=f"{PROGRAM} image {verb}")
     return command.handler(engine, sub)
 
 
 def image_inspect_command(engine: Engine, parsed: Parsed) -> int:
     """``image inspect IMAGE...``: images only (``inspect`` tries containers first)."""
-    import json
+    from tsubo.cli.gotemplate import format_inspected
 
     if not parsed.positional:
         raise InvalidArgument("image inspect", "", detail="requires at least one image")
-    _write(json.dumps([engine.image(ref).inspect() for ref in parsed.positional], indent=4)
-           + "\n")
+    _write(format_inspected([engine.image(ref).inspect() for ref in parsed.positional],
+                            parsed.text("format")))
     return 0
 
 
@@ -308,8 +309,10 @@ _GROUP_ONLY: dict[str, Command] = {
                      "remove dangling images (-a: every image no container uses)"),
     "history": Command(history_command, HISTORY_OPTIONS, "image history [-q] IMAGE",
                        "show the history of an image"),
-    "inspect": Command(image_inspect_command, (), "image inspect IMAGE...",
-                       "show images as JSON"),
+    "inspect": Command(image_inspect_command,
+                       (Option("format,f", VALUE, "a Go template ({{.Config.Cmd}}) or json"),),
+                       "image inspect [-f TEMPLATE] IMAGE...",
+                       "show images as JSON, or through a Go template"),
 }
 
 
@@ -350,7 +353,8 @@ def df_command(engine: Engine, args: list[str]) -> int:
     with ``-v`` each image, container and volume."""
     from tsubo.cli.render import human_duration, human_size, status_text
 
-    parsed = parse(args, DF_OPTIONS, f"{PROGRAM} system df", combine_short=True)
+    parsed = parse(args, DF_OPTIONS, "system df", stop_at_positional=False, combine_short=True,
+                   help_command=f"{PROGRAM} system df")
     if parsed.positional:
         raise InvalidArgument("system df", " ".join(parsed.positional),
                               detail="takes no arguments")

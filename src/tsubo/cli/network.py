@@ -43,10 +43,10 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
                                                                        strict=True)).rstrip()
                             for row in rows) + "\n")
     elif verb == "inspect":
-        import json
+        from tsubo.cli.gotemplate import format_inspected
 
-        out.write(json.dumps([engine.inspect_network(name) for name in names], indent=4)
-                  + "\n")
+        out.write(format_inspected([engine.inspect_network(name) for name in names],
+                                   parsed.text("format")))
     elif verb in ("rm", "remove"):
         status = 0
         for name in names:

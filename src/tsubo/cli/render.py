@@ -44,12 +44,19 @@ def human_duration(seconds: float) -> str:
     return f"{int(days / 7)} weeks"
 
 
-def status_text(row: ContainerRow, now: float) -> str:
+#: how ``ps`` shows a running container's health (Docker's words)
+_HEALTH_SHOWN = {"starting": " (health: starting)", "healthy": " (healthy)",
+                 "unhealthy": " (unhealthy)"}
+
+
+def status_text(row: ContainerRow, now: float, health: str = "") -> str:
     started = _parse_time(row.started_at)
     finished = _parse_time(row.finished_at)
     if row.state in ("running", "paused") and started:
         text = f"Up {human_duration(now - started)}"
-        return text + " (Paused)" if row.state == "paused" else text
+        if row.state == "paused":
+            return text + " (Paused)"
+        return text + _HEALTH_SHOWN.get(health, "")
     if row.state == "restarting" and finished:
         return f"Restarting ({row.exit_code}) {human_duration(now - finished)} ago"
     if row.state == "exited" and finished:
@@ -57,7 +64,7 @@ def status_text(row: ContainerRow, now: float) -> str:
     return row.state.capitalize()
 
 
-def _fields(row: ContainerRow, now: float, ports: str = "") -> dict[str, str]:
+def _fields(row: ContainerRow, now: float, health: str = "", ports: str = "") -> dict[str, str]:
     from tsubo import jsonwire
 
     options = jsonwire.loads(row.options)
@@ -68,20 +75,26 @@ def _fields(row: ContainerRow, now: float, ports: str = "") -> dict[str, str]:
         "ID": row.id[:12], "Image": str(options.get("image") or row.rootfs),
         "Command": command,
         "CreatedAt": row.created_at, "RunningFor": f"{human_duration(now - created)} ago",
-        "Status": status_text(row, now), "State": row.state, "Names": row.name,
+        "Status": status_text(row, now, health), "State": row.state, "Names": row.name,
         "Ports": ports, "Labels": row.labels,
     }
 
 
-def container_table(rows: list[ContainerRow], ports: dict[str, str] | None = None) -> str:
-    """``ps``'s table; PORTS: the published ports' column text by container ID."""
+def container_table(rows: list[ContainerRow], health: dict[str, str] | None = None, *,
+                    no_trunc: bool = False, ports: dict[str, str] | None = None) -> str:
+    """``ps``'s table (*no_trunc*: full IDs and commands, as ``--no-trunc``; *ports*: the
+    PORTS column's text by container ID)."""
     now = time.time()
     table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for row in rows:
-        fields = _fields(row, now, (ports or {}).get(row.id, ""))
+        fields = _fields(row, now, (health or {}).get(row.id, ""),
+                         (ports or {}).get(row.id, ""))
         command = fields["Command"]
-        command = f'"{command[:17]}…"' if len(command) > 20 else f'"{command}"'
-        table.append([fields["ID"], fields["Image"][:30], command, fields["RunningFor"],
+        command = f'"{command[:17]}…"' if len(command) > 20 and not no_trunc \
+            else f'"{command}"'
+        table.append([row.id if no_trunc else fields["ID"],
+                      fields["Image"] if no_trunc else fields["Image"][:30], command,
+                      fields["RunningFor"],
                       fields["Status"], fields["Ports"], fields["Names"]])
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return "\n".join("   ".join(cell.ljust(width) for cell, width in
@@ -89,10 +102,16 @@ def container_table(rows: list[ContainerRow], ports: dict[str, str] | None = Non
 
 
 def format_rows(rows: list[ContainerRow], template: str,
+                health: dict[str, str] | None = None, *, no_trunc: bool = False,
                 ports: dict[str, str] | None = None) -> str:
     now = time.time()
-    return format_records([_fields(row, now, (ports or {}).get(row.id, "")) for row in rows],
-                          template, lambda: container_table(rows, ports))
+    records = [_fields(row, now, (health or {}).get(row.id, ""), (ports or {}).get(row.id, ""))
+               for row in rows]
+    if no_trunc:
+        for record, row in zip(records, rows, strict=True):
+            record["ID"] = row.id
+    return format_records(records, template,
+                          lambda: container_table(rows, health, no_trunc=no_trunc, ports=ports))
 
 
 def format_records(records: list[dict[str, str]], template: str,
@@ -140,9 +159,9 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
     wanted: dict[str, list[str]] = {}
     for text in filters:
         key, sep, value = text.partition("=")
-        if not sep or key not in ("status", "name", "id", "label"):
+        if not sep or key not in ("status", "name", "id", "label", "ancestor"):
             raise InvalidArgument("parse --filter", text,
-                                  detail="expected status=, name=, id= or label=")
+                                  detail="expected status=, name=, id=, label= or ancestor=")
         wanted.setdefault(key, []).append(value)
     if "status" not in wanted and not all_states:
         rows = [row for row in rows if row.state in ("running", "paused", "restarting")]
@@ -156,6 +175,8 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
             continue
         if "id" in wanted and not any(row.id.startswith(v) for v in wanted["id"]):
             continue
+        if "ancestor" in wanted and not any(_descends(row, v) for v in wanted["ancestor"]):
+            continue
         if "label" in wanted and not all(
                 (label.partition("=")[0] in labels and
                  (not label.partition("=")[1] or
@@ -164,6 +185,24 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
             continue
         result.append(row)
     return result
+
+
+def _descends(row: ContainerRow, image: str) -> bool:
+    """``--filter ancestor=IMAGE``: made from *image* (the same reference, however
+    spelled: ``bb``, ``bb:latest``, ``docker.io/library/bb``; or an ID prefix)."""
+    from tsubo import jsonwire
+    from tsubo.api import parse_reference
+    from tsubo.errors import TsuboError
+
+    options = jsonwire.loads(row.options)
+    name = str(options.get("image") or "") if isinstance(options, dict) else ""
+    bare = image.removeprefix("sha256:")
+    if len(bare) >= 4 and row.image.startswith(bare):
+        return True
+    try:
+        return bool(name) and str(parse_reference(name)) == str(parse_reference(image))
+    except TsuboError:
+        return False
 
 
 def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> int:
@@ -176,9 +215,10 @@ def volume_command(engine: Engine, args: list[str], *, quiet: bool = False) -> i
     if verb == "create":
         out.write(engine.create_volume(names[0] if names else "") + "\n")
     elif verb in ("ls", "list"):
+        volumes = engine.volumes()  # an unusable root fails before the header
         if not quiet:
             out.write("DRIVER    VOLUME NAME\n")
-        for volume in engine.volumes():
+        for volume in volumes:
             out.write(f"{volume.name}\n" if quiet else f"local     {volume.name}\n")
     elif verb == "inspect":
         out.write(json.dumps([engine.inspect_volume(name) for name in names], indent=4)

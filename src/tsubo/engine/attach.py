@@ -42,6 +42,7 @@ RUN = b"r"  # client -> monitor, first: create and start (payload: {"options", "
 RECONCILE = b"a"  # client -> monitor, first: adopt containers whose monitor is gone
 RECONCILED = b"d"  # monitor -> client: done (then the connection closes)
 WAIT = b"W"  # client -> monitor, first: tell me when this container is done (payload: ID)
+ATTACH = b"A"  # client -> monitor, first: attach to this running container (payload: ID)
 
 #: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
 DETACH_KEYS = b"\x10\x11"
@@ -113,10 +114,13 @@ def send_all(fd: int, data: bytes) -> None:
 class AttachClient:
     """Relay between our stdio and a monitor's attach socket until the container exits."""
 
-    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool) -> None:
+    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool, sig_proxy: bool = True
+                 ) -> None:
         self.sock_fd = sock_fd
         self.stdin = stdin
         self.tty = tty
+        #: forward INT/TERM/HUP/QUIT to the container (Docker's --sig-proxy)
+        self.sig_proxy = sig_proxy
         self.started_pid = 0
         #: the container's ID, as the monitor reports it with "started"
         self.container_id = ""
@@ -134,9 +138,13 @@ class AttachClient:
 
         reader = FrameReader()
         while True:
-            data = os.read(self.sock_fd, 65536)
+            try:
+                data = os.read(self.sock_fd, 65536)
+            except ConnectionResetError:
+                data = b""
             if not data:
-                raise TsuboError("start container", "", detail="the monitor exited early")
+                raise TsuboError("start container", "", detail="the monitor exited early",
+                                 hint="its log is monitor.log in the run root")
             frames = reader.feed(data)
             for index, (kind, payload) in enumerate(frames):
                 if kind == STARTED:
@@ -155,7 +163,7 @@ class AttachClient:
         the user detached)."""
         import select
 
-        with _ForwardedSignals(self.tty) as signals:
+        with _ForwardedSignals(self.tty, forward=self.sig_proxy) as signals:
             terminal_state = _enter_raw_mode(0) if self.tty and os.isatty(0) else None
             poller = select.poll()
             poller.register(self.sock_fd, select.POLLIN)
@@ -238,8 +246,9 @@ class _ForwardedSignals:
 
     _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 
-    def __init__(self, tty: bool) -> None:
+    def __init__(self, tty: bool, *, forward: bool = True) -> None:
         self.tty = tty
+        self.forward = forward  # False: --sig-proxy=false (only SIGWINCH is caught)
         self.pending: list[int] = []
         self.wake_read = self.wake_write = -1
         self.previous: dict[int, Any] = {}
@@ -249,7 +258,7 @@ class _ForwardedSignals:
         import _signal
 
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        numbers = [getattr(_signal, name) for name in self._FORWARDED]
+        numbers = [getattr(_signal, name) for name in self._FORWARDED] if self.forward else []
         if self.tty:
             numbers.append(_signal.SIGWINCH)
         for number in numbers:

@@ -32,8 +32,18 @@ def connect_monitor(paths: EnginePaths) -> int:
     fd = _try_connect(paths)
     if fd >= 0:
         return fd
-    os.makedirs(paths.run, mode=0o700, exist_ok=True)
-    lock = os.open(f"{paths.run}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(paths.run, mode=0o700, exist_ok=True)
+        lock = os.open(f"{paths.run}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                       0o600)
+    except OSError as error:  # a root that cannot hold it: one line, not a traceback
+        from tsubo.errors import TsuboError
+
+        if isinstance(error, FileExistsError):  # makedirs under a file
+            error = NotADirectoryError(20, "not a directory")
+        raise TsuboError.from_os_error("prepare the run root", paths.run, error,
+                                       hint="--root or $TSUBO_ROOT (and $TSUBO_RUNROOT) "
+                                       "name writable folders") from None
     deadline = time.monotonic() + _KEEPER_WAIT_SECONDS
     try:
         while True:

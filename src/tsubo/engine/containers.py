@@ -86,6 +86,23 @@ class Engine(EngineCore):
             os.close(fd)
         return self.db.get_container(row.id)
 
+    def attach(self, ref: str) -> tuple[ContainerRow, int]:
+        """Attach to a running container through its monitor: the row and our end of the
+        attach socket (``AttachClient``: ``wait_started()``, then ``relay()``)."""
+        from tsubo.engine import attach
+
+        row = self.refresh(self.db.resolve_container(ref))
+        if row.state not in (status.RUNNING, status.PAUSED):
+            raise WrongState("attach to container", row.name, detail="you cannot attach to "
+                             "a stopped container, start it first")
+        fd = self.spawn_monitor()
+        try:
+            attach.send_all(fd, attach.encode(attach.ATTACH, row.id.encode()))
+        except BaseException:
+            os.close(fd)
+            raise
+        return row, fd
+
     def run_attached(self, options: RunOptions, *, name: str | None = None,
                      ) -> tuple[str, Any]:
         """create + start with the caller attached: the monitor creates the container
@@ -135,6 +152,8 @@ class Engine(EngineCore):
         try:
             if row.state == status.PAUSED:
                 self.runtime.resume(row.id)
+            self.event(row.id, "kill", name=row.name,  # before its "die"
+                       signal=str(parse_signal(options.stop_signal)))
             self.runtime.kill(row.id, parse_signal(options.stop_signal))
         except TsuboError:
             pass  # it exited meanwhile
@@ -144,6 +163,7 @@ class Engine(EngineCore):
             except TsuboError:
                 pass
             self._wait_exited(row.id, 20.0)
+        self.event(row.id, "stop", name=row.name)
         return self.db.get_container(row.id)
 
     def restart(self, ref: str, timeout: float | None = None) -> ContainerRow:
@@ -168,7 +188,12 @@ class Engine(EngineCore):
         while not self.db.transition_container(container_id, (*status.REMOVABLE, status.RESTARTING)
                                                if force else status.REMOVABLE,
                                                state=status.REMOVING, stopped_by_user=1):
-            row = self.refresh(self.db.get_container(container_id))
+            try:
+                row = self.refresh(self.db.get_container(container_id))
+            except NotFound:
+                if force:  # an --rm container its monitor removed as it ended: gone
+                    return container_id
+                raise
             if row.state in status.ACTIVE and not force:
                 raise WrongState("remove container", row.name,
                                  detail=f"container is {row.state}",
@@ -177,7 +202,10 @@ class Engine(EngineCore):
                 raise WrongState("remove container", row.name,
                                  detail=f"container is still {row.state}")
             if row.state in (status.RUNNING, status.PAUSED):
-                self.kill(row.id, 9)
+                try:
+                    self.kill(row.id, 9)
+                except TsuboError:
+                    pass  # it exited meanwhile: the next round sees it so
                 self._wait_exited(row.id, 20.0)
             elif row.state == status.STARTING:
                 # its monitor is mounting and starting it: let it finish, then kill it

@@ -16,7 +16,7 @@ import os
 from tsubo.engine import status
 from tsubo.engine.paths import EnginePaths
 from tsubo.engine.teardown import remove_container_files
-from tsubo.errors import InvalidArgument, NotFound, TsuboError
+from tsubo.errors import InvalidArgument, NotFound, TsuboError, WrongState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,9 +46,22 @@ class EngineCore:
     def db(self) -> Database:
         """The database, opened on first use (so ``run`` can fork its monitor first)."""
         if self._db is None:
+            import sqlite3
+
             from tsubo.state.db import Database
 
-            self._db = Database(self.paths.database)
+            try:
+                self._db = Database(self.paths.database)
+            except OSError as error:  # a root that cannot hold it: one line, not a traceback
+                if isinstance(error, FileExistsError):  # makedirs of a root that is a file
+                    error = NotADirectoryError(20, "not a directory")
+                raise TsuboError.from_os_error("open the engine database",
+                                               self.paths.database, error,
+                                               hint="--root or $TSUBO_ROOT names a "
+                                               "writable folder") from None
+            except sqlite3.Error as error:
+                raise TsuboError("open the engine database", self.paths.database,
+                                 detail=str(error)) from None
         return self._db
 
     def close(self) -> None:
@@ -138,7 +151,8 @@ class EngineCore:
             undo.push(lambda: self.db.delete_container(container_id))
             files.create(etc_root)
             undo.push(files.remove)
-            hostname = options.hostname or container_id[:12]
+            hostname = os.uname().nodename if options.uts_mode == "host" else \
+                options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname, nameserver=nameserver,
                                               resolver=_resolver_settings(options, nameserver))
             volume_mounts = self._volume_mounts(container_id, options)
@@ -157,7 +171,14 @@ class EngineCore:
             with open(files.config, "w", encoding="utf-8") as config_file:
                 config_file.write(jsonwire.dumps(config))
             undo.commit()
+        self.event(container_id, "create", name=name, image=options.image or options.rootfs)
         return self.db.get_container(container_id)
+
+    def event(self, container_id: str, action: str, **attributes: str) -> None:
+        """Record a container event (``state/events.py``; never fails)."""
+        from tsubo.state import events
+
+        events.record(self.paths.data, "container", action, container_id, attributes)
 
     def _shared_netns(self, ref: str) -> str:
         """``--network container:NAME``: join that running container's network namespace
@@ -250,6 +271,7 @@ class EngineCore:
         row = self.refresh(self.db.resolve_container(ref))
         status.check("kill", row.name, row.state)
         self.db.update_container(row.id, stopped_by_user=1)
+        self.event(row.id, "kill", name=row.name, signal=str(signal))  # before its "die"
         self.runtime.kill(row.id, signal)
         if row.state == status.PAUSED and signal == 9:
             self.unpause(row.id)
@@ -260,12 +282,14 @@ class EngineCore:
         status.check("pause", row.name, row.state)
         self.runtime.pause(row.id)
         self.db.update_container(row.id, state=status.PAUSED)
+        self.event(row.id, "pause", name=row.name)
 
     def unpause(self, ref: str) -> None:
         row = self.refresh(self.db.resolve_container(ref))
         status.check("unpause", row.name, row.state)
         self.runtime.resume(row.id)
         self.db.update_container(row.id, state=status.RUNNING)
+        self.event(row.id, "unpause", name=row.name)
 
     def exec(self, ref: str, command: list[str], *, env: list[str] | None = None,
              workdir: str = "", user: str = "", tty: bool = False, detach: bool = False,
@@ -281,12 +305,19 @@ class EngineCore:
         status.check("exec in", row.name, row.state)
         if not command:
             raise InvalidArgument("exec in container", row.name, detail="no command given")
-        record = self.runtime.store.load(row.id)
+        try:
+            record = self.runtime.store.load(row.id)
+        except TsuboError:  # the monitor deleted it: the container has just exited
+            self._raise_if_exited(row)
+            raise
         process: dict[str, Any] = dict(record.config.get("process") or {})
         process["args"] = command
         process["terminal"] = tty
-        if env:
-            process["env"] = [*process.get("env", []), *env]
+        # as Docker's exec: TERM=xterm with a terminal, then the caller's variables, each
+        # replacing the container's of the same name
+        extra = [*(["TERM=xterm"] if tty else []), *(env or [])]
+        if extra:
+            process["env"] = _replace_or_append(list(process.get("env", [])), extra)
         if workdir:
             process["cwd"] = workdir
         if user:
@@ -295,20 +326,50 @@ class EngineCore:
             uid, gid, groups = resolve_user(user, make_passwd_lookup(root),
                                             lambda name: lookup_group(root, name))
             process["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
-        info = self.runtime.exec(row.id, process, detach=detach, console_socket=console_socket,
-                                 stdio=stdio, forward_signals=forward_signals)
+        self.event(row.id, f"exec_start: {' '.join(command)}", name=row.name)
+        try:
+            info = self.runtime.exec(row.id, process, detach=detach,
+                                     console_socket=console_socket, stdio=stdio,
+                                     forward_signals=forward_signals)
+        except TsuboError as error:
+            if error.operation == "exec" and error.errno in (2, 8, 13, 21):
+                raise  # the command itself: not found or not executable (127, 126)
+            self._raise_if_exited(row)
+            raise
         return info.exit_code
 
+    def _raise_if_exited(self, row: ContainerRow) -> None:
+        """Docker's "container X is not running" when the container exited while we
+        exec'd into it (which fails somewhere in the runtime's internals: its state
+        deleted, its cgroup or namespaces gone), rather than those internals."""
+        if not self._still_running(row.id):
+            raise WrongState("exec in container", row.name,
+                             detail=f"container {row.name} is not running") from None
+
+    def _still_running(self, container_id: str) -> bool:
+        from tsubo.kernel.procfs import is_alive
+
+        try:
+            row = self.refresh(self.db.get_container(container_id))
+            record = self.runtime.store.load(container_id)
+        except TsuboError:
+            return False
+        return row.state in (status.RUNNING, status.PAUSED) and \
+            is_alive(record.pid, record.start_time)
+
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
-             since: float | None = None, timestamps: bool = False
-             ) -> Iterator[tuple[str, bytes]]:
+             since: float | None = None, timestamps: bool = False,
+             until: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """(stream, bytes) of the container's log; *until* (an end) reads what is there
+        up to that time and does not follow."""
         from tsubo.engine import logs
         from tsubo.engine.storage import ContainerFiles
 
         row = self.db.resolve_container(ref)
         path = ContainerFiles(self.paths.container_dir(row.id)).log
-        if not follow:
-            return logs.read_logs(path, tail=tail, since=since, timestamps=timestamps)
+        if not follow or until is not None:
+            return logs.read_logs(path, tail=tail, since=since, until=until,
+                                  timestamps=timestamps)
 
         def is_running() -> bool:
             return self.refresh(self.db.get_container(row.id)).state in status.ACTIVE
@@ -439,6 +500,19 @@ class EngineCore:
         return self.db.get_container(row.id)
 
 
+def _replace_or_append(env: list[str], changes: list[str]) -> list[str]:
+    """*env* with each ``KEY=VALUE`` of *changes* replacing *KEY*'s entry, or appended."""
+    for change in changes:
+        key = change.partition("=")[0] + "="
+        for index, entry in enumerate(env):
+            if entry.startswith(key):
+                env[index] = change
+                break
+        else:
+            env.append(change)
+    return env
+
+
 def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> None:
     """What the image config decides unless the user did: the stop signal, an anonymous
     volume for each ``Volumes`` path no ``-v`` covers (as Docker), and for ``-P`` an
@@ -458,6 +532,8 @@ def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> 
             exposed += [pair for key in declared_ports if isinstance(key, str)
                         for pair in parse_expose(key, "EXPOSE")]
         options.publish = publish_all(options.publish, exposed)
+    options.healthcheck = effective_healthcheck(options.healthcheck,
+                                                image_config.get("Healthcheck"))
     declared_volumes = image_config.get("Volumes")
     if isinstance(declared_volumes, dict):
         taken = {os.path.normpath(volume.destination) for volume in options.volumes}
@@ -465,6 +541,29 @@ def _apply_image_defaults(options: RunOptions, image_config: dict[str, Any]) -> 
             if isinstance(path, str) and path.startswith("/") \
                     and os.path.normpath(path) not in taken:
                 options.volumes.append(VolumeSpec("", os.path.normpath(path)))
+
+
+#: Docker's defaults for what a HEALTHCHECK leaves out (ns; retries)
+HEALTH_DEFAULTS = {"Interval": 30_000_000_000, "Timeout": 30_000_000_000, "StartPeriod": 0,
+                   "Retries": 3}
+
+
+def effective_healthcheck(given: dict[str, Any] | None, declared: object
+                          ) -> dict[str, Any] | None:
+    """The health check a container runs: the ``--health-*`` flags over the image's
+    HEALTHCHECK (a field left out or zero is the image's, then Docker's default); None
+    when there is none or ``--no-healthcheck``/``HEALTHCHECK NONE`` turned it off."""
+    image = declared if isinstance(declared, dict) else {}
+    merged = dict(image) if given is None else dict(given)
+    if given is not None and not merged.get("Test"):
+        merged["Test"] = image.get("Test") or []
+    test = merged.get("Test")
+    if not isinstance(test, list) or not test or test[0] == "NONE":
+        return None
+    for field, default in HEALTH_DEFAULTS.items():
+        if not merged.get(field):
+            merged[field] = image.get(field) or default
+    return merged
 
 
 def cgroup_parent() -> str:

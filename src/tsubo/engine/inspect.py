@@ -31,7 +31,7 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
         else image.get("Entrypoint")
     process = _dict(config.get("process") or {})
     running = row.state in status.ACTIVE
-    return {
+    record = {
         "Id": row.id,
         "Created": row.created_at,
         "Path": (process.get("args") or [""])[0],
@@ -73,6 +73,9 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
                       for v in options.volumes],
             "Ulimits": [{"Name": name, "Soft": soft, "Hard": hard}
                         for name, soft, hard in options.ulimits],
+            "ShmSize": options.shm_size or 64 << 20, "Sysctls": options.sysctls,
+            "CpusetCpus": options.cpuset_cpus, "PidMode": options.pid_mode,
+            "IpcMode": options.ipc_mode or "private", "UTSMode": options.uts_mode,
         },
         "Mounts": [m for m in config.get("mounts", []) if m.get("type") == "bind"
                    and not str(m.get("destination", "")).startswith("/etc/")],
@@ -81,6 +84,14 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
                                                    "UpperDir": f"{files.directory}/upper",
                                                    "MergedDir": files.merged}},
     }
+    if options.healthcheck:
+        from tsubo.engine.health import read_health
+
+        record["Config"]["Healthcheck"] = options.healthcheck
+        health = read_health(engine.paths, row.id)
+        if health is not None:
+            record["State"]["Health"] = health
+    return record
 
 
 def _network_settings(engine: EngineState, row: ContainerRow, options: RunOptions,

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from tsubo.engine.core import EngineCore
+    from tsubo.engine.health import HealthState, ProbeResult
     from tsubo.engine.logs import LogWriter
     from tsubo.engine.networks import PortPublication
     from tsubo.engine.options import RunOptions
@@ -115,6 +116,8 @@ class Supervised:
         self.pidfd = -1
         #: connections waiting for it to be done (``wait``, ``stop``): told its exit code
         self.waiters: list[int] = []
+        #: its health check's state, when it has one (``engine/health.py``)
+        self.health: HealthState | None = None
 
     def stdio_fds(self) -> tuple[list[str], list[int]]:
         """The fds the keeper must hold for this container: (names, fds)."""
@@ -152,6 +155,8 @@ class MonitorService:
         self.queued: collections.deque[_StartJob] = collections.deque()
         self.workers = 0  # worker threads running a start
         self.done: collections.deque[_StartJob] = collections.deque()
+        #: finished health probes: (container ID, result), handed over as starts are
+        self.probes_done: collections.deque[tuple[str, ProbeResult]] = collections.deque()
         self.done_read = self.done_write = -1
         self.jobs = 0
         self.starting: set[str] = set()
@@ -283,6 +288,9 @@ class MonitorService:
                       if s.exit_code is not None and s.streams]
         if self.firewall_check_at:
             deadlines.append(self.firewall_check_at)
+        deadlines += [s.health.next_at for s in self.containers.values()
+                      if s.health is not None and not s.health.probing
+                      and s.exit_code is None]
         if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
         if not deadlines:
@@ -386,11 +394,32 @@ class MonitorService:
             if kind == attach.WAIT:
                 self._add_waiter(payload.decode(), fd)
                 return
+            if kind == attach.ATTACH:
+                self._attach_client(payload.decode(), fd, self.pending.pop(fd))
+                return
             if kind == attach.RECONCILE:
                 self.reconcile(False)
                 _send_quietly(fd, attach.encode(attach.RECONCILED))
                 self._forget(fd)
                 return
+
+    def _attach_client(self, container_id: str, fd: int, reader: attach.FrameReader) -> None:
+        """``attach``: one more client of a running container (its output from now on,
+        its stdin, signals and window size), told "started" at once."""
+        from tsubo.errors import WrongState
+
+        supervised = self.containers.get(container_id)
+        if supervised is None or supervised.exit_code is not None or not supervised.pid:
+            _send_quietly(fd, attach.error_frame(WrongState(
+                "attach to container", container_id[:12],
+                detail="you cannot attach to a stopped container, start it first")))
+            self._forget(fd)
+            return
+        supervised.clients.append(fd)
+        self.by_fd[fd] = supervised
+        self.readers[fd] = reader
+        _send_quietly(fd, attach.encode(attach.STARTED,
+                                        f"{supervised.pid} {supervised.id}".encode()))
 
     def _create_and_start(self, payload: bytes, client_fd: int,
                           reader: attach.FrameReader) -> None:
@@ -615,9 +644,7 @@ class MonitorService:
         output of running containers is relayed between two starts; the loop hears of the
         outcome through ``done_read``, never at once (the caller may be walking the
         containers)."""
-        if self.done_read < 0:
-            self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._watch(self.done_read, lambda _: self._finish_jobs())
+        self._ensure_done_pipe()
         self.jobs += 1
         if job.container_id:
             self.starting.add(job.container_id)
@@ -646,6 +673,62 @@ class MonitorService:
         while self.queued and self.workers < _START_WORKERS:
             self.workers += 1
             _thread.start_new_thread(self._spawn, (self.queued.popleft(),))
+
+    def _ensure_done_pipe(self) -> None:
+        """The pipe through which worker threads wake the loop (made on first use)."""
+        if self.done_read < 0:
+            self.done_read, self.done_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._watch(self.done_read, lambda _: self._finish_jobs())
+
+    # --- health checks (engine/health.py): each probe runs in a thread of its own, as a
+    # start's runtime work does; while one runs, ``jobs`` keeps the loop from reaping any
+    # child but our inits
+
+    def _probe(self, supervised: Supervised) -> None:
+        import _thread
+
+        assert supervised.health is not None
+        supervised.health.probing = True
+        self._ensure_done_pipe()
+        self.jobs += 1
+        _thread.start_new_thread(self._run_probe, (supervised.id, supervised.health.config))
+
+    def _run_probe(self, container_id: str, config: dict[str, Any]) -> None:
+        """In a worker: one probe; the result goes to the loop."""
+        from tsubo.engine.health import ProbeResult, probe
+        from tsubo.state.clock import now_rfc3339
+
+        try:
+            result = probe(self.runtime, container_id, config)
+        except Exception as error:
+            stamp = now_rfc3339()
+            result = ProbeResult(stamp, stamp, -1, f"health check failed: {error}")
+        self.probes_done.append((container_id, result))
+        try:
+            os.write(self.done_write, b"x")
+        except OSError:
+            pass
+
+    def _probed(self, container_id: str, result: ProbeResult) -> None:
+        """On the loop: a probe's result changes the container's health."""
+        supervised = self.containers.get(container_id)
+        if supervised is None or supervised.health is None or supervised.exit_code is not None:
+            return
+        health = supervised.health
+        health.probing = False
+        if health.record(result):
+            self.engine.event(container_id, f"health_status: {health.status}")
+        health.save()
+
+    def _start_health(self, supervised: Supervised) -> None:
+        """A container just started: its health is "starting" (a new state each run)."""
+        from tsubo.engine.health import HealthState, health_path
+
+        config = supervised.options.healthcheck
+        supervised.health = None
+        if config and (config.get("Test") or ["NONE"])[0] != "NONE":
+            supervised.health = HealthState(config, health_path(self.paths, supervised.id))
+            supervised.health.save()
 
     def _spawn(self, job: _StartJob) -> None:
         """In a worker: the runtime's create + start; the outcome is left on *job*."""
@@ -715,6 +798,11 @@ class MonitorService:
         from tsubo.kernel.signals import drain
 
         drain(self.done_read)
+        while self.probes_done:
+            container_id, result = self.probes_done.popleft()
+            self.jobs -= 1
+            self._guard(f"recording a health check of {container_id}", self._probed,
+                        container_id, result)
         while self.done:
             job = self.done.popleft()
             self.jobs -= 1
@@ -795,6 +883,9 @@ class MonitorService:
             self._broadcast(supervised, attach.error_frame(TsuboError(
                 "start container", row.name, detail="the container was removed meanwhile")))
             return
+        self.engine.event(supervised.id, "start", name=row.name)
+        self._guard(f"starting the health checks of {supervised.id}", self._start_health,
+                    supervised)
         self._broadcast(supervised, attach.encode(attach.STARTED,
                                                   f"{started.pid} {supervised.id}".encode()))
 
@@ -810,7 +901,14 @@ class MonitorService:
     def _start_failed(self, supervised: Supervised, error: TsuboError) -> None:
         from tsubo.state.clock import now_rfc3339
 
-        self._update(supervised.id, state=status.EXITED, exit_code=125, pid=0,
+        # Docker's: 127 the command was not found, 126 it could not be executed, 125 any
+        # other failure to start (the CLI exits with the same status)
+        code = 125
+        if error.operation == "exec" and error.errno == 2:
+            code = 127
+        elif error.operation == "exec" and error.errno in (8, 13, 21):
+            code = 126
+        self._update(supervised.id, state=status.EXITED, exit_code=code, pid=0,
                      finished_at=now_rfc3339(), error=error.message())
         self._broadcast(supervised, attach.error_frame(error))
         self._finish(supervised)
@@ -917,6 +1015,7 @@ class MonitorService:
     def _record_exit(self, supervised: Supervised) -> None:
         import time
 
+        from tsubo.engine.options import RunOptions
         from tsubo.errors import NotFound
         from tsubo.state.clock import now_rfc3339
 
@@ -940,6 +1039,9 @@ class MonitorService:
         self._update(supervised.id, state=status.EXITED, exit_code=code, pid=0,
                      finished_at=now_rfc3339(), oom_killed=int(oom),
                      error=supervised.exit_error)
+        if oom:
+            self.engine.event(supervised.id, "oom")
+        self.engine.event(supervised.id, "die", exitCode=str(code))
         frame = attach.encode(attach.EXITED, str(code).encode())
         if supervised.options.remove:
             supervised.exit_frame = frame
@@ -950,6 +1052,8 @@ class MonitorService:
         except NotFound:  # removed meanwhile (rm -f)
             self._finish(supervised)
             return
+        # the row's options: `update --restart` may have changed the policy since the start
+        supervised.options = RunOptions.from_json_text(row.options)
         if _should_restart(supervised.options, row, code) and \
                 self.db.transition_container(supervised.id, (status.EXITED,),
                                              state=status.RESTARTING,
@@ -969,6 +1073,10 @@ class MonitorService:
                 # Exited, but something else still holds its output pipes: stop waiting.
                 for fd in list(supervised.streams):
                     self._close_stream(supervised, fd)
+            health = supervised.health
+            if health is not None and not health.probing and supervised.exit_code is None \
+                    and now >= health.next_at:
+                self._guard(f"health check of {supervised.id}", self._probe, supervised)
             if supervised.restart_at and now >= supervised.restart_at:
                 supervised.restart_at = 0.0
                 self._guard(f"restarting container {supervised.id}", self._restart,
@@ -1204,6 +1312,9 @@ class MonitorService:
             self._adopt_row(supervised, row)
         elif wait_status is not None:
             self._adopted_exited(supervised, wait_status)
+        else:  # probed again from "starting", as Docker's after a daemon restart
+            self._guard(f"starting the health checks of {container_id}", self._start_health,
+                        supervised)
 
     def _adopted_exited(self, supervised: Supervised, wait_status: int | None) -> None:
         """An adopted container's init ended: *wait_status* as the keeper reaped it, or None

@@ -369,6 +369,14 @@ def build_mounts(options: RunOptions, etc_files: dict[str, str],
         if destination in taken or ("/dev" in taken and destination.startswith("/dev/")):
             continue
         opts = list(default_options)
+        if destination == "/dev/shm" and options.shm_size:
+            opts = [f"size={options.shm_size // 1024}k" if opt.startswith("size=") else opt
+                    for opt in opts]
+        if destination == "/dev/shm" and options.ipc_mode == "host":
+            # the host's IPC namespace: its /dev/shm too, as Docker's --ipc host
+            defaults.append({"destination": destination, "type": "bind", "source": "/dev/shm",
+                             "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec"]})
+            continue
         if (options.read_only and destination not in _WRITABLE_WITH_READONLY_ROOT
                 and "ro" not in opts):
             opts.append("ro")
@@ -395,12 +403,16 @@ def build_resources(options: RunOptions) -> dict[str, Any]:
             memory["swap"] = swap
     if memory:
         resources["memory"] = memory
-    cpu: dict[str, int] = {}
+    cpu: dict[str, Any] = {}
     if options.cpu_shares:
         cpu["shares"] = options.cpu_shares
     if options.cpus:
         cpu["quota"] = round(options.cpus * _CPU_PERIOD)
         cpu["period"] = _CPU_PERIOD
+    cpu_any: dict[str, Any] = dict(cpu)
+    if options.cpuset_cpus:
+        cpu_any["cpus"] = options.cpuset_cpus
+    cpu = cpu_any
     if cpu:
         resources["cpu"] = cpu
     if options.pids_limit:
@@ -557,11 +569,13 @@ def build_config(
     args = process_args(options, image)
     if options.init:
         args = [INIT_DESTINATION, "--", *args]
-    hostname = options.hostname or container_id[:12]
+    hostname = os.uname().nodename if options.uts_mode == "host" else \
+        options.hostname or container_id[:12]
     workdir = options.workdir or image.workdir or "/"
     if not workdir.startswith("/"):
-        raise InvalidArgument("create container", workdir,
-                              detail="the working directory must be an absolute path")
+        raise InvalidArgument("check the working directory" if options.workdir
+                              else "check the image's WORKDIR", workdir,
+                              detail="must be an absolute path")
     uid, gid, additional_gids = resolve_user(options.user or image.user, passwd_lookup,
                                              group_lookup)
     caps = capability_list(options.cap_add, options.cap_drop)
@@ -573,7 +587,11 @@ def build_config(
     elif options.network != "host":
         namespaces.append({"type": "network"})
         sysctl.update(NETWORK_SYSCTLS)
-    namespaces += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
+    namespaces += [{"type": kind} for kind, mode in (("uts", options.uts_mode),
+                                                     ("pid", options.pid_mode),
+                                                     ("ipc", options.ipc_mode))
+                   if mode != "host"]
+    sysctl.update(options.sysctls)
     if _cgroup_v2_only():
         # Docker's default: a private cgroup namespace on cgroup v2 hosts, the host's on
         # v1/hybrid ones (where a private one would also cost a v2 move: docs/runtime.md).
@@ -609,11 +627,12 @@ def build_config(
             "noNewPrivileges": options.no_new_privileges,
         },
         "root": {"path": rootfs, "readonly": options.read_only},
-        "hostname": hostname,
         "mounts": build_mounts(options, etc_files, volume_mounts, init_path),
         "linux": linux,
     }
-    if options.domainname:
+    if options.uts_mode != "host":  # a host name needs a UTS namespace of its own
+        config["hostname"] = hostname
+    if options.domainname and options.uts_mode != "host":
         config["domainname"] = options.domainname
     if options.labels:
         config["annotations"] = dict(options.labels)

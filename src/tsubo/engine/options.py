@@ -21,7 +21,7 @@ from tsubo.state.names import volume_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from tsubo.network.ports import PortSpec
@@ -313,17 +313,27 @@ def parse_env_file(path: str) -> list[str]:
     """Docker's env-file format: ``KEY=VALUE`` lines taken literally (no quotes, no
     expansion), ``#`` comment lines and blank lines skipped, a bare ``KEY`` takes its value
     from this process's environment (left out when unset)."""
+    return _read_key_values(path, "--env-file", from_environment=True)
+
+
+def parse_label_file(path: str) -> list[str]:
+    """``--label-file``: the env-file format, a bare ``KEY`` being a label with an empty
+    value (Docker's ``ReadKVStrings`` without an environment)."""
+    return _read_key_values(path, "--label-file", from_environment=False)
+
+
+def _read_key_values(path: str, flag: str, *, from_environment: bool) -> list[str]:
     try:
         with open(path, "rb") as env_file:
             data = env_file.read()
     except OSError as error:
-        raise TsuboError.from_os_error("read --env-file", path, error) from None
+        raise TsuboError.from_os_error(f"read {flag}", path, error) from None
     env = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidArgument("read --env-file", path,
+            raise InvalidArgument(f"read {flag}", path,
                                   detail=f"line {number} is not valid UTF-8") from None
         if number == 1:
             line = line.removeprefix("\ufeff")
@@ -332,14 +342,16 @@ def parse_env_file(path: str) -> list[str]:
             continue
         name, equals, value = line.partition("=")
         if not name:
-            raise InvalidArgument("read --env-file", path,
+            raise InvalidArgument(f"read {flag}", path,
                                   detail=f"line {number} has no variable name")
         if any(char.isspace() for char in name):
-            raise InvalidArgument("read --env-file", path,
+            raise InvalidArgument(f"read {flag}", path,
                                   detail=f"line {number}: variable {name!r} contains "
                                   "whitespace")
         if equals:
             env.append(f"{name}={value}")
+        elif not from_environment:
+            env.append(name)
         elif name in os.environ:
             env.append(f"{name}={os.environ[name]}")
     return env
@@ -594,6 +606,76 @@ class TmpfsSpec:
         return f"TmpfsSpec({self.destination!r}, {self.options})"
 
 
+_MOUNT_KEYS = {"type": "type", "source": "source", "src": "source", "destination": "target",
+               "dst": "target", "target": "target", "readonly": "readonly",
+               "ro": "readonly", "bind-propagation": "bind-propagation",
+               "volume-nocopy": "volume-nocopy", "tmpfs-size": "tmpfs-size",
+               "tmpfs-mode": "tmpfs-mode", "consistency": "consistency"}
+
+
+def parse_mount(text: str, base: str = "/") -> VolumeSpec | TmpfsSpec:
+    """``--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,...]`` (Docker's
+    keys and their short forms), checked by the same rules as ``-v`` and ``--tmpfs``; a
+    relative bind source is the caller's (*base*)."""
+    fields: dict[str, str] = {}
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        key, equals, value = part.partition("=")
+        canonical = _MOUNT_KEYS.get(key.lower())
+        if canonical is None:
+            raise _bad("--mount", text, f"unexpected key {key!r}")
+        if not equals and canonical not in ("readonly", "volume-nocopy"):
+            raise _bad("--mount", text, f"invalid field {part!r}: must be a key=value pair")
+        fields[canonical] = value if equals else "true"
+    kind = fields.get("type", "volume")
+    target = fields.get("target", "")
+    if not target:
+        raise _bad("--mount", text, "target is required")
+    flags = {}
+    for key in ("readonly", "volume-nocopy"):
+        value = fields.get(key, "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise _bad("--mount", text, f"{key} takes true or false")
+        flags[key] = value in ("true", "1")
+    source = fields.get("source", "")
+    if kind == "tmpfs":
+        if source:
+            raise _bad("--mount", text, "a tmpfs mount takes no source")
+        options = [f"size={fields['tmpfs-size']}"] if "tmpfs-size" in fields else []
+        options += [f"mode={fields['tmpfs-mode']}"] if "tmpfs-mode" in fields else []
+        return _as_mount(text, parse_tmpfs, f"{target}:{','.join(options)}" if options
+                         else target)
+    mode = ["ro"] if flags["readonly"] else []
+    if kind == "bind":
+        if not source:
+            raise _bad("--mount", text, "a bind mount needs a source")
+        if "bind-propagation" in fields:
+            mode.append(fields["bind-propagation"])
+        source = os.path.normpath(os.path.join(base, source))
+    elif kind == "volume":
+        if "bind-propagation" in fields:
+            raise _bad("--mount", text, "bind-propagation is for bind mounts")
+        if flags["volume-nocopy"]:
+            mode.append("nocopy")
+        if source.startswith("/") or source.startswith("."):
+            raise _bad("--mount", text, "a volume's source is a volume name",
+                       hint="type=bind mounts a host path")
+    else:
+        raise _bad("--mount", text, f"unknown type {kind!r}: expected bind, volume or tmpfs")
+    spec = f"{source}:{target}" if source else target
+    return _as_mount(text, parse_volume, f"{spec}:{','.join(mode)}" if mode else spec)
+
+
+def _as_mount(text: str, parse: Callable[[str], VolumeSpec | TmpfsSpec], spec: str
+              ) -> VolumeSpec | TmpfsSpec:
+    """*spec* checked by the ``-v``/``--tmpfs`` parser, its error naming ``--mount``."""
+    try:
+        return parse(spec)
+    except InvalidArgument as error:
+        raise _bad("--mount", text, error.detail, error.hint) from None
+
+
 def parse_tmpfs(text: str) -> TmpfsSpec:
     """``--tmpfs /run`` or ``--tmpfs /run:rw,size=64m,mode=1777``."""
     path, _, option_text = text.partition(":")
@@ -647,13 +729,14 @@ class RunOptions:
     ``seccomp`` is ``"default"``, ``"unconfined"`` or the path of a JSON profile.
     """
 
-    __slots__ = ("add_hosts", "cap_add", "cap_drop", "command", "cpu_shares", "cpus", "dns",
-                 "dns_options", "dns_search", "domainname", "entrypoint", "env", "expose",
-                 "hostname", "image", "init", "interactive", "ip", "labels", "mac_address",
-                 "memory", "memory_swap", "network", "network_aliases", "networks",
-                 "no_new_privileges", "pids_limit", "publish", "publish_all", "read_only",
-                 "remove", "restart", "rootfs", "seccomp", "stop_signal", "stop_timeout",
-                 "tmpfs", "tty", "ulimits", "user", "volumes", "workdir")
+    __slots__ = ("add_hosts", "cap_add", "cap_drop", "command", "cpu_shares", "cpus",
+                 "cpuset_cpus", "dns", "dns_options", "dns_search", "domainname", "entrypoint",
+                 "env", "expose", "healthcheck", "hostname", "image", "init", "interactive",
+                 "ip", "ipc_mode", "labels", "mac_address", "memory", "memory_swap",
+                 "network", "network_aliases", "networks", "no_new_privileges", "pid_mode",
+                 "pids_limit", "publish", "publish_all", "read_only", "remove", "restart",
+                 "rootfs", "seccomp", "shm_size", "stop_signal", "stop_timeout", "sysctls",
+                 "tmpfs", "tty", "ulimits", "user", "uts_mode", "volumes", "workdir")
 
     def __init__(
         self,
@@ -700,6 +783,13 @@ class RunOptions:
         dns_search: list[str] | None = None,
         dns_options: list[str] | None = None,
         domainname: str = "",
+        healthcheck: dict[str, Any] | None = None,
+        shm_size: int | None = None,
+        sysctls: dict[str, str] | None = None,
+        cpuset_cpus: str = "",
+        pid_mode: str = "",
+        ipc_mode: str = "",
+        uts_mode: str = "",
     ) -> None:
         self.image = image
         self.rootfs = rootfs
@@ -748,6 +838,16 @@ class RunOptions:
         self.dns_search = list(dns_search or [])
         self.dns_options = list(dns_options or [])
         self.domainname = domainname
+        #: Docker's HealthConfig (``Test``, ``Interval``/``Timeout``/``StartPeriod`` in ns,
+        #: ``Retries``; ``{"Test": ["NONE"]}`` for --no-healthcheck); None: the image's
+        self.healthcheck = dict(healthcheck) if healthcheck is not None else None
+        self.shm_size = shm_size  # bytes of /dev/shm; None: Docker's 64 MiB
+        self.sysctls = dict(sysctls or {})
+        self.cpuset_cpus = cpuset_cpus
+        #: "" (a namespace of its own) or "host" (the host's)
+        self.pid_mode = pid_mode
+        self.ipc_mode = ipc_mode
+        self.uts_mode = uts_mode
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what the engine stores in its database)."""
@@ -835,13 +935,17 @@ RUN_OPTION_KEYS = frozenset((
     "image", "rootfs", "command", "entrypoint", "env", "env_file", "workdir", "user",
     "hostname", "read_only", "tty", "interactive", "tmpfs", "volume", "memory",
     "memory_swap", "cpus", "cpu_shares", "pids_limit", "ulimit", "cap_add", "cap_drop",
-    "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "network",
+    "security_opt", "init", "restart", "stop_signal", "stop_timeout", "label", "label_file",
+    "network", "health_cmd", "health_interval", "health_timeout", "health_start_period",
+    "health_retries", "no_healthcheck", "mount", "shm_size", "sysctl", "cpuset_cpus", "pid", "ipc",
+    "uts",
     "ip", "mac_address", "rm",
     "network_alias", "add_host", "dns", "dns_search", "dns_option", "domainname",
     "publish", "publish_all", "expose",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
+            "label_files": "label_file", "sysctls": "sysctl", "mounts": "mount",
             "security_opts": "security_opt", "network_aliases": "network_alias",
             "add_hosts": "add_host", "dns_options": "dns_option", "ports": "publish"}
 _FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm", "publish_all"))
@@ -887,6 +991,12 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
     run.tmpfs = [parse_tmpfs(text) for text in _mapping_texts(values, "tmpfs", ":")]
     run.volumes = [parse_volume(_relative_source(text, base))
                    for text in _texts(values, "volume")]
+    for text in _texts(values, "mount"):
+        mount = parse_mount(text, base)
+        if isinstance(mount, TmpfsSpec):
+            run.tmpfs.append(mount)
+        else:
+            run.volumes.append(mount)
     _resources(run, values)
     run.ulimits = [parse_ulimit(text) for text in _texts(values, "ulimit")]
     run.cap_add = [parse_capability(name) for name in _texts(values, "cap_add")]
@@ -902,13 +1012,138 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
         run.stop_signal = parse_signal_name(_text(values, "stop_signal"))
     if values.get("stop_timeout") not in (None, ""):
         run.stop_timeout = _integer(values["stop_timeout"], "--stop-timeout")
-    run.labels = parse_labels(_mapping_texts(values, "label", "="))
+    labels = [entry for path in _texts(values, "label_file")
+              for entry in parse_label_file(_path(path, base))]
+    run.labels = parse_labels(labels + _mapping_texts(values, "label", "="))
+    run.healthcheck = _healthcheck(values)
+    _namespaces(run, values)
     _networks(run, values)
     _names_and_resolver(run, values)
+    run.sysctls = parse_sysctls(_mapping_texts(values, "sysctl", "="), run)
     _ports(run, values)
     if run.remove and run.restart.name != "no":
         raise InvalidArgument("run", "--rm", detail="conflicts with --restart")
     return run
+
+
+#: the sysctls a container may set (moby's ValidateSysctl: namespaced ones only)
+_SYSCTL_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+               "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def parse_sysctls(entries: list[str], run: RunOptions) -> dict[str, str]:
+    """``--sysctl KEY=VALUE``: Docker's namespaced sysctls (IPC ones, ``fs.mqueue.*``,
+    ``net.*``), refused where the namespace is the host's (``--ipc host``,
+    ``--network host``: they would change the host)."""
+    sysctls = {}
+    for entry in entries:
+        key, equals, value = entry.partition("=")
+        if not equals or not key:
+            raise _bad("--sysctl", entry, "expected KEY=VALUE")
+        ipc = key in _SYSCTL_IPC or key.startswith("fs.mqueue.")
+        if not ipc and not key.startswith("net."):
+            raise _bad("--sysctl", entry, f"sysctl {key!r} is not allowed (not namespaced)")
+        if ipc and run.ipc_mode == "host":
+            raise _bad("--sysctl", entry, "not allowed with --ipc host: it would change "
+                       "the host")
+        if key.startswith("net.") and run.network == "host":
+            raise _bad("--sysctl", entry, "not allowed with --network host: it would "
+                       "change the host")
+        sysctls[key] = value
+    return sysctls
+
+
+def _namespaces(run: RunOptions, values: dict[str, object]) -> None:
+    """``--pid/--ipc/--uts host``, ``--shm-size``, ``--cpuset-cpus``."""
+    import re
+
+    for key, allowed in (("pid", ("", "host")), ("ipc", ("", "host", "private", "shareable")),
+                         ("uts", ("", "host"))):
+        mode = _text(values, key)
+        if mode not in allowed:
+            raise _bad(f"--{key}", mode, f"expected {' or '.join(a for a in allowed if a)}")
+        setattr(run, f"{key}_mode", "host" if mode == "host" else "")
+    if run.uts_mode == "host" and run.hostname:
+        raise InvalidArgument("create container", "--hostname",
+                              detail="conflicting options: hostname and the UTS mode")
+    shm = values.get("shm_size")
+    if shm not in (None, ""):
+        run.shm_size = shm if isinstance(shm, int) and not isinstance(shm, bool) \
+            else parse_size(_text(values, "shm_size"), "--shm-size")
+        if run.shm_size <= 0:
+            raise _bad("--shm-size", _text(values, "shm_size"), "must be greater than 0")
+    cpus = _text(values, "cpuset_cpus")
+    if cpus and re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cpus) is None:
+        raise _bad("--cpuset-cpus", cpus, "expected a list such as 0-2,4")
+    if cpus:
+        available = os.cpu_count() or 1
+        for part in cpus.split(","):
+            low, _, high = part.partition("-")
+            if int(high or low) >= available or (high and int(high) < int(low)):
+                raise _bad("--cpuset-cpus", cpus, f"this host has CPUs 0-{available - 1}")
+    run.cpuset_cpus = cpus
+
+
+#: Go's time.ParseDuration units, in nanoseconds
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                   "m": 60_000_000_000, "h": 3_600_000_000_000}
+_HEALTH_DURATIONS = (("health_interval", "Interval"), ("health_timeout", "Timeout"),
+                     ("health_start_period", "StartPeriod"))
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """Go's ``time.ParseDuration`` (``30s``, ``1m30s``, ``500ms``, ``1.5h``; ``0``) in
+    nanoseconds; negative durations are refused."""
+    import re
+
+    rest = text.strip()
+    if rest == "0":
+        return 0
+    total = 0.0
+    if not rest:
+        raise _bad(flag, text, "expected a duration such as 30s, 1m30s or 500ms")
+    for number, unit, in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", rest):
+        total += float(number) * _DURATION_UNITS[unit]
+    if re.fullmatch(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+", rest) is None:
+        raise _bad(flag, text, "expected a duration such as 30s, 1m30s or 500ms")
+    return int(total)
+
+
+def _healthcheck(values: dict[str, object]) -> dict[str, Any] | None:
+    """Docker's ``--health-*`` flags and ``--no-healthcheck`` as a HealthConfig (zero
+    durations: the image's, else Docker's defaults, decided at create); None when none
+    was given (the image's own HEALTHCHECK then applies)."""
+    given = [key for key in ("health_cmd", "health_retries", *(k for k, _ in _HEALTH_DURATIONS))
+             if values.get(key) not in (None, "")]
+    if _flag(values, "no_healthcheck"):
+        if given:
+            raise InvalidArgument("create container", "--no-healthcheck",
+                                  detail="conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    config: dict[str, Any] = {}
+    command = _text(values, "health_cmd")
+    if command:
+        config["Test"] = ["CMD-SHELL", command]
+    for key, field in _HEALTH_DURATIONS:
+        value = values.get(key)
+        if value in (None, ""):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # API: seconds
+            nanos = int(value * 1_000_000_000)
+        else:
+            nanos = parse_duration(_text(values, key), _flag_name(key))
+        if nanos < 0 or 0 < nanos < 1_000_000:
+            raise _bad(_flag_name(key), _text(values, key),
+                       "must be at least 1ms (or 0 for the default)")
+        config[field] = nanos
+    if values.get("health_retries") not in (None, ""):
+        retries = _integer(values["health_retries"], "--health-retries")
+        if retries < 0:
+            raise _bad("--health-retries", str(retries), "cannot be negative")
+        config["Retries"] = retries
+    return config
 
 
 def _resources(run: RunOptions, values: dict[str, object]) -> None:

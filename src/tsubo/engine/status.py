@@ -38,6 +38,7 @@ _ALLOWED = {
     "pause": (RUNNING,),
     "unpause": (PAUSED,),
     "exec in": (RUNNING,),
+    "top": (RUNNING, PAUSED),
     "join network of": (RUNNING, PAUSED),
     "connect": (RUNNING, PAUSED),
 }

@@ -26,7 +26,14 @@ def remove_container_files(paths: EnginePaths, db: Database, container_id: str, 
     detach_networks(paths, db, container_id)
     ContainerFiles(paths.container_dir(container_id)).remove()
     anonymous = db.anonymous_volumes_of(container_id) if volumes else []
-    db.delete_container(container_id)
+    try:
+        name = db.get_container(container_id).name
+    except NotFound:
+        name = ""
+    if db.delete_container(container_id):
+        from tsubo.state import events
+
+        events.record(paths.data, "container", "destroy", container_id, {"name": name})
     for name in anonymous:
         from tsubo.engine.volumes import remove_volume_files
 

@@ -61,3 +61,25 @@ def inspect_volume(engine: EngineState, name: str) -> dict[str, Any]:
             "CreatedAt": volume.created_at,
             "Labels": jsonwire.loads(volume.labels, f"labels of volume {name}"),
             "Scope": "local"}
+
+
+def prune_volumes(engine: EngineState, *, all_volumes: bool = False) -> list[tuple[str, int]]:
+    """Remove the volumes no container uses: anonymous ones only unless *all_volumes*
+    (Docker 23+'s ``volume prune`` and ``-a``). (name, bytes freed) of each removed; a
+    volume a container claims meanwhile is kept (the database refuses, we skip it)."""
+    from tsubo.errors import WrongState
+    from tsubo.image.snapshots import tree_size
+
+    removed = []
+    for volume in engine.db.list_volumes():
+        if not (volume.anonymous or all_volumes) or engine.db.volume_users(volume.name):
+            continue
+        size = tree_size(f"{engine.paths.volume_dir(volume.name)}/_data")
+        try:
+            engine.db.delete_volume(volume.name)
+        except (WrongState, NotFound):
+            continue
+        remove_volume_files(engine.paths, volume.name)
+        removed.append((volume.name, size))
+    return removed
+

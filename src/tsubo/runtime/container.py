@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from tsubo.kernel.cgroups import Cgroup
+    from tsubo.kernel.cgroups import Cgroup, CgroupUsage
     from tsubo.oci.runtime_spec import Spec
     from tsubo.runtime.init import SetupContext
     from tsubo.runtime.plan import LaunchPlan
@@ -237,6 +237,11 @@ class Runtime:
         if status in (status_rules.STOPPED, status_rules.CREATING):
             return []
         return _cgroup_of(record).pids()
+
+    def usage(self, container_id: str) -> tuple[int, CgroupUsage]:
+        """(the init's host pid, what the container's cgroup uses now)."""
+        record = self.store.load(container_id)
+        return record.pid, _cgroup_of(record).usage()
 
     # --- signals, pause, delete ---------------------------------------------------------
 

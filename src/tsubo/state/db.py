@@ -533,6 +533,23 @@ class Database:
                                           (container_id,))
         return cursor.rowcount > 0
 
+    def rename_container(self, container_id: str, name: str) -> None:
+        """Give a container another (checked, stored-form) name in one statement:
+        AlreadyExists naming the holder when another container has it, NotFound if the
+        container is gone."""
+        try:
+            cursor = self._connection.execute("UPDATE containers SET name = ? WHERE id = ?",
+                                              (name, container_id))
+        except sqlite3.IntegrityError:
+            holder = self._connection.execute(
+                "SELECT id FROM containers WHERE name = ?", (name,)).fetchone()
+            owner = holder[0][:SHORT_ID_LENGTH] if holder else "(removed meanwhile)"
+            raise AlreadyExists("rename container", name,
+                                detail=f'the name "{name}" is already in use by container '
+                                f"{owner}", hint="remove it or pick another name") from None
+        if cursor.rowcount == 0:
+            raise NotFound("rename container", container_id, detail="no such container")
+
     def name_in_use(self, name: str) -> bool:
         return self._connection.execute(
             "SELECT 1 FROM containers WHERE name = ?", (bare_name(name),)

@@ -328,6 +328,36 @@ def exists(path: str) -> bool:
     return os.access(path, os.F_OK)
 
 
+class CgroupUsage:
+    """One reading of a cgroup's use (:meth:`Cgroup.usage`)."""
+
+    __slots__ = ("block_read", "block_write", "cpu_ns", "memory", "memory_limit", "pids")
+
+    def __init__(self) -> None:
+        self.cpu_ns = 0
+        self.memory = 0
+        self.memory_limit: int | None = None
+        self.pids = 0
+        self.block_read = 0
+        self.block_write = 0
+
+
+def _text_file(path: str) -> str:
+    try:
+        return read(path)
+    except OSError:
+        return ""
+
+
+def _int_file(path: str) -> int:
+    text = _text_file(path).strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _keyed(path: str, key: str) -> int:
+    return keyed_value(_text_file(path), key)
+
+
 def keyed_value(text: str, key: str) -> int:
     """The number after ``key`` in a flat-keyed file (``memory.events``, ``oom_control``)."""
     for line in text.splitlines():
@@ -775,6 +805,59 @@ class Cgroup:
             return None if value >= _V1_UNLIMITED else value
         text = read_or_raise(directory + "/memory.max").strip()
         return None if text == "max" else int(text)
+
+    # --- usage readings (``tsubo stats``) ------------------------------------------------
+
+    def usage(self) -> CgroupUsage:
+        """What the cgroup uses now, read from its files (what a controller that is not
+        mounted would say reads as 0): CPU time, memory as Docker counts it (usage less
+        the inactive file cache), the memory limit, processes, bytes read and written."""
+        usage = CgroupUsage()
+        route = Route(self.paths, self.layout)
+        found = route.target("cpuacct") or route.target("cpu")
+        if found is not None:
+            directory, version = found
+            if version == 1:
+                usage.cpu_ns = _int_file(directory + "/cpuacct.usage")
+            else:
+                usage.cpu_ns = _keyed(directory + "/cpu.stat", "usage_usec") * 1000
+        found = route.target("memory")
+        if found is not None:
+            directory, version = found
+            if version == 1:
+                used = _int_file(directory + "/memory.usage_in_bytes")
+                inactive = _keyed(directory + "/memory.stat", "total_inactive_file")
+                limit = _int_file(directory + "/memory.limit_in_bytes")
+                usage.memory_limit = None if limit >= _V1_UNLIMITED else limit
+            else:
+                used = _int_file(directory + "/memory.current")
+                inactive = _keyed(directory + "/memory.stat", "inactive_file")
+                text = _text_file(directory + "/memory.max").strip()
+                usage.memory_limit = None if text in ("max", "") else int(text)
+            usage.memory = max(0, used - inactive) if inactive < used else used
+        found = route.target("pids")
+        if found is not None:
+            usage.pids = _int_file(found[0] + "/pids.current")
+        found = route.target("blkio") or route.target("io")
+        if found is not None:
+            directory, version = found
+            if version == 1:
+                for line in _text_file(
+                        directory + "/blkio.throttle.io_service_bytes_recursive").splitlines():
+                    words = line.split()
+                    if len(words) == 3 and words[1] == "Read":
+                        usage.block_read += int(words[2])
+                    elif len(words) == 3 and words[1] == "Write":
+                        usage.block_write += int(words[2])
+            else:
+                for line in _text_file(directory + "/io.stat").splitlines():
+                    for word in line.split()[1:]:
+                        key, _, value = word.partition("=")
+                        if key == "rbytes":
+                            usage.block_read += int(value)
+                        elif key == "wbytes":
+                            usage.block_write += int(value)
+        return usage
 
     # --- destroy -------------------------------------------------------------------------
 
