@@ -9,6 +9,8 @@ from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tsubo.api import Engine, Topology
     from tsubo.cli.argv import Parsed
 
@@ -24,76 +26,101 @@ def lab_command(engine: Engine, parsed: Parsed) -> int:
     verb, rest = parsed.positional[0], parsed.positional[1:]
     if verb == "capture":
         return _capture(engine, parsed, rest)
+    handler = _VERBS.get(verb)
+    if handler is None:
+        raise InvalidArgument("lab", verb, detail=f"unknown verb: expected {VERBS}")
     if rest:
         raise InvalidArgument(f"lab {verb}", " ".join(rest), detail="unexpected arguments",
                               hint="the topology file goes after -t")
-    out = sys.stdout
-    if verb == "deploy" and parsed.flag("explain"):
-        out.write("\n".join(engine.explain_lab(_file(parsed, verb))) + "\n")
-    elif verb == "deploy":
-        changed = engine.deploy_lab(_file(parsed, verb))
-        name = engine.read_lab(_file(parsed, verb)).name
-        if not changed:
-            out.write(f"lab {name} is already deployed\n")
-        _table(engine, [name])
-    elif verb == "apply":
-        changes = engine.apply_lab(_file(parsed, verb))
-        out.write("".join(f"{change}\n" for change in changes) or "nothing to change\n")
-    elif verb == "destroy":
-        for name in _names(engine, parsed, verb):
-            engine.destroy_lab(name, cleanup=parsed.flag("cleanup"))
-            out.write(f"destroyed lab {name}\n")
-    elif verb == "inspect":
-        names = _names(engine, parsed, verb)
-        if parsed.text("format") == "json":
-            import json
+    return handler(engine, parsed)
 
-            out.write(json.dumps([engine.inspect_lab(name) for name in names], indent=2)
-                      + "\n")
-        elif parsed.text("format") not in ("", "table"):
-            raise InvalidArgument("lab inspect", parsed.text("format"),
-                                  detail="unknown format", hint="table or json")
-        else:
-            _table(engine, names)
-    elif verb == "exec":
-        command = parsed.text("cmd")
-        if not command:
-            raise InvalidArgument("lab exec", "", detail="no --cmd given")
-        import shlex
 
-        labels = []
-        for text in parsed.texts("label"):
-            key, sep, value = text.partition("=")
-            if not sep:
-                raise InvalidArgument("lab exec", text, detail="a label is KEY=VALUE")
-            labels.append((key, value))
-        status = 0
-        for name in _names(engine, parsed, verb):
-            for container, result in engine.lab_exec(name, shlex.split(command),
-                                                     labels=labels):
-                out.write(f"--- {container} (exit {result.exit_code})\n")
-                out.write(result.stdout.decode(errors="replace"))
-                status = status or (1 if result.exit_code else 0)
-        return status
-    elif verb == "validate":
-        topology = engine.read_lab(_file(parsed, verb))
-        if parsed.flag("matrix"):
-            return _matrix(engine, topology)
-        if not topology.checks:
-            out.write(f"lab {topology.name} defines no checks (tsubo.checks)\n")
-            return EXIT_NO_CHECKS
-        checks = engine.validate_lab(topology)
-        for check in checks:
-            out.write(check.describe() + "\n")
-        failed = sum(not check.passed for check in checks)
-        out.write(f"{len(checks) - failed} passed, {failed} failed\n")
-        return EXIT_CHECK_FAILED if failed else 0
-    elif verb == "graph":
-        chosen = parsed.text("format") or ("text" if out.isatty() else "dot")
-        out.write(engine.lab_graph(_file(parsed, verb), chosen))
-    else:
-        raise InvalidArgument("lab", verb, detail=f"unknown verb: expected {VERBS}")
+def _deploy(engine: Engine, parsed: Parsed) -> int:
+    if parsed.flag("explain"):
+        sys.stdout.write("\n".join(engine.explain_lab(_file(parsed, "deploy"))) + "\n")
+        return 0
+    changed = engine.deploy_lab(_file(parsed, "deploy"))
+    name = engine.read_lab(_file(parsed, "deploy")).name
+    if not changed:
+        sys.stdout.write(f"lab {name} is already deployed\n")
+    _table(engine, [name])
     return 0
+
+
+def _apply(engine: Engine, parsed: Parsed) -> int:
+    changes = engine.apply_lab(_file(parsed, "apply"))
+    sys.stdout.write("".join(f"{change}\n" for change in changes) or "nothing to change\n")
+    return 0
+
+
+def _destroy(engine: Engine, parsed: Parsed) -> int:
+    for name in _names(engine, parsed, "destroy"):
+        engine.destroy_lab(name, cleanup=parsed.flag("cleanup"))
+        sys.stdout.write(f"destroyed lab {name}\n")
+    return 0
+
+
+def _inspect(engine: Engine, parsed: Parsed) -> int:
+    names = _names(engine, parsed, "inspect")
+    if parsed.text("format") == "json":
+        import json
+
+        sys.stdout.write(json.dumps([engine.inspect_lab(name) for name in names], indent=2)
+                         + "\n")
+    elif parsed.text("format") not in ("", "table"):
+        raise InvalidArgument("lab inspect", parsed.text("format"),
+                              detail="unknown format", hint="table or json")
+    else:
+        _table(engine, names)
+    return 0
+
+
+def _exec(engine: Engine, parsed: Parsed) -> int:
+    command = parsed.text("cmd")
+    if not command:
+        raise InvalidArgument("lab exec", "", detail="no --cmd given")
+    import shlex
+
+    labels = []
+    for text in parsed.texts("label"):
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise InvalidArgument("lab exec", text, detail="a label is KEY=VALUE")
+        labels.append((key, value))
+    status = 0
+    for name in _names(engine, parsed, "exec"):
+        for container, result in engine.lab_exec(name, shlex.split(command), labels=labels):
+            sys.stdout.write(f"--- {container} (exit {result.exit_code})\n")
+            sys.stdout.write(result.stdout.decode(errors="replace"))
+            status = status or (1 if result.exit_code else 0)
+    return status
+
+
+def _validate(engine: Engine, parsed: Parsed) -> int:
+    topology = engine.read_lab(_file(parsed, "validate"))
+    if parsed.flag("matrix"):
+        return _matrix(engine, topology)
+    if not topology.checks:
+        sys.stdout.write(f"lab {topology.name} defines no checks (tsubo.checks)\n")
+        return EXIT_NO_CHECKS
+    checks = engine.validate_lab(topology)
+    for check in checks:
+        sys.stdout.write(check.describe() + "\n")
+    failed = sum(not check.passed for check in checks)
+    sys.stdout.write(f"{len(checks) - failed} passed, {failed} failed\n")
+    return EXIT_CHECK_FAILED if failed else 0
+
+
+def _graph(engine: Engine, parsed: Parsed) -> int:
+    chosen = parsed.text("format") or ("text" if sys.stdout.isatty() else "dot")
+    sys.stdout.write(engine.lab_graph(_file(parsed, "graph"), chosen))
+    return 0
+
+
+_VERBS: dict[str, Callable[[Engine, Parsed], int]] = {
+    "deploy": _deploy, "apply": _apply, "destroy": _destroy, "inspect": _inspect,
+    "exec": _exec, "validate": _validate, "graph": _graph,
+}
 
 
 def _matrix(engine: Engine, topology: Topology) -> int:

@@ -80,7 +80,11 @@ def node_digest(node: Node) -> str:
     return hashlib.sha256(repr(shape).encode()).hexdigest()[:16]
 
 
-def link_key(link: Link) -> tuple[str, str, str, str, int]:
+#: a link as the record keeps it: (node, interface, node, interface, MTU)
+LinkKey = tuple[str, str, str, str, int]
+
+
+def link_key(link: Link) -> LinkKey:
     a, b = sorted((link.a, link.b), key=str)
     return (a.node, a.interface, b.node, b.interface, link.mtu)
 
@@ -272,6 +276,63 @@ class LabManager:
         with records.LabLock(self.engine.paths, topology.name):
             return self._apply(topology)
 
+    def _remove_links(self, record: records.LabRecord, gone: set[LinkKey],
+                      renewed: set[str], new_keys: set[LinkKey]) -> list[str]:
+        """``apply``'s first step: delete the links that go (by one end that survives; the
+        other goes with it); what was done."""
+        from tsubo.network import links
+
+        done: list[str] = []
+        host_lines: list[str] = []
+        per_netns: dict[str, list[str]] = {}
+        for a_node, a_if, b_node, b_if, _ in sorted(gone):
+            for end_node, ifname in ((a_node, a_if), (b_node, b_if)):
+                if end_node in renewed:
+                    continue
+                if end_node in record.containers:
+                    per_netns.setdefault(record.containers[end_node], []).append(
+                        f"link del {ifname}")
+                else:
+                    host_lines.append(f"link del {ifname}")
+                break
+            if (a_node, a_if, b_node, b_if) not in {key[:4] for key in new_keys}:
+                done.append(f"removed link {a_node}:{a_if} - {b_node}:{b_if}")
+        for netns, lines in per_netns.items():
+            links.apply_in_netns(netns, lines)
+        if host_lines:
+            links.apply_host(host_lines)
+        gone_host_ends = {ifname for a_node, a_if, b_node, b_if, _ in gone
+                          for end_node, ifname in ((a_node, a_if), (b_node, b_if))
+                          if end_node not in record.containers}
+        for ifname in sorted(gone_host_ends & set(record.host_links)):
+            record.host_links.remove(ifname)
+            self._ledger().forget("link", ifname)
+        return done
+
+    def _remove_nodes(self, record: records.LabRecord, renewed: set[str],
+                      removed: set[str]) -> list[str]:
+        """``apply``'s second step: remove the nodes that go or are made again."""
+        from tsubo.network import links
+
+        done: list[str] = []
+        for name in sorted(renewed):
+            container = record.containers.pop(name, "")
+            if container:
+                self.engine.remove(container, force=True)
+                if container in record.pins:
+                    from tsubo.network import bridge
+
+                    bridge.delete_netns(container)
+                    record.pins.remove(container)
+                    self._ledger().forget("netns", container)
+            elif name in record.bridges:
+                links.remove_host_links([name])
+                record.bridges.remove(name)
+                self._ledger().forget("link", name)
+            if name in removed:
+                done.append(f"removed node {name}")
+        return done
+
     def _apply(self, topology: Topology) -> list[str]:
         import dataclasses
 
@@ -304,47 +365,9 @@ class LabManager:
                 if key not in old_links or key in gone]
         done: list[str] = []
         # 1. links that go, by one surviving end (the other goes with it)
-        host_lines: list[str] = []
-        per_netns: dict[str, list[str]] = {}
-        for a_node, a_if, b_node, b_if, _ in sorted(gone):
-            for end_node, ifname in ((a_node, a_if), (b_node, b_if)):
-                if end_node in renewed:
-                    continue
-                if end_node in record.containers:
-                    per_netns.setdefault(record.containers[end_node], []).append(
-                        f"link del {ifname}")
-                else:
-                    host_lines.append(f"link del {ifname}")
-                break
-            if (a_node, a_if, b_node, b_if) not in {key[:4] for key in new_links}:
-                done.append(f"removed link {a_node}:{a_if} - {b_node}:{b_if}")
-        for netns, lines in per_netns.items():
-            links.apply_in_netns(netns, lines)
-        if host_lines:
-            links.apply_host(host_lines)
-        gone_host_ends = {ifname for a_node, a_if, b_node, b_if, _ in gone
-                          for end_node, ifname in ((a_node, a_if), (b_node, b_if))
-                          if end_node not in record.containers}
-        for ifname in sorted(gone_host_ends & set(record.host_links)):
-            record.host_links.remove(ifname)
-            self._ledger().forget("link", ifname)
+        done += self._remove_links(record, gone, renewed, set(new_links))
         # 2. nodes that go, or are made again
-        for name in sorted(renewed):
-            container = record.containers.pop(name, "")
-            if container:
-                self.engine.remove(container, force=True)
-                if container in record.pins:
-                    from tsubo.network import bridge
-
-                    bridge.delete_netns(container)
-                    record.pins.remove(container)
-                    self._ledger().forget("netns", container)
-            elif name in record.bridges:
-                links.remove_host_links([name])
-                record.bridges.remove(name)
-                self._ledger().forget("link", name)
-            if name in removed:
-                done.append(f"removed node {name}")
+        done += self._remove_nodes(record, renewed, removed)
         records.save(self.engine.paths, record)
         # 3. nodes that come (again), then the links that come, then every node's state
         mgmt = self._mgmt_network(topology, record)

@@ -403,62 +403,8 @@ def _node(reader: _Reader, name: str, node: Any, defaults: dict[str, Any],
         return Node(name=name, kind=kind, line=line)
     fields: dict[str, Any] = {}
     for key, stack in values.items():
-        last = stack[-1]
-        what = f"{key} of node {name}"
-        if key in ("kind", "group"):
-            continue
-        if key == "image":
-            fields["image"] = reader.text(last, what)
-        elif key == "cmd":
-            import shlex
-
-            try:
-                fields["cmd"] = tuple(shlex.split(reader.text(last, what)))
-            except ValueError as error:
-                raise reader.error(_line(last), f"{what}: {error}") from None
-        elif key == "entrypoint":
-            fields["entrypoint"] = reader.text(last, what)
-        elif key in ("env", "labels", "sysctls"):
-            merged: dict[str, str] = {}
-            for layer_node in stack:
-                merged.update(reader.pairs(layer_node, what))
-            fields[key] = tuple(merged.items())
-        elif key == "binds":
-            fields["binds"] = tuple(bind for layer_node in stack
-                                    for bind in reader.texts(layer_node, what))
-        elif key == "exec":
-            fields["exec"] = reader.texts(last, what)
-        elif key == "cap-add":
-            fields["cap_add"] = reader.texts(last, what)
-        elif key == "ports":
-            if reader.sequence(last, what):
-                raise reader.error(_line(last), f"{what}: published ports are not supported "
-                                   "by labs yet")
-        elif key == "network-mode":
-            mode = reader.text(last, what)
-            if mode not in ("", "none", "host"):
-                raise reader.error(_line(last), f'{what}: "{mode}" is not supported',
-                                   hint="none or host")
-            fields["network_mode"] = mode
-        elif key == "mgmt-ipv4":
-            fields["mgmt_ipv4"] = _address(reader, last, what)
-        elif key == "user":
-            fields["user"] = reader.text(last, what)
-        elif key == "memory":
-            fields["memory"] = reader.text(last, what)
-        elif key == "cpu":
-            value = reader.scalar(last, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise reader.error(_line(last), f"{what} must be a positive number")
-            fields["cpu"] = float(value)
-        elif key == "tsubo":
-            for extension_key, value_node in reader.mapping(last, f"tsubo of node {name}",
-                                                            _NODE_TSUBO_KEYS):
-                assert extension_key == "rootfs"
-                rootfs = reader.text(value_node, f"tsubo.rootfs of node {name}",
-                                     allow_empty=False)
-                fields["rootfs"] = os.path.normpath(os.path.join(os.path.dirname(reader.path),
-                                                                 rootfs))
+        if key not in ("kind", "group"):
+            _node_field(reader, name, key, stack, fields)
     for key, value in fields.get("sysctls", ()):
         if not key.startswith("net."):
             raise reader.error(_line(values["sysctls"][-1]), f"sysctl {key} of node {name}: "
@@ -467,6 +413,65 @@ def _node(reader: _Reader, name: str, node: Any, defaults: dict[str, Any],
     if not fields.get("image") and not fields.get("rootfs"):
         raise reader.error(line, f"node {name} has no image (nor tsubo.rootfs)")
     return Node(name=name, kind=kind, line=line, **fields)
+
+
+#: node keys whose value is one text / a list of texts: containerlab's name -> Node's
+_TEXT_FIELDS = {"image": "image", "entrypoint": "entrypoint", "user": "user",
+                "memory": "memory"}
+_TEXTS_FIELDS = {"exec": "exec", "cap-add": "cap_add"}
+
+
+def _node_field(reader: _Reader, name: str, key: str, stack: list[Any],
+                fields: dict[str, Any]) -> None:
+    """One key of node *name* into *fields*: *stack* holds its values from the defaults,
+    the node's kind and the node itself (mappings merge, binds add up, the rest is the
+    last one's)."""
+    last = stack[-1]
+    what = f"{key} of node {name}"
+    if key in _TEXT_FIELDS:
+        fields[_TEXT_FIELDS[key]] = reader.text(last, what)
+    elif key in _TEXTS_FIELDS:
+        fields[_TEXTS_FIELDS[key]] = reader.texts(last, what)
+    elif key == "cmd":
+        import shlex
+
+        try:
+            fields["cmd"] = tuple(shlex.split(reader.text(last, what)))
+        except ValueError as error:
+            raise reader.error(_line(last), f"{what}: {error}") from None
+    elif key in ("env", "labels", "sysctls"):
+        merged: dict[str, str] = {}
+        for layer_node in stack:
+            merged.update(reader.pairs(layer_node, what))
+        fields[key] = tuple(merged.items())
+    elif key == "binds":
+        fields["binds"] = tuple(bind for layer_node in stack
+                                for bind in reader.texts(layer_node, what))
+    elif key == "ports":
+        if reader.sequence(last, what):
+            raise reader.error(_line(last), f"{what}: published ports are not supported "
+                               "by labs yet")
+    elif key == "network-mode":
+        mode = reader.text(last, what)
+        if mode not in ("", "none", "host"):
+            raise reader.error(_line(last), f'{what}: "{mode}" is not supported',
+                               hint="none or host")
+        fields["network_mode"] = mode
+    elif key == "mgmt-ipv4":
+        fields["mgmt_ipv4"] = _address(reader, last, what)
+    elif key == "cpu":
+        value = reader.scalar(last, what)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise reader.error(_line(last), f"{what} must be a positive number")
+        fields["cpu"] = float(value)
+    elif key == "tsubo":
+        for extension_key, value_node in reader.mapping(last, f"tsubo of node {name}",
+                                                        _NODE_TSUBO_KEYS):
+            assert extension_key == "rootfs"
+            rootfs = reader.text(value_node, f"tsubo.rootfs of node {name}",
+                                 allow_empty=False)
+            fields["rootfs"] = os.path.normpath(os.path.join(os.path.dirname(reader.path),
+                                                             rootfs))
 
 
 def _address(reader: _Reader, node: Any, what: str, *, cidr: bool = False) -> str:
