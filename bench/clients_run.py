@@ -13,7 +13,7 @@ Rows (interleaved in one run: each round runs every row once, in rotating order)
 containerd's shim keeps its sockets and runc root in /run/containerd (hard-wired in 1.6): a
 tmpfs is mounted there, so this must run in a private mount namespace:
 
-    sudo /work/tools/isolated .venv/bin/python bench/clients_run.py [--rounds 20]
+    sudo unshare --mount --propagation private .venv/bin/python bench/clients_run.py [--rounds 20]
 
 The "command" column times the client from spawn to exit; "+ helpers" until its detached
 helpers (conmon, `podman container cleanup`, the shim) are gone. Ratios are of medians, to
@@ -90,7 +90,8 @@ class Containerd:
             f"/proc/{os.getppid()}/ns/mnt").st_ino
         if not private:
             raise BenchError("containerd's shim writes /run/containerd: run under "
-                             "/work/tools/isolated (a private mount namespace)")
+                             "`unshare --mount --propagation private` (a private mount "
+                             "namespace)")
         if not SHIM_STATE.exists():
             SHIM_STATE.mkdir(mode=0o711)
             self.made_shim_dir = True

@@ -11,7 +11,7 @@ Sandbox, made and removed by the module fixture:
   pid recorded), stopped by that pid at the end;
 - the shim keeps its sockets and its runc root under /run/containerd (hard-wired in 1.6):
   a tmpfs is mounted there, only when this process has a mount namespace of its own (as
-  under /work/tools/isolated); the folder is made for it if the host has none, and removed;
+  under scripts/test.sh); the folder is made for it if the host has none, and removed;
 - images through the `native` snapshotter (plain copies: no overlay mounts), imported from
   an OCI archive the fixture writes (busybox-static);
 - each container's cgroup is `/tsubo-test-<tag>/<id>` (ctr's `--cgroup`), so the per-test
@@ -235,8 +235,8 @@ def containerd(subreaper: None) -> Iterator[Containerd]:
     if not (runtime.is_file() and os.access(runtime, os.X_OK)):
         pytest.skip(f"runtime under test not found: {runtime}")
     if not _private_mount_namespace():
-        pytest.skip("containerd's shim writes /run/containerd: run under /work/tools/isolated "
-                    "(a private mount namespace)")
+        pytest.skip("containerd's shim writes /run/containerd: needs a private mount "
+                    "namespace (scripts/test.sh runs pytest in one)")
     tmp = Path(tempfile.mkdtemp(prefix="tsubo-e2e-containerd-"))
     tmp.chmod(0o700)
     (tmp / "containerd.toml").write_text(CONFIG.format(tmp=tmp))

@@ -14,7 +14,7 @@ Networks: most containers run with `--network none`. The bridge tests run podman
 throwaway network namespace the module fixture makes (`nsenter --net`), so CNI's bridge,
 veths and iptables rules live and die there; CNI's state (/var/lib/cni: host-local leases,
 results cache) goes to the temp dir through a bind mount over /var/lib, made only when this
-process already has a mount namespace of its own (`/work/tools/isolated`), else those tests
+process already has a mount namespace of its own (`scripts/test.sh`), else those tests
 skip.
 
 Per test: podman's helper processes (conmon, `podman container cleanup`) must be gone shortly
@@ -344,7 +344,7 @@ def _bridge_sandbox(pm: Podman, tmp: Path) -> str:
     success, else why the bridge tests skip. The bind mount is made only in a mount
     namespace of our own: in the host's, it would hide /var/lib from everyone."""
     if not _private_mount_namespace():
-        return "bridge tests need a private mount namespace (run under /work/tools/isolated)"
+        return "bridge tests need a private mount namespace (scripts/test.sh runs pytest in one)"
     for tool in ("nsenter", "iptables"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian packages util-linux, iptables)"
