@@ -125,12 +125,20 @@ class Engine(EngineCore):
 
     def run_detached(self, options: RunOptions, *, name: str | None = None) -> ContainerRow:
         """create + start, returning once the container runs (or raising why it could not)."""
+        from tsubo.state.db import ContainerRow
+
         _, client = self.run_attached(options, name=name)
         try:
             client.wait_started()
         finally:
             os.close(client.sock_fd)
-        return self.db.get_container(client.container_id)
+        try:
+            return self.db.get_container(client.container_id)
+        except NotFound:
+            # an --rm container that ended, and was removed, before we looked: it ran, as
+            # asked (Docker prints its ID all the same)
+            return ContainerRow.new(client.container_id, name or "", options.to_json(),
+                                    options.rootfs, image=options.image, state=status.EXITED)
 
     # --- stop / restart / wait / remove -------------------------------------------------------
 
