@@ -459,6 +459,24 @@ def _blob_cache_mtime() -> int | None:
     return HOST_BLOB_CACHE.stat().st_mtime_ns if HOST_BLOB_CACHE.exists() else None
 
 
+def tear_down_engine(tsubo: Sequence[str], root: Path, networks: Sequence[str], netns: str,
+                     sandbox: Sandbox) -> list[str]:
+    """Remove every container of the engine *tsubo* (its argv, ``--root`` *root* included)
+    and its *networks*, wait for its monitor to go, delete the throwaway *netns*; the
+    sandbox's problems after that (what was left behind)."""
+    ids = run_command([*tsubo, "ps", "-aq"]).stdout.split()
+    for start in range(0, len(ids), 50):
+        run_command([*tsubo, "rm", "-f", *ids[start:start + 50]], timeout=300)
+    for network in networks:
+        run_command([*tsubo, "network", "rm", network])
+    deadline = time.monotonic() + 10
+    while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sandbox.settle()
+    run_command(["ip", "netns", "del", netns])
+    return sandbox.close()
+
+
 class Sandbox:
     """A temp dir and the host state before the benchmark; :meth:`close` checks (and, for
     what is provably ours, undoes) everything the benchmark might leave behind."""

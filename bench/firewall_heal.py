@@ -21,7 +21,15 @@ import statistics
 import sys
 import time
 
-from common import TSUBO, Sandbox, make_busybox_rootfs, markdown_table, median_p90, run_command
+from common import (
+    TSUBO,
+    Sandbox,
+    make_busybox_rootfs,
+    markdown_table,
+    median_p90,
+    run_command,
+    tear_down_engine,
+)
 
 SPACING = 2.6  # seconds between rounds: at most 4 repairs in any 10 s
 
@@ -74,15 +82,7 @@ def main() -> int:
                     break
             times.append((time.monotonic() - begin) * 1000)
     finally:
-        run_command([*tsubo, "rm", "-f", "h1", "h2"])
-        run_command([*tsubo, "network", "rm", "heal"])
-        deadline = time.monotonic() + 10
-        while (sandbox.tmp / "tsubo" / "run" / "monitor.sock").exists() and \
-                time.monotonic() < deadline:
-            time.sleep(0.1)
-        sandbox.settle()
-        run_command(["ip", "netns", "del", netns])
-        problems += sandbox.close()
+        problems += tear_down_engine(tsubo, sandbox.tmp / "tsubo", ["heal"], netns, sandbox)
     if times:
         median, p90 = median_p90(times)
         print(f"time from `nft flush ruleset` to tsubo's firewall whole again, {len(times)} "

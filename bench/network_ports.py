@@ -26,7 +26,15 @@ import subprocess
 import sys
 import time
 
-from common import TSUBO, Sandbox, make_busybox_rootfs, markdown_table, require, run_command
+from common import (
+    TSUBO,
+    Sandbox,
+    make_busybox_rootfs,
+    markdown_table,
+    require,
+    run_command,
+    tear_down_engine,
+)
 
 
 def main() -> int:
@@ -108,16 +116,7 @@ def main() -> int:
     except RuntimeError as error:
         problems.append(str(error))
     finally:
-        ids = run_command([*tsubo, "ps", "-aq"]).stdout.split()
-        for begin in range(0, len(ids), 50):
-            run_command([*tsubo, "rm", "-f", *ids[begin:begin + 50]], timeout=300)
-        run_command([*tsubo, "network", "rm", "bench"])
-        deadline = time.monotonic() + 10
-        while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        sandbox.settle()
-        run_command(["ip", "netns", "del", netns])
-        problems += sandbox.close()
+        problems += tear_down_engine(tsubo, root, ["bench"], netns, sandbox)
     if rows:
         print(f"published ports, {os.cpu_count()} cores, {args.rounds} rounds\n")
         print(markdown_table(["what", "value"], rows))

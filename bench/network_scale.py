@@ -15,9 +15,15 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
-from common import TSUBO, Sandbox, make_busybox_rootfs, markdown_table, run_command
+from common import (
+    TSUBO,
+    Sandbox,
+    make_busybox_rootfs,
+    markdown_table,
+    run_command,
+    tear_down_engine,
+)
 
 
 def main() -> int:
@@ -47,16 +53,7 @@ def main() -> int:
                 break
             times.append(result.seconds * 1000)
     finally:
-        ids = run_command([*tsubo, "ps", "-aq"]).stdout.split()
-        for start in range(0, len(ids), 50):
-            run_command([*tsubo, "rm", "-f", *ids[start:start + 50]], timeout=300)
-        run_command([*tsubo, "network", "rm", "scale"])
-        deadline = time.monotonic() + 10
-        while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        sandbox.settle()
-        run_command(["ip", "netns", "del", netns])
-        problems += sandbox.close()
+        problems += tear_down_engine(tsubo, root, ["scale"], netns, sandbox)
     if len(times) >= 20:
         first = statistics.median(times[:10])
         last = statistics.median(times[-10:])
