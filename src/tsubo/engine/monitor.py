@@ -182,6 +182,7 @@ class MonitorService:
         #: fd -> (socket, network id, what arrived so far)
         self.dns_tcp: dict[int, tuple[Any, str]] = {}
         self.dns_conns: dict[int, tuple[Any, str, bytearray]] = {}
+        self.dns_relaying = [0]  # relays over TCP in flight (their threads count down)
         self.upstream: Any = None
         self.relayed: dict[tuple[bytes, str], tuple[Any, Any]] = {}
         self.wake_read = -1
@@ -542,7 +543,7 @@ class MonitorService:
             conn, _ = listener.accept()
         except OSError:
             return
-        if len(self.dns_conns) >= _DNS_TCP_CONNECTIONS:
+        if len(self.dns_conns) + self.dns_relaying[0] >= _DNS_TCP_CONNECTIONS:
             conn.close()  # a flood: the oldest keep their turn
             return
         conn.setblocking(False)
@@ -581,7 +582,8 @@ class MonitorService:
             from tsubo.network.ipam import dns_upstreams
 
             servers = [server for server in upstreams or dns_upstreams() if ":" not in server]
-            _thread.start_new_thread(_relay_tcp, (conn, packet, servers))
+            self.dns_relaying[0] += 1
+            _thread.start_new_thread(_relay_tcp, (conn, packet, servers, self.dns_relaying))
         else:
             conn.close()
 
@@ -1611,9 +1613,9 @@ def _send_quietly_stream(conn: Any, message: bytes) -> None:
         pass
 
 
-def _relay_tcp(conn: Any, packet: bytes, servers: list[str]) -> None:
+def _relay_tcp(conn: Any, packet: bytes, servers: list[str], in_flight: list[int]) -> None:
     """In a thread: ask the first upstream that answers over TCP, pass its answer back,
-    close the client's connection."""
+    close the client's connection, and count itself out of *in_flight*."""
     import socket
 
     from tsubo.network.dns import read_tcp_message, tcp_frame
@@ -1631,6 +1633,7 @@ def _relay_tcp(conn: Any, packet: bytes, servers: list[str]) -> None:
                 return
     finally:
         conn.close()
+        in_flight[0] -= 1
 
 
 def _send_datagram(sock: Any, packet: bytes, address: Any) -> None:

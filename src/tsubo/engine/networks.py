@@ -393,7 +393,7 @@ class NetworkManager:
             return []
         missing = firewall.damage(networks)
         if missing:
-            firewall.reload(networks, publications=self._publications())
+            self.reload()
         return missing
 
     def networks_of(self, container_id: str) -> list[tuple[Endpoint, Network]]:
