@@ -8,6 +8,9 @@ import select
 import subprocess
 from typing import Any
 
+import pytest
+
+from tsubo.errors import TsuboError
 from tsubo.kernel import nftables
 from tsubo.kernel.iproute import InNetns
 from tsubo.kernel.nftwatch import RulesetWatch, committers
@@ -54,3 +57,32 @@ def test_committers_of_a_generation_message_as_the_kernel_sends_it() -> None:
     payload = bytes.fromhex("00000002" "0800010000000002" "08000200000044bc" "080003006e667400")
     header = (16 + len(payload)).to_bytes(4, "little") + (10 << 8 | 15).to_bytes(2, "little")
     assert committers(header + bytes(10) + payload) == [0x44BC]
+
+
+def test_in_process_nftables_acts_in_the_calling_threads_netns(netns: Any) -> None:
+    # libnftables in-process (netns=None): a thread inside the test's netns writes there,
+    # not in the namespace an earlier call of this process used; the pid the kernel names
+    # is the committing thread's; a failing batch reads as nft's and changes nothing
+    nftables.list_table()  # in this process's own namespace first
+    with InNetns(netns.name):
+        watch = RulesetWatch()
+        try:
+            pid = nftables.apply(TABLE)
+            drain_until(watch, 1)
+            assert watch.committed == [pid]
+            assert nftables.list_table() is not None
+            bad = {"nftables": [{"add": {"chain": {"family": "inet", "table": "tsubo",
+                                                   "name": "y"}}},
+                                {"delete": {"table": {"family": "inet", "name": "absent"}}}]}
+            with pytest.raises(TsuboError, match=r"exit status 1: Error: .*No such file"):
+                nftables.apply(bad)
+            listed = nftables.list_table()
+            assert listed is not None
+            assert not any(item.get("chain") for item in listed)
+        finally:
+            watch.close()
+            nftables.apply({"nftables": [{"delete": {"table": {"family": "inet",
+                                                                "name": "tsubo"}}}]})
+    shown = subprocess.run(["nsenter", f"--net=/run/netns/{netns.name}", "nft", "list",
+                            "tables"], capture_output=True, text=True, check=True).stdout
+    assert "tsubo" not in shown
