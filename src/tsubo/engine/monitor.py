@@ -42,7 +42,7 @@ from tsubo.engine.background import SOCKET_NAME, close_fds_except, record_crash
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import select
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Any
 
     from tsubo.engine.core import EngineCore
@@ -186,6 +186,11 @@ class MonitorService:
         self.upstream: Any = None
         self.relayed: dict[tuple[bytes, str], tuple[Any, Any]] = {}
         self.wake_read = -1
+        #: a SIGCHLD arrived since the last reaping (each turn looked at every known init
+        #: before: a cost that grew with the number of containers)
+        self.child_exited = False
+        #: the earliest deadline :meth:`_next_timeout` found: no timer is due before it
+        self.timers_due = 0.0
         self.keeper: Any = None
         if keeper_fd >= 0:
             import _socket
@@ -224,14 +229,16 @@ class MonitorService:
             self.keeper.setblocking(False)
             self._watch(self.keeper.fileno(), lambda _: self._from_keeper())
         self.wake_read = signals.wake_on(_signal.SIGCHLD)
-        self._watch(self.wake_read, signals.drain)
+        self._watch(self.wake_read, self._child_signal)
         idle_since = time.monotonic()
         while True:
             timeout = self._next_timeout(idle_since)
             for fd, _ in self.poller.poll(timeout):
                 self._guard("handling an event", self._dispatch, fd)
-            self._guard("reaping", self._reap_children)
-            self._guard("running timers", self._run_timers)
+            if self.child_exited:
+                self._guard("reaping", self._reap_children)
+            if time.monotonic() >= self.timers_due:
+                self._guard("running timers", self._run_timers)
             if self.to_prepare:
                 self._guard("starting a container", self._prepare_next)
             if self.containers or self.pending or self.jobs:
@@ -281,22 +288,24 @@ class MonitorService:
     def _next_timeout(self, idle_since: float) -> int:
         import time
 
-        if self.to_prepare:
-            return 0  # a start waits its turn: look at the other events, then take it
         now = time.monotonic()
-        deadlines = [s.restart_at for s in self.containers.values() if s.restart_at]
-        deadlines += [s.exited_at + _DRAIN_SECONDS for s in self.containers.values()
-                      if s.exit_code is not None and s.streams]
-        if self.firewall_check_at:
-            deadlines.append(self.firewall_check_at)
-        deadlines += [s.health.next_at for s in self.containers.values()
-                      if s.health is not None and not s.health.probing
-                      and s.exit_code is None]
+        deadlines = [self.firewall_check_at] if self.firewall_check_at else []
+        for supervised in self.containers.values():  # one pass: this runs every turn
+            if supervised.restart_at:
+                deadlines.append(supervised.restart_at)
+            if supervised.exit_code is not None:
+                if supervised.streams:
+                    deadlines.append(supervised.exited_at + _DRAIN_SECONDS)
+            elif supervised.health is not None and not supervised.health.probing:
+                deadlines.append(supervised.health.next_at)
         if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
+        self.timers_due = min(deadlines, default=float("inf"))
+        if self.to_prepare:
+            return 0  # a start waits its turn: look at the other events, then take it
         if not deadlines:
             return -1
-        return max(0, int((min(deadlines) - now) * 1000) + 1)
+        return max(0, int((self.timers_due - now) * 1000) + 1)
 
     def _close_if_idle(self) -> bool:
         """Exit only while holding the start lock, with no connection waiting."""
@@ -987,6 +996,12 @@ class MonitorService:
 
     # --- exits --------------------------------------------------------------------------------
 
+    def _child_signal(self, fd: int) -> None:
+        from tsubo.kernel.signals import drain
+
+        drain(fd)
+        self.child_exited = True
+
     def _reap_children(self) -> None:
         """Reap the inits that exited. While a worker is starting a container, only our
         known inits are reaped: a wait for any child could take the runtime's own
@@ -995,8 +1010,9 @@ class MonitorService:
 
         from tsubo.kernel.procfs import reap_children
 
+        self.child_exited = False
         for pid, wait_status in (reap_children() if not self.jobs
-                                 else _reap_known(list(self.by_pid))):
+                                 else _reap_known(self.by_pid)):
             supervised = self.by_pid.pop(pid, None)
             if supervised is None:
                 continue  # an intermediate or hook process of the runtime
@@ -1585,9 +1601,27 @@ def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> b
     return False
 
 
-def _reap_known(pids: list[int]) -> Iterator[tuple[int, int]]:
-    """(pid, wait status) of those of *pids* that have exited."""
-    for pid in pids:
+def _reap_known(known: Mapping[int, object]) -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of those of the *known* pids that have exited. The first child
+    that can be waited for is looked at without reaping it (``WNOWAIT``): ours is reaped
+    and the next looked at; none is the common answer, found in one call however many
+    containers run. Only behind a child of someone else's (a runtime's intermediate
+    process, its worker's to reap) is every known pid asked in turn."""
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+    while True:
+        try:
+            child = os.waitid(os.P_ALL, 0, flags)
+        except ChildProcessError:
+            return
+        if child is None:
+            return
+        if child.si_pid not in known:
+            break
+        reaped, wait_status = os.waitpid(child.si_pid, os.WNOHANG)
+        if not reaped:
+            return  # not a process that can be waited for after all (raced): next SIGCHLD
+        yield reaped, wait_status
+    for pid in list(known):
         try:
             reaped, wait_status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
