@@ -980,6 +980,7 @@ def _dispatch(args: list[str], invocation: _Invocation) -> int:
     from tsubo.api import Engine
 
     engine = Engine(global_flags.text("root") or None)
+    engine.on_warning = _warning  # Docker's one line, not Python's warning format
     try:
         return command.handler(engine, parsed)
     finally:
@@ -1114,6 +1115,15 @@ def _error(text: str) -> None:
         sys.stderr.flush()
     except OSError:
         pass  # nowhere left to say it
+
+
+def _warning(text: str) -> None:
+    """A warning about what was asked (Docker's ``WARNING: ...`` line on stderr)."""
+    try:
+        sys.stderr.write(f"WARNING: {text}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def _json(text: str) -> dict[str, object]:

@@ -9,15 +9,17 @@ address. IPv6 is :class:`~tsubo.errors.Unsupported`, naming the flag.
 the pool is Docker's ranges, 172.17.0.0/16 ... 172.31.0.0/16 then 192.168.0.0/16, but cut
 into /24s (4096 candidates, in that order) where Docker hands out whole /16s and /20s: 253
 addresses are plenty for one host's bridge, and a small footprint collides less often with
-the routes of LANs and VPNs. A candidate is skipped when it overlaps another network, a
-host nameserver or the networks' upstream resolver (:func:`nameservers_to_avoid`: they
-could not be reached any more) or a host route -- any route of any table except the
-default route (prefix length 0). A VPN's "redirect-gateway def1" pair,
-0.0.0.0/1 and 128.0.0.0/1, therefore blocks every candidate (128.0.0.0/1 alone covers the
-whole default pool; 0.0.0.0/1 would cover a 10.x pool): the VPN claims all addresses, and a
-more specific bridge route would silently steal a range from it. That is the safe choice; the
-error names the route and asks for ``--subnet``. An explicit ``--subnet`` is not checked
-against host routes (the user knows the network; the seed's 192.168.10.0/24 is one).
+the routes of LANs and VPNs. The default network ``bridge`` tries Docker's own
+172.17.0.0/16 first (:data:`DEFAULT_NETWORK_POOL`), where users expect it. A candidate
+is skipped when it overlaps another network, a host nameserver or the networks' upstream
+resolver (:func:`nameservers_to_avoid`: they could not be reached any more) or a host
+route -- any route of any table except the default route (prefix length 0). A VPN's
+"redirect-gateway def1" pair, 0.0.0.0/1 and 128.0.0.0/1, therefore blocks every
+candidate (128.0.0.0/1 alone covers the whole default pool; 0.0.0.0/1 would cover a 10.x
+pool): the VPN claims all addresses, and a more specific bridge route would silently steal
+a range from it. That is the safe choice; the error names the route and asks for
+``--subnet``. An explicit ``--subnet`` is not checked against host routes (the user knows
+the network; the seed's 192.168.10.0/24 is one).
 
 **Allocating** (:func:`allocate`): one ``BEGIN IMMEDIATE`` transaction per address, so
 concurrent engines never hand out the same one. The lowest free address of the allocation
@@ -65,6 +67,9 @@ DEFAULT_POOL: tuple[tuple[str, int], ...] = (
     *((f"172.{second}.0.0/16", 24) for second in range(17, 32)),
     ("192.168.0.0/16", 24),
 )
+#: The default network's (``bridge``): Docker's 172.17.0.0/16 whole when nothing overlaps
+#: it, else a /24 of the pool as any network gets.
+DEFAULT_NETWORK_POOL: tuple[tuple[str, int], ...] = (("172.17.0.0/16", 16), *DEFAULT_POOL)
 #: The longest prefix ``--subnet`` may have: a /30 holds a gateway and one container.
 MAX_SUBNET_PREFIX = 30
 #: Where ``ip route`` is; a fixed path, not a PATH lookup (PATH is the user's).
@@ -332,6 +337,7 @@ def create_network(
     routes: Callable[[], list[str]] = host_routes,
     nameservers: Callable[[], list[str]] = nameservers_to_avoid,
     network_id: str = "",
+    pool: Sequence[tuple[str, int]] = DEFAULT_POOL,
 ) -> Network:
     """Validate ``network create``'s flags, choose a subnet when none is given, and
     record the network (with the gateway's lease) -- the choice and the insert in one
@@ -358,7 +364,8 @@ def create_network(
     with store.transaction():
         if not subnet:
             taken = [existing.subnet for existing in store.list_networks()]
-            chosen = choose_subnet(taken, host_route_list, nameserver_list, network=name)
+            chosen = choose_subnet(taken, host_route_list, nameserver_list, pool,
+                                   network=name)
             subnet, gateway, ip_range = resolve_addresses(chosen)
         network = Network(network_id, name, subnet, gateway, bridge, ip_range=ip_range,
                           internal=internal, mtu=mtu, labels=labels)
