@@ -268,10 +268,11 @@ def test_default_network_prefers_dockers_whole_172_17(store):
     """The default network takes Docker's 172.17.0.0/16 when nothing overlaps it, else a
     /24 of the pool like any network; the networks made after it go around it."""
     assert ipam.choose_subnet([], [], [], ipam.DEFAULT_NETWORK_POOL) == "172.17.0.0/16"
-    for blockers in ((["172.17.0.0/24"], [], []), ([], ["172.17.5.0/24"], []),
-                     ([], [], ["172.17.200.1"])):
-        assert ipam.choose_subnet(*blockers, ipam.DEFAULT_NETWORK_POOL) == \
-            ipam.choose_subnet(*blockers), blockers
+    blockers: list[tuple[list[str], list[str], list[str]]] = [
+        (["172.17.0.0/24"], [], []), ([], ["172.17.5.0/24"], []), ([], [], ["172.17.200.1"])]
+    for taken, routes, servers in blockers:
+        assert ipam.choose_subnet(taken, routes, servers, ipam.DEFAULT_NETWORK_POOL) == \
+            ipam.choose_subnet(taken, routes, servers)
     default = ipam.create_network(store, "bridge", routes=lambda: [], nameservers=lambda: [],
                                   pool=ipam.DEFAULT_NETWORK_POOL)
     assert (default.subnet, default.gateway) == ("172.17.0.0/16", "172.17.0.1")
