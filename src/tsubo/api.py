@@ -308,8 +308,9 @@ class Engine:
         """Create a container without starting it; *options* are ``docker run``'s flags
         (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ...)."""
         run_options = _options(image, rootfs, command, options, cwd)
+        container = Container(self, self.core.create(run_options, name=name).id)
         self._warn(run_options)
-        return Container(self, self.core.create(run_options, name=name).id)
+        return container
 
     def run(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
             name: str | None = None, remove: bool = False, cwd: str | None = None,
@@ -319,17 +320,21 @@ class Engine:
         if remove or "rm" not in extra:  # the CLI's values carry ``rm`` itself (run -d --rm)
             extra["rm"] = remove
         run_options = _options(image, rootfs, command, extra, cwd)
+        container = Container(self, self.core.run_detached(run_options, name=name).id)
         self._warn(run_options)
-        return Container(self, self.core.run_detached(run_options, name=name).id)
+        return container
 
     def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
         """Create and start a container with this process attached to it (the CLI's
         foreground ``run``): ``wait_started()``, then ``relay()`` copies our stdio."""
-        self._warn(options)
-        return self.core.run_attached(options, name=name)[1]  # type: ignore[no-any-return]
+        client: AttachClient = self.core.run_attached(options, name=name)[1]
+        client.on_started = lambda: self._warn(options)
+        return client
 
     def _warn(self, options: RunOptions) -> None:
-        """Tell :attr:`on_warning` what will not work for a container about to be made."""
+        """Tell :attr:`on_warning` what will not work for a container just made (after
+        it was, as Docker's warnings come with a created container: a failure is one
+        line)."""
         if options.network == "bridge":
             from tsubo.engine.networks import forwarding_warning
 

@@ -195,6 +195,11 @@ def test_forwarding_off_is_one_warning_line(defnet: DefaultNet) -> None:
     attached = defnet.run("run", "--rm", "--rootfs", str(defnet.rootfs), "echo", "hi")
     assert (attached.stdout, attached.stderr) == ("hi\n", WARNING)
     assert defnet.host("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+    # a container that could not be made: its error alone, in one line
+    failed = defnet.run("run", "--rm", "--ip", "172.17.0.1", "--rootfs", str(defnet.rootfs),
+                        "true", check=False)
+    assert failed.returncode == 125 and "is the gateway" in failed.stderr
+    assert len(failed.stderr.splitlines()) == 1, failed.stderr
     # nothing to say for the isolated case, nor when the host forwards
     assert defnet.run("run", "--rm", "--network", "none", "--rootfs", str(defnet.rootfs),
                       "true").stderr == ""
