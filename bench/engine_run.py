@@ -10,7 +10,8 @@ Rows (interleaved in one run: each round runs every row once, in rotating order)
 ``--network bridge`` attaches every run to a network made for it (``tsubo network create``;
 podman: its default); ``--network default`` gives no ``--network`` flag at all, so each
 engine uses its default network (tsubo: ``bridge``, made by the first run, the engine
-setting ``$TSUBO_DEFAULT_NETWORK`` unset; podman: ``podman``). Both run inside a throwaway
+setting ``$TSUBO_DEFAULT_NETWORK`` unset; podman: ``podman``), with a row of tsubo's
+``--network none`` beside it for what the network costs. Both run inside a throwaway
 network namespace with IPv4 forwarding on (podman turns it on; tsubo would warn).
 
 ROOTFS and IMAGE hold the same busybox tree. podman is fully isolated from the host's podman
@@ -201,8 +202,14 @@ def _cases(installs: list[TsuboInstall], podman: Podman, runc: str, prefix: list
                                           "never", *podman_flags, IMAGE, "true")]
         return Case(f"podman ({os.path.basename(runtime)})", argv, podman.env, cwd)
 
-    return [*(tsubo_case(install) for install in installs), podman_case(runc),
-            podman_case(str(TSUBO_RUNTIME))]
+    cases = [*(tsubo_case(install) for install in installs), podman_case(runc),
+             podman_case(str(TSUBO_RUNTIME))]
+    if network == "default":  # what the default network costs, side by side
+        install = installs[0]
+        cases.insert(1, Case(f"{install.label} --network none", lambda _round: [
+            *prefix, *install.argv("run", "--rm", "--network", "none", "--rootfs", str(rootfs),
+                                   "true")], cwd=cwd))
+    return cases
 
 
 def _settle(sandbox: Sandbox, installs: list[TsuboInstall], cold_monitor: bool) -> None:
