@@ -23,8 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.engine_fixtures import wait_engine_gone
-from tests.e2e.test_engine_network import TSUBO, NetEngine
+from tests.e2e.test_engine_network import (  # noqa: F401 (net_engine: a fixture)
+    TSUBO,
+    NetEngine,
+    net_engine,
+)
 from tests.e2e.test_network_ports import fetch, wait_listening
 from tsubo.kernel.iproute import InNetns
 
@@ -72,15 +75,16 @@ class DefaultNet(NetEngine):
 
 
 @pytest.fixture
-def defnet(netns: Any, tmp_path: Path, busybox_rootfs: Path) -> Iterator[DefaultNet]:
-    engine = DefaultNet(netns.name, tmp_path / "root", busybox_rootfs)
+def defnet(net_engine: NetEngine) -> Iterator[DefaultNet]:  # noqa: F811
+    """net_engine (whose teardown removes every container and network: its engine has the
+    session's setting, under which ``bridge`` is removable) plus the outside namespace."""
+    engine = DefaultNet(net_engine.netns, net_engine.root, net_engine.rootfs)
     outside = f"tsubo-t-o{secrets.token_hex(3)}"
     host_end = f"to{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", outside], check=True)
     engine.outside = outside
     try:
-        for argv in (["ip", "link", "set", "lo", "up"],
-                     ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
+        for argv in (["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
                       "netns", outside],
                      ["ip", "addr", "add", f"{HOST_END}/24", "dev", host_end],
                      ["ip", "link", "set", host_end, "up"]):
@@ -92,13 +96,6 @@ def defnet(netns: Any, tmp_path: Path, busybox_rootfs: Path) -> Iterator[Default
         engine.forwarding(True)
         yield engine
     finally:
-        ids = engine.run("ps", "-aq", check=False).stdout.split()
-        if ids:
-            engine.run("rm", "-f", *ids, check=False)
-        # the default network goes only when it is not the default (the engine setting)
-        for name in engine.run("network", "ls", "-q", check=False).stdout.split():
-            engine.run("network", "rm", name, check=False, setting="none")
-        wait_engine_gone(engine.root)
         subprocess.run(["ip", "netns", "delete", outside], check=False)
 
 
@@ -212,7 +209,7 @@ def test_bridge_is_predefined_until_the_setting_says_otherwise(defnet: DefaultNe
     it. With ``$TSUBO_DEFAULT_NETWORK=none`` it is a network like any other and goes,
     leaving nothing in the namespace (bridge, veths, pins, firewall table)."""
     links_before = defnet.host("ip", "-o", "link").stdout
-    defnet.run("run", "--rm", "--rootfs", str(defnet.rootfs), "true")
+    defnet.run("run", "--rm", "--name", "gone", "--rootfs", str(defnet.rootfs), "true")
     refused = defnet.run("network", "rm", "bridge", check=False)
     assert refused.returncode == 1
     assert refused.stderr.startswith("tsubo: remove network: bridge is a pre-defined network "
@@ -228,9 +225,7 @@ def test_bridge_is_predefined_until_the_setting_says_otherwise(defnet: DefaultNe
     assert defnet.run("network", "ls", "-q").stdout == ""
     assert defnet.host("ip", "-o", "link").stdout == links_before
     assert "tsubo" not in defnet.host("nft", "list", "tables").stdout
-    assert {p.name for p in Path("/run/netns").iterdir()} >= {defnet.netns, defnet.outside}
-    assert not any(p.name.startswith("tsubo") and p.name not in (defnet.netns, defnet.outside)
-                   and not p.name.startswith("tsubo-t-") for p in Path("/run/netns").iterdir())
+    assert not Path("/run/netns/gone").exists()
 
 
 def test_default_network_avoids_a_host_route_on_172_17(defnet: DefaultNet) -> None:
@@ -293,3 +288,11 @@ def test_api_run_defaults_to_the_bridge_too(defnet: DefaultNet) -> None:
     assert result["containers"] == ["api"]
     assert result["warnings"] == [["RuntimeWarning", WARNING[len("WARNING: "):].strip()]]
     assert defnet.ping_from_host(defnet.address("api"))
+
+
+def test_connect_to_bridge_makes_it_as_docker_always_has_it(defnet: DefaultNet) -> None:
+    defnet.run("network", "create", "web", "--subnet", "10.89.30.0/24")
+    defnet.sleeper("joiner", "--network", "web")
+    defnet.run("network", "connect", "bridge", "joiner")
+    assert [c["Name"] for c in defnet.bridge()["Containers"].values()] == ["joiner"]
+    assert defnet.ping_from_host(defnet.address("joiner"))

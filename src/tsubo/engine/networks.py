@@ -134,6 +134,10 @@ class NetworkManager:
             except NotFound:
                 return self._create(DEFAULT_NETWORK, {})
 
+    def get_or_make_default(self, ref: str) -> Network:
+        """The network *ref*, the default one made if that is what *ref* names."""
+        return self.ensure_default() if ref == DEFAULT_NETWORK else self.get(ref)
+
     def _default_lock(self) -> _FileLock:
         return _FileLock(f"{self.engine.paths.data}/default-network.lock")
 
@@ -182,13 +186,13 @@ class NetworkManager:
     def connect(self, container_id: str, netns_name: str, ref: str, *,
                 requested_ip: str = "") -> Endpoint:
         """``network connect``: one more interface in a running container's netns (no
-        default route: the first network keeps it)."""
+        default route: the first network keeps it). ``bridge`` is made if need be."""
         from tsubo.errors import AlreadyExists
         from tsubo.network import bridge, ipam, names
         from tsubo.network.models import Endpoint
         from tsubo.undo import UndoStack
 
-        network = self.get(ref)
+        network = self.get_or_make_default(ref)
         if self.store.get_endpoint(container_id, network.id) is not None:
             raise AlreadyExists("connect container", container_id[:12],
                                 detail=f"already on network {network.name}")
