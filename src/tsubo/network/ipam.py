@@ -9,17 +9,15 @@ address. IPv6 is :class:`~tsubo.errors.Unsupported`, naming the flag.
 the pool is Docker's ranges, 172.17.0.0/16 ... 172.31.0.0/16 then 192.168.0.0/16, but cut
 into /24s (4096 candidates, in that order) where Docker hands out whole /16s and /20s: 253
 addresses are plenty for one host's bridge, and a small footprint collides less often with
-the routes of LANs and VPNs. The default network ``bridge`` tries Docker's own
-172.17.0.0/16 first (:data:`DEFAULT_NETWORK_POOL`), where users expect it. A candidate
-is skipped when it overlaps another network, a host nameserver or the networks' upstream
-resolver (:func:`nameservers_to_avoid`: they could not be reached any more) or a host
-route -- any route of any table except the default route (prefix length 0). A VPN's
-"redirect-gateway def1" pair, 0.0.0.0/1 and 128.0.0.0/1, therefore blocks every
-candidate (128.0.0.0/1 alone covers the whole default pool; 0.0.0.0/1 would cover a 10.x
-pool): the VPN claims all addresses, and a more specific bridge route would silently steal
-a range from it. That is the safe choice; the error names the route and asks for
-``--subnet``. An explicit ``--subnet`` is not checked against host routes (the user knows
-the network; the seed's 192.168.10.0/24 is one).
+the routes of LANs and VPNs. A candidate is skipped when it overlaps another network, a
+host nameserver or the networks' upstream resolver (:func:`nameservers_to_avoid`: they
+could not be reached any more) or a host route -- any route of any table except the
+default route (prefix length 0). A VPN's "redirect-gateway def1" pair,
+0.0.0.0/1 and 128.0.0.0/1, therefore blocks every candidate (128.0.0.0/1 alone covers the
+whole default pool; 0.0.0.0/1 would cover a 10.x pool): the VPN claims all addresses, and a
+more specific bridge route would silently steal a range from it. That is the safe choice; the
+error names the route and asks for ``--subnet``. An explicit ``--subnet`` is not checked
+against host routes (the user knows the network; the seed's 192.168.10.0/24 is one).
 
 **Allocating** (:func:`allocate`): one ``BEGIN IMMEDIATE`` transaction per address, so
 concurrent engines never hand out the same one. The lowest free address of the allocation
