@@ -82,7 +82,8 @@ _CREATE_OPTIONS = (
     Option("label,l", LIST, "set metadata (KEY=VALUE)"),
     Option("label-file", LIST, "read labels from a file of KEY=VALUE lines"),
     Option("cidfile", VALUE, "write the container ID to this file (which must not exist)"),
-    Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
+    Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable; "
+           "default: bridge, or $TSUBO_DEFAULT_NETWORK)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
     Option("publish,p", LIST, "publish a port: [IP:][HOSTPORT[-END]:]PORT[-END][/PROTO]"),
