@@ -7,6 +7,13 @@ Rows (interleaved in one run: each round runs every row once, in rotating order)
   crun, refuses hybrid cgroup hosts; runc is the baseline of the ratio column);
 - ``podman run ... --runtime <venv>/bin/tsubo-runtime IMAGE true``.
 
+``--network bridge`` attaches every run to a network made for it (``tsubo network create``;
+podman: its default); ``--network default`` gives no ``--network`` flag at all, so each
+engine uses its default network (tsubo: ``bridge``, made by the first run, the engine
+setting ``$TSUBO_DEFAULT_NETWORK`` unset; podman: ``podman``), with a row of tsubo's
+``--network none`` beside it for what the network costs. Both run inside a throwaway
+network namespace with IPv4 forwarding on (podman turns it on; tsubo would warn).
+
 ROOTFS and IMAGE hold the same busybox tree. podman is fully isolated from the host's podman
 state (everything under one temp dir, cgroupfs, file events; overlay storage when it works
 there, else vfs: the output says which); see bench/common.py. The "command" columns time the
@@ -56,6 +63,7 @@ from common import (
 )
 
 BASELINE = "podman (runc)"
+DEFAULT_NETWORK_SETTING = "TSUBO_DEFAULT_NETWORK"
 SUBNET = "10.89.{}.0/24"  # one per tsubo install, inside the throwaway netns
 
 
@@ -82,10 +90,11 @@ def _parse_args() -> argparse.Namespace:
                         help="wait for tsubo's monitor to exit after each run, so every run "
                         "starts a new one (default: runs find it up, as back-to-back "
                         "commands do; the --rm removal is still awaited)")
-    parser.add_argument("--network", choices=("none", "bridge"), default="none",
+    parser.add_argument("--network", choices=("none", "bridge", "default"), default="none",
                         help="bridge: every run attached to a bridge network (tsubo: one "
-                        "made with `tsubo network create`; podman: its default), all of it "
-                        "inside a throwaway network namespace")
+                        "made with `tsubo network create`; podman: its default); default: "
+                        "no --network flag (each engine's default network); both inside "
+                        "a throwaway network namespace")
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
                         help="another tsubo binary to time beside the venv's (repeatable)")
     args = parser.parse_args()
@@ -122,12 +131,14 @@ def main() -> int:
         podman.setup(tar)
         sandbox.expected_mounts |= podman.expected_mounts
         prefix: list[str] = []
-        if args.network == "bridge":
+        if args.network != "none":
             netns = f"tsubo-bench-{os.getpid()}"
             run_command(["ip", "netns", "add", netns])
             netns_made.append(netns)
             prefix = ["nsenter", f"--net=/run/netns/{netns}"]
             run_command([*prefix, "ip", "link", "set", "lo", "up"])
+            run_command([*prefix, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        if args.network == "bridge":
             for number, install in enumerate(installs):
                 made = run_command([*prefix, *install.argv(
                     "network", "create", "benchnet", "--subnet", SUBNET.format(200 + number))])
@@ -154,7 +165,8 @@ def main() -> int:
         problems += _teardown(sandbox, installs, podman, netns_made)
 
     if timings is not None:
-        print(f"`ENGINE run --rm --network {args.network} busybox true`, {args.rounds} "
+        shown = "" if args.network == "default" else f" --network {args.network}"
+        print(f"`ENGINE run --rm{shown} busybox true`, {args.rounds} "
               f"interleaved rounds "
               f"(+{args.warmup} warmup), {os.cpu_count()} cores; tsubo's monitor "
               f"{'started for every run' if args.cold_monitor else 'already up'}; "
@@ -170,23 +182,34 @@ def main() -> int:
 
 def _cases(installs: list[TsuboInstall], podman: Podman, runc: str, prefix: list[str],
            network: str, rootfs: Path, cwd: Path) -> list[Case]:
-    tsubo_network = "benchnet" if network == "bridge" else "none"
-    podman_network = "bridge" if network == "bridge" else "none"
+    tsubo_flags = {"bridge": ["--network", "benchnet"], "none": ["--network", "none"],
+                   "default": []}[network]
+    podman_flags = {"bridge": ["--network", "bridge"], "none": ["--network", "none"],
+                    "default": []}[network]
+    # the default network: the engine setting unset, whatever this shell has
+    tsubo_env = {key: value for key, value in os.environ.items()
+                 if key != DEFAULT_NETWORK_SETTING} if network == "default" else None
 
     def tsubo_case(install: TsuboInstall) -> Case:
         def argv(_round: int) -> list[str]:
-            return [*prefix, *install.argv("run", "--rm", "--network", tsubo_network,
+            return [*prefix, *install.argv("run", "--rm", *tsubo_flags,
                                            "--rootfs", str(rootfs), "true")]
-        return Case(install.label, argv, cwd=cwd)
+        return Case(install.label, argv, tsubo_env, cwd=cwd)
 
     def podman_case(runtime: str) -> Case:
         def argv(_round: int) -> list[str]:
             return [*prefix, *podman.argv("--runtime", runtime, "run", "--rm", "--pull",
-                                          "never", "--network", podman_network, IMAGE, "true")]
+                                          "never", *podman_flags, IMAGE, "true")]
         return Case(f"podman ({os.path.basename(runtime)})", argv, podman.env, cwd)
 
-    return [*(tsubo_case(install) for install in installs), podman_case(runc),
-            podman_case(str(TSUBO_RUNTIME))]
+    cases = [*(tsubo_case(install) for install in installs), podman_case(runc),
+             podman_case(str(TSUBO_RUNTIME))]
+    if network == "default":  # what the default network costs, side by side
+        install = installs[0]
+        cases.insert(1, Case(f"{install.label} --network none", lambda _round: [
+            *prefix, *install.argv("run", "--rm", "--network", "none", "--rootfs", str(rootfs),
+                                   "true")], cwd=cwd))
+    return cases
 
 
 def _settle(sandbox: Sandbox, installs: list[TsuboInstall], cold_monitor: bool) -> None:
@@ -222,8 +245,11 @@ def _teardown(sandbox: Sandbox, installs: list[TsuboInstall], podman: Podman | N
         if dirs:
             problems.append(f"tsubo container folders left in {containers_dir}: {dirs}")
         for netns in netns_made:
-            run_command(["nsenter", f"--net=/run/netns/{netns}",
-                         *install.argv("network", "rm", "benchnet")])
+            # benchnet, or the default network (removable once it is not the default)
+            for network in ("benchnet", "bridge"):
+                run_command(["nsenter", f"--net=/run/netns/{netns}",
+                             *install.argv("network", "rm", network)],
+                            env={**os.environ, DEFAULT_NETWORK_SETTING: "none"})
     if podman is not None and podman.driver:
         sandbox.container_ids |= podman.container_ids()  # its cgroups are ours to check
         problems += podman.teardown()

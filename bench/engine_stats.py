@@ -43,7 +43,8 @@ def main() -> int:
             started = time.monotonic()
             ids = []
             for _ in range(args.count):
-                container = engine.run(rootfs=str(rootfs), command=["sleep", "600"])
+                container = engine.run(rootfs=str(rootfs), command=["sleep", "600"],
+                                       network="none")
                 ids.append(container.id)
                 sandbox.container_ids.add(container.id)
             start_seconds = time.monotonic() - started

@@ -8,6 +8,9 @@ work=$(mktemp -d /tmp/tsubo-demo.XXXXXX)
 state=$work/state
 # The demo's cgroups go under a parent of its own, removed at the end like everything else.
 export TSUBO_CGROUP_PARENT="tsubo-demo-$$"
+# The demo runs in the machine's own network namespace: its containers get no network (no
+# default bridge, no firewall rules on this host) unless a step asks for one.
+export TSUBO_DEFAULT_NETWORK=none
 registry_netns="tsubo-demo-reg-$$"
 registry_pid=""
 cleanup() {

@@ -7,6 +7,7 @@ Fixtures (see each docstring):
   netns           a throwaway named network namespace (NetNS)
   leak_check      autouse for tests/kernel and tests/e2e: host state before == after
   test_tag        per-test hex shared by the fixtures (cgroup parent tsubo-test-<tag>)
+  engine_default_network  (session, autouse) $TSUBO_DEFAULT_NETWORK=none: no default bridge
 
 The runtime binary is `$TSUBO_TEST_RUNTIME` (a path, or a name looked up on PATH, e.g.
 `runc`), default the venv's `tsubo-runtime`; tests needing it skip if it does not exist.
@@ -434,6 +435,26 @@ def leak_check(
                 f" up here too; ${leakcheck.IGNORE_ENV}=REGEX drops matching items)"
             )
         pytest.fail(msg, pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_default_network() -> Iterator[None]:
+    """The engine's containers given no ``--network`` stay off networks for the whole
+    session (the engine setting ``$TSUBO_DEFAULT_NETWORK=none``, like dockerd's ``"bridge":
+    "none"``): the suite runs in the machine's network namespace, where the default network
+    would make a bridge and firewall rules. Every engine a test starts inherits it (the
+    ``engine_cli``, ``engine_root``, ``cli`` fixtures, the API in-process, the lab's). Tests of
+    the default network opt back in inside a throwaway netns
+    (tests/e2e/test_network_default.py)."""
+    previous = os.environ.get("TSUBO_DEFAULT_NETWORK")
+    os.environ["TSUBO_DEFAULT_NETWORK"] = "none"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TSUBO_DEFAULT_NETWORK", None)
+        else:
+            os.environ["TSUBO_DEFAULT_NETWORK"] = previous
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -283,6 +283,10 @@ class Engine:
         from tsubo.engine.containers import Engine as EngineCommands
 
         self.core: EngineCommands = EngineCommands(root)
+        #: what is done with a warning about a container being made (Docker's
+        #: ``Warnings``: the host does not forward IPv4): a Python ``RuntimeWarning``;
+        #: the CLI prints ``WARNING: ...`` on stderr instead
+        self.on_warning: Callable[[str], object] = _runtime_warning
 
     @property
     def root(self) -> str:
@@ -304,7 +308,9 @@ class Engine:
         """Create a container without starting it; *options* are ``docker run``'s flags
         (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ...)."""
         run_options = _options(image, rootfs, command, options, cwd)
-        return Container(self, self.core.create(run_options, name=name).id)
+        container = Container(self, self.core.create(run_options, name=name).id)
+        self._warn(run_options)
+        return container
 
     def run(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
             name: str | None = None, remove: bool = False, cwd: str | None = None,
@@ -314,12 +320,27 @@ class Engine:
         if remove or "rm" not in extra:  # the CLI's values carry ``rm`` itself (run -d --rm)
             extra["rm"] = remove
         run_options = _options(image, rootfs, command, extra, cwd)
-        return Container(self, self.core.run_detached(run_options, name=name).id)
+        container = Container(self, self.core.run_detached(run_options, name=name).id)
+        self._warn(run_options)
+        return container
 
     def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
         """Create and start a container with this process attached to it (the CLI's
         foreground ``run``): ``wait_started()``, then ``relay()`` copies our stdio."""
-        return self.core.run_attached(options, name=name)[1]  # type: ignore[no-any-return]
+        client: AttachClient = self.core.run_attached(options, name=name)[1]
+        client.on_started = lambda: self._warn(options)
+        return client
+
+    def _warn(self, options: RunOptions) -> None:
+        """Tell :attr:`on_warning` what will not work for a container just made (after
+        it was, as Docker's warnings come with a created container: a failure is one
+        line)."""
+        if options.network == "bridge":
+            from tsubo.engine.networks import forwarding_warning
+
+            warning = forwarding_warning()
+            if warning:
+                self.on_warning(warning)
 
     def start(self, ref: str) -> Container:
         """Start a created or exited container; returns once it runs."""
@@ -1123,6 +1144,12 @@ class Lab:
         finally:
             if self._own_engine:
                 self.engine.close()
+
+
+def _runtime_warning(text: str) -> None:
+    import warnings
+
+    warnings.warn(text, RuntimeWarning, stacklevel=4)  # at the caller of Engine.run/create
 
 
 def _options(image: str, rootfs: str, command: Sequence[str], extra: dict[str, Any],

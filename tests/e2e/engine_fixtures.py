@@ -8,7 +8,10 @@
                   teardown removes the containers and waits for the monitor and keeper to go
     rootfs_tar    the busybox rootfs as a gzip tarball, for ``tsubo import``
 
-The CLI under test is ``$TSUBO_TEST_ENGINE`` (a path), default the venv's ``tsubo``.
+The CLI under test is ``$TSUBO_TEST_ENGINE`` (a path), default the venv's ``tsubo``. Its
+containers given no ``--network`` get ``none``, not the default bridge: the session sets the
+engine setting ``$TSUBO_DEFAULT_NETWORK=none`` (tests/conftest.py, engine_default_network),
+which these fixtures pass on to every engine they start.
 
 Monitors are forked (setsid, double fork) by the CLI, or by us through the API: they are
 not our children, unless this process is a child subreaper, which the e2e leak check makes

@@ -531,3 +531,26 @@ def test_run_options_from_json_defaults_and_errors() -> None:
         RunOptions.from_json({"volumes": [{"destination": "/x"}]})
     with pytest.raises(InvalidArgument, match="load run options: malformed record"):
         RunOptions.from_json({"ulimits": [["RLIMIT_NOFILE", 1]]})
+
+
+# --- the default network ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "network", "networks"), [
+    (None, "bridge", ["bridge"]), ("", "bridge", ["bridge"]), (" none ", "none", []),
+    ("host", "host", []), ("web", "bridge", ["web"]), ("bridge", "bridge", ["bridge"]),
+])
+def test_no_network_flag_gives_the_engines_default_network(
+        monkeypatch: pytest.MonkeyPatch, setting: str | None, network: str,
+        networks: list[str]) -> None:
+    """Without ``--network``: Docker's default network ``bridge``, unless the engine
+    setting ``$TSUBO_DEFAULT_NETWORK`` names another mode or network (dockerd's ``"bridge":
+    "none"``); ``--network`` itself always wins. CLI and API build the same options."""
+    if setting is None:
+        monkeypatch.delenv(opts.DEFAULT_NETWORK_ENV, raising=False)
+    else:
+        monkeypatch.setenv(opts.DEFAULT_NETWORK_ENV, setting)
+    options = opts.build_run_options({"rootfs": "/r"})
+    assert (options.network, options.networks) == (network, networks)
+    assert opts.build_run_options({"rootfs": "/r", "network": ["none"]}).network == "none"
+    assert opts.build_run_options({"rootfs": "/r", "networks": "other"}).networks == ["other"]

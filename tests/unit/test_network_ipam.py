@@ -264,6 +264,22 @@ def test_create_network_chooses_subnets(store):
     assert first.bridge_name == "tsb" + first.id[:12]
 
 
+def test_default_network_prefers_dockers_whole_172_17(store):
+    """The default network takes Docker's 172.17.0.0/16 when nothing overlaps it, else a
+    /24 of the pool like any network; the networks made after it go around it."""
+    assert ipam.choose_subnet([], [], [], ipam.DEFAULT_NETWORK_POOL) == "172.17.0.0/16"
+    blockers: list[tuple[list[str], list[str], list[str]]] = [
+        (["172.17.0.0/24"], [], []), ([], ["172.17.5.0/24"], []), ([], [], ["172.17.200.1"])]
+    for taken, routes, servers in blockers:
+        assert ipam.choose_subnet(taken, routes, servers, ipam.DEFAULT_NETWORK_POOL) == \
+            ipam.choose_subnet(taken, routes, servers)
+    default = ipam.create_network(store, "bridge", routes=lambda: [], nameservers=lambda: [],
+                                  pool=ipam.DEFAULT_NETWORK_POOL)
+    assert (default.subnet, default.gateway) == ("172.17.0.0/16", "172.17.0.1")
+    other = ipam.create_network(store, "web", routes=lambda: [], nameservers=lambda: [])
+    assert other.subnet == "172.18.0.0/24"
+
+
 def test_create_network_refusals(store):
     with pytest.raises(InvalidArgument, match="--gateway needs --subnet"):
         ipam.create_network(store, "a", gateway="10.0.0.1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tsubo.engine.options import RunOptions, build_run_options
+from tsubo.engine.options import DEFAULT_NETWORK_ENV, RunOptions, build_run_options
 from tsubo.errors import InvalidArgument
 from tsubo.network.ports import (
     PortSpec,
@@ -118,12 +118,26 @@ def test_options_builder_keeps_publish_for_cli_and_api_alike() -> None:
 
 
 @pytest.mark.parametrize("given", [
-    {"publish": "80"}, {"publish": "80", "network": "host"},
+    {"publish": "80", "network": "none"}, {"publish": "80", "network": "host"},
     {"publish_all": True, "network": "none"}, {"publish": "80", "network": "container:x"},
 ])
 def test_publishing_needs_a_network(given: dict[str, object]) -> None:
     with pytest.raises(InvalidArgument, match="conflicting options: port publishing"):
         build_run_options({"rootfs": "/r", **given})
+
+
+def test_publishing_without_network_uses_the_default_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-p`` alone: on the default network ``bridge``, as Docker's; with the engine
+    setting saying there is none, Docker's "conflicting options" as for ``--network none``."""
+    monkeypatch.delenv(DEFAULT_NETWORK_ENV, raising=False)
+    options = build_run_options({"rootfs": "/r", "publish": ["8080:80"]})
+    assert (options.network, options.networks) == ("bridge", ["bridge"])
+    assert options.publish == [PortSpec(80, "tcp", "", 8080)]
+    monkeypatch.setenv(DEFAULT_NETWORK_ENV, "none")
+    with pytest.raises(InvalidArgument, match="conflicting options: port publishing and the "
+                       "none network mode"):
+        build_run_options({"rootfs": "/r", "publish": ["8080:80"]})
 
 
 def test_bad_publish_through_the_builder_names_the_flag() -> None:

@@ -82,7 +82,8 @@ _CREATE_OPTIONS = (
     Option("label,l", LIST, "set metadata (KEY=VALUE)"),
     Option("label-file", LIST, "read labels from a file of KEY=VALUE lines"),
     Option("cidfile", VALUE, "write the container ID to this file (which must not exist)"),
-    Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable)"),
+    Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable; "
+           "default: bridge, or $TSUBO_DEFAULT_NETWORK)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
     Option("mac-address", VALUE, "MAC address on the first network"),
     Option("publish,p", LIST, "publish a port: [IP:][HOSTPORT[-END]:]PORT[-END][/PROTO]"),
@@ -980,6 +981,7 @@ def _dispatch(args: list[str], invocation: _Invocation) -> int:
     from tsubo.api import Engine
 
     engine = Engine(global_flags.text("root") or None)
+    engine.on_warning = _warning  # Docker's one line, not Python's warning format
     try:
         return command.handler(engine, parsed)
     finally:
@@ -1114,6 +1116,15 @@ def _error(text: str) -> None:
         sys.stderr.flush()
     except OSError:
         pass  # nowhere left to say it
+
+
+def _warning(text: str) -> None:
+    """A warning about what was asked (Docker's ``WARNING: ...`` line on stderr)."""
+    try:
+        sys.stderr.write(f"WARNING: {text}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def _json(text: str) -> dict[str, object]:

@@ -24,6 +24,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from tsubo.errors import TsuboError
@@ -130,6 +131,9 @@ class AttachClient:
         self.detached = False
         #: frames that arrived together with "started"
         self._backlog: list[tuple[bytes, bytes]] = []
+        #: called once the container started, before any of its output is relayed (the
+        #: API's warnings about it)
+        self.on_started: Callable[[], object] | None = None
 
     def wait_started(self) -> int:
         """Block until the monitor reports the container started (its pid); raises the
@@ -152,6 +156,8 @@ class AttachClient:
                     self.started_pid = int(pid_text)
                     self._reader = reader
                     self._backlog = frames[index + 1:]
+                    if self.on_started is not None:
+                        self.on_started()
                     return self.started_pid
                 if kind == ERROR:
                     raise_error_frame(payload)

@@ -192,14 +192,11 @@ class EngineCore:
         """The networks exist (the default one is made on first use). Returns where the
         container's network namespace will be pinned (made when it starts) and its
         nameserver: the monitor's resolver on the first network's gateway."""
-        from tsubo.engine.networks import DEFAULT_NETWORK, NetworkManager
+        from tsubo.engine.networks import NetworkManager
 
         manager = NetworkManager(self)
-        gateways = []
-        for network in options.networks:
-            found = manager.ensure_default() if network == DEFAULT_NETWORK else \
-                manager.get(network)
-            gateways.append(found.gateway)
+        gateways = [manager.get_or_make_default(network).gateway
+                    for network in options.networks]
         if len(name) > 200:
             raise InvalidArgument("create container", name, detail="name too long for a netns")
         return f"/run/netns/{name}", gateways[0]

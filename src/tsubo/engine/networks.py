@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from tsubo.network.ports import PortSpec, PublishedPort
     from tsubo.network.store import NetworkStore
 
+#: the default network: what ``run`` without ``--network`` joins (unless the engine setting
+#: ``$TSUBO_DEFAULT_NETWORK`` says otherwise), made on first use (:meth:`ensure_default`)
 DEFAULT_NETWORK = "bridge"
+#: Docker's words, when the default network is asked to go
+PREDEFINED = "{} is a pre-defined network and cannot be removed"
+#: Docker's warning for a container on a network of a host that does not forward
+FORWARDING_WARNING = "IPv4 forwarding is disabled. Networking will not work."
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
 class NetworkManager:
@@ -48,13 +55,23 @@ class NetworkManager:
     def create(self, name: str, *, subnet: str = "", gateway: str = "", ip_range: str = "",
                internal: bool = False, mtu: int = 0, bridge_name: str = "",
                labels: dict[str, str] | None = None) -> Network:
-        """Record the network, then make its bridge and firewall rules (undone on failure)."""
+        """Record the network, then make its bridge and firewall rules (undone on failure).
+        ``network create bridge`` before first use chooses the default network's
+        settings (dockerd's ``--bip``), under :meth:`ensure_default`'s lock."""
+        options: dict[str, Any] = {
+            "subnet": subnet, "gateway": gateway, "ip_range": ip_range, "internal": internal,
+            "mtu": mtu, "bridge_name": bridge_name, "labels": labels or {}}
+        if name != DEFAULT_NETWORK:
+            return self._create(name, options)
+        with self._default_lock():
+            return self._create(name, options)
+
+    def _create(self, name: str, options: dict[str, Any]) -> Network:
         from tsubo.network import bridge, firewall, ipam
         from tsubo.undo import UndoStack
 
-        network = ipam.create_network(self.store, name, subnet=subnet, gateway=gateway,
-                                      ip_range=ip_range, internal=internal, mtu=mtu,
-                                      bridge_name=bridge_name, labels=labels or {})
+        pool = ipam.DEFAULT_NETWORK_POOL if name == DEFAULT_NETWORK else ipam.DEFAULT_POOL
+        network = ipam.create_network(self.store, name, pool=pool, **options)
         with UndoStack("create network", name) as undo:
             undo.push(lambda: self.store.delete_network(network.id))
             self.store.record("link", network.bridge_name, network.id)
@@ -75,6 +92,14 @@ class NetworkManager:
         from tsubo.network import bridge, firewall
 
         network = self.store.get_network(ref)
+        if is_predefined(network):
+            from tsubo.engine.options import DEFAULT_NETWORK_ENV
+            from tsubo.errors import InvalidArgument
+
+            raise InvalidArgument("remove network", "", detail=PREDEFINED.format(network.name),
+                                  hint="it is the network of containers run without "
+                                  f"--network; {DEFAULT_NETWORK_ENV}=none tsubo network rm "
+                                  f"{network.name} removes it (no container may be on it)")
         self.store.delete_network(network.id)  # refuses while endpoints exist
         errors: list[BaseException] = []
         try:
@@ -97,13 +122,24 @@ class NetworkManager:
         return self.store.get_network(ref)
 
     def ensure_default(self) -> Network:
-        """The default network (``bridge``), created on first use as Docker's is."""
+        """The default network ``bridge``, made on first use as Docker's is (the subnet:
+        Docker's 172.17.0.0/16 when nothing on the host overlaps it, else one of the
+        pool's). Looked up and made under an flock, so of two first runs at once one
+        makes it and both use it, and none sees it half made."""
         from tsubo.errors import NotFound
 
-        try:
-            return self.store.get_network(DEFAULT_NETWORK)
-        except NotFound:
-            return self.create(DEFAULT_NETWORK)
+        with self._default_lock():
+            try:
+                return self.store.get_network(DEFAULT_NETWORK)
+            except NotFound:
+                return self._create(DEFAULT_NETWORK, {})
+
+    def get_or_make_default(self, ref: str) -> Network:
+        """The network *ref*, the default one made if that is what *ref* names."""
+        return self.ensure_default() if ref == DEFAULT_NETWORK else self.get(ref)
+
+    def _default_lock(self) -> _FileLock:
+        return _FileLock(f"{self.engine.paths.data}/default-network.lock")
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -150,13 +186,13 @@ class NetworkManager:
     def connect(self, container_id: str, netns_name: str, ref: str, *,
                 requested_ip: str = "") -> Endpoint:
         """``network connect``: one more interface in a running container's netns (no
-        default route: the first network keeps it)."""
+        default route: the first network keeps it). ``bridge`` is made if need be."""
         from tsubo.errors import AlreadyExists
         from tsubo.network import bridge, ipam, names
         from tsubo.network.models import Endpoint
         from tsubo.undo import UndoStack
 
-        network = self.get(ref)
+        network = self.get_or_make_default(ref)
         if self.store.get_endpoint(container_id, network.id) is not None:
             raise AlreadyExists("connect container", container_id[:12],
                                 detail=f"already on network {network.name}")
@@ -228,10 +264,11 @@ class NetworkManager:
         }
 
     def prune(self) -> list[Network]:
-        """Remove every network no container is on; the removed ones."""
+        """Remove every network no container is on (but the default one); the removed
+        ones."""
         removed = []
         for network in self.store.list_networks():
-            if not self.store.network_endpoints(network.id):
+            if not self.store.network_endpoints(network.id) and not is_predefined(network):
                 removed.append(self.remove(network.id))
         return removed
 
@@ -399,6 +436,48 @@ class NetworkManager:
     def networks_of(self, container_id: str) -> list[tuple[Endpoint, Network]]:
         return [(endpoint, self.store.get_network(endpoint.network_id))
                 for endpoint in self.store.container_endpoints(container_id)]
+
+
+def is_predefined(network: Network) -> bool:
+    """Whether *network* is the default one, which ``network rm`` and ``prune`` keep (as
+    Docker's ``bridge``). Only while it is the default: with the engine setting
+    ``$TSUBO_DEFAULT_NETWORK`` naming another one, ``bridge`` is a network like any other."""
+    from tsubo.engine.options import default_network
+
+    return network.name == DEFAULT_NETWORK and default_network() == DEFAULT_NETWORK
+
+
+def forwarding_warning() -> str:
+    """Docker's warning for a container joining networks when the host does not forward
+    IPv4 (tsubo never turns forwarding on: that is the host's policy), or ``""``."""
+    try:
+        with open(IP_FORWARD, "rb") as file:
+            forwarding = file.read().strip()
+    except OSError:
+        return ""  # no /proc to ask: say nothing rather than guess
+    return FORWARDING_WARNING if forwarding == b"0" else ""
+
+
+class _FileLock:
+    """An exclusive flock on *path* (made if missing) while in the ``with`` block."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                          0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # releases the lock
 
 
 class PortPublication:

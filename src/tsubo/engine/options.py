@@ -38,6 +38,12 @@ ULIMIT_NAMES = {
 
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 
+#: engine setting: the network of a container given no ``--network`` (unset or empty: the
+#: default network ``bridge``, as Docker's; ``none``, ``host`` or a network's name
+#: otherwise, like dockerd's ``"bridge": "none"``). See docs/network.md, "The default
+#: network".
+DEFAULT_NETWORK_ENV = "TSUBO_DEFAULT_NETWORK"
+
 #: -v mode words (moby volume/mounts/linux_parser.go)
 _ACCESS_MODES = ("rw", "ro")
 _LABEL_MODES = ("z", "Z")
@@ -819,7 +825,9 @@ class RunOptions:
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
         self.restart = restart if restart is not None else RestartPolicy("no", 0)
-        #: "none" (own netns, lo only), "host", or "bridge": attached to ``networks``
+        #: "none" (own netns, lo only), "host", or "bridge": attached to ``networks``. A
+        #: RunOptions made by hand keeps "none"; the builder's default is the engine's
+        #: default network (:func:`default_network`)
         self.network = network
         #: named networks in order (the first gives the default route)
         self.networks = list(networks or [])
@@ -1165,8 +1173,15 @@ def _resources(run: RunOptions, values: dict[str, object]) -> None:
         run.pids_limit = parse_pids_limit(_number_text(values["pids_limit"], "pids_limit"))
 
 
+def default_network() -> str:
+    """The network of a container given no ``--network``: the engine setting
+    :data:`DEFAULT_NETWORK_ENV` when set, else ``bridge`` (the default network, made on
+    first use: ``engine/networks.py``)."""
+    return os.environ.get(DEFAULT_NETWORK_ENV, "").strip() or "bridge"
+
+
 def _networks(run: RunOptions, values: dict[str, object]) -> None:
-    networks = _texts(values, "network") or ["none"]
+    networks = _texts(values, "network") or [default_network()]
     if any(name in ("none", "host") or name.startswith("container:") for name in networks):
         if len(networks) > 1:
             raise InvalidArgument("parse --network", ",".join(networks),

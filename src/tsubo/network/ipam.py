@@ -65,6 +65,9 @@ DEFAULT_POOL: tuple[tuple[str, int], ...] = (
     *((f"172.{second}.0.0/16", 24) for second in range(17, 32)),
     ("192.168.0.0/16", 24),
 )
+#: The default network's (``bridge``): Docker's 172.17.0.0/16 whole when nothing overlaps
+#: it, else a /24 of the pool as any network gets.
+DEFAULT_NETWORK_POOL: tuple[tuple[str, int], ...] = (("172.17.0.0/16", 16), *DEFAULT_POOL)
 #: The longest prefix ``--subnet`` may have: a /30 holds a gateway and one container.
 MAX_SUBNET_PREFIX = 30
 #: Where ``ip route`` is; a fixed path, not a PATH lookup (PATH is the user's).
@@ -332,6 +335,7 @@ def create_network(
     routes: Callable[[], list[str]] = host_routes,
     nameservers: Callable[[], list[str]] = nameservers_to_avoid,
     network_id: str = "",
+    pool: Sequence[tuple[str, int]] = DEFAULT_POOL,
 ) -> Network:
     """Validate ``network create``'s flags, choose a subnet when none is given, and
     record the network (with the gateway's lease) -- the choice and the insert in one
@@ -358,7 +362,8 @@ def create_network(
     with store.transaction():
         if not subnet:
             taken = [existing.subnet for existing in store.list_networks()]
-            chosen = choose_subnet(taken, host_route_list, nameserver_list, network=name)
+            chosen = choose_subnet(taken, host_route_list, nameserver_list, pool,
+                                   network=name)
             subnet, gateway, ip_range = resolve_addresses(chosen)
         network = Network(network_id, name, subnet, gateway, bridge, ip_range=ip_range,
                           internal=internal, mtu=mtu, labels=labels)
