@@ -50,6 +50,7 @@ from tests.bundles import CGROUP_PREFIX
 from tests.conftest import BUSYBOX
 from tests.e2e import containerd_fixtures
 from tests.e2e.containerd_fixtures import SHIM_STATE, TIMEOUT, Containerd, busybox_layer
+from tests.e2e.test_podman_client import print_medians, time_interleaved
 
 grpc = pytest.importorskip("grpc", reason="grpcio not installed (the dev extras)")
 from tests import cri_client  # noqa: E402
@@ -126,8 +127,20 @@ class CRI:
     netns: str
     runc: str
     runc_log: Path
+    #: pods made and not yet removed (the fixture removes what a failed test left)
+    pods: list[str] = field(default_factory=list)
     #: (runtime, pid mode) -> what the lifecycle test saw
     results: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def run_pod(self, config: bytes, handler: str) -> str:
+        pod = self.client.run_pod_sandbox(config, handler)
+        self.pods.append(pod)
+        return pod
+
+    def remove_pod(self, pod: str) -> None:
+        self.client.stop_pod_sandbox(pod)
+        self.client.remove_pod_sandbox(pod)
+        self.pods.remove(pod)
 
     def in_netns(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """ARGV in containerd's (the node's) throwaway network namespace."""
@@ -198,7 +211,13 @@ def cri(subreaper: None) -> Iterator[CRI]:
         _images(cd)
         for image in (PAUSE, IMAGE):
             _wait_for(lambda image=image: client.image_status(image), f"CRI sees {image}", cd)
-        yield CRI(cd, client, netns, runc, runc_log)
+        cri = CRI(cd, client, netns, runc, runc_log)
+        yield cri
+        for pod in list(cri.pods):  # a failed test's (its containers go with it)
+            try:
+                cri.remove_pod(pod)
+            except grpc.RpcError as error:
+                problems.append(f"remove pod {pod}: {error}")
     finally:
         client.close()
         if cd.process.poll() is None:
@@ -265,18 +284,22 @@ def test_pod_and_container_lifecycle(cri: CRI, handler: str, pid: int, test_tag:
         name, secrets.token_hex(8), "tsubo-test", hostname=name,
         cgroup_parent=f"/{CGROUP_PREFIX}{test_tag}",
         log_directory=str(cri.cd.tmp / "logs" / name))
-    pod = cri.client.run_pod_sandbox(pod_config, handler)
-    result: dict[str, Any] = {}
-    try:
-        result = _lifecycle(cri, pod, pod_config, handler, pid)
-    finally:
-        cri.client.stop_pod_sandbox(pod)
-        cri.client.remove_pod_sandbox(pod)
+    pod = cri.run_pod(pod_config, handler)
+    result = _lifecycle(cri, pod, pod_config, handler, pid)
+    cri.remove_pod(pod)
     result["commands"] = sorted(set(cri.cd.wrapper_commands(log)[start:]))
     print(f"\nCRI with {handler or 'runc (BinaryName tsubo-runtime)'}: runtime commands "
           f"called: {' '.join(result['commands'])}")
     assert {"create", "start", "exec", "kill", "delete"} <= set(result["commands"]), result
     cri.results[(handler or "tsubo-runtime", pid)] = result
+
+
+def _pod_config(cri: CRI, test_tag: str, pid: int = cri_client.CONTAINER) -> bytes:
+    name = f"pod-{secrets.token_hex(4)}"
+    return cri_client.pod_sandbox_config(
+        name, secrets.token_hex(8), "tsubo-test", hostname=name,
+        cgroup_parent=f"/{CGROUP_PREFIX}{test_tag}", pid=pid,
+        log_directory=str(cri.cd.tmp / "logs" / name))
 
 
 def _lifecycle(cri: CRI, pod: str, pod_config: bytes, handler: str, pid: int
@@ -343,3 +366,22 @@ def test_same_results_as_runc(cri: CRI) -> None:
         if ours is None or theirs is None:
             pytest.skip("needs the lifecycle runs of this module with both runtimes")
         assert ours == theirs, (pid, ours, theirs)
+
+
+def test_timing_tsubo_vs_runc(cri: CRI, test_tag: str) -> None:
+    """A pod and one container, `true`, started, waited for and removed, through the CRI:
+    five rounds per runtime, interleaved; medians printed (see -s)."""
+    config = cri_client.container_config("t", IMAGE, ["true"])
+
+    def run_once(handler: str) -> None:
+        pod_config = _pod_config(cri, test_tag)
+        pod = cri.run_pod(pod_config, handler)
+        cid = cri.client.create_container(pod, config, pod_config)
+        cri.client.start_container(cid)
+        _wait_for(lambda: cri.client.container_status(cid)["state"] == "EXITED",
+                  f"{cid} exits", cri.cd)
+        cri.client.remove_container(cid)
+        cri.remove_pod(pod)
+
+    times = time_interleaved({"tsubo-runtime": "", "runc": REFERENCE}, run_once)
+    print_medians("CRI pod + container `true`, run and removed,", times)
