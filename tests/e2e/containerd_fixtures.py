@@ -42,6 +42,31 @@ RUNTIME_COMMANDS = frozenset(
      "features")
 )
 
+#: the part of a config every test's containerd shares: everything in the temp dir, no
+#: debug or metrics listeners ({tmp}: the temp dir; {disabled}: a TOML list of plugins;
+#: a test appends its plugins' tables)
+BASE_CONFIG = """\
+version = 2
+root = "{tmp}/root"
+state = "{tmp}/state"
+disabled_plugins = {disabled}
+
+[grpc]
+  address = "{tmp}/containerd.sock"
+
+[ttrpc]
+  address = "{tmp}/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{tmp}/opt"
+"""
+
 WRAPPER = """\
 #!/bin/sh
 printf '%s\\n' "$*" >> {log}
@@ -249,6 +274,12 @@ def wait_ready(cd: Containerd) -> None:
         time.sleep(0.1)
 
 
+def quietly(*argv: str) -> list[str]:
+    """Run a teardown command; its failure as a one-line problem (none when it worked)."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TIMEOUT)
+    return [f"{' '.join(argv)}: {proc.stderr.strip()}"] if proc.returncode != 0 else []
+
+
 def stop(cd: Containerd) -> list[str]:
     """SIGTERM containerd by its pid and wait; then what is left fails: processes (killed),
     files under /run/containerd, mounts under the temp dir (kept then, else it is removed).
@@ -272,10 +303,7 @@ def stop(cd: Containerd) -> list[str]:
     leftovers = [str(p) for p in SHIM_STATE.rglob("*") if not p.is_dir()]
     if leftovers:
         problems.append(f"left under {SHIM_STATE}: {leftovers[:10]}")
-    proc = subprocess.run(["umount", str(SHIM_STATE)], capture_output=True, text=True,
-                          check=False, timeout=TIMEOUT)
-    if proc.returncode != 0:
-        problems.append(f"umount {SHIM_STATE}: {proc.stderr.strip()}")
+    problems += quietly("umount", str(SHIM_STATE))
     if cd.made_shim_dir:
         try:
             SHIM_STATE.rmdir()

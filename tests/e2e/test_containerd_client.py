@@ -42,27 +42,8 @@ from tests.e2e.test_podman_client import (
 NAMESPACE = "tsubo-test"
 IMAGE = "localhost/tsubo-test-busybox:latest"
 
-CONFIG = """\
-version = 2
-root = "{tmp}/root"
-state = "{tmp}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+CONFIG = containerd_fixtures.BASE_CONFIG
 
-[grpc]
-  address = "{tmp}/containerd.sock"
-
-[ttrpc]
-  address = "{tmp}/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{tmp}/opt"
-"""
 
 @pytest.fixture(scope="module")
 def containerd(subreaper: None) -> Iterator[Containerd]:
@@ -72,7 +53,8 @@ def containerd(subreaper: None) -> Iterator[Containerd]:
     runtime = containerd_fixtures.preconditions()
     tmp = Path(tempfile.mkdtemp(prefix="tsubo-e2e-containerd-"))
     tmp.chmod(0o700)
-    cd = containerd_fixtures.start(tmp, CONFIG.format(tmp=tmp), runtime, NAMESPACE)
+    config = CONFIG.format(tmp=tmp, disabled='["io.containerd.grpc.v1.cri"]')
+    cd = containerd_fixtures.start(tmp, config, runtime, NAMESPACE)
     problems: list[str] = []
     try:
         containerd_fixtures.wait_ready(cd)

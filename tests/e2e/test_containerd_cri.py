@@ -32,6 +32,7 @@ for the comparison, runc; grpcio (the `dev` extras).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import secrets
@@ -46,6 +47,7 @@ from typing import Any
 
 import pytest
 
+from tests import leakcheck
 from tests.bundles import CGROUP_PREFIX
 from tests.conftest import BUSYBOX
 from tests.e2e import containerd_fixtures
@@ -65,26 +67,7 @@ REFERENCE = "runc-reference"
 RUNTIME_ROOT = SHIM_STATE / "runc" / NAMESPACE
 CNI_PLUGINS = Path("/usr/lib/cni")
 
-CONFIG = """\
-version = 2
-root = "{tmp}/root"
-state = "{tmp}/state"
-
-[grpc]
-  address = "{tmp}/containerd.sock"
-
-[ttrpc]
-  address = "{tmp}/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{tmp}/opt"
-
+CONFIG = containerd_fixtures.BASE_CONFIG + """
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   disable_apparmor = true
@@ -138,9 +121,17 @@ class CRI:
         return pod
 
     def remove_pod(self, pod: str) -> None:
+        """Stop and remove *pod*, then wait for its shim to exit (it does so after
+        answering containerd, a moment later: the leak check would see it)."""
         self.client.stop_pod_sandbox(pod)
         self.client.remove_pod_sandbox(pod)
         self.pods.remove(pod)
+        if not self.pods:
+            _wait_for(lambda: not [pid for pid, (comm, state) in
+                                   leakcheck.child_processes().items()
+                                   if comm.startswith("containerd-shim") and state != "Z"],
+                      "the pod's shim exits", self.cd)
+            leakcheck.reap_zombie_children()
 
     def in_netns(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """ARGV in containerd's (the node's) throwaway network namespace."""
@@ -198,53 +189,56 @@ def cri(subreaper: None) -> Iterator[CRI]:
     cni_cache = Path("/var/lib/cni") if Path("/var/lib/cni").is_dir() else Path("/var/lib")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "tsubo-test", str(cni_cache)],
                    check=True, timeout=TIMEOUT)
-    subprocess.run(["ip", "netns", "add", netns], check=True, timeout=TIMEOUT)
-    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=TIMEOUT)
-    config = CONFIG.format(tmp=tmp, pause=PAUSE, tsubo=tmp / "tsubo-runtime-wrapper",
-                           runc=runc_wrapper, reference=REFERENCE, cni_bin=CNI_PLUGINS)
-    cd = containerd_fixtures.start(tmp, config, runtime, NAMESPACE,
-                                   prefix=("nsenter", f"--net=/run/netns/{netns}"))
-    client = cri_client.CRIClient(str(cd.socket))
     problems: list[str] = []
     try:
-        containerd_fixtures.wait_ready(cd)
-        _images(cd)
-        for image in (PAUSE, IMAGE):
-            _wait_for(lambda image=image: client.image_status(image), f"CRI sees {image}", cd)
-        cri = CRI(cd, client, netns, runc, runc_log)
-        yield cri
-        for pod in list(cri.pods):  # a failed test's (its containers go with it)
-            try:
-                cri.remove_pod(pod)
-            except grpc.RpcError as error:
-                problems.append(f"remove pod {pod}: {error}")
-    finally:
-        client.close()
-        if cd.process.poll() is None:
+        subprocess.run(["ip", "netns", "add", netns], check=True, timeout=TIMEOUT)
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True,
+                       timeout=TIMEOUT)
+        config = CONFIG.format(tmp=tmp, disabled="[]", pause=PAUSE,
+                               tsubo=tmp / "tsubo-runtime-wrapper",
+                               runc=runc_wrapper, reference=REFERENCE, cni_bin=CNI_PLUGINS)
+        cd = containerd_fixtures.start(tmp, config, runtime, NAMESPACE,
+                                       prefix=("nsenter", f"--net=/run/netns/{netns}"))
+        cri = CRI(cd, cri_client.CRIClient(str(cd.socket)), netns, runc, runc_log)
+        try:
+            containerd_fixtures.wait_ready(cd)
+            _images(cd)
             for image in (PAUSE, IMAGE):
-                cd.ctr("images", "remove", image)
-        problems += containerd_fixtures.stop(cd)
+                _wait_for(lambda image=image: cri.client.image_status(image),
+                          f"CRI sees {image}", cd)
+            yield cri
+            problems += _remove_pods(cri)
+        finally:
+            cri.client.close()
+            if cd.process.poll() is None:
+                for image in (PAUSE, IMAGE):
+                    cd.ctr("images", "remove", image)
+            problems += containerd_fixtures.stop(cd)
+    finally:
         problems += _unshadow(netns, cni_cache)
         if problems:
             pytest.fail("CRI teardown:\n  " + "\n  ".join(problems), pytrace=False)
 
 
+def _remove_pods(cri: CRI) -> list[str]:
+    """Remove the pods a failed test left (their containers go with them)."""
+    problems = []
+    for pod in list(cri.pods):
+        try:
+            cri.remove_pod(pod)
+        except grpc.RpcError as error:
+            problems.append(f"remove pod {pod}: {error}")
+    return problems
+
+
 def _unshadow(netns: str, cni_cache: Path) -> list[str]:
     """Delete the throwaway netns (the bridge goes with it); check CNI's cache is empty (no
     result of a pod left: every pod's network was torn down) and lift the tmpfs."""
-    problems = []
-    proc = subprocess.run(["ip", "netns", "delete", netns], capture_output=True, text=True,
-                          check=False, timeout=TIMEOUT)
-    if proc.returncode != 0:
-        problems.append(f"ip netns delete {netns}: {proc.stderr.strip()}")
+    problems = containerd_fixtures.quietly("ip", "netns", "delete", netns)
     results = [str(p) for p in cni_cache.rglob("*") if p.is_file()]
     if results:
         problems.append(f"CNI cache entries left: {results}")
-    proc = subprocess.run(["umount", str(cni_cache)], capture_output=True, text=True,
-                          check=False, timeout=TIMEOUT)
-    if proc.returncode != 0:
-        problems.append(f"umount {cni_cache}: {proc.stderr.strip()}")
-    return problems
+    return problems + containerd_fixtures.quietly("umount", str(cni_cache))
 
 
 def _wait_for(probe: Any, what: str, cd: Containerd, timeout: float = TIMEOUT) -> Any:
@@ -285,7 +279,12 @@ def test_pod_and_container_lifecycle(cri: CRI, handler: str, pid: int, test_tag:
         cgroup_parent=f"/{CGROUP_PREFIX}{test_tag}",
         log_directory=str(cri.cd.tmp / "logs" / name))
     pod = cri.run_pod(pod_config, handler)
-    result = _lifecycle(cri, pod, pod_config, handler, pid)
+    try:
+        result = _lifecycle(cri, pod, pod_config, handler, pid)
+    except BaseException:
+        with contextlib.suppress(grpc.RpcError):  # else the fixture's teardown retries
+            cri.remove_pod(pod)
+        raise
     cri.remove_pod(pod)
     result["commands"] = sorted(set(cri.cd.wrapper_commands(log)[start:]))
     print(f"\nCRI with {handler or 'runc (BinaryName tsubo-runtime)'}: runtime commands "
