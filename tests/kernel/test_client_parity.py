@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import leakcheck
 from tests.conftest import MakeBundle, NetNS, RuntimeCLI
 from tests.kernel.test_isolation import one_line_error
 
@@ -305,3 +306,38 @@ def test_leaked_fd_cwd_with_getcwd_denied_never_reaches_the_host(
         assert sorted(lines[1:]) == sorted(os.listdir(b.rootfs)), proc.stdout
     else:
         one_line_error(proc)
+
+
+# --- delete without a pid namespace of its own -----------------------------------------------
+
+
+@pytest.mark.parametrize("pid_namespace", ["joined", "none"])
+def test_delete_kills_what_the_init_left_without_its_own_pid_namespace(
+    runtime: RuntimeCLI, make_bundle: MakeBundle, pid_namespace: str
+) -> None:
+    """A pod's container shares the pod's pid namespace (CRI's shareProcessNamespace): when
+    its init exits, its children live on in its cgroup. `delete` kills them and removes the
+    cgroup, as runc does (containerd's CRI found it: the cgroup was left behind)."""
+    holder = make_bundle(["sh", "-c", "while :; do sleep 1; done"])  # reaps orphans
+    holder_id = runtime.container_id()
+    runtime.run("create", "--bundle", str(holder.path), holder_id, check=True)
+    runtime.run("start", holder_id, check=True)
+    joined = [] if pid_namespace == "none" else [
+        {"type": "pid", "path": f"/proc/{runtime.state(holder_id)['pid']}/ns/pid"}]
+    b = make_bundle(["sh", "-c", "sleep 1000 &"],
+                    linux={"namespaces": [*joined, *_namespaces("ipc", "uts", "mount")]})
+    cid = runtime.container_id()
+    runtime.run("create", "--bundle", str(b.path), cid, check=True)
+    cgroup_procs = Path("/sys/fs/cgroup/pids") / b.cgroups_path.lstrip("/") / "cgroup.procs"
+    runtime.run("start", cid, check=True)
+    runtime.wait_status(cid, "stopped")
+    left = cgroup_procs.read_text().split()
+    assert len(left) == 1, left  # the backgrounded sleep, alive after its parent's exit
+    proc = runtime.run("delete", cid)
+    assert proc.returncode == 0, proc.stderr
+    assert not cgroup_procs.parent.exists()
+    assert not Path(f"/proc/{left[0]}").exists() or "Z" in Path(
+        f"/proc/{left[0]}/stat").read_text().split(")")[1][:3]
+    # the exited init is our zombie (we are the subreaper), still counted in the holder's
+    # pid namespace until reaped: the holder's init would not finish dying before that
+    leakcheck.reap_zombie_children()

@@ -370,7 +370,7 @@ def test_check_allows_exactly_the_table(operation: str, state: str) -> None:
 @pytest.mark.parametrize(("operation", "state", "message"), [
     ("start", "running", "start container web: container is running, start needs it created"),
     ("kill", "stopped",
-     "kill container web: container is stopped, kill needs it created or running or paused"),
+     "kill container web: container not running, kill needs it created or running or paused"),
     ("delete", "running",
      "delete container web: container is running, delete needs it stopped or creating"),
     ("resume", "running", "resume container web: container is running, resume needs it paused"),

@@ -344,6 +344,11 @@ class Runtime:
                 # A create that died midway: its init's pid was never recorded, but any
                 # process it left is in the container's cgroup (it joined before forking).
                 _collect(errors, lambda: _kill_members(_cgroup_of(record)))
+            if status != status_rules.CREATING and not _own_pid_namespace(record):
+                # Without a pid namespace of its own (a pod's shared one, joined by path)
+                # the init's death takes none of its children with it: whatever is left
+                # in its cgroup is the container's. runc kills them on delete too.
+                _collect(errors, lambda: _kill_members(_cgroup_of(record)))
             _collect(errors, _cgroup_of(record).destroy)
             self.warnings += _run_runtime_hooks(
                 record, "poststop", self._state_json(record, status_rules.STOPPED, 0))
@@ -500,6 +505,14 @@ def read_caller_file(path: str, operation: str, *, missing: str = "no such file"
 
 def _owner() -> str:
     return "" if os.geteuid() == 0 else str(os.geteuid())
+
+
+def _own_pid_namespace(record: ContainerRecord) -> bool:
+    """Whether the container's config makes it a new pid namespace (listed, no path)."""
+    linux = record.config.get("linux")
+    entries = linux.get("namespaces") if isinstance(linux, dict) else None
+    return any(isinstance(entry, dict) and entry.get("type") == "pid" and not entry.get("path")
+               for entry in entries or ())
 
 
 def _cgroup_of(record: ContainerRecord) -> Cgroup:

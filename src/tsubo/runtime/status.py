@@ -62,6 +62,10 @@ def check(operation: str, container_id: str, status: str) -> None:
     """Raise WrongState unless *operation* is allowed in *status*."""
     allowed = _ALLOWED[operation]
     if status not in allowed:
+        # runc's words for a kill of a stopped container: containerd's shim reads "container
+        # not running" as "process already finished" and goes on stopping it (with any other
+        # text the CRI's StopContainer/StopPodSandbox retry the kill until they time out).
+        stopped_kill = operation == "kill" and status == STOPPED
+        said = "container not running" if stopped_kill else f"container is {status}"
         raise WrongState(f"{operation} container", container_id,
-                         detail=f"container is {status}, "
-                         f"{operation} needs it {' or '.join(allowed)}")
+                         detail=f"{said}, {operation} needs it {' or '.join(allowed)}")
