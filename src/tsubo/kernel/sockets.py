@@ -35,6 +35,8 @@ def port_taken(protocol: str, address: str, port: int) -> bool:
     except OSError:
         return False  # no such protocol here: nothing can hold its ports
     with probe:
+        if family == socket.AF_INET6:  # [::] stands for IPv6 only: a binding per family
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if protocol == "tcp":
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
