@@ -349,7 +349,10 @@ def test_publish_without_a_network_is_refused(ports: Ports) -> None:
         assert "conflicting options: port publishing" in proc.stderr
     proc = ports.run("run", "-d", "--network", "pub", "-p", "[::1]:80:80",
                      "--rootfs", str(ports.rootfs), "true", check=False)
-    assert proc.returncode == 125 and "IPv4 only" in proc.stderr
+    assert proc.returncode == 125 and "IPv6 loopback cannot be forwarded" in proc.stderr
+    proc = ports.run("run", "-d", "--network", "pub", "-p", "[::]:80:80",
+                     "--rootfs", str(ports.rootfs), "true", check=False)
+    assert proc.returncode == 125 and "network has no IPv6" in proc.stderr
     assert ports.run("ps", "-aq").stdout == ""
 
 
