@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.test_engine_network import NetEngine, net_engine  # noqa: F401 (a fixture)
-from tests.e2e.test_network_ports import wait_listening
+from tests.e2e.test_network_ports import fetch, wait_listening
 from tsubo.kernel.iproute import InNetns
 
 REMOTE_HOST6 = "fd99::1"  # the host's end of the link to the "remote" namespace
@@ -27,32 +27,6 @@ REMOTE6 = "fd99::2"
 REMOTE_HOST4 = "10.251.0.1"
 REMOTE4 = "10.251.0.2"
 SUBNET6 = "fd00:10::/64"
-
-
-def fetch(netns: str, address: str, port: int, *, timeout: float = 3.0) -> str | None:
-    """Connect from *netns* to address:port (IPv4 or IPv6) and read what the server says;
-    None when the connection fails or says nothing."""
-    result: list[str | None] = [None]
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-
-    def work() -> None:
-        with InNetns(netns):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        with sock:
-            sock.settimeout(timeout)
-            try:
-                sock.connect((address, port))
-                data = b""
-                while chunk := sock.recv(4096):
-                    data += chunk
-                result[0] = data.decode().strip() or None
-            except OSError:
-                result[0] = None
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join(timeout + 5)
-    return result[0]
 
 
 class V6(NetEngine):

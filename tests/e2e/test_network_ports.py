@@ -37,13 +37,14 @@ UPLINK = "10.250.0.1"  # another address of the host, on the link to the remote 
 
 def fetch(netns: str, address: str, port: int, *, source: str = "",
           timeout: float = 3.0) -> str | None:
-    """Connect from *netns* to address:port and read what the server says; None when the
-    connection fails or says nothing."""
+    """Connect from *netns* to address:port (IPv4 or IPv6) and read what the server says;
+    None when the connection fails or says nothing."""
     result: list[str | None] = [None]
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
     def work() -> None:
         with InNetns(netns):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
         with sock:
             sock.settimeout(timeout)
             if source:

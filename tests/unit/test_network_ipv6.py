@@ -135,7 +135,7 @@ def test_choose_subnet6_skips_taken_routes_and_nameservers() -> None:
 def test_parse_routes6() -> None:
     output = ('[{"dst":"default","gateway":"fe80::1"},{"dst":"fd00:1::/64"},'
               '{"dst":"fd00::5"},{"dst":"::/0"},{"dst":"10.0.0.0/8"},{"type":"multicast"}]')
-    assert ipam.parse_routes6(output) == ["fd00:1::/64", "fd00::5/128"]
+    assert ipam.parse_routes(output, ipv6=True) == ["fd00:1::/64", "fd00::5/128"]
 
 
 # --- networks and leases ----------------------------------------------------------------------

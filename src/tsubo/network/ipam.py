@@ -339,31 +339,6 @@ def choose_subnet6(network_id: str, taken: Iterable[str], host_routes: Iterable[
                      f"{', '.join(dict.fromkeys(hit))}", hint="give one with --subnet")
 
 
-def parse_routes6(output: str) -> list[str]:
-    """The IPv6 destinations (CIDR) in ``ip -6 -j route show table all`` output, default
-    routes left out (a bare address becomes a /128)."""
-    from tsubo import jsonwire
-    from tsubo.network.addresses import cidr6_bounds, int_to_ip6
-
-    routes: list[str] = []
-    data = jsonwire.loads(output) if output.strip() else []
-    if not isinstance(data, list):
-        raise ValueError("ip route: expected a JSON list")
-    for route in data:
-        destination = route.get("dst", "") if isinstance(route, dict) else ""
-        if not isinstance(destination, str) or ":" not in destination:
-            continue
-        try:
-            first, last = cidr6_bounds(destination)
-        except ValueError:
-            continue
-        if first == 0 and last == (1 << 128) - 1:
-            continue
-        prefix = 129 - (last - first + 1).bit_length()
-        routes.append(f"{int_to_ip6(first)}/{prefix}")
-    return routes
-
-
 def host_routes6() -> list[str]:
     """The host's IPv6 routes of every table (none when the host has no IPv6)."""
     import os
@@ -375,7 +350,7 @@ def host_routes6() -> list[str]:
     output = iproute.query_text(["-6", "route", "show", "table", "all"], timeout=10,
                                 hint="give an IPv6 --subnet")
     try:
-        return parse_routes6(output)
+        return parse_routes(output, ipv6=True)
     except (ValueError, AttributeError) as error:
         raise TsuboError("list host routes", "", detail=f"unexpected output: {error}",
                          hint="give an IPv6 --subnet") from None
@@ -404,11 +379,14 @@ def host_nameservers6(path: str = RESOLV_CONF) -> list[str]:
 # --- the host's routes and nameservers ----------------------------------------------------
 
 
-def parse_routes(output: str) -> list[str]:
-    """The IPv4 destinations (CIDR) in ``ip -4 -j route show table all`` output, the
-    default route left out (a bare address becomes a /32)."""
+def parse_routes(output: str, *, ipv6: bool = False) -> list[str]:
+    """The IPv4 (IPV6: IPv6) destinations (CIDR) in ``ip -4|-6 -j route show table all``
+    output, default routes left out (a bare address becomes a /32 or /128)."""
     from tsubo import jsonwire
+    from tsubo.network.addresses import cidr6_bounds, int_to_ip6
 
+    bits, span, text = (128, cidr6_bounds, int_to_ip6) if ipv6 else (32, cidr_bounds,
+                                                                      int_to_ip)
     routes: list[str] = []
     data = jsonwire.loads(output) if output.strip() else []
     if not isinstance(data, list):
@@ -417,16 +395,16 @@ def parse_routes(output: str) -> list[str]:
         destination = route.get("dst", "") if isinstance(route, dict) else ""
         if not isinstance(destination, str) or destination in ("", "default"):
             continue
-        if ":" in destination:
-            continue  # IPv6 (not asked for, but harmless to skip)
+        if (":" in destination) != ipv6:
+            continue  # the other family (not asked for, but harmless to skip)
         try:
-            first, last = cidr_bounds(destination)
+            first, last = span(destination)
         except ValueError:
             continue  # "multicast ..." and other forms without a plain destination
-        if first == 0 and last == ALL_ONES:
-            continue  # 0.0.0.0/0 spelt out: the default route of another table
-        prefix = 33 - (last - first + 1).bit_length()  # size 2**(32 - prefix)
-        routes.append(f"{int_to_ip(first)}/{prefix}")
+        if first == 0 and last == (1 << bits) - 1:
+            continue  # the default route spelt out (another table's)
+        prefix = bits + 1 - (last - first + 1).bit_length()  # size 2**(bits - prefix)
+        routes.append(f"{text(first)}/{prefix}")
     return routes
 
 
