@@ -107,6 +107,12 @@ def test_dual_stack_network_addresses_routes_and_ping6(v6: V6) -> None:
     assert "default via fd00:10::1 dev eth0" in routes
     assert v6.ping6("c1", "fd00:10::3")
     assert v6.ping6("c3", "fd00:10::2")
+    settings = json.loads(v6.run("inspect", "c3").stdout)[0]["NetworkSettings"]["Networks"]
+    assert {key: settings["v6"][key] for key in (
+        "IPAddress", "Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway")} \
+        == {"IPAddress": "10.89.6.99", "Gateway": "10.89.6.1",
+            "GlobalIPv6Address": "fd00:10::99", "GlobalIPv6PrefixLen": 64,
+            "IPv6Gateway": "fd00:10::1"}
     assert v6.host("busybox", "ping", "-6", "-c", "1", "-W", "2", "fd00:10::99"
                    ).returncode == 0
     # the lease goes with the container and is handed out again
@@ -167,6 +173,12 @@ def test_ula_pool_and_isolation_between_ipv6_networks(v6: V6) -> None:
     assert v6.ping6("b2", b1) and v6.ping6("b1", b2)  # same network
     assert not v6.ping6("a1", b1)  # isolated, as for IPv4
     assert not v6.ping6("b1", v6.address6("a1"))
+    # a second network, connected live with --ip6: reached there (no second default route)
+    v6.run("network", "connect", "--ip6", f"{b1.rpartition(':')[0]}:abc", "other", "a1")
+    assert v6.address6("a1", "other").endswith(":abc")
+    assert v6.ping6("a1", b1)
+    routes = v6.host("ip", "netns", "exec", "a1", "ip", "-6", "route").stdout
+    assert routes.count("default") == 1, routes
     assert "ip6 saddr" in v6.host("nft", "list", "table", "inet", "tsubo").stdout
 
 

@@ -248,6 +248,15 @@ def test_firewall_masquerades_and_publishes_ipv6() -> None:
     assert [expr[0]["match"]["left"]["payload"]["protocol"] for expr in nat] == \
         ["ip", "ip", "ip6", "ip6"]
     assert nat[3][0]["match"]["right"] == {"prefix": {"addr": "fd00:9::", "len": 64}}
+    internal = Network("e" * 64, "v6", "10.9.0.0/24", "10.9.0.1", "tsbeeee", ipv6=True,
+                       subnet6="fd00:9::/64", gateway6="fd00:9::1", internal=True)
+    internal_batch: Any = firewall.setup_batch(internal)["nftables"]
+    host_rules = [c["add"]["rule"]["expr"] for c in internal_batch
+                  if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"].endswith("-host")]
+    assert [expr[0]["match"]["left"] for expr in host_rules[:2]] == [
+        {"ct": {"key": "ip daddr", "dir": "original"}},
+        {"ct": {"key": "ip6 daddr", "dir": "original"}}]
+    assert host_rules[-1] == [{"drop": None}]
     published = [ports.PublishedPort("0.0.0.0", 8080, 80, "tcp"),
                  ports.PublishedPort("::", 8080, 80, "tcp"),
                  ports.PublishedPort("fd99::1", 8081, 81, "udp")]
