@@ -1,42 +1,41 @@
 """IPv6 dual-stack networks with real traffic, inside a throwaway "host" netns.
 
-The host namespace gets IPv6 forwarding on (in that namespace only) and a "remote"
-namespace linked by a veth (``fd99::2`` there, ``fd99::1`` on the host; and the IPv4
-pair ``10.251.0.0/24``), playing another machine: published ports are reached from it,
-and masquerade is seen by it. Every address belongs to a namespace the test made.
+The setup is test_network_ports.py's: forwarding on in the host namespace only, and a
+"remote" namespace linked by a veth (``fd99::2`` there, ``fd99::1`` on the host; and the
+IPv4 pair ``10.251.0.0/24``), playing another machine: published ports are reached from
+it, and masquerade is seen by it. Every address belongs to a namespace the test made.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_engine_network import NetEngine, net_engine  # noqa: F401 (a fixture)
-from tests.e2e.test_network_ports import fetch, wait_listening
+from tests.e2e.test_engine_network import net_engine  # noqa: F401 (a fixture)
+from tests.e2e.test_network_ports import (  # noqa: F401 (ports: a fixture)
+    REMOTE6,
+    REMOTE_HOST6,
+    REMOTE_HOST_ADDRESS,
+    Ports,
+    fetch,
+    ports,
+    wait_listening,
+)
 from tsubo.kernel.iproute import InNetns
 
-REMOTE_HOST6 = "fd99::1"  # the host's end of the link to the "remote" namespace
-REMOTE6 = "fd99::2"
-REMOTE_HOST4 = "10.251.0.1"
-REMOTE4 = "10.251.0.2"
+REMOTE_HOST4 = REMOTE_HOST_ADDRESS
 SUBNET6 = "fd00:10::/64"
 
 
-class V6(NetEngine):
-    remote: str = ""
+class V6(Ports):
+    """:class:`Ports` on the dual-stack network ``v6``."""
 
-    def serve(self, name: str, *flags: str, network: str = "v6") -> None:
-        """A container answering every TCP connection on port 80 with its name."""
-        self.run("run", "-d", "--name", name, "--network", network, *flags,
-                 "--rootfs", str(self.rootfs), "nc", "-ll", "-p", "80", "-e", "echo", name)
-        wait_listening(name, 80)
+    def serve(self, name: str, *flags: str, network: str = "v6") -> str:
+        return super().serve(name, *flags, network=network)
 
     def sleeper(self, name: str, *flags: str, network: str = "v6") -> None:
         self.run("run", "-d", "--name", name, "--network", network, *flags,
@@ -56,37 +55,14 @@ class V6(NetEngine):
 
 
 @pytest.fixture
-def v6(net_engine: NetEngine) -> Iterator[V6]:  # noqa: F811
-    engine = V6(net_engine.netns, net_engine.root, net_engine.rootfs)
-    remote = f"tsubo-t-r{secrets.token_hex(3)}"
-    host_end = f"tr{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", remote], check=True)
-    try:
-        engine.remote = remote
-        for argv in (
-            ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
-            ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
-            ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
-             "netns", remote],
-            ["ip", "addr", "add", f"{REMOTE_HOST6}/64", "dev", host_end, "nodad"],
-            ["ip", "addr", "add", f"{REMOTE_HOST4}/24", "dev", host_end],
-            ["ip", "link", "set", host_end, "up"],
-        ):
-            assert engine.host(*argv).returncode == 0, argv
-        for argv in (
-            ["ip", "link", "set", "lo", "up"],
-            ["ip", "addr", "add", f"{REMOTE6}/64", "dev", "eth0", "nodad"],
-            ["ip", "addr", "add", f"{REMOTE4}/24", "dev", "eth0"],
-            ["ip", "link", "set", "eth0", "up"],
-            ["ip", "route", "add", "default", "via", REMOTE_HOST4],
-            ["ip", "-6", "route", "add", "default", "via", REMOTE_HOST6],
-        ):
-            subprocess.run(["ip", "netns", "exec", remote, *argv], check=True)
-        engine.run("network", "create", "v6", "--ipv6", "--subnet", SUBNET6,
-                   "--subnet", "10.89.6.0/24")
-        yield engine
-    finally:
-        subprocess.run(["ip", "netns", "delete", remote], check=False)
+def v6(ports: Ports) -> V6:  # noqa: F811
+    """The ``ports`` setup (host netns with forwarding on, a "remote machine" namespace
+    with IPv4 and IPv6 on its link) and a dual-stack network ``v6``."""
+    engine = V6(ports.netns, ports.root, ports.rootfs)
+    engine.remote = ports.remote
+    engine.run("network", "create", "v6", "--ipv6", "--subnet", SUBNET6,
+               "--subnet", "10.89.6.0/24")
+    return engine
 
 
 def test_dual_stack_network_addresses_routes_and_ping6(v6: V6) -> None:
@@ -207,8 +183,8 @@ def test_published_ports_on_both_families_and_ipv6_only(v6: V6) -> None:
     ps = v6.run("ps", "--format", "{{.Names}} {{.Ports}}").stdout
     assert "six [::]:8081->80/tcp" in ps
     assert "web 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp" in ps
-    ports = json.loads(v6.run("inspect", "six").stdout)[0]["NetworkSettings"]["Ports"]
-    assert ports == {"80/tcp": [{"HostIp": "::", "HostPort": "8081"}]}
+    bindings = json.loads(v6.run("inspect", "six").stdout)[0]["NetworkSettings"]["Ports"]
+    assert bindings == {"80/tcp": [{"HostIp": "::", "HostPort": "8081"}]}
     # hairpin over IPv6: a container reaching a neighbour's port through a host address
     v6.sleeper("client")
     hairpin = v6.run("exec", "client", "nc", "-w", "2", REMOTE_HOST6, "8081", check=False)

@@ -33,6 +33,8 @@ REMOTE_HOST_ADDRESS = "10.251.0.1"  # the host's end of the link to the "remote"
 REMOTE_ADDRESS = "10.251.0.2"
 REMOTE_OTHER = "10.251.0.3"  # a second source address of the remote machine
 UPLINK = "10.250.0.1"  # another address of the host, on the link to the remote machine
+REMOTE_HOST6 = "fd99::1"  # IPv6 on that link (test_network_ipv6.py)
+REMOTE6 = "fd99::2"
 
 
 def fetch(netns: str, address: str, port: int, *, source: str = "",
@@ -124,7 +126,8 @@ def wait_listening(netns: str, port: int, timeout: float = 5.0) -> None:
 def ports(net_engine: NetEngine) -> Iterator[Ports]:  # noqa: F811
     """The engine in its throwaway host netns, with a network ``pub`` (10.89.1.0/24), a
     dummy uplink address, forwarding on (in that netns only) and a "remote" namespace
-    linked by a veth (10.251.0.2 and .3 there, 10.251.0.1 on the host)."""
+    linked by a veth (10.251.0.2 and .3 there, 10.251.0.1 on the host; and IPv6,
+    ``fd99::2`` there, ``fd99::1`` on the host)."""
     engine = Ports(net_engine.netns, net_engine.root, net_engine.rootfs)
     remote = f"tsubo-t-r{secrets.token_hex(3)}"
     host_end = f"tr{secrets.token_hex(3)}"
@@ -134,9 +137,11 @@ def ports(net_engine: NetEngine) -> Iterator[Ports]:  # noqa: F811
         engine.uplink = host_end
         for argv in (
             ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
             ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
              "netns", remote],
             ["ip", "addr", "add", f"{REMOTE_HOST_ADDRESS}/24", "dev", host_end],
+            ["ip", "addr", "add", f"{REMOTE_HOST6}/64", "dev", host_end, "nodad"],
             ["ip", "addr", "add", f"{UPLINK}/24", "dev", host_end],
             ["ip", "link", "set", host_end, "up"],
         ):
@@ -145,8 +150,10 @@ def ports(net_engine: NetEngine) -> Iterator[Ports]:  # noqa: F811
             ["ip", "link", "set", "lo", "up"],
             ["ip", "addr", "add", f"{REMOTE_ADDRESS}/24", "dev", "eth0"],
             ["ip", "addr", "add", f"{REMOTE_OTHER}/24", "dev", "eth0"],
+            ["ip", "addr", "add", f"{REMOTE6}/64", "dev", "eth0", "nodad"],
             ["ip", "link", "set", "eth0", "up"],
             ["ip", "route", "add", "default", "via", REMOTE_HOST_ADDRESS],
+            ["ip", "-6", "route", "add", "default", "via", REMOTE_HOST6],
         ):
             subprocess.run(["ip", "netns", "exec", remote, *argv], check=True)
         engine.run("network", "create", "pub", "--subnet", "10.89.1.0/24")
