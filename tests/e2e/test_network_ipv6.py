@@ -23,7 +23,6 @@ from tests.e2e.test_network_ports import (  # noqa: F401 (ports: a fixture)
     Ports,
     fetch,
     ports,
-    wait_listening,
 )
 from tsubo.kernel.iproute import InNetns
 
@@ -245,3 +244,12 @@ def test_healing_after_a_flush_restores_ipv6(v6: V6) -> None:
     assert "ip6 saddr fd00:10::/64" in table and "dnat ip6 to [fd00:10::2]:80" in table
     v6.sleeper("c2")
     assert v6.ping6("c2", "fd00:10::2")
+    # ip6tables' FORWARD policy set to drop after the fact: the monitor puts its accept
+    # rule in that chain too (the throwaway namespace's own ip6 filter table)
+    assert v6.host("ip6tables", "-P", "FORWARD", "DROP").returncode == 0
+    deadline = time.monotonic() + 3
+    while "tsubo" not in v6.host("ip6tables", "-S", "FORWARD").stdout \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fetch(v6.remote, REMOTE_HOST6, 8080) == "web"
+    assert "-P FORWARD DROP" in v6.host("ip6tables", "-S", "FORWARD").stdout
