@@ -795,12 +795,17 @@ class Engine:
 
     # --- networks ------------------------------------------------------------------------------
 
-    def create_network(self, name: str, *, subnet: str = "", gateway: str = "",
-                       ip_range: str = "", internal: bool = False, mtu: int | str = 0,
-                       bridge_name: str = "", labels: dict[str, str] | Sequence[str] = ()
+    def create_network(self, name: str, *, subnet: str | Sequence[str] = "",
+                       gateway: str | Sequence[str] = "", ip_range: str = "",
+                       internal: bool = False, mtu: int | str = 0, bridge_name: str = "",
+                       labels: dict[str, str] | Sequence[str] = (), ipv6: bool = False
                        ) -> Network:
+        """``network create``: SUBNET and GATEWAY once per family (a text or a list);
+        IPV6 makes the network dual stack (an IPv6 subnet from the ULA pool when none is
+        given)."""
         from tsubo.engine.networks import NetworkManager
         from tsubo.engine.options import parse_labels
+        from tsubo.network.ipam import split_families
 
         if isinstance(mtu, str):
             text = mtu
@@ -810,9 +815,13 @@ class Engine:
                 raise InvalidArgument("parse --mtu", text, detail="expected an integer") \
                     from None
         label_map = dict(labels) if isinstance(labels, dict) else parse_labels(list(labels))
+        subnet4, gateway4, subnet6, gateway6 = split_families(
+            [subnet] if isinstance(subnet, str) else list(subnet),
+            [gateway] if isinstance(gateway, str) else list(gateway))
         network = NetworkManager(self.core).create(
-            name, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
-            mtu=mtu, bridge_name=bridge_name, labels=label_map)
+            name, subnet=subnet4, gateway=gateway4, ip_range=ip_range, internal=internal,
+            mtu=mtu, bridge_name=bridge_name, labels=label_map, ipv6=ipv6, subnet6=subnet6,
+            gateway6=gateway6)
         self._event("network", "create", network.id, name=network.name, type="bridge")
         return network
 
@@ -842,11 +851,12 @@ class Engine:
             self._event("network", "destroy", network.id, name=network.name, type="bridge")
         return removed
 
-    def connect(self, network: str, container: str, *, ip: str = "") -> None:
+    def connect(self, network: str, container: str, *, ip: str = "", ip6: str = "") -> None:
         from tsubo.engine.networks import NetworkManager
 
         row = self._running_on_a_network(container, "connect")
-        NetworkManager(self.core).connect(row.id, row.name, network, requested_ip=ip)
+        NetworkManager(self.core).connect(row.id, row.name, network, requested_ip=ip,
+                                          requested_ip6=ip6)
         self._event("network", "connect", network, container=row.id, name=network)
 
     def disconnect(self, network: str, container: str) -> None:

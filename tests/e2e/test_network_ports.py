@@ -33,17 +33,20 @@ REMOTE_HOST_ADDRESS = "10.251.0.1"  # the host's end of the link to the "remote"
 REMOTE_ADDRESS = "10.251.0.2"
 REMOTE_OTHER = "10.251.0.3"  # a second source address of the remote machine
 UPLINK = "10.250.0.1"  # another address of the host, on the link to the remote machine
+REMOTE_HOST6 = "fd99::1"  # IPv6 on that link (test_network_ipv6.py)
+REMOTE6 = "fd99::2"
 
 
 def fetch(netns: str, address: str, port: int, *, source: str = "",
           timeout: float = 3.0) -> str | None:
-    """Connect from *netns* to address:port and read what the server says; None when the
-    connection fails or says nothing."""
+    """Connect from *netns* to address:port (IPv4 or IPv6) and read what the server says;
+    None when the connection fails or says nothing."""
     result: list[str | None] = [None]
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
     def work() -> None:
         with InNetns(netns):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
         with sock:
             sock.settimeout(timeout)
             if source:
@@ -123,7 +126,8 @@ def wait_listening(netns: str, port: int, timeout: float = 5.0) -> None:
 def ports(net_engine: NetEngine) -> Iterator[Ports]:  # noqa: F811
     """The engine in its throwaway host netns, with a network ``pub`` (10.89.1.0/24), a
     dummy uplink address, forwarding on (in that netns only) and a "remote" namespace
-    linked by a veth (10.251.0.2 and .3 there, 10.251.0.1 on the host)."""
+    linked by a veth (10.251.0.2 and .3 there, 10.251.0.1 on the host; and IPv6,
+    ``fd99::2`` there, ``fd99::1`` on the host)."""
     engine = Ports(net_engine.netns, net_engine.root, net_engine.rootfs)
     remote = f"tsubo-t-r{secrets.token_hex(3)}"
     host_end = f"tr{secrets.token_hex(3)}"
@@ -133,9 +137,11 @@ def ports(net_engine: NetEngine) -> Iterator[Ports]:  # noqa: F811
         engine.uplink = host_end
         for argv in (
             ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
             ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
              "netns", remote],
             ["ip", "addr", "add", f"{REMOTE_HOST_ADDRESS}/24", "dev", host_end],
+            ["ip", "addr", "add", f"{REMOTE_HOST6}/64", "dev", host_end, "nodad"],
             ["ip", "addr", "add", f"{UPLINK}/24", "dev", host_end],
             ["ip", "link", "set", host_end, "up"],
         ):
@@ -144,8 +150,10 @@ def ports(net_engine: NetEngine) -> Iterator[Ports]:  # noqa: F811
             ["ip", "link", "set", "lo", "up"],
             ["ip", "addr", "add", f"{REMOTE_ADDRESS}/24", "dev", "eth0"],
             ["ip", "addr", "add", f"{REMOTE_OTHER}/24", "dev", "eth0"],
+            ["ip", "addr", "add", f"{REMOTE6}/64", "dev", "eth0", "nodad"],
             ["ip", "link", "set", "eth0", "up"],
             ["ip", "route", "add", "default", "via", REMOTE_HOST_ADDRESS],
+            ["ip", "-6", "route", "add", "default", "via", REMOTE_HOST6],
         ):
             subprocess.run(["ip", "netns", "exec", remote, *argv], check=True)
         engine.run("network", "create", "pub", "--subnet", "10.89.1.0/24")
@@ -349,7 +357,10 @@ def test_publish_without_a_network_is_refused(ports: Ports) -> None:
         assert "conflicting options: port publishing" in proc.stderr
     proc = ports.run("run", "-d", "--network", "pub", "-p", "[::1]:80:80",
                      "--rootfs", str(ports.rootfs), "true", check=False)
-    assert proc.returncode == 125 and "IPv4 only" in proc.stderr
+    assert proc.returncode == 125 and "IPv6 loopback cannot be forwarded" in proc.stderr
+    proc = ports.run("run", "-d", "--network", "pub", "-p", "[::]:80:80",
+                     "--rootfs", str(ports.rootfs), "true", check=False)
+    assert proc.returncode == 125 and "network has no IPv6" in proc.stderr
     assert ports.run("ps", "-aq").stdout == ""
 
 

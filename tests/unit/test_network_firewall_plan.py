@@ -297,16 +297,20 @@ def published() -> list[Any]:
 
 def test_publish_skeleton_dnats_local_destinations_and_drops_foreign_localhost() -> None:
     batch = firewall.setup_batch(net())
-    local = [match(meta("nfproto"), "ipv4"),
-             match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
-             {"jump": {"target": "publish"}}]
-    assert rules(batch, "prerouting") == [local]
-    assert rules(batch, "output") == [local]
+    local = [[match(meta("nfproto"), family),
+              match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
+              {"jump": {"target": "publish"}}] for family in ("ipv4", "ipv6")]
+    assert rules(batch, "prerouting") == local
+    assert rules(batch, "output") == local
     key = [meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
     assert rules(batch, "publish") == [
         [{"vmap": {"key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}},
                                       *key]}, "data": "@published_addr"}}],
         [{"vmap": {"key": {"concat": key}, "data": "@published"}}],
+        [{"vmap": {"key": {"concat": [{"payload": {"protocol": "ip6", "field": "daddr"}},
+                                      *key]}, "data": "@published_addr6"}}],
+        [match(meta("nfproto"), "ipv6"),
+         {"vmap": {"key": {"concat": key}, "data": "@published6"}}],
     ]
     loopback = {"prefix": {"addr": "127.0.0.0", "len": 8}}
     assert rules(batch, "postrouting") == [[

@@ -85,6 +85,7 @@ _CREATE_OPTIONS = (
     Option("network,net", LIST, "none, host, container:NAME, or a network (repeatable; "
            "default: bridge, or $TSUBO_DEFAULT_NETWORK)"),
     Option("ip", VALUE, "IPv4 address on the first network"),
+    Option("ip6", VALUE, "IPv6 address on the first network (a network made with --ipv6)"),
     Option("mac-address", VALUE, "MAC address on the first network"),
     Option("publish,p", LIST, "publish a port: [IP:][HOSTPORT[-END]:]PORT[-END][/PROTO]"),
     Option("publish-all,P", FLAG, "publish every exposed port on an ephemeral host port"),
@@ -857,14 +858,18 @@ COMMANDS: dict[str, Command] = {
     "volume": Command(_volume, (), "volume create|ls|inspect|rm|prune [OPTIONS] [NAME...]",
                       "manage volumes"),
     "network": Command(_network, (
-        Option("subnet", VALUE, "subnet in CIDR form (default: a free one from the pool)"),
-        Option("gateway", VALUE, "gateway address (default: the subnet's first)"),
+        Option("subnet", LIST, "subnet in CIDR form (default: a free one from the pool); "
+               "with --ipv6 once per family"),
+        Option("gateway", LIST, "gateway address (default: the subnet's first); one per "
+               "family"),
+        Option("ipv6", FLAG, "dual stack: an IPv6 subnet too (default: a ULA /64)"),
         Option("ip-range", VALUE, "allocate container addresses from this range"),
         Option("internal", FLAG, "no way out of the network, nor to the host (DNS: its own names)"),
         Option("mtu", VALUE, "MTU of the bridge and its veths", "0"),
         Option("bridge-name", VALUE, "bridge interface name (at most 15 bytes)"),
         Option("label", LIST, "set metadata (KEY=VALUE)"),
         Option("ip", VALUE, "connect: the container's address"),
+        Option("ip6", VALUE, "connect: the container's IPv6 address"),
         Option("quiet,q", FLAG, "ls: only names"),
         Option("format,f", VALUE, "inspect: a Go template ({{.IPAM.Config}}) or json; "
                "graph: dot, mermaid, svg or text"),

@@ -22,8 +22,9 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
         if len(names) != 1:
             raise InvalidArgument("network create", " ".join(names),
                                   detail="expected exactly one network name")
-        network = engine.create_network(names[0], subnet=parsed.text("subnet"),
-                                        gateway=parsed.text("gateway"),
+        network = engine.create_network(names[0], subnet=parsed.texts("subnet"),
+                                        gateway=parsed.texts("gateway"),
+                                        ipv6=parsed.flag("ipv6"),
                                         ip_range=parsed.text("ip_range"),
                                         internal=parsed.flag("internal"),
                                         mtu=parsed.text("mtu"),
@@ -62,7 +63,7 @@ def network_command(engine: Engine, parsed: Parsed) -> int:
             raise InvalidArgument(f"network {verb}", " ".join(names),
                                   detail="expected NETWORK CONTAINER")
         if verb == "connect":
-            engine.connect(names[0], names[1], ip=parsed.text("ip"))
+            engine.connect(names[0], names[1], ip=parsed.text("ip"), ip6=parsed.text("ip6"))
         else:
             engine.disconnect(names[0], names[1])
     elif verb == "reload":

@@ -127,7 +127,8 @@ class EngineCore:
         if options.publish:  # a fixed host port in use: refused before anything is made
             from tsubo.engine.networks import NetworkManager
 
-            NetworkManager(self).check_ports(options.publish, name or "")
+            NetworkManager(self).check_ports(options.publish, name or "",
+                                             options.networks[:1])
         container_id = names.new_container_id()
         if name is not None:
             name = container_name(name)  # the one normalisation: "/web" is "web"

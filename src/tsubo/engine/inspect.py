@@ -97,7 +97,9 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
 def _network_settings(engine: EngineState, row: ContainerRow, options: RunOptions,
                       image: dict[str, Any]) -> dict[str, Any]:
     """``NetworkSettings.Ports``: every exposed or published container port, with its host
-    bindings while the container runs (null when it has none), as Docker prints it."""
+    bindings while the container runs (null when it has none), as Docker prints it; and
+    ``Networks``: per network the container is on, its addresses (``GlobalIPv6Address``
+    on a dual-stack network), gateways and MAC, as Docker's endpoint settings."""
     from tsubo.engine.networks import NetworkManager
     from tsubo.network.ports import parse_expose, ports_map
 
@@ -105,8 +107,16 @@ def _network_settings(engine: EngineState, row: ContainerRow, options: RunOption
     exposed += [pair for key in _dict(image.get("ExposedPorts")) if isinstance(key, str)
                 for pair in parse_expose(key, "EXPOSE")]
     exposed += [(spec.container_port, spec.protocol) for spec in options.publish]
-    published = NetworkManager(engine).published(row.id).get(row.id, [])
-    return {"Ports": ports_map(published, exposed)}
+    manager = NetworkManager(engine)
+    published = manager.published(row.id).get(row.id, [])
+    networks = {network.name: {
+        "NetworkID": network.id, "EndpointID": endpoint.host_ifname,
+        "Gateway": network.gateway, "IPAddress": endpoint.address,
+        "IPPrefixLen": endpoint.prefix_len,
+        "IPv6Gateway": network.gateway6 if endpoint.address6 else "",
+        "GlobalIPv6Address": endpoint.address6, "GlobalIPv6PrefixLen": endpoint.prefix_len6,
+        "MacAddress": endpoint.mac} for endpoint, network in manager.networks_of(row.id)}
+    return {"Ports": ports_map(published, exposed), "Networks": networks}
 
 
 def _dict(value: object) -> dict[str, Any]:

@@ -536,7 +536,9 @@ class MonitorService:
         store = NetworkStore(self.db)
         decision = dns.decide(packet, internal=store.get_network(network_id).internal,
                               lookup=lambda name: store.resolve_name(network_id, name),
-                              engine_name=store.container_name_taken)
+                              engine_name=store.container_name_taken,
+                              lookup6=lambda name: store.resolve_name(network_id, name,
+                                                                      ipv6=True))
         return decision, store.upstreams_of(network_id, client_address) if decision.relay \
             else []
 
@@ -796,7 +798,8 @@ class MonitorService:
                 manager = NetworkManager(self.engine)
                 endpoints = manager.attach(
                     job.container_id, job.row.name, job.options.networks,
-                    requested_ip=job.options.ip, mac_address=job.options.mac_address)
+                    requested_ip=job.options.ip, mac_address=job.options.mac_address,
+                    requested_ip6=job.options.ip6)
                 job.network_ids = [endpoint.network_id for endpoint in endpoints]
                 if job.options.publish:  # undone with the attach if anything fails
                     job.publication = manager.claim_ports(job.container_id, job.row.name,

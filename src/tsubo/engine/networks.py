@@ -54,13 +54,16 @@ class NetworkManager:
 
     def create(self, name: str, *, subnet: str = "", gateway: str = "", ip_range: str = "",
                internal: bool = False, mtu: int = 0, bridge_name: str = "",
-               labels: dict[str, str] | None = None) -> Network:
+               labels: dict[str, str] | None = None, ipv6: bool = False, subnet6: str = "",
+               gateway6: str = "") -> Network:
         """Record the network, then make its bridge and firewall rules (undone on failure).
-        ``network create bridge`` before first use chooses the default network's
-        settings (dockerd's ``--bip``), under :meth:`ensure_default`'s lock."""
+        IPV6: dual stack (SUBNET6, else a ULA /64). ``network create bridge`` before first
+        use chooses the default network's settings (dockerd's ``--bip``), under
+        :meth:`ensure_default`'s lock."""
         options: dict[str, Any] = {
             "subnet": subnet, "gateway": gateway, "ip_range": ip_range, "internal": internal,
-            "mtu": mtu, "bridge_name": bridge_name, "labels": labels or {}}
+            "mtu": mtu, "bridge_name": bridge_name, "labels": labels or {}, "ipv6": ipv6,
+            "subnet6": subnet6, "gateway6": gateway6}
         if name != DEFAULT_NETWORK:
             return self._create(name, options)
         with self._default_lock():
@@ -78,7 +81,8 @@ class NetworkManager:
             undo.push(lambda: self.store.forget("link", network.bridge_name))
             lines = bridge.plan_bridge_create(
                 network.bridge_name, network.gateway, network.prefix_len,
-                network.mtu or bridge.uplink_mtu(), mac=bridge.bridge_mac(network.id))
+                network.mtu or bridge.uplink_mtu(), mac=bridge.bridge_mac(network.id),
+                gateway6=network.gateway6, prefix_len6=network.prefix_len6)
             bridge.apply_bridge_create(network.bridge_name, lines)
             undo.push(lambda: bridge.apply_bridge_remove(
                 bridge.plan_bridge_remove(network.bridge_name)))
@@ -144,9 +148,11 @@ class NetworkManager:
     # --- endpoints ------------------------------------------------------------------------
 
     def attach(self, container_id: str, netns_name: str, refs: list[str], *,
-               requested_ip: str = "", mac_address: str = "") -> list[Endpoint]:
+               requested_ip: str = "", mac_address: str = "", requested_ip6: str = ""
+               ) -> list[Endpoint]:
         """Pin a network namespace for the container and give it one interface per
-        network (eth0, eth1, ... ; the first network's gateway is the default route)."""
+        network (eth0, eth1, ... ; the first network's gateway is the default route, and
+        its IPv6 gateway the default IPv6 route on a dual-stack network)."""
         from tsubo.network import bridge, ipam, names
         from tsubo.network.models import Endpoint
         from tsubo.undo import UndoStack
@@ -164,11 +170,14 @@ class NetworkManager:
                                         requested_ip if index == 0 and requested_ip else None,
                                         container_id=container_id)
                 undo.push(_releaser(self.store, network.id, address))
+                address6 = self._allocate6(network, requested_ip6 if index == 0 else "",
+                                           container_id, undo)
                 host_ifname = names.host_veth_name(container_id, network.id)
                 mac = (names.parse_mac(mac_address, "--mac-address")
                        if index == 0 and mac_address else names.mac_for(address))
                 endpoint = Endpoint(container_id, network.id, names.container_ifname(index),
-                                    host_ifname, mac, address, network.prefix_len)
+                                    host_ifname, mac, address, network.prefix_len, address6,
+                                    network.prefix_len6 if address6 else 0)
                 self.store.record("link", host_ifname, container_id)
                 undo.push(_forgetter(self.store, "link", host_ifname))
                 if not network.mtu and not uplink_mtu:
@@ -176,7 +185,9 @@ class NetworkManager:
                 plan = bridge.plan_endpoint_attach(
                     network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
                     network.prefix_len, network.gateway if index == 0 else None, mac,
-                    network.mtu or uplink_mtu)
+                    network.mtu or uplink_mtu, address6=address6,
+                    prefix_len6=endpoint.prefix_len6,
+                    gateway6=network.gateway6 if index == 0 else None)
                 bridge.apply_endpoint_attach(plan)
                 self.store.insert_endpoint(endpoint)
                 endpoints.append(endpoint)
@@ -184,7 +195,7 @@ class NetworkManager:
         return endpoints
 
     def connect(self, container_id: str, netns_name: str, ref: str, *,
-                requested_ip: str = "") -> Endpoint:
+                requested_ip: str = "", requested_ip6: str = "") -> Endpoint:
         """``network connect``: one more interface in a running container's netns (no
         default route: the first network keeps it). ``bridge`` is made if need be."""
         from tsubo.errors import AlreadyExists
@@ -201,18 +212,34 @@ class NetworkManager:
             address = ipam.allocate(self.store, network, requested_ip or None,
                                     container_id=container_id)
             undo.push(_releaser(self.store, network.id, address))
+            address6 = self._allocate6(network, requested_ip6, container_id, undo)
             host_ifname = names.host_veth_name(container_id, network.id)
             endpoint = Endpoint(container_id, network.id, names.container_ifname(index),
                                 host_ifname, names.mac_for(address), address,
-                                network.prefix_len)
+                                network.prefix_len, address6,
+                                network.prefix_len6 if address6 else 0)
             self.store.record("link", host_ifname, container_id)
             undo.push(_forgetter(self.store, "link", host_ifname))
             bridge.apply_endpoint_attach(bridge.plan_endpoint_attach(
                 network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
-                network.prefix_len, None, endpoint.mac, network.mtu or bridge.uplink_mtu()))
+                network.prefix_len, None, endpoint.mac, network.mtu or bridge.uplink_mtu(),
+                address6=address6, prefix_len6=endpoint.prefix_len6))
             self.store.insert_endpoint(endpoint)
             undo.commit()
         return endpoint
+
+    def _allocate6(self, network: Network, requested: str, container_id: str,
+                   undo: Any) -> str:
+        """The endpoint's IPv6 address on a dual-stack NETWORK ("" on others, where
+        REQUESTED (``--ip6``) is an error), its release pushed on UNDO."""
+        from tsubo.network import ipam
+
+        if not network.ipv6 and not requested:
+            return ""
+        address6 = ipam.allocate6(self.store, network, requested or None,
+                                  container_id=container_id)
+        undo.push(_releaser(self.store, network.id, address6))
+        return address6
 
     def disconnect(self, container_id: str, ref: str) -> None:
         """``network disconnect``: remove that interface now (the veth pair goes)."""
@@ -252,13 +279,17 @@ class NetworkManager:
             containers[endpoint.container_id] = {
                 "Name": container_name, "Interface": endpoint.ifname,
                 "HostInterface": endpoint.host_ifname, "MacAddress": endpoint.mac,
-                "IPv4Address": f"{endpoint.address}/{endpoint.prefix_len}"}
+                "IPv4Address": f"{endpoint.address}/{endpoint.prefix_len}",
+                "IPv6Address": endpoint.cidr6}
+        configs: list[dict[str, str]] = [
+            {"Subnet": network.subnet, "Gateway": network.gateway,
+             **({"IPRange": network.ip_range} if network.ip_range else {})}]
+        if network.subnet6:
+            configs.append({"Subnet": network.subnet6, "Gateway": network.gateway6})
         return {
             "Name": network.name, "Id": network.id, "Created": network.created_at,
-            "Driver": network.driver, "Internal": network.internal,
-            "IPAM": {"Config": [{"Subnet": network.subnet, "Gateway": network.gateway,
-                                 **({"IPRange": network.ip_range} if network.ip_range
-                                    else {})}]},
+            "Driver": network.driver, "EnableIPv4": True, "EnableIPv6": network.ipv6,
+            "Internal": network.internal, "IPAM": {"Config": configs},
             "Options": {"bridge": network.bridge_name, "mtu": network.mtu},
             "Labels": network.labels, "Containers": containers,
         }
@@ -284,10 +315,18 @@ class NetworkManager:
 
     # --- published ports --------------------------------------------------------------------
 
-    def check_ports(self, specs: Sequence[PortSpec], name: str = "") -> None:
+    def check_ports(self, specs: Sequence[PortSpec], name: str = "",
+                    networks: Sequence[str] = ()) -> None:
         """Refuse, before anything is made, a fixed host port that a running container or
-        a host process holds (AlreadyExists naming it), and IPv6 host addresses."""
-        _refuse_ipv6(specs)
+        a host process holds (AlreadyExists naming it), and IPv6 host addresses unless the
+        first of NETWORKS is dual stack (``[::1]`` always)."""
+        from tsubo.errors import NotFound
+
+        try:
+            dual = bool(networks) and self.store.get_network(networks[0]).ipv6
+        except NotFound:
+            dual = False  # the network's own check names it
+        _refuse_ipv6(specs, dual)
         fixed = [spec for spec in specs if not spec.ephemeral]
         if not fixed:
             return
@@ -295,7 +334,7 @@ class NetworkManager:
             owner = self.store.port_holder(protocol, ip, port)
             return owner if owner is not None and self._is_live(owner) else None
 
-        self._choose(fixed, holder_of, name)
+        self._choose(fixed, holder_of, name, dual)
 
     def publish(self, container_id: str, name: str, specs: Sequence[PortSpec]
                 ) -> list[PublishedPort]:
@@ -325,7 +364,12 @@ class NetworkManager:
             raise WrongState("publish ports of", name, detail="the container has no network")
         endpoint = endpoints[0]
         network = self.store.get_network(endpoint.network_id)
-        _refuse_ipv6(specs)  # the claim below does the rest of check_ports' work
+        _refuse_ipv6(specs, network.ipv6)  # the claim below does the rest of check_ports'
+        if network.ipv6 and not endpoint.address6:
+            from tsubo.errors import WrongState
+
+            raise WrongState("publish ports of", name,
+                             detail="the container has no IPv6 address on its network")
         stale: set[str] = set()
 
         def choose(holder_of: Callable[[str, str, int], str | None]) -> list[str]:
@@ -334,7 +378,8 @@ class NetworkManager:
                 if owner is not None and not self._is_live(owner):
                     stale.add(owner)
                 return owner
-            return [port.ledger_name for port in self._choose(specs, live_holder, name)]
+            return [port.ledger_name for port in self._choose(specs, live_holder, name,
+                                                              network.ipv6)]
 
         chain = firewall.container_chain_name(container_id)
         self.store.record("nft-chain", chain, container_id)
@@ -351,7 +396,7 @@ class NetworkManager:
             self.store.forget("nft-chain", chain)
             raise
         return PortPublication(container_id, name, endpoint.address, network.bridge_name,
-                               names)
+                               names, endpoint.address6)
 
     def published(self, container_id: str | None = None) -> dict[str, list[PublishedPort]]:
         """The host ports published, by container (of one container if given)."""
@@ -362,9 +407,10 @@ class NetworkManager:
 
     def _choose(self, specs: Sequence[PortSpec], holder_of: Callable[[str, str, int],
                                                                      str | None],
-                name: str) -> list[PublishedPort]:
+                name: str, dual: bool = False) -> list[PublishedPort]:
         """:func:`tsubo.network.ports.choose` with the host's sockets as holders too (the
-        kernel asked by a bind probe); AlreadyExists naming the holder."""
+        kernel asked by a bind probe); AlreadyExists naming the holder. DUAL: a network
+        with IPv6, where a port without an address is published on both families."""
         from tsubo.errors import AlreadyExists
         from tsubo.kernel import procfs, sockets
         from tsubo.network import ports
@@ -377,12 +423,11 @@ class NetworkManager:
 
         try:
             return ports.choose(specs, any_holder, procfs.local_port_range(),
-                                start=int.from_bytes(os.urandom(2), "big"))
+                                start=int.from_bytes(os.urandom(2), "big"), dual=dual)
         except ports.PortTaken as taken:
             holder = taken.holder
             if holder.startswith("socket:"):
-                holder = sockets.holder(taken.spec.protocol, taken.spec.bind_ip,
-                                        taken.host_port)
+                holder = sockets.holder(taken.spec.protocol, taken.address, taken.host_port)
             raise AlreadyExists("publish port", name or "container",
                                 detail=taken.message(self._holder_text(holder))) from None
 
@@ -417,7 +462,7 @@ class NetworkManager:
             if endpoints and self._is_live(owner):
                 found.append(firewall.Publication(
                     owner, self.engine.db.get_container(owner).name, endpoints[0].address,
-                    published))
+                    published, endpoints[0].address6))
         return found
 
     def repair(self) -> list[str]:
@@ -484,15 +529,16 @@ class PortPublication:
     """Claimed host ports of a container, and the one nft transaction that makes them
     reach its address (:meth:`apply`: no database, any thread)."""
 
-    __slots__ = ("address", "bridge", "container_id", "name", "ports")
+    __slots__ = ("address", "address6", "bridge", "container_id", "name", "ports")
 
     def __init__(self, container_id: str, name: str, address: str, bridge: str,
-                 names: Sequence[str]) -> None:
+                 names: Sequence[str], address6: str = "") -> None:
         from tsubo.network.ports import PublishedPort
 
         self.container_id = container_id
         self.name = name
         self.address = address
+        self.address6 = address6
         self.bridge = bridge
         self.ports = [PublishedPort.from_ledger_name(port_name) for port_name in names]
 
@@ -501,7 +547,7 @@ class PortPublication:
         from tsubo.network import firewall
 
         return firewall.publish(self.container_id, self.name, self.address, self.ports,
-                                bridge=self.bridge)
+                                bridge=self.bridge, address6=self.address6)
 
 
 def unpublish(store: NetworkStore, container_id: str) -> bool:
@@ -521,14 +567,26 @@ def unpublish(store: NetworkStore, container_id: str) -> bool:
     return True
 
 
-def _refuse_ipv6(specs: Sequence[PortSpec]) -> None:
+def _refuse_ipv6(specs: Sequence[PortSpec], dual: bool) -> None:
+    """An IPv6 host address needs a dual-stack network; ``[::1]`` is never published (IPv6
+    has no ``route_localnet``: the kernel drops ``::1`` anywhere but on ``lo``)."""
     for spec in specs:
-        if ":" in spec.host_ip:
-            from tsubo.errors import Unsupported
+        if ":" not in spec.host_ip:
+            continue
+        from tsubo.errors import InvalidArgument, Unsupported
 
-            raise Unsupported("publish port", f"[{spec.host_ip}]:{spec.host_start}",
-                              detail="tsubo's networks are IPv4 only: publish on an IPv4 "
-                              "address (or all of them)")
+        where = f"[{spec.host_ip}]:{spec.host_start}"
+        if spec.host_ip == "::1":
+            raise Unsupported("publish port", where,
+                              detail="IPv6 loopback cannot be forwarded to a container "
+                              "(the kernel keeps ::1 on lo)",
+                              hint="publish on [::] or another IPv6 address of the host, "
+                              "or on 127.0.0.1")
+        if not dual:
+            raise InvalidArgument("publish port", where,
+                                  detail="the container's network has no IPv6",
+                                  hint="create the network with --ipv6, or publish on an "
+                                  "IPv4 address")
 
 
 def _forget_ports(store: NetworkStore, names: Sequence[str]) -> None:

@@ -738,7 +738,7 @@ class RunOptions:
     __slots__ = ("add_hosts", "cap_add", "cap_drop", "command", "cpu_shares", "cpus",
                  "cpuset_cpus", "dns", "dns_options", "dns_search", "domainname", "entrypoint",
                  "env", "expose", "healthcheck", "hostname", "image", "init", "interactive",
-                 "ip", "ipc_mode", "labels", "mac_address", "memory", "memory_swap",
+                 "ip", "ip6", "ipc_mode", "labels", "mac_address", "memory", "memory_swap",
                  "network", "network_aliases", "networks", "no_new_privileges", "pid_mode",
                  "pids_limit", "publish", "publish_all", "read_only", "remove", "restart",
                  "rootfs", "seccomp", "shm_size", "stop_signal", "stop_timeout", "sysctls",
@@ -778,6 +778,7 @@ class RunOptions:
         network: str = "none",
         networks: list[str] | None = None,
         ip: str = "",
+        ip6: str = "",
         mac_address: str = "",
         remove: bool = False,
         publish: list[PortSpec] | None = None,
@@ -832,6 +833,8 @@ class RunOptions:
         #: named networks in order (the first gives the default route)
         self.networks = list(networks or [])
         self.ip = ip
+        #: ``--ip6``: the IPv6 address on the first (dual-stack) network
+        self.ip6 = ip6
         self.mac_address = mac_address
         self.remove = remove
         #: published ports (``-p``; ``-P`` adds the exposed ones at create)
@@ -947,7 +950,7 @@ RUN_OPTION_KEYS = frozenset((
     "network", "health_cmd", "health_interval", "health_timeout", "health_start_period",
     "health_retries", "no_healthcheck", "mount", "shm_size", "sysctl", "cpuset_cpus", "pid", "ipc",
     "uts",
-    "ip", "mac_address", "rm",
+    "ip", "ip6", "mac_address", "rm",
     "network_alias", "add_host", "dns", "dns_search", "dns_option", "domainname",
     "publish", "publish_all", "expose",
 ))
@@ -1192,6 +1195,14 @@ def _networks(run: RunOptions, values: dict[str, object]) -> None:
         run.network = "bridge"
         run.networks = networks
     run.ip = _text(values, "ip")
+    run.ip6 = _text(values, "ip6")
+    if run.ip6:
+        from tsubo.network.ipam import parse_ip6
+
+        run.ip6 = parse_ip6(run.ip6)
+        if run.network != "bridge":
+            raise InvalidArgument("parse --ip6", run.ip6,
+                                  detail="--ip6 needs a network (--network NAME)")
     run.mac_address = _text(values, "mac_address")
     if (run.ip or run.mac_address) and run.network != "bridge":
         raise InvalidArgument("parse --ip", run.ip or run.mac_address,

@@ -37,6 +37,8 @@ def port_taken(protocol: str, address: str, port: int) -> bool:
     except OSError:
         return False  # no such protocol here: nothing can hold its ports
     try:
+        if family == _socket.AF_INET6:  # [::] stands for IPv6 only: a binding per family
+            probe.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
         if protocol == "tcp":
             probe.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         probe.bind((address, port))

@@ -38,7 +38,11 @@ Decisions
     * ``accept_ra=0`` on the bridge is written right after its batch. The bridge has no
       ports yet, so no router advertisement can reach it in between; skipped when the host
       has IPv6 disabled (no ``/proc/sys/net/ipv6``).
-    * IPv6 addresses get ``nodad`` (ours by IPAM; DAD would hold them tentative ~1-2 s).
+    * IPv6 addresses get ``nodad`` (ours by IPAM; DAD would hold them tentative ~1-2 s), and
+      ``accept_dad=0`` is written on the bridge and on a dual-stack container's interface
+      (before it goes up), so their link-local addresses never make a start wait either.
+      A dual-stack endpoint's default IPv6 route (``::/0 via GATEWAY6``) is one more line
+      of the same container batch: no extra process.
     * Failed setup unwinds (the veth pair, the half-made bridge) only when *our* ``link add``
       succeeded: a pre-existing link of the same name is never deleted.
     * Teardown runs ``ip -force -batch`` (all lines, one process), treats ENODEV/ENOENT as
@@ -166,12 +170,14 @@ def bridge_mac(network_id: str) -> str:
 
 
 def plan_bridge_create(name: str, gateway: str, prefix_len: int, mtu: int | None = None, *,
-                       mac: str) -> list[str]:
-    """Batch lines that create bridge *name* with MAC *mac*, the gateway address, the MTU
-    (pinned when given) and bring it up."""
+                       mac: str, gateway6: str = "", prefix_len6: int = 0) -> list[str]:
+    """Batch lines that create bridge *name* with MAC *mac*, the gateway address (and the
+    IPv6 one, when given), the MTU (pinned when given) and bring it up."""
     check_ifname(name, "bridge name")
     lines = [f"link add {name} address {check_mac(mac)} type bridge",
              f"addr add {_cidr(gateway, prefix_len, 'gateway')} dev {name}{_dad_flag(gateway)}"]
+    if gateway6:
+        lines.append(f"addr add {_cidr(gateway6, prefix_len6, 'gateway')} dev {name} nodad")
     mtu_part = f" mtu {_check_mtu(mtu)}" if mtu is not None else ""
     lines.append(f"link set {name}{mtu_part} up")
     return lines
@@ -183,10 +189,13 @@ def plan_bridge_remove(name: str) -> list[str]:
 
 def plan_endpoint_attach(bridge: str, host_ifname: str, netns_name: str, ifname: str,
                          address: str, prefix_len: int, gateway: str | None,
-                         mac: str | None, mtu: int | None) -> EndpointPlan:
+                         mac: str | None, mtu: int | None, *, address6: str = "",
+                         prefix_len6: int = 0, gateway6: str | None = None) -> EndpointPlan:
     """Plan one endpoint: a veth pair *host_ifname* (on *bridge*, hairpin on) <-> *ifname*
     (inside netns *netns_name*, with *address*/*prefix_len*, *mac*, *mtu*), ``lo`` up and
-    a default route via *gateway* (None: no default route, e.g. a second network)."""
+    a default route via *gateway* (None: no default route, e.g. a second network); on a
+    dual-stack network also *address6*/*prefix_len6* and a default IPv6 route via
+    *gateway6*."""
     check_ifname(bridge, "bridge name")
     check_ifname(host_ifname, "host interface name")
     check_ifname(ifname, "container interface name")
@@ -205,12 +214,18 @@ def plan_endpoint_attach(bridge: str, host_ifname: str, netns_name: str, ifname:
     ]
     netns_lines = [
         f"addr add {_cidr(address, prefix_len, 'address')} dev {ifname}{_dad_flag(address)}",
+        *([f"addr add {_cidr(address6, prefix_len6, 'address')} dev {ifname} nodad"]
+          if address6 else []),
         "link set lo up",
         f"link set {ifname} up",
     ]
     if gateway is not None:
         netns_lines.append(f"route add default via {_token(gateway, 'gateway')} dev {ifname}")
+    if address6 and gateway6 is not None:
+        netns_lines.append(f"route add ::/0 via {_token(gateway6, 'gateway')} dev {ifname}")
     sysctls = [(f"net/ipv4/conf/{ifname}/arp_notify", "1")]
+    if address6:
+        sysctls.append((f"net/ipv6/conf/{ifname}/accept_dad", "0"))
     return EndpointPlan(host_ifname, netns_name, ifname, host_lines, netns_lines, sysctls)
 
 
@@ -241,6 +256,7 @@ def apply_bridge_create(name: str, lines: Sequence[str], *,
         with iproute.InNetns(host_netns):
             if os.path.isdir("/proc/sys/net/ipv6/conf"):
                 procfs.write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0")
+                procfs.write_sysctl(f"net/ipv6/conf/{name}/accept_dad", "0")
         undo.commit()
 
 

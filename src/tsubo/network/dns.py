@@ -10,8 +10,9 @@ it (pure: the monitor supplies the database lookups):
 2. not one well-formed question of class IN in a standard query: an error reply (NOTIMP,
    FORMERR, REFUSED), never relayed -- a second question or another class could carry any
    name past the checks below;
-3. the name (or 12-digit short ID) of a container on this network: its A record (an empty
-   answer for other types);
+3. the name (or 12-digit short ID) of a container on this network: its A record, or its
+   AAAA record on a dual-stack network (an empty answer for other types, and for AAAA
+   when it has no IPv6 address);
 4. on an ``--internal`` network, anything else: NXDOMAIN. Nothing is relayed, so a
    container there cannot send data out through DNS names (the CVE-2024-29018 class);
 5. the name or short ID of any other container of this engine (on another network, on
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _TYPE_A = 1
+_TYPE_AAAA = 28
 _CLASS_IN = 1
 RCODE_FORMERR = 1
 RCODE_NXDOMAIN = 3
@@ -65,11 +67,13 @@ RELAY = Decision(relay=True)
 
 
 def decide(packet: bytes, *, internal: bool, lookup: Callable[[str], str | None],
-           engine_name: Callable[[str], bool]) -> Decision:
+           engine_name: Callable[[str], bool],
+           lookup6: Callable[[str], str | None] | None = None) -> Decision:
     """What to do with *packet*, received on the resolver of a network (see the module
     docstring for the rules). *internal*: the network is ``--internal``; *lookup*: the
     address on this network of the container with that name or short ID, else None;
-    *engine_name*: whether a container of this engine has that name or short ID, anywhere."""
+    *engine_name*: whether a container of this engine has that name or short ID, anywhere;
+    *lookup6*: the same for its IPv6 address ("" or None: it has none)."""
     parsed = _parse(packet)
     if parsed is None:
         return DROP
@@ -79,6 +83,10 @@ def decide(packet: bytes, *, internal: bool, lookup: Callable[[str], str | None]
     name = name.rstrip(".")
     address = lookup(name)
     if address is not None:
+        if qtype == _TYPE_AAAA and lookup6 is not None:
+            address = lookup6(name) or ""
+            if address:
+                return Decision(answer(packet, end, address))
         if qtype != _TYPE_A:  # a name we own, asked for another type: an empty answer
             return Decision(packet[:2] + struct.pack("!HHHHH", 0x8180, 1, 0, 0, 0)
                             + packet[12:end])
@@ -143,12 +151,18 @@ def _parse(packet: bytes) -> tuple[int, str, int, int] | int | None:
 
 
 def answer(packet: bytes, end: int, address: str | None) -> bytes:
-    """The response to *packet*: one A record for *address*, or NXDOMAIN when None."""
+    """The response to *packet*: one A record for *address* (AAAA for an IPv6 one), or
+    NXDOMAIN when None."""
     query_id = packet[:2]
     flags = 0x8180 if address else 0x8180 | RCODE_NXDOMAIN  # response, RD+RA
     header = query_id + struct.pack("!HHHHH", flags, 1, 1 if address else 0, 0, 0)
     body = packet[12:end]
-    if address:
+    if address and ":" in address:
+        from tsubo.network.addresses import ip6_to_int
+
+        body += struct.pack("!HHHIH", 0xC00C, _TYPE_AAAA, _CLASS_IN, _TTL, 16)
+        body += ip6_to_int(address).to_bytes(16, "big")
+    elif address:
         body += struct.pack("!HHHIH", 0xC00C, _TYPE_A, _CLASS_IN, _TTL, 4)
         body += bytes(int(part) for part in address.split("."))
     return header + body

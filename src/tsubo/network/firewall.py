@@ -134,8 +134,17 @@ A host forward policy of drop
     * the mark bit stays set on forwarded packets (a host that routes, shapes or matches on
       bit 0x01000000 of the mark would see it).
 
-An IPv6 subnet gets the same rules (``ip6 saddr`` for masquerade). Published ports are
-IPv4 only (the maps' keys are ``ipv4_addr``).
+IPv6 (dual-stack networks)
+    The table is ``inet``: the forward dispatch, isolation, ``nw-X-in`` and ``nw-X-host``
+    match interfaces and conntrack, so they hold for IPv6 packets as they are. What is per
+    family: ``nw-X-nat`` has the two masquerade rules again with ``ip6 saddr SUBNET6``, an
+    internal network's reply rule again with ``ct original ip6 daddr SUBNET6``, and
+    published ports have ``published6`` (``[::]``) and ``published_addr6`` (one IPv6
+    address), dispatched by ``meta nfproto ipv6`` rules of ``publish``; the prerouting
+    and output chains jump to ``publish`` for local destinations of both families, and a
+    container's chain has ``dnat ip6 to [ADDRESS6]:PORT`` rules for its IPv6 bindings (a
+    ``dnat ip`` rule does nothing to an IPv6 packet, and the reverse). ``::1`` is never
+    published: IPv6 has no ``route_localnet``, the kernel drops ``::1`` off ``lo``.
 """
 
 from __future__ import annotations
@@ -158,6 +167,8 @@ if TYPE_CHECKING:
         def subnet(self) -> str: ...  # CIDR text ("" = none)
         @property
         def gateway(self) -> str: ...  # the bridge's own address ("" = none)
+        @property
+        def subnet6(self) -> str: ...  # the IPv6 subnet of a dual-stack network ("" = none)
         @property
         def bridge_name(self) -> str: ...
         @property
@@ -191,6 +202,14 @@ OPERATOR_CHAIN = "operator"
 PUBLISH_CHAIN = "publish"
 PUBLISHED_MAP = "published"            # proto . port : jump ct-X (published on 0.0.0.0)
 PUBLISHED_ADDR_MAP = "published_addr"  # addr . proto . port : jump ct-X (on one address)
+PUBLISHED6_MAP = "published6"            # the same for [::]
+PUBLISHED_ADDR6_MAP = "published_addr6"  # and for one IPv6 address
+#: (map, key type) of the published-port maps
+_PORT_MAPS = ((PUBLISHED_MAP, ["inet_proto", "inet_service"]),
+              (PUBLISHED_ADDR_MAP, ["ipv4_addr", "inet_proto", "inet_service"]),
+              (PUBLISHED6_MAP, ["inet_proto", "inet_service"]),
+              (PUBLISHED_ADDR6_MAP, ["ipv6_addr", "inet_proto", "inet_service"]))
+_PORT_MAP_NAMES = tuple(name for name, _ in _PORT_MAPS)
 DNAT_PRIORITY = -100  # dstnat
 RAW_PRIORITY = -300   # raw: before conntrack and NAT
 LOCALHOST = "127.0.0.0/8"
@@ -328,14 +347,16 @@ def _host_rules(net: FirewallNetwork) -> list[Command]:
     chain = host_chain_name(net)
     comment = owner_comment(net)
     commands: list[Command] = []
-    if net.subnet:
+    for subnet in (net.subnet, net.subnet6):
+        if not subnet:
+            continue
         # Replies within connections the host opened to this network. Keyed on the
         # connection's original destination: a container spoofing the peer of some other
         # host connection (the host's own DNS query to its upstream, say) gets nothing in.
-        key = f"{_protocol(net.subnet)} daddr"
+        key = f"{_protocol(subnet)} daddr"
         commands.append(_rule(
             chain, comment,
-            _match({"ct": {"key": key, "dir": "original"}}, _prefix(net.subnet)),
+            _match({"ct": {"key": key, "dir": "original"}}, _prefix(subnet)),
             _match({"ct": {"key": "state"}}, ["established", "related"], op="in"),
             {"accept": None}))
     if net.gateway:
@@ -383,13 +404,16 @@ def _network_commands(net: FirewallNetwork) -> list[Command]:
 
     if not net.internal and net.subnet:
         commands += [_add("chain", _nat_chain(nat_chain)),
-                     {"flush": {"chain": _obj(name=nat_chain)}},
-                     # hairpin: a container reaching its own or a neighbour's published
-                     # port through a host address gets the answer from that address
-                     _rule(nat_chain, comment, _subnet_match(net.subnet),
-                           _match(_meta("oifname"), bridge), _CT_DNAT, {"masquerade": None}),
-                     _rule(nat_chain, comment, _subnet_match(net.subnet),
-                           _match(_meta("oifname"), bridge, op="!="), {"masquerade": None})]
+                     {"flush": {"chain": _obj(name=nat_chain)}}]
+        for subnet in (net.subnet, net.subnet6):
+            if subnet:
+                commands += [
+                    # hairpin: a container reaching its own or a neighbour's published
+                    # port through a host address gets the answer from that address
+                    _rule(nat_chain, comment, _subnet_match(subnet),
+                          _match(_meta("oifname"), bridge), _CT_DNAT, {"masquerade": None}),
+                    _rule(nat_chain, comment, _subnet_match(subnet),
+                          _match(_meta("oifname"), bridge, op="!="), {"masquerade": None})]
 
     # internal: nothing reaches the host's own addresses but the DNS listener
     if net.internal:
@@ -412,29 +436,34 @@ def _publish_skeleton() -> list[Command]:
     (prerouting: from other hosts and from containers; output: from the host itself),
     localhost masquerade, and the drop of 127.0.0.0/8 arriving from anywhere but ``lo``.
     Base chains are flushed and refilled (constant size); the maps keep their elements."""
-    local_ipv4 = (_match(_meta("nfproto"), "ipv4"),
-                  _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"))
+    local = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
     lo_net = _match({"payload": {"protocol": "ip", "field": "daddr"}}, _prefix(LOCALHOST))
     key = {"concat": [_meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]}
     addr_key = {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, *key["concat"]]}
+    addr6_key = {"concat": [{"payload": {"protocol": "ip6", "field": "daddr"}},
+                            *key["concat"]]}
+    ipv6 = _match(_meta("nfproto"), "ipv6")
     commands: list[Command] = [
-        _add("map", _obj(name=PUBLISHED_MAP, type=["inet_proto", "inet_service"],
-                         map="verdict")),
-        _add("map", _obj(name=PUBLISHED_ADDR_MAP,
-                         type=["ipv4_addr", "inet_proto", "inet_service"], map="verdict")),
+        *(_add("map", _obj(name=name, type=key_type, map="verdict"))
+          for name, key_type in _PORT_MAPS),
         _add("chain", _obj(name=PUBLISH_CHAIN)),
         {"flush": {"chain": _obj(name=PUBLISH_CHAIN)}},
         _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
               {"vmap": {"key": addr_key, "data": f"@{PUBLISHED_ADDR_MAP}"}}),
         _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
               {"vmap": {"key": key, "data": f"@{PUBLISHED_MAP}"}}),
+        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
+              {"vmap": {"key": addr6_key, "data": f"@{PUBLISHED_ADDR6_MAP}"}}),
+        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT, ipv6,
+              {"vmap": {"key": key, "data": f"@{PUBLISHED6_MAP}"}}),
     ]
     for name, hook in ((PREROUTING_CHAIN, "prerouting"), (OUTPUT_CHAIN, "output")):
         commands += [
             _add("chain", _obj(name=name, type="nat", hook=hook, prio=DNAT_PRIORITY,
                                policy="accept")),
             {"flush": {"chain": _obj(name=name)}},
-            _rule(name, DISPATCH_COMMENT, *local_ipv4, {"jump": {"target": PUBLISH_CHAIN}}),
+            *(_rule(name, DISPATCH_COMMENT, _match(_meta("nfproto"), family), local,
+                    {"jump": {"target": PUBLISH_CHAIN}}) for family in ("ipv4", "ipv6")),
         ]
     commands += [
         _add("chain", _obj(name=POSTROUTING_CHAIN, type="nat", hook="postrouting",
@@ -466,38 +495,48 @@ def container_comment(name: str, container_id: str) -> str:
 
 def _port_element(port: PublishedPort, comment: str, chain: str) -> tuple[str, list[object]]:
     proto_port: list[object] = [port.protocol, port.host_port]
+    v6 = ":" in port.host_ip
     if port.is_wildcard:
-        map_name, key = PUBLISHED_MAP, proto_port
+        map_name, key = (PUBLISHED6_MAP if v6 else PUBLISHED_MAP), proto_port
     else:
-        map_name, key = PUBLISHED_ADDR_MAP, [port.host_ip, *proto_port]
+        map_name = PUBLISHED_ADDR6_MAP if v6 else PUBLISHED_ADDR_MAP
+        key = [port.host_ip, *proto_port]
     return map_name, [{"elem": {"val": {"concat": key}, "comment": comment}},
                       {"jump": {"target": chain}}]
 
 
 def publish_batch(container_id: str, name: str, address: str,
-                  ports: Sequence[PublishedPort], *, skeleton: bool = False) -> Batch:
-    """One transaction: the container's chain (one DNAT rule per port) and one map element
-    per port jumping to it (with SKELETON, the table's skeleton first: after a flush). Its
-    cost does not depend on how many containers publish already (no rule of theirs is read
-    or rewritten)."""
+                  ports: Sequence[PublishedPort], *, skeleton: bool = False,
+                  address6: str = "") -> Batch:
+    """One transaction: the container's chain (one DNAT rule per port, to ADDRESS or, for
+    an IPv6 binding, ADDRESS6) and one map element per port jumping to it (with SKELETON,
+    the table's skeleton first: after a flush). Its cost does not depend on how many
+    containers publish already (no rule of theirs is read or rewritten)."""
     return {"nftables": [*(_skeleton() if skeleton else ()),
-                         *_container_commands(container_id, name, address, ports)]}
+                         *_container_commands(container_id, name, address, ports,
+                                              address6)]}
 
 
 def _container_commands(container_id: str, name: str, address: str,
-                        ports: Sequence[PublishedPort]) -> list[Command]:
+                        ports: Sequence[PublishedPort], address6: str = "") -> list[Command]:
     chain = container_chain_name(container_id)
     comment = container_comment(name, container_id)
     commands: list[Command] = [_add("chain", _obj(name=chain)),
                                {"flush": {"chain": _obj(name=chain)}}]
     for port in ports:
-        matches = [] if port.is_wildcard else [
-            _match({"payload": {"protocol": "ip", "field": "daddr"}}, port.host_ip)]
+        v6 = ":" in port.host_ip
+        protocol = "ip6" if v6 else "ip"
+        if not port.is_wildcard:
+            matches = [_match({"payload": {"protocol": protocol, "field": "daddr"}},
+                              port.host_ip)]
+        else:
+            matches = [_match(_meta("nfproto"), "ipv6")] if v6 else []
         commands.append(_rule(
             chain, comment, *matches,
             _match(_meta("l4proto"), port.protocol),
             _match({"payload": {"protocol": "th", "field": "dport"}}, port.host_port),
-            {"dnat": {"family": "ip", "addr": address, "port": port.container_port}}))
+            {"dnat": {"family": protocol, "addr": address6 if v6 else address,
+                      "port": port.container_port}}))
     for map_name, element in (_port_element(port, comment, chain) for port in ports):
         commands.append(_add("element", _obj(name=map_name, elem=[element])))
     return commands
@@ -509,10 +548,8 @@ def unpublish_batch(container_id: str, ports: Sequence[PublishedPort]) -> Batch:
     chain = container_chain_name(container_id)
     commands: list[Command] = [
         _add("table", {"family": FAMILY, "name": TABLE}),
-        _add("map", _obj(name=PUBLISHED_MAP, type=["inet_proto", "inet_service"],
-                         map="verdict")),
-        _add("map", _obj(name=PUBLISHED_ADDR_MAP,
-                         type=["ipv4_addr", "inet_proto", "inet_service"], map="verdict")),
+        *(_add("map", _obj(name=map_name, type=key_type, map="verdict"))
+          for map_name, key_type in _PORT_MAPS),
         _add("chain", _obj(name=chain)),
     ]
     elements = [_port_element(port, "", chain) for port in ports]
@@ -530,14 +567,15 @@ def unpublish_batch(container_id: str, ports: Sequence[PublishedPort]) -> Batch:
 class Publication:
     """A running container's published ports, as ``reload`` rewrites them."""
 
-    __slots__ = ("address", "container_id", "name", "ports")
+    __slots__ = ("address", "address6", "container_id", "name", "ports")
 
     def __init__(self, container_id: str, name: str, address: str,
-                 ports: Sequence[PublishedPort]) -> None:
+                 ports: Sequence[PublishedPort], address6: str = "") -> None:
         self.container_id = container_id
         self.name = name
         self.address = address
         self.ports = list(ports)
+        self.address6 = address6
 
 
 def _operator_rules(table: Sequence[dict[str, object]] | None) -> list[Command]:
@@ -581,7 +619,8 @@ def ruleset_for(
         commands += _network_commands(net)
     for publication in publications:
         commands += _container_commands(publication.container_id, publication.name,
-                                        publication.address, publication.ports)
+                                        publication.address, publication.ports,
+                                        publication.address6)
     commands += _accept_mark_rules(host_chains)
     return {"nftables": commands}
 
@@ -751,7 +790,7 @@ def reload(networks: Iterable[FirewallNetwork], *, publications: Iterable[Public
 
 
 def publish(container_id: str, name: str, address: str, ports: Sequence[PublishedPort], *,
-            bridge: str = "", netns: str | None = None) -> int:
+            bridge: str = "", netns: str | None = None, address6: str = "") -> int:
     """Make PORTS reach ADDRESS (one nft transaction). BRIDGE (the container's first
     network's) gets ``route_localnet``: the host's own 127.0.0.1 clients are DNAT'ed onto
     it, and the kernel routes 127.0.0.0/8 to a link only where that is on (the drop in
@@ -765,10 +804,11 @@ def publish(container_id: str, name: str, address: str, ports: Sequence[Publishe
     from tsubo.errors import TsuboError
 
     try:  # the skeleton is there since the network's setup: the short batch (~3 ms)
-        return nftables.apply(publish_batch(container_id, name, address, ports), netns=netns)
+        return nftables.apply(publish_batch(container_id, name, address, ports,
+                                            address6=address6), netns=netns)
     except TsuboError:  # a flushed table: the skeleton too (a failed batch changed nothing)
         return nftables.apply(publish_batch(container_id, name, address, ports,
-                                            skeleton=True), netns=netns)
+                                            skeleton=True, address6=address6), netns=netns)
 
 
 def unpublish(container_id: str, ports: Sequence[PublishedPort], *,
@@ -797,8 +837,7 @@ def _owned_by(table: Sequence[dict[str, object]], chain: str) -> list[Command]:
         if isinstance(found_chain, dict) and found_chain.get("name") == chain:
             has_chain = True
         found_map = item.get("map")
-        if not isinstance(found_map, dict) or found_map.get("name") not in (
-                PUBLISHED_MAP, PUBLISHED_ADDR_MAP):
+        if not isinstance(found_map, dict) or found_map.get("name") not in _PORT_MAP_NAMES:
             continue
         elements = found_map.get("elem")
         for element in elements if isinstance(elements, list) else ():

@@ -1,9 +1,25 @@
-"""Address management: subnets for networks, addresses for endpoints (IPv4 for now).
+"""Address management: subnets for networks, addresses for endpoints (IPv4, and IPv6 on
+dual-stack networks).
 
-**Parsing** (``--subnet``, ``--gateway``, ``--ip-range``, ``--ip``): strict, normalised, and
-every error names the flag. A subnet with host bits set (``10.1.2.3/24``) is refused rather
-than silently truncated, as Docker does ("invalid subnet"); the message suggests the network
-address. IPv6 is :class:`~tsubo.errors.Unsupported`, naming the flag.
+**Parsing** (``--subnet``, ``--gateway``, ``--ip-range``, ``--ip``, ``--ip6``): strict,
+normalised, and every error names the flag. A subnet with host bits set (``10.1.2.3/24``)
+is refused rather than silently truncated, as Docker does ("invalid subnet"); the message
+suggests the network address. ``--subnet`` and ``--gateway`` may be given once per family
+(:func:`split_families`); an IPv6 ``--ip-range`` is :class:`~tsubo.errors.Unsupported`.
+
+**IPv6** (``network create --ipv6``): the network keeps its IPv4 subnet and gets an IPv6
+one too -- ``--subnet fd..::/64`` (a prefix of /48 to /126: larger would claim a whole
+site, smaller leaves no room), else a /64 of the ULA range fd00::/8 (RFC 4193) whose
+40-bit global ID comes from the network's ID (:func:`choose_subnet6`: deterministic per
+network, and two tsubo hosts, or a host and its VPN, are unlikely to pick the same one);
+a candidate overlapping another network, a host IPv6 route or nameserver is skipped (the
+next /64 of that /48). Link-local, multicast, loopback and the unspecified address are
+refused as subnets. An IPv6 ``--subnet`` without ``--ipv6`` is refused ("add --ipv6"):
+Docker up to 26 silently created an IPv4-only network from it, the classic surprise. The
+gateway is the subnet's first address (``::1``) unless ``--gateway`` names one. IPv6 leases
+live in the same table as IPv4 ones (``network/store.py``, :func:`allocate6`): the lowest
+free address from ``::2`` up, starting at a hint as IPv4 does; the subnet-router anycast
+address (``::``, offset 0) is never handed out.
 
 **Choosing a subnet** (:func:`choose_subnet`, when ``network create`` gets no ``--subnet``):
 the pool is Docker's ranges, 172.17.0.0/16 ... 172.31.0.0/16 then 192.168.0.0/16, but cut
@@ -92,7 +108,10 @@ def allocation_range(network: Network) -> tuple[int, int]:
 
 def _reject_ipv6(text: str, flag: str) -> None:
     if ":" in text:
-        raise Unsupported(f"parse {flag}", text, detail="IPv6 is not supported yet",
+        if flag == "--ip":
+            raise InvalidArgument("parse --ip", text, detail=f"invalid IPv4 address: {text}",
+                                  hint="give an IPv6 address with --ip6")
+        raise Unsupported(f"parse {flag}", text, detail="IPv6 is not supported here",
                           hint="give an IPv4 address")
 
 
@@ -175,14 +194,202 @@ def resolve_addresses(subnet: str, gateway: str = "", ip_range: str = "",
     return subnet, gateway, ip_range
 
 
+# --- IPv6 ----------------------------------------------------------------------------------
+
+#: IPv6 subnet prefix lengths ``--subnet`` may have (see the module docstring)
+MIN_SUBNET6_PREFIX = 48
+MAX_SUBNET6_PREFIX = 126
+#: what is never a network's IPv6 subnet: (first, last, what)
+_SPECIAL6 = (("::/8", "reserved (unspecified, loopback, IPv4-mapped)"),
+             ("fe80::/10", "link-local"), ("ff00::/8", "multicast"))
+
+
+def parse_ip6(text: str, flag: str = "--ip6") -> str:
+    """An IPv6 address given as *flag*, canonical (RFC 5952); InvalidArgument naming the
+    flag (Docker's "invalid IPv6 address")."""
+    from tsubo.network.addresses import int_to_ip6, ip6_to_int
+
+    try:
+        return int_to_ip6(ip6_to_int(text))
+    except ValueError:
+        raise InvalidArgument(f"parse {flag}", repr(text),
+                              detail=f"invalid IPv6 address: {text}") from None
+
+
+def parse_subnet6(text: str, flag: str = "--subnet") -> str:
+    """An IPv6 subnet in CIDR notation, canonical; InvalidArgument naming the flag for bad
+    syntax, host bits set, a prefix outside /48../126, or a special range."""
+    from tsubo.network.addresses import cidr6_bounds, int_to_ip6, ip6_to_int
+
+    address, slash, prefix_text = text.partition("/")
+    if not slash:
+        raise InvalidArgument(f"parse {flag}", repr(text),
+                              detail="expected CIDR notation with a prefix length, like "
+                              "fd00:1::/64")
+    if not (prefix_text.isascii() and prefix_text.isdigit()) or int(prefix_text) > 128:
+        raise InvalidArgument(f"parse {flag}", repr(text),
+                              detail=f"invalid subnet: bad prefix length {prefix_text!r}")
+    try:
+        value = ip6_to_int(address)
+    except ValueError:
+        raise InvalidArgument(f"parse {flag}", repr(text),
+                              detail=f"invalid subnet: {address!r} is not an IPv6 "
+                              "address") from None
+    prefix = int(prefix_text)
+    first, _ = cidr6_bounds(f"{address}/{prefix}")
+    if value != first:
+        raise InvalidArgument(f"parse {flag}", text, detail="invalid subnet: host bits are set",
+                              hint=f"did you mean {int_to_ip6(first)}/{prefix}?")
+    if not MIN_SUBNET6_PREFIX <= prefix <= MAX_SUBNET6_PREFIX:
+        raise InvalidArgument(f"parse {flag}", text,
+                              detail=f"an IPv6 subnet must be /{MIN_SUBNET6_PREFIX} to "
+                              f"/{MAX_SUBNET6_PREFIX} (a /64 is usual), not /{prefix}")
+    for special, what in _SPECIAL6:
+        special_first, special_last = cidr6_bounds(special)
+        if special_first <= value <= special_last:
+            raise InvalidArgument(f"parse {flag}", text,
+                                  detail=f"invalid subnet: {special} is {what}",
+                                  hint="use a ULA subnet (fd00::/8) or one of yours")
+    return f"{int_to_ip6(first)}/{prefix}"
+
+
+def resolve_addresses6(subnet6: str, gateway6: str = "") -> tuple[str, str]:
+    """Check an IPv6 ``--subnet`` and ``--gateway`` together; the gateway defaults to the
+    subnet's first address (``::1``) and may not be its ``::`` (subnet-router anycast)."""
+    from tsubo.network.addresses import cidr6_bounds, int_to_ip6, ip6_to_int
+
+    subnet6 = parse_subnet6(subnet6)
+    first, last = cidr6_bounds(subnet6)
+    if not gateway6:
+        return subnet6, int_to_ip6(first + 1)
+    gateway6 = parse_ip6(gateway6, "--gateway")
+    value = ip6_to_int(gateway6)
+    if not first <= value <= last:
+        raise InvalidArgument("parse --gateway", gateway6,
+                              detail=f"gateway is outside subnet {subnet6}")
+    if value == first:
+        raise InvalidArgument("parse --gateway", gateway6,
+                              detail=f"gateway is the subnet-router anycast address of "
+                              f"{subnet6}")
+    return subnet6, gateway6
+
+
+def split_families(subnets: Sequence[str], gateways: Sequence[str]
+                   ) -> tuple[str, str, str, str]:
+    """``--subnet`` and ``--gateway`` given up to once per family, as (subnet, gateway,
+    subnet6, gateway6) ("" = not given); InvalidArgument for two of one family or a
+    gateway without a subnet of its family."""
+    found: dict[str, list[str]] = {"subnet": ["", ""], "gateway": ["", ""]}
+    for flag, values in (("subnet", subnets), ("gateway", gateways)):
+        for value in values:
+            if not value:
+                continue
+            family = 1 if ":" in value else 0
+            if found[flag][family]:
+                raise InvalidArgument(f"parse --{flag}", value,
+                                      detail=f"more than one IPv{6 if family else 4} "
+                                      f"--{flag} ({found[flag][family]} and {value})",
+                                      hint="a network has one subnet per family")
+            found[flag][family] = value
+    for family in (0, 1):
+        if found["gateway"][family] and not found["subnet"][family]:
+            raise InvalidArgument("parse --gateway", found["gateway"][family],
+                                  detail=f"--gateway needs an IPv{6 if family else 4} "
+                                  "--subnet")
+    return found["subnet"][0], found["gateway"][0], found["subnet"][1], found["gateway"][1]
+
+
+def ula_block(network_id: str) -> str:
+    """The network's own ULA /48 (RFC 4193): fd + 40 bits of SHA-256 of its ID."""
+    from hashlib import sha256  # network create only
+
+    from tsubo.network.addresses import int_to_ip6
+
+    global_id = int.from_bytes(sha256(f"tsubo-ula:{network_id}".encode()).digest()[:5], "big")
+    return f"{int_to_ip6((0xFD << 120) | (global_id << 80))}/48"
+
+
+def choose_subnet6(network_id: str, taken: Iterable[str], host_routes: Iterable[str],
+                   nameservers: Iterable[str] = (), *, network: str = "") -> str:
+    """The first /64 of the network's ULA /48 (:func:`ula_block`) that overlaps none of
+    *taken* (other networks' IPv6 subnets), *host_routes* (IPv6 CIDRs; ``::/0`` ignored)
+    and *nameservers*; TsuboError naming the blockers when all 65536 do."""
+    from tsubo.network.addresses import cidr6_bounds, int_to_ip6, ip6_to_int
+
+    blockers: list[tuple[int, int, str]] = []
+    for subnet in taken:
+        blockers.append((*cidr6_bounds(subnet), f"network subnet {subnet}"))
+    for route in host_routes:
+        first, last = cidr6_bounds(route)
+        if last - first < 1 << 127:  # the default route: everything overlaps it
+            blockers.append((first, last, f"host route {route}"))
+    for server in nameservers:
+        value = ip6_to_int(server)
+        blockers.append((value, value, f"host nameserver {server}"))
+    block_first, block_last = cidr6_bounds(ula_block(network_id))
+    size = 1 << 64
+    start = block_first
+    hit: list[str] = []
+    while start <= block_last:
+        blocker = next((b for b in blockers if b[0] <= start + size - 1 and start <= b[1]),
+                       None)
+        if blocker is None:
+            return f"{int_to_ip6(start)}/64"
+        hit.append(blocker[2])
+        start = max(start + size, (blocker[1] // size + 1) * size)
+    raise TsuboError("choose IPv6 subnet for network", network,
+                     detail=f"every /64 of {ula_block(network_id)} overlaps "
+                     f"{', '.join(dict.fromkeys(hit))}", hint="give one with --subnet")
+
+
+def host_routes6() -> list[str]:
+    """The host's IPv6 routes of every table (none when the host has no IPv6)."""
+    import os
+
+    if not os.path.isdir("/proc/sys/net/ipv6"):
+        return []
+    from tsubo.kernel import iproute
+
+    output = iproute.query_text(["-6", "route", "show", "table", "all"], timeout=10,
+                                hint="give an IPv6 --subnet")
+    try:
+        return parse_routes(output, ipv6=True)
+    except (ValueError, AttributeError) as error:
+        raise TsuboError("list host routes", "", detail=f"unexpected output: {error}",
+                         hint="give an IPv6 --subnet") from None
+
+
+def host_nameservers6(path: str = RESOLV_CONF) -> list[str]:
+    """The IPv6 nameservers of the host's resolv.conf (a zone index dropped)."""
+    from tsubo.network.addresses import int_to_ip6, ip6_to_int
+
+    found: list[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver" and ":" in words[1]:
+            try:
+                found.append(int_to_ip6(ip6_to_int(words[1].partition("%")[0])))
+            except ValueError:
+                continue
+    return found
+
+
 # --- the host's routes and nameservers ----------------------------------------------------
 
 
-def parse_routes(output: str) -> list[str]:
-    """The IPv4 destinations (CIDR) in ``ip -4 -j route show table all`` output, the
-    default route left out (a bare address becomes a /32)."""
+def parse_routes(output: str, *, ipv6: bool = False) -> list[str]:
+    """The IPv4 (IPV6: IPv6) destinations (CIDR) in ``ip -4|-6 -j route show table all``
+    output, default routes left out (a bare address becomes a /32 or /128)."""
     from tsubo import jsonwire
+    from tsubo.network.addresses import cidr6_bounds, int_to_ip6
 
+    bits, span, text = (128, cidr6_bounds, int_to_ip6) if ipv6 else (32, cidr_bounds,
+                                                                      int_to_ip)
     routes: list[str] = []
     data = jsonwire.loads(output) if output.strip() else []
     if not isinstance(data, list):
@@ -191,16 +398,16 @@ def parse_routes(output: str) -> list[str]:
         destination = route.get("dst", "") if isinstance(route, dict) else ""
         if not isinstance(destination, str) or destination in ("", "default"):
             continue
-        if ":" in destination:
-            continue  # IPv6 (not asked for, but harmless to skip)
+        if (":" in destination) != ipv6:
+            continue  # the other family (not asked for, but harmless to skip)
         try:
-            first, last = cidr_bounds(destination)
+            first, last = span(destination)
         except ValueError:
             continue  # "multicast ..." and other forms without a plain destination
-        if first == 0 and last == ALL_ONES:
-            continue  # 0.0.0.0/0 spelt out: the default route of another table
-        prefix = 33 - (last - first + 1).bit_length()  # size 2**(32 - prefix)
-        routes.append(f"{int_to_ip(first)}/{prefix}")
+        if first == 0 and last == (1 << bits) - 1:
+            continue  # the default route spelt out (another table's)
+        prefix = bits + 1 - (last - first + 1).bit_length()  # size 2**(bits - prefix)
+        routes.append(f"{text(first)}/{prefix}")
     return routes
 
 
@@ -336,18 +543,32 @@ def create_network(
     nameservers: Callable[[], list[str]] = nameservers_to_avoid,
     network_id: str = "",
     pool: Sequence[tuple[str, int]] = DEFAULT_POOL,
+    ipv6: bool = False,
+    subnet6: str = "",
+    gateway6: str = "",
+    routes6: Callable[[], list[str]] = host_routes6,
 ) -> Network:
     """Validate ``network create``'s flags, choose a subnet when none is given, and
     record the network (with the gateway's lease) -- the choice and the insert in one
     transaction, so two engines creating networks at once never pick the same subnet.
     Host routes and nameservers are read (only when no subnet is given) before the
-    transaction: no subprocess runs under the database's write lock."""
+    transaction: no subprocess runs under the database's write lock. IPV6: dual stack,
+    SUBNET6 / GATEWAY6 (or a ULA /64, see :func:`choose_subnet6`)."""
     names.validate_network_name(name)
     if not 0 <= mtu <= 65535 or 0 < mtu < 68:
         raise InvalidArgument("parse --mtu", str(mtu),
                               detail="MTU must be 68 to 65535 (or 0: the uplink's)")
     network_id = network_id or new_network_id()
     bridge = names.bridge_name(network_id, bridge_name)
+    if (subnet6 or gateway6) and not ipv6:
+        raise InvalidArgument("parse --subnet", subnet6 or gateway6,
+                              detail="an IPv6 subnet needs an IPv6 network",
+                              hint="add --ipv6")
+    host_route6_list: list[str] = []
+    if subnet6:
+        subnet6, gateway6 = resolve_addresses6(subnet6, gateway6)
+    elif ipv6:
+        host_route6_list = routes6()
     host_route_list: list[str] = []
     nameserver_list: list[str] = []
     if subnet:
@@ -365,8 +586,14 @@ def create_network(
             chosen = choose_subnet(taken, host_route_list, nameserver_list, pool,
                                    network=name)
             subnet, gateway, ip_range = resolve_addresses(chosen)
+        if ipv6 and not subnet6:
+            taken6 = [existing.subnet6 for existing in store.list_networks()
+                      if existing.subnet6]
+            subnet6, gateway6 = resolve_addresses6(choose_subnet6(
+                network_id, taken6, host_route6_list, host_nameservers6(), network=name))
         network = Network(network_id, name, subnet, gateway, bridge, ip_range=ip_range,
-                          internal=internal, mtu=mtu, labels=labels)
+                          internal=internal, mtu=mtu, labels=labels, ipv6=ipv6,
+                          subnet6=subnet6, gateway6=gateway6)
         store.insert_network(network)
     return network
 
@@ -423,20 +650,75 @@ def _allocate_requested(store: NetworkStore, network: Network, requested: str,
         raise InvalidArgument("parse --ip", address,
                               detail=f"address is the {which} address of network "
                               f"{network.name} ({network.subnet})")
-    holder = store.lease_holder(network.id, value)
-    if holder is not None:
-        if holder == "":
-            detail = f"address is the gateway of network {network.name}"
-        else:
-            detail = (f"address is already in use on network {network.name} by container "
-                      f"{holder[:12]}")
-        raise AlreadyExists("allocate address", address, detail=detail,
-                            hint="pick another --ip, or leave it out")
+    _check_free(store, network, value, address, "--ip")
     store.add_lease(network.id, value, container_id)
     return address
 
 
+def allocate6(store: NetworkStore, network: Network, requested: str | None = None, *,
+              container_id: str) -> str:
+    """Lease an IPv6 address of the dual-stack *network* to *container_id*: *requested*
+    (``--ip6``) if free, else the lowest free one from the hint up (``::2`` first, ``::1``
+    being the gateway by default). One ``BEGIN IMMEDIATE`` transaction; errors as
+    :func:`allocate`'s."""
+    from tsubo.network.addresses import cidr6_bounds, ip6_to_int
+    from tsubo.network.store import lease_address, lease_key, lease_key6
+
+    if not container_id:
+        raise ValueError("allocate6: empty container id")
+    if not network.subnet6:
+        raise InvalidArgument("parse --ip6", requested or network.name,
+                              detail=f"network {network.name} has no IPv6 subnet (it was "
+                              "created without --ipv6)")
+    first, last = cidr6_bounds(network.subnet6)
+    with store.transaction():
+        if requested:
+            address = parse_ip6(requested)
+            value = ip6_to_int(address)
+            if not first <= value <= last:
+                raise InvalidArgument("parse --ip6", address,
+                                      detail=f"address is outside subnet {network.subnet6} "
+                                      f"of network {network.name}")
+            if value == first:
+                raise InvalidArgument("parse --ip6", address,
+                                      detail="address is the subnet-router anycast address "
+                                      f"of network {network.name} ({network.subnet6})")
+            _check_free(store, network, lease_key(address), address, "--ip6")
+            store.add_lease(network.id, lease_key(address), container_id)
+            return address
+        hint = store.allocation_hint6(network.id)
+        value = max(first + 1, int(hint[2:], 16) if hint else 0)
+        while value <= last and store.lease_holder(network.id, lease_key6(value)) \
+                is not None:
+            value += 1
+        if value > last:
+            raise TsuboError("allocate address", "",
+                             detail=f"network {network.name} has no free IPv6 address "
+                             f"(subnet {network.subnet6})",
+                             hint="remove containers from it, or create a larger network")
+        key = lease_key6(value)
+        store.add_lease(network.id, key, container_id)
+        store.set_allocation_hint6(network.id, lease_key6(value + 1))
+        return lease_address(key)
+
+
+def _check_free(store: NetworkStore, network: Network, key: int | str, address: str,
+                flag: str) -> None:
+    holder = store.lease_holder(network.id, key)
+    if holder is None:
+        return
+    if holder == "":
+        detail = f"address is the gateway of network {network.name}"
+    else:
+        detail = (f"address is already in use on network {network.name} by container "
+                  f"{holder[:12]}")
+    raise AlreadyExists("allocate address", address, detail=detail,
+                        hint=f"pick another {flag}, or leave it out")
+
+
 def release(store: NetworkStore, network_id: str, address: str) -> bool:
-    """Give *address* of *network_id* back; False if it was not leased. The gateway's
-    lease is never released (it goes with the network)."""
-    return store.remove_lease(network_id, ip_to_int(address))
+    """Give *address* (IPv4 or IPv6) of *network_id* back; False if it was not leased. The
+    gateway's lease is never released (it goes with the network)."""
+    from tsubo.network.store import lease_key
+
+    return store.remove_lease(network_id, lease_key(address))

@@ -2,7 +2,9 @@
 
 Plain ``__slots__`` classes (no dataclasses: this module is on the ``run --network`` path)
 holding validated, normalised values: addresses are dotted-quad text, subnets CIDR text with
-no host bits. :mod:`tsubo.network.store` keeps them in SQLite; ``to_json`` / ``from_json``
+no host bits. A dual-stack network (``--ipv6``) has an IPv6 subnet and gateway too
+(``subnet6``/``gateway6``, canonical RFC 5952 text), and its endpoints an ``address6``.
+:mod:`tsubo.network.store` keeps them in SQLite; ``to_json`` / ``from_json``
 are the dicts ``network inspect`` prints and tests compare.
 """
 
@@ -23,9 +25,9 @@ SHORT_ID_LENGTH = 12
 BRIDGE_DRIVER = "bridge"
 
 NETWORK_FIELDS = ("id", "name", "driver", "subnet", "gateway", "ip_range", "internal", "mtu",
-                  "bridge_name", "labels", "created_at")
+                  "bridge_name", "labels", "created_at", "ipv6", "subnet6", "gateway6")
 ENDPOINT_FIELDS = ("container_id", "network_id", "ifname", "host_ifname", "mac", "address",
-                   "prefix_len")
+                   "prefix_len", "address6", "prefix_len6")
 
 
 def new_network_id() -> str:
@@ -35,7 +37,8 @@ def new_network_id() -> str:
 
 class Network:
     """One bridge network: its subnet, the gateway (the bridge's own address), the range
-    addresses are handed out from (``ip_range``, "" = the whole subnet), and the bridge."""
+    addresses are handed out from (``ip_range``, "" = the whole subnet), and the bridge;
+    with ``ipv6``, the IPv6 subnet and gateway as well."""
 
     __slots__ = NETWORK_FIELDS
 
@@ -53,6 +56,9 @@ class Network:
         mtu: int = 0,
         labels: dict[str, str] | None = None,
         created_at: str = "",
+        ipv6: bool = False,
+        subnet6: str = "",
+        gateway6: str = "",
     ) -> None:
         self.id = id
         self.name = name
@@ -68,6 +74,10 @@ class Network:
         self.bridge_name = bridge_name
         self.labels = dict(labels or {})
         self.created_at = created_at or now_rfc3339()
+        #: dual stack (Docker's ``EnableIPv6``): subnet6 and gateway6 are set
+        self.ipv6 = ipv6
+        self.subnet6 = subnet6
+        self.gateway6 = gateway6
 
     @property
     def short_id(self) -> str:
@@ -77,6 +87,11 @@ class Network:
     def prefix_len(self) -> int:
         """The subnet's prefix length (24 for ``10.1.2.0/24``)."""
         return int(self.subnet.rpartition("/")[2])
+
+    @property
+    def prefix_len6(self) -> int:
+        """The IPv6 subnet's prefix length (0 without one)."""
+        return int(self.subnet6.rpartition("/")[2]) if self.subnet6 else 0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {name: getattr(self, name) for name in NETWORK_FIELDS}
@@ -101,6 +116,9 @@ class Network:
                 mtu=int(data.get("mtu") or 0),
                 labels={str(k): str(v) for k, v in labels.items()},
                 created_at=str(data.get("created_at") or ""),
+                ipv6=bool(data.get("ipv6")),
+                subnet6=str(data.get("subnet6") or ""),
+                gateway6=str(data.get("gateway6") or ""),
             )
         except (TypeError, ValueError) as error:
             raise InvalidArgument("load network", str(data.get("name", "")),
@@ -118,12 +136,14 @@ class Network:
 class Endpoint:
     """A container's attachment to one network: the interface inside (``eth0``...), the
     host end of its veth pair (on the bridge), the MAC and the address (without prefix;
-    ``prefix_len`` is the network's)."""
+    ``prefix_len`` is the network's), and on a dual-stack network the IPv6 address
+    (``address6``, ``""`` without one)."""
 
     __slots__ = ENDPOINT_FIELDS
 
     def __init__(self, container_id: str, network_id: str, ifname: str, host_ifname: str,
-                 mac: str, address: str, prefix_len: int) -> None:
+                 mac: str, address: str, prefix_len: int, address6: str = "",
+                 prefix_len6: int = 0) -> None:
         self.container_id = container_id
         self.network_id = network_id
         self.ifname = ifname
@@ -131,11 +151,18 @@ class Endpoint:
         self.mac = mac
         self.address = address
         self.prefix_len = prefix_len
+        self.address6 = address6
+        self.prefix_len6 = prefix_len6
 
     @property
     def cidr(self) -> str:
         """``address/prefix_len``, as ``ip addr add`` takes it."""
         return f"{self.address}/{self.prefix_len}"
+
+    @property
+    def cidr6(self) -> str:
+        """``address6/prefix_len6`` ("" without an IPv6 address)."""
+        return f"{self.address6}/{self.prefix_len6}" if self.address6 else ""
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ENDPOINT_FIELDS}
@@ -143,11 +170,12 @@ class Endpoint:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Endpoint:
         """The inverse of :meth:`to_json`; InvalidArgument for a malformed record."""
-        _check_keys("endpoint", data, ENDPOINT_FIELDS, required=ENDPOINT_FIELDS)
+        _check_keys("endpoint", data, ENDPOINT_FIELDS, required=ENDPOINT_FIELDS[:7])
         try:
             return cls(str(data["container_id"]), str(data["network_id"]),
                        str(data["ifname"]), str(data["host_ifname"]), str(data["mac"]),
-                       str(data["address"]), int(data["prefix_len"]))
+                       str(data["address"]), int(data["prefix_len"]),
+                       str(data.get("address6") or ""), int(data.get("prefix_len6") or 0))
         except (TypeError, ValueError) as error:
             raise InvalidArgument("load endpoint", "",
                                   detail=f"malformed record: {error}") from None

@@ -15,9 +15,12 @@ What it owns (all pure: no kernel, no database)
       holder, an ephemeral one (HOSTPORT omitted or 0, or a host range) is the first free
       one from ``ip_local_port_range`` (or the range).
 
-A request keeps the user's host address: ``""`` means every IPv4 address (``0.0.0.0``).
-IPv6 host addresses parse (the grammar is Docker's) but are refused when the container
-starts: tsubo's networks are IPv4 only so far.
+A request keeps the user's host address: ``""`` means every address -- ``0.0.0.0``, and on
+a dual-stack network ``[::]`` as well, on the same host port (as Docker publishes both:
+:func:`choose` with ``dual``). ``[::]`` or an IPv6 address alone needs a dual-stack network
+(``engine/networks.py`` refuses it otherwise, and ``[::1]``: see docs/network.md). Bindings
+of different families never collide with each other: ``0.0.0.0:8080`` and ``[::]:8080``
+are two DNAT elements of two maps.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def parse_publish(text: str, flag: str = "--publish") -> list[PortSpec]:
         found = normalize_ip(raw)
         if found is None:
             raise _bad(flag, text, f"invalid IP address: {ip_text}")
-        host_ip = "" if found == ANY_IPV4 else found
+        host_ip = found  # 0.0.0.0 given: IPv4 only, even on a dual-stack network
     if not container_text:
         raise _bad(flag, text, f"no port specified: {text}<empty>")
     container = _port_range(container_text)
@@ -240,8 +243,9 @@ class PublishedPort:
 
     def overlaps(self, protocol: str, host_ip: str, host_port: int) -> bool:
         """Whether a socket or binding on HOST_IP:HOST_PORT/PROTOCOL collides with this one
-        (same port; same address, or either is a wildcard)."""
+        (same port and address family; same address, or either is a wildcard)."""
         return (protocol == self.protocol and host_port == self.host_port
+                and (":" in host_ip) == (":" in self.host_ip)
                 and (host_ip == self.host_ip or self.is_wildcard
                      or host_ip in (ANY_IPV4, ANY_IPV6)))
 
@@ -330,15 +334,18 @@ def ports_map(ports: Iterable[PublishedPort], exposed: Iterable[tuple[int, str]]
 class PortTaken(Exception):
     """A requested host port is in use (by HOLDER: a container or a process)."""
 
-    def __init__(self, spec: PortSpec, host_port: int, holder: str) -> None:
+    def __init__(self, spec: PortSpec, host_port: int, holder: str, address: str = ""
+                 ) -> None:
         super().__init__(holder)
         self.spec = spec
         self.host_port = host_port
         self.holder = holder
+        #: the host address that is taken (the spec's, or one family of a dual binding)
+        self.address = address or spec.bind_ip
 
     def message(self, holder: str = "") -> str:
         """One line; HOLDER: how to name the holder (default: as found)."""
-        where = f"[{self.spec.bind_ip}]" if ":" in self.spec.bind_ip else self.spec.bind_ip
+        where = f"[{self.address}]" if ":" in self.address else self.address
         if self.host_port:
             return f"{where}:{self.host_port}/{self.spec.protocol} is already in use by " \
                 f"{holder or self.holder}"
@@ -347,11 +354,14 @@ class PortTaken(Exception):
 
 
 def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str | None],
-           local_range: tuple[int, int], *, start: int = 0) -> list[PublishedPort]:
+           local_range: tuple[int, int], *, start: int = 0, dual: bool = False
+           ) -> list[PublishedPort]:
     """Host ports for SPECS. HOLDER_OF(protocol, ip, port) names what holds that host port
     already (None: free); ports chosen earlier in this call count as held. A fixed port that
     is held raises :class:`PortTaken`; an ephemeral one is the first free port of its range
-    (or LOCAL_RANGE), searched from START (an offset, so that concurrent starts spread)."""
+    (or LOCAL_RANGE), searched from START (an offset, so that concurrent starts spread).
+    DUAL (a dual-stack network): a spec without a host address is bound on ``0.0.0.0``
+    and ``[::]`` alike, one port free in both."""
     chosen: list[PublishedPort] = []
 
     def held(protocol: str, ip: str, port: int) -> str | None:
@@ -361,20 +371,22 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
         return holder_of(protocol, ip, port)
 
     for spec in specs:
+        addresses = [ANY_IPV4, ANY_IPV6] if dual and not spec.host_ip else [spec.bind_ip]
         if not spec.ephemeral:
-            holder = held(spec.protocol, spec.bind_ip, spec.host_start)
-            if holder is not None:
-                raise PortTaken(spec, spec.host_start, holder)
-            chosen.append(PublishedPort(spec.bind_ip, spec.host_start, spec.container_port,
-                                        spec.protocol))
+            for address in addresses:
+                holder = held(spec.protocol, address, spec.host_start)
+                if holder is not None:
+                    raise PortTaken(spec, spec.host_start, holder, address)
+            chosen += [PublishedPort(address, spec.host_start, spec.container_port,
+                                     spec.protocol) for address in addresses]
             continue
         low, high = (spec.host_start, spec.host_end) if spec.host_start else local_range
         size = high - low + 1
         for step in range(size):
             port = low + (start + step) % size
-            if held(spec.protocol, spec.bind_ip, port) is None:
-                chosen.append(PublishedPort(spec.bind_ip, port, spec.container_port,
-                                            spec.protocol))
+            if all(held(spec.protocol, address, port) is None for address in addresses):
+                chosen += [PublishedPort(address, port, spec.container_port, spec.protocol)
+                           for address in addresses]
                 break
         else:
             raise PortTaken(spec, 0, f"all of {low}-{high} are in use")

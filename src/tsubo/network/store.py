@@ -1,13 +1,18 @@
 """The networking tables of the engine's SQLite database: networks, leases, endpoints and
-the ledger. The schema is migration 2 in ``tsubo.state.db.MIGRATIONS``; this module is the
-only code that reads or writes these tables.
+the ledger. The schema is migration 2 in ``tsubo.state.db.MIGRATIONS`` (and 7: IPv6); this
+module is the only code that reads or writes these tables.
 
 - ``networks``: one row per network (:class:`~tsubo.network.models.Network`), plus
-  ``alloc_hint`` for :func:`tsubo.network.ipam.allocate` (see there).
-- ``leases``: which address of which network is taken, and by which container. Addresses
-  are integers so SQL can order them and find gaps. The gateway holds a lease of its own
-  (container ``""``), taken with the network and gone with it (ON DELETE CASCADE). A lease
-  is taken before the kernel work of an attach, the endpoint row is written after it.
+  ``alloc_hint`` for :func:`tsubo.network.ipam.allocate` (see there) and ``alloc_hint6``
+  (a lease key, ``""`` = none) for :func:`tsubo.network.ipam.allocate6`.
+- ``leases``: which address of which network is taken, and by which container. IPv4
+  addresses are integers so SQL can order them and find gaps; IPv6 ones (dual-stack
+  networks) are TEXT keys, ``6/`` + the 32 hex digits of the address (:func:`lease_key`:
+  never taken for an integer by the column's affinity, ordered by value, and apart from
+  every IPv4 key), so one table, one release and one gc serve both families. The gateway
+  holds a lease of its own (container ``""``; both gateways on a dual-stack network), taken
+  with the network and gone with it (ON DELETE CASCADE). A lease is taken before the
+  kernel work of an attach, the endpoint row is written after it.
 - ``endpoints``: one row per (container, network) attachment
   (:class:`~tsubo.network.models.Endpoint`). A network with endpoints cannot be deleted.
 - ``ledger``: every kernel object tsubo creates -- ``link`` (bridges, veths), ``netns``
@@ -59,9 +64,29 @@ GATEWAY_HOLDER = ""
 
 _NETWORK_SELECT = f"SELECT {', '.join(NETWORK_FIELDS)} FROM networks"
 _ENDPOINT_SELECT = ("SELECT container_id, network_id, ifname, host_ifname, mac, address, "
-                    "prefix_len FROM endpoints")
+                    "prefix_len, address6, prefix_len6 FROM endpoints")
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _SHORT = 12
+
+
+def lease_key(address: str) -> int | str:
+    """The ``leases.address`` of an address: the integer of an IPv4 address, ``6/`` + 32
+    hex digits for an IPv6 one."""
+    from tsubo.network.addresses import ip6_to_int, ip_to_int
+
+    return lease_key6(ip6_to_int(address)) if ":" in address else ip_to_int(address)
+
+
+def lease_key6(value: int) -> str:
+    """The lease key of the IPv6 address whose value is *value*."""
+    return f"6/{value:032x}"
+
+
+def lease_address(key: int | str) -> str:
+    """The inverse of :func:`lease_key`."""
+    from tsubo.network.addresses import int_to_ip, int_to_ip6
+
+    return int_to_ip6(int(key[2:], 16)) if isinstance(key, str) else int_to_ip(key)
 
 
 class LedgerEntry:
@@ -108,9 +133,9 @@ class NetworkStore:
         """Record a new network and the gateway's lease. AlreadyExists when its name,
         bridge name, subnet or ID is taken (naming the network that has it);
         InvalidArgument when its subnet overlaps another network's."""
-        from tsubo.network.addresses import cidr_bounds, ip_to_int
+        from tsubo.network.addresses import bounds
 
-        first, last = cidr_bounds(network.subnet)
+        first, last = bounds(network.subnet)
         with self.transaction() as connection:
             execute = connection.execute
             holder = execute("SELECT name FROM networks WHERE name = ?",
@@ -125,19 +150,13 @@ class NetworkStore:
                                     detail=f"bridge {network.bridge_name} is already the "
                                     f"bridge of network {holder[0]}",
                                     hint="pick another --bridge-name")
-            for other_name, other_subnet in execute(
-                    "SELECT name, subnet FROM networks ORDER BY name").fetchall():
-                if other_subnet == network.subnet:
-                    raise AlreadyExists("create network", network.name,
-                                        detail=f"subnet {network.subnet} is already the "
-                                        f"subnet of network {other_name}",
-                                        hint="pick another --subnet")
-                other_first, other_last = cidr_bounds(other_subnet)
-                if first <= other_last and other_first <= last:
-                    raise InvalidArgument("create network", network.name,
-                                          detail=f"subnet {network.subnet} overlaps subnet "
-                                          f"{other_subnet} of network {other_name}",
-                                          hint="pick another --subnet")
+            others = execute("SELECT name, subnet, subnet6 FROM networks ORDER BY name"
+                             ).fetchall()
+            _check_overlaps(network.name, network.subnet, (first, last),
+                            [(name, subnet) for name, subnet, _ in others])
+            if network.subnet6:
+                _check_overlaps(network.name, network.subnet6, bounds(network.subnet6),
+                                [(name, subnet6) for name, _, subnet6 in others if subnet6])
             try:
                 execute(f"INSERT INTO networks ({', '.join(NETWORK_FIELDS)}) "
                         f"VALUES ({', '.join('?' * len(NETWORK_FIELDS))})",
@@ -147,7 +166,12 @@ class NetworkStore:
                                     detail=f"a network with id {network.short_id} exists"
                                     ) from None
             execute("INSERT INTO leases (network_id, address, container_id) VALUES (?, ?, ?)",
-                    (network.id, ip_to_int(network.gateway), GATEWAY_HOLDER))
+                    (network.id, lease_key(network.gateway), GATEWAY_HOLDER))
+            if network.gateway6:
+                execute("INSERT INTO leases (network_id, address, container_id) "
+                        "VALUES (?, ?, ?)", (network.id, lease_key(network.gateway6),
+                                             GATEWAY_HOLDER))
+
 
     def get_network(self, ref: str) -> Network:
         """The network *ref* names, by Docker's rules: the full ID, else the exact name,
@@ -211,7 +235,20 @@ class NetworkStore:
         self._connection.execute("UPDATE networks SET alloc_hint = ? WHERE id = ?",
                                  (value, network_id))
 
-    def lease_holder(self, network_id: str, address: int) -> str | None:
+    def allocation_hint6(self, network_id: str) -> str:
+        """The network's IPv6 hint: a lease key below which the range is all leased
+        (``""``: none yet)."""
+        found = self._connection.execute("SELECT alloc_hint6 FROM networks WHERE id = ?",
+                                         (network_id,)).fetchone()
+        if found is None:
+            raise NotFound("allocate address", network_id, detail="no such network")
+        return str(found[0])
+
+    def set_allocation_hint6(self, network_id: str, key: str) -> None:
+        self._connection.execute("UPDATE networks SET alloc_hint6 = ? WHERE id = ?",
+                                 (key, network_id))
+
+    def lease_holder(self, network_id: str, address: int | str) -> str | None:
         """The container holding *address* (``""`` for the gateway), None if it is free."""
         found = self._connection.execute(
             "SELECT container_id FROM leases WHERE network_id = ? AND address = ?",
@@ -246,22 +283,20 @@ class NetworkStore:
             "AND container_id != ?", (network_id, low, high, GATEWAY_HOLDER)).fetchone()
         return int(count)
 
-    def add_lease(self, network_id: str, address: int, container_id: str) -> None:
+    def add_lease(self, network_id: str, address: int | str, container_id: str) -> None:
         """Lease *address*; AlreadyExists if it is taken, NotFound if the network is gone."""
         try:
             self._connection.execute(
                 "INSERT INTO leases (network_id, address, container_id) VALUES (?, ?, ?)",
                 (network_id, address, container_id))
         except sqlite3.IntegrityError as error:
-            from tsubo.network.addresses import int_to_ip
-
             if "FOREIGN KEY" in str(error):
-                raise NotFound("allocate address", int_to_ip(address),
+                raise NotFound("allocate address", lease_address(address),
                                detail=f"network {network_id[:_SHORT]} was removed") from None
-            raise AlreadyExists("allocate address", int_to_ip(address),
+            raise AlreadyExists("allocate address", lease_address(address),
                                 detail="address is already leased") from None
 
-    def remove_lease(self, network_id: str, address: int) -> bool:
+    def remove_lease(self, network_id: str, address: int | str) -> bool:
         """Give a container's lease back (the gateway's is kept); False if there was none."""
         with self.transaction() as connection:
             cursor = connection.execute(
@@ -269,30 +304,27 @@ class NetworkStore:
                 (network_id, address, GATEWAY_HOLDER))
             if cursor.rowcount == 0:
                 return False
-            connection.execute("UPDATE networks SET alloc_hint = min(alloc_hint, ?) "
-                               "WHERE id = ?", (address, network_id))
+            hint = "alloc_hint6" if isinstance(address, str) else "alloc_hint"
+            connection.execute(f"UPDATE networks SET {hint} = min({hint}, ?) WHERE id = ?",
+                               (address, network_id))
         return True
 
     def leases(self, network_id: str) -> list[tuple[str, str]]:
-        """``(address, container_id)`` of a network's leases, by address (the gateway's
-        holder is ``""``)."""
-        from tsubo.network.addresses import int_to_ip
-
+        """``(address, container_id)`` of a network's leases, IPv4 then IPv6, by address
+        (the gateway's holder is ``""``)."""
         rows = self._connection.execute(
             "SELECT address, container_id FROM leases WHERE network_id = ? ORDER BY address",
             (network_id,)).fetchall()
-        return [(int_to_ip(row[0]), row[1]) for row in rows]
+        return [(lease_address(row[0]), row[1]) for row in rows]
 
     def container_leases(self, container_id: str) -> list[tuple[str, str]]:
         """``(network_id, address)`` of every lease *container_id* holds."""
-        from tsubo.network.addresses import int_to_ip
-
         if not container_id:
             raise ValueError("container_leases: empty container id")
         rows = self._connection.execute(
             "SELECT network_id, address FROM leases WHERE container_id = ? "
             "ORDER BY network_id, address", (container_id,)).fetchall()
-        return [(row[0], int_to_ip(row[1])) for row in rows]
+        return [(row[0], lease_address(row[1])) for row in rows]
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -302,9 +334,11 @@ class NetworkStore:
         try:
             self._connection.execute(
                 "INSERT INTO endpoints (container_id, network_id, ifname, host_ifname, mac, "
-                "address, prefix_len) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "address, prefix_len, address6, prefix_len6) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (endpoint.container_id, endpoint.network_id, endpoint.ifname,
-                 endpoint.host_ifname, endpoint.mac, endpoint.address, endpoint.prefix_len))
+                 endpoint.host_ifname, endpoint.mac, endpoint.address, endpoint.prefix_len,
+                 endpoint.address6, endpoint.prefix_len6))
         except sqlite3.IntegrityError as error:
             message = str(error)
             short = endpoint.container_id[:_SHORT]
@@ -458,13 +492,15 @@ class NetworkStore:
             found.setdefault(str(holder), []).append(str(name))
         return found
 
-    def resolve_name(self, network_id: str, name: str) -> str | None:
+    def resolve_name(self, network_id: str, name: str, *, ipv6: bool = False) -> str | None:
         """The address, on *network_id*, of the container called *name* (in any case, as
         DNS names go): its name, its 12-digit short ID, one of its ``--network-alias``es,
         its ``--hostname`` (also with its ``--domainname``); a container's own name first.
-        None when no container of that network has it."""
+        None when no container of that network has it. IPV6: its IPv6 address instead
+        (``""`` when the name is known but has none)."""
         row = self._connection.execute(
-            "SELECT e.address FROM endpoints e JOIN containers c ON c.id = e.container_id "
+            f"SELECT e.{'address6' if ipv6 else 'address'} FROM endpoints e "
+            "JOIN containers c ON c.id = e.container_id "
             f"WHERE e.network_id = ? AND ({_NAMED_SQL}) "
             "ORDER BY c.name = ? COLLATE NOCASE DESC LIMIT 1",
             (network_id, *_named_params(name), name)).fetchone()
@@ -514,6 +550,7 @@ def _check_kind(kind: str) -> None:
 def _network_params(network: Network) -> tuple[Any, ...]:
     values = network.to_json()
     values["internal"] = int(bool(network.internal))
+    values["ipv6"] = int(bool(network.ipv6))
     values["labels"] = jsonwire.dumps(dict(network.labels))
     return tuple(values[name] for name in NETWORK_FIELDS)
 
@@ -525,4 +562,26 @@ def _network_from_row(row: tuple[Any, ...]) -> Network:
                    fields["bridge_name"], driver=fields["driver"],
                    ip_range=fields["ip_range"], internal=bool(fields["internal"]),
                    mtu=int(fields["mtu"]), labels=labels if isinstance(labels, dict) else {},
-                   created_at=fields["created_at"])
+                   created_at=fields["created_at"], ipv6=bool(fields["ipv6"]),
+                   subnet6=fields["subnet6"], gateway6=fields["gateway6"])
+
+
+def _check_overlaps(name: str, subnet: str, span: tuple[int, int],
+                    others: list[tuple[str, str]]) -> None:
+    """AlreadyExists when another network has SUBNET, InvalidArgument when one overlaps
+    it (IPv4 and IPv6 subnets are never compared with each other)."""
+    from tsubo.network.addresses import bounds
+
+    first, last = span
+    for other_name, other_subnet in others:
+        if (":" in other_subnet) != (":" in subnet):
+            continue
+        if other_subnet == subnet:
+            raise AlreadyExists("create network", name,
+                                detail=f"subnet {subnet} is already the subnet of network "
+                                f"{other_name}", hint="pick another --subnet")
+        other_first, other_last = bounds(other_subnet)
+        if first <= other_last and other_first <= last:
+            raise InvalidArgument("create network", name,
+                                  detail=f"subnet {subnet} overlaps subnet {other_subnet} of "
+                                  f"network {other_name}", hint="pick another --subnet")

@@ -169,6 +169,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # no monitor watched it and its exit status is unknown).
         "ALTER TABLE containers ADD COLUMN error TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # Dual-stack networks (``network create --ipv6``). IPv6 leases share ``leases``:
+        # their address is TEXT, ``6/`` + 32 hex digits (never read as an integer; sorts
+        # by value), see tsubo.network.store.
+        "ALTER TABLE networks ADD COLUMN ipv6 INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE networks ADD COLUMN subnet6 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE networks ADD COLUMN gateway6 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE networks ADD COLUMN alloc_hint6 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE endpoints ADD COLUMN address6 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE endpoints ADD COLUMN prefix_len6 INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 CONTAINER_COLUMNS = (
