@@ -36,7 +36,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from types import TracebackType
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, TypeVar
+
+    _T = TypeVar("_T")
+    #: pulls (reference, platform, was it missing) for ``--pull`` (``Engine.with_image``)
+    Puller = Callable[[str, str, bool], object]
 
     from tsubo.engine.attach import AttachClient
     from tsubo.engine.containers import Engine as EngineCommands
@@ -300,21 +304,57 @@ class Engine:
     # --- containers ---------------------------------------------------------------------------
 
     def create(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
-               name: str | None = None, cwd: str | None = None, **options: Any) -> Container:
+               name: str | None = None, cwd: str | None = None,
+               puller: Puller | None = None, **options: Any) -> Container:
         """Create a container without starting it; *options* are ``docker run``'s flags
-        (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ...)."""
+        (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ``pull``, ...). A missing
+        image is pulled first (``pull="missing"``, Docker's default; see
+        :meth:`with_image`)."""
         run_options = _options(image, rootfs, command, options, cwd)
-        return Container(self, self.core.create(run_options, name=name).id)
+        row = self.with_image(run_options, lambda: self.core.create(run_options, name=name),
+                              puller)
+        return Container(self, row.id)
 
     def run(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
             name: str | None = None, remove: bool = False, cwd: str | None = None,
-            **options: Any) -> Container:
-        """Create and start a container in the background; returns once it runs."""
+            puller: Puller | None = None, **options: Any) -> Container:
+        """Create and start a container in the background; returns once it runs (a
+        missing image pulled first, as :meth:`create`)."""
         extra = dict(options)
         if remove or "rm" not in extra:  # the CLI's values carry ``rm`` itself (run -d --rm)
             extra["rm"] = remove
         run_options = _options(image, rootfs, command, extra, cwd)
-        return Container(self, self.core.run_detached(run_options, name=name).id)
+        row = self.with_image(run_options,
+                              lambda: self.core.run_detached(run_options, name=name), puller)
+        return Container(self, row.id)
+
+    def with_image(self, options: RunOptions, attempt: Callable[[], _T],
+                   puller: Puller | None = None) -> _T:
+        """*attempt* (a create or run of *options*) with Docker's ``--pull`` policy:
+        ``always`` pulls the image first; ``missing`` (the default) pulls it when
+        *attempt* finds no such image, then tries again; ``never`` does not pull.
+        *puller* (reference, platform, missing) pulls, showing what it likes (the CLI:
+        "Unable to find image 'X' locally" and the progress, on stderr); by default the
+        pull is silent. Nothing is looked up ahead of *attempt* (``run`` stays fast)."""
+        if not options.image or options.rootfs:
+            return attempt()
+
+        def pull(missing: bool) -> None:
+            if puller is not None:
+                puller(options.image, options.platform, missing)
+            else:
+                self.pull(options.image, platform=options.platform)
+
+        if options.pull == "always":
+            pull(False)
+            return attempt()
+        try:
+            return attempt()
+        except NotFound as error:
+            if options.pull == "never" or error.operation != "find image":
+                raise
+        pull(True)
+        return attempt()
 
     def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
         """Create and start a container with this process attached to it (the CLI's

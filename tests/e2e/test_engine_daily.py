@@ -663,8 +663,9 @@ def test_run_flags_namespaces_sysctls_shm_cpuset(engine_cli: EngineCLI) -> None:
         (["run", "--rm", "--uts", "host", "--hostname", "x", "--rootfs", rootfs, "true"],
          FLAG_ERROR, "", r"tsubo: [^\n]*conflicting options: hostname and the UTS mode\n",
          "docker: conflicting options"),
-        (["run", "--rm", "--pid", "container:x", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
-         r"tsubo: parse --pid container:x: expected host\n", "(container: is left for later)"),
+        (["run", "--rm", "--pid", "bogus", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: parse --pid bogus: expected host or container:NAME\n",
+         "docker: invalid PID mode (container:NAME: test_engine_runflags.py)"),
     ]
     for row in rows:
         _check(cli, row)

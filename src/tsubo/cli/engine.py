@@ -105,12 +105,26 @@ _CREATE_OPTIONS = (
     Option("sysctl", LIST, "a namespaced kernel parameter: KEY=VALUE (net.*, kernel.shm*, ...)"),
     Option("pid", VALUE, "host: the host's PID namespace"),
     Option("ipc", VALUE, "host: the host's IPC namespace (and /dev/shm); private"),
-    Option("uts", VALUE, "host: the host's UTS namespace (its host name)"),
+    Option("uts", VALUE, "host: the host's UTS namespace (its host name); container:NAME"),
+    Option("pull", VALUE, "pull the image: missing (default), always or never"),
+    Option("platform", VALUE, "OS/ARCH: this host's (no emulation of others)"),
+    Option("quiet,q", FLAG, "do not show the pull of a missing image"),
+    Option("privileged", FLAG, "every capability and device, no seccomp, no masked paths"),
+    Option("device", LIST, "a host device: HOST[:CONTAINER][:PERMISSIONS rwm]"),
+    Option("volumes-from", LIST, "mount the volumes of a container: NAME[:ro|rw]"),
+    Option("log-driver", VALUE, "json-file (default) or none"),
+    Option("userns", VALUE, "host (the only user namespace mode)"),
 )
 _RUN_OPTIONS = (
     *_CREATE_OPTIONS,
     Option("detach,d", FLAG, "run in the background and print the container ID"),
+    Option("attach,a", LIST, "attach only to STDIN, STDOUT or STDERR"),
+    Option("sig-proxy", FLAG, "forward signals to the container (default true)", True),
+    Option("detach-keys", VALUE, "the detach sequence (default ctrl-p,ctrl-q)"),
 )
+#: the flags of run/create that are the CLI's, not the container's
+_CLI_ONLY = frozenset(("name", "detach", "cidfile", "quiet", "attach", "sig_proxy",
+                       "detach_keys"))
 
 
 # --- run / create / start -------------------------------------------------------------------
@@ -121,7 +135,7 @@ def _run_values(parsed: Parsed) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for option in _RUN_OPTIONS:
         key = option.key
-        if key in ("name", "detach", "cidfile") or key not in parsed.given:
+        if key in _CLI_ONLY or key not in parsed.given:
             continue
         values[key] = parsed.values[key]
     positional = list(parsed.positional)
@@ -140,7 +154,8 @@ def _int(text: str, flag: str) -> int:
 
 def _create(engine: Engine, parsed: Parsed) -> int:
     cidfile = _check_cidfile(parsed)
-    container = engine.create(name=parsed.text("name") or None, **_run_values(parsed))
+    container = engine.create(name=parsed.text("name") or None, puller=_puller(engine, parsed),
+                              **_run_values(parsed))
     _write_cidfile(cidfile, container.id)
     _print(container.id)
     return 0
@@ -189,17 +204,37 @@ def _run(engine: Engine, parsed: Parsed) -> int:
     cidfile = _check_cidfile(parsed)
     values = _run_values(parsed)
     name = parsed.text("name") or None
+    puller = _puller(engine, parsed)
     if parsed.flag("detach"):
-        container_id = engine.run(name=name, **values).id
+        container_id = engine.run(name=name, puller=puller, **values).id
         _write_cidfile(cidfile, container_id)
         _print(container_id)
         return 0
-    return _attach(engine.run_attached(build_run_options(values), name=name), cidfile)
+    options = build_run_options(values)
+    client = engine.with_image(options, lambda: _started(engine.run_attached(options,
+                                                                           name=name)), puller)
+    client.sig_proxy = parsed.flag("sig_proxy")
+    return _attach(client, cidfile, started=True)
 
 
-def _attach(client: AttachClient, cidfile: str = "") -> int:
+def _puller(engine: Engine, parsed: Parsed) -> Callable[[str, str, bool], None]:
+    return _registry_cli.run_puller(engine, quiet=parsed.flag("quiet"))
+
+
+def _started(client: AttachClient) -> AttachClient:
+    """*client* once its container runs (its socket closed if it could not start)."""
     try:
         client.wait_started()
+    except BaseException:
+        os.close(client.sock_fd)
+        raise
+    return client
+
+
+def _attach(client: AttachClient, cidfile: str = "", *, started: bool = False) -> int:
+    try:
+        if not started:
+            client.wait_started()
         _write_cidfile(cidfile, client.container_id)
         code = client.relay()
     finally:
