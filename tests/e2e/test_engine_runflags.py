@@ -26,6 +26,7 @@ import pytest
 from tests.e2e import engine_fixtures, registry_fixtures
 from tests.e2e.engine_fixtures import EngineCLI, engine_env, one_line, wait_for
 from tests.e2e.registry_fixtures import Registry, TestImages
+from tests.e2e.test_engine_cli import run_in_pty
 from tests.e2e.test_engine_daily import _check
 from tests.e2e.test_engine_pull import make_puller
 
@@ -340,3 +341,55 @@ def test_the_new_flags_show_in_inspect(engine_cli: EngineCLI, flags: list[str]) 
     else:
         assert host_config["LogConfig"] == {"Type": "none", "Config": {}}
     cli.ok("rm", "shown")
+
+
+# ---------------------------------------------------------------------------------------------
+# run -a, --detach-keys
+
+
+def test_run_attach_streams(engine_cli: EngineCLI) -> None:
+    cli = engine_cli
+    rootfs = str(cli.rootfs)
+    both = ["sh", "-c", "echo out; echo err >&2"]
+    rows: list[tuple[object, ...]] = [
+        (["run", "--rm", "-a", "stdout", "--rootfs", rootfs, *both], 0, "out\n", "",
+         "docker run -a stdout: only its stdout"),
+        (["run", "--rm", "-a", "STDERR", "--rootfs", rootfs, *both], 0, "", "err\n",
+         "docker run -a STDERR (any case): only its stderr"),
+        (["run", "--rm", "-a", "stdout", "-a", "stderr", "--rootfs", rootfs, *both], 0,
+         "out\n", "err\n", "both, as without -a"),
+        (["run", "--rm", "-a", "bogus", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: parse --attach bogus: valid streams are STDIN, STDOUT and STDERR\n",
+         "docker: valid streams are STDIN, STDOUT and STDERR"),
+        (["run", "-d", "-a", "stdout", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: run -a: conflicting options: -a and -d\n", "docker: Conflicting options"),
+        (["run", "--rm", "--detach-keys", "ctrl-1", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: parse --detach-keys ctrl-1: unknown character: 'ctrl-1'[^\n]*\n",
+         "docker: Unknown character"),
+        (["exec", "--detach-keys", "ctrl-a", "x", "true"], 1, "",
+         r"tsubo: exec --detach-keys ctrl-a: an exec session cannot be detached from[^\n]*\n",
+         "refused rather than ignored"),
+    ]
+    for row in rows:
+        _check(cli, row)
+    proc = cli("run", "--rm", "-i", "-a", "stdin", "-a", "stdout", "--rootfs", rootfs, "cat",
+               input="fed\n")
+    assert (proc.returncode, proc.stdout) == (0, "fed\n"), proc.stderr
+    assert cli.ids() == []
+
+
+def test_custom_detach_keys(engine_cli: EngineCLI) -> None:
+    """docker run/attach --detach-keys ctrl-a,x: typing the sequence on the terminal
+    leaves the container running."""
+    cli = engine_cli
+    code, out = run_in_pty(cli.argv("run", "-it", "--detach-keys", "ctrl-a,x", "--name", "dk",
+                                    "--rootfs", str(cli.rootfs), "sh", "-c",
+                                    "echo ready; while :; do echo tick; sleep 1; done"),
+                           answer=(b"ready", b"\x01x"))
+    assert code == 0 and b"detached from" in out, out
+    assert cli.status("dk") == "running"
+    code, out = run_in_pty(cli.argv("attach", "--detach-keys", "ctrl-[,q", "dk"),
+                           answer=(b"tick", b"\x1bq"))
+    assert code == 0 and b"detached from" in out, out
+    assert cli.status("dk") == "running"
+    cli.ok("rm", "-f", "dk")

@@ -201,6 +201,8 @@ def _run(engine: Engine, parsed: Parsed) -> int:
     from tsubo.api import build_run_options
 
     _check_input_is_a_terminal(parsed)
+    streams = _attached_streams(parsed)
+    detach_keys = _detach_keys(parsed)
     cidfile = _check_cidfile(parsed)
     values = _run_values(parsed)
     name = parsed.text("name") or None
@@ -214,7 +216,32 @@ def _run(engine: Engine, parsed: Parsed) -> int:
     client = engine.with_image(options, lambda: _started(engine.run_attached(options,
                                                                            name=name)), puller)
     client.sig_proxy = parsed.flag("sig_proxy")
+    client.detach_keys = detach_keys
+    if streams:
+        client.only(streams)
     return _attach(client, cidfile, started=True)
+
+
+_STREAMS = ("stdin", "stdout", "stderr")
+
+
+def _attached_streams(parsed: Parsed) -> list[str]:
+    """``run -a STDIN|STDOUT|STDERR`` (repeatable; Docker's words and rule against
+    ``-d``); [] when not given (stdout and stderr, and stdin with ``-i``)."""
+    streams = [text.lower() for text in parsed.texts("attach")]
+    for text, stream in zip(parsed.texts("attach"), streams, strict=True):
+        if stream not in _STREAMS:
+            raise InvalidArgument("parse --attach", text,
+                                  detail="valid streams are STDIN, STDOUT and STDERR")
+    if streams and parsed.flag("detach"):
+        raise InvalidArgument("run", "-a", detail="conflicting options: -a and -d")
+    return streams
+
+
+def _detach_keys(parsed: Parsed) -> bytes:
+    from tsubo.engine.attach import parse_detach_keys
+
+    return parse_detach_keys(parsed.text("detach_keys"))
 
 
 def _puller(engine: Engine, parsed: Parsed) -> Callable[[str, str, bool], None]:
@@ -335,6 +362,11 @@ def _exec(engine: Engine, parsed: Parsed) -> int:
     if len(parsed.positional) < 2:
         raise InvalidArgument("exec", "", detail="requires a container and a command")
     ref, command = parsed.positional[0], parsed.positional[1:]
+    if parsed.text("detach_keys"):
+        _detach_keys(parsed)  # a bad sequence is named first, as Docker's
+        raise InvalidArgument("exec --detach-keys", parsed.text("detach_keys"),
+                              detail="an exec session cannot be detached from in tsubo (it "
+                              "ends with its process)")
     env = parsed.texts("env")
     _check_input_is_a_terminal(parsed)
     if parsed.flag("tty"):
@@ -470,13 +502,12 @@ def _info(engine: Engine, parsed: Parsed) -> int:
 
 
 def _attach_command(engine: Engine, parsed: Parsed) -> int:
-    """``attach [--no-stdin] [--sig-proxy=false] [--detach-keys ctrl-p,ctrl-q] CONTAINER``."""
-    keys = parsed.text("detach_keys")
-    if keys and keys != "ctrl-p,ctrl-q":
-        raise InvalidArgument("attach --detach-keys", keys,
-                              detail="only Docker's default, ctrl-p,ctrl-q, is supported")
-    return _attach(engine.attach(parsed.positional[0], stdin=not parsed.flag("no_stdin"),
-                                 sig_proxy=parsed.flag("sig_proxy")))
+    """``attach [--no-stdin] [--sig-proxy=false] [--detach-keys KEYS] CONTAINER``."""
+    keys = _detach_keys(parsed)
+    client = engine.attach(parsed.positional[0], stdin=not parsed.flag("no_stdin"),
+                           sig_proxy=parsed.flag("sig_proxy"))
+    client.detach_keys = keys
+    return _attach(client)
 
 
 def _update(engine: Engine, parsed: Parsed) -> int:
@@ -806,7 +837,9 @@ COMMANDS: dict[str, Command] = {
                             Option("detach,d", FLAG, "run in the background"),
                             Option("env,e", LIST, "set an environment variable"),
                             Option("workdir,w", VALUE, "working directory"),
-                            Option("user,u", VALUE, "user (name|uid[:group|gid])")),
+                            Option("user,u", VALUE, "user (name|uid[:group|gid])"),
+                            Option("detach-keys", VALUE, "(exec sessions cannot be detached "
+                                   "from)")),
                     "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
                     "run a command in a running container"),
     "port": Command(_port, (), "port CONTAINER [PORT[/PROTO]]",
@@ -837,8 +870,8 @@ COMMANDS: dict[str, Command] = {
     "attach": Command(_attach_command, (
         Option("no-stdin", FLAG, "do not attach stdin"),
         Option("sig-proxy", FLAG, "forward signals to the container (default true)", True),
-        Option("detach-keys", VALUE, "the detach sequence (ctrl-p,ctrl-q)")),
-        "attach [--no-stdin] [--sig-proxy=false] CONTAINER",
+        Option("detach-keys", VALUE, "the detach sequence (default ctrl-p,ctrl-q)")),
+        "attach [--no-stdin] [--sig-proxy=false] [--detach-keys KEYS] CONTAINER",
         "attach to a running container's stdio", min_args=1, max_args=1),
     "update": Command(_update, _UPDATE_OPTIONS,
                       "update [--memory M] [--cpus N] [--pids-limit N] [--restart P] "
