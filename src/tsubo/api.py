@@ -569,6 +569,26 @@ class Engine:
         """The rows ``ps`` lists (refreshed)."""
         return self.core.containers(all_states=all)
 
+    def container_sizes(self, records: Sequence[ContainerRecord]
+                        ) -> dict[str, tuple[int, int]]:
+        """(writable, virtual) bytes of each container (``ps -s``), by ID."""
+        from tsubo.engine.diskusage import container_sizes
+
+        return container_sizes(self.core, list(records))
+
+    def container_networks(self, record: ContainerRecord) -> set[str]:
+        """The names and IDs of the networks a container is on (``ps --filter
+        network=``): those it was created with (``host``, ``none`` or named ones) and those
+        it was connected to."""
+        from tsubo.engine.networks import NetworkManager
+        from tsubo.engine.options import RunOptions
+
+        options = RunOptions.from_json_text(record.options)
+        found = set(options.networks) if options.network == "bridge" else {options.network}
+        for _, network in NetworkManager(self.core).networks_of(record.id):
+            found |= {network.name, network.id}
+        return found
+
     def prune_containers(self) -> list[str]:
         """Remove every stopped container; their IDs."""
         return self.core.prune()

@@ -393,3 +393,36 @@ def test_custom_detach_keys(engine_cli: EngineCLI) -> None:
     assert code == 0 and b"detached from" in out, out
     assert cli.status("dk") == "running"
     cli.ok("rm", "-f", "dk")
+
+
+# ---------------------------------------------------------------------------------------------
+# ps -s, ps --filter network=
+
+
+def test_ps_size_and_network_filter(engine_cli: EngineCLI) -> None:
+    cli = engine_cli
+    cli.run_d(["sh", "-c", "head -c 5000 /dev/zero > /big; touch /tmp/ready; sleep 600"],
+              "--name", "writer", "--network", "none")
+    cli.run_d(["sleep", "600"], "--name", "hosted", "--network", "host")
+    assert wait_for(lambda: cli("exec", "writer", "test", "-e", "/tmp/ready").returncode == 0,
+                    5)
+    size = cli.ok("ps", "-s", "--filter", "name=writer", "--format", "{{.Size}}")
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)kB \(virtual (\d+(?:\.\d+)?)MB\)\n", size)
+    assert match, f"docker ps -s: SIZE is '5kB (virtual 1.2MB)', got {size!r}"
+    assert 5 <= float(match[1]) < 6 and float(match[2]) > 1
+    table = cli.ok("ps", "-s").splitlines()
+    assert table[0].split()[-1] == "SIZE", table[0]
+    assert all(re.search(r"B \(virtual [\d.]+[kMG]?B\)$", line) for line in table[1:]), table
+    rows: list[tuple[object, ...]] = [
+        (["ps", "--filter", "network=none", "--format", "{{.Names}}"], 0, "writer\n", "",
+         "docker ps --filter network=NAME"),
+        (["ps", "--filter", "network=host", "--format", "{{.Names}}"], 0, "hosted\n", "",
+         "the host's network too"),
+        (["ps", "--filter", "network=nonet", "--format", "{{.Names}}"], 0, "", "",
+         "a network nobody is on"),
+        (["ps", "--filter", "net=none"], 1, "", r"tsubo: parse --filter net=none: [^\n]*\n",
+         "an unknown filter"),
+    ]
+    for row in rows:
+        _check(cli, row)
+    cli.ok("rm", "-f", "writer", "hosted")

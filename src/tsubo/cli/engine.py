@@ -536,7 +536,8 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
         if parsed.text("last") else -1
     every = parsed.flag("all") or last >= 0  # -n/-l: of all states, as Docker's
     rows = engine.container_records(all=every or bool(parsed.texts("filter")))
-    rows = filter_rows(rows, parsed.texts("filter"), all_states=every)
+    rows = filter_rows(rows, parsed.texts("filter"), all_states=every,
+                       networks=engine.container_networks)
     if last >= 0:
         rows = rows[:last]  # newest first
     no_trunc = parsed.flag("no_trunc")
@@ -545,11 +546,12 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
         return 0
     health = {row.id: engine.health_status(row.id) for row in rows if row.state == "running"}
     ports = {cid: ports_column(found) for cid, found in engine.published_ports().items()}
+    sizes = engine.container_sizes(rows) if parsed.flag("size") else None
     if parsed.text("format"):
         _print(format_rows(rows, parsed.text("format"), health, no_trunc=no_trunc,
-                           ports=ports), end="")
+                           ports=ports, sizes=sizes), end="")
     else:
-        _print(container_table(rows, health, no_trunc=no_trunc, ports=ports))
+        _print(container_table(rows, health, no_trunc=no_trunc, ports=ports, sizes=sizes))
     return 0
 
 
@@ -818,12 +820,14 @@ COMMANDS: dict[str, Command] = {
                   "rm [-f] [-v] CONTAINER...", "remove containers"),
     "ps": Command(_ps, (Option("all,a", FLAG, "show all containers"),
                         Option("quiet,q", FLAG, "only IDs"),
-                        Option("filter,f", LIST, "status=, name=, id=, label=, ancestor="),
+                        Option("filter,f", LIST, "status=, name=, id=, label=, ancestor=, "
+                               "network="),
+                        Option("size,s", FLAG, "show the sizes (written, and with the image)"),
                         Option("last,n", VALUE, "the last N created containers (all states)"),
                         Option("latest,l", FLAG, "the latest created container"),
                         Option("no-trunc", FLAG, "do not truncate IDs and commands"),
                         Option("format", VALUE, "table, json, or a {{.Field}} template")),
-                  "ps [-a] [-q] [-n N] [-l] [--no-trunc] [--filter K=V] [--format F]",
+                  "ps [-a] [-q] [-s] [-n N] [-l] [--no-trunc] [--filter K=V] [--format F]",
                   "list containers"),
     "logs": Command(_logs, (Option("follow,f", FLAG, "follow new output"),
                             Option("tail,n", VALUE, "number of lines from the end", "all"),
