@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     #: pulls (reference, platform, was it missing) for ``--pull`` (``Engine.with_image``)
     Puller = Callable[[str, str, bool], object]
 
-    from tsubo.engine.attach import AttachClient
+    from tsubo.engine.attach import AttachClient, parse_detach_keys
     from tsubo.engine.containers import Engine as EngineCommands
     from tsubo.engine.diskusage import DiskUsage, PruneResult, layer_sizes
     from tsubo.engine.lab.checks import CheckResult
@@ -98,6 +98,7 @@ _REEXPORTS = {
     "parse_signal": ("tsubo.kernel.signals", "parse_signal"),
     "parse_size": ("tsubo.engine.options", "parse_size"),
     "parse_since": ("tsubo.engine.logs", "parse_since"),
+    "parse_detach_keys": ("tsubo.engine.attach", "parse_detach_keys"),
     "port_lines": ("tsubo.network.ports", "port_lines"),
     "ports_column": ("tsubo.network.ports", "ports_column"),
     "process_from_flags": ("tsubo.runtime.exec", "process_from_flags"),
@@ -1199,7 +1200,8 @@ __all__ = [
     "PruneResult", "PublishedPort", "PullResult", "PushResult", "Reference", "RunOptions",
     "Runtime", "Topology", "VolumeRecord", "build_run_options", "default_spec",
     "destination_reference", "features", "iter_loaded_lines", "layer_sizes", "normalise_key",
-    "now_rfc3339", "parse_platform", "parse_reference", "parse_signal", "parse_since",
+    "now_rfc3339", "parse_detach_keys", "parse_platform", "parse_reference", "parse_signal",
+    "parse_since",
     "parse_size", "port_lines", "ports_column", "process_from_flags", "read_caller_file",
     "signal_name",
 ]
@@ -1210,4 +1212,5 @@ if TYPE_CHECKING:
               iter_loaded_lines, layer_sizes, normalise_key, now_rfc3339, parse_platform,
               port_lines, ports_column,
               parse_reference, parse_signal, parse_since, parse_size, process_from_flags,
+              parse_detach_keys,
               read_caller_file, signal_name, Endpoint, Reference, Runtime)

@@ -239,7 +239,7 @@ def _attached_streams(parsed: Parsed) -> list[str]:
 
 
 def _detach_keys(parsed: Parsed) -> bytes:
-    from tsubo.engine.attach import parse_detach_keys
+    from tsubo.api import parse_detach_keys
 
     return parse_detach_keys(parsed.text("detach_keys"))
 
