@@ -230,7 +230,18 @@ def test_joining_another_containers_namespaces(engine_cli: EngineCLI) -> None:
     assert cli.ok("exec", "target", "hostname") == "targethost\n", "its name is unchanged"
     assert sorted(cli.ok("ps", "-a", "--format", "{{.Names}}").split()) == ["stopped",
                                                                             "target"]
-    cli.ok("rm", "-f", "target", "stopped")
+    # a created container joins at start what the named container has then
+    cli.ok("create", "--name", "joiner", "--pid", "container:target", "--rootfs", rootfs,
+           "sh", "-c", "readlink /proc/self/ns/pid")
+    cli.ok("restart", "-t", "0", "target")
+    now = cli.ok("exec", "target", "readlink", "/proc/self/ns/pid")
+    assert now != theirs["pid"]
+    assert cli.ok("start", "-a", "joiner") == now
+    cli.ok("stop", "-t", "0", "target")
+    proc = cli("start", "joiner")
+    assert proc.returncode == 1 and "container target is not running" in one_line(
+        proc.stderr), "docker: cannot join the namespace of a container that is not running"
+    cli.ok("rm", "-f", "target", "stopped", "joiner")
 
 
 def test_volumes_from(engine_cli: EngineCLI, tmp_path: Path) -> None:

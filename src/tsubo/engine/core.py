@@ -214,6 +214,27 @@ class EngineCore:
                     "hostname") or target.id[:12]
         return joined
 
+    def rejoin_namespaces(self, container_id: str, options: RunOptions) -> None:
+        """Before a container made with ``--pid/--ipc/--uts container:NAME`` starts again:
+        point its config at that container's namespaces *now* (the pid it was created
+        with may be gone, or another process's), or refuse if it is not running."""
+        joined = self._joined_namespaces(options)
+        if not joined:
+            return
+        from tsubo import jsonwire
+        from tsubo.engine.storage import ContainerFiles
+
+        path = ContainerFiles(self.paths.container_dir(container_id)).config
+        with open(path, "rb") as config_file:
+            config = jsonwire.loads(config_file.read(), path)
+        assert isinstance(config, dict)  # written by create
+        for namespace in config["linux"]["namespaces"]:
+            if namespace["type"] in joined:
+                namespace["path"] = joined[namespace["type"]]
+        with open(f"{path}.new", "w", encoding="utf-8") as config_file:
+            config_file.write(jsonwire.dumps(config))
+        os.replace(f"{path}.new", path)
+
     def _add_volumes_from(self, options: RunOptions) -> None:
         """``--volumes-from NAME[:ro|rw]``: that container's volumes and bind mounts at the
         same paths (read-only if it had them so, unless a mode is given), except where

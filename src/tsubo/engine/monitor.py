@@ -777,6 +777,7 @@ class MonitorService:
                 job.container_id = job.row.id
             else:
                 job.row = self.db.get_container(job.container_id)
+                self.engine.rejoin_namespaces(job.container_id, job.options)
             self.db.update_container(job.container_id, monitor_pid=self.me[0],
                                      monitor_start_time=self.me[1])
             files = ContainerFiles(self.paths.container_dir(job.container_id))
