@@ -309,7 +309,7 @@ def test_log_driver(engine_cli: EngineCLI) -> None:
 def _foreground(cli: EngineCLI, *options: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         cli.argv("run", *options, "--name", "fg", "--rootfs", str(cli.rootfs), "sh", "-c",
-                 "trap 'echo got TERM; exit 3' TERM; echo ready; "
+                 "trap 'echo got TERM; exit 3' TERM; trap 'echo got USR1' USR1; echo ready; "
                  "while :; do usleep 20000; done"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         env=engine_env())
@@ -323,6 +323,9 @@ def test_sig_proxy(engine_cli: EngineCLI) -> None:
     --sig-proxy=false the CLI dies of them and the container runs on."""
     cli = engine_cli
     process = _foreground(cli)
+    assert process.stdout is not None
+    process.send_signal(signal.SIGUSR1)
+    assert process.stdout.readline() == b"got USR1\n"
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=20)
     assert (process.returncode, out) == (3, b"got TERM\n"), err

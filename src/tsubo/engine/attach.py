@@ -146,7 +146,7 @@ class AttachClient:
         self.sock_fd = sock_fd
         self.stdin = stdin
         self.tty = tty
-        #: forward INT/TERM/HUP/QUIT to the container (Docker's --sig-proxy)
+        #: forward the signals we get to the container (Docker's --sig-proxy)
         self.sig_proxy = sig_proxy
         #: the key sequence that detaches on a terminal (:func:`parse_detach_keys`)
         self.detach_keys = detach_keys
@@ -277,11 +277,13 @@ class AttachClient:
 
 
 class _ForwardedSignals:
-    """While relaying: SIGINT, SIGTERM, SIGHUP, SIGQUIT (and SIGWINCH on a terminal) are
-    caught, noted and made to wake the relay's poll (``wake_read``); the previous handlers
-    come back on exit."""
+    """While relaying: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM (the
+    usual ones of what docker/cli's ForwardAllSignals passes on: every catchable signal
+    but SIGCHLD, SIGPIPE and SIGURG), and SIGWINCH on a terminal, are caught, noted and
+    made to wake the relay's poll (``wake_read``); the previous handlers come back on
+    exit."""
 
-    _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 
     def __init__(self, tty: bool, *, forward: bool = True) -> None:
         self.tty = tty
