@@ -234,8 +234,8 @@ def test_joining_another_containers_namespaces(engine_cli: EngineCLI) -> None:
     cli.ok("create", "--name", "joiner", "--pid", "container:target", "--rootfs", rootfs,
            "sh", "-c", "readlink /proc/self/ns/pid")
     cli.ok("restart", "-t", "0", "target")
-    now = cli.ok("exec", "target", "readlink", "/proc/self/ns/pid")
-    assert now != theirs["pid"]
+    now = cli.ok("exec", "target", "readlink", "/proc/self/ns/pid")  # (its inode may be
+    # the old one's again: the kernel reuses them) joined through the target's new pid
     assert cli.ok("start", "-a", "joiner") == now
     cli.ok("stop", "-t", "0", "target")
     proc = cli("start", "joiner")
