@@ -36,9 +36,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from types import TracebackType
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, TypeVar
 
-    from tsubo.engine.attach import AttachClient
+    _T = TypeVar("_T")
+    #: pulls (reference, platform, was it missing) for ``--pull`` (``Engine.with_image``)
+    Puller = Callable[[str, str, bool], object]
+
+    from tsubo.engine.attach import AttachClient, parse_detach_keys
     from tsubo.engine.containers import Engine as EngineCommands
     from tsubo.engine.diskusage import DiskUsage, PruneResult, layer_sizes
     from tsubo.engine.lab.checks import CheckResult
@@ -94,6 +98,7 @@ _REEXPORTS = {
     "parse_signal": ("tsubo.kernel.signals", "parse_signal"),
     "parse_size": ("tsubo.engine.options", "parse_size"),
     "parse_since": ("tsubo.engine.logs", "parse_since"),
+    "parse_detach_keys": ("tsubo.engine.attach", "parse_detach_keys"),
     "port_lines": ("tsubo.network.ports", "port_lines"),
     "ports_column": ("tsubo.network.ports", "ports_column"),
     "process_from_flags": ("tsubo.runtime.exec", "process_from_flags"),
@@ -304,25 +309,61 @@ class Engine:
     # --- containers ---------------------------------------------------------------------------
 
     def create(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
-               name: str | None = None, cwd: str | None = None, **options: Any) -> Container:
+               name: str | None = None, cwd: str | None = None,
+               puller: Puller | None = None, **options: Any) -> Container:
         """Create a container without starting it; *options* are ``docker run``'s flags
-        (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ...)."""
+        (``env``, ``memory``, ``cpus``, ``volumes``, ``network``, ``pull``, ...). A missing
+        image is pulled first (``pull="missing"``, Docker's default; see
+        :meth:`with_image`)."""
         run_options = _options(image, rootfs, command, options, cwd)
-        container = Container(self, self.core.create(run_options, name=name).id)
+        row = self.with_image(run_options, lambda: self.core.create(run_options, name=name),
+                              puller)
+        container = Container(self, row.id)
         self._warn(run_options)
         return container
 
     def run(self, image: str = "", *, rootfs: str = "", command: Sequence[str] = (),
             name: str | None = None, remove: bool = False, cwd: str | None = None,
-            **options: Any) -> Container:
-        """Create and start a container in the background; returns once it runs."""
+            puller: Puller | None = None, **options: Any) -> Container:
+        """Create and start a container in the background; returns once it runs (a
+        missing image pulled first, as :meth:`create`)."""
         extra = dict(options)
         if remove or "rm" not in extra:  # the CLI's values carry ``rm`` itself (run -d --rm)
             extra["rm"] = remove
         run_options = _options(image, rootfs, command, extra, cwd)
-        container = Container(self, self.core.run_detached(run_options, name=name).id)
+        row = self.with_image(run_options,
+                              lambda: self.core.run_detached(run_options, name=name), puller)
+        container = Container(self, row.id)
         self._warn(run_options)
         return container
+
+    def with_image(self, options: RunOptions, attempt: Callable[[], _T],
+                   puller: Puller | None = None) -> _T:
+        """*attempt* (a create or run of *options*) with Docker's ``--pull`` policy:
+        ``always`` pulls the image first; ``missing`` (the default) pulls it when
+        *attempt* finds no such image, then tries again; ``never`` does not pull.
+        *puller* (reference, platform, missing) pulls, showing what it likes (the CLI:
+        "Unable to find image 'X' locally" and the progress, on stderr); by default the
+        pull is silent. Nothing is looked up ahead of *attempt* (``run`` stays fast)."""
+        if not options.image or options.rootfs:
+            return attempt()
+
+        def pull(missing: bool) -> None:
+            if puller is not None:
+                puller(options.image, options.platform, missing)
+            else:
+                self.pull(options.image, platform=options.platform)
+
+        if options.pull == "always":
+            pull(False)
+            return attempt()
+        try:
+            return attempt()
+        except NotFound as error:
+            if options.pull == "never" or error.operation != "find image":
+                raise
+        pull(True)
+        return attempt()
 
     def run_attached(self, options: RunOptions, *, name: str | None = None) -> AttachClient:
         """Create and start a container with this process attached to it (the CLI's
@@ -549,6 +590,26 @@ class Engine:
     def container_records(self, *, all: bool = False) -> list[ContainerRecord]:
         """The rows ``ps`` lists (refreshed)."""
         return self.core.containers(all_states=all)
+
+    def container_sizes(self, records: Sequence[ContainerRecord]
+                        ) -> dict[str, tuple[int, int]]:
+        """(writable, virtual) bytes of each container (``ps -s``), by ID."""
+        from tsubo.engine.diskusage import container_sizes
+
+        return container_sizes(self.core, list(records))
+
+    def container_networks(self, record: ContainerRecord) -> set[str]:
+        """The names and IDs of the networks a container is on (``ps --filter
+        network=``): those it was created with (``host``, ``none`` or named ones) and those
+        it was connected to."""
+        from tsubo.engine.networks import NetworkManager
+        from tsubo.engine.options import RunOptions
+
+        options = RunOptions.from_json_text(record.options)
+        found = set(options.networks) if options.network == "bridge" else {options.network}
+        for _, network in NetworkManager(self.core).networks_of(record.id):
+            found |= {network.name, network.id}
+        return found
 
     def prune_containers(self) -> list[str]:
         """Remove every stopped container; their IDs."""
@@ -1176,7 +1237,8 @@ __all__ = [
     "PruneResult", "PublishedPort", "PullResult", "PushResult", "Reference", "RunOptions",
     "Runtime", "Topology", "VolumeRecord", "build_run_options", "default_spec",
     "destination_reference", "features", "iter_loaded_lines", "layer_sizes", "normalise_key",
-    "now_rfc3339", "parse_platform", "parse_reference", "parse_signal", "parse_since",
+    "now_rfc3339", "parse_detach_keys", "parse_platform", "parse_reference", "parse_signal",
+    "parse_since",
     "parse_size", "port_lines", "ports_column", "process_from_flags", "read_caller_file",
     "signal_name",
 ]
@@ -1187,4 +1249,5 @@ if TYPE_CHECKING:
               iter_loaded_lines, layer_sizes, normalise_key, now_rfc3339, parse_platform,
               port_lines, ports_column,
               parse_reference, parse_signal, parse_since, parse_size, process_from_flags,
+              parse_detach_keys,
               read_caller_file, signal_name, Endpoint, Reference, Runtime)

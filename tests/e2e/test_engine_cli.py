@@ -176,7 +176,8 @@ def test_run_refuses_bad_input(engine_cli: EngineCLI, tmp_path: Path) -> None:
     assert proc.returncode == EXIT_ENGINE
     assert str(missing) in one_line(proc.stderr)
 
-    proc = engine_cli("run", "--rm", "tsubo-test-no-such-image:latest", "true")
+    proc = engine_cli("run", "--rm", "--pull", "never", "tsubo-test-no-such-image:latest",
+                      "true")  # (a missing image is pulled otherwise: test_engine_runflags)
     assert proc.returncode == EXIT_ENGINE
     line = one_line(proc.stderr)
     assert "no such image" in line.lower() and "tsubo-test-no-such-image" in line

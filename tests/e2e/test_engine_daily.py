@@ -663,8 +663,9 @@ def test_run_flags_namespaces_sysctls_shm_cpuset(engine_cli: EngineCLI) -> None:
         (["run", "--rm", "--uts", "host", "--hostname", "x", "--rootfs", rootfs, "true"],
          FLAG_ERROR, "", r"tsubo: [^\n]*conflicting options: hostname and the UTS mode\n",
          "docker: conflicting options"),
-        (["run", "--rm", "--pid", "container:x", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
-         r"tsubo: parse --pid container:x: expected host\n", "(container: is left for later)"),
+        (["run", "--rm", "--pid", "bogus", "--rootfs", rootfs, "true"], FLAG_ERROR, "",
+         r"tsubo: parse --pid bogus: expected host or container:NAME\n",
+         "docker: invalid PID mode (container:NAME: test_engine_runflags.py)"),
     ]
     for row in rows:
         _check(cli, row)
@@ -807,6 +808,6 @@ def test_attach(engine_cli: EngineCLI) -> None:
                  r"tsubo: attach to container reader: you cannot attach to a stopped "
                  r"container, start it first\n", "docker: You cannot attach to a stopped "
                  "container"))
-    _check(cli, (["attach", "--sig-proxy=false", "--detach-keys", "ctrl-x", "reader"],
-                 DOCKER_CLI_ERROR, "", r"tsubo: attach --detach-keys ctrl-x: [^\n]*\n",
-                 "only the default detach keys"))
+    _check(cli, (["attach", "--sig-proxy=false", "--detach-keys", "ctrl-1", "reader"],
+                 DOCKER_CLI_ERROR, "", r"tsubo: parse --detach-keys ctrl-1: unknown character: "
+                 r"'ctrl-1'[^\n]*\n", "docker: Unknown character"))

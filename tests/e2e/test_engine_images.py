@@ -30,7 +30,7 @@ def test_import_run_and_remove(cli: Cli, rootfs_tar: Path) -> None:
     out = cli.run("run", "--rm", "busybox:1", "sh", "-c", "echo $GREETING; id -u").stdout
     assert out == "hello\n0\n"
     # unknown images are one clear line, exit 125
-    missing = cli.run("run", "--rm", "nosuchimage", "true", check=False)
+    missing = cli.run("run", "--rm", "--pull", "never", "nosuchimage", "true", check=False)
     assert missing.returncode == 125 and "nosuchimage" in missing.stderr
 
 

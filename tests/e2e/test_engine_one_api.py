@@ -54,6 +54,18 @@ BAD_INPUTS: list[tuple[list[str], dict[str, Any]]] = [
     (["--ip", "10.0.0.2"], {"ip": "10.0.0.2"}),
     (["-e", "=x"], {"env": ["=x"]}),
     (["--label", "=x"], {"labels": ["=x"]}),
+    (["--pull", "sometimes"], {"pull": "sometimes"}),
+    (["--platform", "linux/s390x" if os.uname().machine != "s390x" else "linux/amd64"],
+     {"platform": "linux/s390x" if os.uname().machine != "s390x" else "linux/amd64"}),
+    (["--device", "/dev/zero:/dev/z:rwx"], {"devices": ["/dev/zero:/dev/z:rwx"]}),
+    (["--device", "/dev/nonexistent-daily"], {"devices": ["/dev/nonexistent-daily"]}),
+    (["--device", "/etc/hostname"], {"devices": ["/etc/hostname"]}),
+    (["--volumes-from", "c:rx"], {"volumes_from": ["c:rx"]}),
+    (["--volumes-from", "nobody"], {"volumes_from": ["nobody"]}),
+    (["--pid", "container:nobody"], {"pid": "container:nobody"}),
+    (["--ipc", "container:"], {"ipc": "container:"}),
+    (["--log-driver", "syslog"], {"log_driver": "syslog"}),
+    (["--userns", "keep-id"], {"userns": "keep-id"}),
 ]
 
 

@@ -742,3 +742,60 @@ def test_no_slow_imports() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- --privileged, --device, container: namespaces -------------------------------------------
+
+
+def test_privileged_is_dockers() -> None:
+    from tsubo.kernel.capabilities import bounding_set
+
+    config = build(RunOptions(command=["sh"], privileged=True, cap_drop=["CAP_CHOWN"]),
+                   devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                             "fileMode": 0o600, "uid": 0, "gid": 0, "access": "rwm"}])
+    caps = config["process"]["capabilities"]["bounding"]
+    held = bounding_set()
+    assert caps == [name for name, number in CAPABILITY_NUMBERS.items()
+                    if held >> number & 1 and number <= ocispec_last_cap()]
+    assert "CAP_CHOWN" in caps  # --cap-drop is ignored, as Docker's
+    linux = config["linux"]
+    assert "seccomp" not in linux and "maskedPaths" not in linux
+    assert "readonlyPaths" not in linux
+    assert linux["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    assert linux["devices"] == [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                 "fileMode": 0o600, "uid": 0, "gid": 0}]
+    mounts = {mount["destination"]: mount["options"] for mount in config["mounts"]}
+    assert "ro" not in mounts["/sys"] and "ro" not in mounts["/sys/fs/cgroup"]
+    plain = build()
+    assert "ro" in {m["destination"]: m["options"] for m in plain["mounts"]}["/sys"]
+    assert plain["linux"]["maskedPaths"] and plain["linux"]["seccomp"]
+
+
+def ocispec_last_cap() -> int:
+    from tsubo.kernel.capabilities import last_cap
+
+    return last_cap()
+
+
+def test_device_rules_carry_the_permissions() -> None:
+    device = {"path": "/dev/z", "type": "c", "major": 1, "minor": 5, "fileMode": 0o666,
+              "uid": 0, "gid": 0, "access": "r"}
+    config = build(RunOptions(command=["sh"]), devices=[device])
+    assert config["linux"]["resources"]["devices"] == [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}]
+    assert config["linux"]["devices"][0]["path"] == "/dev/z"
+
+
+def test_joined_namespaces() -> None:
+    options = RunOptions(command=["sh"], pid_mode="container:a", ipc_mode="container:a",
+                         uts_mode="container:a")
+    config = build(options, joined={"pid": "/proc/7/ns/pid", "ipc": "/proc/7/ns/ipc",
+                                    "uts": "/proc/7/ns/uts", "hostname": "theirs"})
+    namespaces = config["linux"]["namespaces"]
+    for kind in ("pid", "ipc", "uts"):
+        assert {"type": kind, "path": f"/proc/7/ns/{kind}"} in namespaces
+    assert "hostname" not in config  # never set in another container's UTS namespace
+    assert "HOSTNAME=theirs" in config["process"]["env"]
+    with pytest.raises(InvalidArgument, match="no namespace to join"):
+        build(options)

@@ -554,3 +554,113 @@ def test_no_network_flag_gives_the_engines_default_network(
     assert (options.network, options.networks) == (network, networks)
     assert opts.build_run_options({"rootfs": "/r", "network": ["none"]}).network == "none"
     assert opts.build_run_options({"rootfs": "/r", "networks": "other"}).networks == ["other"]
+
+
+# --- the run flags issue 13 left out -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/dev/zero", ["/dev/zero", "/dev/zero", "rwm"]),
+    ("/dev/zero:/dev/z", ["/dev/zero", "/dev/z", "rwm"]),
+    ("/dev/zero:r", ["/dev/zero", "/dev/zero", "r"]),
+    ("/dev/zero:mw", ["/dev/zero", "/dev/zero", "mw"]),
+    ("/dev/zero:/dev/z:rw", ["/dev/zero", "/dev/z", "rw"]),
+    ("/dev//zero:/dev/./z", ["/dev/zero", "/dev/z", "rwm"]),
+])
+def test_parse_device(text: str, expected: list[str]) -> None:
+    assert opts.parse_device(text) == expected
+
+
+@pytest.mark.parametrize(("text", "detail"), [
+    ("", "bad format"), (":/dev/z", "bad format"), ("/a:/b:r:w", "bad format"),
+    ("/dev/zero:/dev/z:rwx", "bad mode specified: rwx"),
+    ("/dev/zero:/dev/z:rr", "bad mode specified: rr"),
+    ("/dev/zero:/dev/z:", "bad mode specified: "),
+    ("/dev/zero:dev/z", "dev/z is not an absolute path"),
+    ("zero", "zero is not an absolute path"),
+])
+def test_parse_device_bad(text: str, detail: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        opts.parse_device(text)
+    assert caught.value.operation == "parse --device"
+    assert detail in caught.value.detail
+
+
+@pytest.mark.parametrize("text", ["web", "web:ro", "web:rw"])
+def test_parse_volumes_from(text: str) -> None:
+    assert opts.parse_volumes_from(text) == text
+
+
+@pytest.mark.parametrize("text", ["", ":ro", "web:", "web:rx", "web:ro:z"])
+def test_parse_volumes_from_bad(text: str) -> None:
+    with pytest.raises(InvalidArgument, match="expected CONTAINER"):
+        opts.parse_volumes_from(text)
+
+
+def test_parse_platform_option() -> None:
+    from tsubo.image.pull import host_platform
+
+    host = "/".join(host_platform()[:2])
+    assert opts.parse_platform_option(host) == host
+    other = "linux/s390x" if host != "linux/s390x" else "linux/amd64"
+    with pytest.raises(InvalidArgument, match="this host runs"):
+        opts.parse_platform_option(other)
+    with pytest.raises(InvalidArgument, match="expected OS/ARCH"):
+        opts.parse_platform_option("linux")
+
+
+def _built(**given: object) -> RunOptions:
+    return opts.build_run_options({"rootfs": "/r", **given}, cwd="/")
+
+
+def test_build_run_options_new_flags() -> None:
+    run = _built(privileged=True, devices=["/dev/zero:/dev/z:r"], volumes_from=["a:ro"],
+                 log_driver="none", pull="never", pid="container:a", ipc="container:b",
+                 uts="container:c", userns="host")
+    assert (run.privileged, run.devices, run.volumes_from, run.log_driver, run.pull) == (
+        True, [["/dev/zero", "/dev/z", "r"]], ["a:ro"], "none", "never")
+    assert (run.pid_mode, run.ipc_mode, run.uts_mode) == ("container:a", "container:b",
+                                                          "container:c")
+    assert RunOptions.from_json_text(run.to_json_text()) == run
+    default = _built()
+    assert (default.privileged, default.devices, default.log_driver, default.pull,
+            default.platform) == (False, [], "json-file", "missing", "")
+    assert RunOptions.from_json({"rootfs": "/r"}).log_driver == "json-file"  # older records
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"pull": "sometimes"}, 'parse --pull sometimes: invalid pull option: must be one of '
+     '"always", "missing" or "never"'),
+    ({"log_driver": "journald"}, "parse --log-driver journald: expected json-file or none"),
+    ({"userns": "keep-id"}, "parse --userns keep-id: only host is supported"),
+    ({"pid": "container:"}, "parse --pid container:: expected container:NAME"),
+    ({"ipc": "bogus"}, "parse --ipc bogus: expected host or private or shareable or "
+     "container:NAME"),
+    ({"uts": "container:a", "hostname": "x"}, "conflicting options: hostname and the UTS "
+     "mode"),
+    ({"privileged": "yes"}, "create container --privileged: expected True or False"),
+    ({"devices": "/dev/zero:/dev/z:x"}, "parse --device /dev/zero:/dev/z:x: bad mode"),
+])
+def test_build_run_options_new_flags_bad(given: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _built(**given)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", b"\x10\x11"), ("ctrl-p,ctrl-q", b"\x10\x11"), ("ctrl-A,x", b"\x01x"),
+    ("a", b"a"), ("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_", bytes([0, 27, 28, 29, 30, 31])),
+])
+def test_parse_detach_keys(text: str, expected: bytes) -> None:
+    from tsubo.engine.attach import parse_detach_keys
+
+    assert parse_detach_keys(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ctrl-1", "ctrl-", "ab", "ctrl-p,,ctrl-q", "é", "alt-x"])
+def test_parse_detach_keys_bad(text: str) -> None:
+    from tsubo.engine.attach import parse_detach_keys
+
+    with pytest.raises(InvalidArgument, match="unknown character"):
+        parse_detach_keys(text)

@@ -453,6 +453,17 @@ def test_cgroup_resources_start_with_deny_all_and_hold_the_defaults() -> None:
     assert rules[2 + len(defaults):] == [(True, "c", 10, 229, "rwm")]
 
 
+def test_a_config_rule_for_a_device_decides_its_access() -> None:
+    """An engine's rule for one of its devices (Docker's --device /dev/x:/dev/y:r) is not
+    widened to rwm by the runtime's allow for config devices."""
+    resources = parse_resources(
+        {"devices": [{"allow": True, "type": "c", "major": 10, "minor": 229, "access": "r"}]})
+    rules = rule_tuples(cgroup_resources(
+        resources, device_nodes([device("/dev/myfuse", major=10, minor=229)])).devices)
+    assert (True, "c", 10, 229, "r") in rules
+    assert (True, "c", 10, 229, "rwm") not in rules
+
+
 def test_cgroup_resources_does_not_change_its_input() -> None:
     config = {"devices": [{"allow": False, "access": "rwm"}]}
     resources = parse_resources(config)

@@ -107,12 +107,26 @@ _CREATE_OPTIONS = (
     Option("sysctl", LIST, "a namespaced kernel parameter: KEY=VALUE (net.*, kernel.shm*, ...)"),
     Option("pid", VALUE, "host: the host's PID namespace"),
     Option("ipc", VALUE, "host: the host's IPC namespace (and /dev/shm); private"),
-    Option("uts", VALUE, "host: the host's UTS namespace (its host name)"),
+    Option("uts", VALUE, "host: the host's UTS namespace (its host name); container:NAME"),
+    Option("pull", VALUE, "pull the image: missing (default), always or never"),
+    Option("platform", VALUE, "OS/ARCH: this host's (no emulation of others)"),
+    Option("quiet,q", FLAG, "do not show the pull of a missing image"),
+    Option("privileged", FLAG, "every capability and device, no seccomp, no masked paths"),
+    Option("device", LIST, "a host device: HOST[:CONTAINER][:PERMISSIONS rwm]"),
+    Option("volumes-from", LIST, "mount the volumes of a container: NAME[:ro|rw]"),
+    Option("log-driver", VALUE, "json-file (default) or none"),
+    Option("userns", VALUE, "host (the only user namespace mode)"),
 )
 _RUN_OPTIONS = (
     *_CREATE_OPTIONS,
     Option("detach,d", FLAG, "run in the background and print the container ID"),
+    Option("attach,a", LIST, "attach only to STDIN, STDOUT or STDERR"),
+    Option("sig-proxy", FLAG, "forward signals to the container (default true)", True),
+    Option("detach-keys", VALUE, "the detach sequence (default ctrl-p,ctrl-q)"),
 )
+#: the flags of run/create that are the CLI's, not the container's
+_CLI_ONLY = frozenset(("name", "detach", "cidfile", "quiet", "attach", "sig_proxy",
+                       "detach_keys"))
 
 
 # --- run / create / start -------------------------------------------------------------------
@@ -123,7 +137,7 @@ def _run_values(parsed: Parsed) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for option in _RUN_OPTIONS:
         key = option.key
-        if key in ("name", "detach", "cidfile") or key not in parsed.given:
+        if key in _CLI_ONLY or key not in parsed.given:
             continue
         values[key] = parsed.values[key]
     positional = list(parsed.positional)
@@ -142,7 +156,8 @@ def _int(text: str, flag: str) -> int:
 
 def _create(engine: Engine, parsed: Parsed) -> int:
     cidfile = _check_cidfile(parsed)
-    container = engine.create(name=parsed.text("name") or None, **_run_values(parsed))
+    container = engine.create(name=parsed.text("name") or None, puller=_puller(engine, parsed),
+                              **_run_values(parsed))
     _write_cidfile(cidfile, container.id)
     _print(container.id)
     return 0
@@ -188,20 +203,67 @@ def _run(engine: Engine, parsed: Parsed) -> int:
     from tsubo.api import build_run_options
 
     _check_input_is_a_terminal(parsed)
+    streams = _attached_streams(parsed)
+    detach_keys = _detach_keys(parsed)
     cidfile = _check_cidfile(parsed)
     values = _run_values(parsed)
     name = parsed.text("name") or None
+    puller = _puller(engine, parsed)
     if parsed.flag("detach"):
-        container_id = engine.run(name=name, **values).id
+        container_id = engine.run(name=name, puller=puller, **values).id
         _write_cidfile(cidfile, container_id)
         _print(container_id)
         return 0
-    return _attach(engine.run_attached(build_run_options(values), name=name), cidfile)
+    options = build_run_options(values)
+    client = engine.with_image(options, lambda: _started(engine.run_attached(options,
+                                                                           name=name)), puller)
+    client.sig_proxy = parsed.flag("sig_proxy")
+    client.detach_keys = detach_keys
+    if streams:
+        client.only(streams)
+    return _attach(client, cidfile, started=True)
 
 
-def _attach(client: AttachClient, cidfile: str = "") -> int:
+_STREAMS = ("stdin", "stdout", "stderr")
+
+
+def _attached_streams(parsed: Parsed) -> list[str]:
+    """``run -a STDIN|STDOUT|STDERR`` (repeatable; Docker's words and rule against
+    ``-d``); [] when not given (stdout and stderr, and stdin with ``-i``)."""
+    streams = [text.lower() for text in parsed.texts("attach")]
+    for text, stream in zip(parsed.texts("attach"), streams, strict=True):
+        if stream not in _STREAMS:
+            raise InvalidArgument("parse --attach", text,
+                                  detail="valid streams are STDIN, STDOUT and STDERR")
+    if streams and parsed.flag("detach"):
+        raise InvalidArgument("run", "-a", detail="conflicting options: -a and -d")
+    return streams
+
+
+def _detach_keys(parsed: Parsed) -> bytes:
+    from tsubo.api import parse_detach_keys
+
+    return parse_detach_keys(parsed.text("detach_keys"))
+
+
+def _puller(engine: Engine, parsed: Parsed) -> Callable[[str, str, bool], None]:
+    return _registry_cli.run_puller(engine, quiet=parsed.flag("quiet"))
+
+
+def _started(client: AttachClient) -> AttachClient:
+    """*client* once its container runs (its socket closed if it could not start)."""
     try:
         client.wait_started()
+    except BaseException:
+        os.close(client.sock_fd)
+        raise
+    return client
+
+
+def _attach(client: AttachClient, cidfile: str = "", *, started: bool = False) -> int:
+    try:
+        if not started:
+            client.wait_started()
         _write_cidfile(cidfile, client.container_id)
         code = client.relay()
     finally:
@@ -302,6 +364,11 @@ def _exec(engine: Engine, parsed: Parsed) -> int:
     if len(parsed.positional) < 2:
         raise InvalidArgument("exec", "", detail="requires a container and a command")
     ref, command = parsed.positional[0], parsed.positional[1:]
+    if parsed.text("detach_keys"):
+        _detach_keys(parsed)  # a bad sequence is named first, as Docker's
+        raise InvalidArgument("exec --detach-keys", parsed.text("detach_keys"),
+                              detail="an exec session cannot be detached from in tsubo (it "
+                              "ends with its process)")
     env = parsed.texts("env")
     _check_input_is_a_terminal(parsed)
     if parsed.flag("tty"):
@@ -437,13 +504,12 @@ def _info(engine: Engine, parsed: Parsed) -> int:
 
 
 def _attach_command(engine: Engine, parsed: Parsed) -> int:
-    """``attach [--no-stdin] [--sig-proxy=false] [--detach-keys ctrl-p,ctrl-q] CONTAINER``."""
-    keys = parsed.text("detach_keys")
-    if keys and keys != "ctrl-p,ctrl-q":
-        raise InvalidArgument("attach --detach-keys", keys,
-                              detail="only Docker's default, ctrl-p,ctrl-q, is supported")
-    return _attach(engine.attach(parsed.positional[0], stdin=not parsed.flag("no_stdin"),
-                                 sig_proxy=parsed.flag("sig_proxy")))
+    """``attach [--no-stdin] [--sig-proxy=false] [--detach-keys KEYS] CONTAINER``."""
+    keys = _detach_keys(parsed)
+    client = engine.attach(parsed.positional[0], stdin=not parsed.flag("no_stdin"),
+                           sig_proxy=parsed.flag("sig_proxy"))
+    client.detach_keys = keys
+    return _attach(client)
 
 
 def _update(engine: Engine, parsed: Parsed) -> int:
@@ -472,7 +538,8 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
         if parsed.text("last") else -1
     every = parsed.flag("all") or last >= 0  # -n/-l: of all states, as Docker's
     rows = engine.container_records(all=every or bool(parsed.texts("filter")))
-    rows = filter_rows(rows, parsed.texts("filter"), all_states=every)
+    rows = filter_rows(rows, parsed.texts("filter"), all_states=every,
+                       networks=engine.container_networks)
     if last >= 0:
         rows = rows[:last]  # newest first
     no_trunc = parsed.flag("no_trunc")
@@ -481,11 +548,12 @@ def _ps(engine: Engine, parsed: Parsed) -> int:
         return 0
     health = {row.id: engine.health_status(row.id) for row in rows if row.state == "running"}
     ports = {cid: ports_column(found) for cid, found in engine.published_ports().items()}
+    sizes = engine.container_sizes(rows) if parsed.flag("size") else None
     if parsed.text("format"):
         _print(format_rows(rows, parsed.text("format"), health, no_trunc=no_trunc,
-                           ports=ports), end="")
+                           ports=ports, sizes=sizes), end="")
     else:
-        _print(container_table(rows, health, no_trunc=no_trunc, ports=ports))
+        _print(container_table(rows, health, no_trunc=no_trunc, ports=ports, sizes=sizes))
     return 0
 
 
@@ -754,12 +822,14 @@ COMMANDS: dict[str, Command] = {
                   "rm [-f] [-v] CONTAINER...", "remove containers"),
     "ps": Command(_ps, (Option("all,a", FLAG, "show all containers"),
                         Option("quiet,q", FLAG, "only IDs"),
-                        Option("filter,f", LIST, "status=, name=, id=, label=, ancestor="),
+                        Option("filter,f", LIST, "status=, name=, id=, label=, ancestor=, "
+                               "network="),
+                        Option("size,s", FLAG, "show the sizes (written, and with the image)"),
                         Option("last,n", VALUE, "the last N created containers (all states)"),
                         Option("latest,l", FLAG, "the latest created container"),
                         Option("no-trunc", FLAG, "do not truncate IDs and commands"),
                         Option("format", VALUE, "table, json, or a {{.Field}} template")),
-                  "ps [-a] [-q] [-n N] [-l] [--no-trunc] [--filter K=V] [--format F]",
+                  "ps [-a] [-q] [-s] [-n N] [-l] [--no-trunc] [--filter K=V] [--format F]",
                   "list containers"),
     "logs": Command(_logs, (Option("follow,f", FLAG, "follow new output"),
                             Option("tail,n", VALUE, "number of lines from the end", "all"),
@@ -773,7 +843,9 @@ COMMANDS: dict[str, Command] = {
                             Option("detach,d", FLAG, "run in the background"),
                             Option("env,e", LIST, "set an environment variable"),
                             Option("workdir,w", VALUE, "working directory"),
-                            Option("user,u", VALUE, "user (name|uid[:group|gid])")),
+                            Option("user,u", VALUE, "user (name|uid[:group|gid])"),
+                            Option("detach-keys", VALUE, "(exec sessions cannot be detached "
+                                   "from)")),
                     "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
                     "run a command in a running container"),
     "port": Command(_port, (), "port CONTAINER [PORT[/PROTO]]",
@@ -804,8 +876,8 @@ COMMANDS: dict[str, Command] = {
     "attach": Command(_attach_command, (
         Option("no-stdin", FLAG, "do not attach stdin"),
         Option("sig-proxy", FLAG, "forward signals to the container (default true)", True),
-        Option("detach-keys", VALUE, "the detach sequence (ctrl-p,ctrl-q)")),
-        "attach [--no-stdin] [--sig-proxy=false] CONTAINER",
+        Option("detach-keys", VALUE, "the detach sequence (default ctrl-p,ctrl-q)")),
+        "attach [--no-stdin] [--sig-proxy=false] [--detach-keys KEYS] CONTAINER",
         "attach to a running container's stdio", min_args=1, max_args=1),
     "update": Command(_update, _UPDATE_OPTIONS,
                       "update [--memory M] [--cpus N] [--pids-limit N] [--restart P] "

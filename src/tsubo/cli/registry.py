@@ -14,6 +14,9 @@ from tsubo.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TextIO
+
     from tsubo.api import Engine
     from tsubo.cli.argv import Parsed
 
@@ -44,27 +47,53 @@ def _out(text: str) -> None:
 
 def pull_command(engine: Engine, parsed: Parsed) -> int:
     from tsubo.api import parse_platform, parse_reference
-    from tsubo.cli.progress import ProgressView
 
     if len(parsed.positional) != 1:
         raise InvalidArgument("pull", " ".join(parsed.positional), detail="expected one "
                               "image reference")
     ref = parse_reference(parsed.positional[0])
     parse_platform(parsed.text("platform"))  # bad input fails before any output
-    quiet = parsed.flag("quiet")
-    view = None if quiet else ProgressView(sys.stdout)
-    if view is not None:
-        _out(f"{ref.digest or ref.tag}: Pulling from {ref.familiar_name}")
-    result = engine.pull(str(ref), platform=parsed.text("platform"),
-                         tls_verify=parsed.flag("tls_verify"),
-                         authfile=parsed.text("authfile"), events=view)
-    if view is not None:
-        view.finish()
-        _out(f"Digest: {result.digest}")
-        _out(f"Status: {'Image is up to date' if result.up_to_date else 'Downloaded newer image'}"
-             f" for {ref.familiar}")
+    _pull(engine, str(ref), None if parsed.flag("quiet") else sys.stdout,
+          platform=parsed.text("platform"), tls_verify=parsed.flag("tls_verify"),
+          authfile=parsed.text("authfile"))
     _out(str(ref))
     return 0
+
+
+def _pull(engine: Engine, reference: str, out: TextIO | None, *, platform: str = "",
+          tls_verify: bool = True, authfile: str = "") -> None:
+    """Pull *reference*, drawing Docker's progress on *out* (None: quietly)."""
+    from tsubo.api import parse_reference
+    from tsubo.cli.progress import ProgressView
+
+    ref = parse_reference(reference)
+    view = None if out is None else ProgressView(out)
+    if out is not None:
+        out.write(f"{ref.digest or ref.tag}: Pulling from {ref.familiar_name}\n")
+        out.flush()
+    result = engine.pull(str(ref), platform=platform, tls_verify=tls_verify,
+                         authfile=authfile, events=view)
+    if view is not None and out is not None:
+        view.finish()
+        state = "Image is up to date" if result.up_to_date else "Downloaded newer image"
+        out.write(f"Digest: {result.digest}\nStatus: {state} for {ref.familiar}\n")
+        out.flush()
+
+
+def run_puller(engine: Engine, *, quiet: bool) -> Callable[[str, str, bool], None]:
+    """What ``run``/``create`` pull a missing image with (``Engine.with_image``): Docker's
+    "Unable to find image 'X' locally", then the progress, on stderr (stdout is the
+    container's, or its ID); ``-q`` shows nothing."""
+    def pull(reference: str, platform: str, missing: bool) -> None:
+        from tsubo.api import parse_reference
+
+        if missing and not quiet:
+            sys.stderr.write(f"Unable to find image '{parse_reference(reference).familiar}' "
+                             "locally\n")
+            sys.stderr.flush()
+        _pull(engine, reference, None if quiet else sys.stderr, platform=platform)
+
+    return pull
 
 
 def push_command(engine: Engine, parsed: Parsed) -> int:

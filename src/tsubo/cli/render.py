@@ -64,6 +64,11 @@ def status_text(row: ContainerRow, now: float, health: str = "") -> str:
     return row.state.capitalize()
 
 
+def size_text(sizes: tuple[int, int]) -> str:
+    """``ps -s``'s SIZE: ``2B (virtual 4.26MB)`` (go-units, precision 3, as Docker)."""
+    return f"{human_size(sizes[0], 3)} (virtual {human_size(sizes[1], 3)})"
+
+
 def _fields(row: ContainerRow, now: float, health: str = "", ports: str = "") -> dict[str, str]:
     from tsubo import jsonwire
 
@@ -81,11 +86,13 @@ def _fields(row: ContainerRow, now: float, health: str = "", ports: str = "") ->
 
 
 def container_table(rows: list[ContainerRow], health: dict[str, str] | None = None, *,
-                    no_trunc: bool = False, ports: dict[str, str] | None = None) -> str:
+                    no_trunc: bool = False, ports: dict[str, str] | None = None,
+                    sizes: dict[str, tuple[int, int]] | None = None) -> str:
     """``ps``'s table (*no_trunc*: full IDs and commands, as ``--no-trunc``; *ports*: the
-    PORTS column's text by container ID)."""
+    PORTS column's text by container ID; *sizes*: ``-s``'s SIZE column)."""
     now = time.time()
-    table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES",
+              *(["SIZE"] if sizes is not None else [])]]
     for row in rows:
         fields = _fields(row, now, (health or {}).get(row.id, ""),
                          (ports or {}).get(row.id, ""))
@@ -95,7 +102,8 @@ def container_table(rows: list[ContainerRow], health: dict[str, str] | None = No
         table.append([row.id if no_trunc else fields["ID"],
                       fields["Image"] if no_trunc else fields["Image"][:30], command,
                       fields["RunningFor"],
-                      fields["Status"], fields["Ports"], fields["Names"]])
+                      fields["Status"], fields["Ports"], fields["Names"],
+                      *([size_text(sizes[row.id])] if sizes is not None else [])])
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return "\n".join("   ".join(cell.ljust(width) for cell, width in
                                 zip(line, widths, strict=True)).rstrip() for line in table)
@@ -103,15 +111,19 @@ def container_table(rows: list[ContainerRow], health: dict[str, str] | None = No
 
 def format_rows(rows: list[ContainerRow], template: str,
                 health: dict[str, str] | None = None, *, no_trunc: bool = False,
-                ports: dict[str, str] | None = None) -> str:
+                ports: dict[str, str] | None = None,
+                sizes: dict[str, tuple[int, int]] | None = None) -> str:
     now = time.time()
     records = [_fields(row, now, (health or {}).get(row.id, ""), (ports or {}).get(row.id, ""))
                for row in rows]
-    if no_trunc:
-        for record, row in zip(records, rows, strict=True):
+    for record, row in zip(records, rows, strict=True):
+        if no_trunc:
             record["ID"] = row.id
+        if sizes is not None:
+            record["Size"] = size_text(sizes[row.id])
     return format_records(records, template,
-                          lambda: container_table(rows, health, no_trunc=no_trunc, ports=ports))
+                          lambda: container_table(rows, health, no_trunc=no_trunc, ports=ports,
+                                                  sizes=sizes))
 
 
 def format_records(records: list[dict[str, str]], template: str,
@@ -152,16 +164,20 @@ def human_size(size: float, precision: int = 4) -> str:
     return text + units[index]
 
 
-def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: bool
+def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: bool,
+                networks: Callable[[ContainerRow], set[str]] | None = None
                 ) -> list[ContainerRow]:
+    """``ps --filter``: *networks* gives a container's network names and IDs
+    (``network=``)."""
     from tsubo import jsonwire
 
     wanted: dict[str, list[str]] = {}
     for text in filters:
         key, sep, value = text.partition("=")
-        if not sep or key not in ("status", "name", "id", "label", "ancestor"):
+        if not sep or key not in ("status", "name", "id", "label", "ancestor", "network"):
             raise InvalidArgument("parse --filter", text,
-                                  detail="expected status=, name=, id=, label= or ancestor=")
+                                  detail="expected status=, name=, id=, label=, ancestor= "
+                                  "or network=")
         wanted.setdefault(key, []).append(value)
     if "status" not in wanted and not all_states:
         rows = [row for row in rows if row.state in ("running", "paused", "restarting")]
@@ -176,6 +192,9 @@ def filter_rows(rows: list[ContainerRow], filters: list[str], *, all_states: boo
         if "id" in wanted and not any(row.id.startswith(v) for v in wanted["id"]):
             continue
         if "ancestor" in wanted and not any(_descends(row, v) for v in wanted["ancestor"]):
+            continue
+        if "network" in wanted and networks is not None and \
+                not set(wanted["network"]) & networks(row):
             continue
         if "label" in wanted and not all(
                 (label.partition("=")[0] in labels and

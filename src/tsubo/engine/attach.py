@@ -47,6 +47,33 @@ ATTACH = b"A"  # client -> monitor, first: attach to this running container (pay
 
 #: Docker's default detach sequence on a TTY: ctrl-p ctrl-q
 DETACH_KEYS = b"\x10\x11"
+#: ``ctrl-X`` words other than letters (moby/term ``keyMap``)
+_CONTROL_SYMBOLS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """``--detach-keys``, Docker's grammar (moby/term ``ToBytes``): comma-separated keys,
+    each one character or ``ctrl-X`` (X a letter, or one of ``@ [ \\ ] ^ _``; case does not
+    matter); "" is Docker's default, ctrl-p,ctrl-q."""
+    from tsubo.errors import InvalidArgument
+
+    if not text:
+        return DETACH_KEYS
+    codes = bytearray()
+    for key in text.split(","):
+        if len(key) == 1 and key.isascii():
+            codes.append(ord(key))
+            continue
+        prefix, symbol = key[:5].lower(), key[5:].lower()
+        if prefix == "ctrl-" and len(symbol) == 1 and "a" <= symbol <= "z":
+            codes.append(ord(symbol) - ord("a") + 1)
+        elif prefix == "ctrl-" and symbol in _CONTROL_SYMBOLS:
+            codes.append(_CONTROL_SYMBOLS[symbol])
+        else:
+            raise InvalidArgument("parse --detach-keys", text,
+                                  detail=f"unknown character: '{key}'",
+                                  hint="keys like a or ctrl-a, comma-separated: ctrl-p,ctrl-q")
+    return bytes(codes)
 
 _HEADER = 5
 
@@ -115,13 +142,17 @@ def send_all(fd: int, data: bytes) -> None:
 class AttachClient:
     """Relay between our stdio and a monitor's attach socket until the container exits."""
 
-    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool, sig_proxy: bool = True
-                 ) -> None:
+    def __init__(self, sock_fd: int, *, stdin: bool, tty: bool, sig_proxy: bool = True,
+                 detach_keys: bytes = DETACH_KEYS) -> None:
         self.sock_fd = sock_fd
         self.stdin = stdin
         self.tty = tty
-        #: forward INT/TERM/HUP/QUIT to the container (Docker's --sig-proxy)
+        #: forward the signals we get to the container (Docker's --sig-proxy)
         self.sig_proxy = sig_proxy
+        #: the key sequence that detaches on a terminal (:func:`parse_detach_keys`)
+        self.detach_keys = detach_keys
+        #: the streams shown (``run -a``): STDOUT and STDERR frames, by default both
+        self.shown: tuple[bytes, ...] = (STDOUT, STDERR)
         self.started_pid = 0
         #: the container's ID, as the monitor reports it with "started"
         self.container_id = ""
@@ -134,6 +165,12 @@ class AttachClient:
         #: called once the container started, before any of its output is relayed (the
         #: API's warnings about it)
         self.on_started: Callable[[], object] | None = None
+
+    def only(self, streams: list[str]) -> None:
+        """``run -a``: relay only these of ``stdin``, ``stdout`` and ``stderr``."""
+        self.stdin = self.stdin and "stdin" in streams
+        self.shown = tuple(kind for name, kind in (("stdout", STDOUT), ("stderr", STDERR))
+                           if name in streams)
 
     def wait_started(self) -> int:
         """Block until the monitor reports the container started (its pid); raises the
@@ -213,11 +250,12 @@ class AttachClient:
         """What we read on stdin, to the container (its end: close its stdin); False when
         the user typed the detach keys."""
         data = os.read(0, 65536)
-        if self.tty and DETACH_KEYS in self._last_input + data:
-            # Docker's ctrl-p ctrl-q: leave, the container runs on.
+        if self.tty and self.detach_keys and self.detach_keys in self._last_input + data:
+            # Docker's ctrl-p ctrl-q (or --detach-keys): leave, the container runs on.
             self.detached = True
             return False
-        self._last_input = data[-1:]
+        self._last_input = (self._last_input + data)[-(len(self.detach_keys) - 1):] \
+            if len(self.detach_keys) > 1 else b""
         if data:
             send_all(self.sock_fd, encode(STDIN, data))
         else:
@@ -225,13 +263,12 @@ class AttachClient:
             poller.unregister(0)
         return True
 
-    @staticmethod
-    def _output(frames: list[tuple[bytes, bytes]]) -> int | None:
+    def _output(self, frames: list[tuple[bytes, bytes]]) -> int | None:
         """Write output frames to our stdout/stderr; the exit code once it arrives."""
         for kind, payload in frames:
-            if kind == STDOUT:
+            if kind == STDOUT and STDOUT in self.shown:
                 send_all(1, payload)
-            elif kind == STDERR:
+            elif kind == STDERR and STDERR in self.shown:
                 send_all(2, payload)
             elif kind == EXITED:
                 return int(payload)
@@ -246,11 +283,13 @@ class AttachClient:
 
 
 class _ForwardedSignals:
-    """While relaying: SIGINT, SIGTERM, SIGHUP, SIGQUIT (and SIGWINCH on a terminal) are
-    caught, noted and made to wake the relay's poll (``wake_read``); the previous handlers
-    come back on exit."""
+    """While relaying: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGALRM (the
+    usual ones of what docker/cli's ForwardAllSignals passes on: every catchable signal
+    but SIGCHLD, SIGPIPE and SIGURG), and SIGWINCH on a terminal, are caught, noted and
+    made to wake the relay's poll (``wake_read``); the previous handlers come back on
+    exit."""
 
-    _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 
     def __init__(self, tty: bool, *, forward: bool = True) -> None:
         self.tty = tty

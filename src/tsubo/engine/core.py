@@ -135,6 +135,9 @@ class EngineCore:
         else:
             name = names.generate_name(self.db.name_in_use)
         files = ContainerFiles(self.paths.container_dir(container_id))
+        devices = self._devices(options)
+        joined = self._joined_namespaces(options)
+        self._add_volumes_from(options)
         netns_path = None
         nameserver = ""
         if options.network == "bridge":
@@ -153,7 +156,7 @@ class EngineCore:
             files.create(etc_root)
             undo.push(files.remove)
             hostname = os.uname().nodename if options.uts_mode == "host" else \
-                options.hostname or container_id[:12]
+                joined.get("hostname") or options.hostname or container_id[:12]
             etc_files = files.write_etc_files(hostname, nameserver=nameserver,
                                               resolver=_resolver_settings(options, nameserver))
             volume_mounts = self._volume_mounts(container_id, options)
@@ -167,7 +170,7 @@ class EngineCore:
                 host_nofile_hard=_hard_limit("RLIMIT_NOFILE"),
                 host_nproc_hard=_hard_limit("RLIMIT_NPROC"),
                 cgroups_path=f"/{cgroup_parent()}/{container_id}",
-                netns_path=netns_path,
+                netns_path=netns_path, devices=devices, joined=joined,
             )
             with open(files.config, "w", encoding="utf-8") as config_file:
                 config_file.write(jsonwire.dumps(config))
@@ -180,6 +183,87 @@ class EngineCore:
         from tsubo.state import events
 
         events.record(self.paths.data, "container", action, container_id, attributes)
+
+    def _devices(self, options: RunOptions) -> list[dict[str, Any]]:
+        """The host's device nodes ``--privileged`` and ``--device`` give."""
+        if not options.privileged and not options.devices:
+            return []
+        from tsubo.engine.devices import device_entries, host_devices
+
+        found = host_devices() if options.privileged else []
+        for host, container, permissions in options.devices:
+            found += device_entries(host, container, permissions)
+        return found
+
+    def _joined_namespaces(self, options: RunOptions) -> dict[str, str]:
+        """``--pid/--ipc/--uts container:NAME``: that running container's namespaces
+        (``/proc/PID/ns/*``), and its host name for ``uts``. (Docker also binds a
+        shareable container's ``/dev/shm``, which Docker keeps on the host; tsubo's lives
+        in the container's own mount namespace, which cannot be bound from.)"""
+        joined: dict[str, str] = {}
+        for kind, mode in (("pid", options.pid_mode), ("ipc", options.ipc_mode),
+                           ("uts", options.uts_mode)):
+            if not mode.startswith("container:"):
+                continue
+            target = self.refresh(self.db.resolve_container(mode.partition(":")[2]))
+            if target.state not in (status.RUNNING, status.PAUSED):
+                raise WrongState(f"join {kind} namespace of", target.name,
+                                 detail=f"container {target.name} is not running")
+            joined[kind] = f"/proc/{target.pid}/ns/{kind}"
+            if kind == "uts":
+                joined["hostname"] = self.runtime.store.load(target.id).config.get(
+                    "hostname") or target.id[:12]
+        return joined
+
+    def rejoin_namespaces(self, container_id: str, options: RunOptions) -> None:
+        """Before a container made with ``--pid/--ipc/--uts container:NAME`` starts again:
+        point its config at that container's namespaces *now* (the pid it was created
+        with may be gone, or another process's), or refuse if it is not running."""
+        joined = self._joined_namespaces(options)
+        if not joined:
+            return
+        from tsubo import jsonwire
+        from tsubo.engine.storage import ContainerFiles
+
+        path = ContainerFiles(self.paths.container_dir(container_id)).config
+        with open(path, "rb") as config_file:
+            config = jsonwire.loads(config_file.read(), path)
+        assert isinstance(config, dict)  # written by create
+        for namespace in config["linux"]["namespaces"]:
+            if namespace["type"] in joined:
+                namespace["path"] = joined[namespace["type"]]
+        with open(f"{path}.new", "w", encoding="utf-8") as config_file:
+            config_file.write(jsonwire.dumps(config))
+        os.replace(f"{path}.new", path)
+
+    def _add_volumes_from(self, options: RunOptions) -> None:
+        """``--volumes-from NAME[:ro|rw]``: that container's volumes and bind mounts at the
+        same paths (read-only if it had them so, unless a mode is given), except where
+        this container mounts something itself (Docker's rule)."""
+        from tsubo.engine.options import RunOptions as Options
+        from tsubo.engine.options import VolumeSpec
+
+        taken = {volume.destination for volume in options.volumes} | \
+            {tmpfs.destination for tmpfs in options.tmpfs}
+        for text in options.volumes_from:
+            ref, _, mode = text.partition(":")
+            source = self.db.resolve_container(ref)
+            attached = {destination: name
+                        for name, destination in self.db.container_volumes(source.id)}
+            for volume in Options.from_json_text(source.options).volumes:
+                if volume.destination in taken:
+                    continue
+                name = volume.source if volume.is_bind else \
+                    attached.get(volume.destination, volume.source)
+                if not name:
+                    continue
+                read_only = volume.read_only if not mode else mode == "ro"
+                options.volumes.append(VolumeSpec(
+                    name, volume.destination, read_only=read_only,
+                    is_named=not volume.is_bind, propagation=volume.propagation,
+                    options=[option for option in volume.options if option != "nocopy"]
+                    + ["nocopy"] * (not volume.is_bind)))
+                taken.add(volume.destination)
 
     def _shared_netns(self, ref: str) -> str:
         """``--network container:NAME``: join that running container's network namespace
@@ -364,6 +448,11 @@ class EngineCore:
         from tsubo.engine.storage import ContainerFiles
 
         row = self.db.resolve_container(ref)
+        from tsubo.engine.options import RunOptions
+
+        if RunOptions.from_json_text(row.options).log_driver == "none":
+            raise InvalidArgument("logs", row.name, detail="configured logging driver does "
+                                  "not support reading")
         path = ContainerFiles(self.paths.container_dir(row.id)).log
         if not follow or until is not None:
             return logs.read_logs(path, tail=tail, since=since, until=until,

@@ -31,6 +31,27 @@ def layer_sizes(db: Database) -> dict[str, int]:
     return {str(diff_id): int(size) for diff_id, size in rows}
 
 
+def container_sizes(engine: EngineState, rows: list[ContainerRow]) -> dict[str, tuple[int, int]]:
+    """``ps -s``: (writable, virtual) bytes by container ID, as Docker's SizeRw and
+    SizeRootFs: what the container wrote, and that plus its image (its layers' sizes; a
+    ``--rootfs`` container: the size of that tree)."""
+    from tsubo.image.snapshots import tree_size
+    from tsubo.image.store import ImageStore
+
+    sizes = layer_sizes(engine.db) if any(row.image for row in rows) else {}
+    store = ImageStore(engine.db, engine.paths.data)
+    result = {}
+    for row in rows:
+        written = tree_size(f"{engine.paths.container_dir(row.id)}/upper")
+        try:
+            base = sum(sizes.get(d, 0) for d in set(store.get(row.image).layers)) \
+                if row.image else sum(tree_size(lower) for lower in row.rootfs.split(":"))
+        except NotFound:  # its image was removed with -f
+            base = 0
+        result[row.id] = (written, written + base)
+    return result
+
+
 class ImageUsage:
     __slots__ = ("containers", "image", "shared_size", "size")
 

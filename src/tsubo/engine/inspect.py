@@ -76,6 +76,12 @@ def inspect_container(engine: EngineState, row: ContainerRow) -> dict[str, Any]:
             "ShmSize": options.shm_size or 64 << 20, "Sysctls": options.sysctls,
             "CpusetCpus": options.cpuset_cpus, "PidMode": options.pid_mode,
             "IpcMode": options.ipc_mode or "private", "UTSMode": options.uts_mode,
+            "Privileged": options.privileged,
+            "Devices": [{"PathOnHost": host, "PathInContainer": container,
+                         "CgroupPermissions": permissions}
+                        for host, container, permissions in options.devices],
+            "VolumesFrom": options.volumes_from or None,
+            "LogConfig": {"Type": options.log_driver, "Config": {}},
         },
         "Mounts": [m for m in config.get("mounts", []) if m.get("type") == "bind"
                    and not str(m.get("destination", "")).startswith("/etc/")],

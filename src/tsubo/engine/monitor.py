@@ -788,6 +788,7 @@ class MonitorService:
                 job.container_id = job.row.id
             else:
                 job.row = self.db.get_container(job.container_id)
+                self.engine.rejoin_namespaces(job.container_id, job.options)
             self.db.update_container(job.container_id, monitor_pid=self.me[0],
                                      monitor_start_time=self.me[1])
             files = ContainerFiles(self.paths.container_dir(job.container_id))
@@ -885,7 +886,9 @@ class MonitorService:
             self.poller.register(fd, 1)
         self.by_pid[started.pid] = supervised
         self._keep(supervised)
-        supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(supervised.id)).log)
+        if supervised.options.log_driver != "none":  # --log-driver none: no log kept
+            supervised.log = LogWriter(ContainerFiles(
+                self.paths.container_dir(supervised.id)).log)
         try:
             self.db.update_container(supervised.id, state=status.RUNNING, pid=started.pid,
                                      started_at=now_rfc3339(), exit_code=None,
@@ -1326,7 +1329,8 @@ class MonitorService:
                 self.poller.register(fd, 1)
         supervised.console_master = fds.get("console", -1)
         supervised.stdin_write = fds.get("stdin", -1)
-        supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(container_id)).log)
+        if supervised.options.log_driver != "none":
+            supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(container_id)).log)
         self._update(container_id, monitor_pid=self.me[0], monitor_start_time=self.me[1])
         self._keep(supervised)
         if not pid or row.state not in (status.RUNNING, status.PAUSED):

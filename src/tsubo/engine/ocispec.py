@@ -292,6 +292,17 @@ def capability_list(cap_add: list[str], cap_drop: list[str]) -> list[str]:
     return unique
 
 
+def privileged_capabilities() -> list[str]:
+    """``--privileged``: every capability this engine holds in its bounding set (moby's
+    GetAllCapabilities: all those available where it runs; ``--cap-add/--cap-drop`` are
+    ignored, as Docker ignores them)."""
+    from tsubo.kernel.capabilities import CAPABILITY_NUMBERS, bounding_set
+
+    held = bounding_set()
+    return [name for name in capability_list(["ALL"], [])
+            if held >> CAPABILITY_NUMBERS[name] & 1]
+
+
 def _rlimit_value(value: int) -> int:
     return _RLIM_INFINITY if value < 0 else value
 
@@ -380,6 +391,9 @@ def build_mounts(options: RunOptions, etc_files: dict[str, str],
         if (options.read_only and destination not in _WRITABLE_WITH_READONLY_ROOT
                 and "ro" not in opts):
             opts.append("ro")
+        if options.privileged and fstype in ("sysfs", "cgroup"):
+            opts = [opt for opt in opts if opt != "ro"]  # writable, as Docker's
+
         defaults.append({"destination": destination, "type": fstype, "source": source,
                          "options": opts})
     return defaults + user
@@ -388,11 +402,18 @@ def build_mounts(options: RunOptions, etc_files: dict[str, str],
 # --- resources ----------------------------------------------------------------------------
 
 
-def build_resources(options: RunOptions) -> dict[str, Any]:
-    """``linux.resources``: deny all devices (the runtime adds the defaults), memory, CPU,
+def build_resources(options: RunOptions, devices: list[dict[str, Any]] | None = None
+                    ) -> dict[str, Any]:
+    """``linux.resources``: deny all devices (the runtime adds the defaults), then allow
+    each ``--device`` with its permissions (``--privileged``: every device), memory, CPU,
     pids. ``--memory`` without ``--memory-swap`` allows as much swap as memory (Docker's
     default: memory+swap = twice the memory); ``--memory-swap -1`` leaves swap unlimited."""
-    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    rules: list[dict[str, Any]] = [{"allow": options.privileged, "access": "rwm"}]
+    if not options.privileged:
+        rules += [{"allow": True, "type": device["type"], "major": device["major"],
+                   "minor": device["minor"], "access": device["access"]}
+                  for device in devices or ()]
+    resources: dict[str, Any] = {"devices": rules}
     memory: dict[str, int] = {}
     if options.memory:
         memory["limit"] = options.memory
@@ -554,6 +575,8 @@ def build_config(
     netns_path: str | None = None,
     cgroups_path: str = "",
     group_lookup: GroupLookup | None = None,
+    devices: list[dict[str, Any]] | None = None,
+    joined: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` for one container.
 
@@ -564,13 +587,19 @@ def build_config(
     container's ``/etc/passwd`` and ``/etc/group`` (see :func:`resolve_user`);
     *netns_path* is a network namespace to join (a bridge network's, or another
     container's), otherwise ``--network host`` shares the host's and anything else gets a
-    new, empty one (only ``lo``); *cgroups_path* becomes ``linux.cgroupsPath``.
+    new, empty one (only ``lo``); *cgroups_path* becomes ``linux.cgroupsPath``; *devices*
+    are the host's device nodes given (``engine/devices.py``: ``--device``,
+    ``--privileged``); *joined* maps ``pid``/``ipc``/``uts`` to the namespace of the
+    container a ``container:NAME`` mode names (and ``hostname`` to its host name).
+    ``--privileged`` is Docker's: every capability, no seccomp filter, no masked or
+    read-only paths, every device, ``/sys`` and the cgroup tree writable.
     """
     args = process_args(options, image)
     if options.init:
         args = [INIT_DESTINATION, "--", *args]
+    joined = joined or {}
     hostname = os.uname().nodename if options.uts_mode == "host" else \
-        options.hostname or container_id[:12]
+        joined.get("hostname") or options.hostname or container_id[:12]
     workdir = options.workdir or image.workdir or "/"
     if not workdir.startswith("/"):
         raise InvalidArgument("check the working directory" if options.workdir
@@ -578,7 +607,8 @@ def build_config(
                               detail="must be an absolute path")
     uid, gid, additional_gids = resolve_user(options.user or image.user, passwd_lookup,
                                              group_lookup)
-    caps = capability_list(options.cap_add, options.cap_drop)
+    caps = privileged_capabilities() if options.privileged else \
+        capability_list(options.cap_add, options.cap_drop)
 
     namespaces: list[dict[str, str]] = [{"type": "mount"}]
     sysctl: dict[str, str] = {}
@@ -587,10 +617,15 @@ def build_config(
     elif options.network != "host":
         namespaces.append({"type": "network"})
         sysctl.update(NETWORK_SYSCTLS)
-    namespaces += [{"type": kind} for kind, mode in (("uts", options.uts_mode),
-                                                     ("pid", options.pid_mode),
-                                                     ("ipc", options.ipc_mode))
-                   if mode != "host"]
+    for kind, mode in (("uts", options.uts_mode), ("pid", options.pid_mode),
+                       ("ipc", options.ipc_mode)):
+        if mode.startswith("container:"):
+            if not joined.get(kind):
+                raise InvalidArgument("create container", f"--{kind} {mode}",
+                                      detail="no namespace to join was found")
+            namespaces.append({"type": kind, "path": joined[kind]})
+        elif mode != "host":
+            namespaces.append({"type": kind})
     sysctl.update(options.sysctls)
     if _cgroup_v2_only():
         # Docker's default: a private cgroup namespace on cgroup v2 hosts, the host's on
@@ -598,16 +633,20 @@ def build_config(
         namespaces.append({"type": "cgroup"})
 
     linux: dict[str, Any] = {
-        "resources": build_resources(options),
+        "resources": build_resources(options, devices),
         "namespaces": namespaces,
-        "maskedPaths": list(MASKED_PATHS),
-        "readonlyPaths": list(READONLY_PATHS),
     }
+    if not options.privileged:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+    if devices:
+        linux["devices"] = [{key: value for key, value in device.items() if key != "access"}
+                            for device in devices]
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     if sysctl:
         linux["sysctl"] = sysctl
-    seccomp = seccomp_config(options.seccomp, caps)
+    seccomp = None if options.privileged else seccomp_config(options.seccomp, caps)
     if seccomp is not None:
         linux["seccomp"] = seccomp
 
@@ -630,9 +669,9 @@ def build_config(
         "mounts": build_mounts(options, etc_files, volume_mounts, init_path),
         "linux": linux,
     }
-    if options.uts_mode != "host":  # a host name needs a UTS namespace of its own
+    if not options.uts_mode:  # a host name needs a UTS namespace of its own
         config["hostname"] = hostname
-    if options.domainname and options.uts_mode != "host":
+    if options.domainname and not options.uts_mode:
         config["domainname"] = options.domainname
     if options.labels:
         config["annotations"] = dict(options.labels)

@@ -736,13 +736,15 @@ class RunOptions:
     """
 
     __slots__ = ("add_hosts", "cap_add", "cap_drop", "command", "cpu_shares", "cpus",
-                 "cpuset_cpus", "dns", "dns_options", "dns_search", "domainname", "entrypoint",
-                 "env", "expose", "healthcheck", "hostname", "image", "init", "interactive",
-                 "ip", "ip6", "ipc_mode", "labels", "mac_address", "memory", "memory_swap",
-                 "network", "network_aliases", "networks", "no_new_privileges", "pid_mode",
-                 "pids_limit", "publish", "publish_all", "read_only", "remove", "restart",
-                 "rootfs", "seccomp", "shm_size", "stop_signal", "stop_timeout", "sysctls",
-                 "tmpfs", "tty", "ulimits", "user", "uts_mode", "volumes", "workdir")
+                 "cpuset_cpus", "devices", "dns", "dns_options", "dns_search", "domainname",
+                 "entrypoint", "env", "expose", "healthcheck", "hostname", "image", "init",
+                 "interactive", "ip", "ip6", "ipc_mode", "labels", "log_driver",
+                 "mac_address", "memory", "memory_swap", "network", "network_aliases",
+                 "networks", "no_new_privileges", "pid_mode", "pids_limit", "platform",
+                 "privileged", "publish", "publish_all", "pull", "read_only", "remove",
+                 "restart", "rootfs", "seccomp", "shm_size", "stop_signal", "stop_timeout",
+                 "sysctls", "tmpfs", "tty", "ulimits", "user", "uts_mode", "volumes",
+                 "volumes_from", "workdir")
 
     def __init__(
         self,
@@ -797,6 +799,12 @@ class RunOptions:
         pid_mode: str = "",
         ipc_mode: str = "",
         uts_mode: str = "",
+        privileged: bool = False,
+        devices: list[list[str]] | None = None,
+        volumes_from: list[str] | None = None,
+        log_driver: str = "json-file",
+        pull: str = "missing",
+        platform: str = "",
     ) -> None:
         self.image = image
         self.rootfs = rootfs
@@ -855,10 +863,20 @@ class RunOptions:
         self.shm_size = shm_size  # bytes of /dev/shm; None: Docker's 64 MiB
         self.sysctls = dict(sysctls or {})
         self.cpuset_cpus = cpuset_cpus
-        #: "" (a namespace of its own) or "host" (the host's)
+        #: "" (a namespace of its own), "host" (the host's) or "container:NAME" (that
+        #: running container's)
         self.pid_mode = pid_mode
         self.ipc_mode = ipc_mode
         self.uts_mode = uts_mode
+        self.privileged = privileged
+        #: ``--device``: [host path, container path, cgroup permissions] triples
+        self.devices = [list(device) for device in devices or []]
+        #: ``--volumes-from``: ``NAME[:ro|rw]`` texts, resolved at create
+        self.volumes_from = list(volumes_from or [])
+        self.log_driver = log_driver  # "json-file" or "none"
+        #: ``--pull``: "missing", "always" or "never" (what create does without the image)
+        self.pull = pull
+        self.platform = platform  # ``--platform`` as given ("" or this host's)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (what the engine stores in its database)."""
@@ -878,6 +896,8 @@ class RunOptions:
         for key in ("network_aliases", "dns", "dns_search", "dns_options"):
             data[key] = list(getattr(self, key))
         data["add_hosts"] = [list(pair) for pair in self.add_hosts]
+        data["devices"] = [list(device) for device in self.devices]
+        data["volumes_from"] = list(self.volumes_from)
         data["restart"] = {"name": self.restart.name, "max_retries": self.restart.max_retries}
         return data
 
@@ -953,13 +973,16 @@ RUN_OPTION_KEYS = frozenset((
     "ip", "ip6", "mac_address", "rm",
     "network_alias", "add_host", "dns", "dns_search", "dns_option", "domainname",
     "publish", "publish_all", "expose",
+    "privileged", "device", "volumes_from", "log_driver", "pull", "platform", "userns",
 ))
 _ALIASES = {"volumes": "volume", "labels": "label", "ulimits": "ulimit",
             "networks": "network", "remove": "rm", "env_files": "env_file",
             "label_files": "label_file", "sysctls": "sysctl", "mounts": "mount",
             "security_opts": "security_opt", "network_aliases": "network_alias",
-            "add_hosts": "add_host", "dns_options": "dns_option", "ports": "publish"}
-_FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm", "publish_all"))
+            "add_hosts": "add_host", "dns_options": "dns_option", "ports": "publish",
+            "devices": "device"}
+_FLAGS = frozenset(("read_only", "tty", "interactive", "init", "rm", "publish_all",
+                    "privileged"))
 
 
 def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) -> RunOptions:
@@ -1028,6 +1051,7 @@ def build_run_options(given: Mapping[str, object], *, cwd: str | None = None) ->
     run.labels = parse_labels(labels + _mapping_texts(values, "label", "="))
     run.healthcheck = _healthcheck(values)
     _namespaces(run, values)
+    _daily(run, values)
     _networks(run, values)
     _names_and_resolver(run, values)
     run.sysctls = parse_sysctls(_mapping_texts(values, "sysctl", "="), run)
@@ -1069,10 +1093,14 @@ def _namespaces(run: RunOptions, values: dict[str, object]) -> None:
     for key, allowed in (("pid", ("", "host")), ("ipc", ("", "host", "private", "shareable")),
                          ("uts", ("", "host"))):
         mode = _text(values, key)
-        if mode not in allowed:
-            raise _bad(f"--{key}", mode, f"expected {' or '.join(a for a in allowed if a)}")
-        setattr(run, f"{key}_mode", "host" if mode == "host" else "")
-    if run.uts_mode == "host" and run.hostname:
+        joined = mode.startswith("container:")
+        if joined and not mode.partition(":")[2]:
+            raise _bad(f"--{key}", mode, "expected container:NAME (a running container)")
+        if mode not in allowed and not joined:
+            words = " or ".join(a for a in allowed if a)
+            raise _bad(f"--{key}", mode, f"expected {words} or container:NAME")
+        setattr(run, f"{key}_mode", mode if joined or mode == "host" else "")
+    if run.uts_mode and run.hostname:
         raise InvalidArgument("create container", "--hostname",
                               detail="conflicting options: hostname and the UTS mode")
     shm = values.get("shm_size")
@@ -1093,6 +1121,91 @@ def _namespaces(run: RunOptions, values: dict[str, object]) -> None:
             if int(high or low) >= available or (high and int(high) < int(low)):
                 raise _bad("--cpuset-cpus", cpus, f"this host has CPUs 0-{available - 1}")
     run.cpuset_cpus = cpus
+
+
+PULL_POLICIES = ("missing", "always", "never")
+LOG_DRIVERS = ("json-file", "none")
+_DEVICE_PERMISSIONS = "rwm"
+
+
+def parse_device(text: str) -> list[str]:
+    """``--device HOST[:CONTAINER][:PERMISSIONS]`` -> [host, container, permissions]
+    (docker/cli ``parseLinuxDevice`` and ``validateLinuxPath``): PERMISSIONS are some of
+    ``r``, ``w``, ``m``, each once (default ``rwm``); a second part that is such a word is
+    the permissions; the container path defaults to the host's and must be absolute. Whether
+    the host path is a device is checked at create (Docker's daemon does it there)."""
+    parts = text.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise _bad("--device", text, "bad format: expected HOST[:CONTAINER][:PERMISSIONS]")
+    host, container, permissions = parts[0], "", _DEVICE_PERMISSIONS
+    if len(parts) == 3:
+        container, permissions = parts[1], parts[2]
+        if not _device_permissions(permissions):
+            raise _bad("--device", text, f"bad mode specified: {permissions}",
+                       hint="some of r, w and m (read, write, mknod)")
+    elif len(parts) == 2:
+        if _device_permissions(parts[1]):
+            permissions = parts[1]
+        else:
+            container = parts[1]
+    container = container or host
+    if not container.startswith("/"):
+        raise _bad("--device", text, f"{container} is not an absolute path")
+    if not host.startswith("/"):
+        raise _bad("--device", text, f"{host} is not an absolute path")
+    return [os.path.normpath(host), os.path.normpath(container), permissions]
+
+
+def _device_permissions(word: str) -> bool:
+    return bool(word) and all(word.count(char) == 1 for char in word) and \
+        set(word) <= set(_DEVICE_PERMISSIONS)
+
+
+def parse_volumes_from(text: str) -> str:
+    """``--volumes-from NAME[:ro|rw]`` (Docker's modes; the container is looked up at
+    create)."""
+    name, colon, mode = text.partition(":")
+    if not name or (colon and mode not in ("ro", "rw")):
+        raise _bad("--volumes-from", text, "expected CONTAINER[:ro|rw]")
+    return text
+
+
+def parse_platform_option(text: str) -> str:
+    """``--platform`` of ``run``/``create``: this host's platform is accepted (tsubo does not
+    emulate another architecture); anything else is refused in one line."""
+    from tsubo.image.pull import host_platform, parse_platform
+
+    try:
+        wanted = parse_platform(text)
+    except InvalidArgument as error:
+        raise _bad("--platform", text, error.detail) from None
+    host = host_platform()
+    if wanted[:2] != host[:2] or (wanted[2] and host[2] and wanted[2] != host[2]):
+        shown = "/".join(part for part in host if part)
+        raise _bad("--platform", text, f"this host runs {shown} containers only (tsubo does "
+                   "not emulate other platforms)")
+    return text
+
+
+def _daily(run: RunOptions, values: dict[str, object]) -> None:
+    """``--privileged``, ``--device``, ``--volumes-from``, ``--log-driver``, ``--pull``,
+    ``--platform``, ``--userns``."""
+    run.devices = [parse_device(text) for text in _texts(values, "device")]
+    run.volumes_from = [parse_volumes_from(text) for text in _texts(values, "volumes_from")]
+    run.log_driver = _text(values, "log_driver") or "json-file"
+    if run.log_driver not in LOG_DRIVERS:
+        raise _bad("--log-driver", run.log_driver, "expected json-file or none (the log "
+                   "drivers tsubo has)")
+    run.pull = _text(values, "pull") or "missing"
+    if run.pull not in PULL_POLICIES:
+        raise InvalidArgument("parse --pull", run.pull, detail='invalid pull option: must be '
+                              'one of "always", "missing" or "never"')
+    platform = _text(values, "platform")
+    run.platform = parse_platform_option(platform) if platform else ""
+    userns = _text(values, "userns")
+    if userns not in ("", "host"):
+        raise _bad("--userns", userns, "only host is supported (containers share the host's "
+                   "user namespace, as Docker's without userns-remap)")
 
 
 #: Go's time.ParseDuration units, in nanoseconds

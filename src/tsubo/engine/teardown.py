@@ -37,6 +37,8 @@ def remove_container_files(paths: EnginePaths, db: Database, container_id: str, 
     for name in anonymous:
         from tsubo.engine.volumes import remove_volume_files
 
+        if db.volume_users(name):
+            continue  # another container mounts it too (--volumes-from): kept, as Docker's
         db.delete_volume(name)
         remove_volume_files(paths, name)
 

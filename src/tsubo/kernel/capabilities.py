@@ -41,6 +41,16 @@ def last_cap() -> int:
         return max(CAPABILITY_NUMBERS.values())
 
 
+def bounding_set() -> int:
+    """This process's bounding set (``CapBnd`` of ``/proc/self/status``): what a process
+    it starts may ever hold."""
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"CapBnd:"):
+                return int(line.split()[1], 16)
+    return (1 << (last_cap() + 1)) - 1  # pragma: no cover - every Linux has the line
+
+
 def mask_of(names: list[str], where: str, highest: int) -> int:
     """Bit mask of capability *names*; unknown names are an error, ones newer than the
     kernel are left out (runc does the same)."""

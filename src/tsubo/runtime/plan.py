@@ -273,15 +273,19 @@ def device_nodes(devices: list[Device]) -> list[DeviceNode]:
 def cgroup_resources(resources: Resources, devices: list[DeviceNode]) -> Resources:
     """``linux.resources`` with the device rules completed as runc does: deny everything,
     then the config's rules, then the default devices, then an allow for each of the
-    config's ``linux.devices``."""
+    config's ``linux.devices`` that no rule of the config names (an engine's rule, such
+    as Docker's ``--device /dev/x:/dev/x:r``, says what access it has)."""
     from tsubo.oci.runtime_spec import DeviceRule
 
-    rules = [DeviceRule(False), *(resources.devices or ())]
+    given = tuple(resources.devices or ())
+    rules = [DeviceRule(False), *given]
     rules += [DeviceRule(True, kind, major, minor, access)
               for kind, major, minor, access in ALLOWED_DEVICE_RULES]
     defaults = {(path, kind, major, minor) for path, kind, major, minor in DEFAULT_DEVICES}
+    named = {(rule.type, rule.major, rule.minor) for rule in given}
     rules += [DeviceRule(True, node.type, node.major, node.minor, "rwm") for node in devices
-              if (node.path, node.type, node.major, node.minor) not in defaults]
+              if (node.path, node.type, node.major, node.minor) not in defaults
+              and (node.type, node.major, node.minor) not in named]
     return resources.with_devices(tuple(rules))
 
 
