@@ -487,6 +487,8 @@ class Registry:
         home = self.workdir / "home"
         return {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            # the engine's setting as the whole session has it: no default bridge here
+            "TSUBO_DEFAULT_NETWORK": os.environ.get("TSUBO_DEFAULT_NETWORK", "none"),
             "HOME": str(home),
             "XDG_RUNTIME_DIR": str(home / "run"),
             "XDG_CONFIG_HOME": str(home / "config"),

@@ -80,6 +80,8 @@ class Puller:
     def env(self) -> dict[str, str]:
         return {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            # the engine's setting as the whole session has it: no default bridge here
+            "TSUBO_DEFAULT_NETWORK": os.environ.get("TSUBO_DEFAULT_NETWORK", "none"),
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
             "XDG_RUNTIME_DIR": str(self.home / "run"),
