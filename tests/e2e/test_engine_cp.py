@@ -151,6 +151,42 @@ def test_cp_tar_streams(engine_cli: EngineCLI, tmp_path: Path) -> None:
         assert cli("exec", "web", "test", "-e", f"/tmp/tsubo-cp-{token}").returncode == 1
 
 
+def test_cp_archives_keep_hard_links(engine_cli: EngineCLI) -> None:
+    """docker cp: a file linked twice is one file and a hard link member in the archive out,
+    and a hard link member is a link again on the way in; a link member naming a path out
+    of the destination, or through a symlink, is refused in one line."""
+    cli = engine_cli
+    cli.run_d(["sh", "-c", "mkdir /src && echo one > /src/a && ln /src/a /src/h && "
+               "ln -s / /tmp/esc && sleep 100"], "--name", "web")
+    assert wait_for(lambda: cli("exec", "web", "test", "-e", "/tmp/esc").returncode == 0, 10)
+    out = subprocess.run(cli.argv("cp", "web:/src", "-"), capture_output=True, check=True,
+                         env=engine_env(), timeout=60).stdout
+    with tarfile.open(fileobj=io.BytesIO(out)) as archive:
+        members = {member.name: member for member in archive.getmembers()}
+    assert members["src/a"].isreg() and members["src/a"].size == 4
+    assert members["src/h"].islnk() and members["src/h"].linkname == "src/a"
+
+    run = subprocess.run(cli.argv("cp", "-", "web:/tmp"), input=out, capture_output=True,
+                         env=engine_env(), timeout=60, check=False)
+    assert (run.returncode, run.stderr) == (0, b"")
+    inodes = cli.ok("exec", "web", "stat", "-c", "%i %h", "/tmp/src/a", "/tmp/src/h")
+    first, second = inodes.splitlines()
+    assert first == second and first.endswith(" 2"), inodes
+
+    for target in ("../etc/passwd", "esc/etc/passwd", "/etc/passwd"):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            member = tarfile.TarInfo("stolen")
+            member.type, member.linkname = tarfile.LNKTYPE, target
+            tar.addfile(member)
+        run = subprocess.run(cli.argv("cp", "-", "web:/tmp"), input=buffer.getvalue(),
+                             capture_output=True, env=engine_env(), timeout=60, check=False)
+        # (tar names are relative: /etc/passwd is /tmp/etc/passwd here, which is not there)
+        assert run.returncode == DOCKER_CLI_ERROR, run
+        assert len(run.stderr.decode().splitlines()) == 1, run.stderr
+        assert cli("exec", "web", "test", "-e", "/tmp/stolen").returncode == 1, target
+
+
 def test_cp_owners_and_modes(engine_cli: EngineCLI, tmp_path: Path) -> None:
     cli = engine_cli
     (tmp_path / "owned").write_text("x\n")

@@ -390,11 +390,15 @@ def _write_archive(source: _Place, stream: BinaryIO) -> None:
     if source.name == "" and not source.contents and source.shown.rstrip("/"):
         name = os.path.basename(source.shown.rstrip("/"))
     with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _archive_entry(tar, source.dir_fd, source.name, name, 0, source.skip)
+        _archive_entry(tar, source.dir_fd, source.name, name, 0, source.skip, {})
 
 
 def _archive_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str,
-                   depth: int, skip: frozenset[int]) -> None:
+                   depth: int, skip: frozenset[int], linked: dict[tuple[int, int], str]
+                   ) -> None:
+    """One entry (a directory with what is below it). A file with more than one link
+    that is already in the archive (*linked*: (device, inode) -> its name there) becomes a
+    hard link to that member, as Docker's archives have them."""
     import tarfile
 
     from tsubo.kernel.untrusted import (
@@ -426,7 +430,8 @@ def _archive_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str,
             with os.scandir(fd) as entries:
                 names = sorted(entry.name for entry in entries)
             for child in names:
-                _archive_entry(tar, fd, child, f"{arcname}/{child}", depth + 1, skip)
+                _archive_entry(tar, fd, child, f"{arcname}/{child}", depth + 1, skip,
+                               linked)
         finally:
             os.close(fd)
     elif stat.S_ISREG(info.st_mode):
@@ -435,6 +440,13 @@ def _archive_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str,
             return
         fd, checked = opened
         try:
+            key = (checked.st_dev, checked.st_ino)
+            if checked.st_nlink > 1 and key in linked:
+                member.type, member.linkname = tarfile.LNKTYPE, linked[key]
+                tar.addfile(member)
+                return
+            if checked.st_nlink > 1:
+                linked[key] = arcname
             member.size = checked.st_size
             tar.addfile(member, _SizedReader(fd, checked.st_size))
         finally:
@@ -494,12 +506,34 @@ def _read_archive(stream: BinaryIO, directory: int, owner: CopyOwner) -> None:
                         write_stream(parent, last, reader.read, meta, owner)
                 elif member.issym():
                     write_symlink(parent, last, member.linkname, meta, owner)
-                # hard links, devices, FIFOs: not written (as the copy walk skips them)
+                elif member.islnk():
+                    _hard_link(directory, member, parent, last)
+                # devices, FIFOs: not written (as the copy walk skips them)
             except OSError as error:
                 raise TsuboError.from_os_error("copy archive member", repr(member.name),
                                                error) from None
             finally:
                 os.close(parent)
+
+
+def _hard_link(directory: int, member: tarfile.TarInfo, parent: int, last: str) -> None:
+    """A hard link member: its target (a name from the archive's top, as tar stores it)
+    is walked from *directory* as every member is, never through a symlink or out."""
+    from tsubo.kernel.untrusted import open_directory_at, write_hard_link
+
+    parts = [part for part in member.linkname.split("/") if part and part != "."]
+    if not parts or ".." in parts:
+        raise InvalidArgument("copy archive member", repr(member.name),
+                              detail=f"links to {member.linkname!r}, outside the archive")
+    target_dir = os.dup(directory)
+    try:
+        for part in parts[:-1]:
+            child = open_directory_at(target_dir, part)
+            os.close(target_dir)
+            target_dir = child
+        write_hard_link(parent, last, target_dir, parts[-1])
+    finally:
+        os.close(target_dir)
 
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:

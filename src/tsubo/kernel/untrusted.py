@@ -416,6 +416,26 @@ def write_symlink(dir_fd: int, name: str, target: str, info: os.stat_result | En
     _replace(dir_fd, temporary, name)
 
 
+def write_hard_link(dir_fd: int, name: str, target_dir_fd: int, target: str) -> None:
+    """*name* in *dir_fd* becomes a hard link to the regular file *target* in
+    *target_dir_fd* (checked on an ``O_PATH`` fd, never through a symlink: linking a
+    device or a directory is refused); what was at *name* is replaced."""
+    path_fd = os.open(target, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=target_dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(path_fd).st_mode):
+            raise TsuboError("copy to", name, detail="a hard link to something that is not "
+                             "a regular file")
+
+        def make(temporary: str) -> None:  # the very file checked, through its O_PATH fd
+            os.link(f"/proc/self/fd/{path_fd}", temporary, dst_dir_fd=dir_fd,
+                    follow_symlinks=True)
+
+        temporary, _ = _temporary_name(dir_fd, make)
+    finally:
+        os.close(path_fd)
+    _replace(dir_fd, temporary, name)
+
+
 def make_directory(dir_fd: int, name: str, mode: int = 0o755) -> tuple[int, bool]:
     """A readable fd of the directory *name* in *dir_fd*, made if missing; (fd, made).
     A symlink or a file there is an error, never followed or replaced."""
