@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -103,6 +104,35 @@ def test_seed_replay_two_containers_ping_each_other(net_engine: NetEngine) -> No
     links = engine.host("ip", "-o", "link").stdout
     assert "docker1" not in links and "tsv" not in links
     assert "tsubo" not in engine.host("nft", "list", "tables").stdout
+
+
+def test_rename_a_running_container_on_a_network(net_engine: NetEngine) -> None:
+    """docker rename of a running container on a user network: its new name answers in
+    DNS at once and the old one does not; its netns pin follows the name (the seed's
+    `ip netns exec NAME`), so connect, restart and removal still find it."""
+    engine = net_engine
+    token = secrets.token_hex(3)
+    old, new = f"ren-{token}", f"renamed-{token}"
+    engine.run("network", "create", "n1", "--subnet", "192.168.31.0/24")
+    engine.run("network", "create", "n2", "--subnet", "192.168.32.0/24")
+    engine.start(old, "n1", "192.168.31.5")
+    engine.start(f"peer-{token}", "n1", "192.168.31.6")
+    assert engine.run("rename", old, new).stderr == ""
+    assert not Path(f"/run/netns/{old}").exists()
+    assert engine.host("ip", "netns", "exec", new, "busybox", "ping", "-c", "1", "-W", "2",
+                       "192.168.31.6").returncode == 0
+    answer = engine.run("exec", f"peer-{token}", "nslookup", new, check=False).stdout
+    assert "192.168.31.5" in answer, answer
+    gone = engine.run("exec", f"peer-{token}", "nslookup", old, check=False)
+    assert "192.168.31.5" not in gone.stdout, gone.stdout
+    engine.run("network", "connect", "n2", new)
+    addresses = engine.run("exec", new, "ip", "-o", "-4", "addr").stdout
+    assert "192.168.32." in addresses, addresses
+    engine.run("restart", "-t", "0", new)
+    assert engine.run("exec", new, "ping", "-c", "1", "-W", "2", "192.168.31.6",
+                      check=False).returncode == 0
+    engine.run("rm", "-f", new, f"peer-{token}")
+    assert not Path(f"/run/netns/{new}").exists()
 
 
 def test_forwarding_with_br_netfilter_and_a_drop_policy(net_engine: NetEngine) -> None:

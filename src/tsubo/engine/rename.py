@@ -3,17 +3,19 @@
 The name is checked by Docker's rule and taken in one SQLite statement (two renames or a
 create racing for one name: exactly one wins). A container on a bridge network is known
 by its name below the database too: its network namespace is pinned at
-``/run/netns/<name>`` and its ``config.json`` joins that path at start. A stopped one gets
-the new path in its config (written whole, then renamed in); a running one keeps its pin,
-so renaming it is refused until it stops, rather than left half-done.
+``/run/netns/<name>`` and its ``config.json`` joins that path at start. Its config gets
+the new path (written whole, then renamed in), and a running one's pin moves to the new
+name (pinned there first, then unpinned at the old; the ledger follows), so a restart,
+``network connect`` and the teardown find it. Its DNS names are read from the database
+at each query: the new name answers at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-from tsubo.engine import status
-from tsubo.errors import InvalidArgument, TsuboError, Unsupported
+from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,22 +35,37 @@ def rename_container(engine: EngineCore, ref: str, new_name: str) -> ContainerRo
                               detail="renaming a container with the same name as its "
                               "current name")
     options = RunOptions.from_json_text(row.options)
-    on_bridge = options.network == "bridge"
-    if on_bridge and row.state not in (status.CREATED, status.EXITED, status.DEAD):
-        raise Unsupported("rename container", row.name,
-                          detail=f"container is {row.state} on a network, whose namespace "
-                          f"is pinned by name at /run/netns/{row.name}",
-                          hint="stop it, rename it, start it again")
     engine.db.rename_container(row.id, name)
-    if on_bridge:
+    if options.network == "bridge":
         try:
             _repoint_netns(engine.paths.container_dir(row.id), row.name, name)
-        except (OSError, ValueError) as error:
+            _move_pin(engine, row.id, row.name, name)
+        except (OSError, ValueError, TsuboError) as error:
             engine.db.rename_container(row.id, row.name)  # as it was
-            raise TsuboError("rename container", row.name,
-                             detail=f"update its config.json: {error}") from None
+            with contextlib.suppress(OSError, ValueError):
+                _repoint_netns(engine.paths.container_dir(row.id), name, row.name)
+            detail = error.detail if isinstance(error, TsuboError) else str(error)
+            raise TsuboError("rename container", row.name, detail=detail) from None
     engine.event(row.id, "rename", name=name, oldName=row.name)
     return engine.db.get_container(row.id)
+
+
+def _move_pin(engine: EngineCore, container_id: str, old: str, new: str) -> None:
+    """A running container's netns pin (the ledger names it) moves to the new name."""
+    from tsubo.network import bridge
+    from tsubo.network.store import NetworkStore
+
+    store = NetworkStore(engine.db)
+    if not any(entry.name == old for entry in store.ledger_entries("netns",
+                                                                   owner=container_id)):
+        return  # not running: pinned again under its name at the next start
+    store.record("netns", new, container_id)
+    try:
+        bridge.rename_netns(old, new)
+    except BaseException:
+        store.forget("netns", new)
+        raise
+    store.forget("netns", old)
 
 
 def _repoint_netns(folder: str, old: str, new: str) -> None:

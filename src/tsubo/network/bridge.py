@@ -307,21 +307,33 @@ def apply_bridge_remove(lines: Sequence[str], *, host_netns: str | None = None) 
 # network namespaces and the uplink
 
 
-def create_netns(name: str) -> None:
-    """Pin a new network namespace at ``/run/netns/NAME`` (``ip netns add``), so
-    ``ip netns exec NAME ...`` works; AlreadyExists-like IpError (EEXIST) if it exists."""
+def _netns_name(name: str) -> None:
+    """A name a netns pin may have: a token and a file name of /run/netns."""
     _token(name, "netns name")
     if "/" in name or name in (".", ".."):
         raise InvalidArgument("check netns name", f'"{name}"', detail="not a file name")
+
+
+def create_netns(name: str) -> None:
+    """Pin a new network namespace at ``/run/netns/NAME`` (``ip netns add``), so
+    ``ip netns exec NAME ...`` works; AlreadyExists-like IpError (EEXIST) if it exists."""
+    _netns_name(name)
     iproute.run_batch([f"netns add {name}"])
+
+
+def rename_netns(name: str, new_name: str) -> None:
+    """Move the pin ``/run/netns/NAME`` to ``/run/netns/NEW_NAME`` (pinned at the new
+    name first, then unpinned at the old: the namespace never has no pin)."""
+    _netns_name(name)
+    _netns_name(new_name)
+    iproute.copy_netns_pin(name, new_name)
+    iproute.remove_netns_pin(name)
 
 
 def delete_netns(name: str) -> None:
     """Unpin ``/run/netns/NAME`` like ``ip netns del`` (in-process); missing counts as
     success. The namespace, and the veth pairs in it, go when its last user does."""
-    _token(name, "netns name")
-    if "/" in name or name in (".", ".."):
-        raise InvalidArgument("check netns name", f'"{name}"', detail="not a file name")
+    _netns_name(name)
     iproute.remove_netns_pin(name)
 
 
