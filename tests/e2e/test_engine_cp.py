@@ -224,6 +224,40 @@ def test_cp_of_a_stopped_container(engine_cli: EngineCLI, tmp_path: Path) -> Non
     assert (tmp_path / "back").read_text() == "given\n"
 
 
+def test_cp_of_a_stopped_containers_volumes(engine_cli: EngineCLI, tmp_path: Path) -> None:
+    """docker cp sees a stopped container's volumes and binds (it mounts them for the
+    copy): both ways, through a named volume and a bind, and a symlink the container left
+    in the volume stays inside it."""
+    cli = engine_cli
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    cli.run_d(["sh", "-c", "echo in-volume > /data/v && echo in-bind > /bind/b && "
+               "{ [ -L /data/esc ] || ln -s / /data/esc; }"], "--name", "job", "-v", "jobdata:/data",
+              "-v", f"{bound}:/bind")
+    assert cli.ok("wait", "job") == "0\n"
+    cli.ok("cp", "job:/data/v", str(tmp_path / "v"))
+    assert (tmp_path / "v").read_text() == "in-volume\n"
+    cli.ok("cp", "job:/bind/b", str(tmp_path / "b"))
+    assert (tmp_path / "b").read_text() == "in-bind\n"
+    out = subprocess.run(cli.argv("cp", "job:/data", "-"), capture_output=True, check=True,
+                         env=engine_env(), timeout=60).stdout
+    with tarfile.open(fileobj=io.BytesIO(out)) as archive:
+        assert {"data", "data/v", "data/esc"} <= set(archive.getnames())
+    (tmp_path / "given").write_text("given\n")
+    cli.ok("cp", str(tmp_path / "given"), "job:/data/given")
+    cli.ok("cp", str(tmp_path / "given"), "job:/data/esc/tsubo-cp-escape")
+    assert not Path("/tsubo-cp-escape").exists()
+    assert engine_fixtures.mounts_under(cli.root) == []
+    cli.ok("start", "job")  # sh again: the files are where the container sees them
+    assert cli.ok("wait", "job") == "0\n"
+    # the symlink to / resolved inside the volume: the file is at the volume's top
+    shown = cli.ok("run", "--rm", "-v", "jobdata:/data", "--rootfs", str(cli.rootfs),
+                   "cat", "/data/given", "/data/tsubo-cp-escape")
+    assert shown == "given\ngiven\n"
+    cli.ok("rm", "job")
+    cli.ok("volume", "rm", "jobdata")
+
+
 def test_cp_never_leaves_the_container(engine_cli: EngineCLI, tmp_path: Path) -> None:
     """Symlinks the container planted (absolute, relative with .., at the last component,
     in a middle one), device nodes and FIFOs: resolved inside its root, never followed out

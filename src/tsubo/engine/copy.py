@@ -2,12 +2,15 @@
 
 Which root: a running (or paused) container is copied through ``/proc/PID/root`` of its
 init, so the copy sees what the container sees (its volumes and tmpfs mounts included);
-a stopped one through its overlay root, mounted for the copy when it is not (its volumes
-are not part of that view). Paths are resolved inside that root and never followed out
-of it (``kernel/untrusted.py``): the container may swap any directory for a symlink to
-``/`` while we copy (CVE-2018-15664), and at worst the copy lands elsewhere *inside* the
-container. Entries are read only when they are regular files, checked before they are
-opened; device nodes, FIFOs and sockets are skipped. ``/proc`` and ``/sys`` of a running
+a stopped one through its overlay root, mounted for the copy when it is not; there a path
+in one of its volumes or bind mounts is looked up in that mount's own directory instead,
+with the mount's directory as the root (the longest destination that holds the path; what
+lies below a mount point is not walked into when a whole tree above it is copied). Paths
+are resolved inside that root and never followed out of it (``kernel/untrusted.py``): the
+container may swap any directory for a symlink to ``/`` while we copy (CVE-2018-15664),
+and at worst the copy lands elsewhere *inside* the container (or its volume). Entries are
+read only when they are regular files, checked before they are opened; device nodes,
+FIFOs and sockets are skipped. ``/proc`` and ``/sys`` of a running
 container are kernel interfaces, not its files: refused.
 
 Docker's rules for where a copy lands: a file onto a directory goes into it; onto a file
@@ -69,8 +72,9 @@ def copy_from_container(engine: EngineCore, ref: str, path: str, *, destination:
     from tsubo.kernel.untrusted import CopyOwner
 
     row = engine.refresh(engine.db.resolve_container(ref))
-    with _container_root(engine, row, path) as root_fd:
-        source = _container_place(root_fd, path, follow=follow)
+    with _container_root(engine, row, path) as root:
+        root_fd, inner = root.fd, root.inner
+        source = _container_place(root_fd, inner, path, follow=follow)
         source.skip = _kernel_file_systems(root_fd)
         try:
             if stream is not None:
@@ -99,10 +103,11 @@ def copy_to_container(engine: EngineCore, ref: str, path: str, *, source: str = 
 
     owner = CopyOwner(keep=archive)
     row = engine.refresh(engine.db.resolve_container(ref))
-    with _container_root(engine, row, path) as root_fd:
+    with _container_root(engine, row, path) as root:
+        root_fd, inner = root.fd, root.inner
         if stream is not None:
             try:
-                directory = open_in_root(root_fd, path)
+                directory = open_in_root(root_fd, inner)
             except FileNotFoundError:
                 raise NotFound("copy to", f"{row.name}:{path}",
                                detail="no such directory") from None
@@ -116,8 +121,8 @@ def copy_to_container(engine: EngineCore, ref: str, path: str, *, source: str = 
             return
         origin = _host_source(source, follow)
         try:
-            target = _container_target(root_fd, row.name, path)
-            directory = _directory_in_root(root_fd, path)
+            target = _container_target(root_fd, row.name, inner, path)
+            directory = _directory_in_root(root_fd, inner)
             try:
                 _copy(origin, target, directory, owner)
             finally:
@@ -131,16 +136,19 @@ def copy_to_container(engine: EngineCore, ref: str, path: str, *, source: str = 
 # --- the container's root ---------------------------------------------------------------------
 
 class _Root:
-    """A context manager giving an ``O_PATH`` fd of the container's root."""
+    """A context manager giving itself: ``fd``, an ``O_PATH`` fd of the root the copy
+    works in, and ``inner``, the path there (the container's path, or the rest of it in
+    a stopped container's volume)."""
 
     def __init__(self, engine: EngineCore, row: ContainerRow, path: str) -> None:
         self.engine = engine
         self.row = row
         self.path = path
+        self.inner = path
         self.fd = -1
         self.mounted: str = ""
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> _Root:
         from tsubo.kernel.procfs import is_alive
 
         row = self.row
@@ -157,7 +165,7 @@ class _Root:
             except OSError:
                 self.fd = -1
             if self.fd >= 0 and is_alive(record.pid, record.start_time):
-                return self.fd
+                return self
             if self.fd >= 0:
                 os.close(self.fd)
             raise TsuboError("copy", row.name, detail=f"container {row.name} exited "
@@ -169,6 +177,15 @@ class _Root:
         from tsubo.image.snapshots import mount_root
 
         files = ContainerFiles(self.engine.paths.container_dir(row.id))
+        mounted = _mount_holding(files.bundle, self.path)
+        if mounted is not None:
+            source, self.inner = mounted
+            try:
+                self.fd = os.open(source, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as error:
+                raise TsuboError.from_os_error("open the volume of", row.name,
+                                               error) from None
+            return self
         if not os.path.ismount(files.merged):
             mount_root(files, [row.rootfs])
             self.mounted = files.merged
@@ -177,7 +194,7 @@ class _Root:
         except OSError as error:
             self._unmount()
             raise TsuboError.from_os_error("open the root of", row.name, error) from None
-        return self.fd
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
@@ -190,6 +207,35 @@ class _Root:
 
             unmount_root(self.mounted)
             self.mounted = ""
+
+
+def _mount_holding(bundle: str, path: str) -> tuple[str, str] | None:
+    """(its source directory, the rest of *path*) for the bind mount of the container's
+    config (a volume, a ``-v``/``--mount`` bind) whose destination holds *path*, the
+    longest such; None when *path* is in the container's own root."""
+    from tsubo import jsonwire
+
+    try:
+        with open(f"{bundle}/config.json", "rb") as config_file:
+            config = jsonwire.loads(config_file.read())
+    except (OSError, ValueError):
+        return None
+    mounts = config.get("mounts") if isinstance(config, dict) else None
+    wanted = [part for part in path.split("/") if part and part != "."]
+    best: tuple[int, str] | None = None
+    for mount in mounts if isinstance(mounts, list) else []:
+        if not isinstance(mount, dict) or mount.get("type") != "bind":
+            continue
+        destination, source = mount.get("destination"), mount.get("source")
+        if not isinstance(destination, str) or not isinstance(source, str):
+            continue
+        parts = [part for part in destination.split("/") if part and part != "."]
+        if parts and wanted[:len(parts)] == parts and os.path.isdir(source) \
+                and (best is None or len(parts) > best[0]):
+            best = (len(parts), source)
+    if best is None:
+        return None
+    return best[1], "/" + "/".join(wanted[best[0]:])
 
 
 def _container_root(engine: EngineCore, row: ContainerRow, path: str) -> _Root:
@@ -213,14 +259,14 @@ def _kernel_file_systems(root_fd: int) -> frozenset[int]:
     return frozenset(devices)
 
 
-def _container_place(root_fd: int, path: str, *, follow: bool) -> _Place:
-    """The source *path* inside the container's root (``-L``: its last symlink too)."""
+def _container_place(root_fd: int, inner: str, path: str, *, follow: bool) -> _Place:
+    """The source *path*, *inner* in the root (``-L``: its last symlink too)."""
     from tsubo.kernel.untrusted import open_in_root, open_parent_in_root
 
     try:
         if follow:
-            return _Place(open_in_root(root_fd, path), "", path)
-        directory, name = open_parent_in_root(root_fd, path)
+            return _Place(open_in_root(root_fd, inner), "", path)
+        directory, name = open_parent_in_root(root_fd, inner)
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound("copy", path, detail="no such file or directory") from None
     place = _Place(directory, name, path)
@@ -232,11 +278,11 @@ def _container_place(root_fd: int, path: str, *, follow: bool) -> _Place:
     return place
 
 
-def _container_target(root_fd: int, container: str, path: str) -> _Place:
+def _container_target(root_fd: int, container: str, inner: str, path: str) -> _Place:
     from tsubo.kernel.untrusted import open_parent_in_root
 
     try:
-        directory, name = open_parent_in_root(root_fd, path)
+        directory, name = open_parent_in_root(root_fd, inner)
     except (FileNotFoundError, NotADirectoryError):
         raise NotFound("copy to", f"{container}:{path}",
                        detail="no such directory (its parent must exist)") from None
