@@ -216,3 +216,34 @@ def test_system_gc_removes_container_folders_and_overlay_mounts_without_a_row(
     assert engine_cli.container_dirs() == []
     assert not (root / "run" / "containers" / container_id[:12]).exists()
     assert engine_fixtures.mounts_under(root) == []
+
+
+def test_a_monitor_killed_with_400_containers_is_replaced_and_adopts_them_all(
+        engine_cli: EngineCLI) -> None:
+    """Adopting hundreds: the keeper hands every kept container to the new monitor while
+    the monitor must not wait on the keeper (both once blocked in sendmsg on full socket
+    buffers, and the keeper killed each new monitor after its start-up timeout, forever)."""
+    root = engine_cli.root
+    count = 400
+
+    def start(number: int) -> None:
+        engine_cli.ok("run", "-d", "--name", f"c{number}", "--network", "none",
+                      "--rootfs", str(engine_cli.rootfs), "sleep", "600")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(start, range(count)))
+    before = _rows(root)
+    monitor = _monitor_pid(root)
+    os.kill(monitor, signal.SIGKILL)
+    assert wait_for(lambda: not process_alive(monitor), 5)
+    started = time.monotonic()
+    listed = engine_cli.ok("ps", "-q")  # served by a new monitor once it adopted them all
+    assert len(listed.split()) == count
+    after = _rows(root)
+    new_monitors = {row[2] for row in after.values()}
+    assert len(new_monitors) == 1 and monitor not in new_monitors, new_monitors
+    assert all(after[name][:2] == ("running", before[name][1]) for name in before)
+    assert engine_cli.ok("exec", "c7", "echo", "adopted") == "adopted\n"
+    assert time.monotonic() - started < 30, "adoption took longer than 30 s"
+    assert process_alive(new_monitors.pop())
+    engine_cli.ok("rm", "-f", *before, timeout=180)

@@ -234,7 +234,16 @@ class Keeper:
                 os.close(ready_write)
             waiting = select.poll()
             waiting.register(ready_read, select.POLLIN)
-            if not waiting.poll(_READY_TIMEOUT_MS):
+            waiting.register(self.link_fd, select.POLLIN)
+            deadline = _now() + _READY_TIMEOUT_MS / 1000
+            ready = False
+            while not ready and self.link is not None and (left := deadline - _now()) > 0:
+                for fd, _ in waiting.poll(int(left * 1000) + 1):
+                    if fd == ready_read:
+                        ready = True
+                    else:  # what it says while it starts is read: it never waits on us
+                        self._from_monitor()
+            if not ready and self.link is not None:
                 os.kill(self.monitor_pid, 9)  # hung while starting: ours, by pid
             os.close(ready_read)
         finally:

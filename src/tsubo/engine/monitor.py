@@ -1332,7 +1332,9 @@ class MonitorService:
         if supervised.options.log_driver != "none":
             supervised.log = LogWriter(ContainerFiles(self.paths.container_dir(container_id)).log)
         self._update(container_id, monitor_pid=self.me[0], monitor_start_time=self.me[1])
-        self._keep(supervised)
+        # no KEEP back: the keeper holds these fds already (it sent them). Telling it while
+        # it still sends ADOPTs deadlocked both once the socket's buffers were full (a few
+        # hundred containers): each blocked in sendmsg, waiting for the other to read.
         if not pid or row.state not in (status.RUNNING, status.PAUSED):
             self._adopt_row(supervised, row)
         elif wait_status is not None:

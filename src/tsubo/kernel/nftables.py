@@ -26,6 +26,11 @@ Decisions
       the shape of an ``nft`` run (exit code 0/1, stdout, stderr), so errors read the
       same; its ``pid`` is the calling thread's id, which the kernel names in its change
       notification. Without the library (or for another netns) ``nft`` runs as a program.
+      So it does in a process whose next file descriptor would be near 1024: libnftables
+      waits for the kernel's answer with ``select(2)``, and glibc aborts the whole process
+      ("bit out of range 0 - FD_SETSIZE") for a socket numbered 1024 or more — a monitor
+      with a few hundred containers holds that many (measured: it died with SIGABRT at
+      ~340 containers; ``tests/kernel/test_nft_committers.py`` pins the fallback).
     * Every tool runs through :func:`tsubo.kernel.helpers.run` (posix_spawn, memfds, no
       :mod:`subprocess`; ``netns`` through ``nsenter --net``: see there).
     * JSON in and out (``nft -j``) through :mod:`tsubo.jsonwire`, the one bounded JSON
@@ -37,6 +42,8 @@ Decisions
 """
 
 from __future__ import annotations
+
+import os
 
 from tsubo import jsonwire
 from tsubo.errors import TsuboError
@@ -84,7 +91,9 @@ def _nft(args: list[str], commands: str, netns: str | None) -> HelperResult:
     if netns is None:
         library = _Library.get()
         if library is not None:
-            return library.run(argv, commands)
+            result = library.run(argv, commands)
+            if result is not None:
+                return result
     stdin = commands.encode() if args[:2] == ["-f", "-"] else b""
     return helpers.run(argv, stdin=stdin, netns=netns, operation="nft")
 
@@ -95,6 +104,9 @@ class _Library:
     _loaded: _Library | None = None
     _failed = False
     _OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON: JSON out, and JSON in is parsed first
+    #: the lowest free fd above which the library is not used (select(2)'s FD_SETSIZE is
+    #: 1024; the margin is for fds other threads open meanwhile and the library's own)
+    FD_LIMIT = 896
 
     def __init__(self) -> None:
         import ctypes
@@ -123,11 +135,17 @@ class _Library:
                 cls._failed = True
         return cls._loaded
 
-    def run(self, argv: list[str], commands: str) -> HelperResult:
+    def run(self, argv: list[str], commands: str) -> HelperResult | None:
+        """The commands' result; None when this process's fds are too many for the
+        library's select(2) (see the module docstring): then run ``nft``."""
         import threading
 
         lib = self.lib
         with self.lock:
+            lowest_free = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            os.close(lowest_free)
+            if lowest_free >= self.FD_LIMIT:
+                return None
             context = lib.nft_ctx_new(0)
             if not context:
                 raise TsuboError("nft", "nft_ctx_new", detail="libnftables made no context")
