@@ -14,7 +14,11 @@ interpreter's floor timed in the same rounds: ``python -c pass`` as the launcher
 (site imported) and ``python -I -S -c pass``.
 
     sudo /work/tools/isolated .venv/bin/python bench/runtime_commands.py [--rounds 30]
-        [--also LABEL=PATH]...
+        [--also LABEL=PATH]... [--instructions]
+
+``--instructions`` runs the sequence once more per tsubo-runtime, each step but ``create``
+under ``valgrind --tool=callgrind``, and prints the instruction counts (independent of the
+machine's load; runc is left out: Go binaries do not run under valgrind here).
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from runtime_run import make_bundle
 
 STEPS = ("create", "start", "state", "kill", "delete", "delete (missing)")
+
+
+CALLGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
 
 
 def _timed(argv: list[str], cwd: Path, expect_ok: bool = True) -> float:
@@ -41,25 +49,31 @@ def _timed(argv: list[str], cwd: Path, expect_ok: bool = True) -> float:
         result = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=out)
         elapsed = (time.perf_counter() - start) * 1000
+        out.seek(0)
+        output = out.read().decode(errors="replace")
         if (result.returncode == 0) != expect_ok:
-            out.seek(0)
-            raise RuntimeError(f"{' '.join(argv)}: exit {result.returncode}: "
-                               f"{out.read().decode(errors='replace').strip()}")
+            raise RuntimeError(f"{' '.join(argv)}: exit {result.returncode}: {output.strip()}")
+    if argv[0] == CALLGRIND[0]:  # the count replaces the time: "==pid== Collected : N"
+        return float(output.rsplit("Collected : ", 1)[1].split()[0])
     return elapsed
 
 
-def one_round(binary: str, root: Path, bundle: Path, container_id: str) -> dict[str, float]:
-    """Run the sequence once; the time of each step in ms."""
+def one_round(binary: str, root: Path, bundle: Path, container_id: str,
+              wrap: Sequence[str] = ()) -> dict[str, float]:
+    """Run the sequence once; the time of each step in ms (the instructions under
+    callgrind when *wrap* is :data:`CALLGRIND`; not of ``create``, whose fork chain makes
+    calls valgrind does not emulate: it is run unwrapped, and its count is NaN)."""
     base = [binary, "--root", str(root)]
+    created = _timed([*base, "create", "--bundle", str(bundle), container_id], bundle)
     times = {
-        "create": _timed([*base, "create", "--bundle", str(bundle), container_id], bundle),
-        "start": _timed([*base, "start", container_id], bundle),
-        "state": _timed([*base, "state", container_id], bundle),
-        "kill": _timed([*base, "kill", container_id, "KILL"], bundle),
+        "create": float("nan") if wrap else created,
+        "start": _timed([*wrap, *base, "start", container_id], bundle),
+        "state": _timed([*wrap, *base, "state", container_id], bundle),
+        "kill": _timed([*wrap, *base, "kill", container_id, "KILL"], bundle),
     }
     _wait_stopped(base, container_id, bundle)
-    times["delete"] = _timed([*base, "delete", container_id], bundle)
-    times["delete (missing)"] = _timed([*base, "delete", container_id], bundle,
+    times["delete"] = _timed([*wrap, *base, "delete", container_id], bundle)
+    times["delete (missing)"] = _timed([*wrap, *base, "delete", container_id], bundle,
                                        expect_ok=False)
     return times
 
@@ -81,6 +95,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
                         help="another tsubo-runtime to time beside the venv's; repeatable")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each step's instructions under callgrind")
     args = parser.parse_args()
     runtimes = {"tsubo-runtime": str(Path(sys.executable).parent / "tsubo-runtime"),
                 "runc": "runc"}
@@ -112,9 +128,28 @@ def main() -> int:
                 elapsed = _timed(argv, work)
                 if round_number >= args.warmup:
                     floor_samples[floor].append(elapsed)
+        counts = {name: one_round(path, work / "state" / "callgrind", bundle,
+                                  f"tsubo-bench-callgrind-{index}", CALLGRIND)
+                  for index, (name, path) in enumerate(runtimes.items())
+                  if name != "runc" and args.instructions}
+        floor_count = _timed([*CALLGRIND, *floors["python -c pass"]], work) if counts else 0.0
+    _print_times(args.rounds, names, samples, floor_samples)
+    if counts:
+        print("\nM instructions (callgrind, one sequence):\n")
+        print("| step | " + " | ".join(counts) + " |")
+        print("|---|" + "---|" * len(counts))
+        for step in STEPS:
+            print(f"| {step} | " + " | ".join(f"{counts[name][step] / 1e6:.1f}"
+                                            for name in counts).replace("nan", "-") + " |")
+        print(f"\n`python -c pass`: {floor_count / 1e6:.1f} M instructions")
+    return 0
+
+
+def _print_times(rounds: int, names: list[str], samples: dict[str, dict[str, list[float]]],
+                 floor_samples: dict[str, list[float]]) -> None:
     medians = {name: {step: statistics.median(samples[name][step]) for step in STEPS}
                for name in names}
-    print(f"runtime commands on busybox `sleep 10`, {args.rounds} interleaved rounds, "
+    print(f"runtime commands on busybox `sleep 10`, {rounds} interleaved rounds, "
           f"{os.cpu_count()} cores; medians in ms\n")
     print("| step | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
@@ -128,7 +163,6 @@ def main() -> int:
         print(f"| {step} | " + " | ".join(cells) + " |")
     print("\ninterpreter floor (same rounds): " + "; ".join(
         f"`{floor}` {statistics.median(values):.1f} ms" for floor, values in floor_samples.items()))
-    return 0
 
 
 if __name__ == "__main__":
