@@ -14,6 +14,7 @@ containerd's shim keeps its sockets and runc root in /run/containerd (hard-wired
 tmpfs is mounted there, so this must run in a private mount namespace:
 
     sudo unshare --mount --propagation private .venv/bin/python bench/clients_run.py [--rounds 20]
+        [--also LABEL=PATH]...
 
 The "command" column times the client from spawn to exit; "+ helpers" until its detached
 helpers (conmon, `podman container cleanup`, the shim) are gone. Ratios are of medians, to
@@ -143,6 +144,9 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
+                        help="another tsubo-runtime to run both clients with (e.g. one from "
+                        "`pip install .` into a plain venv, or an older commit); repeatable")
     return parser.parse_args()
 
 
@@ -165,7 +169,8 @@ def main() -> int:
         podman.setup(make_tar(rootfs, sandbox.tmp / "busybox.tar"))
         sandbox.expected_mounts |= podman.expected_mounts
         containerd.start()
-        cases = _cases(podman, containerd, tools["runc"], rootfs, sandbox)
+        also = dict(item.partition("=")[::2] for item in args.also)
+        cases = _cases(podman, containerd, tools["runc"], rootfs, sandbox, also)
         config = str(containerd.home / "config.toml")
 
         def settle() -> None:  # every helper gone but our containerd itself
@@ -207,12 +212,18 @@ def main() -> int:
 
 
 def _cases(podman: Podman, containerd: Containerd, runc: str, rootfs: Path,
-           sandbox: Sandbox) -> list[Case]:
+           sandbox: Sandbox, also: dict[str, str]) -> list[Case]:
+    """Each client with runc, the venv's tsubo-runtime and each of *also* (label -> path)."""
+    def label(runtime: str) -> str:
+        names = {path: name for name, path in also.items()}
+        return f"tsubo-runtime {names[runtime]}" if runtime in names else \
+            os.path.basename(runtime)
+
     def podman_case(runtime: str) -> Case:
         def argv(_round: int) -> list[str]:
             return podman.argv("--runtime", runtime, "run", "--rm", "--pull", "never",
                                "--network", "none", IMAGE, "true")
-        return Case(f"podman ({os.path.basename(runtime)})", argv, podman.env, sandbox.tmp)
+        return Case(f"podman ({label(runtime)})", argv, podman.env, sandbox.tmp)
 
     def ctr_case(runtime: str) -> Case:
         def argv(_round: int) -> list[str]:
@@ -221,10 +232,11 @@ def _cases(podman: Podman, containerd: Containerd, runc: str, rootfs: Path,
             return containerd.argv("run", "--rm", "--rootfs", "--runc-binary", runtime,
                                    "--cgroup", f"/{sandbox.cgroup_parent}/{cid}",
                                    str(rootfs), cid, "/bin/true")
-        return Case(f"ctr ({os.path.basename(runtime)})", argv, cwd=sandbox.tmp)
+        return Case(f"ctr ({label(runtime)})", argv, cwd=sandbox.tmp)
 
-    return [podman_case(runc), podman_case(str(TSUBO_RUNTIME)), ctr_case(runc),
-            ctr_case(str(TSUBO_RUNTIME))]
+    runtimes = [runc, str(TSUBO_RUNTIME), *also.values()]
+    return [*(podman_case(runtime) for runtime in runtimes),
+            *(ctr_case(runtime) for runtime in runtimes)]
 
 
 if __name__ == "__main__":

@@ -232,8 +232,8 @@ def test_cp_of_a_stopped_containers_volumes(engine_cli: EngineCLI, tmp_path: Pat
     bound = tmp_path / "bound"
     bound.mkdir()
     cli.run_d(["sh", "-c", "echo in-volume > /data/v && echo in-bind > /bind/b && "
-               "{ [ -L /data/esc ] || ln -s / /data/esc; }"], "--name", "job", "-v", "jobdata:/data",
-              "-v", f"{bound}:/bind")
+               "{ [ -L /data/esc ] || ln -s / /data/esc; }"], "--name", "job",
+              "-v", "jobdata:/data", "-v", f"{bound}:/bind")
     assert cli.ok("wait", "job") == "0\n"
     cli.ok("cp", "job:/data/v", str(tmp_path / "v"))
     assert (tmp_path / "v").read_text() == "in-volume\n"

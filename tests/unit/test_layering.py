@@ -2,6 +2,9 @@
 
     cli -> api -> engine -> image | network | runtime -> kernel | oci | state -> errors
 
+(``api_runtime``, the runtime's part of the API that ``tsubo-runtime`` imports without the
+engine's, sits beside ``api``.)
+
 (``errors``, ``version`` and ``jsonwire``, the one bounded JSON reader, are the bottom:
 every layer may import them.)
 
@@ -22,9 +25,10 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "tsubo"
 #: what each top-level part of the package may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
     "__init__": {"api", "errors"},
-    "cli": {"api", "errors"},
+    "cli": {"api", "api_runtime", "errors"},
     "api": {"engine", "lab", "build", "image", "network", "runtime", "kernel", "oci", "state",
             "errors", "undo"},
+    "api_runtime": {"runtime", "kernel", "oci", "state", "errors"},
     "lab": {"engine", "image", "network", "runtime", "kernel", "oci", "state", "errors",
             "undo"},
     "build": {"engine", "image", "network", "runtime", "kernel", "oci", "state", "errors",

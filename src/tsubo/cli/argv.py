@@ -46,18 +46,28 @@ class Option:
 
 
 class Command:
-    """One subcommand of a CLI: its handler, flags, usage line and arity."""
+    """One subcommand of a CLI: its handler, flags, usage line and arity. *options* is the
+    flag table, or a function returning it: a table that lives in another module is then
+    imported only when its command runs (every ``tsubo run`` would otherwise load the
+    modules of ``build``, ``stats``, ``pull``...: docs/performance.md)."""
 
-    __slots__ = ("handler", "max_args", "min_args", "options", "summary", "usage")
+    __slots__ = ("_options", "handler", "max_args", "min_args", "summary", "usage")
 
-    def __init__(self, handler: Callable[..., int], options: Sequence[Option], usage_text: str,
+    def __init__(self, handler: Callable[..., int],
+                 options: Sequence[Option] | Callable[[], Sequence[Option]], usage_text: str,
                  summary: str, min_args: int = 0, max_args: int | None = None) -> None:
         self.handler = handler
-        self.options = options
+        self._options = options
         self.usage = usage_text
         self.summary = summary
         self.min_args = min_args
         self.max_args = max_args
+
+    @property
+    def options(self) -> Sequence[Option]:
+        if callable(self._options):
+            self._options = self._options()
+        return self._options
 
 
 class Parsed:

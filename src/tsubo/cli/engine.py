@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 import sys
 
-from tsubo.cli import build as _build_cli
-from tsubo.cli import monitoring as _monitoring
-from tsubo.cli import registry as _registry_cli
 from tsubo.cli.argv import FLAG, LIST, VALUE, Command, FlagError, Option, Parsed, parse, usage
 from tsubo.errors import InvalidArgument, TsuboError
 
@@ -247,7 +244,13 @@ def _detach_keys(parsed: Parsed) -> bytes:
 
 
 def _puller(engine: Engine, parsed: Parsed) -> Callable[[str, str, bool], None]:
-    return _registry_cli.run_puller(engine, quiet=parsed.flag("quiet"))
+    """``run``/``create``'s puller; the registry CLI is loaded only if it pulls."""
+    def pull(reference: str, platform: str, missing: bool) -> None:
+        from tsubo.cli import registry
+
+        registry.run_puller(engine, quiet=parsed.flag("quiet"))(reference, platform, missing)
+
+    return pull
 
 
 def _started(client: AttachClient) -> AttachClient:
@@ -675,19 +678,27 @@ def _rmi(engine: Engine, parsed: Parsed) -> int:
 
 
 def _pull(engine: Engine, parsed: Parsed) -> int:
-    return _registry_cli.pull_command(engine, parsed)
+    from tsubo.cli.registry import pull_command
+
+    return pull_command(engine, parsed)
 
 
 def _push(engine: Engine, parsed: Parsed) -> int:
-    return _registry_cli.push_command(engine, parsed)
+    from tsubo.cli.registry import push_command
+
+    return push_command(engine, parsed)
 
 
 def _login(engine: Engine, parsed: Parsed) -> int:
-    return _registry_cli.login_command(engine, parsed)
+    from tsubo.cli.registry import login_command
+
+    return login_command(engine, parsed)
 
 
 def _logout(engine: Engine, parsed: Parsed) -> int:
-    return _registry_cli.logout_command(engine, parsed)
+    from tsubo.cli.registry import logout_command
+
+    return logout_command(engine, parsed)
 
 
 def _network(engine: Engine, parsed: Parsed) -> int:
@@ -803,6 +814,11 @@ _LOAD_OPTIONS = (
     Option("quiet,q", FLAG, "print only the Loaded image lines (there is no progress)"),
 )
 
+def _options_of(module: str, table: str) -> Callable[[], Sequence[Option]]:
+    """The flag table *table* of ``tsubo.cli.<module>``, imported when its command runs."""
+    return lambda: getattr(__import__(f"tsubo.cli.{module}", fromlist=[table]), table)
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command(_run, _RUN_OPTIONS, "run [OPTIONS] IMAGE|--rootfs DIR [COMMAND] [ARG...]",
                    "create and start a container"),
@@ -865,12 +881,12 @@ COMMANDS: dict[str, Command] = {
                   "copy files between a container and the host", min_args=2, max_args=2),
     "top": Command(_top, (), "top CONTAINER [ps OPTIONS]",
                    "show a container's processes (the host's ps, default -ef)", min_args=1),
-    "stats": Command(_stats, _monitoring.STATS_OPTIONS,
+    "stats": Command(_stats, _options_of("monitoring", "STATS_OPTIONS"),
                      "stats [-a] [--no-stream] [--no-trunc] [--format F] [CONTAINER...]",
                      "show containers' CPU, memory, network, block I/O and PIDs"),
-    "info": Command(_info, _monitoring.INFO_OPTIONS, "info [-f TEMPLATE]",
+    "info": Command(_info, _options_of("monitoring", "INFO_OPTIONS"), "info [-f TEMPLATE]",
                     "show what this engine and host are"),
-    "events": Command(_events, _monitoring.EVENTS_OPTIONS,
+    "events": Command(_events, _options_of("monitoring", "EVENTS_OPTIONS"),
                       "events [--since T] [--until T] [--filter K=V] [--format F]",
                       "show the engine's events (and follow them)"),
     "attach": Command(_attach_command, (
@@ -890,18 +906,20 @@ COMMANDS: dict[str, Command] = {
                                        "LABEL instruction"),),
                       "import [-c INSTRUCTION] ROOTFS.tar|- NAME[:TAG]",
                       "make an image from a root filesystem tarball"),
-    "build": Command(_build, _build_cli.BUILD_OPTIONS,
+    "build": Command(_build, _options_of("build", "BUILD_OPTIONS"),
                      "build [-t NAME[:TAG]] [-f FILE|-] [--build-arg K=V] [--target STAGE] "
                      "[--no-cache] [--network MODE] [-q] [--iidfile F] CONTEXT|-",
                      "build an image from a Dockerfile"),
-    "builder": Command(_builder, _build_cli.BUILDER_OPTIONS, "builder prune [-f]",
+    "builder": Command(_builder, _options_of("build", "BUILDER_OPTIONS"),
+                       "builder prune [-f]",
                        "remove the build cache (and the layers only it kept)"),
-    "commit": Command(_commit, _build_cli.COMMIT_OPTIONS,
+    "commit": Command(_commit, _options_of("build", "COMMIT_OPTIONS"),
                       "commit [-c INSTRUCTION] [-m MESSAGE] [-a AUTHOR] CONTAINER "
                       "[REPOSITORY[:TAG]]", "make an image from a container's changes"),
     "diff": Command(_diff, (), "diff CONTAINER",
                     "list the changed files of a container (A added, C changed, D deleted)"),
-    "export": Command(_export, _build_cli.EXPORT_OPTIONS, "export [-o FILE] CONTAINER",
+    "export": Command(_export, _options_of("build", "EXPORT_OPTIONS"),
+                      "export [-o FILE] CONTAINER",
                       "write a container's file system as a tar (stdout without -o)"),
     "images": Command(_images, _IMAGE_LIST_OPTIONS,
                       "images [-a] [-q] [--digests] [--filter K=V] [--format F] [REPO[:TAG]]",
@@ -917,15 +935,17 @@ COMMANDS: dict[str, Command] = {
                    "give an image another name"),
     "rmi": Command(_rmi, (Option("force,f", FLAG, "even if containers use it"),),
                    "rmi [-f] IMAGE...", "remove images"),
-    "pull": Command(_pull, _registry_cli.PULL_OPTIONS,
+    "pull": Command(_pull, _options_of("registry", "PULL_OPTIONS"),
                     "pull [--platform OS/ARCH] [-q] [--tls-verify=false] IMAGE",
                     "download an image from a registry"),
-    "push": Command(_push, _registry_cli.PUSH_OPTIONS, "push [-q] IMAGE [DESTINATION]",
+    "push": Command(_push, _options_of("registry", "PUSH_OPTIONS"),
+                    "push [-q] IMAGE [DESTINATION]",
                     "upload an image to a registry"),
-    "login": Command(_login, _registry_cli.LOGIN_OPTIONS,
+    "login": Command(_login, _options_of("registry", "LOGIN_OPTIONS"),
                      "login [-u USER] [-p PASS|--password-stdin] [REGISTRY]",
                      "save credentials for a registry"),
-    "logout": Command(_logout, _registry_cli.LOGOUT_OPTIONS, "logout [REGISTRY]",
+    "logout": Command(_logout, _options_of("registry", "LOGOUT_OPTIONS"),
+                      "logout [REGISTRY]",
                       "forget a registry's credentials"),
     "volume": Command(_volume, (), "volume create|ls|inspect|rm|prune [OPTIONS] [NAME...]",
                       "manage volumes"),

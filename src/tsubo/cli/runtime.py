@@ -1,6 +1,6 @@
 """``tsubo-runtime``: the OCI runtime command line, argv-compatible with runc.
 
-A thin shell over :class:`tsubo.api.Runtime` (the runtime, as the API re-exports it): parse
+A thin shell over :class:`tsubo.api_runtime.Runtime` (the runtime's part of the API): parse
 argv (``cli/argv.py``), call one method, print. The only place that prints, renders errors
 (one line, also to ``--log`` as runc's JSON log lines, which containerd and conmon read)
 and picks exit codes: 1 for any failure, the container's own status for ``run`` and
@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tsubo.api import Runtime
+    from tsubo.api_runtime import Runtime
 
 PROGRAM = "tsubo-runtime"
 
@@ -146,7 +146,7 @@ def _state(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _kill(runtime: Runtime, parsed: Parsed) -> int:
-    from tsubo.api import parse_signal
+    from tsubo.api_runtime import parse_signal
 
     signal = parse_signal(parsed.positional[1] if len(parsed.positional) > 1 else "SIGTERM")
     runtime.kill(parsed.positional[0], signal, all_processes=parsed.flag("all"))
@@ -183,7 +183,7 @@ def _update(runtime: Runtime, parsed: Parsed) -> int:
                 raise InvalidArgument("update", "--resources -",
                                       detail=f"more than {_MAX_RESOURCES_BYTES} bytes")
         else:
-            from tsubo.api import read_caller_file
+            from tsubo.api_runtime import read_caller_file
 
             text = read_caller_file(source, "update")
         loaded = jsonwire.loads(text, source, operation="update")
@@ -266,14 +266,14 @@ def _ps(runtime: Runtime, parsed: Parsed) -> int:
 
 def _exec(runtime: Runtime, parsed: Parsed) -> int:
     from tsubo import jsonwire
-    from tsubo.api import process_from_flags
+    from tsubo.api_runtime import process_from_flags
 
     container_id = parsed.positional[0]
     if parsed.text("process"):
         if len(parsed.positional) > 1:
             raise InvalidArgument("exec", container_id,
                                   detail="give either --process or a command, not both")
-        from tsubo.api import read_caller_file
+        from tsubo.api_runtime import read_caller_file
 
         path = parsed.text("process")
         process = jsonwire.loads(read_caller_file(path, "exec"), path, operation="exec")
@@ -303,7 +303,7 @@ def _exec(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _spec(runtime: Runtime, parsed: Parsed) -> int:
-    from tsubo.api import default_spec
+    from tsubo.api_runtime import default_spec
 
     path = os.path.join(parsed.text("bundle"), "config.json")
     rootless = parsed.flag("rootless")
@@ -321,7 +321,7 @@ def _spec(runtime: Runtime, parsed: Parsed) -> int:
 
 
 def _features(runtime: Runtime, parsed: Parsed) -> int:
-    from tsubo.api import features
+    from tsubo.api_runtime import features
 
     _print(_indent_json(features()))
     return 0
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if global_flags.flag("systemd_cgroup"):
             raise Unsupported(name, "--systemd-cgroup", detail=_systemd_detail(),
                               hint="use the cgroupfs driver (drop --systemd-cgroup)")
-        from tsubo.api import Runtime
+        from tsubo.api_runtime import Runtime
 
         runtime = Runtime(global_flags.text("root"))
         try:
@@ -482,7 +482,7 @@ class _Log:
         sys.stderr.write(f"{PROGRAM}: {'warning: ' if level == 'warning' else ''}{message}\n")
         if not self.path:
             return
-        from tsubo.api import now_rfc3339
+        from tsubo.api_runtime import now_rfc3339
 
         if self.json:
             from tsubo import jsonwire

@@ -24,14 +24,14 @@ def connect_monitor(paths: EnginePaths) -> int:
     """A connected socket fd to the engine's monitor, starting one (with its keeper) if
     none runs. While a keeper lives it starts the monitors itself (a new one is on its
     way): we wait for it rather than start a second keeper."""
+    fd = _try_connect(paths)
+    if fd >= 0:  # the usual case: nothing below is imported (the keeper's module is 20 KB)
+        return fd
     import fcntl
     import time
 
     from tsubo.engine.keeper import LOCK_NAME, keeper_alive
 
-    fd = _try_connect(paths)
-    if fd >= 0:
-        return fd
     try:
         os.makedirs(paths.run, mode=0o700, exist_ok=True)
         lock = os.open(f"{paths.run}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,

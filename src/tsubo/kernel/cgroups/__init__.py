@@ -559,7 +559,7 @@ class Cgroup:
     co-mounted controllers share one directory, which is created, joined and removed once.
     """
 
-    __slots__ = ("layout", "path", "paths")
+    __slots__ = ("_layout", "path", "paths")
 
     def __init__(self, layout: CgroupLayout, path: str, *, with_unified: bool = True) -> None:
         """*with_unified* False leaves a hybrid host's v2 tree out (see :meth:`join_self`)."""
@@ -568,7 +568,7 @@ class Cgroup:
             raise InvalidArgument(OP, path, detail="refusing the root cgroup")
         if not layout.hierarchies:
             raise Unsupported(OP, path, detail="no cgroup filesystem is mounted")
-        self.layout = layout
+        self._layout: CgroupLayout | None = layout
         self.path = normalized
         self.paths: dict[str, str] = {}
         own = own_cgroups() if not normalized.startswith("/") else {}
@@ -586,6 +586,14 @@ class Cgroup:
 
     def __repr__(self) -> str:
         return f"Cgroup({self.path!r})"
+
+    @property
+    def layout(self) -> CgroupLayout:
+        """The host's layout; a cgroup rebuilt by :meth:`from_json` reads it (mountinfo) only
+        when an operation needs it: ``state``, ``kill`` and ``delete`` do not."""
+        if self._layout is None:
+            self._layout = CgroupLayout.detect()
+        return self._layout
 
     # --- state ---------------------------------------------------------------------------
 
@@ -608,7 +616,7 @@ class Cgroup:
                 raise InvalidArgument("load cgroup state", key, detail=f"bad path {value!r}")
             paths[key] = value
         cgroup = cls.__new__(cls)
-        cgroup.layout = CgroupLayout.detect()
+        cgroup._layout = None
         cgroup.path = data["path"]
         cgroup.paths = paths
         return cgroup
