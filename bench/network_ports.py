@@ -14,6 +14,7 @@ Inside a throwaway network namespace, on one bridge network:
    medians.
 
     sudo .venv/bin/python bench/network_ports.py [--rounds 15] [--count 200] [--seconds 5]
+        [--parts many,scale,iperf]
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--parts", default="many,scale,iperf",
+                        help="which of the three to run (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     require("iperf3")
     sandbox = Sandbox("tsubo-bench-network-ports-")
     netns = f"tsubo-bench-{os.getpid()}"
@@ -71,7 +75,7 @@ def main() -> int:
         # 1. 32 ports against none
         none: list[float] = []
         many: list[float] = []
-        for round_number in range(args.rounds + 2):
+        for round_number in range(args.rounds + 2 if "many" in parts else 0):
             cases = [("n", ()), ("p", ("-p", "20000-20031:1000-1031"))]
             if round_number % 2:
                 cases.reverse()
@@ -80,20 +84,24 @@ def main() -> int:
                 if round_number >= 2:  # two warm-up rounds
                     (none if kind == "n" else many).append(took)
                 run_command([*tsubo, "rm", "-f", f"{kind}{round_number}"])
-        rows += [["`run -d`, no published port (median ms)", f"{statistics.median(none):.1f}"],
-                 ["`run -d`, 32 published ports (median ms)",
-                  f"{statistics.median(many):.1f}"],
-                 ["difference (ms)",
-                  f"{statistics.median(many) - statistics.median(none):+.1f}"]]
+        if many:
+            rows += [["`run -d`, no published port (median ms)",
+                      f"{statistics.median(none):.1f}"],
+                     ["`run -d`, 32 published ports (median ms)",
+                      f"{statistics.median(many):.1f}"],
+                     ["difference (ms)",
+                      f"{statistics.median(many) - statistics.median(none):+.1f}"]]
 
         # 2. the Nth container with 8 ports each, beside as many with none (interleaved:
         # what the engine's own growth is, and what publishing adds to it)
         with_ports: list[float] = []
         without: list[float] = []
-        for i in range(args.count):
+        for i in range(args.count if "scale" in parts else 0):
             with_ports.append(start(f"s{i}", "-p", f"{21000 + 8 * i}-{21007 + 8 * i}:80-87"))
             without.append(start(f"z{i}"))
         for label, times in (("8 published ports", with_ports), ("no port", without)):
+            if not times:
+                continue
             first, last = statistics.median(times[:10]), statistics.median(times[-10:])
             rows += [[f"{label}: 1st-10th of {args.count} (median ms)", f"{first:.1f}"],
                      [f"{label}: {args.count - 9}th-{args.count}th (median ms)",
@@ -101,18 +109,19 @@ def main() -> int:
                      [f"{label}: last / first", f"{last / first:.2f}"]]
 
         # 3. throughput through the published port against straight to the container
-        start("perf", "-p", "5201:5201")
-        address = _address(tsubo, "perf")
-        direct_runs: list[float] = []
-        published_runs: list[float] = []
-        for _ in range(3):  # alternated, medians: one run is at the mercy of the load
-            direct_runs.append(_iperf(prefix, "perf", address, args.seconds))
-            published_runs.append(_iperf(prefix, "perf", "10.89.0.1", args.seconds))
-        direct = statistics.median(direct_runs)
-        published = statistics.median(published_runs)
-        rows += [["iperf3 host -> container address (Gbit/s)", f"{direct / 1e9:.2f}"],
-                 ["iperf3 host -> published port (Gbit/s)", f"{published / 1e9:.2f}"],
-                 ["published / direct", f"{published / direct:.3f}"]]
+        if "iperf" in parts:
+            start("perf", "-p", "5201:5201")
+            address = _address(tsubo, "perf")
+            direct_runs: list[float] = []
+            published_runs: list[float] = []
+            for _ in range(3):  # alternated, medians: one run is at the mercy of the load
+                direct_runs.append(_iperf(prefix, "perf", address, args.seconds))
+                published_runs.append(_iperf(prefix, "perf", "10.89.0.1", args.seconds))
+            direct = statistics.median(direct_runs)
+            published = statistics.median(published_runs)
+            rows += [["iperf3 host -> container address (Gbit/s)", f"{direct / 1e9:.2f}"],
+                     ["iperf3 host -> published port (Gbit/s)", f"{published / 1e9:.2f}"],
+                     ["published / direct", f"{published / direct:.3f}"]]
     except RuntimeError as error:
         problems.append(str(error))
     finally:

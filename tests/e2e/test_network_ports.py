@@ -11,6 +11,7 @@ linked to it by a veth (the prerouting hook: another machine), and other contain
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import subprocess
@@ -176,13 +177,13 @@ def test_published_port_from_the_host_another_machine_and_after_stop(ports: Port
     inspected = json.loads(ports.run("inspect", "web").stdout)[0]
     assert inspected["NetworkSettings"]["Ports"] == {
         "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
-    assert "ct-" in ports.nft_table()
+    assert "tcp . 8080 comment \"tsubo container" in ports.nft_table()
     # stopped: the rules and the claim are gone, nothing answers
     ports.run("stop", "-t", "0", "web")
     assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8080, timeout=1) is None
     assert fetch(ports.netns, UPLINK, 8080, timeout=1) is None
     table = ports.nft_table()
-    assert "chain ct-" not in table and "8080" not in table
+    assert "tsubo container" not in table and "8080" not in table
     assert ports.run("port", "web").stdout == ""
     # started again: published again
     ports.run("start", "web")
@@ -256,9 +257,14 @@ def test_udp_and_sctp_and_ranges(ports: Ports) -> None:
         "70/sctp -> 0.0.0.0:7000", "90/tcp -> 0.0.0.0:9000", "91/tcp -> 0.0.0.0:9001",
         "53/udp -> 0.0.0.0:5353"]
     assert "0.0.0.0:9000-9001->90-91/tcp" in ports.run("ps").stdout
-    table = ports.nft_table()
-    assert f"sctp dport 7000 dnat ip to {address}:70" in table
-    assert f"udp dport 5353 dnat ip to {address}:53" in table
+    # two elements a port, its key to the container's address and to its port
+    to_address = ports.host("nft", "list", "map", "inet", "tsubo", "ports4_addr").stdout
+    to_port = ports.host("nft", "list", "map", "inet", "tsubo", "ports4_port").stdout
+    element = r'{} \. {} comment "tsubo container [0-9a-f]{{12}} dns" : {}\b'
+    assert re.search(element.format("sctp", 7000, re.escape(address)), to_address)
+    assert re.search(element.format("sctp", 7000, 70), to_port)
+    assert re.search(element.format("udp", 5353, re.escape(address)), to_address)
+    assert re.search(element.format("udp", 5353, 53), to_port)
 
 
 def test_publish_all_takes_ephemeral_ports_from_the_local_range(ports: Ports) -> None:
@@ -315,9 +321,9 @@ def test_concurrent_starts_for_one_port_one_wins(ports: Ports) -> None:
         assert codes == [0, 125], results
         loser = next(err for _, err, code in results if code)
         assert f"{8100 + round_}/tcp is already in use by container race{round_}" in loser
-        table = ports.nft_table()
-        assert table.count(f"tcp . {8100 + round_}") == 1
-        assert table.count("dnat ip to") == round_ + 1
+        to_address = ports.host("nft", "list", "map", "inet", "tsubo", "ports4_addr").stdout
+        assert to_address.count(f"tcp . {8100 + round_}") == 1
+        assert to_address.count("tsubo container") == round_ + 1
         running = ports.run("ps", "--format", "{{.Names}} {{.Ports}}").stdout
         assert running.count(f"0.0.0.0:{8100 + round_}->80/tcp") == 1
 
@@ -336,7 +342,7 @@ def test_operator_chain_filters_published_traffic_first(ports: Ports) -> None:
     # again); a reload without a flush keeps the operator's rules
     ports.host("nft", "flush", "ruleset")
     deadline = time.monotonic() + 3
-    while "chain ct-" not in ports.nft_table() and time.monotonic() < deadline:
+    while "tsubo container" not in ports.nft_table() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8095, source=REMOTE_OTHER) == "web"
     assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8095, source=REMOTE_ADDRESS) == "web"
@@ -368,21 +374,21 @@ def test_publish_without_a_network_is_refused(ports: Ports) -> None:
 def test_a_failing_nft_transaction_leaves_nothing(ports: Ports) -> None:
     """A map element put there behind tsubo's back makes the container's transaction
     fail (File exists): the start fails with nft's message; the container is taken down,
-    its claim, chain and lease are gone, and the port works for the next one."""
+    its claim, map elements and lease are gone, and the port works for the next one."""
     ports.serve("web", "-p", "8096:80")  # makes the table's skeleton
     ports.run("rm", "-f", "web")
-    assert ports.host("nft", "add", "element", "inet", "tsubo", "published",
-                      "{ tcp . 8097 : drop }").returncode == 0
+    assert ports.host("nft", "add", "element", "inet", "tsubo", "ports4_addr",
+                      "{ tcp . 8097 : 10.89.1.250 }").returncode == 0
     failed = ports.run("run", "-d", "--name", "broken", "--network", "pub", "-p", "8097:80",
                        "--rootfs", str(ports.rootfs), "sleep", "300", check=False)
     assert failed.returncode == 125
     assert "nft" in failed.stderr and "exists" in failed.stderr.lower()
     table = ports.nft_table()
-    assert "chain ct-" not in table and "dnat ip to" not in table
+    assert "tsubo container" not in table and "tcp . 8097" in table  # only the planted one
     assert "broken" not in ports.run("ps", "--format", "{{.Names}}").stdout
     assert json.loads(ports.run("network", "inspect", "pub").stdout)[0]["Containers"] == {}
     assert ports.run("port", "broken").stdout == ""
-    ports.host("nft", "delete", "element", "inet", "tsubo", "published", "{ tcp . 8097 }")
+    ports.host("nft", "delete", "element", "inet", "tsubo", "ports4_addr", "{ tcp . 8097 }")
     ports.run("rm", "-f", "broken")
     ports.serve("fixed", "-p", "8097:80")
     assert fetch(ports.remote, REMOTE_HOST_ADDRESS, 8097) == "fixed"

@@ -73,6 +73,7 @@ def test_in_process_nftables_acts_in_the_calling_threads_netns(netns: Any) -> No
             pid = nftables.apply(TABLE)
             drain_until(watch, 1)
             assert watch.committed == [pid]
+            assert nftables.committed_here[-1] == pid  # the monitor's "ours"
             assert nftables.list_table() is not None
             bad = {"nftables": [{"add": {"chain": {"family": "inet", "table": "tsubo",
                                                    "name": "y"}}},
@@ -105,6 +106,7 @@ def test_a_process_with_many_fds_runs_nft_instead(netns: Any) -> None:
                 pid = nftables.apply(TABLE)
                 drain_until(watch, 1)
                 assert watch.committed == [pid] and pid != threading.get_native_id()
+                assert nftables.committed_here[-1] == pid
                 assert nftables.list_table() is not None
                 nftables.apply({"nftables": [{"delete": {"table": {"family": "inet",
                                                                     "name": "tsubo"}}}]})
@@ -113,3 +115,33 @@ def test_a_process_with_many_fds_runs_nft_instead(netns: Any) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_a_terse_listing_leaves_the_elements_out(netns: Any) -> None:
+    # what the monitor's look at the firewall lists: every table, chain and rule, none of
+    # the thousands of elements published ports make; the dispatch map listed on its own
+    elements = [[{"concat": ["tcp", port]}, "10.0.0.2"] for port in range(1000, 3000)]
+    batch = {"nftables": [
+        *TABLE["nftables"],
+        {"add": {"map": {"family": "inet", "table": "tsubo", "name": "m",
+                         "type": ["inet_proto", "inet_service"], "map": "ipv4_addr"}}},
+        {"add": {"element": {"family": "inet", "table": "tsubo", "name": "m",
+                             "elem": elements}}},
+        {"add": {"chain": {"family": "inet", "table": "tsubo", "name": "c"}}}]}
+    with InNetns(netns.name):
+        nftables.apply(batch)
+        try:
+            terse: list[Any] = nftables.list_ruleset(terse=True)
+            whole: list[Any] = nftables.list_ruleset()
+            assert [next(iter(item)) for item in terse] == [next(iter(item)) for item in whole]
+            maps = [item["map"] for item in terse if "map" in item]
+            assert len(maps) == 1 and "elem" not in maps[0]
+            assert len(next(item["map"] for item in whole if "map" in item)["elem"]) == 2000
+            listed: list[Any] | None = nftables.list_map("inet", "tsubo", "m")
+            assert listed is not None and len(listed[-1]["map"]["elem"]) == 2000
+            assert nftables.list_map("inet", "tsubo", "absent") is None
+            table = nftables.list_table(terse=True)
+            assert table is not None and any("chain" in item for item in table)
+        finally:
+            nftables.apply({"nftables": [{"delete": {"table": {"family": "inet",
+                                                                "name": "tsubo"}}}]})

@@ -6,6 +6,7 @@ from typing import Any
 
 from tsubo.network import firewall
 from tsubo.network.models import Network
+from tsubo.network.ports import PublishedPort
 
 ID1 = "a1" * 32
 ID2 = "b2" * 32
@@ -289,8 +290,6 @@ CID = "c3" * 32
 
 
 def published() -> list[Any]:
-    from tsubo.network.ports import PublishedPort
-
     return [PublishedPort("0.0.0.0", 8080, 80, "tcp"),
             PublishedPort("127.0.0.1", 5353, 53, "udp")]
 
@@ -302,15 +301,21 @@ def test_publish_skeleton_dnats_local_destinations_and_drops_foreign_localhost()
               {"jump": {"target": "publish"}}] for family in ("ipv4", "ipv6")]
     assert rules(batch, "prerouting") == local
     assert rules(batch, "output") == local
-    key = [meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
+    proto_port = [meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
+
+    def dnat(family: str, maps: str, *key: object) -> list[object]:
+        concat = {"concat": [*key, *proto_port]}
+        return [match(meta("nfproto"), "ipv6" if family == "ip6" else "ipv4"),
+                {"dnat": {"family": family,
+                          "addr": {"map": {"key": concat, "data": f"@{maps}_addr"}},
+                          "port": {"map": {"key": concat, "data": f"@{maps}_port"}}}}]
+
+    # one address before every address, per family; no rule per container or port
     assert rules(batch, "publish") == [
-        [{"vmap": {"key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}},
-                                      *key]}, "data": "@published_addr"}}],
-        [{"vmap": {"key": {"concat": key}, "data": "@published"}}],
-        [{"vmap": {"key": {"concat": [{"payload": {"protocol": "ip6", "field": "daddr"}},
-                                      *key]}, "data": "@published_addr6"}}],
-        [match(meta("nfproto"), "ipv6"),
-         {"vmap": {"key": {"concat": key}, "data": "@published6"}}],
+        dnat("ip", "bound4", {"payload": {"protocol": "ip", "field": "daddr"}}),
+        dnat("ip", "ports4"),
+        dnat("ip6", "bound6", {"payload": {"protocol": "ip6", "field": "daddr"}}),
+        dnat("ip6", "ports6"),
     ]
     loopback = {"prefix": {"addr": "127.0.0.0", "len": 8}}
     assert rules(batch, "postrouting") == [[
@@ -327,54 +332,46 @@ def test_publish_skeleton_dnats_local_destinations_and_drops_foreign_localhost()
     assert chains["output"]["hook"] == "output"
 
 
-def test_publish_batch_is_one_chain_and_one_element_per_port() -> None:
+def test_publish_batch_is_two_elements_per_port_and_no_rule() -> None:
     batch = firewall.publish_batch(CID, "web1", "10.88.1.2", published())
-    chain = firewall.container_chain_name(CID)
-    assert chain == f"ct-{CID[:12]}"
-    assert rules(batch, chain) == [
-        [match(meta("l4proto"), "tcp"),
-         match({"payload": {"protocol": "th", "field": "dport"}}, 8080),
-         {"dnat": {"family": "ip", "addr": "10.88.1.2", "port": 80}}],
-        [match({"payload": {"protocol": "ip", "field": "daddr"}}, "127.0.0.1"),
-         match(meta("l4proto"), "udp"),
-         match({"payload": {"protocol": "th", "field": "dport"}}, 5353),
-         {"dnat": {"family": "ip", "addr": "10.88.1.2", "port": 53}}],
+    comment = f"tsubo container {CID[:12]} web1"
+    wildcard = {"elem": {"val": {"concat": ["tcp", 8080]}, "comment": comment}}
+    bound = {"elem": {"val": {"concat": ["127.0.0.1", "udp", 5353]}, "comment": comment}}
+    assert commands(batch) == [
+        {"add": {"element": {**T, "name": "bound4_addr", "elem": [[bound, "10.88.1.2"]]}}},
+        {"add": {"element": {**T, "name": "bound4_port", "elem": [[bound, 53]]}}},
+        {"add": {"element": {**T, "name": "ports4_addr", "elem": [[wildcard, "10.88.1.2"]]}}},
+        {"add": {"element": {**T, "name": "ports4_port", "elem": [[wildcard, 80]]}}},
     ]
-    comment = "tsubo container web1 " + CID[:12]
-    elements = [c["add"]["element"] for c in commands(batch) if "element" in c.get("add", {})]
-    assert elements == [
-        {**T, "name": "published", "elem": [[
-            {"elem": {"val": {"concat": ["tcp", 8080]}, "comment": comment}},
-            {"jump": {"target": chain}}]]},
-        {**T, "name": "published_addr", "elem": [[
-            {"elem": {"val": {"concat": ["127.0.0.1", "udp", 5353]}, "comment": comment}},
-            {"jump": {"target": chain}}]]},
-    ]
-    # nothing of any other container or network is read or rewritten: constant size
-    assert "nw-" not in str(batch)
-    # the chain (add, flush), one rule and one element per port; the skeleton (already
-    # there since the network's setup) only when asked for, after a flushed table
-    assert len(commands(batch)) == 2 + 2 + 2
+    # one command per map whatever the number of ports: 32 ports are still two commands
+    many = [PublishedPort("0.0.0.0", 20000 + n, 1000 + n, "tcp") for n in range(32)]
+    assert len(commands(firewall.publish_batch(CID, "web1", "10.88.1.2", many))) == 2
+    # the skeleton (already there since the network's setup) only when asked for, after a
+    # flushed table
     again = commands(firewall.publish_batch(CID, "web1", "10.88.1.2", published(),
                                             skeleton=True))
     assert again == [*firewall._skeleton(), *commands(batch)]
 
 
-def test_unpublish_batch_deletes_exactly_the_container_objects() -> None:
-    chain = firewall.container_chain_name(CID)
-    cmds = commands(firewall.unpublish_batch(CID, published()))
+def test_container_comment_keeps_the_id_whatever_the_name() -> None:
+    assert firewall.container_comment("w" * 128, CID).startswith(f"tsubo container {CID[:12]} ")
+    assert len(firewall.container_comment("w" * 128, CID)) == firewall.COMMENT_MAX
+    assert firewall.container_marker(CID) == f"ct-{CID[:12]}"
+
+
+def test_unpublish_batch_deletes_exactly_the_container_elements() -> None:
+    cmds = commands(firewall.unpublish_batch(published(), "10.88.1.2"))
     deletes = [c["delete"] for c in cmds if "delete" in c]
     assert deletes == [
-        {"element": {**T, "name": "published", "elem": [{"concat": ["tcp", 8080]}]}},
-        {"element": {**T, "name": "published_addr",
-                     "elem": [{"concat": ["127.0.0.1", "udp", 5353]}]}},
-        {"chain": {**T, "name": chain}},
+        {"element": {**T, "name": "bound4_addr", "elem": [{"concat": ["127.0.0.1", "udp", 5353]}]}},
+        {"element": {**T, "name": "bound4_port", "elem": [{"concat": ["127.0.0.1", "udp", 5353]}]}},
+        {"element": {**T, "name": "ports4_addr", "elem": [{"concat": ["tcp", 8080]}]}},
+        {"element": {**T, "name": "ports4_port", "elem": [{"concat": ["tcp", 8080]}]}},
     ]
-    # each is added first (the same verdict), so "already gone" cannot fail
-    added = [c["add"] for c in cmds if "add" in c]
-    assert {"chain": {**T, "name": chain}} in added
-    assert sum("element" in a for a in added) == 2
-    assert not any("rule" in a for a in added)
+    # each is added first with the same data, so "already gone" cannot fail
+    added = [c["add"]["element"] for c in cmds if "element" in c.get("add", {})]
+    assert [a["elem"][0][1] for a in added] == ["10.88.1.2", 53, "10.88.1.2", 80]
+    assert not any("rule" in c.get("add", {}) or "chain" in c.get("add", {}) for c in cmds)
 
 
 def test_reload_keeps_the_operator_rules_and_running_publications() -> None:
@@ -385,32 +382,30 @@ def test_reload_keeps_the_operator_rules_and_running_publications() -> None:
         firewall._operator_rules([operator_rule, {"rule": {**T, "chain": "forward",
                                                            "handle": 3, "expr": []}}]))
     assert rules(whole, "operator") == [[{"drop": None}]]
-    assert len(rules(whole, firewall.container_chain_name(CID))) == 2
+    elements = [c["add"]["element"]["name"] for c in commands(whole)
+                if c.get("add", {}).get("element", {}).get("name") in firewall._PORT_MAP_NAMES]
+    assert elements == ["bound4_addr", "bound4_port", "ports4_addr", "ports4_port"]
     added_operator = [c["add"]["rule"] for c in commands(whole)
                       if c.get("add", {}).get("rule", {}).get("chain") == "operator"]
     assert "handle" not in added_operator[0]
 
 
-def test_owned_by_deletes_only_what_jumps_to_the_container_chain() -> None:
-    chain = firewall.container_chain_name(CID)
+def test_owned_by_deletes_only_the_elements_naming_the_container() -> None:
+    ours = {"concat": ["tcp", 8080]}
+    mine = f"tsubo container {CID[:12]} web1"
     listed: list[dict[str, Any]] = [
-        {"map": {**T, "name": "published", "elem": [
-            [{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "x"}},
-             {"jump": {"target": chain}}],
-            [{"concat": ["tcp", 8097]}, {"drop": None}],  # someone else's
-            [{"concat": ["udp", 53]}, {"jump": {"target": "ct-other"}}]]}},
-        {"map": {**T, "name": "published_addr", "elem": [
-            [{"concat": ["127.0.0.1", "tcp", 9]}, {"jump": {"target": chain}}]]}},
-        {"map": {**T, "name": "from_bridge", "elem": [["tsbweb", {"jump": {
-            "target": chain}}]]}},
-        {"chain": {**T, "name": chain, "handle": 4}},
+        {"map": {**T, "name": "ports4_addr", "elem": [
+            [{"elem": {"val": ours, "comment": mine}}, "10.88.1.2"],
+            [{"concat": ["tcp", 8097]}, "10.88.1.3"],  # without a comment: not ours
+            [{"elem": {"val": {"concat": ["udp", 53]},
+                       "comment": "tsubo container 0123456789ab web2"}}, "10.88.1.3"]]}},
+        {"map": {**T, "name": "ports4_port", "elem": [
+            [{"elem": {"val": ours, "comment": mine}}, 80]]}},
+        {"map": {**T, "name": "from_bridge", "elem": [
+            [{"elem": {"val": "tsbweb", "comment": mine}}, {"jump": {"target": "x"}}]]}},
     ]
-    assert firewall._owned_by(listed, chain) == [
-        {"delete": {"element": {**T, "name": "published",
-                                "elem": [{"concat": ["tcp", 8080]}]}}},
-        {"delete": {"element": {**T, "name": "published_addr",
-                                "elem": [{"concat": ["127.0.0.1", "tcp", 9]}]}}},
-        {"flush": {"chain": {**T, "name": chain}}},
-        {"delete": {"chain": {**T, "name": chain}}},
+    assert firewall._owned_by(listed, CID) == [
+        {"delete": {"element": {**T, "name": "ports4_addr", "elem": [ours]}}},
+        {"delete": {"element": {**T, "name": "ports4_port", "elem": [ours]}}},
     ]
-    assert firewall._owned_by([], chain) == []
+    assert firewall._owned_by([], CID) == []

@@ -166,10 +166,9 @@ class MonitorService:
         self.firewall_check_at = 0.0
         self.firewall_repairs: list[float] = []
         self.firewall_backoff = 0.0
-        #: pids of our own ``nft`` runs that published ports (a worker's thread adds them),
-        #: and who committed the changes heard since the last look (0: unknown; lost:
-        #: notifications dropped): a look after only our own transactions is skipped
-        self.own_nft_pids: collections.deque[int] = collections.deque(maxlen=64)
+        #: who committed the changes heard since the last look (0: unknown; lost:
+        #: notifications dropped): a look after only our own transactions (those of
+        #: ``nftables.committed_here``: ports published and unpublished) is skipped
         self.firewall_committers: list[int] = []
         self.firewall_unknown = False
         self.listener = -1
@@ -749,8 +748,7 @@ class MonitorService:
 
         try:
             files = ContainerFiles(self.paths.container_dir(job.container_id))
-            publishing = _Publishing(job.publication, self.own_nft_pids.append) \
-                if job.publication else None
+            publishing = _Publishing(job.publication) if job.publication else None
             try:  # its nft transaction runs while the runtime starts the container
                 job.started = _spawn_container(self.runtime, self.paths, job.container_id,
                                                job.options, files.bundle)
@@ -1222,15 +1220,12 @@ class MonitorService:
 
         from tsubo.engine.background import record_event
         from tsubo.engine.networks import NetworkManager
+        from tsubo.kernel.nftables import committed_here
 
         committers, self.firewall_committers = self.firewall_committers, []
         unknown, self.firewall_unknown = self.firewall_unknown, False
-        ours = [pid for pid in committers if pid and pid in self.own_nft_pids]
-        for pid in ours:
-            self.own_nft_pids.remove(pid)
-        if not unknown and len(ours) == len(committers):
-            # only our own ports were published since the last look: nothing to check (a
-            # look lists the ruleset, whose size grows with every published port)
+        if not unknown and all(pid and pid in committed_here for pid in committers):
+            # only our own transactions since the last look: nothing to check
             return
         missing = NetworkManager(self.engine).repair()
         now = time.monotonic()
@@ -1480,26 +1475,31 @@ class _StartJob:
 
 
 class _Publishing:
-    """A published-port transaction (``PortPublication.apply``) in a thread of its own."""
+    """A published-port transaction (``PortPublication.apply``) in a thread of its own.
+    A bare ``_thread`` and a lock, not :class:`threading.Thread`: its ``start`` waits
+    until the new thread runs, which then holds the interpreter for a switch interval
+    while the start's worker waits; this way the worker goes on to the runtime, and the
+    transaction runs while the worker waits on the runtime's children."""
 
-    def __init__(self, publication: PortPublication, committed: Callable[[int], object]
-                 ) -> None:
-        import threading
+    def __init__(self, publication: PortPublication) -> None:
+        import _thread
 
         self.publication = publication
-        self.committed = committed  # told the pid of the nft that committed it
         self.error: Exception | None = None
-        self.thread = threading.Thread(target=self._run, name="tsubo-publish")
-        self.thread.start()
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:
         try:
-            self.committed(self.publication.apply())
+            self.publication.apply()
         except Exception as error:  # handed to the worker that waits
             self.error = error
+        finally:
+            self.done.release()
 
     def wait(self) -> Exception | None:
-        self.thread.join()
+        self.done.acquire()
         return self.error
 
 

@@ -381,8 +381,8 @@ class NetworkManager:
             return [port.ledger_name for port in self._choose(specs, live_holder, name,
                                                               network.ipv6)]
 
-        chain = firewall.container_chain_name(container_id)
-        self.store.record("nft-chain", chain, container_id)
+        marker = firewall.container_marker(container_id)
+        self.store.record("nft-chain", marker, container_id)
         try:
             try:
                 names = self.store.claim_ports(container_id, choose)
@@ -393,7 +393,7 @@ class NetworkManager:
                     unpublish(self.store, owner)
                 names = self.store.claim_ports(container_id, choose)
         except BaseException:
-            self.store.forget("nft-chain", chain)
+            self.store.forget("nft-chain", marker)
             raise
         return PortPublication(container_id, name, endpoint.address, network.bridge_name,
                                names, endpoint.address6)
@@ -551,19 +551,22 @@ class PortPublication:
 
 
 def unpublish(store: NetworkStore, container_id: str) -> bool:
-    """Take a container's published ports away (its DNAT chain and map elements: one nft
-    transaction) and forget their claims; False when it had none. Already gone is done."""
+    """Take a container's published ports away (its map elements: one nft transaction)
+    and forget their claims; False when it had none. Already gone is done."""
     from tsubo.network import firewall
     from tsubo.network.ports import PublishedPort
 
     names = store.published_ports(container_id).get(container_id, [])
-    chain = firewall.container_chain_name(container_id)
-    chains = store.ledger_entries("nft-chain", owner=container_id)
-    if not names and not chains:
+    marker = firewall.container_marker(container_id)
+    markers = store.ledger_entries("nft-chain", owner=container_id)
+    if not names and not markers:
         return False
-    firewall.unpublish(container_id, [PublishedPort.from_ledger_name(n) for n in names])
+    endpoints = store.container_endpoints(container_id)
+    firewall.unpublish(container_id, [PublishedPort.from_ledger_name(n) for n in names],
+                       address=endpoints[0].address if endpoints else "",
+                       address6=endpoints[0].address6 if endpoints else "")
     _forget_ports(store, names)
-    store.forget("nft-chain", chain)
+    store.forget("nft-chain", marker)
     return True
 
 

@@ -162,6 +162,22 @@ def write_sysctl(key: str, value: str, *, operation: str = "write sysctl") -> No
     write("/proc/sys/" + key, value, operation=operation)
 
 
+def ensure_sysctl(key: str, value: str, *, operation: str = "write sysctl") -> None:
+    """:func:`write_sysctl` unless KEY reads VALUE already: a read is cheaper than a write,
+    which may make the kernel do more (``route_localnet``'s flushes the namespace's route
+    cache)."""
+    try:
+        fd = os.open("/proc/sys/" + key, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            current = os.read(fd, 64).strip()
+        finally:
+            os.close(fd)
+    except OSError:
+        current = b""  # the write names what is wrong
+    if current != value.encode():
+        write_sysctl(key, value, operation=operation)
+
+
 def is_own_namespace(path: str, name: str) -> bool:
     """Whether the namespace file *path* is this process's own namespace *name* (``net``,
     ``ipc``...): the same nsfs inode as ``/proc/self/ns/<name>``. A path that cannot be

@@ -200,16 +200,21 @@ COMMENT_MAX = 128  # nft's limit for a comment (NFT_USERDATA_MAXLEN is per attri
 
 OPERATOR_CHAIN = "operator"
 PUBLISH_CHAIN = "publish"
-PUBLISHED_MAP = "published"            # proto . port : jump ct-X (published on 0.0.0.0)
-PUBLISHED_ADDR_MAP = "published_addr"  # addr . proto . port : jump ct-X (on one address)
-PUBLISHED6_MAP = "published6"            # the same for [::]
-PUBLISHED_ADDR6_MAP = "published_addr6"  # and for one IPv6 address
-#: (map, key type) of the published-port maps
-_PORT_MAPS = ((PUBLISHED_MAP, ["inet_proto", "inet_service"]),
-              (PUBLISHED_ADDR_MAP, ["ipv4_addr", "inet_proto", "inet_service"]),
-              (PUBLISHED6_MAP, ["inet_proto", "inet_service"]),
-              (PUBLISHED_ADDR6_MAP, ["ipv6_addr", "inet_proto", "inet_service"]))
-_PORT_MAP_NAMES = tuple(name for name, _ in _PORT_MAPS)
+#: the published-port maps, in pairs: a key to the container's address (``KEY_addr``) and
+#: the same key to its port (``KEY_port``); ``ports4``/``ports6`` are keyed ``proto . port``
+#: (published on every address of the family), ``bound4``/``bound6`` ``addr . proto . port``
+#: (on one address). One map giving ``addr . port`` would do, but nft 1.0.6 (Debian 12)
+#: crashes on a JSON ``dnat`` from a map with concatenated data.
+_PORT_KEYS = {"bound4": (["ipv4_addr", "inet_proto", "inet_service"], "ipv4_addr"),
+              "ports4": (["inet_proto", "inet_service"], "ipv4_addr"),
+              "bound6": (["ipv6_addr", "inet_proto", "inet_service"], "ipv6_addr"),
+              "ports6": (["inet_proto", "inet_service"], "ipv6_addr")}
+#: (map, key type, data type) of every published-port map
+_PORT_MAPS = tuple(map_type
+                   for key, (key_type, address_type) in _PORT_KEYS.items()
+                   for map_type in ((f"{key}_addr", key_type, address_type),
+                                    (f"{key}_port", key_type, "inet_service")))
+_PORT_MAP_NAMES = tuple(name for name, _, _ in _PORT_MAPS)
 DNAT_PRIORITY = -100  # dstnat
 RAW_PRIORITY = -300   # raw: before conntrack and NAT
 LOCALHOST = "127.0.0.0/8"
@@ -438,25 +443,23 @@ def _publish_skeleton() -> list[Command]:
     Base chains are flushed and refilled (constant size); the maps keep their elements."""
     local = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
     lo_net = _match({"payload": {"protocol": "ip", "field": "daddr"}}, _prefix(LOCALHOST))
-    key = {"concat": [_meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]}
-    addr_key = {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, *key["concat"]]}
-    addr6_key = {"concat": [{"payload": {"protocol": "ip6", "field": "daddr"}},
-                            *key["concat"]]}
-    ipv6 = _match(_meta("nfproto"), "ipv6")
+    proto_port = [_meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
     commands: list[Command] = [
-        *(_add("map", _obj(name=name, type=key_type, map="verdict"))
-          for name, key_type in _PORT_MAPS),
+        *(_add("map", _obj(name=name, type=key_type, map=data_type))
+          for name, key_type, data_type in _PORT_MAPS),
         _add("chain", _obj(name=PUBLISH_CHAIN)),
         {"flush": {"chain": _obj(name=PUBLISH_CHAIN)}},
-        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
-              {"vmap": {"key": addr_key, "data": f"@{PUBLISHED_ADDR_MAP}"}}),
-        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
-              {"vmap": {"key": key, "data": f"@{PUBLISHED_MAP}"}}),
-        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT,
-              {"vmap": {"key": addr6_key, "data": f"@{PUBLISHED_ADDR6_MAP}"}}),
-        _rule(PUBLISH_CHAIN, DISPATCH_COMMENT, ipv6,
-              {"vmap": {"key": key, "data": f"@{PUBLISHED6_MAP}"}}),
     ]
+    for key_name in _PORT_KEYS:  # one address before every address
+        protocol = "ip6" if key_name.endswith("6") else "ip"
+        key = {"concat": [{"payload": {"protocol": protocol, "field": "daddr"}}, *proto_port]
+               if key_name.startswith("bound") else proto_port}
+        commands.append(_rule(
+            PUBLISH_CHAIN, DISPATCH_COMMENT,
+            _match(_meta("nfproto"), "ipv6" if protocol == "ip6" else "ipv4"),
+            {"dnat": {"family": protocol,
+                      "addr": {"map": {"key": key, "data": f"@{key_name}_addr"}},
+                      "port": {"map": {"key": key, "data": f"@{key_name}_port"}}}}))
     for name, hook in ((PREROUTING_CHAIN, "prerouting"), (OUTPUT_CHAIN, "output")):
         commands += [
             _add("chain", _obj(name=name, type="nat", hook=hook, prio=DNAT_PRIORITY,
@@ -484,34 +487,54 @@ def _publish_skeleton() -> list[Command]:
     return commands
 
 
-def container_chain_name(container_id: str) -> str:
-    """The chain holding a container's DNAT rules (``ct-ID12``)."""
+def container_marker(container_id: str) -> str:
+    """The ledger's name for a container's published ports (``ct-ID12``)."""
     return f"ct-{container_id[:12]}"
 
 
 def container_comment(name: str, container_id: str) -> str:
-    return f"tsubo container {name} {container_id[:12]}"[:COMMENT_MAX]
+    """``tsubo container ID12 NAME`` (cut at nft's limit: the ID first, so it is never
+    cut), on each element of the container's published ports."""
+    return f"{_container_comment_prefix(container_id)}{name}"[:COMMENT_MAX]
 
 
-def _port_element(port: PublishedPort, comment: str, chain: str) -> tuple[str, list[object]]:
-    proto_port: list[object] = [port.protocol, port.host_port]
+def _container_comment_prefix(container_id: str) -> str:
+    return f"tsubo container {container_id[:12]} "
+
+
+def _port_elements(port: PublishedPort, comment: str, address: str,
+                   address6: str) -> list[tuple[str, list[object]]]:
+    """(map, element) of PORT in the two maps of its key: to ADDRESS (ADDRESS6 for an
+    IPv6 binding) and to the container's port."""
     v6 = ":" in port.host_ip
-    if port.is_wildcard:
-        map_name, key = (PUBLISHED6_MAP if v6 else PUBLISHED_MAP), proto_port
-    else:
-        map_name = PUBLISHED_ADDR6_MAP if v6 else PUBLISHED_ADDR_MAP
-        key = [port.host_ip, *proto_port]
-    return map_name, [{"elem": {"val": {"concat": key}, "comment": comment}},
-                      {"jump": {"target": chain}}]
+    key_name = ("ports" if port.is_wildcard else "bound") + ("6" if v6 else "4")
+    key: list[object] = [port.protocol, port.host_port]
+    if not port.is_wildcard:
+        key.insert(0, port.host_ip)
+    val: dict[str, object] = {"val": {"concat": key}}
+    if comment:
+        val["comment"] = comment
+    return [(f"{key_name}_addr", [{"elem": val}, address6 if v6 else address]),
+            (f"{key_name}_port", [{"elem": val}, port.container_port])]
+
+
+def _grouped_element_commands(verb: str,
+                              elements: Iterable[tuple[str, object]]) -> list[Command]:
+    """One VERB (add, delete) command per map for ELEMENTS, in the maps' order."""
+    by_map: dict[str, list[object]] = {}
+    for map_name, element in elements:
+        by_map.setdefault(map_name, []).append(element)
+    return [{verb: {"element": _obj(name=name, elem=by_map[name])}}
+            for name in _PORT_MAP_NAMES if name in by_map]
 
 
 def publish_batch(container_id: str, name: str, address: str,
                   ports: Sequence[PublishedPort], *, skeleton: bool = False,
                   address6: str = "") -> Batch:
-    """One transaction: the container's chain (one DNAT rule per port, to ADDRESS or, for
-    an IPv6 binding, ADDRESS6) and one map element per port jumping to it (with SKELETON,
-    the table's skeleton first: after a flush). Its cost does not depend on how many
-    containers publish already (no rule of theirs is read or rewritten)."""
+    """One transaction: two map elements per port, to ADDRESS (or, for an IPv6 binding,
+    ADDRESS6) and to the container's port (with SKELETON, the table's skeleton first: after
+    a flush). No chain and no rule: its cost does not depend on how many containers publish
+    already (no rule of theirs is read or rewritten)."""
     return {"nftables": [*(_skeleton() if skeleton else ()),
                          *_container_commands(container_id, name, address, ports,
                                               address6)]}
@@ -519,48 +542,28 @@ def publish_batch(container_id: str, name: str, address: str,
 
 def _container_commands(container_id: str, name: str, address: str,
                         ports: Sequence[PublishedPort], address6: str = "") -> list[Command]:
-    chain = container_chain_name(container_id)
     comment = container_comment(name, container_id)
-    commands: list[Command] = [_add("chain", _obj(name=chain)),
-                               {"flush": {"chain": _obj(name=chain)}}]
-    for port in ports:
-        v6 = ":" in port.host_ip
-        protocol = "ip6" if v6 else "ip"
-        if not port.is_wildcard:
-            matches = [_match({"payload": {"protocol": protocol, "field": "daddr"}},
-                              port.host_ip)]
-        else:
-            matches = [_match(_meta("nfproto"), "ipv6")] if v6 else []
-        commands.append(_rule(
-            chain, comment, *matches,
-            _match(_meta("l4proto"), port.protocol),
-            _match({"payload": {"protocol": "th", "field": "dport"}}, port.host_port),
-            {"dnat": {"family": protocol, "addr": address6 if v6 else address,
-                      "port": port.container_port}}))
-    for map_name, element in (_port_element(port, comment, chain) for port in ports):
-        commands.append(_add("element", _obj(name=map_name, elem=[element])))
-    return commands
+    return _grouped_element_commands("add", (
+        element for port in ports
+        for element in _port_elements(port, comment, address, address6)))
 
 
-def unpublish_batch(container_id: str, ports: Sequence[PublishedPort]) -> Batch:
-    """Delete the container's map elements and chain, present or not (each is added first,
-    with the same verdict, so deleting it cannot fail)."""
-    chain = container_chain_name(container_id)
+def unpublish_batch(ports: Sequence[PublishedPort], address: str, address6: str = "") -> Batch:
+    """Delete the map elements of PORTS published to ADDRESS (ADDRESS6), present or not:
+    each is added first, so deleting it cannot fail (an add that finds the key with the same
+    data is a no-op; with other data it fails, and :func:`unpublish` then deletes by
+    listing)."""
+    elements = [element for port in ports
+                for element in _port_elements(port, "", address, address6)]
     commands: list[Command] = [
         _add("table", {"family": FAMILY, "name": TABLE}),
-        *(_add("map", _obj(name=map_name, type=key_type, map="verdict"))
-          for map_name, key_type in _PORT_MAPS),
-        _add("chain", _obj(name=chain)),
+        *(_add("map", _obj(name=name, type=key_type, map=data_type))
+          for name, key_type, data_type in _PORT_MAPS),
+        *_grouped_element_commands("add", elements),
+        *_grouped_element_commands("delete", (
+            (map_name, element[0]["elem"]["val"])  # type: ignore[index]
+            for map_name, element in elements)),
     ]
-    elements = [_port_element(port, "", chain) for port in ports]
-    for map_name, element in elements:
-        commands.append(_add("element", _obj(name=map_name, elem=[element])))
-    for map_name, element in elements:
-        key = element[0]
-        assert isinstance(key, dict)
-        commands.append({"delete": {"element": _obj(name=map_name,
-                                                    elem=[key["elem"]["val"]])}})
-    commands += [{"flush": {"chain": _obj(name=chain)}}, {"delete": {"chain": _obj(name=chain)}}]
     return {"nftables": commands}
 
 
@@ -723,7 +726,8 @@ def survey(ruleset: Sequence[dict[str, object]], legacy: Iterable[str] = ()) -> 
 def _survey_host(netns: str | None,
                  ruleset: Sequence[dict[str, object]] | None = None) -> list[HostChain]:
     legacy = [f for f in ("ip", "ip6") if "filter" in nftables.legacy_tables(f, netns=netns)]
-    chains = survey(nftables.list_ruleset(netns=netns) if ruleset is None else ruleset, legacy)
+    chains = survey(nftables.list_ruleset(netns=netns, terse=True) if ruleset is None
+                    else ruleset, legacy)
     usable = []
     for chain in chains:
         if chain.xtables and not nftables.has_tool(chain.xtables):
@@ -770,7 +774,7 @@ def setup_network(net: FirewallNetwork, *, netns: str | None = None) -> None:
 def teardown_network(net: FirewallNetwork, *, netns: str | None = None) -> None:
     """Remove exactly NET's chains and elements; success when they (or the table) are gone
     already. The accept-mark rules stay for the other networks (see :func:`remove_all`)."""
-    if nftables.list_table(FAMILY, TABLE, netns=netns) is None:
+    if nftables.list_table(FAMILY, TABLE, netns=netns, terse=True) is None:
         return
     nftables.apply(teardown_batch(net), netns=netns)
 
@@ -782,7 +786,7 @@ def reload(networks: Iterable[FirewallNetwork], *, publications: Iterable[Public
     or a host firewall restart."""
     host = _survey_host(netns)
     native = [c for c in host if not c.xtables and not c.has_rule]
-    operator = _operator_rules(nftables.list_table(FAMILY, TABLE, netns=netns))
+    operator = _operator_rules(nftables.list_table(FAMILY, TABLE, netns=netns, terse=True))
     nftables.apply(ruleset_for(networks, native, publications, operator), netns=netns)
     for chain in host:
         if chain.xtables:
@@ -799,8 +803,8 @@ def publish(container_id: str, name: str, address: str, ports: Sequence[Publishe
     if bridge:
         from tsubo.kernel import procfs
 
-        procfs.write_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1",
-                            operation="enable route_localnet")
+        procfs.ensure_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1",
+                             operation="enable route_localnet")
     from tsubo.errors import TsuboError
 
     try:  # the skeleton is there since the network's setup: the short batch (~3 ms)
@@ -811,56 +815,52 @@ def publish(container_id: str, name: str, address: str, ports: Sequence[Publishe
                                             skeleton=True, address6=address6), netns=netns)
 
 
-def unpublish(container_id: str, ports: Sequence[PublishedPort], *,
-              netns: str | None = None) -> None:
-    """Remove the container's DNAT chain and map elements (one transaction; "already
-    gone", a flushed table included, is success). Should that fail (an element of ours is
-    gone and something else holds its key: its "add first" clashes), the table is listed
-    and exactly what jumps to the container's chain is deleted."""
+def unpublish(container_id: str, ports: Sequence[PublishedPort], *, address: str = "",
+              address6: str = "", netns: str | None = None) -> None:
+    """Remove the container's map elements for PORTS, published to ADDRESS and ADDRESS6
+    (one transaction; "already gone", a flushed table included, is success). Should that
+    fail (an address not given or changed, or something else holding one of the keys: the
+    "add first" clashes), the table is listed and exactly the elements whose comment names
+    the container are deleted."""
     from tsubo.errors import TsuboError
 
     try:
-        nftables.apply(unpublish_batch(container_id, ports), netns=netns)
+        if not address and not address6:
+            raise TsuboError("unpublish", container_id[:12], detail="no address known")
+        nftables.apply(unpublish_batch(ports, address, address6), netns=netns)
     except TsuboError:
         found = nftables.list_table(FAMILY, TABLE, netns=netns)
-        commands = _owned_by(found or [], container_chain_name(container_id))
+        commands = _owned_by(found or [], container_id)
         if commands:
             nftables.apply({"nftables": commands}, netns=netns)
 
 
-def _owned_by(table: Sequence[dict[str, object]], chain: str) -> list[Command]:
-    """Deletes of the map elements that jump to CHAIN and of CHAIN, as listed (pure)."""
-    commands: list[Command] = []
-    has_chain = False
+def _owned_by(table: Sequence[dict[str, object]], container_id: str) -> list[Command]:
+    """Deletes of the published-port elements whose comment names CONTAINER_ID
+    (:func:`container_comment`), as listed by ``nft -j list table`` (pure)."""
+    prefix = _container_comment_prefix(container_id)
+    found: list[tuple[str, object]] = []
     for item in table:
-        found_chain = item.get("chain")
-        if isinstance(found_chain, dict) and found_chain.get("name") == chain:
-            has_chain = True
         found_map = item.get("map")
         if not isinstance(found_map, dict) or found_map.get("name") not in _PORT_MAP_NAMES:
             continue
         elements = found_map.get("elem")
         for element in elements if isinstance(elements, list) else ():
-            if not (isinstance(element, list) and len(element) == 2
-                    and element[1] == {"jump": {"target": chain}}):
-                continue
-            key = element[0]
-            if isinstance(key, dict) and isinstance(key.get("elem"), dict):
-                key = key["elem"].get("val")
-            commands.append({"delete": {"element": _obj(name=found_map["name"],
-                                                         elem=[key])}})
-    if has_chain:
-        commands += [{"flush": {"chain": _obj(name=chain)}},
-                     {"delete": {"chain": _obj(name=chain)}}]
-    return commands
+            key = element[0] if isinstance(element, list) and element else None
+            inner = key.get("elem") if isinstance(key, dict) else None
+            comment = inner.get("comment") if isinstance(inner, dict) else None
+            if isinstance(comment, str) and comment.startswith(prefix):
+                found.append((str(found_map["name"]), inner["val"]))  # type: ignore[index]
+    return _grouped_element_commands("delete", found)
 
 
 def damage(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> list[str]:
     """What is missing of tsubo's firewall for NETWORKS (empty: all of it is there): the
     table, a network's chains or its bridge's dispatch elements, the accept-mark rule of a
-    host forward chain. One ``nft list ruleset``, plus ``iptables -C`` for the chains
-    iptables owns. What a :func:`reload` repairs."""
-    ruleset = nftables.list_ruleset(netns=netns)
+    host forward chain. One ``nft -t list ruleset`` (no set elements: published ports are
+    thousands of them), one ``list map`` of the bridges' dispatch, plus ``iptables -C`` for
+    the chains iptables owns. What a :func:`reload` repairs."""
+    ruleset = nftables.list_ruleset(netns=netns, terse=True)
     ours = [item for item in ruleset
             if any(isinstance(body, dict) and body.get("family") == FAMILY
                    and body.get("table", body.get("name")) == TABLE
@@ -871,7 +871,8 @@ def damage(networks: Iterable[FirewallNetwork], *, netns: str | None = None) -> 
     if not any(isinstance(item.get("table"), dict) for item in ours):
         problems.append(f"table {FAMILY} {TABLE} is gone")
     else:
-        dispatch = _dispatched_bridges(ours)
+        dispatch = _dispatched_bridges(
+            nftables.list_map(FAMILY, TABLE, FROM_BRIDGE_MAP, netns=netns) or [])
         for net in networks:
             out_chain, in_chain, _ = chain_names(net)
             if {FORWARD_CHAIN, out_chain, in_chain} - chains or \

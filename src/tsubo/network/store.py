@@ -55,8 +55,10 @@ if TYPE_CHECKING:
 
 
 #: What the ledger records (``link``: bridges and veths; ``netns``: pins under /run/netns;
-#: ``nft-chain``: chains of the ``inet tsubo`` table; ``port``: a host port a container
-#: publishes, named ``PROTO/HOSTPORT/HOSTIP/CPORT``, see :meth:`NetworkStore.claim_ports`).
+#: ``nft-chain``: a container's published ports in the ``inet tsubo`` table (named
+#: ``ct-ID12``; once the container's own chain, now its elements of the port maps);
+#: ``port``: a host port a container publishes, named ``PROTO/HOSTPORT/HOSTIP/CPORT``, see
+#: :meth:`NetworkStore.claim_ports`).
 LEDGER_KINDS = ("link", "netns", "nft-chain", "port")
 PORT_KIND = "port"
 #: The holder of the gateway's lease.
