@@ -778,6 +778,7 @@ class MonitorService:
         from tsubo.engine.storage import ContainerFiles
         from tsubo.image.snapshots import mount_root
 
+        fresh = not job.container_id  # `run`: create's check just asked about the ports
         try:
             if not job.container_id:
                 # born "starting" and ours: if we die half-way, our successor knows it for
@@ -802,7 +803,7 @@ class MonitorService:
                 job.network_ids = [endpoint.network_id for endpoint in endpoints]
                 if job.options.publish:  # undone with the attach if anything fails
                     job.publication = manager.claim_ports(job.container_id, job.row.name,
-                                                          job.options.publish)
+                                                          job.options.publish, probed=fresh)
         except Exception as error:
             job.error = error
 

@@ -348,13 +348,16 @@ class NetworkManager:
             undo.commit()
         return publication.ports
 
-    def claim_ports(self, container_id: str, name: str, specs: Sequence[PortSpec]
-                    ) -> PortPublication:
+    def claim_ports(self, container_id: str, name: str, specs: Sequence[PortSpec], *,
+                    probed: bool = False) -> PortPublication:
         """Claim host ports for SPECS in the ledger (one transaction), to forward to the
         container's first address; the nft transaction is the returned publication's
         :meth:`~PortPublication.apply` (it touches no database: a worker thread may run it
         while the runtime starts the container). A claim left by a container that no
-        longer runs (a crash before gc) is taken over. :func:`unpublish` undoes both."""
+        longer runs (a crash before gc) is taken over. :func:`unpublish` undoes both.
+        PROBED: :meth:`check_ports` asked the kernel about the fixed host ports a moment
+        ago (the create of the same ``run``): they are not probed again, only the ledger
+        (what decides a race between two containers) is asked."""
         from tsubo.network import firewall
 
         endpoints = self.store.container_endpoints(container_id)
@@ -378,8 +381,8 @@ class NetworkManager:
                 if owner is not None and not self._is_live(owner):
                     stale.add(owner)
                 return owner
-            return [port.ledger_name for port in self._choose(specs, live_holder, name,
-                                                              network.ipv6)]
+            return [port.ledger_name for port in self._choose(
+                specs, live_holder, name, network.ipv6, probed=probed)]
 
         marker = firewall.container_marker(container_id)
         self.store.record("nft-chain", marker, container_id)
@@ -407,17 +410,22 @@ class NetworkManager:
 
     def _choose(self, specs: Sequence[PortSpec], holder_of: Callable[[str, str, int],
                                                                      str | None],
-                name: str, dual: bool = False) -> list[PublishedPort]:
+                name: str, dual: bool = False, *, probed: bool = False
+                ) -> list[PublishedPort]:
         """:func:`tsubo.network.ports.choose` with the host's sockets as holders too (the
-        kernel asked by a bind probe); AlreadyExists naming the holder. DUAL: a network
-        with IPv6, where a port without an address is published on both families."""
+        kernel asked by a bind probe; with PROBED, not for the fixed ports of SPECS);
+        AlreadyExists naming the holder. DUAL: a network with IPv6, where a port without an
+        address is published on both families."""
         from tsubo.errors import AlreadyExists
         from tsubo.kernel import procfs, sockets
         from tsubo.network import ports
 
+        asked = {(spec.protocol, spec.host_start) for spec in specs
+                 if probed and not spec.ephemeral}
+
         def any_holder(protocol: str, ip: str, port: int) -> str | None:
             owner = holder_of(protocol, ip, port)
-            if owner is not None:
+            if owner is not None or (protocol, port) in asked:
                 return owner
             return f"socket:{protocol}" if sockets.port_taken(protocol, ip, port) else None
 

@@ -50,23 +50,30 @@ The table (per network ``N`` with bridge ``BR``; ``X`` = the network id's first 
       }
     }
 
-Published ports (per container ``C``, chain ``ct-C12``; docs/network.md explains each line)::
+Published ports (per port, two map elements; docs/network.md explains each line)::
 
-      map published      { type inet_proto . inet_service : verdict }        tcp . 8080 : jump ct-C
-      map published_addr { type ipv4_addr . inet_proto . inet_service : verdict }
-      chain publish { ip daddr . meta l4proto . th dport vmap @published_addr
-                      meta l4proto . th dport vmap @published }
+      map ports4_addr  { type inet_proto . inet_service : ipv4_addr }     tcp . 8080 : ADDRESS
+      map ports4_port  { type inet_proto . inet_service : inet_service }  tcp . 8080 : 80
+      map bound4_addr, bound4_port  { type ipv4_addr . inet_proto . inet_service : ... }
+                                                                  (published on one address)
+      chain publish {
+        meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @bound4_addr
+                                   : ip daddr . meta l4proto . th dport map @bound4_port
+        meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4_addr
+                                   : meta l4proto . th dport map @ports4_port
+      }
       chain prerouting { type nat hook prerouting priority dstnat;  (output: the same)
         meta nfproto ipv4 fib daddr type local jump publish }
       chain postrouting { type nat hook postrouting priority srcnat;
         oifname @bridges ip saddr 127.0.0.0/8 masquerade }         the host's 127.0.0.1 clients
       chain localhost { type filter hook prerouting priority raw;
         iifname != "lo" ip daddr 127.0.0.0/8 drop }                127.0.0.1 is host-only
-      chain ct-C12 { tcp dport 8080 dnat ip to ADDRESS:80 }         one rule per port
 
-    A container's start adds its chain and elements in one transaction
-    (:func:`publish_batch`), its stop deletes exactly them (:func:`unpublish_batch`);
-    ``reload`` rebuilds them for running containers and keeps the ``operator`` chain's rules.
+    The rules are fixed; a container's start adds its elements in one transaction
+    (:func:`publish_batch`: one command per map, whatever the number of ports), its stop
+    deletes exactly them (:func:`unpublish_batch`); each element's comment is
+    ``tsubo container ID12 NAME``. ``reload`` rebuilds them for running containers and keeps
+    the ``operator`` chain's rules.
 
 An ``--internal`` network
     Its packets for the host's own addresses (any of them: gateways, uplink, 127.0.0.0/8,
@@ -139,11 +146,10 @@ IPv6 (dual-stack networks)
     match interfaces and conntrack, so they hold for IPv6 packets as they are. What is per
     family: ``nw-X-nat`` has the two masquerade rules again with ``ip6 saddr SUBNET6``, an
     internal network's reply rule again with ``ct original ip6 daddr SUBNET6``, and
-    published ports have ``published6`` (``[::]``) and ``published_addr6`` (one IPv6
-    address), dispatched by ``meta nfproto ipv6`` rules of ``publish``; the prerouting
-    and output chains jump to ``publish`` for local destinations of both families, and a
-    container's chain has ``dnat ip6 to [ADDRESS6]:PORT`` rules for its IPv6 bindings (a
-    ``dnat ip`` rule does nothing to an IPv6 packet, and the reverse). ``::1`` is never
+    published ports have ``ports6_*`` (``[::]``) and ``bound6_*`` (one IPv6 address), whose
+    addresses are the container's IPv6 one, used by the ``meta nfproto ipv6 dnat ip6``
+    rules of ``publish``; the prerouting and output chains jump to ``publish`` for local
+    destinations of both families. ``::1`` is never
     published: IPv6 has no ``route_localnet``, the kernel drops ``::1`` off ``lo``.
 """
 
