@@ -137,6 +137,14 @@ def test_bridge_mac_and_mtu_stay_pinned(netns: NetNS, make_container: MakeContai
     bridge.apply_endpoint_detach(bridge.plan_endpoint_detach("tsv-b"), host_netns=host)
     after = link(host, "docker1")
     assert (after["address"], after["mtu"]) == (mac, 1400)
+    # what a container's link on it gets, asked in-process in the bridge's namespace (not
+    # in the one /sys was mounted in), and a missing link in one line
+    with iproute.InNetns(host):
+        assert bridge.bridge_mtu("docker1") == 1400
+        with pytest.raises(iproute.IpError, match="No such device") as missing:
+            bridge.bridge_mtu("docker9")
+    assert missing.value.errno == errno.ENODEV
+    assert bridge.bridge_mtu("lo") == 65536
     bridge.apply_bridge_remove(bridge.plan_bridge_remove("docker1"), host_netns=host)
 
 

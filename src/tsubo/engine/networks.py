@@ -158,7 +158,6 @@ class NetworkManager:
         from tsubo.undo import UndoStack
 
         endpoints: list[Endpoint] = []
-        uplink_mtu = 0
         with UndoStack("attach container", container_id[:12]) as undo:
             self.store.record("netns", netns_name, container_id)
             undo.push(lambda: self.store.forget("netns", netns_name))
@@ -180,12 +179,10 @@ class NetworkManager:
                                     network.prefix_len6 if address6 else 0)
                 self.store.record("link", host_ifname, container_id)
                 undo.push(_forgetter(self.store, "link", host_ifname))
-                if not network.mtu and not uplink_mtu:
-                    uplink_mtu = bridge.uplink_mtu()  # the host's uplink, unless --mtu
                 plan = bridge.plan_endpoint_attach(
                     network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
                     network.prefix_len, network.gateway if index == 0 else None, mac,
-                    network.mtu or uplink_mtu, address6=address6,
+                    bridge.bridge_mtu(network.bridge_name), address6=address6,
                     prefix_len6=endpoint.prefix_len6,
                     gateway6=network.gateway6 if index == 0 else None)
                 bridge.apply_endpoint_attach(plan)
@@ -222,7 +219,7 @@ class NetworkManager:
             undo.push(_forgetter(self.store, "link", host_ifname))
             bridge.apply_endpoint_attach(bridge.plan_endpoint_attach(
                 network.bridge_name, host_ifname, netns_name, endpoint.ifname, address,
-                network.prefix_len, None, endpoint.mac, network.mtu or bridge.uplink_mtu(),
+                network.prefix_len, None, endpoint.mac, bridge.bridge_mtu(network.bridge_name),
                 address6=address6, prefix_len6=endpoint.prefix_len6))
             self.store.insert_endpoint(endpoint)
             undo.commit()

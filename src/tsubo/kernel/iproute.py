@@ -4,7 +4,8 @@ What it owns
     Running ``ip [-n NETNS] [-force] -batch -`` with a list of lines (one process for a whole
     setup, never one per step), ``ip -j ...`` queries, entering a named network namespace
     with the calling thread (:class:`InNetns`, in which :func:`tsubo.kernel.procfs.write_sysctl`
-    reaches that namespace's ``/proc/sys/net``), and removing a netns pin.
+    reaches that namespace's ``/proc/sys/net``), removing a netns pin, and a link's MTU
+    (:func:`link_mtu`: an ``ioctl``, ~10 µs, where an ``ip`` process costs ~1.5 ms).
 
 Decisions
     * ``ip`` runs through :func:`tsubo.kernel.helpers.run` (posix_spawn, memfds, no
@@ -254,6 +255,25 @@ def copy_netns_pin(name: str, new_name: str) -> None:
     except OSError as error:
         os.unlink(target)
         raise TsuboError.from_os_error("pin netns", target, error) from None
+
+
+def link_mtu(name: str) -> int:
+    """The MTU of link NAME in the calling thread's network namespace (``SIOCGIFMTU`` on
+    a throwaway socket; ``/sys/class/net`` would show the namespace sysfs was mounted in).
+    IpError (ENODEV) when there is no such link."""
+    import _socket
+    import fcntl
+
+    siocgifmtu = 0x8921
+    request = name.encode()[:15].ljust(40, b"\0")  # struct ifreq: name[16], then the int
+    probe = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 0)
+    try:
+        answer = fcntl.ioctl(probe.fileno(), siocgifmtu, request)
+    except OSError as error:
+        raise IpError(f"link show dev {name}", os.strerror(error.errno or 0)) from None
+    finally:
+        probe.close()
+    return int.from_bytes(answer[16:20], "little", signed=True)
 
 
 def remove_netns_pin(name: str) -> bool:
