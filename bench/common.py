@@ -459,22 +459,40 @@ def _blob_cache_mtime() -> int | None:
     return HOST_BLOB_CACHE.stat().st_mtime_ns if HOST_BLOB_CACHE.exists() else None
 
 
-def tear_down_engine(tsubo: Sequence[str], root: Path, networks: Sequence[str], netns: str,
-                     sandbox: Sandbox) -> list[str]:
-    """Remove every container of the engine *tsubo* (its argv, ``--root`` *root* included)
-    and its *networks*, wait for its monitor to go, delete the throwaway *netns*; the
-    sandbox's problems after that (what was left behind)."""
-    ids = run_command([*tsubo, "ps", "-aq"]).stdout.split()
-    for start in range(0, len(ids), 50):
-        run_command([*tsubo, "rm", "-f", *ids[start:start + 50]], timeout=300)
-    for network in networks:
-        run_command([*tsubo, "network", "rm", network])
-    deadline = time.monotonic() + 10
-    while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    sandbox.settle()
-    run_command(["ip", "netns", "del", netns])
-    return sandbox.close()
+class NetnsEngine:
+    """tsubo with a root of its own inside a throwaway network namespace, for the network
+    benchmarks: :attr:`tsubo` is its argv (``nsenter --net`` and ``--root`` included),
+    :attr:`prefix` runs any command in the namespace. :meth:`open` makes the namespace
+    (``lo`` up) and a busybox rootfs; :meth:`close` undoes everything, also after a failed
+    :meth:`open`."""
+
+    def __init__(self, name: str) -> None:
+        self.sandbox = Sandbox(f"tsubo-bench-{name}-")
+        self.netns = f"tsubo-bench-{os.getpid()}"
+        self.prefix = ["nsenter", f"--net=/run/netns/{self.netns}"]
+        self.root = self.sandbox.tmp / "tsubo"
+        self.tsubo = [*self.prefix, str(TSUBO), "--root", str(self.root)]
+
+    def open(self) -> Path:
+        """Make the namespace; the rootfs for ``--rootfs``."""
+        run_command(["ip", "netns", "add", self.netns])
+        run_command([*self.prefix, "ip", "link", "set", "lo", "up"])
+        return make_busybox_rootfs(self.sandbox.tmp / "rootfs")
+
+    def close(self, networks: Sequence[str]) -> list[str]:
+        """Remove every container and the *networks*, wait for the monitor to go, delete
+        the namespace; the sandbox's problems after that (what was left behind)."""
+        ids = run_command([*self.tsubo, "ps", "-aq"]).stdout.split()
+        for start in range(0, len(ids), 50):
+            run_command([*self.tsubo, "rm", "-f", *ids[start:start + 50]], timeout=300)
+        for network in networks:
+            run_command([*self.tsubo, "network", "rm", network])
+        deadline = time.monotonic() + 10
+        while (self.root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.sandbox.settle()
+        run_command(["ip", "netns", "del", self.netns])
+        return self.sandbox.close()
 
 
 class Sandbox:

@@ -22,13 +22,10 @@ import sys
 import time
 
 from common import (
-    TSUBO,
-    Sandbox,
-    make_busybox_rootfs,
+    NetnsEngine,
     markdown_table,
     median_p90,
     run_command,
-    tear_down_engine,
 )
 
 SPACING = 2.6  # seconds between rounds: at most 4 repairs in any 10 s
@@ -48,19 +45,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    sandbox = Sandbox("tsubo-bench-firewall-heal-")
-    netns = f"tsubo-bench-{os.getpid()}"
-    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
-    tsubo = [*prefix, str(TSUBO), "--root", str(sandbox.tmp / "tsubo")]
+    bench = NetnsEngine("firewall-heal")
+    prefix, tsubo = bench.prefix, bench.tsubo
     host_chain = [["nft", "add", "table", "inet", "hostfilter"],
                   ["nft", "add", "chain", "inet", "hostfilter", "forward",
                    "{ type filter hook forward priority 0; policy drop; }"]]
     problems: list[str] = []
     times: list[float] = []
-    run_command(["ip", "netns", "add", netns])
     try:
-        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
-        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        rootfs = bench.open()
         for argv in host_chain:
             run_command([*prefix, *argv])
         run_command([*tsubo, "network", "create", "heal", "--subnet", "10.89.40.0/24"])
@@ -82,7 +75,7 @@ def main() -> int:
                     break
             times.append((time.monotonic() - begin) * 1000)
     finally:
-        problems += tear_down_engine(tsubo, sandbox.tmp / "tsubo", ["heal"], netns, sandbox)
+        problems += bench.close(["heal"])
     if times:
         median, p90 = median_p90(times)
         print(f"time from `nft flush ruleset` to tsubo's firewall whole again, {len(times)} "

@@ -23,16 +23,13 @@ import argparse
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from common import (
     IMAGE,
-    TSUBO,
+    NetnsEngine,
     Podman,
     Result,
-    Sandbox,
-    make_busybox_rootfs,
     make_tar,
     markdown_table,
     require,
@@ -107,26 +104,22 @@ def main() -> int:
     parser.add_argument("--podman", action="store_true")
     args = parser.parse_args()
     sizes = [int(text) for text in args.sizes.split(",")]
-    sandbox = Sandbox("tsubo-bench-lab-ring-")
-    netns = f"tsubo-bench-{os.getpid()}"
-    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
-    root = sandbox.tmp / "tsubo"
-    tsubo = [*prefix, str(TSUBO), "--root", str(root)]
+    bench = NetnsEngine("lab-ring")
+    prefix, tsubo = bench.prefix, bench.tsubo
     problems: list[str] = []
     rows: list[list[object]] = []
     podman: Podman | None = None
-    run_command(["ip", "netns", "add", netns])
     try:
-        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
-        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        rootfs = bench.open()
         if args.podman:
             tools = require("podman", "conmon", "runc", "unshare", "tar")
-            podman = Podman(tools["podman"], tools["runc"], sandbox.tmp / "podman")
-            (sandbox.tmp / "podman").mkdir()
-            podman.setup(make_tar(rootfs, sandbox.tmp / "rootfs.tar"))
-            sandbox.expected_mounts |= podman.expected_mounts
+            podman = Podman(tools["podman"], tools["runc"], bench.sandbox.tmp / "podman")
+            (bench.sandbox.tmp / "podman").mkdir()
+            podman.setup(make_tar(rootfs, bench.sandbox.tmp / "rootfs.tar"))
+            bench.sandbox.expected_mounts |= podman.expected_mounts
         for size in sizes:
-            topology = ring_file(sandbox.tmp / f"ring{size}.clab.yml", size, rootfs, args.mgmt)
+            topology = ring_file(bench.sandbox.tmp / f"ring{size}.clab.yml", size, rootfs,
+                                 args.mgmt)
             deploy = run_command([*tsubo, "lab", "deploy", "-t", str(topology)], timeout=600)
             if not deploy.ok:
                 problems.append(f"deploy {size}: {deploy.error()}")
@@ -150,14 +143,9 @@ def main() -> int:
                 problems += found
     finally:
         if podman is not None and podman.driver:
-            sandbox.container_ids |= podman.container_ids()
+            bench.sandbox.container_ids |= podman.container_ids()
             problems += podman.teardown()
-        deadline = time.monotonic() + 15
-        while (root / "run" / "monitor.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        sandbox.settle()
-        run_command(["ip", "netns", "del", netns])
-        problems += sandbox.close()
+        problems += bench.close([])
     print(f"`tsubo lab` ring of N nodes ({'with' if args.mgmt else 'no'} management "
           f"network), {os.cpu_count()} cores\n")
     print(markdown_table(["nodes, engine", "deploy s", "deploy ms/node", "validate s", "destroy s",

@@ -19,12 +19,9 @@ import statistics
 import sys
 
 from common import (
-    TSUBO,
-    Sandbox,
-    make_busybox_rootfs,
+    NetnsEngine,
     markdown_table,
     run_command,
-    tear_down_engine,
 )
 
 
@@ -32,17 +29,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    sandbox = Sandbox("tsubo-bench-network-ipv6-")
-    netns = f"tsubo-bench-{os.getpid()}"
-    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
-    root = sandbox.tmp / "tsubo"
-    tsubo = [*prefix, str(TSUBO), "--root", str(root)]
+    bench = NetnsEngine("network-ipv6")
+    tsubo = bench.tsubo
     problems: list[str] = []
     rows: list[list[str]] = []
-    run_command(["ip", "netns", "add", netns])
     try:
-        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
-        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        rootfs = bench.open()
         for argv in (["network", "create", "four", "--subnet", "10.89.0.0/16"],
                      ["network", "create", "dual", "--ipv6", "--subnet", "10.90.0.0/16",
                       "--subnet", "fd00:90::/64"]):
@@ -78,7 +70,7 @@ def main() -> int:
     except RuntimeError as error:
         problems.append(str(error))
     finally:
-        problems += tear_down_engine(tsubo, root, ["four", "dual"], netns, sandbox)
+        problems += bench.close(["four", "dual"])
     if rows:
         print(f"dual stack, {os.cpu_count()} cores, {args.rounds} rounds\n")
         print(markdown_table(["what", "value"], rows))

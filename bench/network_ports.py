@@ -28,13 +28,10 @@ import sys
 import time
 
 from common import (
-    TSUBO,
-    Sandbox,
-    make_busybox_rootfs,
+    NetnsEngine,
     markdown_table,
     require,
     run_command,
-    tear_down_engine,
 )
 
 
@@ -48,17 +45,12 @@ def main() -> int:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     require("iperf3")
-    sandbox = Sandbox("tsubo-bench-network-ports-")
-    netns = f"tsubo-bench-{os.getpid()}"
-    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
-    root = sandbox.tmp / "tsubo"
-    tsubo = [*prefix, str(TSUBO), "--root", str(root)]
+    bench = NetnsEngine("network-ports")
+    prefix, tsubo = bench.prefix, bench.tsubo
     problems: list[str] = []
     rows: list[list[str]] = []
-    run_command(["ip", "netns", "add", netns])
     try:
-        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
-        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        rootfs = bench.open()
         made = run_command([*tsubo, "network", "create", "bench", "--subnet", "10.89.0.0/16",
                             "--gateway", "10.89.0.1"])
         if not made.ok:
@@ -125,7 +117,7 @@ def main() -> int:
     except RuntimeError as error:
         problems.append(str(error))
     finally:
-        problems += tear_down_engine(tsubo, root, ["bench"], netns, sandbox)
+        problems += bench.close(["bench"])
     if rows:
         print(f"published ports, {os.cpu_count()} cores, {args.rounds} rounds\n")
         print(markdown_table(["what", "value"], rows))

@@ -17,12 +17,9 @@ import statistics
 import sys
 
 from common import (
-    TSUBO,
-    Sandbox,
-    make_busybox_rootfs,
+    NetnsEngine,
     markdown_table,
     run_command,
-    tear_down_engine,
 )
 
 
@@ -30,17 +27,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--count", type=int, default=200)
     args = parser.parse_args()
-    sandbox = Sandbox("tsubo-bench-network-scale-")
-    netns = f"tsubo-bench-{os.getpid()}"
-    prefix = ["nsenter", f"--net=/run/netns/{netns}"]
-    root = sandbox.tmp / "tsubo"
-    tsubo = [*prefix, str(TSUBO), "--root", str(root)]
+    bench = NetnsEngine("network-scale")
+    tsubo = bench.tsubo
     problems: list[str] = []
     times: list[float] = []
-    run_command(["ip", "netns", "add", netns])
     try:
-        rootfs = make_busybox_rootfs(sandbox.tmp / "rootfs")
-        run_command([*prefix, "ip", "link", "set", "lo", "up"])
+        rootfs = bench.open()
         made = run_command([*tsubo, "network", "create", "scale", "--subnet", "10.89.0.0/16"])
         if not made.ok:
             problems.append(f"network create: {made.error()}")
@@ -53,7 +45,7 @@ def main() -> int:
                 break
             times.append(result.seconds * 1000)
     finally:
-        problems += tear_down_engine(tsubo, root, ["scale"], netns, sandbox)
+        problems += bench.close(["scale"])
     if len(times) >= 20:
         first = statistics.median(times[:10])
         last = statistics.median(times[-10:])
