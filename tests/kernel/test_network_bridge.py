@@ -9,6 +9,7 @@ link or pin is left on the machine.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import statistics
@@ -382,3 +383,21 @@ def test_dual_stack_endpoint_is_usable_at_once_and_costs_about_the_same(
           f"{both:.2f} ms ({both - four:+.2f} ms)")
     bridge.apply_bridge_remove(bridge.plan_bridge_remove("docker6"), host_netns=host)
     assert both - four < max(2.0, 0.5 * four)
+
+
+def test_a_netns_pinned_in_process_is_new_and_as_ip_makes_it(netns: NetNS,
+                                                             make_container: MakeContainer
+                                                             ) -> None:
+    # what `ip netns add` makes, without its process: a namespace of its own (not ours,
+    # not another pin's), only a loopback that is down, reachable by `ip netns exec`
+    first, second = make_container(), make_container()
+    inodes = {os.stat(f"/run/netns/{name}").st_ino for name in (first, second)}
+    assert len(inodes) == 2 and os.stat("/proc/self/ns/net").st_ino not in inodes
+    links = json.loads(subprocess.run(["ip", "-n", first, "-j", "link"], capture_output=True,
+                                      text=True, check=True).stdout)
+    assert [(link["ifname"], link["operstate"]) for link in links] == [("lo", "DOWN")]
+    # a name in use: ip's error, and the pin in place is untouched
+    with pytest.raises(iproute.IpError, match="File exists") as taken:
+        bridge.create_netns(first)
+    assert taken.value.errno == errno.EEXIST
+    assert os.stat(f"/run/netns/{first}").st_ino in inodes

@@ -318,7 +318,7 @@ def create_netns(name: str) -> None:
     """Pin a new network namespace at ``/run/netns/NAME`` (``ip netns add``), so
     ``ip netns exec NAME ...`` works; AlreadyExists-like IpError (EEXIST) if it exists."""
     _netns_name(name)
-    iproute.run_batch([f"netns add {name}"])
+    iproute.add_netns_pin(name)
 
 
 def rename_netns(name: str, new_name: str) -> None:
