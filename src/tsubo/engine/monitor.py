@@ -41,7 +41,6 @@ from tsubo.engine.background import SOCKET_NAME, close_fds_except, record_crash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import select
     from collections.abc import Callable, Iterator, Mapping
     from typing import Any
 
@@ -90,6 +89,35 @@ def _preload() -> None:
 
 # --- the monitor ----------------------------------------------------------------------------
 
+class _Poller:
+    """The loop's fds in an epoll(7) set, with poll's interface (register twice: kept;
+    unregister an unknown fd: KeyError; timeouts in ms). A turn of the loop costs the same
+    with 10 or 500 containers: poll(2) looked at every fd each turn, two output pipes and
+    more per running container (docs/performance.md, "The Nth container"). The same rule
+    holds as with poll: an fd is unregistered before it is closed (epoll would otherwise
+    keep the registration while another process, the keeper, holds the file)."""
+
+    __slots__ = ("epoll", "fds")
+
+    def __init__(self) -> None:
+        import select
+
+        self.epoll = select.epoll()
+        self.fds: set[int] = set()
+
+    def register(self, fd: int, _events: int = 1) -> None:
+        if fd not in self.fds:
+            self.epoll.register(fd, 1)  # EPOLLIN, level-triggered; HUP and ERR come anyway
+            self.fds.add(fd)
+
+    def unregister(self, fd: int) -> None:
+        self.fds.remove(fd)  # KeyError, as poll's
+        self.epoll.unregister(fd)
+
+    def poll(self, timeout_ms: int) -> list[tuple[int, int]]:
+        return self.epoll.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1)
+
+
 class Supervised:
     """One container under the monitor: its process, streams, log and clients."""
 
@@ -135,13 +163,11 @@ class MonitorService:
     """The event loop serving every running container of one engine root."""
 
     def __init__(self, paths: EnginePaths, keeper_fd: int = -1) -> None:
-        import select
-
         self.paths = paths
         self.engine: EngineCore  # opened in serve(), after we listen (see there)
         self.db: Database
         self.runtime: Runtime
-        self.poller: select.poll = select.poll()
+        self.poller = _Poller()
         self.containers: dict[str, Supervised] = {}
         self.by_pid: dict[int, Supervised] = {}
         self.by_fd: dict[int, Supervised] = {}  # container streams and attached clients
@@ -190,6 +216,10 @@ class MonitorService:
         self.child_exited = False
         #: the earliest deadline :meth:`_next_timeout` found: no timer is due before it
         self.timers_due = 0.0
+        #: the containers that may have a deadline (a restart, the drain of an exited
+        #: one's output, a health check): what the timers look at, not every container
+        #: (each turn of the loop walked them all before)
+        self.timed: set[Supervised] = set()
         self.keeper: Any = None
         if keeper_fd >= 0:
             import _socket
@@ -289,14 +319,24 @@ class MonitorService:
 
         now = time.monotonic()
         deadlines = [self.firewall_check_at] if self.firewall_check_at else []
-        for supervised in self.containers.values():  # one pass: this runs every turn
+        for supervised in list(self.timed):  # this runs every turn
+            if self.containers.get(supervised.id) is not supervised:
+                self.timed.discard(supervised)
+                continue
+            timed = False
             if supervised.restart_at:
                 deadlines.append(supervised.restart_at)
+                timed = True
             if supervised.exit_code is not None:
                 if supervised.streams:
                     deadlines.append(supervised.exited_at + _DRAIN_SECONDS)
-            elif supervised.health is not None and not supervised.health.probing:
-                deadlines.append(supervised.health.next_at)
+                    timed = True
+            elif supervised.health is not None:
+                timed = True
+                if not supervised.health.probing:
+                    deadlines.append(supervised.health.next_at)
+            if not timed:  # added again when it gets a deadline
+                self.timed.discard(supervised)
         if not self.containers and not self.pending and not self.jobs:
             deadlines.append(idle_since + _IDLE_EXIT_SECONDS)
         self.timers_due = min(deadlines, default=float("inf"))
@@ -740,6 +780,7 @@ class MonitorService:
         supervised.health = None
         if config and (config.get("Test") or ["NONE"])[0] != "NONE":
             supervised.health = HealthState(config, health_path(self.paths, supervised.id))
+            self.timed.add(supervised)
             supervised.health.save()
 
     def _spawn(self, job: _StartJob) -> None:
@@ -1024,6 +1065,7 @@ class MonitorService:
             code = os.waitstatus_to_exitcode(wait_status)
             supervised.exit_code = 128 - code if code < 0 else code
             supervised.exited_at = time.monotonic()
+            self.timed.add(supervised)
             if not supervised.streams:
                 self._exited(supervised)
 
@@ -1082,6 +1124,7 @@ class MonitorService:
                                              state=status.RESTARTING,
                                              restart_count=row.restart_count + 1):
             supervised.restart_at = time.monotonic() + supervised.restart_delay
+            self.timed.add(supervised)
             supervised.restart_delay = min(supervised.restart_delay * 2, _RESTART_DELAY_MAX)
             return
         self._finish(supervised)
@@ -1090,7 +1133,9 @@ class MonitorService:
         import time
 
         now = time.monotonic()
-        for supervised in list(self.containers.values()):
+        for supervised in list(self.timed):
+            if self.containers.get(supervised.id) is not supervised:
+                continue
             if supervised.exit_code is not None and supervised.streams and \
                     now >= supervised.exited_at + _DRAIN_SECONDS:
                 # Exited, but something else still holds its output pipes: stop waiting.
@@ -1353,6 +1398,7 @@ class MonitorService:
             code = os.waitstatus_to_exitcode(wait_status)
             supervised.exit_code = 128 - code if code < 0 else code
         supervised.exited_at = time.monotonic()
+        self.timed.add(supervised)
         self._forget_pidfd(supervised)
         if self.by_pid.get(supervised.pid) is supervised:
             del self.by_pid[supervised.pid]
@@ -1403,6 +1449,7 @@ class MonitorService:
             return
         if row.state == status.RESTARTING:
             supervised.restart_at = time.monotonic()
+            self.timed.add(supervised)
             return
         pidfd = self._pidfd_if_running(row)
         if pidfd < 0:

@@ -69,7 +69,7 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
     intermediate exits, is re-parented to it (and can be waited for by ``run``).
     """
     init.load_host_code(plan, context)
-    syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    become_subreaper()
     child_read, child_write = os.pipe2(os.O_CLOEXEC)
     parent_read, parent_write = os.pipe2(os.O_CLOEXEC)
     context.child_to_parent = child_write
@@ -124,6 +124,20 @@ def spawn(plan: LaunchPlan, context: init.SetupContext, container_id: str,
             os.close(child_read)
         if parent_write >= 0:
             os.close(parent_write)
+
+
+#: the process that made itself a child subreaper (a fork is not one: see below)
+_subreaper = [0]
+
+
+def become_subreaper() -> None:
+    """Make this process a child subreaper, once: prctl(PR_SET_CHILD_SUBREAPER) walks
+    every descendant of the caller each time (the kernel marks them), and a monitor's
+    descendants are all its running containers. A forked child is not a subreaper (the
+    flag is not inherited): the pid tells."""
+    if _subreaper[0] != os.getpid():
+        syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        _subreaper[0] = os.getpid()
 
 
 def write_id_maps(pid: int, plan: LaunchPlan) -> None:
