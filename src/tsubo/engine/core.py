@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from tsubo.state.db import ContainerRow, Database
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit")
+#: how long a failed exec waits for an exiting init to be gone (seconds)
+_EXITING_GRACE = 0.2
 
 
 class EngineCore:
@@ -429,7 +431,10 @@ class EngineCore:
                              detail=f"container {row.name} is not running") from None
 
     def _still_running(self, container_id: str) -> bool:
-        from tsubo.kernel.procfs import is_alive
+        """Whether the container runs, asked after an exec failed in the runtime's
+        internals: an init in the middle of exiting (its namespaces already going, not yet
+        a zombie) is given a moment to finish, so that race too reads as "not running"."""
+        from tsubo.kernel.procfs import wait_until_gone
 
         try:
             row = self.refresh(self.db.get_container(container_id))
@@ -437,7 +442,7 @@ class EngineCore:
         except TsuboError:
             return False
         return row.state in (status.RUNNING, status.PAUSED) and \
-            is_alive(record.pid, record.start_time)
+            not wait_until_gone(record.pid, record.start_time, _EXITING_GRACE)
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, timestamps: bool = False,
