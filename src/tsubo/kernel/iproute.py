@@ -268,39 +268,35 @@ def add_netns_pin(name: str) -> None:
     from tsubo.kernel import syscalls
     from tsubo.kernel.flags import CLONE_NEWNET, MS_BIND, MS_REC, MS_SHARED
 
-    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
-    try:
-        syscalls.mount(None, NETNS_DIR, "none", MS_SHARED | MS_REC)
-    except OSError as error:
-        if error.errno != _EINVAL:  # EINVAL: not a mount point yet; ip binds it first
-            raise TsuboError.from_os_error("pin netns", NETNS_DIR, error) from None
-        syscalls.mount(NETNS_DIR, NETNS_DIR, "none", MS_BIND | MS_REC)
-        syscalls.mount(None, NETNS_DIR, "none", MS_SHARED | MS_REC)
     target = f"{NETNS_DIR}/{name}"
+    try:
+        os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+        try:
+            syscalls.mount(None, NETNS_DIR, "none", MS_SHARED | MS_REC)
+        except OSError as error:
+            if error.errno != _EINVAL:
+                raise
+            # not a mount point yet: ip binds it on itself first
+            syscalls.mount(NETNS_DIR, NETNS_DIR, "none", MS_BIND | MS_REC)
+            syscalls.mount(None, NETNS_DIR, "none", MS_SHARED | MS_REC)
+    except OSError as error:
+        raise TsuboError.from_os_error("pin netns", NETNS_DIR, error) from None
     try:
         os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
     except OSError as error:
         raise IpError(f"netns add {name}", f"Cannot create namespace file \"{target}\": "
                       f"{os.strerror(error.errno or 0)}") from None
-    failure: list[OSError] = []
-    done = _thread.allocate_lock()
-    done.acquire()
 
-    def make() -> None:  # a thread of its own: the namespace goes with the thread
-        try:
-            syscalls.unshare(CLONE_NEWNET)
-            syscalls.mount(f"/proc/self/task/{_thread.get_native_id()}/ns/net", target,
-                           None, MS_BIND)
-        except OSError as error:
-            failure.append(error)
-        finally:
-            done.release()
+    def make() -> None:  # the thread's new namespace outlives it on the pin
+        syscalls.unshare(CLONE_NEWNET)
+        syscalls.mount(f"/proc/self/task/{_thread.get_native_id()}/ns/net", target, None,
+                       MS_BIND)
 
-    _thread.start_new_thread(make, ())
-    done.acquire()
-    if failure:
+    try:
+        syscalls.in_own_thread(make)
+    except OSError as error:
         os.unlink(target)
-        raise TsuboError.from_os_error("pin netns", target, failure[0]) from None
+        raise TsuboError.from_os_error("pin netns", target, error) from None
 
 
 def link_mtu(name: str) -> int:

@@ -86,19 +86,20 @@ def list_table(
 ) -> list[dict[str, object]] | None:
     """``nft -j list table FAMILY NAME`` as a list of objects (TERSE: without set and map
     elements); None when there is no such table."""
-    result = _nft(["list", "table", family, name], f"list table {family} {name}", netns,
-                  terse=terse)
-    if result.exit_code != 0 and "No such file or directory" in result.stderr_text():
-        return None
-    return _objects(result.check())
+    return _list_if_there(["table", family, name], netns, terse=terse)
 
 
 def list_map(family: str, table: str, name: str, *, netns: str | None = None
              ) -> list[dict[str, object]] | None:
     """``nft -j list map FAMILY TABLE NAME`` as a list of objects; None when there is no
     such table or map."""
-    result = _nft(["list", "map", family, table, name], f"list map {family} {table} {name}",
-                  netns)
+    return _list_if_there(["map", family, table, name], netns)
+
+
+def _list_if_there(what: list[str], netns: str | None, *, terse: bool = False
+                   ) -> list[dict[str, object]] | None:
+    """``nft -j list WHAT...``; None when nft says it does not exist."""
+    result = _nft(["list", *what], " ".join(["list", *what]), netns, terse=terse)
     if result.exit_code != 0 and "No such file or directory" in result.stderr_text():
         return None
     return _objects(result.check())

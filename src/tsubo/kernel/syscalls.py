@@ -22,6 +22,10 @@ import _ctypes
 import os
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 
@@ -109,6 +113,31 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def unshare(flags: int) -> None:
     """unshare(2)."""
     _check(_unshare(flags))
+
+
+def in_own_thread(work: Callable[[], object]) -> None:
+    """Run WORK in a short-lived thread of its own and wait for it; what it raises is raised
+    here. For a per-thread ``unshare`` (cwd, network namespace) that must never touch the
+    caller's thread: it goes with the thread. ``_thread``, not ``threading`` (~4 ms to
+    import); ~0.1 ms a call."""
+    import _thread
+
+    errors: list[BaseException] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # re-raised in the caller's thread
+            errors.append(error)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    done.acquire()
+    if errors:
+        raise errors[0]
 
 
 def setns(fd: int, nstype: int = 0) -> None:

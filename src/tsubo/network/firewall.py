@@ -513,15 +513,23 @@ def _port_elements(port: PublishedPort, comment: str, address: str,
     """(map, element) of PORT in the two maps of its key: to ADDRESS (ADDRESS6 for an
     IPv6 binding) and to the container's port."""
     v6 = ":" in port.host_ip
-    key_name = ("ports" if port.is_wildcard else "bound") + ("6" if v6 else "4")
-    key: list[object] = [port.protocol, port.host_port]
-    if not port.is_wildcard:
-        key.insert(0, port.host_ip)
-    val: dict[str, object] = {"val": {"concat": key}}
+    val: dict[str, object] = {"val": _port_key(port)}
     if comment:
         val["comment"] = comment
+    key_name = _port_key_name(port)
     return [(f"{key_name}_addr", [{"elem": val}, address6 if v6 else address]),
             (f"{key_name}_port", [{"elem": val}, port.container_port])]
+
+
+def _port_key_name(port: PublishedPort) -> str:
+    """Which pair of maps holds PORT (``ports4``, ``bound4``, ``ports6``, ``bound6``)."""
+    return ("ports" if port.is_wildcard else "bound") + ("6" if ":" in port.host_ip else "4")
+
+
+def _port_key(port: PublishedPort) -> dict[str, object]:
+    """PORT's key in its maps: ``proto . port``, or ``addr . proto . port``."""
+    key: list[object] = [port.protocol, port.host_port]
+    return {"concat": key if port.is_wildcard else [port.host_ip, *key]}
 
 
 def _grouped_element_commands(verb: str,
@@ -567,8 +575,8 @@ def unpublish_batch(ports: Sequence[PublishedPort], address: str, address6: str 
           for name, key_type, data_type in _PORT_MAPS),
         *_grouped_element_commands("add", elements),
         *_grouped_element_commands("delete", (
-            (map_name, element[0]["elem"]["val"])  # type: ignore[index]
-            for map_name, element in elements)),
+            (f"{_port_key_name(port)}_{part}", _port_key(port))
+            for port in ports for part in ("addr", "port"))),
     ]
     return {"nftables": commands}
 
@@ -830,15 +838,16 @@ def unpublish(container_id: str, ports: Sequence[PublishedPort], *, address: str
     the container are deleted."""
     from tsubo.errors import TsuboError
 
-    try:
-        if not address and not address6:
-            raise TsuboError("unpublish", container_id[:12], detail="no address known")
-        nftables.apply(unpublish_batch(ports, address, address6), netns=netns)
-    except TsuboError:
-        found = nftables.list_table(FAMILY, TABLE, netns=netns)
-        commands = _owned_by(found or [], container_id)
-        if commands:
-            nftables.apply({"nftables": commands}, netns=netns)
+    if address or address6:
+        try:
+            nftables.apply(unpublish_batch(ports, address, address6), netns=netns)
+            return
+        except TsuboError:
+            pass  # an element's data is not what we added: delete by listing
+    found = nftables.list_table(FAMILY, TABLE, netns=netns)
+    commands = _owned_by(found or [], container_id)
+    if commands:
+        nftables.apply({"nftables": commands}, netns=netns)
 
 
 def _owned_by(table: Sequence[dict[str, object]], container_id: str) -> list[Command]:
