@@ -33,6 +33,7 @@ container to wait for (``WAIT``); or the adoption of containers whose monitor di
 
 from __future__ import annotations
 
+import _thread
 import collections
 import os
 
@@ -220,6 +221,9 @@ class MonitorService:
         #: one's output, a health check): what the timers look at, not every container
         #: (each turn of the loop walked them all before)
         self.timed: set[Supervised] = set()
+        #: the mount namespace base (``_mount_base``): None until the first start
+        self.mount_base: int | None = None
+        self.mount_base_lock = _thread.allocate_lock()
         self.keeper: Any = None
         if keeper_fd >= 0:
             import _socket
@@ -627,8 +631,6 @@ class MonitorService:
             _send_quietly_stream(conn, decision.reply)
             conn.close()
         elif decision.relay:
-            import _thread
-
             from tsubo.network.ipam import dns_upstreams
 
             servers = [server for server in upstreams or dns_upstreams() if ":" not in server]
@@ -737,8 +739,6 @@ class MonitorService:
     # child but our inits
 
     def _probe(self, supervised: Supervised) -> None:
-        import _thread
-
         assert supervised.health is not None
         supervised.health.probing = True
         self._ensure_done_pipe()
@@ -792,7 +792,7 @@ class MonitorService:
             publishing = _Publishing(job.publication) if job.publication else None
             try:  # its nft transaction runs while the runtime starts the container
                 job.started = _spawn_container(self.runtime, self.paths, job.container_id,
-                                               job.options, files.bundle)
+                                               job.options, files.bundle, self._mount_base())
             finally:
                 published = publishing.wait() if publishing else None
             if published is not None:  # started, but its ports are not: take it down
@@ -804,6 +804,23 @@ class MonitorService:
         finally:
             job.spawned = True
             self._job_done(job)
+
+    def _mount_base(self) -> int:
+        """(in a worker) The mount namespace new containers are copied from, made at the
+        first start (``kernel.mounts.make_mount_base``): without the engine's own mounts,
+        the containers' roots and netns pins. -1 when it could not be made: containers are
+        then copied from ours, as the runtime does by default."""
+        with self.mount_base_lock:
+            if self.mount_base is None:
+                from tsubo.kernel.iproute import NETNS_DIR
+                from tsubo.kernel.mounts import make_mount_base
+
+                try:
+                    self.mount_base = make_mount_base([self.paths.data, NETNS_DIR])
+                except Exception as error:
+                    record_crash(self.paths, error, "making the mount namespace base")
+                    self.mount_base = -1
+            return self.mount_base
 
     def _job_done(self, job: _StartJob) -> None:
         """Hand a finished start to the loop (from any thread)."""
@@ -1530,8 +1547,6 @@ class _Publishing:
     transaction runs while the worker waits on the runtime's children."""
 
     def __init__(self, publication: PortPublication) -> None:
-        import _thread
-
         self.publication = publication
         self.error: Exception | None = None
         self.done = _thread.allocate_lock()
@@ -1580,9 +1595,10 @@ class _Started:
 
 
 def _spawn_container(runtime: Runtime, paths: EnginePaths, container_id: str,
-                     options: RunOptions, bundle: str) -> _Started:
+                     options: RunOptions, bundle: str, mount_base: int) -> _Started:
     """The runtime's create + start (in a worker thread) with new pipes (or a pty) as the
-    container's stdio; what the loop needs to serve it."""
+    container's stdio, its mount namespace copied from *mount_base*; what the loop needs
+    to serve it."""
     stdin_write = -1
     console_path = ""
     listener = None
@@ -1619,7 +1635,7 @@ def _spawn_container(runtime: Runtime, paths: EnginePaths, container_id: str,
         stdio = (in_read, out_write, err_write)
     try:
         record = runtime.create(container_id, bundle, console_socket=console_path,
-                                       start_now=True, stdio=stdio)
+                                start_now=True, stdio=stdio, mount_base=mount_base)
     except BaseException:
         for fd in (out_read, err_read, stdin_write):
             if fd >= 0:

@@ -40,6 +40,8 @@ MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
+#: open_tree(2): a detached copy of the mount, not the mount itself
+OPEN_TREE_CLONE = 1
 
 MNT_FORCE = 1
 MNT_DETACH = 2

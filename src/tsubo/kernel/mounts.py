@@ -13,12 +13,14 @@ carries them out; ``runtime/plan.py`` builds them from the config.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
 from tsubo.errors import TsuboError
 from tsubo.kernel import procfs, syscalls
 from tsubo.kernel.flags import (
+    CLONE_NEWNS,
     MNT_DETACH,
     MS_BIND,
     MS_PRIVATE,
@@ -28,10 +30,15 @@ from tsubo.kernel.flags import (
     MS_SHARED,
     MS_SLAVE,
     MS_UNBINDABLE,
+    OPEN_TREE_CLONE,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
     STATVFS_LOCKED_FLAGS,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 
@@ -161,11 +168,12 @@ def locked_flags(path: str) -> int:
                if vfs_flags & vfs_flag)
 
 
-def prepare_root(rootfs: str, propagation: int) -> None:
+def prepare_root(rootfs: str, propagation: int, root_mount: int = -1) -> None:
     """Set the new mount namespace's propagation, then make *rootfs* a mount point (a
     recursive bind on itself) so pivot_root(2) accepts it. *propagation* is the config's
     ``rootfsPropagation`` (default rslave); shared and unbindable reach the new / only after
-    the pivot (:func:`propagate_new_root`)."""
+    the pivot (:func:`propagate_new_root`). *root_mount* (closed here): a detached copy of
+    the root's mount (:func:`clone_mount`) to mount on *rootfs* first."""
     if propagation & MS_UNBINDABLE:
         # Nothing could be bound from an unbindable tree (the rootfs onto itself, the
         # config's binds: EINVAL): build the root in a slave tree and make the new /
@@ -175,6 +183,11 @@ def prepare_root(rootfs: str, propagation: int) -> None:
         syscalls.mount(None, "/", None, propagation)
     except OSError as error:
         raise TsuboError.from_os_error("set propagation of", "/", error) from None
+    if root_mount >= 0:
+        try:
+            attach_mount(root_mount, rootfs)
+        finally:
+            os.close(root_mount)
     if propagation & MS_SHARED:
         # pivot_root(2) refuses a new root whose parent mount is shared (EINVAL), and the
         # bind below would propagate to the parent's peers: make that one mount private
@@ -195,12 +208,85 @@ def prepare_root(rootfs: str, propagation: int) -> None:
         syscalls.mount(None, rootfs, None, MS_PRIVATE)
 
 
+def make_mount_base(keep_out: Sequence[str]) -> int:
+    """A mount namespace for new containers to be copied from: a copy of the caller's, a
+    recursive slave (mounts the host makes later still reach it), where every mount below
+    each folder of *keep_out* is detached and the folder's own mount, when it is one, made
+    private, so nothing mounted there later reaches it either (below a folder that is not a
+    mount point, what the host propagates still does). Returns an fd (close-on-exec) that
+    keeps it alive, for the runtime to ``setns`` into before its ``unshare``.
+
+    Why: ``unshare(CLONE_NEWNS)`` copies every mount of the caller's namespace, and the
+    pivot walks them twice more; an engine's namespace holds two mounts per running
+    container (its root and its netns pin), so each start cost more than the one before
+    (docs/performance.md, "The Nth container")."""
+    made: list[int] = []
+
+    def work() -> None:  # the thread's copy: ours goes with it, the fd keeps it alive
+        syscalls.unshare(CLONE_NEWNS)
+        syscalls.mount(None, "/", None, MS_SLAVE | MS_REC)
+        folders = [os.path.realpath(folder) for folder in keep_out]
+        for point in _mount_points_below(folders):
+            while True:  # stacked mounts: each one on the point
+                try:
+                    syscalls.umount2(point, MNT_DETACH)
+                except OSError as error:
+                    if error.errno in (errno.EINVAL, errno.ENOENT):
+                        break
+                    raise
+        for folder in folders:
+            if folder != "/" and parent_mount_point(folder) == folder:
+                syscalls.mount(None, folder, None, MS_PRIVATE)
+        made.append(os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+
+    try:
+        syscalls.in_own_thread(work)
+    except OSError as error:
+        raise TsuboError.from_os_error("make mount namespace base", ", ".join(keep_out),
+                                       error) from None
+    return made[0]
+
+
+def _mount_points_below(folders: Sequence[str]) -> list[str]:
+    """The calling thread's mount points strictly below *folders*, outermost only (a
+    detach takes what is mounted below)."""
+    prefixes = tuple(folder.rstrip("/") + "/" for folder in folders)
+    points: set[str] = set()
+    with open("/proc/thread-self/mountinfo", "rb") as mountinfo:
+        for line in mountinfo:
+            point = procfs.unescape_mountinfo(os.fsdecode(line.split(b" ", 5)[4]))
+            if point.startswith(prefixes):
+                points.add(point)
+    outermost: list[str] = []
+    for point in sorted(points, key=len):
+        if not point.startswith(tuple(kept + "/" for kept in outermost)):
+            outermost.append(point)
+    return outermost
+
+
+def clone_mount(path: str) -> int:
+    """An fd (close-on-exec) of a detached copy of the mount at *path* (not of what is
+    mounted below it), for :func:`attach_mount` in another mount namespace."""
+    try:
+        return syscalls.open_tree(path, OPEN_TREE_CLONE | os.O_CLOEXEC)
+    except OSError as error:
+        raise TsuboError.from_os_error("clone mount", path, error) from None
+
+
+def attach_mount(fd: int, target: str) -> None:
+    """Mount the detached copy *fd* (:func:`clone_mount`) on *target*."""
+    try:
+        syscalls.move_mount_fd(fd, target)
+    except OSError as error:
+        raise TsuboError.from_os_error("attach mount on", target, error) from None
+
+
 def parent_mount_point(path: str) -> str:
     """The mount point of the mount that holds *path* (resolved): the longest mount point
-    in /proc/self/mountinfo that is *path* or one of its parent directories."""
+    in the calling thread's mountinfo that is *path* or one of its parent directories."""
     path = os.path.realpath(path)
     best = "/"
-    with open("/proc/self/mountinfo", "rb") as mountinfo:
+    with open("/proc/thread-self/mountinfo", "rb") as mountinfo:
         for line in mountinfo:
             point = procfs.unescape_mountinfo(os.fsdecode(line.split(b" ", 5)[4]))
             if len(point) > len(best) and (path == point or path.startswith(point + "/")):

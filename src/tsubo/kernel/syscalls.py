@@ -28,11 +28,15 @@ if TYPE_CHECKING:
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _KEYCTL_JOIN_SESSION_KEYRING = 1
+_AT_FDCWD = -100
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 # Syscall numbers that glibc 2.36 has no wrapper for (or whose wrapper we avoid).
 _SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "openat2": 437, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "capset": 91, "openat2": 437, "keyctl": 219},
+    "x86_64": {"pivot_root": 155, "capset": 126, "openat2": 437, "keyctl": 250,
+               "open_tree": 428, "move_mount": 429},
+    "aarch64": {"pivot_root": 41, "capset": 91, "openat2": 437, "keyctl": 219,
+                "open_tree": 428, "move_mount": 429},
 }
 
 
@@ -42,11 +46,25 @@ class _Long(_ctypes._SimpleCData):  # type: ignore[type-arg]
     _type_ = "l"
 
 
+class _Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
+    """C ``int``: what the libc functions but ``syscall`` return."""
+
+    _type_ = "i"
+
+
 class _LibcFunction(_ctypes.CFuncPtr):
     """A libc function returning ``long``; errno is saved for :func:`_ctypes.get_errno`."""
 
     _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
     _restype_ = _Long
+
+
+class _LibcIntFunction(_ctypes.CFuncPtr):
+    """One returning ``int``: read as ``long``, glibc's umount2 -1 came back as 2**32 - 1
+    (the upper half of the register is not set), and its failures went unseen."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _Int
 
 
 class _Libc:
@@ -55,12 +73,12 @@ class _Libc:
     _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
 
 
-def _function(name: str) -> _LibcFunction:
-    return _LibcFunction((name, _Libc))  # type: ignore[arg-type]
+def _function(name: str) -> _LibcIntFunction:
+    return _LibcIntFunction((name, _Libc))  # type: ignore[arg-type]
 
 
 _numbers = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
-_syscall = _function("syscall")
+_syscall = _LibcFunction(("syscall", _Libc))  # type: ignore[arg-type]
 _mount = _function("mount")
 _umount2 = _function("umount2")
 _unshare = _function("unshare")
@@ -108,6 +126,18 @@ def umount2(target: str, flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2), which glibc does not wrap."""
     _call_syscall("pivot_root", _encode(new_root), _encode(put_old))
+
+
+def open_tree(path: str, flags: int) -> int:
+    """open_tree(2) relative to the cwd (Linux 5.2): an fd of the mount at *path*, or with
+    ``OPEN_TREE_CLONE`` of a detached copy of it."""
+    return _call_syscall("open_tree", _Long(_AT_FDCWD), _encode(path), _Long(flags))
+
+
+def move_mount_fd(fd: int, target: str) -> None:
+    """move_mount(2) of the mount *fd* refers to (an ``open_tree`` clone) onto *target*."""
+    _call_syscall("move_mount", _Long(fd), b"", _Long(_AT_FDCWD), _encode(target),
+                  _Long(_MOVE_MOUNT_F_EMPTY_PATH))
 
 
 def unshare(flags: int) -> None:

@@ -64,12 +64,15 @@ class Runtime:
     def create(self, container_id: str, bundle: str, *, pid_file: str = "",
                console_socket: str = "", no_pivot: bool = False,
                preserve_fds: int = 0, new_keyring: bool = True,
-               start_now: bool = False, stdio: tuple[int, int, int] | None = None
-               ) -> ContainerRecord:
+               start_now: bool = False, stdio: tuple[int, int, int] | None = None,
+               mount_base: int = -1) -> ContainerRecord:
         """Set the container up and leave its init waiting on the exec fifo; with
         *start_now* (``run``), start it right away through the handshake instead. The
         container's stdin, stdout and stderr are *stdio* (default: ours); nothing here
-        touches the calling process's own fds, so threads may create containers at once."""
+        touches the calling process's own fds, so threads may create containers at once.
+        *mount_base* (an fd of ``kernel.mounts.make_mount_base``): copy the container's
+        mount namespace from it, where the plan allows (``copies_a_mount_base``), with a
+        copy of the root's mount taken here."""
         from tsubo.kernel.cgroups import Cgroup, CgroupLayout, resolve_cgroup_path
         from tsubo.kernel.cgroups.plan import plan_resources
         from tsubo.oci.runtime_spec import parse_spec
@@ -118,8 +121,17 @@ class Runtime:
             context.stdio = stdio
             if new_keyring:
                 context.keyring = f"_ses.{container_id}"
-            spawned = spawn(plan, context, container_id,
-                            lambda pid: self._run_create_hooks(spec, record, pid))
+            if mount_base >= 0 and plan.copies_a_mount_base():
+                from tsubo.kernel.mounts import clone_mount
+
+                context.mount_base = mount_base
+                context.root_mount = clone_mount(plan.rootfs)
+            try:
+                spawned = spawn(plan, context, container_id,
+                                lambda pid: self._run_create_hooks(spec, record, pid))
+            finally:
+                if context.root_mount >= 0:  # the init has its own copy of the fd
+                    os.close(context.root_mount)
             undo.push(lambda: _kill_and_wait(spawned.pid))
             undo.push(spawned.close)
             stat = procfs.read_stat(spawned.pid)

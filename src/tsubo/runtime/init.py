@@ -30,6 +30,7 @@ from tsubo.kernel import capabilities, mounts, procfs, syscalls
 from tsubo.kernel.flags import (
     CLONE_FLAGS,
     CLONE_NEWNET,
+    CLONE_NEWNS,
     CLONE_NEWUSER,
     MS_RDONLY,
     NAMESPACE_FILES,
@@ -57,8 +58,8 @@ class SetupContext:
     """What the children get from the runtime besides the plan: fds and paths."""
 
     __slots__ = ("cgroup", "child_to_parent", "console", "console_socket", "fifo_fd", "keyring",
-                 "parent_to_child", "preserve_fds", "seccomp_cache", "seccomp_filter",
-                 "start_by_handshake", "state_json", "stdio")
+                 "mount_base", "parent_to_child", "preserve_fds", "root_mount", "seccomp_cache",
+                 "seccomp_filter", "start_by_handshake", "state_json", "stdio")
 
     def __init__(self, child_to_parent: int, parent_to_child: int, cgroup: Cgroup | None,
                  fifo_fd: int, console_socket: str, preserve_fds: int) -> None:
@@ -83,6 +84,11 @@ class SetupContext:
         #: the fds to give the container as its stdin, stdout and stderr (None: the
         #: caller's own 0/1/2); set in the forked intermediate, never in the caller
         self.stdio: tuple[int, int, int] | None = None
+        #: the mount namespace to copy the container's from (``kernel.mounts.make_mount_base``)
+        #: and a detached copy of the root's mount to mount at ``root.path`` in it; -1: the
+        #: caller's namespace, where the root is mounted already
+        self.mount_base = -1
+        self.root_mount = -1
 
 
 def run_intermediate(plan: LaunchPlan, context: SetupContext,
@@ -98,6 +104,11 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
         if context.cgroup is not None:
             context.cgroup.join_self()
         join_namespaces(plan.join_namespaces)
+        if context.mount_base >= 0:  # after the joins: their paths are the caller's
+            try:
+                syscalls.setns(context.mount_base, CLONE_NEWNS)
+            except OSError as error:
+                raise TsuboError.from_os_error("join mount namespace base", "", error) from None
         new = plan.new_namespaces
         if new & CLONE_NEWUSER:
             syscalls.unshare(CLONE_NEWUSER)
@@ -294,6 +305,8 @@ def close_inherited_fds(context: SetupContext) -> set[int]:
         keep.add(context.fifo_fd)
     if context.console is not None:
         keep.add(context.console.fileno())
+    if context.root_mount >= 0:
+        keep.add(context.root_mount)
     keep.update(range(3, 3 + context.preserve_fds))
     low = 0
     for fd in sorted(keep):
@@ -313,7 +326,7 @@ def _max_fd() -> int:
 
 def setup_root(plan: LaunchPlan, context: SetupContext) -> None:
     """Build the container's file system view and switch into it."""
-    mounts.prepare_root(plan.rootfs, plan.root_propagation)
+    mounts.prepare_root(plan.rootfs, plan.root_propagation, context.root_mount)
     root_fd = os.open(plan.rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
         for step in plan.mounts:

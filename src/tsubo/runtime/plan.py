@@ -174,6 +174,17 @@ class LaunchPlan:
                               detail="personality is not supported yet")
         self.hooks: dict[str, list[Hook]] = spec.hooks
 
+    def copies_a_mount_base(self) -> bool:
+        """Whether the container's mount namespace may be copied from an engine's mount
+        base (``kernel.mounts.make_mount_base``) rather than the caller's: a new mount
+        namespace with slave or private propagation and a pivot, no user namespace (the
+        base belongs to the host's), and no shared bind, which must stay a peer of the
+        caller's mount (a base's copy of it is a slave)."""
+        shared = PROPAGATION_OPTIONS["shared"]
+        return bool(self.new_namespaces & CLONE_FLAGS["mount"]) and not self.userns \
+            and not self.no_pivot and not self.root_propagation & shared \
+            and not any(flags & shared for step in self.mounts for flags in step.propagation)
+
 
 def make_plan(spec: Spec, bundle: str, *, no_pivot: bool = False) -> LaunchPlan:
     """The launch plan for *spec* in *bundle* (an absolute path)."""
