@@ -170,3 +170,12 @@ def test_write_each_is_one_open_and_names_the_value_that_failed(tmp_path: Path) 
         procfs.write_each("/proc/self/oom_score_adj", [current, "not a number"], wrap=wrap)
     assert caught.value.detail == "write 'not a number'"
     assert caught.value.errno == errno.EINVAL
+
+
+def test_ipv4_forwarding_is_the_ip_forward_setting() -> None:
+    """Read from /proc/net/snmp (a lookup that does not grow with the containers), the
+    same value as /proc/sys/net/ipv4/ip_forward."""
+    from tsubo.kernel.procfs import ipv4_forwarding
+
+    with open("/proc/sys/net/ipv4/ip_forward", "rb") as setting:
+        assert ipv4_forwarding() is (setting.read().strip() == b"1")

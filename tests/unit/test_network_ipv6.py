@@ -283,14 +283,14 @@ def test_dual_choice_binds_both_families_on_one_port() -> None:
     def holder(protocol: str, ip: str, port: int) -> str | None:
         return "x" if (protocol, ip, port) in held else None
 
-    chosen = ports.choose(specs, holder, (32768, 32770), dual=True)
+    chosen = ports.choose(specs, holder, lambda: (32768, 32770), dual=True)
     assert [p.docker_text() for p in chosen] == [
         "0.0.0.0:8080->80/tcp", "[::]:8080->80/tcp", "0.0.0.0:32769->90/tcp",
         "[::]:32769->90/tcp"]
-    single = ports.choose(ports.parse_publish("0.0.0.0:8080:80"), holder, (1, 2), dual=True)
+    single = ports.choose(ports.parse_publish("0.0.0.0:8080:80"), holder, lambda: (1, 2), dual=True)
     assert [p.docker_text() for p in single] == ["0.0.0.0:8080->80/tcp"]
     with pytest.raises(ports.PortTaken) as caught:
-        ports.choose(ports.parse_publish("32768:80"), holder, (1, 2), dual=True)
+        ports.choose(ports.parse_publish("32768:80"), holder, lambda: (1, 2), dual=True)
     assert caught.value.message() == "[::]:32768/tcp is already in use by x"
 
 

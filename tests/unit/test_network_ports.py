@@ -205,15 +205,15 @@ def test_choose_fixed_ports_and_holders() -> None:
         return held.get((protocol, number))
 
     got = choose(parse_publish("8081:80") + parse_publish("127.0.0.1:8080:80/udp"),
-                 holder_of, (40000, 40010))
+                 holder_of, lambda: (40000, 40010))
     assert [p.docker_text() for p in got] == ["0.0.0.0:8081->80/tcp",
                                               "127.0.0.1:8080->80/udp"]
     with pytest.raises(PortTaken) as caught:
-        choose(parse_publish("8080:80"), holder_of, (40000, 40010))
+        choose(parse_publish("8080:80"), holder_of, lambda: (40000, 40010))
     assert caught.value.message() == "0.0.0.0:8080/tcp is already in use by container abc"
     # the same host port twice in one request
     with pytest.raises(PortTaken, match="this container"):
-        choose(parse_publish("9000:80") + parse_publish("9000:81"), holder_of, (1, 2))
+        choose(parse_publish("9000:80") + parse_publish("9000:81"), holder_of, lambda: (1, 2))
 
 
 def test_choose_ephemeral_ports_skip_held_ones_and_run_out_clearly() -> None:
@@ -222,14 +222,30 @@ def test_choose_ephemeral_ports_skip_held_ones_and_run_out_clearly() -> None:
     def holder_of(protocol: str, ip: str, number: int) -> str | None:
         return "x" if number in held else None
 
-    got = choose(parse_publish("80-81"), holder_of, (40000, 40004))
+    got = choose(parse_publish("80-81"), holder_of, lambda: (40000, 40004))
     assert [p.host_port for p in got] == [40002, 40004]
     got = choose(parse_publish("9000-9003:80"), lambda *a: "x" if a[2] < 9003 else None,
-                 (1, 2))
+                 lambda: (1, 2))
     assert [p.host_port for p in got] == [9003]
-    spread = choose(parse_publish("80"), holder_of, (40000, 40004), start=4)
+    spread = choose(parse_publish("80"), holder_of, lambda: (40000, 40004), start=4)
     assert [p.host_port for p in spread] == [40004]
     with pytest.raises(PortTaken) as caught:
-        choose(parse_publish("80-83"), holder_of, (40000, 40004))
+        choose(parse_publish("80-83"), holder_of, lambda: (40000, 40004))
     assert caught.value.message() == \
         "no free host port for 82/tcp on 0.0.0.0 (all of 40000-40004 are in use)"
+
+
+def test_choose_reads_the_local_range_only_for_a_port_without_host_port() -> None:
+    """The kernel's ip_local_port_range is a /proc/sys/net/ipv4 lookup whose cost grows with
+    the containers (kernel/procfs.py): fixed ports and host ranges never ask for it."""
+    asked: list[int] = []
+
+    def local_range() -> tuple[int, int]:
+        asked.append(1)
+        return 40000, 40004
+
+    choose(parse_publish("8080-8087:80-87") + parse_publish("9000-9003:90"),
+           lambda *a: None, local_range)
+    assert asked == []
+    choose(parse_publish("80"), lambda *a: None, local_range)
+    assert asked == [1]

@@ -298,7 +298,7 @@ def test_port_claims_one_transaction_and_indexed_lookup(store: NetworkStore,
     def claim(owner: str, *texts: str) -> list[str]:
         specs = [spec for text in texts for spec in parse_publish(text)]
         return store.claim_ports(owner, lambda holder_of: [
-            p.ledger_name for p in choose(specs, holder_of, (40000, 40001))])
+            p.ledger_name for p in choose(specs, holder_of, lambda: (40000, 40001))])
 
     assert claim(cid(1), "8080:80") == ["tcp/8080/0.0.0.0/80"]
     assert claim(cid(2), "127.0.0.1:8081:80/udp") == ["udp/8081/127.0.0.1/80"]

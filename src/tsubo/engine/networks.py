@@ -40,7 +40,6 @@ DEFAULT_NETWORK = "bridge"
 PREDEFINED = "{} is a pre-defined network and cannot be removed"
 #: Docker's warning for a container on a network of a host that does not forward
 FORWARDING_WARNING = "IPv4 forwarding is disabled. Networking will not work."
-IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
 class NetworkManager:
@@ -427,7 +426,7 @@ class NetworkManager:
             return f"socket:{protocol}" if sockets.port_taken(protocol, ip, port) else None
 
         try:
-            return ports.choose(specs, any_holder, procfs.local_port_range(),
+            return ports.choose(specs, any_holder, procfs.local_port_range,
                                 start=int.from_bytes(os.urandom(2), "big"), dual=dual)
         except ports.PortTaken as taken:
             holder = taken.holder
@@ -500,12 +499,10 @@ def is_predefined(network: Network) -> bool:
 def forwarding_warning() -> str:
     """Docker's warning for a container joining networks when the host does not forward
     IPv4 (tsubo never turns forwarding on: that is the host's policy), or ``""``."""
-    try:
-        with open(IP_FORWARD, "rb") as file:
-            forwarding = file.read().strip()
-    except OSError:
-        return ""  # no /proc to ask: say nothing rather than guess
-    return FORWARDING_WARNING if forwarding == b"0" else ""
+    from tsubo.kernel.procfs import ipv4_forwarding
+
+    # None: no /proc to ask: say nothing rather than guess
+    return FORWARDING_WARNING if ipv4_forwarding() is False else ""
 
 
 class _FileLock:

@@ -287,9 +287,35 @@ def socket_holder(inode: int, proc: str = "/proc") -> tuple[int, str] | None:
     return None
 
 
+def ipv4_forwarding() -> bool | None:
+    """Whether this network namespace forwards IPv4 (``net.ipv4.ip_forward``); None when
+    there is no /proc to ask. Read from ``/proc/net/snmp`` (``Ip: Forwarding``, RFC 1213:
+    1 forwarding, 2 not), the same kernel value: a path under ``/proc/sys/net/ipv4`` costs a
+    lookup that grows with the network namespaces made since ours (each one that looked
+    into its own ``/proc/sys/net/ipv4``, as every container's does, adds a same-named
+    dentry the walk compares with: ~0.5 ms at 400 containers), ``/proc/net`` does not."""
+    try:
+        fd = os.open("/proc/net/snmp", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    names, _, rest = head.partition(b"\n")
+    values = rest.partition(b"\n")[0].split()
+    try:
+        return values[names.split().index(b"Forwarding")] == b"1"
+    except (ValueError, IndexError):
+        return None
+
+
 def local_port_range() -> tuple[int, int]:
     """``net.ipv4.ip_local_port_range`` of this network namespace: where ephemeral published
-    ports are taken from, as Docker does."""
+    ports are taken from, as Docker does (read only when one is asked for: the path is
+    under ``/proc/sys/net/ipv4``, see :func:`ipv4_forwarding`)."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as setting:
             low, high = (int(word) for word in setting.read().split())

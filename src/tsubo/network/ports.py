@@ -354,12 +354,13 @@ class PortTaken(Exception):
 
 
 def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str | None],
-           local_range: tuple[int, int], *, start: int = 0, dual: bool = False
+           local_range: Callable[[], tuple[int, int]], *, start: int = 0, dual: bool = False
            ) -> list[PublishedPort]:
     """Host ports for SPECS. HOLDER_OF(protocol, ip, port) names what holds that host port
     already (None: free); ports chosen earlier in this call count as held. A fixed port that
     is held raises :class:`PortTaken`; an ephemeral one is the first free port of its range
-    (or LOCAL_RANGE), searched from START (an offset, so that concurrent starts spread).
+    (or LOCAL_RANGE(), asked only then), searched from START (an offset, so that
+    concurrent starts spread).
     DUAL (a dual-stack network): a spec without a host address is bound on ``0.0.0.0``
     and ``[::]`` alike, one port free in both."""
     chosen: list[PublishedPort] = []
@@ -380,7 +381,7 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
             chosen += [PublishedPort(address, spec.host_start, spec.container_port,
                                      spec.protocol) for address in addresses]
             continue
-        low, high = (spec.host_start, spec.host_end) if spec.host_start else local_range
+        low, high = (spec.host_start, spec.host_end) if spec.host_start else local_range()
         size = high - low + 1
         for step in range(size):
             port = low + (start + step) % size
