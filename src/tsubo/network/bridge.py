@@ -63,7 +63,7 @@ from __future__ import annotations
 import os
 
 from tsubo.errors import InvalidArgument, TeardownErrors
-from tsubo.kernel import iproute, procfs
+from tsubo.kernel import iproute, procfs, rtnetlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,20 +78,31 @@ _GONE_ERRNOS = frozenset({2, 19})  # ENOENT, ENODEV
 
 
 class EndpointPlan:
-    """The two batches of one endpoint and the sysctls written between them (inside the
-    container netns, before the interface goes up)."""
+    """The requests of one endpoint, host side then container side, and the sysctls written
+    between them (inside the container netns, before the interface goes up)."""
 
-    __slots__ = ("host_ifname", "host_lines", "ifname", "netns_lines", "netns_name",
+    __slots__ = ("host_ifname", "host_requests", "ifname", "netns_name", "netns_requests",
                  "netns_sysctls")
 
-    def __init__(self, host_ifname: str, netns_name: str, ifname: str, host_lines: list[str],
-                 netns_lines: list[str], netns_sysctls: list[tuple[str, str]]) -> None:
+    def __init__(self, host_ifname: str, netns_name: str, ifname: str,
+                 host_requests: list[rtnetlink.Request], netns_requests: list[rtnetlink.Request],
+                 netns_sysctls: list[tuple[str, str]]) -> None:
         self.host_ifname = host_ifname
         self.netns_name = netns_name
         self.ifname = ifname
-        self.host_lines = host_lines
-        self.netns_lines = netns_lines
+        self.host_requests = host_requests
+        self.netns_requests = netns_requests
         self.netns_sysctls = netns_sysctls
+
+    @property
+    def host_lines(self) -> list[str]:
+        """The host-side requests in ip's words (``ip -batch`` would do the same)."""
+        return [request.line for request in self.host_requests]
+
+    @property
+    def netns_lines(self) -> list[str]:
+        """The container-side requests in ip's words."""
+        return [request.line for request in self.netns_requests]
 
     def __repr__(self) -> str:
         return (f"EndpointPlan(host_lines={self.host_lines!r}, netns_name={self.netns_name!r}, "
@@ -140,12 +151,17 @@ def _check_mtu(mtu: int) -> int:
     return mtu
 
 
-def _cidr(address: str, prefix_len: int, what: str) -> str:
+def _address(address: str, prefix_len: int, what: str) -> str:
+    """*address* if it is a safe token and *prefix_len* fits its family."""
     limit = 128 if ":" in address else 32
     if not 0 <= prefix_len <= limit:
         raise InvalidArgument(f"check {what}", f"{address}/{prefix_len}",
                               detail=f"prefix length must be 0-{limit}")
-    return f"{_token(address, what)}/{prefix_len}"
+    return _token(address, what)
+
+
+def _cidr(address: str, prefix_len: int, what: str) -> str:
+    return f"{_address(address, prefix_len, what)}/{prefix_len}"
 
 
 def _dad_flag(address: str) -> str:
@@ -202,31 +218,36 @@ def plan_endpoint_attach(bridge: str, host_ifname: str, netns_name: str, ifname:
     _token(netns_name, "netns name")
     if "/" in netns_name or netns_name in (".", ".."):
         raise InvalidArgument("check netns name", f'"{netns_name}"', detail="not a file name")
-    mtu_part = f" mtu {_check_mtu(mtu)}" if mtu is not None else ""
-    mac_part = f" address {check_mac(mac)}" if mac is not None else ""
-    host_lines = [
-        f"link add {host_ifname}{mtu_part} master {bridge} type veth"
-        f" peer name {ifname}{mac_part}{mtu_part} netns {netns_name}",
-        # hairpin: a container can reach itself through a published port (DNAT back out
-        # of the port the packet came in on)
-        f"link set {host_ifname} type bridge_slave hairpin on",
-        f"link set {host_ifname} up",
-    ]
-    netns_lines = [
-        f"addr add {_cidr(address, prefix_len, 'address')} dev {ifname}{_dad_flag(address)}",
-        *([f"addr add {_cidr(address6, prefix_len6, 'address')} dev {ifname} nodad"]
-          if address6 else []),
-        "link set lo up",
-        f"link set {ifname} up",
-    ]
-    if gateway is not None:
-        netns_lines.append(f"route add default via {_token(gateway, 'gateway')} dev {ifname}")
-    if address6 and gateway6 is not None:
-        netns_lines.append(f"route add ::/0 via {_token(gateway6, 'gateway')} dev {ifname}")
-    sysctls = [(f"net/ipv4/conf/{ifname}/arp_notify", "1")]
-    if address6:
-        sysctls.append((f"net/ipv6/conf/{ifname}/accept_dad", "0"))
-    return EndpointPlan(host_ifname, netns_name, ifname, host_lines, netns_lines, sysctls)
+    if mtu is not None:
+        _check_mtu(mtu)
+    try:
+        host_requests = [
+            rtnetlink.add_veth(host_ifname, ifname, netns_name, master=bridge, mtu=mtu,
+                               peer_mac=check_mac(mac) if mac is not None else None),
+            # hairpin: a container can reach itself through a published port (DNAT back
+            # out of the port the packet came in on); no link-local address on a port
+            rtnetlink.set_link_up(host_ifname, hairpin=True, link_local=False),
+        ]
+        netns_requests = [
+            # before the link goes up, so the gratuitous ARP on link-up actually happens
+            rtnetlink.set_ipv4_conf(ifname, "arp_notify", 1),
+            rtnetlink.add_address(ifname, _address(address, prefix_len, "address"), prefix_len),
+            *([rtnetlink.add_address(ifname, _address(address6, prefix_len6, "address"),
+                                     prefix_len6)] if address6 else []),
+            rtnetlink.set_link_up("lo"),
+            rtnetlink.set_link_up(ifname),
+        ]
+        if gateway is not None:
+            netns_requests.append(rtnetlink.add_default_route(ifname, _token(gateway, "gateway")))
+        if address6 and gateway6 is not None:
+            netns_requests.append(rtnetlink.add_default_route(ifname,
+                                                              _token(gateway6, "gateway")))
+    except ValueError as error:  # the value that is not an IP address
+        raise InvalidArgument("check address", f'"{error}"', detail="not an IP address"
+                              ) from None
+    sysctls = [(f"net/ipv6/conf/{ifname}/accept_dad", "0")] if address6 else []
+    return EndpointPlan(host_ifname, netns_name, ifname, host_requests, netns_requests,
+                        sysctls)
 
 
 def plan_endpoint_detach(host_ifname: str) -> list[str]:
@@ -270,7 +291,7 @@ def apply_endpoint_attach(plan: EndpointPlan, *, host_netns: str | None = None) 
 
     with UndoStack("attach endpoint", plan.host_ifname) as undo:
         try:
-            iproute.run_batch(plan.host_lines, netns=host_netns)
+            rtnetlink.run(plan.host_requests, netns=host_netns)
         except iproute.IpError as error:
             if error.lineno > 1:
                 undo.push(remove_pair)
@@ -279,7 +300,7 @@ def apply_endpoint_attach(plan: EndpointPlan, *, host_netns: str | None = None) 
         with iproute.InNetns(plan.netns_name):
             for key, value in plan.netns_sysctls:
                 procfs.write_sysctl(key, value)
-            iproute.run_batch(plan.netns_lines)
+            rtnetlink.run(plan.netns_requests)
         undo.commit()
 
 
