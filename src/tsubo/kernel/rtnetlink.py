@@ -256,8 +256,16 @@ def _encode(parts: Sequence[bytes | _Ref], fds: list[int]) -> bytes:
     return bytes(out)
 
 
+_ipv6: bool | None = None
+
+
 def _has_ipv6() -> bool:
-    return os.path.isdir("/proc/sys/net/ipv6")
+    """Whether the kernel has IPv6 (asked once: a /proc/sys lookup costs more the more
+    network namespaces there are, see :func:`set_ipv4_conf`)."""
+    global _ipv6
+    if _ipv6 is None:
+        _ipv6 = os.path.isdir("/proc/sys/net/ipv6")
+    return _ipv6
 
 
 def _ifindex(name: str) -> int:
