@@ -42,16 +42,16 @@ def test_endpoint_attach_lines() -> None:
     assert plan.host_lines == [
         "link add tsv-0123456789a mtu 1500 master docker1 type veth"
         f" peer name eth0 address {MAC} mtu 1500 netns container1",
-        "link set tsv-0123456789a type bridge_slave hairpin on",
-        "link set tsv-0123456789a up",
+        "link set tsv-0123456789a up addrgenmode none type bridge_slave hairpin on",
     ]
     assert plan.netns_lines == [
+        "sysctl net.ipv4.conf.eth0.arp_notify=1",
         "addr add 192.168.10.1/24 dev eth0",
         "link set lo up",
         "link set eth0 up",
         "route add default via 192.168.10.100 dev eth0",
     ]
-    assert plan.netns_sysctls == [("net/ipv4/conf/eth0/arp_notify", "1")]
+    assert plan.netns_sysctls == []
     assert (plan.netns_name, plan.ifname, plan.host_ifname) == (
         "container1", "eth0", "tsv-0123456789a")
 
@@ -60,7 +60,8 @@ def test_endpoint_attach_second_network_has_no_default_route() -> None:
     plan = bridge.plan_endpoint_attach("br-b", "tsv-2", "c1", "eth1", "10.1.0.5", 16, None,
                                        None, None)
     assert plan.host_lines[0] == "link add tsv-2 master br-b type veth peer name eth1 netns c1"
-    assert plan.netns_lines == ["addr add 10.1.0.5/16 dev eth1", "link set lo up",
+    assert plan.netns_lines == ["sysctl net.ipv4.conf.eth1.arp_notify=1",
+                                "addr add 10.1.0.5/16 dev eth1", "link set lo up",
                                 "link set eth1 up"]
 
 

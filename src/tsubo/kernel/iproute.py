@@ -57,16 +57,18 @@ _strerror_map: dict[str, int] | None = None
 class IpError(helpers.HelperError):
     """``ip`` failed. ``object`` is the batch line that failed (the command when the failure
     is not tied to a line), ``detail`` what ip printed for it; ``errno`` is recovered from
-    that text when possible."""
+    that text when possible, unless given (:mod:`tsubo.kernel.rtnetlink` has it from the
+    kernel and reports its requests' failures as this, named by their ip lines)."""
 
     def __init__(self, line: str, detail: str, *, lineno: int = 0, status: int = 0,
-                 netns: str | None = None, hint: str = "") -> None:
+                 netns: str | None = None, hint: str = "", errno: int | None = None) -> None:
         self.line = line
         self.lineno = lineno
         self.netns = netns
         where = f" (in netns {netns})" if netns else ""
         super().__init__("ip", f'"{line}"{where}', program="ip", status=status,
-                         stderr_line=detail, errno=errno_of_message(detail),
+                         stderr_line=detail,
+                         errno=errno_of_message(detail) if errno is None else errno,
                          detail=detail or f"exit status {status}", hint=hint)
 
 
