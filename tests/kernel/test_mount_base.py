@@ -17,18 +17,16 @@ from tsubo.kernel import mounts, syscalls
 from tsubo.kernel.flags import CLONE_NEWNS, MNT_DETACH, MS_PRIVATE, MS_REC, MS_SHARED
 
 
-def in_private_mounts(scenario: Callable[[], object]) -> object:
-    """Run *scenario* in a child with a mount namespace of its own (rshared inside)."""
+def in_child(action: Callable[[], object]) -> object:
+    """Run *action* in a forked child; what it returns, sent back as JSON (a failure: its
+    repr, and the test fails)."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         os.close(read_fd)
         status = 0
         try:
-            syscalls.unshare(CLONE_NEWNS)
-            syscalls.mount(None, "/", None, MS_PRIVATE | MS_REC)
-            syscalls.mount(None, "/", None, MS_SHARED | MS_REC)
-            result: object = scenario()
+            result: object = action()
         except BaseException as error:
             result = {"error": repr(error)}
             status = 1
@@ -45,24 +43,29 @@ def in_private_mounts(scenario: Callable[[], object]) -> object:
     return result
 
 
+def in_private_mounts(scenario: Callable[[], object]) -> object:
+    """Run *scenario* in a child with a mount namespace of its own (rshared inside)."""
+
+    def private() -> object:
+        syscalls.unshare(CLONE_NEWNS)
+        syscalls.mount(None, "/", None, MS_PRIVATE | MS_REC)
+        syscalls.mount(None, "/", None, MS_SHARED | MS_REC)
+        return scenario()
+
+    return in_child(private)
+
+
 def points_in(namespace_fd: int) -> list[str]:
     """The mount points of the namespace *namespace_fd*, seen by a forked child."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(read_fd)
+
+    def look() -> list[str]:
         syscalls.setns(namespace_fd, CLONE_NEWNS)
         with open("/proc/self/mountinfo", "rb") as mountinfo:
-            points = [line.split(b" ")[4].decode() for line in mountinfo]
-        os.write(write_fd, json.dumps(points).encode())
-        os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while chunk := os.read(read_fd, 65536):
-        data += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    return list(json.loads(data))
+            return [line.split(b" ")[4].decode() for line in mountinfo]
+
+    points = in_child(look)
+    assert isinstance(points, list)
+    return points
 
 
 def test_the_base_leaves_out_the_engines_mounts_and_keeps_the_hosts(tmp_path: Path) -> None:
@@ -114,17 +117,15 @@ def test_a_cloned_mount_is_attached_in_another_namespace(tmp_path: Path) -> None
         (source / "marker").write_text("root")
         clone = mounts.clone_mount(str(source))
         base = mounts.make_mount_base([str(tmp_path)])
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
+
+        def attach() -> list[str]:
             syscalls.setns(base, CLONE_NEWNS)
             syscalls.unshare(CLONE_NEWNS)
             mounts.attach_mount(clone, str(target))
-            os.write(write_fd, json.dumps(os.listdir(target)).encode())
-            os._exit(0)
-        os.close(write_fd)
-        listed = json.loads(os.read(read_fd, 4096))
-        os.waitpid(pid, 0)
+            return os.listdir(target)
+
+        listed = in_child(attach)
+        assert isinstance(listed, list)
         os.close(clone)
         os.close(base)
         syscalls.umount2(str(source), MNT_DETACH)

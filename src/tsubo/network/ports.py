@@ -364,6 +364,7 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
     DUAL (a dual-stack network): a spec without a host address is bound on ``0.0.0.0``
     and ``[::]`` alike, one port free in both."""
     chosen: list[PublishedPort] = []
+    asked: list[tuple[int, int]] = []  # LOCAL_RANGE(), once asked
 
     def held(protocol: str, ip: str, port: int) -> str | None:
         for taken in chosen:
@@ -381,7 +382,12 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
             chosen += [PublishedPort(address, spec.host_start, spec.container_port,
                                      spec.protocol) for address in addresses]
             continue
-        low, high = (spec.host_start, spec.host_end) if spec.host_start else local_range()
+        if spec.host_start:
+            low, high = spec.host_start, spec.host_end
+        else:
+            if not asked:  # one read for all the ephemeral ports of this call
+                asked.append(local_range())
+            low, high = asked[0]
         size = high - low + 1
         for step in range(size):
             port = low + (start + step) % size

@@ -108,7 +108,8 @@ def run_intermediate(plan: LaunchPlan, context: SetupContext,
             try:
                 syscalls.setns(context.mount_base, CLONE_NEWNS)
             except OSError as error:
-                raise TsuboError.from_os_error("join mount namespace base", "", error) from None
+                raise TsuboError.from_os_error("join", "the engine's mount namespace base",
+                                               error) from None
         new = plan.new_namespaces
         if new & CLONE_NEWUSER:
             syscalls.unshare(CLONE_NEWUSER)
