@@ -79,9 +79,9 @@ def make_bridge(host: str, name: str = "docker1", network_id: str = "net-1",
 
 def attach(host: str, container: str, host_ifname: str, address: str, *, br: str = "docker1",
            ifname: str = "eth0", gateway: str | None = GATEWAY, mtu: int | None = 1500,
-           mac: str | None = None) -> None:
+           mac: str | None = None, announce: bool = False) -> None:
     plan = bridge.plan_endpoint_attach(br, host_ifname, container, ifname, address, 24, gateway,
-                                       mac, mtu)
+                                       mac, mtu, announce=announce)
     bridge.apply_endpoint_attach(plan, host_netns=host)
 
 
@@ -94,7 +94,7 @@ def test_seed_replay(netns: NetNS, make_container: MakeContainer) -> None:
     assert mtu == bridge.DEFAULT_MTU  # no default route in the throwaway host
     make_bridge(host, mtu=mtu)
     c1, c2 = make_container(), make_container()
-    attach(host, c1, "tsv-c1", "192.168.10.1", mac="02:42:c0:a8:0a:01", mtu=mtu)
+    attach(host, c1, "tsv-c1", "192.168.10.1", mac="02:42:c0:a8:0a:01", mtu=mtu, announce=True)
     attach(host, c2, "tsv-c2", "192.168.10.2", mtu=mtu)
 
     eth0 = link(c1, "eth0")
@@ -109,8 +109,11 @@ def test_seed_replay(netns: NetNS, make_container: MakeContainer) -> None:
     assert port["linkinfo"]["info_slave_data"]["hairpin"] is True  # type: ignore[index]
     accept_ra = NetNS(host).run("cat", "/proc/sys/net/ipv6/conf/docker1/accept_ra").stdout
     assert accept_ra.strip() == "0"
-    arp_notify = NetNS(c1).run("cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify").stdout
-    assert arp_notify.strip() == "1"
+    for container, announced in ((c1, "1"), (c2, "0")):
+        arp_notify = NetNS(container).run("cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify")
+        assert arp_notify.stdout.strip() == announced
+        # IPv4 only: no link-local address (its DAD and MLD would flood every port)
+        assert ip_json(container, "-6", "addr", "show", "dev", "eth0") in ([], [{}]), container
 
     result = ping(c1, "192.168.10.2")
     assert result.returncode == 0, result.stdout + result.stderr

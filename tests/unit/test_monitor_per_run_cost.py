@@ -105,3 +105,34 @@ def test_the_monitor_becomes_a_subreaper_once() -> None:
             os._exit(status)
     _, wait_status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(wait_status) == 0
+
+
+def test_what_the_monitor_keeps_per_container_lives_above_select_range() -> None:
+    """libnftables waits with select(2) on a socket at the lowest free fd: the monitor ran
+    ``nft`` as a process (~3 ms more a start) once its log files and pipes, three per
+    container, had used up the numbers below 1024 (~300 containers)."""
+    import fcntl
+    import resource
+
+    from tsubo.engine.background import SELECT_FD_LIMIT, above_select_range, raise_open_files_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+        raise_open_files_limit()  # a login shell's 1024 would leave no room up there
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+        read_end, write_end = os.pipe()
+        high = above_select_range(read_end)
+        assert high >= SELECT_FD_LIMIT
+        assert fcntl.fcntl(high, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        with pytest.raises(OSError):
+            os.fstat(read_end)  # the low number is free again
+        os.write(write_end, b"x")
+        assert os.read(high, 1) == b"x"  # the same pipe
+        os.close(high)
+        # where the limit leaves no number up there, the fd stays where it is
+        resource.setrlimit(resource.RLIMIT_NOFILE, (SELECT_FD_LIMIT, hard))
+        assert above_select_range(write_end) == write_end
+        os.close(write_end)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -42,12 +42,13 @@ def test_endpoint_attach_lines() -> None:
     assert plan.host_lines == [
         "link add tsv-0123456789a mtu 1500 master docker1 type veth"
         f" peer name eth0 address {MAC} mtu 1500 netns container1",
-        "link set tsv-0123456789a up addrgenmode none type bridge_slave hairpin on",
+        "link set tsv-0123456789a addrgenmode none",
+        "link set tsv-0123456789a up type bridge_slave hairpin on",
     ]
     assert plan.netns_lines == [
-        "sysctl net.ipv4.conf.eth0.arp_notify=1",
         "addr add 192.168.10.1/24 dev eth0",
         "link set lo up",
+        "link set eth0 addrgenmode none",
         "link set eth0 up",
         "route add default via 192.168.10.100 dev eth0",
     ]
@@ -60,9 +61,18 @@ def test_endpoint_attach_second_network_has_no_default_route() -> None:
     plan = bridge.plan_endpoint_attach("br-b", "tsv-2", "c1", "eth1", "10.1.0.5", 16, None,
                                        None, None)
     assert plan.host_lines[0] == "link add tsv-2 master br-b type veth peer name eth1 netns c1"
-    assert plan.netns_lines == ["sysctl net.ipv4.conf.eth1.arp_notify=1",
-                                "addr add 10.1.0.5/16 dev eth1", "link set lo up",
-                                "link set eth1 up"]
+    assert plan.netns_lines == ["addr add 10.1.0.5/16 dev eth1", "link set lo up",
+                                "link set eth1 addrgenmode none", "link set eth1 up"]
+
+
+def test_only_a_mac_not_derived_from_the_address_is_announced() -> None:
+    """A gratuitous ARP is flooded to every port of the bridge: sent only for a MAC the
+    neighbours may not know at this address (``--mac-address``)."""
+    plan = bridge.plan_endpoint_attach("br-b", "tsv-2", "c1", "eth0", "10.1.0.5", 16, None,
+                                       "02:00:00:00:00:07", None, announce=True)
+    assert plan.netns_lines[0] == "sysctl net.ipv4.conf.eth0.arp_notify=1"
+    assert plan.netns_lines.index("sysctl net.ipv4.conf.eth0.arp_notify=1") < \
+        plan.netns_lines.index("link set eth0 up")
 
 
 @pytest.mark.parametrize("name", ["", "a" * 16, "container1-veth1", "é" * 8, "a b", "a/b", "a:b",

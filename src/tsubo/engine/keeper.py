@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 
-from tsubo.engine.background import record_crash
+from tsubo.engine.background import raise_open_files_limit, record_crash
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,6 +152,7 @@ class Keeper:
         from tsubo.kernel.procfs import read_stat, set_process_title
 
         syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        raise_open_files_limit()  # for the monitor too (its child)
         set_process_title(f"tsubo-keeper {self.paths.data}")
         me = read_stat(os.getpid())
         _write_pid_file(self.paths, f"{os.getpid()} {me.start_time if me else 0}\n")

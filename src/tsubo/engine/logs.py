@@ -27,6 +27,7 @@ import os
 import time
 
 from tsubo import jsonwire
+from tsubo.engine.background import above_select_range
 from tsubo.errors import InvalidArgument, TsuboError
 
 TYPE_CHECKING = False
@@ -75,7 +76,7 @@ class LogWriter:
         if truncate:
             flags |= os.O_TRUNC
         try:
-            return os.open(self.path, flags, 0o640)
+            return above_select_range(os.open(self.path, flags, 0o640))
         except OSError as error:
             raise TsuboError.from_os_error("open log", self.path, error) from None
 

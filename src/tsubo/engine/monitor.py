@@ -38,7 +38,12 @@ import collections
 import os
 
 from tsubo.engine import attach, status
-from tsubo.engine.background import SOCKET_NAME, close_fds_except, record_crash
+from tsubo.engine.background import (
+    SOCKET_NAME,
+    above_select_range,
+    close_fds_except,
+    record_crash,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -1352,7 +1357,8 @@ class MonitorService:
             _, container_id, pid, wait_status, names = words
             self._guard(f"adopting container {container_id}", self._adopt, container_id,
                         int(pid), None if wait_status == "-" else int(wait_status),
-                        dict(zip(keeper.parse_names(names), fds, strict=False)))
+                        dict(zip(keeper.parse_names(names),
+                                 map(above_select_range, fds), strict=False)))
 
     def _adopt(self, container_id: str, pid: int, wait_status: int | None,
                fds: dict[str, int]) -> None:
@@ -1659,8 +1665,10 @@ def _spawn_container(runtime: Runtime, paths: EnginePaths, container_id: str,
         os.unlink(console_path)
         if folder_fd >= 0:
             os.close(folder_fd)
-        return _Started(record.pid, fds[0], -1, -1, fds[0])
-    return _Started(record.pid, out_read, err_read, stdin_write, -1)
+        console = above_select_range(fds[0])
+        return _Started(record.pid, console, -1, -1, console)
+    return _Started(record.pid, above_select_range(out_read), above_select_range(err_read),
+                    stdin_write if stdin_write < 0 else above_select_range(stdin_write), -1)
 
 
 def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> bool:

@@ -183,7 +183,8 @@ class NetworkManager:
                     network.prefix_len, network.gateway if index == 0 else None, mac,
                     bridge.bridge_mtu(network.bridge_name), address6=address6,
                     prefix_len6=endpoint.prefix_len6,
-                    gateway6=network.gateway6 if index == 0 else None)
+                    gateway6=network.gateway6 if index == 0 else None,
+                    announce=mac != names.mac_for(address))
                 bridge.apply_endpoint_attach(plan)
                 self.store.insert_endpoint(endpoint)
                 endpoints.append(endpoint)

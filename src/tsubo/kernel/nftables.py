@@ -33,9 +33,10 @@ Decisions
       notification. Without the library (or for another netns) ``nft`` runs as a program.
       So it does in a process whose next file descriptor would be near 1024: libnftables
       waits for the kernel's answer with ``select(2)``, and glibc aborts the whole process
-      ("bit out of range 0 - FD_SETSIZE") for a socket numbered 1024 or more — a monitor
-      with a few hundred containers holds that many (measured: it died with SIGABRT at
-      ~340 containers; ``tests/kernel/test_nft_committers.py`` pins the fallback).
+      ("bit out of range 0 - FD_SETSIZE") for a socket numbered 1024 or more (a monitor
+      died with SIGABRT at ~340 containers; ``tests/kernel/test_nft_committers.py`` pins
+      the fallback). The monitor keeps what it holds per container above that range
+      (``engine.background.above_select_range``), so it stays in-process at any count.
     * Every tool runs through :func:`tsubo.kernel.helpers.run` (posix_spawn, memfds, no
       :mod:`subprocess`; ``netns`` through ``nsenter --net``: see there).
     * JSON in and out (``nft -j``) through :mod:`tsubo.jsonwire`, the one bounded JSON

@@ -145,22 +145,26 @@ def add_veth(name: str, peer: str, peer_netns: str, *, master: str | None, mtu: 
     return Request(line, _RTM_NEWLINK, _CREATE, parts)
 
 
-def set_link_up(name: str, *, hairpin: bool = False, link_local: bool = True) -> Request:
-    """``link set NAME up [addrgenmode none] [type bridge_slave hairpin on]``: a bridge
-    port's hairpin and, with *link_local* False, no IPv6 link-local address (so none of
-    its DAD and MLD packets either) are set before the link goes up, by the same message.
-    On a kernel without IPv6 ``addrgenmode none`` is left out of the message."""
+def set_link_up(name: str, *, hairpin: bool = False) -> Request:
+    """``link set NAME up [type bridge_slave hairpin on]``: with a bridge port's hairpin."""
     parts = _ifinfo(("ifindex", name), _IFF_UP, _IFF_UP)
     line = f"link set {name} up"
-    if not link_local:
-        line += " addrgenmode none"
-        parts.append(("inet6", ""))
     if hairpin:
         line += " type bridge_slave hairpin on"
         parts += _nest(_IFLA_LINKINFO, [
             _attr(_IFLA_INFO_SLAVE_KIND, _name("bridge")),
             *_nest(_IFLA_INFO_SLAVE_DATA, [_attr(_IFLA_BRPORT_MODE, b"\1")])])
     return Request(line, _RTM_NEWLINK, 0, parts)
+
+
+def set_no_link_local(name: str) -> Request:
+    """``link set NAME addrgenmode none``: no IPv6 link-local address (so none of its DAD
+    and MLD packets either) once the link is up. A request of its own, sent before the
+    one that sets the link up: the kernel applies a message's flags before its
+    ``IFLA_AF_SPEC``, and a link with carrier gets its address as it goes up. On a kernel
+    without IPv6 the message is empty of settings."""
+    return Request(f"link set {name} addrgenmode none", _RTM_NEWLINK, 0,
+                   [*_ifinfo(("ifindex", name)), ("inet6", "")])
 
 
 def set_ipv4_conf(dev: str, setting: str, value: int) -> Request:
