@@ -120,8 +120,10 @@ def test_internal_network_is_sealed_and_names_do_not_leak(engine: NetEngine) -> 
     with netprobe.UdpServer(netns, UPSTREAM, 53, fake_upstream_reply) as upstream:
         engine.run("network", "create", "sealed", "--internal", "--subnet", "10.89.20.0/24",
                    "--bridge-name", INTERNAL_BRIDGE)
-        engine.run("network", "create", "open", "--subnet", "10.89.21.0/24",
-                   "--bridge-name", NORMAL_BRIDGE)
+        # dual stack: a container on an IPv4-only network has no IPv6 address at all,
+        # not even a link-local one (nothing it could reach the host with)
+        engine.run("network", "create", "open", "--subnet", "10.89.21.0/24", "--ipv6",
+                   "--subnet", "fd89:21::/64", "--bridge-name", NORMAL_BRIDGE)
         engine.start("vault", "sealed", "10.89.20.10")
         engine.start("vaultpeer", "sealed", "10.89.20.11")
         engine.start("lobby", "open", "10.89.21.10")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import _thread
 import collections
+import errno
 import os
 
 from tsubo.engine import attach, status
@@ -66,6 +67,7 @@ _RESTART_DELAY_START = 0.1
 _RESTART_DELAY_MAX = 10.0
 _IDLE_EXIT_SECONDS = 2.0
 _DRAIN_SECONDS = 0.2
+_READ_SIZE = 65536  # a pipe's whole default capacity
 #: State.Error of a container that exited while no monitor watched it
 UNKNOWN_EXIT = ("exit status unknown: it exited while neither the engine's monitor nor "
                 "its keeper was there to see it")
@@ -181,6 +183,8 @@ class MonitorService:
         self.readers: dict[int, attach.FrameReader] = {}
         self.pidfds: dict[int, Supervised] = {}
         self.waiting: dict[int, Supervised] = {}  # clients of `wait` and `stop`
+        #: the pipe containers' output is copied into before it is logged (read, write)
+        self.output_copy: tuple[int, int] = (-1, -1)
         #: starts in worker threads (``_submit``): the pool, the finished jobs and the pipe
         #: that tells the loop about them, how many are in flight, which containers
         self.to_prepare: collections.deque[_StartJob] = collections.deque()
@@ -1005,14 +1009,42 @@ class MonitorService:
     # --- running ------------------------------------------------------------------------------
 
     def _stream_output(self, supervised: Supervised, fd: int) -> None:
-        data = _read(fd)
+        """A container's output: logged and sent to its clients, and only then taken from
+        the pipe (docs/engine.md, the keeper: a monitor killed meanwhile loses none)."""
+        data, copied = self._copy_output(fd)
+        if data is None:
+            return
         if not data:
             self._close_stream(supervised, fd)
             return
         name, kind = supervised.streams[fd]
-        if supervised.log is not None:
-            supervised.log.write(name, data)
-        self._broadcast(supervised, attach.encode(kind, data))
+        try:
+            if supervised.log is not None:
+                supervised.log.write(name, data)
+            self._broadcast(supervised, attach.encode(kind, data))
+        finally:
+            if copied:
+                _read(fd, len(data))
+
+    def _copy_output(self, fd: int) -> tuple[bytes | None, bool]:
+        """(what the pipe *fd* holds, copied and left there: True), b"" at its end, None
+        when it holds nothing after all; from a terminal (not a pipe) what a read takes."""
+        from tsubo.kernel import syscalls
+        from tsubo.kernel.flags import SPLICE_F_NONBLOCK
+
+        if self.output_copy[0] < 0:
+            self.output_copy = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            count = syscalls.tee(fd, self.output_copy[1], _READ_SIZE, SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return None, False
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: a terminal, not a pipe
+                raise
+            return _read(fd), False
+        if not count:
+            return b"", False
+        return os.read(self.output_copy[0], count), True
 
     def _close_stream(self, supervised: Supervised, fd: int) -> None:
         try:
@@ -1758,9 +1790,9 @@ def _send_datagram(sock: Any, packet: bytes, address: Any) -> None:
         pass  # a client or server gone away: nothing to tell
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int, size: int = _READ_SIZE) -> bytes:
     try:
-        return os.read(fd, 65536)
+        return os.read(fd, size)
     except OSError:  # EIO from a pty whose last slave closed
         return b""
 

@@ -68,6 +68,9 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
+# --- splice/tee flags (linux/splice.h) ---
+SPLICE_F_NONBLOCK = 0x02
+
 #: namespace type (OCI name) -> CLONE_NEW* flag
 CLONE_FLAGS = {
     "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,

@@ -88,6 +88,7 @@ _setdomainname = _function("setdomainname")
 _prctl = _function("prctl")
 _socket = _function("socket")
 _ioctl = _function("ioctl")
+_tee = _LibcFunction(("tee", _Libc))  # type: ignore[arg-type]  # returns ssize_t
 
 _AF_INET = 2
 _SOCK_DGRAM_CLOEXEC = 2 | 0o2000000
@@ -246,6 +247,12 @@ _memcpy = _function("memcpy")
 
 _inotify_init1 = _function("inotify_init1")
 _inotify_add_watch = _function("inotify_add_watch")
+
+
+def tee(fd_in: int, fd_out: int, length: int, flags: int = 0) -> int:
+    """tee(2): up to *length* bytes of pipe *fd_in* copied into pipe *fd_out*, not taken
+    from *fd_in*; the count (0: *fd_in* is empty and has no writer left)."""
+    return _check(_tee(fd_in, fd_out, _Long(length), flags))
 
 
 def inotify_init1(flags: int) -> int:
