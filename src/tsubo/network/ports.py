@@ -364,13 +364,21 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
     DUAL (a dual-stack network): a spec without a host address is bound on ``0.0.0.0``
     and ``[::]`` alike, one port free in both."""
     chosen: list[PublishedPort] = []
+    #: (protocol, host port) -> the bindings chosen on it: a look-up per port, not a walk
+    #: of every binding chosen so far (a range of 32 ports made 500 comparisons)
+    on_port: dict[tuple[str, int], list[PublishedPort]] = {}
     asked: list[tuple[int, int]] = []  # LOCAL_RANGE(), once asked
 
     def held(protocol: str, ip: str, port: int) -> str | None:
-        for taken in chosen:
+        for taken in on_port.get((protocol, port), ()):
             if taken.overlaps(protocol, ip, port):
                 return "this container"
         return holder_of(protocol, ip, port)
+
+    def take(bindings: list[PublishedPort]) -> None:
+        chosen.extend(bindings)
+        for binding in bindings:
+            on_port.setdefault((binding.protocol, binding.host_port), []).append(binding)
 
     for spec in specs:
         addresses = [ANY_IPV4, ANY_IPV6] if dual and not spec.host_ip else [spec.bind_ip]
@@ -379,8 +387,8 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
                 holder = held(spec.protocol, address, spec.host_start)
                 if holder is not None:
                     raise PortTaken(spec, spec.host_start, holder, address)
-            chosen += [PublishedPort(address, spec.host_start, spec.container_port,
-                                     spec.protocol) for address in addresses]
+            take([PublishedPort(address, spec.host_start, spec.container_port,
+                                spec.protocol) for address in addresses])
             continue
         if spec.host_start:
             low, high = spec.host_start, spec.host_end
@@ -392,8 +400,8 @@ def choose(specs: Sequence[PortSpec], holder_of: Callable[[str, str, int], str |
         for step in range(size):
             port = low + (start + step) % size
             if all(held(spec.protocol, address, port) is None for address in addresses):
-                chosen += [PublishedPort(address, port, spec.container_port, spec.protocol)
-                           for address in addresses]
+                take([PublishedPort(address, port, spec.container_port, spec.protocol)
+                      for address in addresses])
                 break
         else:
             raise PortTaken(spec, 0, f"all of {low}-{high} are in use")
