@@ -134,5 +134,6 @@ def test_what_the_monitor_keeps_per_container_lives_above_select_range() -> None
         resource.setrlimit(resource.RLIMIT_NOFILE, (SELECT_FD_LIMIT, hard))
         assert above_select_range(write_end) == write_end
         os.close(write_end)
+        assert above_select_range(-1) == -1  # no stdin pipe: nothing to move
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -34,13 +34,15 @@ def raise_open_files_limit() -> None:
 
 def above_select_range(fd: int) -> int:
     """*fd* renumbered to SELECT_FD_LIMIT or more (a close-on-exec duplicate; *fd* closed),
-    or *fd* itself where the limit allows no such number. What the monitor keeps for each
-    running container lives up there, so the low numbers stay free however many containers
-    run: libnftables waits with select(2) on the netlink socket it opens at the lowest
-    free number (kernel/nftables.py), and ran as a process (~3 ms more a start) once a few
-    hundred containers had used them up."""
+    or *fd* itself where it cannot be (the limit allows no such number; -1, no fd). What
+    the monitor keeps for each running container lives up there, so the low numbers stay
+    free however many containers run: libnftables waits with select(2) on the netlink
+    socket it opens at the lowest free number (kernel/nftables.py), and ran as a process
+    (~3 ms more a start) once a few hundred containers had used them up."""
     import fcntl
 
+    if fd < 0:
+        return fd
     try:
         high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, SELECT_FD_LIMIT)
     except OSError:

@@ -45,6 +45,8 @@ from tsubo.engine.background import (
     close_fds_except,
     record_crash,
 )
+from tsubo.kernel import syscalls  # the monitor's every turn: tee(2) of container output
+from tsubo.kernel.flags import SPLICE_F_NONBLOCK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -1029,9 +1031,6 @@ class MonitorService:
     def _copy_output(self, fd: int) -> tuple[bytes | None, bool]:
         """(what the pipe *fd* holds, copied and left there: True), b"" at its end, None
         when it holds nothing after all; from a terminal (not a pipe) what a read takes."""
-        from tsubo.kernel import syscalls
-        from tsubo.kernel.flags import SPLICE_F_NONBLOCK
-
         if self.output_copy[0] < 0:
             self.output_copy = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -1700,7 +1699,7 @@ def _spawn_container(runtime: Runtime, paths: EnginePaths, container_id: str,
         console = above_select_range(fds[0])
         return _Started(record.pid, console, -1, -1, console)
     return _Started(record.pid, above_select_range(out_read), above_select_range(err_read),
-                    stdin_write if stdin_write < 0 else above_select_range(stdin_write), -1)
+                    above_select_range(stdin_write), -1)
 
 
 def _should_restart(options: RunOptions, row: ContainerRow, exit_code: int) -> bool:

@@ -171,8 +171,9 @@ class NetworkManager:
                 address6 = self._allocate6(network, requested_ip6 if index == 0 else "",
                                            container_id, undo)
                 host_ifname = names.host_veth_name(container_id, network.id)
-                mac = (names.parse_mac(mac_address, "--mac-address")
-                       if index == 0 and mac_address else names.mac_for(address))
+                user_mac = index == 0 and bool(mac_address)
+                mac = (names.parse_mac(mac_address, "--mac-address") if user_mac
+                       else names.mac_for(address))
                 endpoint = Endpoint(container_id, network.id, names.container_ifname(index),
                                     host_ifname, mac, address, network.prefix_len, address6,
                                     network.prefix_len6 if address6 else 0)
@@ -184,7 +185,7 @@ class NetworkManager:
                     bridge.bridge_mtu(network.bridge_name), address6=address6,
                     prefix_len6=endpoint.prefix_len6,
                     gateway6=network.gateway6 if index == 0 else None,
-                    announce=mac != names.mac_for(address))
+                    announce=user_mac)
                 bridge.apply_endpoint_attach(plan)
                 self.store.insert_endpoint(endpoint)
                 endpoints.append(endpoint)

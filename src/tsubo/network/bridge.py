@@ -29,14 +29,14 @@ Decisions
       every other port. Nor does a container's interface on an IPv4-only network (Docker
       disables IPv6 there): each start's neighbour solicitation, MLD reports and router
       solicitations were flooded to every port and handled in every container's
-      namespace, ~4 ms of kernel workers' CPU a start at 400 containers
-      (docs/performance.md, "The Nth container"). A dual-stack interface keeps its own.
+      namespace (docs/performance.md, "The Nth container"). A dual-stack interface keeps
+      its own.
     * No gratuitous ARP by default: a container's MAC is derived from its address
       (:func:`tsubo.network.names.mac_for`), so a neighbour's cache entry for a reused
-      address is still right. The broadcast reached every port and was handled in every
-      container's namespace inside the request that set the link up: 1.2 ms of a start
-      at 400 containers, against 0.06 ms without. A MAC given with ``--mac-address`` is
-      announced: ``arp_notify=1`` as an ``IFLA_INET_CONF`` request before the link goes up.
+      address is still right; the broadcast was handled in every container's namespace
+      inside the request that set the link up (docs/network.md has the figures). A MAC
+      given with ``--mac-address`` is announced: ``arp_notify=1`` as an ``IFLA_INET_CONF``
+      request before the link goes up.
       A dual-stack interface's ``accept_dad=0`` is still a ``/proc/sys`` write made inside
       the container netns (:class:`~tsubo.kernel.iproute.InNetns`): rtnetlink cannot set it.
     * Bridge MAC: ``link add NAME address MAC type bridge`` with a MAC derived from the

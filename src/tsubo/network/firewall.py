@@ -813,8 +813,9 @@ _route_localnet_on: set[tuple[str | None, str, int]] = set()
 
 def _ensure_route_localnet(bridge: str, netns: str | None) -> None:
     """``route_localnet=1`` on BRIDGE, looked at once per bridge by this process (a bridge
-    made again has a new ifindex): each ``/proc/sys/net`` lookup compares with a cached
-    entry per network namespace, ~0.5 ms of a publish at 60 containers and growing."""
+    made again has a new ifindex; an operator who turns it off again is not noticed until
+    the next monitor): each ``/proc/sys/net`` lookup compares with a cached entry per
+    network namespace, ~0.5 ms of a publish at 60 containers and growing."""
     import socket
 
     from tsubo.kernel import procfs
